@@ -1,0 +1,170 @@
+/**
+ * buildApp: a Fastify instance with the platform's HTTP conventions (validation, problem+json,
+ * request ids, security headers, CORS, rate limits, load shedding, OpenAPI) and every module's routes.
+ */
+import { randomUUID } from 'node:crypto'
+import cors from '@fastify/cors'
+import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import underPressure from '@fastify/under-pressure'
+import { Ajv } from 'ajv'
+import addFormatsModule from 'ajv-formats'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { catalogRoutes } from './modules/catalog/routes.ts'
+import { registerAuth } from './platform/http/auth.ts'
+import { problem, problemBody } from './platform/http/errors.ts'
+import { registerIdempotency } from './platform/http/idempotency.ts'
+import { registerProblemHandler } from './platform/http/problem-handler.ts'
+import { ProblemSchema } from './platform/http/schemas.ts'
+import { jobsAdminRoutes } from './platform/jobs/routes.ts'
+import { RedisKv } from './platform/kv/index.ts'
+import { healthRoutes } from './platform/observability/health.ts'
+import { registerMetrics } from './platform/observability/metrics.ts'
+import type { Runtime } from './platform/runtime.ts'
+
+// ajv-formats is CommonJS with a default export; under NodeNext it arrives as the module object.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv
+
+export type App = FastifyInstance
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/
+
+/**
+ * Bodies are validated strictly (no type coercion, unknown fields refused); query strings and
+ * params arrive as text, so there numbers and booleans are coerced from their string form.
+ */
+function validators() {
+  const common = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false } as const
+  const body = addFormats(new Ajv({ ...common, coerceTypes: false }))
+  const text = addFormats(new Ajv({ ...common, coerceTypes: 'array' }))
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+    (httpPart === 'body' ? body : text).compile(schema)
+}
+
+/** Builds the HTTP app over a started or starting runtime. Does not listen. */
+export async function buildApp(runtime: Runtime): Promise<App> {
+  const { config } = runtime
+  const app = Fastify({
+    loggerInstance: runtime.logger as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const sent = req.headers['x-request-id']
+      return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID()
+    },
+    // One log line per request (below, on response) instead of Fastify's two.
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    schemaController: { compilersFactory: { buildValidator: (() => validators()) as never } },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addSchema(ProblemSchema)
+  registerProblemHandler(app)
+
+  // Fastify decodes bodies leniently (bad bytes become U+FFFD); a body that is not UTF-8 is refused.
+  const utf8 = new TextDecoder('utf-8', { fatal: true })
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string
+    try {
+      text = utf8.decode(body as Buffer)
+    } catch {
+      done(problem('invalid_encoding'), undefined)
+      return
+    }
+    parseJson(request, text, done)
+  })
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    )
+  })
+
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.maxEventLoopDelayMs,
+    maxEventLoopUtilization: config.maxEventLoopUtilization,
+    retryAfter: 10,
+    pressureHandler: (_request, reply) => {
+      reply
+        .code(503)
+        .header('retry-after', '10')
+        .type('application/problem+json')
+        .send(problemBody('overloaded', 'The server is shedding load; retry after the delay given'))
+    },
+  })
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+      },
+    },
+  })
+  await app.register(cors, {
+    origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,
+    exposedHeaders: ['x-request-id', 'idempotent-replayed', 'retry-after', 'etag'],
+  })
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimitPerMinute,
+    timeWindow: 60_000,
+    ...(runtime.kv instanceof RedisKv ? { redis: runtime.kv.client, nameSpace: 'sw:rl:' } : {}),
+    errorResponseBuilder: (_request, context) =>
+      problem(
+        'rate_limited',
+        `Limit of ${context.max} requests per minute reached; retry in ${context.after}`,
+        {
+          headers: { 'retry-after': String(Math.ceil(context.ttl / 1000)) },
+        },
+      ),
+  })
+
+  registerAuth(app, { adminToken: config.adminToken })
+  registerIdempotency(app, runtime.database.db)
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Shopwright API',
+        version: '0.1.0',
+        description:
+          'Headless commerce backend. `/store` serves storefronts; `/admin` serves the back office and ' +
+          'needs a bearer credential with the permission each operation names. Errors are RFC 9457 ' +
+          'problem documents with a stable `code`.',
+      },
+      servers: [{ url: config.publicUrl }],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `schema${i}`) },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } })
+  app.get('/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () =>
+    app.swagger(),
+  )
+
+  registerMetrics(app, runtime.metrics)
+  await app.register(healthRoutes, { runtime })
+  await app.register(jobsAdminRoutes, { runtime })
+  await app.register(catalogRoutes, { runtime })
+  return app
+}

@@ -1,0 +1,198 @@
+/**
+ * Every setting Shopwright reads, parsed and validated once at start-up.
+ *
+ * A bad value stops the process with one line naming the variable and what it expects, so an
+ * operator never has to guess which of twenty settings broke a deploy.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+
+export interface Config {
+  env: 'development' | 'production' | 'test'
+  host: string
+  port: number
+  publicUrl: string
+  dataDir: string
+  /** postgres:// URL; undefined selects embedded PGlite under dataDir. */
+  databaseUrl: string | undefined
+  databasePoolMax: number
+  allowEmbeddedDatabase: boolean
+  redisUrl: string | undefined
+  natsUrl: string | undefined
+  natsStream: string
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  corsOrigins: string[]
+  bodyLimitBytes: number
+  trustProxy: boolean
+  runWorkers: boolean
+  seedDemo: boolean
+  /** Secret for signing tokens and cursors: at least 32 characters. */
+  appSecret: string
+  /** Bearer token with every admin permission, until staff accounts arrive (identity module). */
+  adminToken: string | undefined
+  rateLimitPerMinute: number
+  maxEventLoopDelayMs: number
+  maxEventLoopUtilization: number
+  shutdownTimeoutMs: number
+  jobRetryLimit: number
+  jobRetryDelaySeconds: number
+}
+
+/** Thrown for a setting that cannot be used; main prints its message and exits 1. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type Env = Record<string, string | undefined>
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim()
+  return value === '' ? undefined : value
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name)
+  if (raw === undefined) return fallback
+  const value = Number(raw)
+  if (!/^-?\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+function decimal(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name)
+  if (raw === undefined) return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected a number from ${min} to ${max}`)
+  }
+  return value
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = read(env, name)?.toLowerCase()
+  if (raw === undefined) return fallback
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false
+  throw new ConfigError(`${name}=${raw} is invalid: expected true or false`)
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = read(env, name)
+  if (raw === undefined) return fallback
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected one of ${allowed.join(', ')}`)
+  }
+  return raw as T
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = read(env, name)
+  if (raw === undefined) return undefined
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new ConfigError(`${name} is invalid: expected a URL such as ${protocols[0]}//host:port`)
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(
+      `${name} is invalid: expected a ${protocols.join(' or ')} URL, got ${parsed.protocol}`,
+    )
+  }
+  return raw
+}
+
+/**
+ * Reads a secret from the environment; outside production a missing one is generated once and kept
+ * in the data directory so that restarts keep sessions and cursors valid.
+ */
+function secret(env: Env, name: string, production: boolean, dataDir: string, fileName: string): string {
+  const raw = read(env, name)
+  if (raw !== undefined) {
+    if (raw.length < 32) throw new ConfigError(`${name} is too short: expected at least 32 characters`)
+    return raw
+  }
+  if (production) {
+    throw new ConfigError(`${name} is required in production: set a random value of at least 32 characters`)
+  }
+  const file = join(dataDir, fileName)
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch {
+    const generated = randomBytes(32).toString('base64url')
+    mkdirSync(dataDir, { recursive: true })
+    writeFileSync(file, `${generated}\n`, { mode: 0o600 })
+    return generated
+  }
+}
+
+/** Parses the environment into a Config, or throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = oneOf(env, 'NODE_ENV', 'development', ['development', 'production', 'test'] as const)
+  const production = nodeEnv === 'production'
+  const dataDir = resolve(read(env, 'DATA_DIR') ?? './data')
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:'])
+  const allowEmbeddedDatabase = boolean(env, 'ALLOW_EMBEDDED_DATABASE', !production)
+  if (!databaseUrl && !allowEmbeddedDatabase) {
+    throw new ConfigError(
+      'DATABASE_URL is required in production: set a postgres:// URL, or ALLOW_EMBEDDED_DATABASE=true for a single-node trial',
+    )
+  }
+  const host = read(env, 'HOST') ?? '127.0.0.1'
+  const port = integer(env, 'PORT', 3000, 0, 65535)
+  const corsRaw = read(env, 'CORS_ORIGINS')
+  const corsOrigins = corsRaw ? corsRaw.split(',').map((o) => o.trim()) : production ? [] : ['*']
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/]+$/.test(origin)) {
+      throw new ConfigError(
+        `CORS_ORIGINS has ${origin}: expected * or origins such as https://shop.example.com`,
+      )
+    }
+  }
+  if (production && corsOrigins.includes('*')) {
+    throw new ConfigError('CORS_ORIGINS=* is refused in production: list the storefront origins')
+  }
+  const adminToken = read(env, 'ADMIN_TOKEN')
+  if (adminToken !== undefined && adminToken.length < 32) {
+    throw new ConfigError('ADMIN_TOKEN is too short: expected at least 32 characters')
+  }
+  return {
+    env: nodeEnv,
+    host,
+    port,
+    publicUrl: read(env, 'PUBLIC_URL') ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    dataDir,
+    databaseUrl,
+    databasePoolMax: integer(env, 'DATABASE_POOL_MAX', 10, 1, 500),
+    allowEmbeddedDatabase,
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    natsUrl: url(env, 'NATS_URL', ['nats:', 'tls:']),
+    natsStream: read(env, 'NATS_STREAM') ?? 'SHOPWRIGHT_EVENTS',
+    logLevel: oneOf(env, 'LOG_LEVEL', nodeEnv === 'test' ? 'silent' : 'info', [
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'trace',
+      'silent',
+    ] as const),
+    corsOrigins,
+    bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 1024 * 1024, 1024, 100 * 1024 * 1024),
+    trustProxy: boolean(env, 'TRUST_PROXY', false),
+    runWorkers: boolean(env, 'RUN_WORKERS', true),
+    seedDemo: boolean(env, 'SEED_DEMO', !production),
+    appSecret: secret(env, 'APP_SECRET', production, dataDir, 'app-secret'),
+    adminToken:
+      adminToken ?? (production ? undefined : secret(env, 'ADMIN_TOKEN', false, dataDir, 'admin-token')),
+    rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
+    maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 60_000),
+    maxEventLoopUtilization: decimal(env, 'MAX_EVENT_LOOP_UTILIZATION', 0.98, 0, 1),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
+    jobRetryLimit: integer(env, 'JOB_RETRY_LIMIT', 5, 0, 100),
+    jobRetryDelaySeconds: integer(env, 'JOB_RETRY_DELAY_SECONDS', 5, 1, 3600),
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Starts a Shopwright node: config → runtime → HTTP app → listen, then migrations, job workers
+ * (in-process unless RUN_WORKERS=false) and the demo seed. SIGTERM/SIGINT drain it gracefully.
+ */
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { ConfigError, loadConfig } from './config.ts'
+import { seedDemoCatalog } from './modules/catalog/seed.ts'
+import { createLogger } from './platform/observability/logger.ts'
+import { createRuntime, startRuntime, stopRuntime } from './platform/runtime.ts'
+
+const startedAt = performance.now()
+
+function configOrExit() {
+  try {
+    return loadConfig()
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`shopwright: ${error.message}`)
+      process.exit(1)
+    }
+    throw error
+  }
+}
+
+const config = configOrExit()
+const logger = createLogger(config.logLevel)
+const runtime = await createRuntime(config, logger)
+const app = await buildApp(runtime)
+
+closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, 'shutting down after an unexpected error')
+  else logger.info({ signal }, 'draining: finishing in-flight requests and jobs')
+  runtime.draining = true
+  await app.close()
+  await stopRuntime(runtime)
+})
+
+await app.listen({ host: config.host, port: config.port })
+await startRuntime(runtime, { work: config.runWorkers })
+if (config.seedDemo) {
+  const seeded = await seedDemoCatalog(runtime)
+  if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
+}
+const readyMs = Math.round(performance.now() - startedAt)
+const url = config.publicUrl
+logger.info(
+  { url, docs: `${url}/docs`, database: runtime.database.kind, readyMs, workers: config.runWorkers },
+  'shopwright ready',
+)
+if (process.stdout.isTTY) {
+  const lines = [
+    '',
+    `  Shopwright is running at ${url}`,
+    `  API reference:  ${url}/docs   (OpenAPI: ${url}/openapi.json)`,
+    `  Storefront:     ${url}/store/products`,
+    `  Database:       ${runtime.database.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'}`,
+  ]
+  if (config.adminToken && !process.env.ADMIN_TOKEN) {
+    lines.push(`  Admin API:      Authorization: Bearer $(cat ${config.dataDir}/admin-token)`)
+  }
+  console.log(`${lines.join('\n')}\n`)
+}

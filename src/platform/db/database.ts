@@ -1,0 +1,95 @@
+/**
+ * The database: Kysely over embedded PGlite (no DATABASE_URL) or a `pg` pool on PostgreSQL.
+ * Both run the same SQL and the same migrations; only the connection differs.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import pg from 'pg'
+import type { Logger } from 'pino'
+import type { DB } from './schema.ts'
+import { SerialPGliteDialect } from './serial-pglite-dialect.ts'
+
+export type DatabaseKind = 'pglite' | 'postgres'
+
+export interface Database {
+  readonly kind: DatabaseKind
+  /** The postgres:// URL, when kind is postgres. */
+  readonly url: string | undefined
+  readonly db: Kysely<DB>
+  /** The embedded instance, when kind is pglite: pg-boss shares it through its PGlite adapter. */
+  readonly pglite: PGlite | undefined
+  /** The pool, when kind is postgres: exposed for pool metrics. */
+  readonly pool: pg.Pool | undefined
+  /** Runs `select 1`; rejects when the database cannot answer. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface DatabaseOptions {
+  /** postgres:// URL; undefined for embedded PGlite. */
+  url: string | undefined
+  /** Directory for PGlite's files; undefined keeps an embedded database in memory (tests). */
+  dataDir: string | undefined
+  poolMax?: number
+  logger?: Logger
+}
+
+// int8 (count(*), sums) arrives as a string from pg; money and counts here fit in a JS number.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
+
+/** Opens the database the options name. Does not migrate: see migrateToLatest. */
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url) return openPostgres(options.url, options.poolMax ?? 10, options.logger)
+  return openPglite(options.dataDir)
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Database> {
+  let path: string | undefined
+  if (dataDir) {
+    path = join(dataDir, 'pglite')
+    mkdirSync(path, { recursive: true })
+  }
+  const pglite = await PGlite.create(path)
+  const db = new Kysely<DB>({ dialect: new SerialPGliteDialect({ pglite }) })
+  return {
+    kind: 'pglite',
+    url: undefined,
+    db,
+    pglite,
+    pool: undefined,
+    async ping() {
+      await sql`select 1`.execute(db)
+    },
+    async close() {
+      await db.destroy()
+    },
+  }
+}
+
+function openPostgres(url: string, max: number, logger: Logger | undefined): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'shopwright',
+  })
+  // An idle client that loses its server emits here; without a listener the process would crash.
+  pool.on('error', (error) => logger?.warn({ err: error }, 'database connection lost'))
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  return {
+    kind: 'postgres',
+    url,
+    db,
+    pglite: undefined,
+    pool,
+    async ping() {
+      await sql`select 1`.execute(db)
+    },
+    async close() {
+      await db.destroy()
+    },
+  }
+}

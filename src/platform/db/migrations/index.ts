@@ -1,0 +1,12 @@
+/**
+ * The one migration set, in order. Each module keeps its migrations beside its code; this list is
+ * where they are put in sequence. Names sort in the order they must run.
+ */
+import type { Migration } from 'kysely/migration'
+import * as catalog0001 from '../../../modules/catalog/migrations/0001-products.ts'
+import * as platform0001 from './0001-platform.ts'
+
+export const migrations: Record<string, Migration> = {
+  '0001-platform': platform0001,
+  '0002-catalog-products': catalog0001,
+}

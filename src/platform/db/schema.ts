@@ -1,0 +1,36 @@
+/**
+ * The database as Kysely sees it: the platform's tables plus each module's, which each module
+ * declares in its own tables.ts.
+ */
+import type { ColumnType, Generated } from 'kysely'
+import type { CatalogTables } from '../../modules/catalog/tables.ts'
+
+export interface IdempotencyKeysTable {
+  principal: string
+  key: string
+  method: string
+  path: string
+  request_hash: string
+  state: 'running' | 'done'
+  response_status: number | null
+  response_body: ColumnType<unknown, string | null | undefined, string | null>
+  locked_at: Generated<Date>
+  created_at: Generated<Date>
+  completed_at: Date | null
+}
+
+export interface EventsTable {
+  id: string
+  type: string
+  subject_id: string | null
+  payload: ColumnType<Record<string, unknown>, string, string>
+  occurred_at: Generated<Date>
+  published_at: Date | null
+}
+
+export interface PlatformTables {
+  idempotency_keys: IdempotencyKeysTable
+  events: EventsTable
+}
+
+export interface DB extends PlatformTables, CatalogTables {}

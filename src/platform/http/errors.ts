@@ -1,0 +1,84 @@
+/**
+ * The catalogue of every problem the API can answer with. A code, its HTTP status and its title
+ * live together here so that docs, clients and tests can rely on one list; routes throw from it and
+ * never make up codes on the spot.
+ */
+
+export const problems = {
+  validation_failed: { status: 400, title: 'The request is invalid' },
+  malformed_json: { status: 400, title: 'The body is not valid JSON' },
+  invalid_encoding: { status: 400, title: 'The body is not valid UTF-8' },
+  invalid_cursor: { status: 400, title: 'The cursor is not valid' },
+  idempotency_key_required: { status: 400, title: 'This request needs an Idempotency-Key header' },
+  unauthenticated: { status: 401, title: 'Authentication is required' },
+  forbidden: { status: 403, title: 'This credential lacks the permission needed' },
+  not_found: { status: 404, title: 'The resource does not exist' },
+  route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  conflict: { status: 409, title: 'The request conflicts with the current state' },
+  handle_taken: { status: 409, title: 'The handle is already in use' },
+  idempotency_in_progress: { status: 409, title: 'A request with this Idempotency-Key is still running' },
+  payload_too_large: { status: 413, title: 'The body is larger than allowed' },
+  unsupported_media_type: { status: 415, title: 'The content type is not supported' },
+  idempotency_key_reused: {
+    status: 422,
+    title: 'This Idempotency-Key was used with a different request',
+  },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal_error: { status: 500, title: 'Internal error' },
+  overloaded: { status: 503, title: 'The server is busy; retry shortly' },
+  unavailable: { status: 503, title: 'A dependency is unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>
+
+export type ProblemCode = keyof typeof problems
+
+export interface FieldError {
+  /** Where the bad value is, as `<part>.<json path>`: `body.title`, `query.limit`. */
+  path: string
+  message: string
+}
+
+/** An error that the API answers with as an RFC 9457 problem document. */
+export class ProblemError extends Error {
+  override name = 'ProblemError'
+  readonly code: ProblemCode
+  readonly status: number
+  readonly detail: string | undefined
+  readonly errors: FieldError[] | undefined
+  readonly headers: Record<string, string> | undefined
+
+  constructor(
+    code: ProblemCode,
+    detail?: string,
+    extra: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+  ) {
+    super(detail ?? problems[code].title)
+    this.code = code
+    this.status = problems[code].status
+    this.detail = detail
+    this.errors = extra.errors
+    this.headers = extra.headers
+  }
+}
+
+/** Shorthand: `throw problem('not_found', 'No product prod_123')`. */
+export function problem(
+  code: ProblemCode,
+  detail?: string,
+  extra?: { errors?: FieldError[]; headers?: Record<string, string> },
+): ProblemError {
+  return new ProblemError(code, detail, extra)
+}
+
+/** The problem document for a code, as the wire format has it. */
+export function problemBody(code: ProblemCode, detail?: string, errors?: FieldError[]) {
+  const { status, title } = problems[code]
+  return {
+    type: `https://shopwright.dev/problems/${code}`,
+    title,
+    status,
+    code,
+    ...(detail ? { detail } : {}),
+    ...(errors?.length ? { errors } : {}),
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * Idempotency-Key with Stripe's semantics, as a route option (`config: { idempotency: 'required' }`):
+ * the same key and body replays the stored response; the same key with another body is refused
+ * (422); a request still running under the key gets 409; keys are kept at least 24 hours.
+ *
+ * The key is claimed in its own short transaction, and the response is stored in the same
+ * transaction as the work (see runIdempotent), so a crash between the two leaves either nothing
+ * done and the key reclaimable, or the work and its response both committed.
+ */
+import { createHash } from 'node:crypto'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { type Kysely, sql } from 'kysely'
+import type { DB } from '../db/schema.ts'
+import { type Tx, withTransaction } from '../db/transaction.ts'
+import { problem } from './errors.ts'
+
+/** A claim left running this long is taken to belong to a request that died. */
+const STALE_CLAIM_SECONDS = 60
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
+
+interface Claim {
+  principal: string
+  key: string
+  completed: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Whether this route takes an Idempotency-Key: required, or honoured when sent. */
+    idempotency?: 'required' | 'optional'
+  }
+  interface FastifyRequest {
+    idempotency: Claim | null
+  }
+}
+
+/** JSON with object keys sorted, so that two encodings of the same body hash the same. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
+}
+
+function requestHash(request: FastifyRequest): string {
+  return createHash('sha256')
+    .update(`${request.method} ${request.url}\n${canonical(request.body ?? null)}`)
+    .digest('hex')
+}
+
+/** Installs the claim (preHandler) and the fallback store or release (onSend). */
+export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void {
+  app.decorateRequest('idempotency', null)
+
+  app.addHook('preHandler', async (request, reply) => {
+    const mode = request.routeOptions.config.idempotency
+    if (!mode) return
+    const header = request.headers['idempotency-key']
+    const key = Array.isArray(header) ? header[0] : header
+    if (key === undefined) {
+      if (mode === 'required') throw problem('idempotency_key_required')
+      return
+    }
+    if (!KEY_PATTERN.test(key)) {
+      throw problem('validation_failed', 'Idempotency-Key must be 1 to 255 printable ASCII characters', {
+        errors: [{ path: 'headers.idempotency-key', message: 'must be 1 to 255 printable ASCII characters' }],
+      })
+    }
+    const principal = request.principal?.id ?? 'anonymous'
+    const hash = requestHash(request)
+    const claimed = await db
+      .insertInto('idempotency_keys')
+      .values({
+        principal,
+        key,
+        method: request.method,
+        path: request.url,
+        request_hash: hash,
+        state: 'running',
+      })
+      .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
+      .returning('key')
+      .executeTakeFirst()
+    if (claimed) {
+      request.idempotency = { principal, key, completed: false }
+      return
+    }
+    const existing = await db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .where('principal', '=', principal)
+      .where('key', '=', key)
+      .executeTakeFirst()
+    if (!existing) throw problem('idempotency_in_progress', 'The key was released a moment ago; retry')
+    if (existing.request_hash !== hash) throw problem('idempotency_key_reused')
+    if (existing.state === 'done') {
+      reply.header('idempotent-replayed', 'true')
+      reply.code(existing.response_status ?? 200)
+      return reply.send(existing.response_body)
+    }
+    // Running: another request holds it, unless that request died and left its claim behind.
+    const retaken = await db
+      .updateTable('idempotency_keys')
+      .set({ locked_at: sql<Date>`now()` })
+      .where('principal', '=', principal)
+      .where('key', '=', key)
+      .where('state', '=', 'running')
+      .where('locked_at', '=', existing.locked_at)
+      .where('locked_at', '<', sql<Date>`now() - make_interval(secs => ${STALE_CLAIM_SECONDS})`)
+      .returning('key')
+      .executeTakeFirst()
+    if (!retaken) {
+      throw problem('idempotency_in_progress', undefined, { headers: { 'retry-after': '1' } })
+    }
+    request.idempotency = { principal, key, completed: false }
+  })
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    const claim = request.idempotency
+    if (!claim || claim.completed) return payload
+    claim.completed = true
+    if (reply.statusCode >= 500) {
+      // The work did not complete, so the client may retry under the same key.
+      await db
+        .deleteFrom('idempotency_keys')
+        .where('principal', '=', claim.principal)
+        .where('key', '=', claim.key)
+        .execute()
+      return payload
+    }
+    // A client error (or a route that did no transactional work) is a final answer: replay it.
+    let body: unknown = null
+    if (typeof payload === 'string') {
+      try {
+        body = JSON.parse(payload)
+      } catch {
+        body = payload
+      }
+    }
+    await storeResponse(db, claim, reply.statusCode, body)
+    return payload
+  })
+}
+
+async function storeResponse(
+  db: Kysely<DB> | Tx,
+  claim: Claim,
+  status: number,
+  body: unknown,
+): Promise<void> {
+  await db
+    .updateTable('idempotency_keys')
+    .set({
+      state: 'done',
+      response_status: status,
+      response_body: JSON.stringify(body ?? null),
+      completed_at: sql<Date>`now()`,
+    })
+    .where('principal', '=', claim.principal)
+    .where('key', '=', claim.key)
+    .execute()
+}
+
+/**
+ * Runs a route's work in one transaction and, when the request holds an idempotency claim, stores
+ * the response in that same transaction. Set the status code on reply before calling.
+ */
+export async function runIdempotent<T>(
+  db: Kysely<DB>,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  work: (trx: Tx) => Promise<T>,
+): Promise<T> {
+  const claim = request.idempotency
+  const result = await withTransaction(db, async (trx) => {
+    const result = await work(trx)
+    if (claim) await storeResponse(trx, claim, reply.statusCode, result)
+    return result
+  })
+  if (claim) claim.completed = true
+  return result
+}
+
+/** Deletes keys older than 24 hours (run hourly by a job); returns how many went. */
+export async function purgeExpiredIdempotencyKeys(db: Kysely<DB>): Promise<number> {
+  const result = await db
+    .deleteFrom('idempotency_keys')
+    .where('created_at', '<', sql<Date>`now() - interval '24 hours'`)
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}

@@ -1,0 +1,100 @@
+/**
+ * Turns every error into an RFC 9457 problem document with a stable code. Anything a client can
+ * cause maps to a 4xx here; only a genuine bug reaches `internal_error`.
+ */
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { type FieldError, type ProblemCode, ProblemError, problem, problemBody } from './errors.ts'
+
+interface AjvError {
+  instancePath: string
+  keyword: string
+  message?: string
+  params: Record<string, unknown>
+}
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', '57P01', '57P03'])
+
+/** `/title` in body → `body.title`; a missing or unknown property names the property itself. */
+function fieldErrors(part: string, errors: AjvError[]): FieldError[] {
+  return errors.map((e) => {
+    const base = e.instancePath
+      .split('/')
+      .filter(Boolean)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    const extra = (e.params.missingProperty ?? e.params.additionalProperty) as string | undefined
+    if (extra !== undefined) base.push(extra)
+    const message =
+      e.keyword === 'additionalProperties' ? 'is not a known field' : (e.message ?? 'is invalid')
+    return { path: [part, ...base].join('.'), message }
+  })
+}
+
+function isConnectionError(error: { code?: unknown; message?: string }): boolean {
+  if (typeof error.code === 'string' && (CONNECTION_ERRORS.has(error.code) || error.code.startsWith('08')))
+    return true
+  return /Connection terminated|timeout exceeded when trying to connect/i.test(error.message ?? '')
+}
+
+const BY_STATUS: Record<number, ProblemCode> = {
+  400: 'validation_failed',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  503: 'overloaded',
+}
+
+/** Maps any thrown value to the ProblemError the client should see. */
+export function toProblem(error: unknown): ProblemError {
+  if (error instanceof ProblemError) return error
+  const e = (error ?? {}) as FastifyError & { validation?: AjvError[]; validationContext?: string }
+  if (e.validation) {
+    const part = e.validationContext === 'querystring' ? 'query' : (e.validationContext ?? 'body')
+    return problem('validation_failed', `The ${part} is invalid`, { errors: fieldErrors(part, e.validation) })
+  }
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return problem('payload_too_large')
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return problem('unsupported_media_type', 'Send application/json')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return problem('malformed_json', 'The body is empty but the content type is application/json')
+  }
+  if (e instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return problem('malformed_json', e.message)
+  }
+  if (isConnectionError(e)) {
+    return problem('unavailable', 'The database is unreachable; retry shortly', {
+      headers: { 'retry-after': '5' },
+    })
+  }
+  const status = typeof e.statusCode === 'number' ? e.statusCode : 500
+  if (status >= 400 && status < 500) {
+    return problem(BY_STATUS[status] ?? 'validation_failed', e.message)
+  }
+  return problem('internal_error')
+}
+
+/** Installs the error and not-found handlers. */
+export function registerProblemHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error, request, reply) => {
+    const p = toProblem(error)
+    if (p.status >= 500 && p.code === 'internal_error') request.log.error({ err: error }, 'request failed')
+    else if (p.status >= 500) request.log.warn({ err: error }, p.message)
+    if (p.headers) reply.headers(p.headers)
+    reply
+      .code(p.status)
+      .type('application/problem+json')
+      .send(problemBody(p.code, p.detail, p.errors))
+  })
+  app.setNotFoundHandler((request, reply) => {
+    reply
+      .code(404)
+      .type('application/problem+json')
+      .send(problemBody('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}`))
+  })
+}

@@ -1,0 +1,149 @@
+/**
+ * Background jobs on pg-boss, in the same database as the data (PGlite or PostgreSQL), so a job can
+ * be enqueued in the transaction that makes it necessary: it exists if and only if that transaction
+ * commits. Failed jobs retry with exponential backoff, then land in one dead-letter queue that
+ * staff can list and replay.
+ */
+import type { Kysely } from 'kysely'
+import { fromKysely, fromPglite, type JobWithMetadata, PgBoss, type SendOptions } from 'pg-boss'
+import type { Logger } from 'pino'
+import type { Database } from '../db/database.ts'
+import type { DB } from '../db/schema.ts'
+import type { Tx } from '../db/transaction.ts'
+
+export const DEAD_LETTER_QUEUE = 'dead_letter'
+
+export type JobHandler<T> = (data: T, meta: { id: string; retryCount: number }) => Promise<void>
+
+interface Definition {
+  name: string
+  handler: JobHandler<never>
+  retryLimit: number | undefined
+  concurrency: number
+  cron: string | undefined
+}
+
+export interface JobsOptions {
+  retryLimit: number
+  retryDelaySeconds: number
+  logger: Logger
+  /** How often idle workers look for work; short in tests. */
+  pollingIntervalSeconds?: number
+}
+
+export class Jobs {
+  readonly boss: PgBoss
+  readonly #options: JobsOptions
+  readonly #definitions = new Map<string, Definition>()
+  #started = false
+
+  constructor(database: Database, options: JobsOptions) {
+    this.#options = options
+    this.boss =
+      database.kind === 'pglite'
+        ? new PgBoss({ db: fromPglite(database.pglite!), backend: 'pglite', registerInstance: false })
+        : new PgBoss({
+            connectionString: database.url!,
+            max: 4,
+            application_name: 'shopwright-jobs',
+            registerInstance: false,
+          })
+    // pg-boss reports maintenance and connection trouble as events; unhandled they would crash.
+    this.boss.on('error', (error) => options.logger.error({ err: error }, 'job queue error'))
+  }
+
+  /** Declares a queue and its handler; call before start(). */
+  define<T>(
+    name: string,
+    handler: JobHandler<T>,
+    options: { retryLimit?: number; concurrency?: number; cron?: string } = {},
+  ): void {
+    this.#definitions.set(name, {
+      name,
+      handler: handler as JobHandler<never>,
+      retryLimit: options.retryLimit,
+      concurrency: options.concurrency ?? 2,
+      cron: options.cron,
+    })
+  }
+
+  /** Installs pg-boss's schema and the queues; with work=true this process also runs the handlers. */
+  async start({ work }: { work: boolean }): Promise<void> {
+    await this.boss.start()
+    this.#started = true
+    await this.#ensureQueue(DEAD_LETTER_QUEUE, { retentionSeconds: 30 * 24 * 3600 })
+    for (const def of this.#definitions.values()) {
+      await this.#ensureQueue(def.name, {
+        retryLimit: def.retryLimit ?? this.#options.retryLimit,
+        retryDelay: this.#options.retryDelaySeconds,
+        retryBackoff: true,
+        retryDelayMax: 3600,
+        deadLetter: DEAD_LETTER_QUEUE,
+      })
+      if (def.cron) await this.boss.schedule(def.name, def.cron)
+    }
+    if (!work) return
+    for (const def of this.#definitions.values()) {
+      await this.boss.work<never>(
+        def.name,
+        {
+          localConcurrency: def.concurrency,
+          pollingIntervalSeconds: this.#options.pollingIntervalSeconds ?? 2,
+        },
+        async ([job]) => {
+          if (!job) return
+          await def.handler(job.data, { id: job.id, retryCount: job.retryCount })
+        },
+      )
+    }
+  }
+
+  async #ensureQueue(name: string, options: Parameters<PgBoss['createQueue']>[1]): Promise<void> {
+    const existing = await this.boss.getQueue(name)
+    if (!existing) await this.boss.createQueue(name, options)
+  }
+
+  /** Enqueues a job inside the caller's transaction: it is visible to workers only after commit. */
+  async enqueue(
+    trx: Tx | Kysely<DB>,
+    name: string,
+    data: object,
+    options: SendOptions = {},
+  ): Promise<string> {
+    if (!this.#definitions.has(name)) throw new Error(`job ${name} is not defined`)
+    const id = await this.boss.send(name, data, { ...options, db: fromKysely(trx) })
+    if (!id) throw new Error(`job ${name} was not enqueued`)
+    return id
+  }
+
+  /** Jobs that exhausted their retries, oldest first. */
+  async deadLettered(limit: number, after?: string): Promise<JobWithMetadata<unknown>[]> {
+    return this.boss.findJobs(DEAD_LETTER_QUEUE, { limit, ...(after ? { after } : {}) })
+  }
+
+  /** Sends a dead-lettered job back to its original queue for another run; false if unknown. */
+  async replay(id: string): Promise<boolean> {
+    const job = await this.boss.getJobById(DEAD_LETTER_QUEUE, id)
+    if (!job) return false
+    const moved = await this.boss.redrive(DEAD_LETTER_QUEUE, { ids: [id] })
+    return moved > 0
+  }
+
+  /** Jobs waiting per queue, for metrics. */
+  async depth(): Promise<Array<{ name: string; queued: number; active: number; failed: number }>> {
+    const queues = await this.boss.getQueues()
+    return queues.map((q) => ({
+      name: q.name,
+      queued: q.queuedCount,
+      active: q.activeCount,
+      failed: q.failedCount,
+    }))
+  }
+
+  /** Stops fetching, waits for running handlers up to timeoutMs, then closes. */
+  async stop(timeoutMs: number): Promise<void> {
+    if (!this.#started) return
+    this.#started = false
+    await this.boss.stop({ graceful: true, timeout: timeoutMs, close: true })
+  }
+}

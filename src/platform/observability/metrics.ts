@@ -1,0 +1,75 @@
+/**
+ * Prometheus metrics: request latency by route and status, Node's default process metrics (event
+ * loop lag included), database pool use and job queue depth. A registry per app instance keeps
+ * tests that build several apps apart.
+ */
+import type { FastifyInstance } from 'fastify'
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { Database } from '../db/database.ts'
+import type { Jobs } from '../jobs/jobs.ts'
+
+export interface Metrics {
+  registry: Registry
+  httpDuration: Histogram<'method' | 'route' | 'status_code'>
+}
+
+/** Creates the registry and the collectors that read the database pool and the job queues. */
+export function createMetrics(database: Database, jobs: Jobs | undefined): Metrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 })
+  const httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request latency by route template and status code',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'db_pool_connections',
+    help: 'Database pool connections by state (postgres mode)',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      const pool = database.pool
+      if (!pool) return
+      this.set({ state: 'total' }, pool.totalCount)
+      this.set({ state: 'idle' }, pool.idleCount)
+      this.set({ state: 'waiting' }, pool.waitingCount)
+    },
+  })
+  new Gauge({
+    name: 'job_queue_jobs',
+    help: 'Jobs per queue and state',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      if (!jobs) return
+      this.reset()
+      try {
+        for (const q of await jobs.depth()) {
+          this.set({ queue: q.name, state: 'queued' }, q.queued)
+          this.set({ queue: q.name, state: 'active' }, q.active)
+          this.set({ queue: q.name, state: 'failed' }, q.failed)
+        }
+      } catch {
+        // The queue being unreachable shows in /readyz; a scrape should still answer.
+      }
+    },
+  })
+  return { registry, httpDuration }
+}
+
+/** Times every request and serves `/metrics`. */
+export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    metrics.httpDuration.observe(
+      { method: request.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    )
+  })
+  app.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (_request, reply) => {
+    reply.header('content-type', metrics.registry.contentType)
+    return metrics.registry.metrics()
+  })
+}

@@ -1,0 +1,162 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: problem bodies are read loosely in assertions
+/**
+ * The HTTP conventions every route shares: bad input of each kind gets a 4xx problem document
+ * naming the field, never a 500; request ids; security headers; OpenAPI.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { describeEachDatabase } from './support/database.ts'
+
+describeEachDatabase('HTTP conventions', (kind) => {
+  let node: TestNode
+  beforeAll(async () => {
+    node = await startTestNode(kind, { env: { BODY_LIMIT_BYTES: '2048' } })
+  })
+  afterAll(() => node.close())
+
+  const post = (payload: string | Buffer, headers: Record<string, string> = {}) =>
+    node.app.inject({
+      method: 'POST',
+      url: '/admin/products',
+      headers: { ...adminAuth, 'content-type': 'application/json', ...headers },
+      payload,
+    })
+
+  function expectProblem(
+    res: { statusCode: number; headers: Record<string, unknown>; json(): Record<string, any> },
+    status: number,
+    code: string,
+  ) {
+    expect(res.statusCode).toBe(status)
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+    const body = res.json()
+    expect(body).toMatchObject({
+      status,
+      code,
+      type: expect.stringContaining(code),
+      title: expect.any(String),
+    })
+    return body
+  }
+
+  it('answers /livez and /readyz', async () => {
+    expect((await node.app.inject('/livez')).json()).toEqual({ status: 'ok' })
+    const ready = await node.app.inject('/readyz')
+    expect(ready.statusCode).toBe(200)
+    expect(ready.json()).toMatchObject({ status: 'ready', checks: { database: { status: 'up' } } })
+  })
+
+  it('refuses malformed JSON', async () => {
+    expectProblem(await post('{"handle": "x",'), 400, 'malformed_json')
+  })
+
+  it('refuses a body that is not UTF-8', async () => {
+    const bad = Buffer.concat([
+      Buffer.from('{"handle":"a","title":"'),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}'),
+    ])
+    expectProblem(await post(bad), 400, 'invalid_encoding')
+  })
+
+  it('refuses wrong types and names the field', async () => {
+    const body = expectProblem(
+      await post(JSON.stringify({ handle: 'ok', title: 42 })),
+      400,
+      'validation_failed',
+    )
+    expect(body.errors).toContainEqual({ path: 'body.title', message: expect.any(String) })
+  })
+
+  it('refuses unknown fields on write routes', async () => {
+    const body = expectProblem(
+      await post(JSON.stringify({ handle: 'ok', title: 'T', price: 10 })),
+      400,
+      'validation_failed',
+    )
+    expect(body.errors).toContainEqual({ path: 'body.price', message: 'is not a known field' })
+  })
+
+  it('names a missing required field', async () => {
+    const body = expectProblem(await post(JSON.stringify({ handle: 'ok' })), 400, 'validation_failed')
+    expect(body.errors).toContainEqual({ path: 'body.title', message: expect.any(String) })
+  })
+
+  it('refuses oversize bodies', async () => {
+    expectProblem(
+      await post(JSON.stringify({ handle: 'big', title: 'x'.repeat(5000) })),
+      413,
+      'payload_too_large',
+    )
+  })
+
+  it('refuses other content types', async () => {
+    expectProblem(
+      await post('handle=x', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'unsupported_media_type',
+    )
+  })
+
+  it('refuses bad cursors and limits', async () => {
+    const cursor = await node.app.inject('/store/products?cursor=not-a-cursor!')
+    expect(expectProblem(cursor, 400, 'invalid_cursor').errors[0].path).toBe('query.cursor')
+    const forged = Buffer.from(JSON.stringify({ x: 1 })).toString('base64url')
+    expectProblem(await node.app.inject(`/store/products?cursor=${forged}`), 400, 'invalid_cursor')
+    const limit = await node.app.inject('/store/products?limit=100000')
+    expect(expectProblem(limit, 400, 'validation_failed').errors[0].path).toBe('query.limit')
+    expectProblem(await node.app.inject('/store/products?limit=-1'), 400, 'validation_failed')
+    const unknown = await node.app.inject('/store/products?colour=red')
+    expect(expectProblem(unknown, 400, 'validation_failed').errors[0].path).toBe('query.colour')
+  })
+
+  it('answers unknown routes with route_not_found', async () => {
+    expectProblem(await node.app.inject('/nope'), 404, 'route_not_found')
+  })
+
+  it('asks for credentials on admin routes and refuses wrong ones', async () => {
+    const res = await node.app.inject('/admin/products')
+    expectProblem(res, 401, 'unauthenticated')
+    expect(res.headers['www-authenticate']).toBe('Bearer')
+    const wrong = await node.app.inject({ url: '/admin/products', headers: { authorization: 'Bearer nope' } })
+    expectProblem(wrong, 401, 'unauthenticated')
+  })
+
+  it('returns the request id it was given, or makes one', async () => {
+    const given = await node.app.inject({ url: '/livez', headers: { 'x-request-id': 'abc-123' } })
+    expect(given.headers['x-request-id']).toBe('abc-123')
+    const made = await node.app.inject({ url: '/livez', headers: { 'x-request-id': 'bad id\nwith newline' } })
+    expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it('sends security headers', async () => {
+    const res = await node.app.inject('/store/products')
+    expect(res.headers['x-content-type-options']).toBe('nosniff')
+    expect(res.headers['strict-transport-security']).toBeDefined()
+  })
+
+  it('publishes an OpenAPI 3.1 document that lists the routes', async () => {
+    const res = await node.app.inject('/openapi.json')
+    expect(res.statusCode).toBe(200)
+    const doc = res.json()
+    expect(doc.openapi).toBe('3.1.0')
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/store/products', '/admin/products', '/livez']),
+    )
+    expect(doc.components.schemas.Problem).toBeDefined()
+    const docs = await node.app.inject('/docs/')
+    expect(docs.statusCode).toBe(200)
+    expect(docs.body).toContain('swagger')
+  })
+
+  it('serves Prometheus metrics with request latency by route', async () => {
+    await node.app.inject('/store/products')
+    const res = await node.app.inject('/metrics')
+    expect(res.statusCode).toBe(200)
+    expect(res.body).toMatch(
+      /http_request_duration_seconds_count\{method="GET",route="\/store\/products",status_code="200"\} \d+/,
+    )
+    expect(res.body).toContain('nodejs_eventloop_lag_seconds')
+    expect(res.body).toContain('job_queue_jobs')
+  })
+})

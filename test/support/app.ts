@@ -1,0 +1,60 @@
+/** A whole node for tests: runtime (database, kv, jobs, outbox) plus the HTTP app, started. */
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.ts'
+import { type Config, loadConfig } from '../../src/config.ts'
+import type { DatabaseKind } from '../../src/platform/db/database.ts'
+import { createLogger } from '../../src/platform/observability/logger.ts'
+import { createRuntime, type Runtime, startRuntime, stopRuntime } from '../../src/platform/runtime.ts'
+import { createTestDatabase, type TestDatabase } from './database.ts'
+
+export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef0123456789'
+export const adminAuth = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }
+
+/** The config a test node uses; env overrides any setting. */
+export function testConfig(env: Record<string, string | undefined> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    APP_SECRET: 'test-secret-0123456789abcdef0123456789',
+    ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    DATA_DIR: '/tmp/shopwright-test-unused',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    RUN_WORKERS: 'false',
+    ...env,
+  })
+}
+
+export interface TestNode {
+  runtime: Runtime
+  app: FastifyInstance
+  database: TestDatabase
+  close(): Promise<void>
+}
+
+/**
+ * Starts a node on a fresh database (or on `database`, to share one between nodes). `work` runs
+ * job handlers in-process with fast polling.
+ */
+export async function startTestNode(
+  kind: DatabaseKind,
+  options: { work?: boolean; env?: Record<string, string | undefined>; database?: TestDatabase } = {},
+): Promise<TestNode> {
+  const database = options.database ?? (await createTestDatabase(kind))
+  const config = testConfig({ DATABASE_URL: database.url, ...options.env })
+  const runtime = await createRuntime(config, createLogger(config.logLevel), {
+    inMemoryDatabase: true,
+    jobPollingSeconds: 0.5,
+  })
+  await startRuntime(runtime, { work: options.work ?? false })
+  const app = await buildApp(runtime)
+  await app.ready()
+  return {
+    runtime,
+    app,
+    database,
+    async close() {
+      await app.close()
+      await stopRuntime(runtime)
+      if (!options.database) await database.drop()
+    },
+  }
+}
