@@ -21,6 +21,7 @@ export interface Config {
   redisUrl: string | undefined
   natsUrl: string | undefined
   natsStream: string
+  natsSubjectPrefix: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   corsOrigins: string[]
   bodyLimitBytes: number
@@ -171,6 +172,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     natsUrl: url(env, 'NATS_URL', ['nats:', 'tls:']),
     natsStream: read(env, 'NATS_STREAM') ?? 'SHOPWRIGHT_EVENTS',
+    natsSubjectPrefix: read(env, 'NATS_SUBJECT_PREFIX') ?? 'shopwright.events',
     logLevel: oneOf(env, 'LOG_LEVEL', nodeEnv === 'test' ? 'silent' : 'info', [
       'fatal',
       'error',

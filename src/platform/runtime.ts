@@ -82,7 +82,12 @@ export async function startRuntime(runtime: Runtime, { work }: { work: boolean }
   for (let attempt = 1; ; attempt++) {
     try {
       if (config.natsUrl && !runtime.nats) {
-        runtime.nats = await NatsPublisher.connect({ url: config.natsUrl, stream: config.natsStream, logger })
+        runtime.nats = await NatsPublisher.connect({
+          url: config.natsUrl,
+          stream: config.natsStream,
+          subjectPrefix: config.natsSubjectPrefix,
+          logger,
+        })
       }
       const applied = await migrateToLatest(runtime.database.db)
       if (applied.length) logger.info({ migrations: applied }, 'database migrated')

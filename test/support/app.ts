@@ -36,7 +36,13 @@ export interface TestNode {
  */
 export async function startTestNode(
   kind: DatabaseKind,
-  options: { work?: boolean; env?: Record<string, string | undefined>; database?: TestDatabase } = {},
+  options: {
+    work?: boolean
+    env?: Record<string, string | undefined>
+    database?: TestDatabase
+    /** Runs before the runtime starts: the place to define extra job queues. */
+    beforeStart?: (runtime: Runtime) => void
+  } = {},
 ): Promise<TestNode> {
   const database = options.database ?? (await createTestDatabase(kind))
   const config = testConfig({ DATABASE_URL: database.url, ...options.env })
@@ -44,6 +50,7 @@ export async function startTestNode(
     inMemoryDatabase: true,
     jobPollingSeconds: 0.5,
   })
+  options.beforeStart?.(runtime)
   await startRuntime(runtime, { work: options.work ?? false })
   const app = await buildApp(runtime)
   await app.ready()

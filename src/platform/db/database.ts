@@ -5,11 +5,10 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
-import { Kysely, PostgresDialect, sql } from 'kysely'
+import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { DB } from './schema.ts'
-import { SerialPGliteDialect } from './serial-pglite-dialect.ts'
 
 export type DatabaseKind = 'pglite' | 'postgres'
 
@@ -52,7 +51,11 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     mkdirSync(path, { recursive: true })
   }
   const pglite = await PGlite.create(path)
-  const db = new Kysely<DB>({ dialect: new SerialPGliteDialect({ pglite }) })
+  // PGlite is one connection. Kysely's PGlite adapter declares that (supportsMultipleConnections is
+  // false), so Kysely serialises every query and transaction through one mutex: nothing can slip a
+  // statement into another caller's open transaction (test/database.test.ts proves it). pg-boss
+  // reaches PGlite directly and queues behind PGlite's own transaction lock.
+  const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite }) })
   return {
     kind: 'pglite',
     url: undefined,

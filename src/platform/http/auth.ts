@@ -41,6 +41,13 @@ export function registerAuth(app: FastifyInstance, options: { adminToken: string
   const adminDigest = options.adminToken ? digest(options.adminToken) : undefined
   app.decorateRequest('principal', null)
 
+  // Default deny, checked at boot: an admin route without a permission stops the app from starting.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/admin') && !route.config?.permission) {
+      throw new Error(`${route.method} ${route.url} declares no permission (config.permission)`)
+    }
+  })
+
   const resolve = (request: FastifyRequest): Principal | null => {
     const header = request.headers.authorization
     if (!header?.startsWith('Bearer ')) return null

@@ -5,13 +5,23 @@
  * staff can list and replay.
  */
 import type { Kysely } from 'kysely'
-import { fromKysely, fromPglite, type JobWithMetadata, PgBoss, type SendOptions } from 'pg-boss'
+import { fromKysely, fromPglite, PgBoss, type SendOptions } from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Database } from '../db/database.ts'
 import type { DB } from '../db/schema.ts'
 import type { Tx } from '../db/transaction.ts'
 
 export const DEAD_LETTER_QUEUE = 'dead_letter'
+
+export interface DeadJob {
+  id: string
+  queue: string | null
+  data: unknown
+  error: unknown
+  retries: number | null
+  firstCreatedOn: Date | null
+  failedOn: Date
+}
 
 export type JobHandler<T> = (data: T, meta: { id: string; retryCount: number }) => Promise<void>
 
@@ -116,9 +126,27 @@ export class Jobs {
     return id
   }
 
-  /** Jobs that exhausted their retries, oldest first. */
-  async deadLettered(limit: number, after?: string): Promise<JobWithMetadata<unknown>[]> {
-    return this.boss.findJobs(DEAD_LETTER_QUEUE, { limit, ...(after ? { after } : {}) })
+  /**
+   * Jobs that exhausted their retries, oldest first, each with the error its last run threw (kept
+   * on the original job in its source queue).
+   */
+  async deadLettered(limit: number, after?: string): Promise<DeadJob[]> {
+    const jobs = await this.boss.findJobs(DEAD_LETTER_QUEUE, { limit, ...(after ? { after } : {}) })
+    return Promise.all(
+      jobs.map(async (job) => {
+        const original =
+          job.sourceName && job.sourceId ? await this.boss.getJobById(job.sourceName, job.sourceId) : null
+        return {
+          id: job.id,
+          queue: job.sourceName,
+          data: job.data,
+          error: original?.output ?? null,
+          retries: job.sourceRetryCount,
+          firstCreatedOn: job.sourceCreatedOn,
+          failedOn: job.createdOn,
+        }
+      }),
+    )
   }
 
   /** Sends a dead-lettered job back to its original queue for another run; false if unknown. */

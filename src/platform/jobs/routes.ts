@@ -48,12 +48,12 @@ export const jobsAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (
       return {
         data: page.map((job) => ({
           id: job.id,
-          queue: job.sourceName,
+          queue: job.queue,
           data: job.data,
-          error: job.output ?? null,
-          retries: job.sourceRetryCount,
-          first_created_at: job.sourceCreatedOn?.toISOString() ?? null,
-          failed_at: job.createdOn.toISOString(),
+          error: job.error,
+          retries: job.retries,
+          first_created_at: job.firstCreatedOn?.toISOString() ?? null,
+          failed_at: job.failedOn.toISOString(),
         })),
         next_cursor: jobs.length > limit ? (page[page.length - 1]?.id ?? null) : null,
       }

@@ -1,0 +1,64 @@
+/**
+ * Load generation with autocannon's programmatic API. The run in progress is kept so an interrupt
+ * can stop it rather than leave it firing at a server that is being torn down.
+ */
+import autocannon from 'autocannon'
+
+export interface LoadSettings {
+  connections: number
+  pipelining: number
+  durationS: number
+}
+
+export interface LoadResult {
+  rps: number
+  p50_ms: number
+  p99_ms: number
+  errors: number
+  timeouts: number
+  non2xx: number
+  statusCodes: Record<string, number>
+}
+
+let running: autocannon.Instance | undefined
+
+/** Stops the load run in progress, if any. */
+export function stopLoad(): void {
+  running?.stop()
+}
+
+/** Loads one URL for the given duration and summarises what came back. */
+export function runLoad(url: string, settings: LoadSettings): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    running = autocannon(
+      {
+        url,
+        connections: settings.connections,
+        pipelining: settings.pipelining,
+        duration: settings.durationS,
+        timeout: 10,
+      },
+      (error, result) => {
+        running = undefined
+        if (error) {
+          reject(error)
+          return
+        }
+        const statusCodes: Record<string, number> = {}
+        for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) {
+          statusCodes[code] = stat.count ?? 0
+        }
+        resolve({
+          rps: result.requests.average,
+          p50_ms: result.latency.p50,
+          p99_ms: result.latency.p99,
+          errors: result.errors,
+          timeouts: result.timeouts,
+          // A body that fails autocannon's checks is as much a bad answer as a 5xx.
+          non2xx: result.non2xx + result.mismatches,
+          statusCodes,
+        })
+      },
+    )
+  })
+}

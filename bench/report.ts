@@ -1,0 +1,170 @@
+/**
+ * Benchmark results: one JSON file per scenario and database per day in bench/results, the table
+ * printed at the end of a run, and the results section of docs/performance.md, regenerated from
+ * every JSON file so the document always shows the latest figures for each scenario and database.
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+export type DatabaseMode = 'pglite' | 'postgres'
+
+export interface ScenarioResult {
+  scenario: string
+  /** ISO timestamp of the run. */
+  date: string
+  database: DatabaseMode
+  /** `ok`, `below-target`, or `failed` when any response was not 2xx or a request errored. */
+  status: 'ok' | 'below-target' | 'failed'
+  target_ratio: number
+  rps: number
+  p50_ms: number
+  p99_ms: number
+  baseline: string
+  baseline_rps: number
+  baseline_p50_ms: number
+  baseline_p99_ms: number
+  ratio: number
+  duration_s: number
+  connections: number
+  pipelining: number
+  errors: number
+  timeouts: number
+  non2xx: number
+  status_codes: Record<string, number>
+  baseline_errors: number
+  baseline_non2xx: number
+  node_version: string
+  cpus: number
+  cpu_model: string
+}
+
+export interface StartupResult {
+  scenario: 'startup'
+  date: string
+  database: DatabaseMode
+  first_start_ready_ms: number
+  restart_ready_ms: number
+  idle_rss_mb: number | null
+  node_version: string
+  cpus: number
+  cpu_model: string
+}
+
+const START = '<!-- results:start -->'
+const END = '<!-- results:end -->'
+
+function day(iso: string): string {
+  return iso.slice(0, 10)
+}
+
+/** Writes `<dir>/<YYYY-MM-DD>-<scenario>-<database>.json`; a later run the same day replaces it. */
+export function writeResult(dir: string, result: ScenarioResult | StartupResult): string {
+  mkdirSync(dir, { recursive: true })
+  const file = join(dir, `${day(result.date)}-${result.scenario}-${result.database}.json`)
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`)
+  return file
+}
+
+function readAll(dir: string): Array<ScenarioResult | StartupResult> {
+  let names: string[]
+  try {
+    names = readdirSync(dir).filter((name) => name.endsWith('.json'))
+  } catch {
+    return []
+  }
+  const results: Array<ScenarioResult | StartupResult> = []
+  for (const name of names) {
+    try {
+      const parsed = JSON.parse(readFileSync(join(dir, name), 'utf8'))
+      if (parsed && typeof parsed.scenario === 'string' && typeof parsed.database === 'string') {
+        results.push(parsed)
+      }
+    } catch {
+      // A hand-edited or truncated file should not stop the document from being regenerated.
+    }
+  }
+  return results
+}
+
+/** The most recent result for each scenario and database. */
+function latest<T extends { scenario: string; database: string; date: string }>(results: T[]): T[] {
+  const byKey = new Map<string, T>()
+  for (const result of results) {
+    const key = `${result.scenario}\u0000${result.database}`
+    const seen = byKey.get(key)
+    if (!seen || result.date > seen.date) byKey.set(key, result)
+  }
+  return [...byKey.values()].sort(
+    (a, b) => a.scenario.localeCompare(b.scenario) || a.database.localeCompare(b.database),
+  )
+}
+
+const integer = (n: number) => Math.round(n).toLocaleString('en-US')
+const ms = (n: number) => (n >= 100 ? integer(n) : String(Math.round(n * 10) / 10))
+
+function statusText(result: ScenarioResult): string {
+  if (result.status === 'failed') return `**failed** (${result.non2xx} non-2xx, ${result.errors} errors)`
+  return result.status === 'ok' ? 'meets target' : '**below target**'
+}
+
+/** Markdown tables of the latest figures. */
+export function markdownTables(results: Array<ScenarioResult | StartupResult>): string {
+  const scenarios = latest(results.filter((r): r is ScenarioResult => r.scenario !== 'startup'))
+  const startups = latest(results.filter((r): r is StartupResult => r.scenario === 'startup'))
+  const lines: string[] = []
+  if (scenarios.length) {
+    lines.push(
+      '| Scenario | Database | Date | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result |',
+      '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |',
+    )
+    for (const r of scenarios) {
+      lines.push(
+        `| ${r.scenario} | ${r.database} | ${day(r.date)} | ${integer(r.rps)} | ${ms(r.p50_ms)} | ${ms(r.p99_ms)} | ` +
+          `${r.baseline} | ${integer(r.baseline_rps)} | ${ms(r.baseline_p99_ms)} | ${r.ratio.toFixed(3)} | ` +
+          `≥ ${r.target_ratio} | ${statusText(r)} |`,
+      )
+    }
+    const first = scenarios[0]!
+    lines.push(
+      '',
+      `autocannon: ${first.connections} connections, pipelining ${first.pipelining}, ${first.duration_s} s per ` +
+        `measurement after a 2 s warm-up; Node ${first.node_version}; ${first.cpus} × ${first.cpu_model}.`,
+    )
+  }
+  if (startups.length) {
+    if (lines.length) lines.push('')
+    lines.push(
+      '| Database | Date | Cold start to ready (empty database) | Restart to ready | RSS at idle |',
+      '| --- | --- | ---: | ---: | ---: |',
+    )
+    for (const r of startups) {
+      const rss = r.idle_rss_mb === null ? 'n/a' : `${r.idle_rss_mb} MB`
+      lines.push(
+        `| ${r.database} | ${day(r.date)} | ${integer(r.first_start_ready_ms)} ms | ${integer(r.restart_ready_ms)} ms | ${rss} |`,
+      )
+    }
+  }
+  return lines.length ? lines.join('\n') : '_No results yet: run `npm run bench`._'
+}
+
+/**
+ * Replaces what lies between the results markers of the document with tables built from every
+ * JSON file in resultsDir. A document without the markers gets them appended.
+ */
+export function updateDocs(docFile: string, resultsDir: string): void {
+  const tables = markdownTables(readAll(resultsDir))
+  const block = `${START}\n\n${tables}\n\n${END}`
+  let text: string
+  try {
+    text = readFileSync(docFile, 'utf8')
+  } catch {
+    text = '# Performance\n'
+  }
+  const start = text.indexOf(START)
+  const end = text.indexOf(END)
+  const next =
+    start !== -1 && end > start
+      ? text.slice(0, start) + block + text.slice(end + END.length)
+      : `${text.trimEnd()}\n\n## Results\n\n${block}\n`
+  writeFileSync(docFile, next)
+}

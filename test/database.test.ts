@@ -1,0 +1,160 @@
+/**
+ * The database layer: migrations, the transaction helper's retries, and PGlite's serializing gate.
+ */
+import { sql } from 'kysely'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import type { Database } from '../src/platform/db/database.ts'
+import { migrateToLatest } from '../src/platform/db/migrate.ts'
+import { migrations } from '../src/platform/db/migrations/index.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
+import { newId } from '../src/platform/ids.ts'
+import {
+  createTestDatabase,
+  describeEachDatabase,
+  describePostgres,
+  type TestDatabase,
+} from './support/database.ts'
+
+describeEachDatabase('database layer', (kind) => {
+  let testDb: TestDatabase
+  let database: Database
+  beforeAll(async () => {
+    testDb = await createTestDatabase(kind)
+    database = await testDb.open()
+  })
+  afterAll(async () => {
+    await database.close()
+    await testDb.drop()
+  })
+
+  it('applies every migration once, and a second run applies none', async () => {
+    expect(await migrateToLatest(database.db)).toEqual(Object.keys(migrations))
+    expect(await migrateToLatest(database.db)).toEqual([])
+    const tables = await sql<{ table_name: string }>`
+      select table_name from information_schema.tables where table_schema = 'public'`.execute(database.db)
+    expect(tables.rows.map((r) => r.table_name)).toEqual(
+      expect.arrayContaining(['idempotency_keys', 'events', 'products']),
+    )
+  })
+
+  it('retries a transaction that fails with a serialization failure, then commits once', async () => {
+    let attempts = 0
+    const id = newId('prod')
+    await withTransaction(database.db, async (trx) => {
+      attempts++
+      await trx.insertInto('products').values({ id, handle: id, title: 'retry' }).execute()
+      if (attempts < 3) throw Object.assign(new Error('could not serialize access'), { code: '40001' })
+    })
+    expect(attempts).toBe(3)
+    const rows = await database.db.selectFrom('products').select('id').where('id', '=', id).execute()
+    expect(rows).toHaveLength(1)
+  })
+
+  it('gives up after the bounded number of attempts and does not retry other errors', async () => {
+    let attempts = 0
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' })
+    await expect(
+      withTransaction(
+        database.db,
+        async () => {
+          attempts++
+          throw deadlock
+        },
+        { attempts: 4 },
+      ),
+    ).rejects.toBe(deadlock)
+    expect(attempts).toBe(4)
+    attempts = 0
+    await expect(
+      withTransaction(database.db, async () => {
+        attempts++
+        throw new Error('plain bug')
+      }),
+    ).rejects.toThrow('plain bug')
+    expect(attempts).toBe(1)
+  })
+
+  it('keeps queries from outside out of an open transaction', async () => {
+    // On PGlite one connection serves everyone: without the gate, the outside insert below would run
+    // inside the transaction and vanish with its rollback. On Postgres it takes another connection.
+    const inside = newId('prod')
+    const outside = newId('prod')
+    let releaseTransaction!: () => void
+    const held = new Promise<void>((resolve) => {
+      releaseTransaction = resolve
+    })
+    let began!: () => void
+    const begun = new Promise<void>((resolve) => {
+      began = resolve
+    })
+    const transaction = withTransaction(database.db, async (trx) => {
+      await trx.insertInto('products').values({ id: inside, handle: inside, title: 'inside' }).execute()
+      began()
+      await held
+      throw new Error('roll back')
+    }).catch(() => 'rolled back')
+    await begun
+    const outsideInsert = database.db
+      .insertInto('products')
+      .values({ id: outside, handle: outside, title: 'outside' })
+      .execute()
+    releaseTransaction()
+    expect(await transaction).toBe('rolled back')
+    await outsideInsert
+    const found = await database.db
+      .selectFrom('products')
+      .select('id')
+      .where('id', 'in', [inside, outside])
+      .execute()
+    expect(found.map((r) => r.id)).toEqual([outside])
+  })
+})
+
+describePostgres('postgres: real serialization failures', () => {
+  let testDb: TestDatabase
+  let database: Database
+  beforeAll(async () => {
+    testDb = await createTestDatabase('postgres')
+    database = await testDb.open()
+    await migrateToLatest(database.db)
+  })
+  afterAll(async () => {
+    await database.close()
+    await testDb.drop()
+  })
+
+  it('retries serializable transactions that collide until every one commits', async () => {
+    const id = newId('prod')
+    await database.db.insertInto('products').values({ id, handle: id, title: '0' }).execute()
+    let attempts = 0
+    // Twenty read-modify-write increments under SERIALIZABLE: most collide (40001) and must retry.
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        withTransaction(
+          database.db,
+          async (trx) => {
+            attempts++
+            const row = await trx
+              .selectFrom('products')
+              .select('title')
+              .where('id', '=', id)
+              .executeTakeFirstOrThrow()
+            await trx
+              .updateTable('products')
+              .set({ title: String(Number(row.title) + 1) })
+              .where('id', '=', id)
+              .execute()
+          },
+          { isolation: 'serializable', attempts: 50 },
+        ),
+      ),
+    )
+    const row = await database.db
+      .selectFrom('products')
+      .select('title')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow()
+    expect(row.title).toBe('20')
+    expect(attempts).toBeGreaterThan(20)
+  })
+})

@@ -1,0 +1,176 @@
+/**
+ * Jobs and the transactional outbox: an event (and its delivery job) exists if and only if its
+ * transaction committed; failing jobs retry with backoff, then dead-letter, and staff can replay
+ * them; with NATS configured, events land on JetStream with the event id as the message id.
+ */
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { withTransaction } from '../src/platform/db/transaction.ts'
+import type { DomainEvent } from '../src/platform/events/nats-publisher.ts'
+import { PUBLISH_EVENT_JOB } from '../src/platform/events/outbox.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { describeEachDatabase } from './support/database.ts'
+
+/** Polls until check returns a value other than undefined, or fails after timeoutMs. */
+async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await sleep(100)
+  }
+}
+
+describeEachDatabase('jobs and events', (kind) => {
+  let node: TestNode
+  const delivered: DomainEvent[] = []
+  const flaky = { failing: true, runs: 0, succeeded: 0 }
+
+  beforeAll(async () => {
+    node = await startTestNode(kind, {
+      work: true,
+      env: { JOB_RETRY_DELAY_SECONDS: '1' },
+      beforeStart(runtime) {
+        runtime.outbox.on('test.happened', async (event) => {
+          delivered.push(event)
+        })
+        runtime.jobs.define<{ n: number }>(
+          'test.flaky',
+          async () => {
+            flaky.runs++
+            if (flaky.failing) throw new Error('downstream is down')
+            flaky.succeeded++
+          },
+          { retryLimit: 1 },
+        )
+      },
+    })
+  })
+  afterAll(() => node.close())
+
+  it('leaves no event and no job when the transaction rolls back', async () => {
+    const { db } = node.runtime.database
+    let eventId = ''
+    await expect(
+      withTransaction(db, async (trx) => {
+        eventId = (await node.runtime.outbox.emit(trx, 'test.happened', { n: 1 })).id
+        throw new Error('business rule failed')
+      }),
+    ).rejects.toThrow('business rule failed')
+    expect(eventId).toMatch(/^evt_/)
+    expect(await db.selectFrom('events').selectAll().where('id', '=', eventId).execute()).toEqual([])
+    expect(await node.runtime.jobs.boss.findJobs(PUBLISH_EVENT_JOB, { data: { id: eventId } })).toEqual([])
+    await sleep(1500)
+    expect(delivered.find((e) => e.id === eventId)).toBeUndefined()
+  })
+
+  it('records and delivers the event when the transaction commits', async () => {
+    const { db } = node.runtime.database
+    const event = await withTransaction(db, (trx) =>
+      node.runtime.outbox.emit(trx, 'test.happened', { n: 2 }, 'prod_x'),
+    )
+    const row = await db.selectFrom('events').selectAll().where('id', '=', event.id).executeTakeFirstOrThrow()
+    expect(row).toMatchObject({ type: 'test.happened', subject_id: 'prod_x', payload: { n: 2 } })
+    const got = await eventually(async () => delivered.find((e) => e.id === event.id))
+    expect(got).toEqual(event)
+    await eventually(async () => {
+      const published = await db
+        .selectFrom('events')
+        .select('published_at')
+        .where('id', '=', event.id)
+        .executeTakeFirst()
+      return published?.published_at ?? undefined
+    })
+  })
+
+  it('retries a failing job, dead-letters it, lists it for staff, and replays it', async () => {
+    const { db } = node.runtime.database
+    await withTransaction(db, (trx) => node.runtime.jobs.enqueue(trx, 'test.flaky', { n: 7 }))
+    type Failed = { id: string; queue: string; data: { n: number }; retries: number; error: unknown }
+    const failed = await eventually(async () => {
+      const res = await node.app.inject({ url: '/admin/jobs/failed', headers: adminAuth })
+      expect(res.statusCode).toBe(200)
+      return (res.json().data as Failed[]).find((j) => j.queue === 'test.flaky' && j.data.n === 7)
+    }, 20_000)
+    expect(flaky.runs).toBe(2) // the first run and one retry
+    expect(failed.retries).toBe(1)
+    expect(JSON.stringify(failed.error)).toContain('downstream is down')
+
+    flaky.failing = false
+    const replay = await node.app.inject({
+      method: 'POST',
+      url: `/admin/jobs/failed/${failed.id}/replay`,
+      headers: adminAuth,
+    })
+    expect(replay.statusCode).toBe(202)
+    await eventually(async () => (flaky.succeeded === 1 ? true : undefined))
+    expect(flaky.runs).toBe(3)
+
+    const again = await node.app.inject({
+      method: 'POST',
+      url: `/admin/jobs/failed/${failed.id}/replay`,
+      headers: adminAuth,
+    })
+    expect(again.statusCode).toBe(404)
+  })
+})
+
+describe.runIf(process.env.NATS_URL)('outbox to NATS JetStream', () => {
+  const suffix = randomBytes(5).toString('hex')
+  const stream = `SW_OUTBOX_TEST_${suffix}`
+  const prefix = `sw_outbox_${suffix}.events`
+  let node: TestNode
+
+  beforeAll(async () => {
+    node = await startTestNode('pglite', {
+      work: true,
+      env: { NATS_URL: process.env.NATS_URL, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: prefix },
+    })
+  })
+  afterAll(async () => {
+    await node.close()
+    const nc = await connect({ servers: process.env.NATS_URL })
+    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined)
+    await nc.close()
+  })
+
+  it('publishes a committed event to shopwright.events.<type> with its id as message id', async () => {
+    const response = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products',
+      headers: adminAuth,
+      payload: { handle: 'nats-mug', title: 'NATS Mug' },
+    })
+    expect(response.statusCode).toBe(201)
+    const product = response.json()
+    const nc = await connect({ servers: process.env.NATS_URL })
+    try {
+      const jsm = await jetstreamManager(nc)
+      const message = await eventually(async () => {
+        try {
+          return (
+            (await jsm.streams.getMessage(stream, { last_by_subj: `${prefix}.product.created` })) ?? undefined
+          )
+        } catch {
+          return undefined
+        }
+      })
+      const event = message.json<DomainEvent>()
+      expect(event.type).toBe('product.created')
+      expect(event.subject_id).toBe(product.id)
+      expect(message.header.get('Nats-Msg-Id')).toBe(event.id)
+      expect((await jsm.streams.info(stream)).state.messages).toBe(1)
+    } finally {
+      await nc.close()
+    }
+  })
+
+  it('reports NATS in /readyz', async () => {
+    const res = await node.app.inject('/readyz')
+    expect(res.json().checks.nats).toEqual({ status: 'up' })
+  })
+})
