@@ -37,11 +37,14 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
 })
 
 await app.listen({ host: config.host, port: config.port })
-await startRuntime(runtime, { work: config.runWorkers })
-if (config.seedDemo) {
-  const seeded = await seedDemoCatalog(runtime)
-  if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
-}
+await startRuntime(runtime, {
+  work: config.runWorkers,
+  async beforeReady() {
+    if (!config.seedDemo) return
+    const seeded = await seedDemoCatalog(runtime)
+    if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
+  },
+})
 const readyMs = Math.round(performance.now() - startedAt)
 const url = config.publicUrl
 logger.info(

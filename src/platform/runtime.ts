@@ -75,9 +75,12 @@ export async function createRuntime(
 /**
  * Connects to NATS, migrates, and starts the job queue (running handlers here when runWorkers).
  * Retries with backoff while the database is unreachable, so a node started before its database
- * becomes ready on its own. Resolves once started.
+ * becomes ready on its own. beforeReady (the demo seed, say) runs before /readyz turns green.
  */
-export async function startRuntime(runtime: Runtime, { work }: { work: boolean }): Promise<void> {
+export async function startRuntime(
+  runtime: Runtime,
+  { work, beforeReady }: { work: boolean; beforeReady?: (runtime: Runtime) => Promise<void> },
+): Promise<void> {
   const { config, logger } = runtime
   for (let attempt = 1; ; attempt++) {
     try {
@@ -93,6 +96,7 @@ export async function startRuntime(runtime: Runtime, { work }: { work: boolean }
       if (applied.length) logger.info({ migrations: applied }, 'database migrated')
       registerJobs(runtime)
       await runtime.jobs.start({ work })
+      await beforeReady?.(runtime)
       runtime.started = true
       return
     } catch (error) {

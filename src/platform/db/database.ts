@@ -81,6 +81,12 @@ function openPostgres(url: string, max: number, logger: Logger | undefined): Dat
   })
   // An idle client that loses its server emits here; without a listener the process would crash.
   pool.on('error', (error) => logger?.warn({ err: error }, 'database connection lost'))
+  // The pool stops listening to a client while it is checked out (inside a transaction, say); a
+  // socket that dies then would emit an unheard 'error' and end the process. The statement in flight
+  // rejects on its own, so this listener only keeps the process alive.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => logger?.warn({ err: error }, 'database connection lost while in use'))
+  })
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
   return {
     kind: 'postgres',

@@ -102,14 +102,14 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
       reply.code(existing.response_status ?? 200)
       return reply.send(existing.response_body)
     }
-    // Running: another request holds it, unless that request died and left its claim behind.
+    // Running: another request holds it, unless that request died and left its claim behind. Two
+    // retries racing for a stale claim serialise on the row; the loser's re-checked WHERE fails.
     const retaken = await db
       .updateTable('idempotency_keys')
       .set({ locked_at: sql<Date>`now()` })
       .where('principal', '=', principal)
       .where('key', '=', key)
       .where('state', '=', 'running')
-      .where('locked_at', '=', existing.locked_at)
       .where('locked_at', '<', sql<Date>`now() - make_interval(secs => ${STALE_CLAIM_SECONDS})`)
       .returning('key')
       .executeTakeFirst()

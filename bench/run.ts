@@ -1,0 +1,414 @@
+/**
+ * `npm run bench`: starts the real server (`node src/main.ts`) as a child process, measures cold
+ * start, restart and idle memory, then loads each scenario with autocannon beside a bare Fastify
+ * baseline measured in the same run on the same machine (bench/baseline.ts).
+ *
+ * Environment:
+ *   BENCH_DATABASE_URL  postgres://… of a local server: the run creates sw_bench_<random> on it and
+ *                       drops it at the end. Unset: embedded PGlite in a temporary data directory.
+ *   BENCH_DURATION      seconds per measurement (default 10), after a 2 s warm-up.
+ *   BENCH_SCENARIOS     comma-separated subset of the scenarios (default: all).
+ *   BENCH_LOG_LEVEL     LOG_LEVEL for the server, to see what logging costs.
+ *   BENCH_CPU_PROF      a directory: the server runs with --cpu-prof and leaves its profile there.
+ * The last two change the system under test, so such runs print figures but write no results.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { cpus, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type LoadResult, type LoadSettings, runLoad, stopLoad } from './load.ts'
+import { createBenchDatabase } from './postgres.ts'
+import { type Child, freePort, HOST, logTail, rssMb, spawnNode, stopChild, waitForOk } from './processes.ts'
+import {
+  type DatabaseMode,
+  type ScenarioResult,
+  type StartupResult,
+  updateDocs,
+  writeResult,
+} from './report.ts'
+
+const ROOT = resolve(import.meta.dirname, '..')
+const RESULTS_DIR = join(ROOT, 'bench', 'results')
+const DOC_FILE = join(ROOT, 'docs', 'performance.md')
+
+const WARMUP_S = 2
+const CONNECTIONS = 50
+const READY_TIMEOUT_MS = 120_000
+const IDLE_PAUSE_MS = 3_000
+/** Enough published products that every storefront page is full, as in a real catalog. */
+const PRODUCT_COUNT = 200
+
+interface Scenario {
+  name: string
+  path: string
+  baselinePath: string
+  baseline: string
+  /** Minimum acceptable rps / baseline_rps. */
+  target: number
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'livez',
+    path: '/livez',
+    baselinePath: '/hello',
+    baseline: 'bare Fastify hello-world',
+    target: 0.85,
+  },
+  {
+    name: 'store-products-list',
+    path: '/store/products?limit=20',
+    baselinePath: '/products',
+    baseline: 'bare Fastify + same SQL, same pool',
+    target: 0.5,
+  },
+]
+
+function durationFromEnv(): number {
+  const raw = process.env.BENCH_DURATION?.trim()
+  if (!raw) return 10
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1 || value > 3600) {
+    throw new Error(`BENCH_DURATION=${raw} is invalid: expected whole seconds from 1 to 3600`)
+  }
+  return value
+}
+
+function scenariosFromEnv(): Scenario[] {
+  const raw = process.env.BENCH_SCENARIOS?.trim()
+  if (!raw) return SCENARIOS
+  const names = raw.split(',').map((s) => s.trim())
+  for (const name of names) {
+    if (!SCENARIOS.some((s) => s.name === name)) {
+      throw new Error(`BENCH_SCENARIOS names ${name}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+    }
+  }
+  return SCENARIOS.filter((s) => names.includes(s.name))
+}
+
+// Cleanup steps run last-registered first, on success, failure, interrupt and watchdog alike.
+const cleanups: Array<() => Promise<unknown>> = []
+let cleaning: Promise<void> | undefined
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    stopLoad()
+    for (let step = cleanups.pop(); step; step = cleanups.pop()) {
+      try {
+        await step()
+      } catch (error) {
+        console.error(`bench: cleanup step failed: ${(error as Error).message}`)
+      }
+    }
+  })()
+  return cleaning
+}
+
+function abort(reason: string, code: number): void {
+  console.error(`\nbench: ${reason}; cleaning up`)
+  void cleanup().finally(() => process.exit(code))
+}
+
+process.once('SIGINT', () => abort('interrupted', 130))
+process.once('SIGTERM', () => abort('terminated', 143))
+
+function log(message: string): void {
+  console.error(`bench: ${message}`)
+}
+
+async function api(
+  child: Child,
+  path: string,
+  init: { method?: string; token?: string; body?: unknown } = {},
+): Promise<unknown> {
+  const response = await fetch(`${child.url}${path}`, {
+    method: init.method ?? 'GET',
+    headers: {
+      ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
+      ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: init.body !== undefined ? JSON.stringify(init.body) : undefined,
+    signal: AbortSignal.timeout(15_000),
+  })
+  const text = await response.text()
+  if (!response.ok) throw new Error(`${init.method ?? 'GET'} ${path} answered ${response.status}: ${text}`)
+  return JSON.parse(text)
+}
+
+interface Page {
+  data: Array<Record<string, unknown> & { id: string }>
+  next_cursor: string | null
+}
+
+async function allProducts(server: Child, token: string): Promise<Page['data']> {
+  const rows: Page['data'] = []
+  let cursor: string | null = null
+  do {
+    const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''
+    const page = (await api(server, `/admin/products?limit=100${query}`, { token })) as Page
+    rows.push(...page.data)
+    cursor = page.next_cursor
+  } while (cursor)
+  return rows
+}
+
+/**
+ * Waits for the demo seed, which main.ts runs after /readyz already answers 200: products created
+ * before it would make the seed skip itself and leave a different catalog from run to run.
+ */
+async function waitForSeed(server: Child, token: string): Promise<void> {
+  const deadline = performance.now() + 30_000
+  while (performance.now() < deadline) {
+    if ((await allProducts(server, token)).length >= 8) return
+    await sleep(50)
+  }
+  throw new Error(`the demo seed did not appear within 30 s:\n${logTail(server)}`)
+}
+
+/** Tops the catalog up to PRODUCT_COUNT published products through the admin API. */
+async function addProducts(server: Child, token: string): Promise<number> {
+  const existing = (await allProducts(server, token)).length
+  const missing = Array.from({ length: Math.max(0, PRODUCT_COUNT - existing) }, (_, i) => existing + i + 1)
+  // A few at a time: enough to be quick, not so many that PGlite's single connection queues them up.
+  const workers = Array.from({ length: 4 }, async () => {
+    for (let n = missing.shift(); n !== undefined; n = missing.shift()) {
+      const id = String(n).padStart(4, '0')
+      await api(server, '/admin/products', {
+        method: 'POST',
+        token,
+        body: {
+          handle: `bench-product-${id}`,
+          title: `Bench Product ${id}`,
+          description: 'A product the benchmark adds so that every storefront page is a full page of 20.',
+          status: 'published',
+        },
+      })
+    }
+  })
+  await Promise.all(workers)
+  return (await allProducts(server, token)).length
+}
+
+function machine() {
+  return {
+    node_version: process.version,
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model.trim() ?? 'unknown',
+  }
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function printTable(results: ScenarioResult[], startup: StartupResult | undefined): void {
+  const rows = [
+    ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'baseline req/s', 'baseline p99', 'ratio', 'target', 'result'],
+    ...results.map((r) => [
+      r.scenario,
+      fmt(r.rps),
+      fmt(r.p50_ms, 1),
+      fmt(r.p99_ms, 1),
+      fmt(r.baseline_rps),
+      fmt(r.baseline_p99_ms, 1),
+      r.ratio.toFixed(3),
+      `>= ${r.target_ratio}`,
+      r.status === 'failed' ? `FAILED (${r.non2xx} non-2xx, ${r.errors} errors)` : r.status,
+    ]),
+  ]
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)))
+  const line = (row: string[]) =>
+    row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')
+  console.log(`\n${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`)
+  for (const row of rows.slice(1)) console.log(line(row))
+  if (startup) {
+    console.log(
+      `\nstartup: cold start to ready ${fmt(startup.first_start_ready_ms)} ms, restart to ready ` +
+        `${fmt(startup.restart_ready_ms)} ms, RSS at idle ${startup.idle_rss_mb ?? 'n/a'} MB`,
+    )
+  }
+}
+
+async function main(): Promise<number> {
+  const durationS = durationFromEnv()
+  const scenarios = scenariosFromEnv()
+  const serverUrl = process.env.BENCH_DATABASE_URL?.trim() || undefined
+  const mode: DatabaseMode = serverUrl ? 'postgres' : 'pglite'
+  const logLevel = process.env.BENCH_LOG_LEVEL?.trim() || undefined
+  const cpuProfDir = process.env.BENCH_CPU_PROF?.trim()
+    ? resolve(process.env.BENCH_CPU_PROF.trim())
+    : undefined
+  const exploratory = Boolean(logLevel || cpuProfDir)
+  const settings: LoadSettings = { connections: CONNECTIONS, pipelining: 1, durationS }
+
+  // Every wait below is bounded; the watchdog catches whatever was not foreseen.
+  const budgetS = 300 + scenarios.length * 2 * (WARMUP_S + durationS + 5)
+  setTimeout(() => abort(`still running after ${budgetS} s (watchdog)`, 124), budgetS * 1000).unref()
+
+  const tmp = mkdtempSync(join(tmpdir(), 'sw-bench-'))
+  cleanups.push(() => rm(tmp, { recursive: true, force: true }))
+  const date = new Date().toISOString()
+  log(`database ${mode}, ${durationS} s per measurement, work directory ${tmp}`)
+
+  let databaseUrl: string | undefined
+  if (serverUrl) {
+    const database = await createBenchDatabase(serverUrl)
+    cleanups.push(() => database.drop())
+    databaseUrl = database.url
+    log(`created database ${database.name}`)
+  }
+
+  const adminToken = randomBytes(32).toString('base64url')
+  const serverEnv: Record<string, string> = {
+    HOST,
+    DATA_DIR: join(tmp, 'data'),
+    NODE_ENV: 'production',
+    APP_SECRET: randomBytes(32).toString('base64url'),
+    ADMIN_TOKEN: adminToken,
+    CORS_ORIGINS: 'http://localhost',
+    // The limiter stays on, as in production, at the highest limit config accepts (1,000,000 a
+    // minute), far above what these runs send in a minute to the routes it covers.
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    SEED_DEMO: 'true',
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { ALLOW_EMBEDDED_DATABASE: 'true' }),
+    ...(logLevel ? { LOG_LEVEL: logLevel } : {}),
+  }
+  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true })
+  const nodeFlags = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []
+
+  let runs = 0
+  const startServer = async (label: string): Promise<{ server: Child; readyMs: number }> => {
+    const port = await freePort()
+    const server = spawnNode({
+      name: label,
+      args: [...nodeFlags, 'src/main.ts'],
+      env: { ...serverEnv, PORT: String(port) },
+      port,
+      logFile: join(tmp, `server-${++runs}.log`),
+      cwd: ROOT,
+    })
+    cleanups.push(() => stopChild(server))
+    const readyMs = await waitForOk(server, '/readyz', READY_TIMEOUT_MS)
+    return { server, readyMs }
+  }
+
+  // First start on an empty database: migrations, job queue schema and demo seed included.
+  const first = await startServer('server (first start)')
+  log(`first start ready in ${Math.round(first.readyMs)} ms`)
+  await waitForSeed(first.server, adminToken)
+  const total = await addProducts(first.server, adminToken)
+  log(`catalog has ${total} products`)
+  const firstExit = await stopChild(first.server)
+  if (firstExit !== 0) log(`first server exited with ${firstExit}:\n${logTail(first.server)}`)
+
+  // The server that is measured is the restarted one: a node as it runs after any deploy.
+  const { server, readyMs: restartMs } = await startServer('server')
+  log(`restart ready in ${Math.round(restartMs)} ms`)
+  await sleep(IDLE_PAUSE_MS)
+  const idleRss = server.process.pid ? await rssMb(server.process.pid) : null
+  const startup: StartupResult = {
+    scenario: 'startup',
+    date,
+    database: mode,
+    first_start_ready_ms: Math.round(first.readyMs),
+    restart_ready_ms: Math.round(restartMs),
+    idle_rss_mb: idleRss,
+    ...machine(),
+  }
+  log(`RSS at idle ${idleRss} MB`)
+
+  const baselineEnv: Record<string, string> = { HOST }
+  if (databaseUrl) {
+    baselineEnv.BASELINE_DATABASE_URL = databaseUrl
+  } else {
+    const rowsFile = join(tmp, 'products.json')
+    writeFileSync(rowsFile, JSON.stringify(await allProducts(server, adminToken)))
+    baselineEnv.BASELINE_ROWS_FILE = rowsFile
+  }
+  const baselinePort = await freePort()
+  const baseline = spawnNode({
+    name: 'baseline',
+    args: ['bench/baseline.ts'],
+    env: { ...baselineEnv, PORT: String(baselinePort) },
+    port: baselinePort,
+    logFile: join(tmp, 'baseline.log'),
+    cwd: ROOT,
+  })
+  cleanups.push(() => stopChild(baseline))
+  await waitForOk(baseline, '/products', READY_TIMEOUT_MS)
+
+  // Both sides must serve the same page, or the comparison would not be like for like.
+  const served = (await api(server, '/store/products?limit=20')) as Page
+  const bare = (await api(baseline, '/products')) as Page
+  const ids = (page: Page) => page.data.map((p) => p.id).join(',')
+  if (served.data.length !== 20 || ids(served) !== ids(bare)) {
+    throw new Error(
+      `server and baseline list different products (${served.data.length} vs ${bare.data.length} rows)`,
+    )
+  }
+
+  const results: ScenarioResult[] = []
+  for (const scenario of scenarios) {
+    // One target under load at a time; each gets the same warm-up before it is measured.
+    const measure = async (target: Child, path: string, who: string): Promise<LoadResult> => {
+      log(`${scenario.name}: warming up ${who} (${WARMUP_S} s)`)
+      await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S })
+      log(`${scenario.name}: measuring ${who} (${durationS} s)`)
+      const result = await runLoad(`${target.url}${path}`, settings)
+      if (target.hasExited) throw new Error(`${target.name} died under load:\n${logTail(target)}`)
+      await sleep(1_000)
+      return result
+    }
+    const ours = await measure(server, scenario.path, 'server')
+    const theirs = await measure(baseline, scenario.baselinePath, 'baseline')
+    const ratio = theirs.rps > 0 ? Math.round((ours.rps / theirs.rps) * 1000) / 1000 : 0
+    const failed = ours.non2xx > 0 || ours.errors > 0 || theirs.non2xx > 0 || theirs.errors > 0
+    results.push({
+      scenario: scenario.name,
+      date,
+      database: mode,
+      status: failed ? 'failed' : ratio >= scenario.target ? 'ok' : 'below-target',
+      target_ratio: scenario.target,
+      rps: Math.round(ours.rps),
+      p50_ms: ours.p50_ms,
+      p99_ms: ours.p99_ms,
+      baseline: scenario.baseline,
+      baseline_rps: Math.round(theirs.rps),
+      baseline_p50_ms: theirs.p50_ms,
+      baseline_p99_ms: theirs.p99_ms,
+      ratio,
+      duration_s: durationS,
+      connections: CONNECTIONS,
+      pipelining: settings.pipelining,
+      errors: ours.errors,
+      timeouts: ours.timeouts,
+      non2xx: ours.non2xx,
+      status_codes: ours.statusCodes,
+      baseline_errors: theirs.errors,
+      baseline_non2xx: theirs.non2xx,
+      ...machine(),
+    })
+  }
+
+  printTable(results, startup)
+  if (exploratory) {
+    log('BENCH_LOG_LEVEL or BENCH_CPU_PROF changes the server: figures not written to bench/results')
+  } else {
+    for (const result of [startup, ...results]) log(`wrote ${writeResult(RESULTS_DIR, result)}`)
+    updateDocs(DOC_FILE, RESULTS_DIR)
+    log(`updated ${DOC_FILE}`)
+  }
+  return results.some((r) => r.status === 'failed') ? 1 : 0
+}
+
+let exitCode = 1
+try {
+  exitCode = await main()
+} catch (error) {
+  console.error(`bench: ${(error as Error).stack ?? error}`)
+} finally {
+  await cleanup()
+}
+process.exit(exitCode)
