@@ -3,6 +3,7 @@
  * can stop it rather than leave it firing at a server that is being torn down.
  */
 import autocannon from 'autocannon'
+import { cpuSnapshot, otherCpuCores } from './processes.ts'
 
 export interface LoadSettings {
   connections: number
@@ -18,6 +19,8 @@ export interface LoadResult {
   timeouts: number
   non2xx: number
   statusCodes: Record<string, number>
+  /** Cores other processes kept busy meanwhile (null when /proc is unreadable). */
+  otherCpuCores: number | null
 }
 
 let running: autocannon.Instance | undefined
@@ -27,8 +30,17 @@ export function stopLoad(): void {
   running?.stop()
 }
 
-/** Loads one URL for the given duration and summarises what came back. */
-export function runLoad(url: string, settings: LoadSettings): Promise<LoadResult> {
+/**
+ * Loads one URL for the given duration and summarises what came back. `pids` are the processes
+ * taking part (load generator, target), whose CPU is not counted as interference.
+ */
+export async function runLoad(url: string, settings: LoadSettings, pids: number[]): Promise<LoadResult> {
+  const before = await cpuSnapshot(pids)
+  const result = await fire(url, settings)
+  return { ...result, otherCpuCores: otherCpuCores(before, await cpuSnapshot(pids)) }
+}
+
+function fire(url: string, settings: LoadSettings): Promise<Omit<LoadResult, 'otherCpuCores'>> {
   return new Promise((resolve, reject) => {
     running = autocannon(
       {

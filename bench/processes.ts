@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -135,4 +135,65 @@ export async function stopChild(child: Child, graceMs = 20_000): Promise<number 
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** CPU ticks (USER_HZ, 100 a second on Linux) the whole machine and selected processes have used. */
+export interface CpuSnapshot {
+  at: number
+  busy: number
+  ours: number
+}
+
+const USER_HZ = 100
+
+async function processTicks(pid: number): Promise<{ comm: string; ticks: number } | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const close = stat.lastIndexOf(')')
+    const comm = stat.slice(stat.indexOf('(') + 1, close)
+    // After "pid (comm)", utime and stime are the 12th and 13th fields.
+    const fields = stat.slice(close + 2).split(' ')
+    return { comm, ticks: Number(fields[11]) + Number(fields[12]) }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Takes a snapshot of machine-wide busy CPU and of the CPU used by `pids` and by PostgreSQL's
+ * processes (which serve our queries, so they belong to the system under test).
+ */
+export async function cpuSnapshot(pids: number[]): Promise<CpuSnapshot | undefined> {
+  try {
+    const [user, nice, system] = (await readFile('/proc/stat', 'utf8'))
+      .split('\n')[0]!
+      .trim()
+      .split(/\s+/)
+      .slice(1, 4)
+      .map(Number)
+    let ours = 0
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue
+      const pid = Number(entry)
+      const info = await processTicks(pid)
+      if (info && (pids.includes(pid) || info.comm === 'postgres')) ours += info.ticks
+    }
+    return { at: performance.now(), busy: user! + nice! + system!, ours }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * How many cores, on average, processes other than ours were keeping busy between two snapshots:
+ * a benchmark on a shared two-core machine is only meaningful when this stays near zero.
+ */
+export function otherCpuCores(
+  before: CpuSnapshot | undefined,
+  after: CpuSnapshot | undefined,
+): number | null {
+  if (!before || !after) return null
+  const seconds = (after.at - before.at) / 1000
+  const other = (after.busy - before.busy - (after.ours - before.ours)) / USER_HZ
+  return Math.max(0, Math.round((other / seconds) * 100) / 100)
 }

@@ -33,6 +33,9 @@ export interface ScenarioResult {
   status_codes: Record<string, number>
   baseline_errors: number
   baseline_non2xx: number
+  /** Cores processes outside the benchmark kept busy while the server was measured. */
+  other_cpu_cores: number | null
+  baseline_other_cpu_cores: number | null
   node_version: string
   cpus: number
   cpu_model: string
@@ -107,6 +110,14 @@ function statusText(result: ScenarioResult): string {
   return result.status === 'ok' ? 'meets target' : '**below target**'
 }
 
+/** The worse of the two measurements' interference, in cores. */
+function otherCpu(result: ScenarioResult): string {
+  const values = [result.other_cpu_cores, result.baseline_other_cpu_cores].filter(
+    (v): v is number => typeof v === 'number',
+  )
+  return values.length ? Math.max(...values).toFixed(2) : 'n/a'
+}
+
 /** Markdown tables of the latest figures. */
 export function markdownTables(results: Array<ScenarioResult | StartupResult>): string {
   const scenarios = latest(results.filter((r): r is ScenarioResult => r.scenario !== 'startup'))
@@ -114,14 +125,14 @@ export function markdownTables(results: Array<ScenarioResult | StartupResult>): 
   const lines: string[] = []
   if (scenarios.length) {
     lines.push(
-      '| Scenario | Database | Date | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result |',
-      '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |',
+      '| Scenario | Database | Date | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result | Other CPU |',
+      '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |',
     )
     for (const r of scenarios) {
       lines.push(
         `| ${r.scenario} | ${r.database} | ${day(r.date)} | ${integer(r.rps)} | ${ms(r.p50_ms)} | ${ms(r.p99_ms)} | ` +
           `${r.baseline} | ${integer(r.baseline_rps)} | ${ms(r.baseline_p99_ms)} | ${r.ratio.toFixed(3)} | ` +
-          `≥ ${r.target_ratio} | ${statusText(r)} |`,
+          `≥ ${r.target_ratio} | ${statusText(r)} | ${otherCpu(r)} |`,
       )
     }
     const first = scenarios[0]!

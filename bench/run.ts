@@ -37,6 +37,8 @@ const WARMUP_S = 2
 const CONNECTIONS = 50
 const READY_TIMEOUT_MS = 120_000
 const IDLE_PAUSE_MS = 3_000
+/** Cores other processes may keep busy during a measurement before the harness warns. */
+const OTHER_CPU_WARNING = 0.15
 /** Enough published products that every storefront page is full, as in a real catalog. */
 const PRODUCT_COUNT = 200
 
@@ -205,7 +207,18 @@ function fmt(n: number, digits = 0): string {
 
 function printTable(results: ScenarioResult[], startup: StartupResult | undefined): void {
   const rows = [
-    ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'baseline req/s', 'baseline p99', 'ratio', 'target', 'result'],
+    [
+      'scenario',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'baseline req/s',
+      'baseline p99',
+      'ratio',
+      'target',
+      'other cpu',
+      'result',
+    ],
     ...results.map((r) => [
       r.scenario,
       fmt(r.rps),
@@ -215,6 +228,7 @@ function printTable(results: ScenarioResult[], startup: StartupResult | undefine
       fmt(r.baseline_p99_ms, 1),
       r.ratio.toFixed(3),
       `>= ${r.target_ratio}`,
+      `${r.other_cpu_cores ?? '?'} / ${r.baseline_other_cpu_cores ?? '?'}`,
       r.status === 'failed' ? `FAILED (${r.non2xx} non-2xx, ${r.errors} errors)` : r.status,
     ]),
   ]
@@ -353,11 +367,18 @@ async function main(): Promise<number> {
   for (const scenario of scenarios) {
     // One target under load at a time; each gets the same warm-up before it is measured.
     const measure = async (target: Child, path: string, who: string): Promise<LoadResult> => {
+      const pids = [process.pid, target.process.pid ?? 0]
       log(`${scenario.name}: warming up ${who} (${WARMUP_S} s)`)
-      await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S })
+      await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S }, pids)
       log(`${scenario.name}: measuring ${who} (${durationS} s)`)
-      const result = await runLoad(`${target.url}${path}`, settings)
+      const result = await runLoad(`${target.url}${path}`, settings, pids)
       if (target.hasExited) throw new Error(`${target.name} died under load:\n${logTail(target)}`)
+      if ((result.otherCpuCores ?? 0) > OTHER_CPU_WARNING) {
+        log(
+          `warning: other processes kept ${result.otherCpuCores} cores busy while ${who} was measured; ` +
+            'the figures are disturbed',
+        )
+      }
       await sleep(1_000)
       return result
     }
@@ -388,6 +409,8 @@ async function main(): Promise<number> {
       status_codes: ours.statusCodes,
       baseline_errors: theirs.errors,
       baseline_non2xx: theirs.non2xx,
+      other_cpu_cores: ours.otherCpuCores,
+      baseline_other_cpu_cores: theirs.otherCpuCores,
       ...machine(),
     })
   }

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.ts'
 import { createLogger } from '../src/platform/observability/logger.ts'
 import { createRuntime, startRuntime, stopRuntime } from '../src/platform/runtime.ts'
-import { testConfig } from './support/app.ts'
+import { adminAuth, startTestNode, testConfig } from './support/app.ts'
 import { createTestDatabase, describePostgres } from './support/database.ts'
 
 async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
@@ -108,6 +108,47 @@ describePostgres('postgres: a node and its database', () => {
       await testDb.drop()
     }
   })
+})
+
+describePostgres('postgres: separate worker processes', () => {
+  it('delivers events enqueued by an API node that runs no workers', async () => {
+    const testDb = await createTestDatabase('postgres')
+    const api = await startTestNode('postgres', { database: testDb })
+    const worker = spawn(process.execPath, ['src/cli/index.ts', 'worker'], {
+      env: {
+        PATH: process.env.PATH,
+        DATABASE_URL: testDb.url,
+        LOG_LEVEL: 'warn',
+        DATA_DIR: mkdtempSync(join(tmpdir(), 'sw-worker-')),
+      },
+      stdio: 'ignore',
+    })
+    try {
+      const res = await api.app.inject({
+        method: 'POST',
+        url: '/admin/products',
+        headers: adminAuth,
+        payload: { handle: 'worker-mug', title: 'Worker Mug' },
+      })
+      expect(res.statusCode).toBe(201)
+      const { db } = api.runtime.database
+      await eventually(async () => {
+        const row = await db
+          .selectFrom('events')
+          .select('published_at')
+          .where('subject_id', '=', res.json().id)
+          .executeTakeFirst()
+        return row?.published_at ?? undefined
+      })
+      const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)))
+      worker.kill('SIGTERM')
+      expect(await exited).toBe(0)
+    } finally {
+      worker.kill('SIGKILL')
+      await api.close()
+      await testDb.drop()
+    }
+  }, 60_000)
 })
 
 describe('the server process', () => {

@@ -19,6 +19,9 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
     DATA_DIR: '/tmp/shopwright-test-unused',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     RUN_WORKERS: 'false',
+    // Booting embedded Postgres stalls the event loop; tests of load shedding switch it back on.
+    MAX_EVENT_LOOP_DELAY_MS: '0',
+    MAX_EVENT_LOOP_UTILIZATION: '0',
     ...env,
   })
 }
