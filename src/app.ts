@@ -85,6 +85,12 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
+  // A draining node tells keep-alive clients to reconnect elsewhere; otherwise a connection that
+  // was busy when shutdown began would stay open and hold the close up.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (runtime.draining) reply.header('connection', 'close')
+    return payload
+  })
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
       {

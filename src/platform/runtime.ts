@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { registerJobs } from '../jobs.ts'
-import { type Database, openDatabase } from './db/database.ts'
+import { type Database, isConnectionError, openDatabase } from './db/database.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { NatsPublisher } from './events/nats-publisher.ts'
 import { Outbox } from './events/outbox.ts'
@@ -100,7 +100,8 @@ export async function startRuntime(
       runtime.started = true
       return
     } catch (error) {
-      if (runtime.draining) throw error
+      // Only an unreachable server is worth waiting for; any other failure is a bug or bad config.
+      if (runtime.draining || !isConnectionError(error)) throw error
       const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6))
       logger.error(
         { err: error, attempt, retryInMs: delay },

@@ -38,6 +38,30 @@ export interface DatabaseOptions {
 // int8 (count(*), sums) arrives as a string from pg; money and counts here fit in a JS number.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
 
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  '57P01',
+  '57P03',
+])
+
+/**
+ * True for errors that mean the database (or another server) could not be reached, as opposed to a
+ * statement that failed: shutting down, refusing connections, or a connection lost mid-way.
+ */
+export function isConnectionError(error: unknown): boolean {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown; errors?: unknown }
+  if (typeof e.code === 'string' && (CONNECTION_ERRORS.has(e.code) || e.code.startsWith('08'))) return true
+  // Node reports a refused dual-stack connect as an AggregateError of per-address errors.
+  if (Array.isArray(e.errors) && e.errors.some(isConnectionError)) return true
+  return /Connection terminated|timeout exceeded when trying to connect|CONNECTION_REFUSED|connection refused/i.test(
+    String(e.message ?? ''),
+  )
+}
+
 /** Opens the database the options name. Does not migrate: see migrateToLatest. */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) return openPostgres(options.url, options.poolMax ?? 10, options.logger)

@@ -3,6 +3,7 @@
  * cause maps to a 4xx here; only a genuine bug reaches `internal_error`.
  */
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { isConnectionError } from '../db/database.ts'
 import { type FieldError, type ProblemCode, ProblemError, problem, problemBody } from './errors.ts'
 
 interface AjvError {
@@ -11,8 +12,6 @@ interface AjvError {
   message?: string
   params: Record<string, unknown>
 }
-
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', '57P01', '57P03'])
 
 /** `/title` in body → `body.title`; a missing or unknown property names the property itself. */
 function fieldErrors(part: string, errors: AjvError[]): FieldError[] {
@@ -27,12 +26,6 @@ function fieldErrors(part: string, errors: AjvError[]): FieldError[] {
       e.keyword === 'additionalProperties' ? 'is not a known field' : (e.message ?? 'is invalid')
     return { path: [part, ...base].join('.'), message }
   })
-}
-
-function isConnectionError(error: { code?: unknown; message?: string }): boolean {
-  if (typeof error.code === 'string' && (CONNECTION_ERRORS.has(error.code) || error.code.startsWith('08')))
-    return true
-  return /Connection terminated|timeout exceeded when trying to connect/i.test(error.message ?? '')
 }
 
 const BY_STATUS: Record<number, ProblemCode> = {
