@@ -12,9 +12,13 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import underPressure from '@fastify/under-pressure'
 import { Ajv } from 'ajv'
 import addFormatsModule from 'ajv-formats'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyContextConfig, type FastifyInstance } from 'fastify'
 import { catalogRoutes } from './modules/catalog/routes.ts'
-import { registerAuth } from './platform/http/auth.ts'
+import { registerAuditHook } from './modules/identity/audit.ts'
+import { customerRoutes } from './modules/identity/customer-routes.ts'
+import { identityResolvers } from './modules/identity/principals.ts'
+import { staffRoutes } from './modules/identity/staff-routes.ts'
+import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
 import { registerProblemHandler } from './platform/http/problem-handler.ts'
@@ -29,6 +33,22 @@ import type { Runtime } from './platform/runtime.ts'
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv
 
 export type App = FastifyInstance
+
+/** A registered route and its options, for tests that walk every route (permissions, audit). */
+export interface RouteEntry {
+  method: string
+  url: string
+  config: FastifyContextConfig
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeTable: RouteEntry[]
+  }
+}
+
+/** How often load shedding samples the event loop. */
+export const PRESSURE_SAMPLE_MS = 250
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
 
@@ -66,6 +86,12 @@ export async function buildApp(runtime: Runtime): Promise<App> {
 
   app.addSchema(ProblemSchema)
   registerProblemHandler(app)
+  const routeTable: RouteEntry[] = []
+  app.decorate('routeTable', routeTable)
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    for (const method of methods) routeTable.push({ method, url: route.url, config: route.config ?? {} })
+  })
 
   // Fastify decodes bodies leniently (bad bytes become U+FFFD); a body that is not UTF-8 is refused.
   const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -104,6 +130,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   })
 
   await app.register(underPressure, {
+    sampleInterval: PRESSURE_SAMPLE_MS,
     maxEventLoopDelay: config.maxEventLoopDelayMs,
     maxEventLoopUtilization: config.maxEventLoopUtilization,
     retryAfter: 10,
@@ -144,8 +171,14 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       ),
   })
 
-  registerAuth(app, { adminToken: config.adminToken })
+  registerAuth(app, {
+    resolvers: [
+      ...identityResolvers(runtime),
+      ...(config.adminToken ? [bootstrapTokenResolver(config.adminToken)] : []),
+    ],
+  })
   registerIdempotency(app, runtime.database.db)
+  registerAuditHook(app, runtime.database.db)
 
   await app.register(swagger, {
     openapi: {
@@ -172,5 +205,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(healthRoutes, { runtime })
   await app.register(jobsAdminRoutes, { runtime })
   await app.register(catalogRoutes, { runtime })
+  await app.register(customerRoutes, { runtime })
+  await app.register(staffRoutes, { runtime })
   return app
 }

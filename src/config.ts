@@ -33,10 +33,14 @@ export interface Config {
   /** Bearer token with every admin permission, until staff accounts arrive (identity module). */
   adminToken: string | undefined
   rateLimitPerMinute: number
+  /** Per-IP limit on sign-in, sign-up, password reset and token refresh. */
+  authRateLimitPerMinute: number
   maxEventLoopDelayMs: number
   maxEventLoopUtilization: number
   shutdownTimeoutMs: number
   jobRetryLimit: number
+  /** Staff whose role reaches personal or financial data must use MFA. */
+  staffMfaRequired: boolean
   jobRetryDelaySeconds: number
 }
 
@@ -191,10 +195,12 @@ export function loadConfig(env: Env = process.env): Config {
     adminToken:
       adminToken ?? (production ? undefined : secret(env, 'ADMIN_TOKEN', false, dataDir, 'admin-token')),
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 1200, 1, 1_000_000),
+    authRateLimitPerMinute: integer(env, 'AUTH_RATE_LIMIT_PER_MINUTE', 20, 1, 1_000_000),
     maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0, 60_000),
-    maxEventLoopUtilization: decimal(env, 'MAX_EVENT_LOOP_UTILIZATION', 0.98, 0, 1),
+    maxEventLoopUtilization: decimal(env, 'MAX_EVENT_LOOP_UTILIZATION', 0, 0, 1),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     jobRetryLimit: integer(env, 'JOB_RETRY_LIMIT', 5, 0, 100),
+    staffMfaRequired: boolean(env, 'STAFF_MFA_REQUIRED', true),
     jobRetryDelaySeconds: integer(env, 'JOB_RETRY_DELAY_SECONDS', 5, 1, 3600),
   }
 }

@@ -1,11 +1,14 @@
 /**
- * Every background job this node knows, in one place: the platform's and each module's. A worker
- * process and an API node with in-process workers define the same set.
+ * What each module contributes to a node's start-up, in one place: reference data to put in place
+ * after migrations, and every background job (the platform's and each module's). A worker process
+ * and an API node with in-process workers define the same set.
  */
+import { ensureBuiltInRoles } from './modules/identity/staff.ts'
+import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
 import { purgeExpiredIdempotencyKeys } from './platform/http/idempotency.ts'
 import type { Runtime } from './platform/runtime.ts'
 
-let defined = new WeakSet<Runtime>()
+const defined = new WeakSet<Runtime>()
 
 /** Defines the job queues and handlers on runtime.jobs (once per runtime). */
 export function registerJobs(runtime: Runtime): void {
@@ -22,7 +25,7 @@ export function registerJobs(runtime: Runtime): void {
   )
 }
 
-/** For tests that build many runtimes. */
-export function resetJobRegistry(): void {
-  defined = new WeakSet<Runtime>()
+/** Puts module reference data in place after migrations (built-in roles). Safe to run on every start. */
+export async function prepareModules(runtime: Runtime): Promise<void> {
+  await ensureBuiltInRoles(runtime.database.db)
 }

@@ -2,8 +2,9 @@
  * Starts a Shopwright node: config → runtime → HTTP app → listen, then migrations, job workers
  * (in-process unless RUN_WORKERS=false) and the demo seed. SIGTERM/SIGINT drain it gracefully.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.ts'
+import { buildApp, PRESSURE_SAMPLE_MS } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { seedDemoCatalog } from './modules/catalog/seed.ts'
 import { createLogger } from './platform/observability/logger.ts'
@@ -43,6 +44,11 @@ await startRuntime(runtime, {
     if (!config.seedDemo) return
     const seeded = await seedDemoCatalog(runtime)
     if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
+    // Booting stalls the event loop (embedded Postgres compiles WebAssembly), which load shedding
+    // reads as overload for up to a second; turn ready only once it has cleared, so the first
+    // requests a balancer sends are served rather than shed.
+    await sleep(PRESSURE_SAMPLE_MS + 50)
+    while (app.isUnderPressure()) await sleep(PRESSURE_SAMPLE_MS)
   },
 })
 const readyMs = Math.round(performance.now() - startedAt)

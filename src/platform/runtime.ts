@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
-import { registerJobs } from '../jobs.ts'
+import { prepareModules, registerJobs } from '../jobs.ts'
 import { type Database, isConnectionError, openDatabase } from './db/database.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { NatsPublisher } from './events/nats-publisher.ts'
@@ -94,6 +94,7 @@ export async function startRuntime(
       }
       const applied = await migrateToLatest(runtime.database.db)
       if (applied.length) logger.info({ migrations: applied }, 'database migrated')
+      await prepareModules(runtime)
       registerJobs(runtime)
       await runtime.jobs.start({ work })
       await beforeReady?.(runtime)

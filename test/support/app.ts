@@ -1,4 +1,7 @@
 /** A whole node for tests: runtime (database, kv, jobs, outbox) plus the HTTP app, started. */
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import { type Config, loadConfig } from '../../src/config.ts'
@@ -16,7 +19,7 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
     NODE_ENV: 'test',
     APP_SECRET: 'test-secret-0123456789abcdef0123456789',
     ADMIN_TOKEN: TEST_ADMIN_TOKEN,
-    DATA_DIR: '/tmp/shopwright-test-unused',
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'sw-test-')),
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     RUN_WORKERS: 'false',
     // Booting embedded Postgres stalls the event loop; tests of load shedding switch it back on.

@@ -53,8 +53,9 @@ const CONNECTION_ERRORS = new Set([
  * statement that failed: shutting down, refusing connections, or a connection lost mid-way.
  */
 export function isConnectionError(error: unknown): boolean {
-  const e = (error ?? {}) as { code?: unknown; message?: unknown; errors?: unknown }
+  const e = (error ?? {}) as { code?: unknown; message?: unknown; errors?: unknown; cause?: unknown }
   if (typeof e.code === 'string' && (CONNECTION_ERRORS.has(e.code) || e.code.startsWith('08'))) return true
+  if (e.cause && e.cause !== error && isConnectionError(e.cause)) return true
   // Node reports a refused dual-stack connect as an AggregateError of per-address errors.
   if (Array.isArray(e.errors) && e.errors.some(isConnectionError)) return true
   return /Connection terminated|timeout exceeded when trying to connect|CONNECTION_REFUSED|connection refused/i.test(

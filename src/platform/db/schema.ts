@@ -4,6 +4,7 @@
  */
 import type { ColumnType, Generated } from 'kysely'
 import type { CatalogTables } from '../../modules/catalog/tables.ts'
+import type { IdentityTables } from '../../modules/identity/tables.ts'
 
 export interface IdempotencyKeysTable {
   principal: string
@@ -33,4 +34,4 @@ export interface PlatformTables {
   events: EventsTable
 }
 
-export interface DB extends PlatformTables, CatalogTables {}
+export interface DB extends PlatformTables, CatalogTables, IdentityTables {}

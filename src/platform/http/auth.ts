@@ -1,34 +1,50 @@
 /**
- * Who is calling, and may they? Every `/admin` route declares the permission it needs in its route
- * options (`config: { permission: 'products:write' }`); a route that declares none is refused to
- * everyone (default deny), and a test walks the route table to keep it so.
+ * Who is calling, and may they? Every `/admin` route declares in its route options the permission
+ * it needs (`config: { permission: 'products:write' }`), or `public` (sign-in) or `staff` (any staff
+ * member: their own profile). A route that declares nothing cannot be registered: default deny,
+ * checked at boot. Store routes that act for a customer declare `auth: 'customer'`.
  *
- * Until staff accounts and API keys arrive (identity module), the only admin credential is the
- * bootstrap ADMIN_TOKEN, which holds every permission.
+ * Credentials arrive as `Authorization: Bearer …` and are turned into a Principal by resolvers
+ * (the identity module's: staff and customer access tokens, API keys), tried in order. The
+ * bootstrap ADMIN_TOKEN, when configured, resolves to a principal with every permission.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { problem } from './errors.ts'
 
+/** How recently MFA must have been verified for a step-up route. */
+export const STEP_UP_WINDOW_MS = 5 * 60 * 1000
+
 export interface Principal {
-  kind: 'bootstrap_token'
+  kind: 'staff' | 'customer' | 'api_key' | 'bootstrap_token'
   id: string
+  /** The session behind an access token; null for API keys and the bootstrap token. */
+  sessionId: string | null
   /** Permissions as `<resource>:<action>`; `*` grants all. */
   permissions: ReadonlySet<string>
+  /** When MFA was last verified on this session. */
+  mfaVerifiedAt: Date | null
+  /** Staff whose role requires MFA but who have not enrolled or verified it on this session. */
+  mfaPending: boolean
 }
+
+/** Turns a bearer token into a principal, or null when the token is not one of its kind or invalid. */
+export type PrincipalResolver = (token: string, request: FastifyRequest) => Promise<Principal | null>
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The permission an `/admin` route requires, as `<resource>:<action>`. */
+    /** What an `/admin` route requires: a permission `<resource>:<action>`, `staff`, or `public`. */
     permission?: string
+    /** Dangerous action: requires MFA verified within the last five minutes. */
+    stepUp?: boolean
+    /** Reachable by staff who still have to set up or pass MFA (enrolment, sign-out). */
+    allowMfaPending?: boolean
+    /** A store route that acts for the signed-in customer. */
+    auth?: 'customer'
   }
   interface FastifyRequest {
     principal: Principal | null
   }
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest()
 }
 
 /** True when the principal holds the permission. */
@@ -36,39 +52,77 @@ export function can(principal: Principal, permission: string): boolean {
   return principal.permissions.has('*') || principal.permissions.has(permission)
 }
 
-/** Resolves `request.principal` from the Authorization header and enforces route permissions. */
-export function registerAuth(app: FastifyInstance, options: { adminToken: string | undefined }): void {
-  const adminDigest = options.adminToken ? digest(options.adminToken) : undefined
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+/** The resolver for the bootstrap ADMIN_TOKEN. */
+export function bootstrapTokenResolver(adminToken: string): PrincipalResolver {
+  const expected = digest(adminToken)
+  return async (token) =>
+    timingSafeEqual(digest(token), expected)
+      ? {
+          kind: 'bootstrap_token',
+          id: 'bootstrap-admin',
+          sessionId: null,
+          permissions: new Set(['*']),
+          mfaVerifiedAt: null,
+          mfaPending: false,
+        }
+      : null
+}
+
+/** Resolves `request.principal` and enforces each route's declared requirements. */
+export function registerAuth(app: FastifyInstance, options: { resolvers: PrincipalResolver[] }): void {
   app.decorateRequest('principal', null)
 
-  // Default deny, checked at boot: an admin route without a permission stops the app from starting.
+  // Default deny, checked at boot: an admin route without a requirement stops the app from starting.
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith('/admin') && !route.config?.permission) {
       throw new Error(`${route.method} ${route.url} declares no permission (config.permission)`)
     }
   })
 
-  const resolve = (request: FastifyRequest): Principal | null => {
-    const header = request.headers.authorization
-    if (!header?.startsWith('Bearer ')) return null
-    const token = header.slice(7).trim()
-    if (adminDigest && timingSafeEqual(digest(token), adminDigest)) {
-      return { kind: 'bootstrap_token', id: 'bootstrap-admin', permissions: new Set(['*']) }
-    }
-    return null
-  }
-
   app.addHook('onRequest', async (request) => {
-    request.principal = resolve(request)
-    const url = request.routeOptions.url
-    if (!url?.startsWith('/admin')) return
-    const permission = request.routeOptions.config.permission
+    const header = request.headers.authorization
+    if (header?.startsWith('Bearer ')) {
+      const token = header.slice(7).trim()
+      for (const resolve of options.resolvers) {
+        request.principal = await resolve(token, request)
+        if (request.principal) break
+      }
+    }
+    const config = request.routeOptions.config
+    if (config.auth === 'customer' && request.principal?.kind !== 'customer') {
+      throw problem('unauthenticated', 'Sign in as a customer and send the access token', {
+        headers: { 'www-authenticate': 'Bearer' },
+      })
+    }
+    if (!request.routeOptions.url?.startsWith('/admin')) return
+    const permission = config.permission
     if (!permission) throw problem('forbidden', 'This route declares no permission, so nobody may call it')
-    if (!request.principal) {
+    if (permission === 'public') return
+    const principal = request.principal
+    if (!principal) {
       throw problem('unauthenticated', 'Send a staff credential as Authorization: Bearer <token>', {
         headers: { 'www-authenticate': 'Bearer' },
       })
     }
-    if (!can(request.principal, permission)) throw problem('forbidden', `Requires ${permission}`)
+    if (principal.kind === 'customer')
+      throw problem('forbidden', 'Customer credentials cannot use the admin API')
+    if (principal.mfaPending && !config.allowMfaPending) {
+      throw problem(
+        'mfa_required',
+        'Your role requires MFA: enrol at /admin/me/mfa or sign in with your code',
+      )
+    }
+    if (permission !== 'staff' && !can(principal, permission))
+      throw problem('forbidden', `Requires ${permission}`)
+    if (config.stepUp && principal.kind !== 'bootstrap_token') {
+      const fresh =
+        principal.mfaVerifiedAt && Date.now() - principal.mfaVerifiedAt.getTime() < STEP_UP_WINDOW_MS
+      if (!fresh)
+        throw problem('step_up_required', 'Confirm with a fresh MFA code at /admin/auth/step-up first')
+    }
   })
 }

@@ -1,0 +1,85 @@
+/**
+ * The audit log: who did what to which record, from where. Every admin write and every read of
+ * personal data (routes that declare `config.audit`) is recorded; the table refuses updates and
+ * deletes at the database level, and the API offers no way to change it.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Kysely } from 'kysely'
+import type { DB } from '../../platform/db/schema.ts'
+import type { Tx } from '../../platform/db/transaction.ts'
+import { newId } from '../../platform/ids.ts'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Records reads of this route in the audit log under this resource type (personal data). */
+    audit?: string
+  }
+}
+
+export interface AuditEntry {
+  actorType: string
+  actorId: string
+  action: string
+  resourceType: string
+  resourceId?: string | null
+  status?: number | null
+  details?: Record<string, unknown>
+}
+
+/** Appends one entry, taking IP, user agent and request id from the request when given. */
+export async function recordAudit(
+  db: Kysely<DB> | Tx,
+  entry: AuditEntry,
+  request?: FastifyRequest,
+): Promise<void> {
+  await db
+    .insertInto('audit_log')
+    .values({
+      id: newId('aud'),
+      actor_type: entry.actorType,
+      actor_id: entry.actorId,
+      action: entry.action,
+      resource_type: entry.resourceType,
+      resource_id: entry.resourceId ?? null,
+      status: entry.status ?? null,
+      ip: request?.ip ?? null,
+      user_agent: request?.headers['user-agent']?.slice(0, 512) ?? null,
+      request_id: request?.id ?? null,
+      details: JSON.stringify(entry.details ?? {}),
+    })
+    .execute()
+}
+
+/** `/admin/products/:id` → `products`; the resource an admin route acts on. */
+function resourceOf(url: string): string {
+  const parts = url.split('/').filter((p) => p && !p.startsWith(':'))
+  return parts[1] ?? 'admin'
+}
+
+/** Records every authenticated admin write and every audited read, after the response is sent. */
+export function registerAuditHook(app: FastifyInstance, db: Kysely<DB>): void {
+  app.addHook('onResponse', async (request, reply) => {
+    const url = request.routeOptions.url
+    const principal = request.principal
+    if (!url?.startsWith('/admin') || !principal) return
+    const audited = request.routeOptions.config.audit
+    if (request.method === 'GET' && !audited) return
+    const params = request.params as Record<string, string> | undefined
+    try {
+      await recordAudit(
+        db,
+        {
+          actorType: principal.kind,
+          actorId: principal.id,
+          action: `${request.method} ${url}`,
+          resourceType: audited ?? resourceOf(url),
+          resourceId: params?.id ?? null,
+          status: reply.statusCode,
+        },
+        request,
+      )
+    } catch (err) {
+      request.log.error({ err }, 'audit log write failed')
+    }
+  })
+}

@@ -1,0 +1,388 @@
+/**
+ * Customer accounts: sign-up, sign-in, token refresh, sign-out, email verification, password reset
+ * and change, profile and address book. Sign-up and reset answer the same whether or not the email
+ * has an account, and sign-in spends the same time on unknown emails, so neither leaks who shops here.
+ */
+import type { FastifyRequest } from 'fastify'
+import { sql } from 'kysely'
+import type { Static } from 'typebox'
+import { withTransaction } from '../../platform/db/transaction.ts'
+import { problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import type { Runtime } from '../../platform/runtime.ts'
+import { sendEmail } from '../notifications/mail.ts'
+import { signerOf } from './context.ts'
+import { consumeOneTimeToken, issueOneTimeToken } from './one-time-tokens.ts'
+import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
+import type { AddressBody, SignUpBody, UpdateAddressBody } from './schemas.ts'
+import { createSession, revokeAllSessions, rotateSession } from './sessions.ts'
+import { LoginThrottle } from './throttle.ts'
+import { ACCESS_TOKEN_TTL_SECONDS } from './tokens.ts'
+
+export type CustomerSignInHook = (customerId: string, request: FastifyRequest) => Promise<void>
+const signInHooks = new WeakMap<Runtime, CustomerSignInHook[]>()
+
+/** Runs after every customer sign-in: the cart module merges the guest cart here. */
+export function onCustomerSignIn(runtime: Runtime, hook: CustomerSignInHook): void {
+  signInHooks.set(runtime, [...(signInHooks.get(runtime) ?? []), hook])
+}
+
+export interface CustomerView {
+  id: string
+  email: string
+  first_name: string
+  last_name: string
+  email_verified: boolean
+  created_at: string
+}
+
+function customerView(row: {
+  id: string
+  email: string
+  first_name: string
+  last_name: string
+  email_verified_at: Date | null
+  created_at: Date
+}): CustomerView {
+  return {
+    id: row.id,
+    email: row.email,
+    first_name: row.first_name,
+    last_name: row.last_name,
+    email_verified: row.email_verified_at !== null,
+    created_at: row.created_at.toISOString(),
+  }
+}
+
+const customerColumns = ['id', 'email', 'first_name', 'last_name', 'email_verified_at', 'created_at'] as const
+
+function requireStrongPassword(password: string, field: string): void {
+  const why = passwordProblem(password)
+  if (why) throw problem('weak_password', `The password ${why}`, { errors: [{ path: field, message: why }] })
+}
+
+const throttles = new WeakMap<Runtime, LoginThrottle>()
+function throttleOf(runtime: Runtime): LoginThrottle {
+  let t = throttles.get(runtime)
+  if (!t) {
+    t = new LoginThrottle(runtime.kv, 'customer')
+    throttles.set(runtime, t)
+  }
+  return t
+}
+
+function sessionMeta(request: FastifyRequest) {
+  return { ip: request.ip, userAgent: request.headers['user-agent'] ?? null }
+}
+
+async function tokensFor(runtime: Runtime, customerId: string, sessionId: string, refreshToken: string) {
+  const accessToken = await signerOf(runtime).signAccess({ sub: customerId, typ: 'customer', sid: sessionId })
+  return {
+    access_token: accessToken,
+    token_type: 'Bearer' as const,
+    expires_in: ACCESS_TOKEN_TTL_SECONDS,
+    refresh_token: refreshToken,
+  }
+}
+
+/** Registers an account (or, for a known email, tells its owner); the answer is the same either way. */
+export async function signUp(
+  runtime: Runtime,
+  input: Static<typeof SignUpBody>,
+): Promise<{ status: string }> {
+  requireStrongPassword(input.password, 'body.password')
+  const passwordHash = await hashPassword(input.password)
+  const email = input.email.trim()
+  await withTransaction(runtime.database.db, async (trx) => {
+    const existing = await trx
+      .selectFrom('customers')
+      .select('id')
+      .where(sql`lower(email)`, '=', email.toLowerCase())
+      .executeTakeFirst()
+    if (existing) {
+      await sendEmail(trx, runtime.jobs, {
+        to: email,
+        template: 'account_exists',
+        subject: 'You already have an account',
+        text: 'Someone tried to sign up with this email. If it was you, sign in or reset your password.',
+        data: {},
+      })
+      return
+    }
+    const id = newId('cus')
+    await trx
+      .insertInto('customers')
+      .values({
+        id,
+        email,
+        password_hash: passwordHash,
+        first_name: input.first_name ?? '',
+        last_name: input.last_name ?? '',
+      })
+      .execute()
+    const token = await issueOneTimeToken(trx, 'verify_email', 'customer', id, 24 * 60)
+    await sendEmail(trx, runtime.jobs, {
+      to: email,
+      template: 'verify_email',
+      subject: 'Confirm your email',
+      text: `Confirm your email with this code: ${token}`,
+      data: { token },
+    })
+    await runtime.outbox.emit(trx, 'customer.created', { customer_id: id }, id)
+  })
+  return { status: 'pending_verification' }
+}
+
+/** Signs a customer in with email and password; throttled per account and IP. */
+export async function signIn(runtime: Runtime, email: string, password: string, request: FastifyRequest) {
+  const throttle = throttleOf(runtime)
+  const wait = await throttle.retryAfterMs(email, request.ip)
+  if (wait > 0) {
+    throw problem('too_many_attempts', undefined, {
+      headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
+    })
+  }
+  const { db } = runtime.database
+  const row = await db
+    .selectFrom('customers')
+    .select([...customerColumns, 'password_hash'])
+    .where(sql`lower(email)`, '=', email.trim().toLowerCase())
+    .executeTakeFirst()
+  const ok = row ? await verifyPassword(row.password_hash, password) : await verifyDecoy(password)
+  if (!row || !ok) {
+    await throttle.fail(email, request.ip)
+    throw problem('invalid_credentials')
+  }
+  await throttle.clear(email, request.ip)
+  if (needsRehash(row.password_hash)) {
+    const rehashed = await hashPassword(password)
+    await db.updateTable('customers').set({ password_hash: rehashed }).where('id', '=', row.id).execute()
+  }
+  const session = await createSession(db, 'customer', row.id, sessionMeta(request))
+  for (const hook of signInHooks.get(runtime) ?? []) await hook(row.id, request)
+  return {
+    ...(await tokensFor(runtime, row.id, session.sessionId, session.refreshToken)),
+    customer: customerView(row),
+  }
+}
+
+/** Exchanges a refresh token for new tokens; a reused one revokes the family and is refused. */
+export async function refreshCustomer(runtime: Runtime, refreshToken: string, request: FastifyRequest) {
+  const result = await rotateSession(runtime.database.db, refreshToken, sessionMeta(request))
+  if (!result.ok || result.subjectType !== 'customer') {
+    if (result.ok === false && result.reason === 'reused') {
+      request.log.warn({ event: 'refresh_token_reuse' }, 'a rotated refresh token was reused; family revoked')
+    }
+    throw problem('invalid_token')
+  }
+  const { session } = result
+  return tokensFor(runtime, session.subjectId, session.sessionId, session.refreshToken)
+}
+
+/** The signed-in customer's profile. */
+export async function getCustomer(runtime: Runtime, id: string): Promise<CustomerView> {
+  const row = await runtime.database.db
+    .selectFrom('customers')
+    .select(customerColumns)
+    .where('id', '=', id)
+    .executeTakeFirst()
+  if (!row) throw problem('not_found', 'The account no longer exists')
+  return customerView(row)
+}
+
+/** Updates the profile fields a customer may change (names; email changes need verification). */
+export async function updateCustomer(
+  runtime: Runtime,
+  id: string,
+  input: { first_name?: string; last_name?: string },
+): Promise<CustomerView> {
+  const row = await runtime.database.db
+    .updateTable('customers')
+    .set({ ...input, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .returning(customerColumns)
+    .executeTakeFirst()
+  if (!row) throw problem('not_found', 'The account no longer exists')
+  return customerView(row)
+}
+
+/** Sends a new verification email to a signed-in customer. */
+export async function requestEmailVerification(runtime: Runtime, customerId: string): Promise<void> {
+  await withTransaction(runtime.database.db, async (trx) => {
+    const row = await trx
+      .selectFrom('customers')
+      .select(['email', 'email_verified_at'])
+      .where('id', '=', customerId)
+      .executeTakeFirst()
+    if (!row || row.email_verified_at) return
+    const token = await issueOneTimeToken(trx, 'verify_email', 'customer', customerId, 24 * 60)
+    await sendEmail(trx, runtime.jobs, {
+      to: row.email,
+      template: 'verify_email',
+      subject: 'Confirm your email',
+      text: `Confirm your email with this code: ${token}`,
+      data: { token },
+    })
+  })
+}
+
+/** Marks the email verified for a valid, unused token. */
+export async function confirmEmail(runtime: Runtime, token: string): Promise<void> {
+  await withTransaction(runtime.database.db, async (trx) => {
+    const customerId = await consumeOneTimeToken(trx, 'verify_email', token)
+    if (!customerId) throw problem('invalid_token')
+    await trx
+      .updateTable('customers')
+      .set({ email_verified_at: sql<Date>`coalesce(email_verified_at, now())` as never })
+      .where('id', '=', customerId)
+      .execute()
+  })
+}
+
+/** Emails a reset token when the account exists; answers the same when it does not. */
+export async function requestPasswordReset(runtime: Runtime, email: string): Promise<void> {
+  await withTransaction(runtime.database.db, async (trx) => {
+    const row = await trx
+      .selectFrom('customers')
+      .select(['id', 'email'])
+      .where(sql`lower(email)`, '=', email.trim().toLowerCase())
+      .executeTakeFirst()
+    if (!row) return
+    const token = await issueOneTimeToken(trx, 'reset_password', 'customer', row.id, 60)
+    await sendEmail(trx, runtime.jobs, {
+      to: row.email,
+      template: 'reset_password',
+      subject: 'Reset your password',
+      text: `Reset your password with this code within an hour: ${token}`,
+      data: { token },
+    })
+  })
+}
+
+/** Sets a new password from a reset token, signs out every session and lifts any lockout. */
+export async function resetPassword(runtime: Runtime, token: string, password: string): Promise<void> {
+  requireStrongPassword(password, 'body.password')
+  const passwordHash = await hashPassword(password)
+  const email = await withTransaction(runtime.database.db, async (trx) => {
+    const customerId = await consumeOneTimeToken(trx, 'reset_password', token)
+    if (!customerId) throw problem('invalid_token')
+    const row = await trx
+      .updateTable('customers')
+      // Receiving the reset email proves the address too.
+      .set({
+        password_hash: passwordHash,
+        email_verified_at: sql<Date>`coalesce(email_verified_at, now())` as never,
+      })
+      .where('id', '=', customerId)
+      .returning('email')
+      .executeTakeFirstOrThrow()
+    await revokeAllSessions(trx, 'customer', customerId)
+    return row.email
+  })
+  await throttleOf(runtime).clear(email)
+}
+
+/** Changes the password after checking the current one; other sessions end, this one is renewed. */
+export async function changePassword(
+  runtime: Runtime,
+  customerId: string,
+  current: string,
+  next: string,
+  request: FastifyRequest,
+) {
+  const { db } = runtime.database
+  const row = await db
+    .selectFrom('customers')
+    .select('password_hash')
+    .where('id', '=', customerId)
+    .executeTakeFirstOrThrow()
+  if (!(await verifyPassword(row.password_hash, current))) {
+    throw problem('invalid_credentials', 'The current password is wrong', {
+      errors: [{ path: 'body.current_password', message: 'is wrong' }],
+    })
+  }
+  requireStrongPassword(next, 'body.new_password')
+  const passwordHash = await hashPassword(next)
+  const session = await withTransaction(db, async (trx) => {
+    await trx
+      .updateTable('customers')
+      .set({ password_hash: passwordHash })
+      .where('id', '=', customerId)
+      .execute()
+    await revokeAllSessions(trx, 'customer', customerId)
+    return createSession(trx, 'customer', customerId, sessionMeta(request))
+  })
+  return tokensFor(runtime, customerId, session.sessionId, session.refreshToken)
+}
+
+const addressColumns = [
+  'id',
+  'label',
+  'first_name',
+  'last_name',
+  'company',
+  'line1',
+  'line2',
+  'city',
+  'region',
+  'postal_code',
+  'country',
+  'phone',
+  'created_at',
+] as const
+
+type AddressRow = { created_at: Date } & Record<string, unknown>
+const addressView = <T extends AddressRow>(row: T) => ({ ...row, created_at: row.created_at.toISOString() })
+
+/** The customer's addresses, oldest first. */
+export async function listAddresses(runtime: Runtime, customerId: string) {
+  const rows = await runtime.database.db
+    .selectFrom('customer_addresses')
+    .select(addressColumns)
+    .where('customer_id', '=', customerId)
+    .orderBy('id')
+    .execute()
+  return rows.map(addressView)
+}
+
+/** Adds an address to the customer's book. */
+export async function createAddress(runtime: Runtime, customerId: string, input: Static<typeof AddressBody>) {
+  const row = await runtime.database.db
+    .insertInto('customer_addresses')
+    .values({ id: newId('addr'), customer_id: customerId, ...input })
+    .returning(addressColumns)
+    .executeTakeFirstOrThrow()
+  return addressView(row)
+}
+
+/**
+ * Changes one of the customer's own addresses. Ownership is part of the WHERE clause: another
+ * customer's address id finds nothing and answers 404, exactly like an id that does not exist.
+ */
+export async function updateAddress(
+  runtime: Runtime,
+  customerId: string,
+  id: string,
+  input: Static<typeof UpdateAddressBody>,
+) {
+  const row = await runtime.database.db
+    .updateTable('customer_addresses')
+    .set(input)
+    .where('id', '=', id)
+    .where('customer_id', '=', customerId)
+    .returning(addressColumns)
+    .executeTakeFirst()
+  if (!row) throw problem('not_found', `No address ${id}`)
+  return addressView(row)
+}
+
+/** Deletes one of the customer's own addresses (404 for anyone else's). */
+export async function deleteAddress(runtime: Runtime, customerId: string, id: string): Promise<void> {
+  const row = await runtime.database.db
+    .deleteFrom('customer_addresses')
+    .where('id', '=', id)
+    .where('customer_id', '=', customerId)
+    .returning('id')
+    .executeTakeFirst()
+  if (!row) throw problem('not_found', `No address ${id}`)
+}

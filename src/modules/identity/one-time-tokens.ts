@@ -1,0 +1,46 @@
+/** Single-use tokens for email verification and password reset, stored hashed with an expiry. */
+import { sql } from 'kysely'
+import type { Tx } from '../../platform/db/transaction.ts'
+import type { SubjectType } from './tables.ts'
+import { randomToken, tokenHash } from './tokens.ts'
+
+type Purpose = 'verify_email' | 'reset_password'
+
+/** Issues a token; only its hash is kept. */
+export async function issueOneTimeToken(
+  trx: Tx,
+  purpose: Purpose,
+  subjectType: SubjectType,
+  subjectId: string,
+  ttlMinutes: number,
+): Promise<string> {
+  const token = randomToken(purpose === 'verify_email' ? 'ev' : 'pr')
+  await trx
+    .insertInto('one_time_tokens')
+    .values({
+      token_hash: tokenHash(token),
+      purpose,
+      subject_type: subjectType,
+      subject_id: subjectId,
+      expires_at: sql<Date>`now() + make_interval(mins => ${ttlMinutes})` as never,
+    })
+    .execute()
+  return token
+}
+
+/**
+ * Uses a token up: returns its subject when the token is valid, unexpired and unused, else null.
+ * The conditional update makes two concurrent uses of one token succeed at most once.
+ */
+export async function consumeOneTimeToken(trx: Tx, purpose: Purpose, token: string): Promise<string | null> {
+  const row = await trx
+    .updateTable('one_time_tokens')
+    .set({ used_at: sql<Date>`now()` as never })
+    .where('token_hash', '=', tokenHash(token))
+    .where('purpose', '=', purpose)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', sql<Date>`now()`)
+    .returning('subject_id')
+    .executeTakeFirst()
+  return row?.subject_id ?? null
+}
