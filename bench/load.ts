@@ -1,9 +1,10 @@
 /**
- * Load generation with autocannon's programmatic API. The run in progress is kept so an interrupt
- * can stop it rather than leave it firing at a server that is being torn down.
+ * Load generation with autocannon's programmatic API, plus the CPU the target spent meanwhile.
+ * The run in progress is kept so an interrupt can stop it rather than leave it firing at a server
+ * that is being torn down.
  */
 import autocannon from 'autocannon'
-import { cpuSnapshot, otherCpuCores } from './processes.ts'
+import { cpuSnapshot, cpuUse } from './processes.ts'
 
 export interface LoadSettings {
   connections: number
@@ -15,12 +16,18 @@ export interface LoadResult {
   rps: number
   p50_ms: number
   p99_ms: number
+  requests: number
   errors: number
   timeouts: number
   non2xx: number
   statusCodes: Record<string, number>
-  /** Cores other processes kept busy meanwhile (null when /proc is unreadable). */
+  /** Cores other processes kept busy meanwhile; null when /proc is unreadable. */
   otherCpuCores: number | null
+  /**
+   * CPU microseconds the target (and PostgreSQL, for its queries) spent per response. Unlike
+   * req/s it hardly moves when something else on the machine takes CPU away.
+   */
+  cpuUsPerRequest: number | null
 }
 
 let running: autocannon.Instance | undefined
@@ -30,17 +37,24 @@ export function stopLoad(): void {
   running?.stop()
 }
 
-/**
- * Loads one URL for the given duration and summarises what came back. `pids` are the processes
- * taking part (load generator, target), whose CPU is not counted as interference.
- */
-export async function runLoad(url: string, settings: LoadSettings, pids: number[]): Promise<LoadResult> {
-  const before = await cpuSnapshot(pids)
+/** Loads one URL for the given duration and summarises what came back. */
+export async function runLoad(url: string, settings: LoadSettings, targetPid: number): Promise<LoadResult> {
+  const before = await cpuSnapshot(targetPid)
   const result = await fire(url, settings)
-  return { ...result, otherCpuCores: otherCpuCores(before, await cpuSnapshot(pids)) }
+  const use = cpuUse(before, await cpuSnapshot(targetPid))
+  return {
+    ...result,
+    otherCpuCores: use?.otherCores ?? null,
+    cpuUsPerRequest:
+      use && result.requests > 0
+        ? Math.round(((use.targetSeconds + use.databaseSeconds) * 1e6) / result.requests)
+        : null,
+  }
 }
 
-function fire(url: string, settings: LoadSettings): Promise<Omit<LoadResult, 'otherCpuCores'>> {
+type Fired = Omit<LoadResult, 'otherCpuCores' | 'cpuUsPerRequest'>
+
+function fire(url: string, settings: LoadSettings): Promise<Fired> {
   return new Promise((resolve, reject) => {
     running = autocannon(
       {
@@ -64,6 +78,7 @@ function fire(url: string, settings: LoadSettings): Promise<Omit<LoadResult, 'ot
           rps: result.requests.average,
           p50_ms: result.latency.p50,
           p99_ms: result.latency.p99,
+          requests: result.requests.total,
           errors: result.errors,
           timeouts: result.timeouts,
           non2xx: result.non2xx,

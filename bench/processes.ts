@@ -3,10 +3,11 @@
  * it answers, reading its memory and stopping it. Every wait here is bounded so a stuck child can
  * never hang the harness.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 export const HOST = '127.0.0.1'
@@ -114,6 +115,31 @@ export async function waitForOk(child: Child, path: string, timeoutMs: number): 
   throw new Error(`${child.name}: ${path} did not answer 200 within ${timeoutMs} ms:\n${logTail(child)}`)
 }
 
+/**
+ * Splits the machine between load generator and target: this process (autocannon) on CPU 0 and,
+ * per the returned CPU list, the children on the others. Unpinned, Linux often schedules the
+ * server and autocannon, which ping-pong over loopback, onto the same core, and the same run
+ * swings between two results about 2× apart. Returns undefined when pinning is not possible.
+ */
+export function pinLoadGenerator(): string | undefined {
+  const count = availableParallelism()
+  if (process.platform !== 'linux' || count < 2) return undefined
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
+  } catch {
+    return undefined
+  }
+  return count === 2 ? '1' : `1-${count - 1}`
+}
+
+/**
+ * Moves every thread of a running process onto `cpus`; threads it starts later inherit that. Done
+ * after start-up, so start-up itself is timed with the whole machine, as a deploy would have it.
+ */
+export function pinProcess(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+}
+
 /** Resident set size of a live process in MiB, from /proc (Linux only). */
 export async function rssMb(pid: number): Promise<number | null> {
   try {
@@ -137,11 +163,17 @@ export async function stopChild(child: Child, graceMs = 20_000): Promise<number 
   }
 }
 
-/** CPU ticks (USER_HZ, 100 a second on Linux) the whole machine and selected processes have used. */
+/** CPU ticks (USER_HZ, 100 a second on Linux) used by the machine and by the processes in a run. */
 export interface CpuSnapshot {
   at: number
+  /** Every CPU's user, nice and system time. */
   busy: number
-  ours: number
+  /** The process under load. */
+  target: number
+  /** PostgreSQL's processes, which do the target's queries. */
+  database: number
+  /** This process: autocannon. */
+  generator: number
 }
 
 const USER_HZ = 100
@@ -151,7 +183,7 @@ async function processTicks(pid: number): Promise<{ comm: string; ticks: number 
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
     const close = stat.lastIndexOf(')')
     const comm = stat.slice(stat.indexOf('(') + 1, close)
-    // After "pid (comm)", utime and stime are the 12th and 13th fields.
+    // After "pid (comm)", utime and stime are the 12th and 13th fields; they cover every thread.
     const fields = stat.slice(close + 2).split(' ')
     return { comm, ticks: Number(fields[11]) + Number(fields[12]) }
   } catch {
@@ -159,11 +191,8 @@ async function processTicks(pid: number): Promise<{ comm: string; ticks: number 
   }
 }
 
-/**
- * Takes a snapshot of machine-wide busy CPU and of the CPU used by `pids` and by PostgreSQL's
- * processes (which serve our queries, so they belong to the system under test).
- */
-export async function cpuSnapshot(pids: number[]): Promise<CpuSnapshot | undefined> {
+/** Reads the CPU counters for a load run against `targetPid`; undefined where /proc is missing. */
+export async function cpuSnapshot(targetPid: number): Promise<CpuSnapshot | undefined> {
   try {
     const [user, nice, system] = (await readFile('/proc/stat', 'utf8'))
       .split('\n')[0]!
@@ -171,29 +200,45 @@ export async function cpuSnapshot(pids: number[]): Promise<CpuSnapshot | undefin
       .split(/\s+/)
       .slice(1, 4)
       .map(Number)
-    let ours = 0
+    const snapshot = {
+      at: performance.now(),
+      busy: user! + nice! + system!,
+      target: 0,
+      database: 0,
+      generator: 0,
+    }
     for (const entry of await readdir('/proc')) {
       if (!/^\d+$/.test(entry)) continue
       const pid = Number(entry)
       const info = await processTicks(pid)
-      if (info && (pids.includes(pid) || info.comm === 'postgres')) ours += info.ticks
+      if (!info) continue
+      if (pid === targetPid) snapshot.target += info.ticks
+      else if (pid === process.pid) snapshot.generator += info.ticks
+      else if (info.comm === 'postgres') snapshot.database += info.ticks
     }
-    return { at: performance.now(), busy: user! + nice! + system!, ours }
+    return snapshot
   } catch {
     return undefined
   }
 }
 
-/**
- * How many cores, on average, processes other than ours were keeping busy between two snapshots:
- * a benchmark on a shared two-core machine is only meaningful when this stays near zero.
- */
-export function otherCpuCores(
-  before: CpuSnapshot | undefined,
-  after: CpuSnapshot | undefined,
-): number | null {
+export interface CpuUse {
+  /** Cores, on average, that processes outside the run kept busy: should stay near zero. */
+  otherCores: number
+  /** CPU seconds of the target and of PostgreSQL over the interval. */
+  targetSeconds: number
+  databaseSeconds: number
+}
+
+/** What happened between two snapshots. */
+export function cpuUse(before: CpuSnapshot | undefined, after: CpuSnapshot | undefined): CpuUse | null {
   if (!before || !after) return null
+  const delta = (key: keyof CpuSnapshot) => (after[key] - before[key]) / USER_HZ
   const seconds = (after.at - before.at) / 1000
-  const other = (after.busy - before.busy - (after.ours - before.ours)) / USER_HZ
-  return Math.max(0, Math.round((other / seconds) * 100) / 100)
+  const other = delta('busy') - delta('target') - delta('database') - delta('generator')
+  return {
+    otherCores: Math.max(0, Math.round((other / seconds) * 100) / 100),
+    targetSeconds: delta('target'),
+    databaseSeconds: delta('database'),
+  }
 }

@@ -25,6 +25,10 @@ export interface ScenarioResult {
   baseline_p99_ms: number
   ratio: number
   duration_s: number
+  /** Alternating server/baseline rounds; rps and latencies come from each side's best round. */
+  rounds: number
+  round_rps: number[]
+  baseline_round_rps: number[]
   connections: number
   pipelining: number
   errors: number
@@ -33,9 +37,15 @@ export interface ScenarioResult {
   status_codes: Record<string, number>
   baseline_errors: number
   baseline_non2xx: number
+  /** CPU µs the server (with PostgreSQL) spent per response, and the baseline likewise. */
+  cpu_us_per_request: number | null
+  baseline_cpu_us_per_request: number | null
+  /** baseline_cpu_us_per_request / cpu_us_per_request: the ratio by CPU cost, robust to interference. */
+  cpu_ratio: number | null
   /** Cores processes outside the benchmark kept busy while the server was measured. */
   other_cpu_cores: number | null
   baseline_other_cpu_cores: number | null
+  cpu_pinning: string
   node_version: string
   cpus: number
   cpu_model: string
@@ -125,14 +135,15 @@ export function markdownTables(results: Array<ScenarioResult | StartupResult>): 
   const lines: string[] = []
   if (scenarios.length) {
     lines.push(
-      '| Scenario | Database | Date | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result | Other CPU |',
-      '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |',
+      '| Scenario | Database | Date | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result | CPU µs/req (server / baseline) | Other CPU |',
+      '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
     )
     for (const r of scenarios) {
       lines.push(
         `| ${r.scenario} | ${r.database} | ${day(r.date)} | ${integer(r.rps)} | ${ms(r.p50_ms)} | ${ms(r.p99_ms)} | ` +
           `${r.baseline} | ${integer(r.baseline_rps)} | ${ms(r.baseline_p99_ms)} | ${r.ratio.toFixed(3)} | ` +
-          `≥ ${r.target_ratio} | ${statusText(r)} | ${otherCpu(r)} |`,
+          `≥ ${r.target_ratio} | ${statusText(r)} | ${r.cpu_us_per_request ?? 'n/a'} / ` +
+          `${r.baseline_cpu_us_per_request ?? 'n/a'} | ${otherCpu(r)} |`,
       )
     }
     const first = scenarios[0]!

@@ -7,7 +7,10 @@
  *   BENCH_DATABASE_URL  postgres://… of a local server: the run creates sw_bench_<random> on it and
  *                       drops it at the end. Unset: embedded PGlite in a temporary data directory.
  *   BENCH_DURATION      seconds per measurement (default 10), after a 2 s warm-up.
+ *   BENCH_ROUNDS        alternate server and baseline this many times and keep each side's best
+ *                       round (default 1).
  *   BENCH_SCENARIOS     comma-separated subset of the scenarios (default: all).
+ *   BENCH_PIN=false     leave processes unpinned (default: autocannon on CPU 0, the rest on 1…n).
  *   BENCH_LOG_LEVEL     LOG_LEVEL for the server, to see what logging costs.
  *   BENCH_CPU_PROF      a directory: the server runs with --cpu-prof and leaves its profile there.
  * The last two change the system under test, so such runs print figures but write no results.
@@ -20,7 +23,18 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type LoadResult, type LoadSettings, runLoad, stopLoad } from './load.ts'
 import { createBenchDatabase } from './postgres.ts'
-import { type Child, freePort, HOST, logTail, rssMb, spawnNode, stopChild, waitForOk } from './processes.ts'
+import {
+  type Child,
+  freePort,
+  HOST,
+  logTail,
+  pinLoadGenerator,
+  pinProcess,
+  rssMb,
+  spawnNode,
+  stopChild,
+  waitForOk,
+} from './processes.ts'
 import {
   type DatabaseMode,
   type ScenarioResult,
@@ -74,6 +88,16 @@ function durationFromEnv(): number {
   const value = Number(raw)
   if (!Number.isInteger(value) || value < 1 || value > 3600) {
     throw new Error(`BENCH_DURATION=${raw} is invalid: expected whole seconds from 1 to 3600`)
+  }
+  return value
+}
+
+function roundsFromEnv(): number {
+  const raw = process.env.BENCH_ROUNDS?.trim()
+  if (!raw) return 1
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1 || value > 20) {
+    throw new Error(`BENCH_ROUNDS=${raw} is invalid: expected a whole number from 1 to 20`)
   }
   return value
 }
@@ -216,6 +240,7 @@ function printTable(results: ScenarioResult[], startup: StartupResult | undefine
       'baseline p99',
       'ratio',
       'target',
+      'cpu us/req',
       'other cpu',
       'result',
     ],
@@ -228,6 +253,7 @@ function printTable(results: ScenarioResult[], startup: StartupResult | undefine
       fmt(r.baseline_p99_ms, 1),
       r.ratio.toFixed(3),
       `>= ${r.target_ratio}`,
+      `${r.cpu_us_per_request ?? '?'} / ${r.baseline_cpu_us_per_request ?? '?'}`,
       `${r.other_cpu_cores ?? '?'} / ${r.baseline_other_cpu_cores ?? '?'}`,
       r.status === 'failed' ? `FAILED (${r.non2xx} non-2xx, ${r.errors} errors)` : r.status,
     ]),
@@ -247,6 +273,7 @@ function printTable(results: ScenarioResult[], startup: StartupResult | undefine
 
 async function main(): Promise<number> {
   const durationS = durationFromEnv()
+  const rounds = roundsFromEnv()
   const scenarios = scenariosFromEnv()
   const serverUrl = process.env.BENCH_DATABASE_URL?.trim() || undefined
   const mode: DatabaseMode = serverUrl ? 'postgres' : 'pglite'
@@ -258,13 +285,13 @@ async function main(): Promise<number> {
   const settings: LoadSettings = { connections: CONNECTIONS, pipelining: 1, durationS }
 
   // Every wait below is bounded; the watchdog catches whatever was not foreseen.
-  const budgetS = 300 + scenarios.length * 2 * (WARMUP_S + durationS + 5)
+  const budgetS = 300 + scenarios.length * rounds * 2 * (WARMUP_S + durationS + 5)
   setTimeout(() => abort(`still running after ${budgetS} s (watchdog)`, 124), budgetS * 1000).unref()
 
   const tmp = mkdtempSync(join(tmpdir(), 'sw-bench-'))
   cleanups.push(() => rm(tmp, { recursive: true, force: true }))
   const date = new Date().toISOString()
-  log(`database ${mode}, ${durationS} s per measurement, work directory ${tmp}`)
+  log(`database ${mode}, ${rounds} × ${durationS} s per target and scenario, work directory ${tmp}`)
 
   let databaseUrl: string | undefined
   if (serverUrl) {
@@ -363,29 +390,55 @@ async function main(): Promise<number> {
     )
   }
 
+  const pinned = process.env.BENCH_PIN?.trim() === 'false' ? undefined : pinLoadGenerator()
+  if (pinned) {
+    for (const child of [server, baseline]) pinProcess(child.process.pid!, pinned)
+    log(`pinned: autocannon on CPU 0, server and baseline on CPU ${pinned}`)
+  } else {
+    log('not pinned to CPUs: expect wider swings between runs')
+  }
+
+  // One target under load at a time; each gets the same warm-up before every measurement.
+  const measure = async (scenario: Scenario, target: Child, path: string, who: string) => {
+    const pid = target.process.pid ?? 0
+    log(`${scenario.name}: warming up ${who} (${WARMUP_S} s)`)
+    await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S }, pid)
+    log(`${scenario.name}: measuring ${who} (${durationS} s)`)
+    const result = await runLoad(`${target.url}${path}`, settings, pid)
+    if (target.hasExited) throw new Error(`${target.name} died under load:\n${logTail(target)}`)
+    if ((result.otherCpuCores ?? 0) > OTHER_CPU_WARNING) {
+      log(`warning: other processes kept ${result.otherCpuCores} cores busy meanwhile; figures disturbed`)
+    }
+    await sleep(1_000)
+    return result
+  }
+  // Interference from elsewhere only ever slows a run down, so the best round is the truest one.
+  const best = (runs: LoadResult[]) => runs.reduce((a, b) => (b.rps > a.rps ? b : a))
+  const sum = (runs: LoadResult[], key: 'errors' | 'timeouts' | 'non2xx') =>
+    runs.reduce((total, run) => total + run[key], 0)
+
   const results: ScenarioResult[] = []
   for (const scenario of scenarios) {
-    // One target under load at a time; each gets the same warm-up before it is measured.
-    const measure = async (target: Child, path: string, who: string): Promise<LoadResult> => {
-      const pids = [process.pid, target.process.pid ?? 0]
-      log(`${scenario.name}: warming up ${who} (${WARMUP_S} s)`)
-      await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S }, pids)
-      log(`${scenario.name}: measuring ${who} (${durationS} s)`)
-      const result = await runLoad(`${target.url}${path}`, settings, pids)
-      if (target.hasExited) throw new Error(`${target.name} died under load:\n${logTail(target)}`)
-      if ((result.otherCpuCores ?? 0) > OTHER_CPU_WARNING) {
-        log(
-          `warning: other processes kept ${result.otherCpuCores} cores busy while ${who} was measured; ` +
-            'the figures are disturbed',
-        )
-      }
-      await sleep(1_000)
-      return result
+    const oursRuns: LoadResult[] = []
+    const theirsRuns: LoadResult[] = []
+    for (let round = 0; round < rounds; round++) {
+      oursRuns.push(await measure(scenario, server, scenario.path, 'server'))
+      theirsRuns.push(await measure(scenario, baseline, scenario.baselinePath, 'baseline'))
     }
-    const ours = await measure(server, scenario.path, 'server')
-    const theirs = await measure(baseline, scenario.baselinePath, 'baseline')
+    const ours = best(oursRuns)
+    const theirs = best(theirsRuns)
     const ratio = theirs.rps > 0 ? Math.round((ours.rps / theirs.rps) * 1000) / 1000 : 0
-    const failed = ours.non2xx > 0 || ours.errors > 0 || theirs.non2xx > 0 || theirs.errors > 0
+    const errors = sum(oursRuns, 'errors')
+    const non2xx = sum(oursRuns, 'non2xx')
+    const baselineErrors = sum(theirsRuns, 'errors')
+    const baselineNon2xx = sum(theirsRuns, 'non2xx')
+    const failed = errors > 0 || non2xx > 0 || baselineErrors > 0 || baselineNon2xx > 0
+    const statusCodes: Record<string, number> = {}
+    for (const run of oursRuns) {
+      for (const [code, count] of Object.entries(run.statusCodes)) {
+        statusCodes[code] = (statusCodes[code] ?? 0) + count
+      }
+    }
     results.push({
       scenario: scenario.name,
       date,
@@ -401,16 +454,26 @@ async function main(): Promise<number> {
       baseline_p99_ms: theirs.p99_ms,
       ratio,
       duration_s: durationS,
+      rounds,
+      round_rps: oursRuns.map((run) => Math.round(run.rps)),
+      baseline_round_rps: theirsRuns.map((run) => Math.round(run.rps)),
       connections: CONNECTIONS,
       pipelining: settings.pipelining,
-      errors: ours.errors,
-      timeouts: ours.timeouts,
-      non2xx: ours.non2xx,
-      status_codes: ours.statusCodes,
-      baseline_errors: theirs.errors,
-      baseline_non2xx: theirs.non2xx,
+      errors,
+      timeouts: sum(oursRuns, 'timeouts'),
+      non2xx,
+      status_codes: statusCodes,
+      baseline_errors: baselineErrors,
+      baseline_non2xx: baselineNon2xx,
+      cpu_us_per_request: ours.cpuUsPerRequest,
+      baseline_cpu_us_per_request: theirs.cpuUsPerRequest,
+      cpu_ratio:
+        ours.cpuUsPerRequest && theirs.cpuUsPerRequest
+          ? Math.round((theirs.cpuUsPerRequest / ours.cpuUsPerRequest) * 1000) / 1000
+          : null,
       other_cpu_cores: ours.otherCpuCores,
       baseline_other_cpu_cores: theirs.otherCpuCores,
+      cpu_pinning: pinned ? `autocannon on CPU 0; server and baseline on CPU ${pinned}` : 'none',
       ...machine(),
     })
   }

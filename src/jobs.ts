@@ -23,6 +23,7 @@ export function registerJobs(runtime: Runtime): void {
       retryLimit: 1,
     },
   )
+  defineMailJob(runtime.jobs, new FileMailTransport(runtime.config.dataDir, runtime.logger))
 }
 
 /** Puts module reference data in place after migrations (built-in roles). Safe to run on every start. */

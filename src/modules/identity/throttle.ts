@@ -39,8 +39,7 @@ export class LoginThrottle {
       this.#kv.get(keys.accountFails),
     ])
     if (Number(accountFails ?? 0) >= ACCOUNT_CEILING) return MAX_LOCK_MS
-    const wait = Number(lockedUntil ?? 0) - Date.now()
-    return wait > 0 ? wait : 0
+    return Math.max(0, Number(lockedUntil ?? 0) - Date.now())
   }
 
   /** Counts a failed attempt and starts the next lock when free attempts are used up. */
