@@ -14,6 +14,7 @@ import { Ajv } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import Fastify, { type FastifyBaseLogger, type FastifyContextConfig, type FastifyInstance } from 'fastify'
 import { catalogRoutes } from './modules/catalog/routes.ts'
+import { adminCustomerRoutes } from './modules/identity/admin-customer-routes.ts'
 import { registerAuditHook } from './modules/identity/audit.ts'
 import { customerRoutes } from './modules/identity/customer-routes.ts'
 import { identityResolvers } from './modules/identity/principals.ts'
@@ -207,5 +208,6 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(catalogRoutes, { runtime })
   await app.register(customerRoutes, { runtime })
   await app.register(staffRoutes, { runtime })
+  await app.register(adminCustomerRoutes, { runtime })
   return app
 }

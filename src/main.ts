@@ -7,6 +7,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp, PRESSURE_SAMPLE_MS } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { seedDemoCatalog } from './modules/catalog/seed.ts'
+import { DEMO_ADMIN_EMAIL, seedDemoAdmin } from './modules/identity/seed.ts'
 import { createLogger } from './platform/observability/logger.ts'
 import { createRuntime, startRuntime, stopRuntime } from './platform/runtime.ts'
 
@@ -44,6 +45,9 @@ await startRuntime(runtime, {
     if (!config.seedDemo) return
     const seeded = await seedDemoCatalog(runtime)
     if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
+    const admin = await seedDemoAdmin(runtime)
+    if (admin)
+      logger.info({ email: admin.email, passwordFile: admin.passwordFile }, 'created the demo owner account')
     // Booting stalls the event loop (embedded Postgres compiles WebAssembly), which load shedding
     // reads as overload for up to a second; turn ready only once it has cleared, so the first
     // requests a balancer sends are served rather than shed.
@@ -65,8 +69,13 @@ if (process.stdout.isTTY) {
     `  Storefront:     ${url}/store/products`,
     `  Database:       ${runtime.database.kind === 'pglite' ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL'}`,
   ]
+  if (config.seedDemo) {
+    lines.push(
+      `  Demo admin:     POST ${url}/admin/auth/sign-in  {"email":"${DEMO_ADMIN_EMAIL}","password":"$(cat ${config.dataDir}/demo-admin-password)"}`,
+    )
+  }
   if (config.adminToken && !process.env.ADMIN_TOKEN) {
-    lines.push(`  Admin API:      Authorization: Bearer $(cat ${config.dataDir}/admin-token)`)
+    lines.push(`  Bootstrap token (development): Authorization: Bearer $(cat ${config.dataDir}/admin-token)`)
   }
   console.log(`${lines.join('\n')}\n`)
 }

@@ -6,7 +6,10 @@ import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig } from '../config.ts'
 import { seedDemoCatalog } from '../modules/catalog/seed.ts'
+import { seedDemoAdmin } from '../modules/identity/seed.ts'
+import { createStaff } from '../modules/identity/staff.ts'
 import { migrateToLatest } from '../platform/db/migrate.ts'
+import { ProblemError } from '../platform/http/errors.ts'
 import { createLogger } from '../platform/observability/logger.ts'
 import { createRuntime, type Runtime, startRuntime, stopRuntime } from '../platform/runtime.ts'
 
@@ -16,7 +19,8 @@ commands:
   migrate        apply database migrations and exit
   seed           seed the demo store (skipped when products exist)
   worker         run background job workers (no HTTP); scale by running more
-  create-admin   create a staff owner account (arrives with staff accounts)
+  create-admin   create a staff account: --email <address> [--name <name>] [--role role_owner],
+                 password from ADMIN_PASSWORD
   help           show this text`
 
 async function withRuntime(fn: (runtime: Runtime) => Promise<void>): Promise<void> {
@@ -41,6 +45,8 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
       await startRuntime(runtime, { work: false })
       const created = await seedDemoCatalog(runtime)
       console.log(created ? `seeded ${created} demo products` : 'products exist already; nothing seeded')
+      const admin = await seedDemoAdmin(runtime)
+      if (admin) console.log(`created ${admin.email}; password in ${admin.passwordFile}`)
     })
   },
   async worker() {
@@ -54,11 +60,35 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
     await startRuntime(runtime, { work: true })
     logger.info({ database: runtime.database.kind }, 'worker running')
   },
-  async 'create-admin'() {
-    console.error(
-      'create-admin: staff accounts arrive with the identity module; until then use the ADMIN_TOKEN bearer token',
-    )
-    process.exitCode = 2
+  async 'create-admin'(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        email: { type: 'string' },
+        name: { type: 'string' },
+        role: { type: 'string', default: 'role_owner' },
+      },
+    })
+    const password = process.env.ADMIN_PASSWORD
+    if (!values.email || !password) {
+      console.error(
+        'create-admin: pass --email <address> and the password in ADMIN_PASSWORD (kept out of shell history)',
+      )
+      process.exitCode = 2
+      return
+    }
+    await withRuntime(async (runtime) => {
+      await startRuntime(runtime, { work: false })
+      const staff = await createStaff(runtime.database.db, {
+        email: values.email!,
+        name: values.name,
+        password,
+        roleId: values.role!,
+      })
+      console.log(
+        `created ${staff.email} (${staff.id}) with role ${staff.role.name}; enrol MFA at first sign-in`,
+      )
+    })
   },
   async help() {
     console.log(USAGE)
@@ -72,10 +102,9 @@ if (!command) {
   process.exit(2)
 }
 try {
-  parseArgs({ args: rest, strict: false })
   await command(rest)
 } catch (error) {
-  if (error instanceof ConfigError) {
+  if (error instanceof ConfigError || error instanceof ProblemError) {
     console.error(`shopwright: ${error.message}`)
     process.exit(1)
   }
