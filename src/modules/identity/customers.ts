@@ -11,12 +11,11 @@ import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { sendEmail } from '../notifications/mail.ts'
-import { signerOf } from './context.ts'
+import { signerOf, throttleOf } from './context.ts'
 import { consumeOneTimeToken, issueOneTimeToken } from './one-time-tokens.ts'
 import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
 import type { AddressBody, SignUpBody, UpdateAddressBody } from './schemas.ts'
 import { createSession, revokeAllSessions, rotateSession } from './sessions.ts'
-import { LoginThrottle } from './throttle.ts'
 import { ACCESS_TOKEN_TTL_SECONDS } from './tokens.ts'
 
 export type CustomerSignInHook = (customerId: string, request: FastifyRequest) => Promise<void>
@@ -59,16 +58,6 @@ const customerColumns = ['id', 'email', 'first_name', 'last_name', 'email_verifi
 function requireStrongPassword(password: string, field: string): void {
   const why = passwordProblem(password)
   if (why) throw problem('weak_password', `The password ${why}`, { errors: [{ path: field, message: why }] })
-}
-
-const throttles = new WeakMap<Runtime, LoginThrottle>()
-function throttleOf(runtime: Runtime): LoginThrottle {
-  let t = throttles.get(runtime)
-  if (!t) {
-    t = new LoginThrottle(runtime.kv, 'customer')
-    throttles.set(runtime, t)
-  }
-  return t
 }
 
 function sessionMeta(request: FastifyRequest) {
@@ -135,7 +124,7 @@ export async function signUp(
 
 /** Signs a customer in with email and password; throttled per account and IP. */
 export async function signIn(runtime: Runtime, email: string, password: string, request: FastifyRequest) {
-  const throttle = throttleOf(runtime)
+  const throttle = throttleOf(runtime, 'customer')
   const wait = await throttle.retryAfterMs(email, request.ip)
   if (wait > 0) {
     throw problem('too_many_attempts', undefined, {
@@ -279,7 +268,7 @@ export async function resetPassword(runtime: Runtime, token: string, password: s
     await revokeAllSessions(trx, 'customer', customerId)
     return row.email
   })
-  await throttleOf(runtime).clear(email)
+  await throttleOf(runtime, 'customer').clear(email)
 }
 
 /** Changes the password after checking the current one; other sessions end, this one is renewed. */

@@ -11,12 +11,10 @@ import type { Principal } from '../../platform/http/auth.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { signerOf } from './context.ts'
+import { signerOf, throttleOf, totpBoxOf } from './context.ts'
 import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
 import { areKnownPermissions, BUILT_IN_ROLES } from './permissions.ts'
-import { SecretBox } from './secret-box.ts'
 import { createSession, markMfaVerified, revokeAllSessions, rotateSession } from './sessions.ts'
-import { LoginThrottle } from './throttle.ts'
 import { ACCESS_TOKEN_TTL_SECONDS, randomToken, tokenHash } from './tokens.ts'
 import {
   generateRecoveryCodes,
@@ -37,26 +35,6 @@ export interface StaffView {
 }
 
 const DEVICE_TRUST_DAYS = 30
-
-const boxes = new WeakMap<Runtime, SecretBox>()
-function boxOf(runtime: Runtime): SecretBox {
-  let box = boxes.get(runtime)
-  if (!box) {
-    box = new SecretBox(runtime.config.appSecret, 'staff-totp')
-    boxes.set(runtime, box)
-  }
-  return box
-}
-
-const throttles = new WeakMap<Runtime, LoginThrottle>()
-function throttleOf(runtime: Runtime): LoginThrottle {
-  let t = throttles.get(runtime)
-  if (!t) {
-    t = new LoginThrottle(runtime.kv, 'staff')
-    throttles.set(runtime, t)
-  }
-  return t
-}
 
 /** Creates or refreshes the built-in roles (run at every start, so code changes reach them). */
 export async function ensureBuiltInRoles(db: Kysely<DB>): Promise<void> {
@@ -255,7 +233,7 @@ export async function signInStaff(
   input: { email: string; password: string; device_token?: string },
   request: FastifyRequest,
 ): Promise<SignedIn | MfaChallenge> {
-  const throttle = throttleOf(runtime)
+  const throttle = throttleOf(runtime, 'staff')
   const wait = await throttle.retryAfterMs(input.email, request.ip)
   if (wait > 0)
     throw problem('too_many_attempts', undefined, {
@@ -323,7 +301,7 @@ async function verifySecondFactor(runtime: Runtime, staffId: string, code: strin
   if (!mfa?.confirmed_at) return false
   const normalized = code.replace(/[\s-]/g, '')
   if (/^\d{6}$/.test(normalized)) {
-    const secret = boxOf(runtime).open(mfa.totp_secret)
+    const secret = totpBoxOf(runtime).open(mfa.totp_secret)
     const step = verifyTotp(secret, normalized, { lastUsedStep: Number(mfa.last_used_step) })
     if (step === null) return false
     const used = await db
@@ -355,7 +333,7 @@ export async function completeStaffMfa(
 ): Promise<SignedIn> {
   const challenge = await signerOf(runtime).verifyMfaChallenge(challengeToken)
   if (!challenge) throw problem('invalid_token', 'The sign-in challenge expired; sign in again')
-  const throttle = throttleOf(runtime)
+  const throttle = throttleOf(runtime, 'staff')
   const wait = await throttle.retryAfterMs(`mfa:${challenge.staffId}`, request.ip)
   if (wait > 0)
     throw problem('too_many_attempts', undefined, {
@@ -381,7 +359,7 @@ export async function stepUp(
 ): Promise<void> {
   if (principal.kind !== 'staff' || !principal.sessionId)
     throw problem('forbidden', 'Only staff sessions can step up')
-  const throttle = throttleOf(runtime)
+  const throttle = throttleOf(runtime, 'staff')
   const key = `mfa:${principal.id}`
   const wait = await throttle.retryAfterMs(key, request.ip)
   if (wait > 0)
@@ -407,7 +385,7 @@ export async function beginTotpEnrolment(runtime: Runtime, principal: Principal)
   if (existing?.confirmed_at) throw problem('conflict', 'MFA is already enabled')
   const staff = await getStaff(db, principal.id)
   const secret = generateTotpSecret()
-  const sealed = boxOf(runtime).seal(secret)
+  const sealed = totpBoxOf(runtime).seal(secret)
   await db
     .insertInto('staff_mfa')
     .values({ staff_id: principal.id, totp_secret: sealed, recovery_codes: [] })
@@ -428,7 +406,7 @@ export async function confirmTotpEnrolment(runtime: Runtime, principal: Principa
     .executeTakeFirst()
   if (!mfa) throw problem('conflict', 'Start enrolment first')
   if (mfa.confirmed_at) throw problem('conflict', 'MFA is already enabled')
-  const step = verifyTotp(boxOf(runtime).open(mfa.totp_secret), code, {
+  const step = verifyTotp(totpBoxOf(runtime).open(mfa.totp_secret), code, {
     lastUsedStep: Number(mfa.last_used_step),
   })
   if (step === null) throw problem('invalid_mfa_code')
