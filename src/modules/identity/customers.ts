@@ -16,6 +16,7 @@ import { consumeOneTimeToken, issueOneTimeToken } from './one-time-tokens.ts'
 import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
 import type { AddressBody, SignUpBody, UpdateAddressBody } from './schemas.ts'
 import { createSession, revokeAllSessions, rotateSession } from './sessions.ts'
+import { countAttempt } from './throttle.ts'
 import { ACCESS_TOKEN_TTL_SECONDS } from './tokens.ts'
 
 export type CustomerSignInHook = (customerId: string, request: FastifyRequest) => Promise<void>
@@ -74,6 +75,16 @@ async function tokensFor(runtime: Runtime, customerId: string, sessionId: string
   }
 }
 
+function accountExistsEmail(email: string) {
+  return {
+    to: email,
+    template: 'account_exists',
+    subject: 'You already have an account',
+    text: 'Someone tried to sign up with this email. If it was you, sign in or reset your password.',
+    data: {},
+  }
+}
+
 /** Registers an account (or, for a known email, tells its owner); the answer is the same either way. */
 export async function signUp(
   runtime: Runtime,
@@ -89,17 +100,13 @@ export async function signUp(
       .where(sql`lower(email)`, '=', email.toLowerCase())
       .executeTakeFirst()
     if (existing) {
-      await sendEmail(trx, runtime.jobs, {
-        to: email,
-        template: 'account_exists',
-        subject: 'You already have an account',
-        text: 'Someone tried to sign up with this email. If it was you, sign in or reset your password.',
-        data: {},
-      })
+      await sendEmail(trx, runtime.jobs, accountExistsEmail(email))
       return
     }
     const id = newId('cus')
-    await trx
+    // Two sign-ups for one new email can race past the check above; the unique index settles it,
+    // and the loser answers like any sign-up for a taken email.
+    const inserted = await trx
       .insertInto('customers')
       .values({
         id,
@@ -108,7 +115,13 @@ export async function signUp(
         first_name: input.first_name ?? '',
         last_name: input.last_name ?? '',
       })
-      .execute()
+      .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+      .returning('id')
+      .executeTakeFirst()
+    if (!inserted) {
+      await sendEmail(trx, runtime.jobs, accountExistsEmail(email))
+      return
+    }
     const token = await issueOneTimeToken(trx, 'verify_email', 'customer', id, 24 * 60)
     await sendEmail(trx, runtime.jobs, {
       to: email,
@@ -125,12 +138,7 @@ export async function signUp(
 /** Signs a customer in with email and password; throttled per account and IP. */
 export async function signIn(runtime: Runtime, email: string, password: string, request: FastifyRequest) {
   const throttle = throttleOf(runtime, 'customer')
-  const wait = await throttle.retryAfterMs(email, request.ip)
-  if (wait > 0) {
-    throw problem('too_many_attempts', undefined, {
-      headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
-    })
-  }
+  await countAttempt(throttle, email, request.ip)
   const { db } = runtime.database
   const row = await db
     .selectFrom('customers')
@@ -138,11 +146,8 @@ export async function signIn(runtime: Runtime, email: string, password: string, 
     .where(sql`lower(email)`, '=', email.trim().toLowerCase())
     .executeTakeFirst()
   const ok = row ? await verifyPassword(row.password_hash, password) : await verifyDecoy(password)
-  if (!row || !ok) {
-    await throttle.fail(email, request.ip)
-    throw problem('invalid_credentials')
-  }
-  await throttle.clear(email, request.ip)
+  if (!row || !ok) throw problem('invalid_credentials')
+  await throttle.succeeded(email, request.ip)
   if (needsRehash(row.password_hash)) {
     const rehashed = await hashPassword(password)
     await db.updateTable('customers').set({ password_hash: rehashed }).where('id', '=', row.id).execute()
@@ -157,8 +162,8 @@ export async function signIn(runtime: Runtime, email: string, password: string, 
 
 /** Exchanges a refresh token for new tokens; a reused one revokes the family and is refused. */
 export async function refreshCustomer(runtime: Runtime, refreshToken: string, request: FastifyRequest) {
-  const result = await rotateSession(runtime.database.db, refreshToken, sessionMeta(request))
-  if (!result.ok || result.subjectType !== 'customer') {
+  const result = await rotateSession(runtime.database.db, 'customer', refreshToken, sessionMeta(request))
+  if (!result.ok) {
     if (result.ok === false && result.reason === 'reused') {
       request.log.warn({ event: 'refresh_token_reuse' }, 'a rotated refresh token was reused; family revoked')
     }
@@ -268,7 +273,7 @@ export async function resetPassword(runtime: Runtime, token: string, password: s
     await revokeAllSessions(trx, 'customer', customerId)
     return row.email
   })
-  await throttleOf(runtime, 'customer').clear(email)
+  await throttleOf(runtime, 'customer').reset(email)
 }
 
 /** Changes the password after checking the current one; other sessions end, this one is renewed. */
@@ -280,6 +285,8 @@ export async function changePassword(
   request: FastifyRequest,
 ) {
   const { db } = runtime.database
+  // A stolen access token must not become a way to guess the password, so this is throttled too.
+  await countAttempt(throttleOf(runtime, 'customer'), `password-change:${customerId}`, request.ip)
   const row = await db
     .selectFrom('customers')
     .select('password_hash')
@@ -290,6 +297,7 @@ export async function changePassword(
       errors: [{ path: 'body.current_password', message: 'is wrong' }],
     })
   }
+  await throttleOf(runtime, 'customer').succeeded(`password-change:${customerId}`, request.ip)
   requireStrongPassword(next, 'body.new_password')
   const passwordHash = await hashPassword(next)
   const session = await withTransaction(db, async (trx) => {

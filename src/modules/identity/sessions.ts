@@ -61,9 +61,14 @@ export type RotateResult =
   | { ok: true; session: IssuedSession; subjectType: SubjectType }
   | { ok: false; reason: 'invalid' | 'reused' }
 
-/** Exchanges a refresh token for a new one in the same family; a reused token revokes the family. */
+/**
+ * Exchanges a refresh token for a new one in the same family; a reused token revokes the family.
+ * The subject type is part of the lookup, so a staff token sent to the customer endpoint (or the
+ * reverse) is simply unknown there and cannot be spent.
+ */
 export async function rotateSession(
   db: Kysely<DB>,
+  subjectType: SubjectType,
   refreshToken: string,
   meta: SessionMeta,
 ): Promise<RotateResult> {
@@ -72,6 +77,7 @@ export async function rotateSession(
       .selectFrom('sessions')
       .selectAll()
       .where('token_hash', '=', tokenHash(refreshToken))
+      .where('subject_type', '=', subjectType)
       .forUpdate()
       .executeTakeFirst()
     if (!row || row.revoked_at || row.expires_at.getTime() <= Date.now())

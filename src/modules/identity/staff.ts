@@ -15,6 +15,7 @@ import { signerOf, throttleOf, totpBoxOf } from './context.ts'
 import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
 import { areKnownPermissions, BUILT_IN_ROLES } from './permissions.ts'
 import { createSession, markMfaVerified, revokeAllSessions, rotateSession } from './sessions.ts'
+import { countAttempt } from './throttle.ts'
 import { ACCESS_TOKEN_TTL_SECONDS, randomToken, tokenHash } from './tokens.ts'
 import {
   generateRecoveryCodes,
@@ -234,11 +235,7 @@ export async function signInStaff(
   request: FastifyRequest,
 ): Promise<SignedIn | MfaChallenge> {
   const throttle = throttleOf(runtime, 'staff')
-  const wait = await throttle.retryAfterMs(input.email, request.ip)
-  if (wait > 0)
-    throw problem('too_many_attempts', undefined, {
-      headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
-    })
+  await countAttempt(throttle, input.email, request.ip)
   const { db } = runtime.database
   const row = await db
     .selectFrom('staff_users')
@@ -252,11 +249,8 @@ export async function signInStaff(
     .where(sql`lower(staff_users.email)`, '=', input.email.trim().toLowerCase())
     .executeTakeFirst()
   const ok = row ? await verifyPassword(row.password_hash, input.password) : await verifyDecoy(input.password)
-  if (!row || !ok || row.disabled_at) {
-    await throttle.fail(input.email, request.ip)
-    throw problem('invalid_credentials')
-  }
-  await throttle.clear(input.email, request.ip)
+  if (!row || !ok || row.disabled_at) throw problem('invalid_credentials')
+  await throttle.succeeded(input.email, request.ip)
   if (needsRehash(row.password_hash)) {
     await db
       .updateTable('staff_users')
@@ -334,15 +328,9 @@ export async function completeStaffMfa(
   const challenge = await signerOf(runtime).verifyMfaChallenge(challengeToken)
   if (!challenge) throw problem('invalid_token', 'The sign-in challenge expired; sign in again')
   const throttle = throttleOf(runtime, 'staff')
-  const wait = await throttle.retryAfterMs(`mfa:${challenge.staffId}`, request.ip)
-  if (wait > 0)
-    throw problem('too_many_attempts', undefined, {
-      headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
-    })
-  if (!(await verifySecondFactor(runtime, challenge.staffId, code))) {
-    await throttle.fail(`mfa:${challenge.staffId}`, request.ip)
-    throw problem('invalid_mfa_code')
-  }
+  await countAttempt(throttle, `mfa:${challenge.staffId}`, request.ip)
+  if (!(await verifySecondFactor(runtime, challenge.staffId, code))) throw problem('invalid_mfa_code')
+  await throttle.succeeded(`mfa:${challenge.staffId}`, request.ip)
   return issueStaffTokens(runtime, challenge.staffId, request, {
     mfaVerified: true,
     deviceId: null,
@@ -361,15 +349,9 @@ export async function stepUp(
     throw problem('forbidden', 'Only staff sessions can step up')
   const throttle = throttleOf(runtime, 'staff')
   const key = `mfa:${principal.id}`
-  const wait = await throttle.retryAfterMs(key, request.ip)
-  if (wait > 0)
-    throw problem('too_many_attempts', undefined, {
-      headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
-    })
-  if (!(await verifySecondFactor(runtime, principal.id, code))) {
-    await throttle.fail(key, request.ip)
-    throw problem('invalid_mfa_code')
-  }
+  await countAttempt(throttle, key, request.ip)
+  if (!(await verifySecondFactor(runtime, principal.id, code))) throw problem('invalid_mfa_code')
+  await throttle.succeeded(key, request.ip)
   await markMfaVerified(runtime.database.db, principal.sessionId)
 }
 
@@ -428,11 +410,11 @@ export async function confirmTotpEnrolment(runtime: Runtime, principal: Principa
 
 /** Exchanges a staff refresh token for new tokens; a reused one revokes the family. */
 export async function refreshStaff(runtime: Runtime, refreshToken: string, request: FastifyRequest) {
-  const result = await rotateSession(runtime.database.db, refreshToken, {
+  const result = await rotateSession(runtime.database.db, 'staff', refreshToken, {
     ip: request.ip,
     userAgent: request.headers['user-agent'] ?? null,
   })
-  if (!result.ok || result.subjectType !== 'staff') throw problem('invalid_token')
+  if (!result.ok) throw problem('invalid_token')
   const { session } = result
   return {
     access_token: await signerOf(runtime).signAccess({

@@ -1,10 +1,14 @@
 /**
- * Progressive lockout against password guessing, shared through the key-value store (Redis when
- * configured, so it holds across nodes). Failures are counted per account and client IP: after a
- * few free attempts each further failure doubles a wait, capped at 15 minutes, so a victim is never
- * locked out for good and an attacker elsewhere cannot lock them out from the victim's own network.
- * A looser per-account ceiling stops guessing spread over many IPs.
+ * Progressive lockout against password (and MFA code) guessing, shared through the key-value store
+ * (Redis when configured, so it holds across nodes).
+ *
+ * Attempts are counted before the password is checked, so a burst of parallel guesses cannot slip
+ * past the count. Per account and client IP, five attempts are free; each further one starts a wait
+ * that doubles, capped at 15 minutes, so a victim is never locked out for good and an attacker on
+ * another network cannot lock them out from their own. A looser ceiling per account stops guessing
+ * spread over many IPs. A password reset starts a new generation of counters, lifting every lock.
  */
+import { problem } from '../../platform/http/errors.ts'
 import type { Kv } from '../../platform/kv/index.ts'
 
 const FREE_ATTEMPTS = 5
@@ -12,6 +16,7 @@ const BASE_LOCK_MS = 2_000
 const MAX_LOCK_MS = 15 * 60_000
 const WINDOW_MS = 60 * 60_000
 const ACCOUNT_CEILING = 50
+const GENERATION_TTL_MS = 30 * 24 * 60 * 60_000
 
 export class LoginThrottle {
   readonly #kv: Kv
@@ -22,44 +27,58 @@ export class LoginThrottle {
     this.#scope = scope
   }
 
-  #keys(account: string, ip: string) {
+  async #keys(account: string, ip: string) {
     const a = account.toLowerCase()
+    const base = `throttle:${this.#scope}`
+    const generation = (await this.#kv.get(`${base}:gen:${a}`)) ?? '0'
     return {
-      pairFails: `throttle:${this.#scope}:fails:${a}|${ip}`,
-      pairLock: `throttle:${this.#scope}:lock:${a}|${ip}`,
-      accountFails: `throttle:${this.#scope}:fails:${a}`,
+      pairAttempts: `${base}:${generation}:attempts:${a}|${ip}`,
+      pairLock: `${base}:${generation}:lock:${a}|${ip}`,
+      accountAttempts: `${base}:${generation}:attempts:${a}`,
     }
   }
 
-  /** Milliseconds to wait before this account may be tried again from this IP; 0 when free. */
-  async retryAfterMs(account: string, ip: string): Promise<number> {
-    const keys = this.#keys(account, ip)
-    const [lockedUntil, accountFails] = await Promise.all([
-      this.#kv.get(keys.pairLock),
-      this.#kv.get(keys.accountFails),
+  /**
+   * Counts an attempt on this account from this IP and says how long to wait first: 0 means go
+   * ahead and check the password; more means refuse now (429 with Retry-After).
+   */
+  async begin(account: string, ip: string): Promise<number> {
+    const keys = await this.#keys(account, ip)
+    const lockedUntil = Number((await this.#kv.get(keys.pairLock)) ?? 0)
+    if (lockedUntil > Date.now()) return lockedUntil - Date.now()
+    const [attempts, accountAttempts] = await Promise.all([
+      this.#kv.increment(keys.pairAttempts, WINDOW_MS),
+      this.#kv.increment(keys.accountAttempts, WINDOW_MS),
     ])
-    if (Number(accountFails ?? 0) >= ACCOUNT_CEILING) return MAX_LOCK_MS
-    return Math.max(0, Number(lockedUntil ?? 0) - Date.now())
-  }
-
-  /** Counts a failed attempt and starts the next lock when free attempts are used up. */
-  async fail(account: string, ip: string): Promise<void> {
-    const keys = this.#keys(account, ip)
-    const [fails] = await Promise.all([
-      this.#kv.increment(keys.pairFails, WINDOW_MS),
-      this.#kv.increment(keys.accountFails, WINDOW_MS),
-    ])
-    if (fails <= FREE_ATTEMPTS) return
-    const lockMs = Math.min(BASE_LOCK_MS * 2 ** (fails - FREE_ATTEMPTS - 1), MAX_LOCK_MS)
+    if (accountAttempts > ACCOUNT_CEILING) return MAX_LOCK_MS
+    if (attempts <= FREE_ATTEMPTS) return 0
+    const lockMs = Math.min(BASE_LOCK_MS * 2 ** (attempts - FREE_ATTEMPTS - 1), MAX_LOCK_MS)
     await this.#kv.set(keys.pairLock, String(Date.now() + lockMs), lockMs)
+    return lockMs
   }
 
-  /** Clears the counters after a successful sign-in or a password reset. */
-  async clear(account: string, ip?: string): Promise<void> {
-    const keys = this.#keys(account, ip ?? '')
+  /** After a correct password: this IP starts afresh, and the attempt no longer counts against the account. */
+  async succeeded(account: string, ip: string): Promise<void> {
+    const keys = await this.#keys(account, ip)
     await Promise.all([
-      this.#kv.delete(keys.accountFails),
-      ...(ip ? [this.#kv.delete(keys.pairFails), this.#kv.delete(keys.pairLock)] : []),
+      this.#kv.delete(keys.pairAttempts),
+      this.#kv.delete(keys.pairLock),
+      this.#kv.increment(keys.accountAttempts, WINDOW_MS, -1),
     ])
+  }
+
+  /** Lifts every lock and count on the account, from every IP (after a password reset). */
+  async reset(account: string): Promise<void> {
+    await this.#kv.increment(`throttle:${this.#scope}:gen:${account.toLowerCase()}`, GENERATION_TTL_MS)
+  }
+}
+
+/** Counts an attempt and throws 429 `too_many_attempts` (with Retry-After) when it must wait. */
+export async function countAttempt(throttle: LoginThrottle, account: string, ip: string): Promise<void> {
+  const wait = await throttle.begin(account, ip)
+  if (wait > 0) {
+    throw problem('too_many_attempts', undefined, {
+      headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
+    })
   }
 }
