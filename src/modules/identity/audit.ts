@@ -63,7 +63,7 @@ export function registerAuditHook(app: FastifyInstance, db: Kysely<DB>): void {
     const principal = request.principal
     if (!url?.startsWith('/admin') || !principal) return
     const audited = request.routeOptions.config.audit
-    if (request.method === 'GET' && !audited) return
+    if ((request.method === 'GET' || request.method === 'HEAD') && !audited) return
     const params = request.params as Record<string, string> | undefined
     try {
       await recordAudit(

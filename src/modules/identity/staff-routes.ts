@@ -272,7 +272,7 @@ export const staffRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
     },
     async (request, reply) => {
       reply.code(201)
-      return createRole(db, request.body)
+      return createRole(db, request.principal!, request.body)
     },
   )
 
@@ -289,7 +289,7 @@ export const staffRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
         response: { 200: Type.Ref('Role'), ...errorResponses },
       },
     },
-    async (request) => updateRole(db, request.params.id, request.body),
+    async (request) => updateRole(db, request.principal!, request.params.id, request.body),
   )
 
   app.delete(

@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify'
 import { type Kysely, sql } from 'kysely'
 import type { DB } from '../../platform/db/schema.ts'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
-import type { Principal } from '../../platform/http/auth.ts'
+import { type Principal, STEP_UP_WINDOW_MS } from '../../platform/http/auth.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
@@ -195,15 +195,25 @@ async function issueStaffTokens(
   runtime: Runtime,
   staffId: string,
   request: FastifyRequest,
-  options: { mfaVerified: boolean; deviceId: string | null; newDeviceToken: boolean },
+  options: { mfa: 'fresh' | 'trusted_device' | 'none'; deviceId: string | null; newDeviceToken: boolean },
 ): Promise<SignedIn> {
   const { db } = runtime.database
-  const session = await createSession(db, 'staff', staffId, {
-    ip: request.ip,
-    userAgent: request.headers['user-agent'] ?? null,
-    deviceId: options.deviceId,
-    mfaVerified: options.mfaVerified,
-  })
+  // A trusted device stands in for the code at sign-in, but it is not a fresh confirmation: it
+  // counts as verified long enough ago that dangerous actions still ask for a step-up.
+  const mfaVerifiedAt =
+    options.mfa === 'fresh'
+      ? new Date()
+      : options.mfa === 'trusted_device'
+        ? new Date(Date.now() - STEP_UP_WINDOW_MS - 1000)
+        : null
+  const session = await createSession(
+    db,
+    'staff',
+    staffId,
+    { ip: request.ip, userAgent: request.headers['user-agent'] ?? null, deviceId: options.deviceId },
+    undefined,
+    mfaVerifiedAt,
+  )
   let deviceToken: string | null = null
   if (options.newDeviceToken) {
     deviceToken = randomToken('dv')
@@ -226,7 +236,7 @@ async function issueStaffTokens(
 
 /**
  * Password step of a staff sign-in. With MFA enrolled, a trusted device (a device token from an
- * earlier MFA sign-in, at most 30 days old) signs in at once; any other device gets a challenge to
+ * earlier MFA sign-in, used within the last 30 days) signs in at once; any other device gets a challenge to
  * answer with a TOTP or recovery code.
  */
 export async function signInStaff(
@@ -260,7 +270,7 @@ export async function signInStaff(
   }
   if (!row.confirmed_at) {
     return issueStaffTokens(runtime, row.id, request, {
-      mfaVerified: false,
+      mfa: 'none',
       deviceId: null,
       newDeviceToken: false,
     })
@@ -277,7 +287,7 @@ export async function signInStaff(
       .executeTakeFirst()
     if (trusted)
       return issueStaffTokens(runtime, row.id, request, {
-        mfaVerified: true,
+        mfa: 'trusted_device',
         deviceId: hash,
         newDeviceToken: false,
       })
@@ -332,7 +342,7 @@ export async function completeStaffMfa(
   if (!(await verifySecondFactor(runtime, challenge.staffId, code))) throw problem('invalid_mfa_code')
   await throttle.succeeded(`mfa:${challenge.staffId}`, request.ip)
   return issueStaffTokens(runtime, challenge.staffId, request, {
-    mfaVerified: true,
+    mfa: 'fresh',
     deviceId: null,
     newDeviceToken: true,
   })
@@ -446,21 +456,36 @@ export async function listRoles(db: Kysely<DB>): Promise<RoleView[]> {
     .execute()
 }
 
-function checkPermissions(permissions: string[]): void {
+/**
+ * Refuses unknown permissions, and permissions the actor does not hold: whoever may edit roles must
+ * not be able to grant themselves (through their own role) more than they have.
+ */
+function checkPermissions(permissions: string[], actor: Principal): void {
   if (!areKnownPermissions(permissions)) {
     const unknown = permissions.filter((p) => !areKnownPermissions([p]))
     throw problem('validation_failed', `Unknown permissions: ${unknown.join(', ')}`, {
       errors: [{ path: 'body.permissions', message: `unknown: ${unknown.join(', ')}` }],
     })
   }
+  const beyond = permissions.filter((p) => !actor.permissions.has('*') && !actor.permissions.has(p))
+  if (beyond.length)
+    throw problem('forbidden', `You cannot grant permissions you do not hold: ${beyond.join(', ')}`)
 }
 
-/** Creates a custom role from known permissions. */
+function roleNameTaken(error: unknown) {
+  if ((error as { code?: string }).code !== '23505') return error
+  return problem('conflict', 'A role with this name exists', {
+    errors: [{ path: 'body.name', message: 'is taken' }],
+  })
+}
+
+/** Creates a custom role from known permissions the actor holds. */
 export async function createRole(
   db: Kysely<DB>,
+  actor: Principal,
   input: { name: string; description?: string; permissions: string[] },
 ): Promise<RoleView> {
-  checkPermissions(input.permissions)
+  checkPermissions(input.permissions, actor)
   try {
     return await db
       .insertInto('roles')
@@ -473,31 +498,31 @@ export async function createRole(
       .returning(['id', 'name', 'description', 'permissions', 'built_in'])
       .executeTakeFirstOrThrow()
   } catch (error) {
-    if ((error as { code?: string }).code === '23505') {
-      throw problem('conflict', 'A role with this name exists', {
-        errors: [{ path: 'body.name', message: 'is taken' }],
-      })
-    }
-    throw error
+    throw roleNameTaken(error)
   }
 }
 
 /** Changes a custom role; built-in roles are fixed. */
 export async function updateRole(
   db: Kysely<DB>,
+  actor: Principal,
   id: string,
   input: { name?: string; description?: string; permissions?: string[] },
 ): Promise<RoleView> {
-  if (input.permissions) checkPermissions(input.permissions)
+  if (input.permissions) checkPermissions(input.permissions, actor)
   const role = await db.selectFrom('roles').select('built_in').where('id', '=', id).executeTakeFirst()
   if (!role) throw problem('not_found', `No role ${id}`)
   if (role.built_in) throw problem('built_in_role')
-  return db
-    .updateTable('roles')
-    .set(input)
-    .where('id', '=', id)
-    .returning(['id', 'name', 'description', 'permissions', 'built_in'])
-    .executeTakeFirstOrThrow()
+  try {
+    return await db
+      .updateTable('roles')
+      .set(input)
+      .where('id', '=', id)
+      .returning(['id', 'name', 'description', 'permissions', 'built_in'])
+      .executeTakeFirstOrThrow()
+  } catch (error) {
+    throw roleNameTaken(error)
+  }
 }
 
 /** Deletes a custom role that nobody holds. */
