@@ -402,8 +402,7 @@ describeEachDatabase('staff identity', (kind) => {
       )
     })
 
-    // Fails at the time of writing: signInStaff's trusted-device branch issues the session with
-    // mfaVerified: true, which stamps mfa_verified_at = now and so opens the step-up window.
+    // A trusted device replaces the code at sign-in, but must not open the step-up window.
     it('does not count a trusted-device sign-in, where no code was entered, as a fresh MFA', async () => {
       const owner = await newStaffSession(node, 'role_owner')
       const signedIn = await signInWithTotp(node, owner, owner.mfa)
@@ -900,7 +899,6 @@ describeEachDatabase('staff identity', (kind) => {
       expect(again.filter((e) => e.action === 'GET /admin/products')).toEqual([])
     })
 
-    // Fails at the time of writing: the audit hook skips only GET, so a HEAD is recorded like a write.
     it('does not record HEAD requests, which are reads, as writes', async () => {
       const headId = requestId()
       const head = await node.app.inject({
