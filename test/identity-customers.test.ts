@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { onCustomerSignIn } from '../src/modules/identity/customers.ts'
 import { passwordProblem } from '../src/modules/identity/passwords.ts'
 import { TokenSigner } from '../src/modules/identity/tokens.ts'
 import type { DatabaseKind } from '../src/platform/db/database.ts'
@@ -230,6 +231,16 @@ describeEachDatabase('customer identity', (kind) => {
       expect(random.statusCode).toBe(401)
       expect(random.json().code).toBe('invalid_token')
     })
+  })
+
+  it('runs the sign-in hooks (where a guest cart is merged) with the customer id', async () => {
+    const seen: string[] = []
+    onCustomerSignIn(node.runtime, async (customerId) => {
+      seen.push(customerId)
+    })
+    const signedIn = await customer('hook')
+    const { id } = (await me(signedIn.access_token)).json()
+    expect(seen).toContain(id)
   })
 
   describe('sign-in', () => {
@@ -465,6 +476,16 @@ describeEachDatabase('customer identity', (kind) => {
     const requestReset = (email: string) => post('/store/auth/password-reset', { email })
     const confirm = (token: string, password: string) =>
       post('/store/auth/password-reset/confirm', { token, password })
+
+    it('limits reset emails per address, the same for unknown addresses', async () => {
+      for (const email of [(await customer('reset-flood')).email, uniqueEmail('reset-flood-unknown')]) {
+        const ip = uniqueIp()
+        const codes: number[] = []
+        for (let i = 0; i < 7; i++)
+          codes.push((await post('/store/auth/password-reset', { email }, { ip })).statusCode)
+        expect(codes).toEqual([202, 202, 202, 202, 202, 429, 429])
+      }
+    })
 
     it('answers the same for unknown and known emails, and mails a token only to the known one', async () => {
       const known = await customer('reset-known')

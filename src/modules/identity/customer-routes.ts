@@ -65,7 +65,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
     },
     async (request, reply) => {
       reply.code(202)
-      return signUp(runtime, request.body)
+      return signUp(runtime, request.body, request.ip)
     },
   )
 
@@ -146,7 +146,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       },
     },
     async (request, reply) => {
-      await requestPasswordReset(runtime, request.body.email)
+      await requestPasswordReset(runtime, request.body.email, request.ip)
       reply.code(202)
       return { status: 'sent_if_registered' }
     },

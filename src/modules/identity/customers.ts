@@ -89,7 +89,10 @@ function accountExistsEmail(email: string) {
 export async function signUp(
   runtime: Runtime,
   input: Static<typeof SignUpBody>,
+  ip: string,
 ): Promise<{ status: string }> {
+  // Each sign-up mails the address, so repeated ones are throttled per address as well as per IP.
+  await countAttempt(throttleOf(runtime, 'customer'), `sign-up:${input.email}`, ip)
   requireStrongPassword(input.password, 'body.password')
   const passwordHash = await hashPassword(input.password)
   const email = input.email.trim()
@@ -234,7 +237,10 @@ export async function confirmEmail(runtime: Runtime, token: string): Promise<voi
 }
 
 /** Emails a reset token when the account exists; answers the same when it does not. */
-export async function requestPasswordReset(runtime: Runtime, email: string): Promise<void> {
+export async function requestPasswordReset(runtime: Runtime, email: string, ip: string): Promise<void> {
+  // Keeps a victim's inbox from being flooded with reset emails; keyed on the address as typed, so
+  // the answer is the same for unknown addresses.
+  await countAttempt(throttleOf(runtime, 'customer'), `password-reset:${email}`, ip)
   await withTransaction(runtime.database.db, async (trx) => {
     const row = await trx
       .selectFrom('customers')
