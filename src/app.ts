@@ -109,25 +109,31 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     parseJson(request, text, done)
   })
 
-  app.addHook('onRequest', async (request, reply) => {
+  // The hooks on every request are written callback-style: no promise per request and hook.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
   // A draining node tells keep-alive clients to reconnect elsewhere; otherwise a connection that
   // was busy when shutdown began would stay open and hold the close up.
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (runtime.draining) reply.header('connection', 'close')
-    return payload
+    done(null, payload)
   })
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      {
-        method: request.method,
-        url: request.url,
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime * 10) / 10,
-      },
-      'request',
-    )
+  app.addHook('onResponse', (request, reply, done) => {
+    // Probes arrive every few seconds from every balancer; logging them would drown the real traffic.
+    if (!request.routeOptions.config.probe) {
+      request.log.info(
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+        },
+        'request',
+      )
+    }
+    done()
   })
 
   await app.register(underPressure, {

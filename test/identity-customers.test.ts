@@ -787,6 +787,8 @@ describeEachDatabase('customer identity', (kind) => {
                 method: 'POST',
                 url: '/store/auth/sign-up',
                 payload: { email, password: PASSWORD },
+                // Distinct clients, so the per-address sign-up limit does not answer before the race.
+                remoteAddress: uniqueIp(),
               }),
             ),
           )

@@ -3,10 +3,11 @@
  * personal data (routes that declare `config.audit`) is recorded; the table refuses updates and
  * deletes at the database level, and the API offers no way to change it.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { DB } from '../../platform/db/schema.ts'
 import type { Tx } from '../../platform/db/transaction.ts'
+import { appendRouteHook } from '../../platform/http/route-hooks.ts'
 import { newId } from '../../platform/ids.ts'
 
 declare module 'fastify' {
@@ -56,30 +57,36 @@ function resourceOf(url: string): string {
   return parts[1] ?? 'admin'
 }
 
-/** Records every authenticated admin write and every audited read, after the response is sent. */
+/**
+ * Records every authenticated admin write and every audited read, after the response is sent. The
+ * hook is attached only to the routes it concerns (admin routes), so other requests pay nothing.
+ */
 export function registerAuditHook(app: FastifyInstance, db: Kysely<DB>): void {
-  app.addHook('onResponse', async (request, reply) => {
-    const url = request.routeOptions.url
-    const principal = request.principal
-    if (!url?.startsWith('/admin') || !principal) return
-    const audited = request.routeOptions.config.audit
-    if ((request.method === 'GET' || request.method === 'HEAD') && !audited) return
-    const params = request.params as Record<string, string> | undefined
-    try {
-      await recordAudit(
-        db,
-        {
-          actorType: principal.kind,
-          actorId: principal.id,
-          action: `${request.method} ${url}`,
-          resourceType: audited ?? resourceOf(url),
-          resourceId: params?.id ?? null,
-          status: reply.statusCode,
-        },
-        request,
-      )
-    } catch (err) {
-      request.log.error({ err }, 'audit log write failed')
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/admin')) return
+    const audited = route.config?.audit
+    const record = async (request: FastifyRequest, reply: FastifyReply) => {
+      const principal = request.principal
+      if (!principal) return
+      if ((request.method === 'GET' || request.method === 'HEAD') && !audited) return
+      const params = request.params as Record<string, string> | undefined
+      try {
+        await recordAudit(
+          db,
+          {
+            actorType: principal.kind,
+            actorId: principal.id,
+            action: `${request.method} ${route.url}`,
+            resourceType: audited ?? resourceOf(route.url),
+            resourceId: params?.id ?? null,
+            status: reply.statusCode,
+          },
+          request,
+        )
+      } catch (err) {
+        request.log.error({ err }, 'audit log write failed')
+      }
     }
+    appendRouteHook(route, 'onResponse', record)
   })
 }

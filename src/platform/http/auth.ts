@@ -83,7 +83,7 @@ export function registerAuth(app: FastifyInstance, options: { resolvers: Princip
     }
   })
 
-  app.addHook('onRequest', async (request) => {
+  const guard = async (request: FastifyRequest) => {
     const header = request.headers.authorization
     if (header?.startsWith('Bearer ')) {
       const token = header.slice(7).trim()
@@ -124,5 +124,19 @@ export function registerAuth(app: FastifyInstance, options: { resolvers: Princip
       if (!fresh)
         throw problem('step_up_required', 'Confirm with a fresh MFA code at /admin/auth/step-up first')
     }
+  }
+
+  // Most storefront traffic is anonymous reads of public routes: those skip the guard without
+  // allocating a promise.
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (
+      request.headers.authorization === undefined &&
+      request.routeOptions.config.auth === undefined &&
+      !request.routeOptions.url?.startsWith('/admin')
+    ) {
+      done()
+      return
+    }
+    guard(request).then(() => done(), done)
   })
 }

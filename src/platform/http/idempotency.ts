@@ -13,6 +13,7 @@ import { type Kysely, sql } from 'kysely'
 import type { DB } from '../db/schema.ts'
 import { type Tx, withTransaction } from '../db/transaction.ts'
 import { problem } from './errors.ts'
+import { appendRouteHook } from './route-hooks.ts'
 
 /** A claim left running this long is taken to belong to a request that died. */
 const STALE_CLAIM_SECONDS = 60
@@ -52,13 +53,22 @@ function requestHash(request: FastifyRequest): string {
     .digest('hex')
 }
 
-/** Installs the claim (preHandler) and the fallback store or release (onSend). */
+/**
+ * Installs the claim (preHandler) and the fallback store or release (onSend) on the routes that
+ * declare `config.idempotency`; other routes carry no idempotency hooks at all.
+ */
 export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void {
   app.decorateRequest('idempotency', null)
-
-  app.addHook('preHandler', async (request, reply) => {
-    const mode = request.routeOptions.config.idempotency
+  app.addHook('onRoute', (route) => {
+    const mode = route.config?.idempotency
     if (!mode) return
+    appendRouteHook(route, 'preHandler', (request: FastifyRequest, reply: FastifyReply) =>
+      claim(request, reply, mode),
+    )
+    appendRouteHook(route, 'onSend', settle)
+  })
+
+  async function claim(request: FastifyRequest, reply: FastifyReply, mode: 'required' | 'optional') {
     const header = request.headers['idempotency-key']
     const key = Array.isArray(header) ? header[0] : header
     if (key === undefined) {
@@ -117,9 +127,9 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
       throw problem('idempotency_in_progress', undefined, { headers: { 'retry-after': '1' } })
     }
     request.idempotency = { principal, key, completed: false }
-  })
+  }
 
-  app.addHook('onSend', async (request, reply, payload) => {
+  async function settle(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
     const claim = request.idempotency
     if (!claim || claim.completed) return payload
     claim.completed = true
@@ -143,7 +153,7 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
     }
     await storeResponse(db, claim, reply.statusCode, body)
     return payload
-  })
+  }
 }
 
 async function storeResponse(

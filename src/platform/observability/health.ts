@@ -40,8 +40,15 @@ async function check(probe: () => Promise<void>): Promise<{ status: 'up' | 'down
   }
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A health or metrics probe: answered under load shedding and rate limits, and not logged. */
+    probe?: boolean
+  }
+}
+
 // Probes answer even when the node sheds load or a client is rate limited.
-const probeConfig = { rateLimit: false, pressureHandler: () => undefined } as const
+const probeConfig = { rateLimit: false, probe: true, pressureHandler: () => undefined } as const
 
 export const healthRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (app, { runtime }) => {
   app.get(

@@ -61,15 +61,20 @@ export function createMetrics(database: Database, jobs: Jobs | undefined): Metri
 
 /** Times every request and serves `/metrics`. */
 export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.httpDuration.observe(
       { method: request.method, route, status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     )
+    done()
   })
-  app.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (_request, reply) => {
-    reply.header('content-type', metrics.registry.contentType)
-    return metrics.registry.metrics()
-  })
+  app.get(
+    '/metrics',
+    { schema: { hide: true }, config: { rateLimit: false, probe: true } },
+    async (_request, reply) => {
+      reply.header('content-type', metrics.registry.contentType)
+      return metrics.registry.metrics()
+    },
+  )
 }
