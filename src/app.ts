@@ -65,6 +65,32 @@ function validators() {
     (httpPart === 'body' ? body : text).compile(schema)
 }
 
+/**
+ * helmet's security headers, computed once. They depend on configuration only, never on the
+ * request, so running helmet's middleware per request (as @fastify/helmet does, re-parsing every
+ * option each time) would only repeat the same work.
+ */
+function staticSecurityHeaders(): Record<string, string> {
+  const headers: Record<string, string> = {}
+  const recorder = {
+    setHeader: (name: string, value: string | number) => {
+      headers[name.toLowerCase()] = String(value)
+    },
+    removeHeader: () => {},
+  }
+  helmet({
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+      },
+    },
+  })({} as never, recorder as never, () => {})
+  return headers
+}
+
 /** Builds the HTTP app over a started or starting runtime. Does not listen. */
 export async function buildApp(runtime: Runtime): Promise<App> {
   const { config } = runtime
@@ -110,7 +136,10 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   })
 
   // The hooks on every request are written callback-style: no promise per request and hook.
+  // First, so that every answer (a shed or rate-limited one too) carries them.
+  const securityHeaders = staticSecurityHeaders()
   app.addHook('onRequest', (request, reply, done) => {
+    reply.headers(securityHeaders)
     reply.header('x-request-id', request.id)
     done()
   })
@@ -148,21 +177,6 @@ export async function buildApp(runtime: Runtime): Promise<App> {
         .type('application/problem+json')
         .send(problemBody('overloaded', 'The server is shedding load; retry after the delay given'))
     },
-  })
-  // helmet's middleware is built once here; @fastify/helmet rebuilds it (re-parsing every option)
-  // on each request, which cost more than the rest of the request path put together.
-  const securityHeaders = helmet({
-    contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'", "'unsafe-inline'"],
-        imgSrc: ["'self'", 'data:'],
-      },
-    },
-  })
-  app.addHook('onRequest', (request, reply, done) => {
-    securityHeaders(request.raw, reply.raw, (err) => done(err as Error | undefined))
   })
   await app.register(cors, {
     origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,

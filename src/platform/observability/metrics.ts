@@ -62,6 +62,11 @@ export function createMetrics(database: Database, jobs: Jobs | undefined): Metri
 /** Times every request and serves `/metrics`. */
 export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
   app.addHook('onResponse', (request, reply, done) => {
+    // Probe latency says nothing about the service and would only add series.
+    if (request.routeOptions.config.probe) {
+      done()
+      return
+    }
     const route = request.routeOptions.url ?? 'unmatched'
     metrics.httpDuration.observe(
       { method: request.method, route, status_code: String(reply.statusCode) },
