@@ -139,7 +139,9 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   // First, so that every answer (a shed or rate-limited one too) carries them.
   const securityHeaders = staticSecurityHeaders()
   app.addHook('onRequest', (request, reply, done) => {
-    reply.headers(securityHeaders)
+    // Probes are read by balancers and orchestrators, never rendered by a browser: browser security
+    // headers would only add bytes (and Node's per-header validation) to the most frequent request.
+    if (!request.routeOptions.config.probe) reply.headers(securityHeaders)
     reply.header('x-request-id', request.id)
     done()
   })
