@@ -4,7 +4,7 @@
  * that is being torn down.
  */
 import autocannon from 'autocannon'
-import { cpuSnapshot, cpuUse } from './processes.ts'
+import { type CpuScope, cpuSnapshot, cpuUse } from './processes.ts'
 
 export interface LoadSettings {
   connections: number
@@ -28,6 +28,8 @@ export interface LoadResult {
    * req/s it hardly moves when something else on the machine takes CPU away.
    */
   cpuUsPerRequest: number | null
+  /** The PostgreSQL backends' part of cpuUsPerRequest. */
+  dbCpuUsPerRequest: number | null
 }
 
 let running: autocannon.Instance | undefined
@@ -38,21 +40,23 @@ export function stopLoad(): void {
 }
 
 /** Loads one URL for the given duration and summarises what came back. */
-export async function runLoad(url: string, settings: LoadSettings, targetPid: number): Promise<LoadResult> {
-  const before = await cpuSnapshot(targetPid)
+export async function runLoad(url: string, settings: LoadSettings, scope: CpuScope): Promise<LoadResult> {
+  const before = await cpuSnapshot(scope)
   const result = await fire(url, settings)
-  const use = cpuUse(before, await cpuSnapshot(targetPid))
+  const use = cpuUse(before, await cpuSnapshot(scope))
   return {
     ...result,
     otherCpuCores: use?.otherCores ?? null,
-    cpuUsPerRequest:
-      use && result.requests > 0
-        ? Math.round(((use.targetSeconds + use.databaseSeconds) * 1e6) / result.requests)
-        : null,
+    cpuUsPerRequest: perRequest(use && use.targetSeconds + use.databaseSeconds, result.requests),
+    dbCpuUsPerRequest: perRequest(use?.databaseSeconds, result.requests),
   }
 }
 
-type Fired = Omit<LoadResult, 'otherCpuCores' | 'cpuUsPerRequest'>
+function perRequest(seconds: number | null | undefined, requests: number): number | null {
+  return seconds != null && requests > 0 ? Math.round((seconds * 1e6) / requests) : null
+}
+
+type Fired = Omit<LoadResult, 'otherCpuCores' | 'cpuUsPerRequest' | 'dbCpuUsPerRequest'>
 
 function fire(url: string, settings: LoadSettings): Promise<Fired> {
   return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
+import { BenchError } from './processes.ts'
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1'])
 
@@ -17,10 +18,12 @@ export interface BenchDatabase {
 export function checkLocal(url: string): URL {
   const parsed = new URL(url)
   if (!['postgres:', 'postgresql:'].includes(parsed.protocol)) {
-    throw new Error(`BENCH_DATABASE_URL must be a postgres:// URL, got ${parsed.protocol}`)
+    throw new BenchError(`BENCH_DATABASE_URL must be a postgres:// URL, got ${parsed.protocol}`)
   }
   if (!LOOPBACK.has(parsed.hostname)) {
-    throw new Error(`BENCH_DATABASE_URL must point at 127.0.0.1 (the same machine), got ${parsed.hostname}`)
+    throw new BenchError(
+      `BENCH_DATABASE_URL must point at 127.0.0.1 (the same machine), got ${parsed.hostname}`,
+    )
   }
   return parsed
 }

@@ -1,7 +1,7 @@
 /**
- * Child processes for the benchmark: spawning a Node program on a free loopback port, waiting until
- * it answers, reading its memory and stopping it. Every wait here is bounded so a stuck child can
- * never hang the harness.
+ * Processes for the benchmark: spawning a Node program on a free loopback port, waiting until it
+ * answers, pinning it to CPUs, reading its memory and CPU time from /proc, and stopping it. Every
+ * wait here is bounded so a stuck child can never hang the harness.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
@@ -11,6 +11,9 @@ import { availableParallelism } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 export const HOST = '127.0.0.1'
+
+/** A failure the harness foresaw (a bad setting, a child that would not start): no stack needed. */
+export class BenchError extends Error {}
 
 export interface Child {
   readonly name: string
@@ -101,7 +104,7 @@ export async function waitForOk(child: Child, path: string, timeoutMs: number): 
   const deadline = performance.now() + timeoutMs
   while (performance.now() < deadline) {
     if (child.hasExited) {
-      throw new Error(`${child.name} exited before ${path} answered 200:\n${logTail(child)}`)
+      throw new BenchError(`${child.name} exited before ${path} answered 200:\n${logTail(child)}`)
     }
     try {
       const response = await fetch(`${child.url}${path}`, { signal: AbortSignal.timeout(2_000) })
@@ -112,7 +115,7 @@ export async function waitForOk(child: Child, path: string, timeoutMs: number): 
     }
     await sleep(10)
   }
-  throw new Error(`${child.name}: ${path} did not answer 200 within ${timeoutMs} ms:\n${logTail(child)}`)
+  throw new BenchError(`${child.name}: ${path} did not answer 200 within ${timeoutMs} ms:\n${logTail(child)}`)
 }
 
 /**
@@ -170,8 +173,8 @@ export interface CpuSnapshot {
   busy: number
   /** The process under load. */
   target: number
-  /** PostgreSQL's processes, which do the target's queries. */
-  database: number
+  /** Ticks of each PostgreSQL backend serving the run's database, by pid. */
+  database: Map<number, number>
   /** This process: autocannon. */
   generator: number
 }
@@ -191,8 +194,24 @@ async function processTicks(pid: number): Promise<{ comm: string; ticks: number 
   }
 }
 
-/** Reads the CPU counters for a load run against `targetPid`; undefined where /proc is missing. */
-export async function cpuSnapshot(targetPid: number): Promise<CpuSnapshot | undefined> {
+/** Whose CPU belongs to the run: the process under load and the PostgreSQL database it uses. */
+export interface CpuScope {
+  targetPid: number
+  /** Backends serving this database count as the target's; other PostgreSQL work does not. */
+  database?: string | undefined
+}
+
+/** A backend's title reads `postgres: <cluster>: <user> <database> <client> <state>`. */
+async function servesDatabase(pid: number, database: string): Promise<boolean> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split(/[\s\0]+/).includes(database)
+  } catch {
+    return false
+  }
+}
+
+/** Reads the CPU counters for a load run; undefined where /proc is missing. */
+export async function cpuSnapshot(scope: CpuScope): Promise<CpuSnapshot | undefined> {
   try {
     const [user, nice, system] = (await readFile('/proc/stat', 'utf8'))
       .split('\n')[0]!
@@ -200,11 +219,11 @@ export async function cpuSnapshot(targetPid: number): Promise<CpuSnapshot | unde
       .split(/\s+/)
       .slice(1, 4)
       .map(Number)
-    const snapshot = {
+    const snapshot: CpuSnapshot = {
       at: performance.now(),
       busy: user! + nice! + system!,
       target: 0,
-      database: 0,
+      database: new Map(),
       generator: 0,
     }
     for (const entry of await readdir('/proc')) {
@@ -212,9 +231,11 @@ export async function cpuSnapshot(targetPid: number): Promise<CpuSnapshot | unde
       const pid = Number(entry)
       const info = await processTicks(pid)
       if (!info) continue
-      if (pid === targetPid) snapshot.target += info.ticks
+      if (pid === scope.targetPid) snapshot.target += info.ticks
       else if (pid === process.pid) snapshot.generator += info.ticks
-      else if (info.comm === 'postgres') snapshot.database += info.ticks
+      else if (scope.database && info.comm === 'postgres' && (await servesDatabase(pid, scope.database))) {
+        snapshot.database.set(pid, info.ticks)
+      }
     }
     return snapshot
   } catch {
@@ -233,12 +254,17 @@ export interface CpuUse {
 /** What happened between two snapshots. */
 export function cpuUse(before: CpuSnapshot | undefined, after: CpuSnapshot | undefined): CpuUse | null {
   if (!before || !after) return null
-  const delta = (key: keyof CpuSnapshot) => (after[key] - before[key]) / USER_HZ
+  const delta = (key: 'busy' | 'target' | 'generator') => (after[key] - before[key]) / USER_HZ
+  // Backends come and go with the pools: one that started meanwhile counts whole; one that ended
+  // meanwhile is lost (a few ticks), rather than subtracting its lifetime from the total.
+  let databaseTicks = 0
+  for (const [pid, ticks] of after.database) databaseTicks += ticks - (before.database.get(pid) ?? 0)
+  const databaseSeconds = databaseTicks / USER_HZ
   const seconds = (after.at - before.at) / 1000
-  const other = delta('busy') - delta('target') - delta('database') - delta('generator')
+  const other = delta('busy') - delta('target') - databaseSeconds - delta('generator')
   return {
     otherCores: Math.max(0, Math.round((other / seconds) * 100) / 100),
     targetSeconds: delta('target'),
-    databaseSeconds: delta('database'),
+    databaseSeconds,
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Benchmark results: one JSON file per scenario and database per day in bench/results, the table
- * printed at the end of a run, and the results section of docs/performance.md, regenerated from
- * every JSON file so the document always shows the latest figures for each scenario and database.
+ * Benchmark results: one JSON file per scenario and database per day in bench/results, and the
+ * results section of docs/performance.md, regenerated from every JSON file so the document always
+ * shows the latest figures for each scenario and database.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -40,12 +40,17 @@ export interface ScenarioResult {
   /** CPU µs the server (with PostgreSQL) spent per response, and the baseline likewise. */
   cpu_us_per_request: number | null
   baseline_cpu_us_per_request: number | null
+  /** PostgreSQL's share of the two figures above (0 with PGlite, which runs inside the process). */
+  db_cpu_us_per_request: number | null
+  baseline_db_cpu_us_per_request: number | null
   /** baseline_cpu_us_per_request / cpu_us_per_request: the ratio by CPU cost, robust to interference. */
   cpu_ratio: number | null
   /** Cores processes outside the benchmark kept busy while the server was measured. */
   other_cpu_cores: number | null
   baseline_other_cpu_cores: number | null
   cpu_pinning: string
+  /** Commit of the code measured, `+dirty` when src/ had uncommitted changes. */
+  git_revision: string
   node_version: string
   cpus: number
   cpu_model: string
@@ -58,6 +63,8 @@ export interface StartupResult {
   first_start_ready_ms: number
   restart_ready_ms: number
   idle_rss_mb: number | null
+  /** Commit of the code measured, `+dirty` when src/ had uncommitted changes. */
+  git_revision: string
   node_version: string
   cpus: number
   cpu_model: string
@@ -115,6 +122,11 @@ function latest<T extends { scenario: string; database: string; date: string }>(
 const integer = (n: number) => Math.round(n).toLocaleString('en-US')
 const ms = (n: number) => (n >= 100 ? integer(n) : String(Math.round(n * 10) / 10))
 
+/** The day, and the commit the figures belong to (files from before it was recorded have none). */
+function when(result: { date: string; git_revision?: string }): string {
+  return result.git_revision ? `${day(result.date)} (${result.git_revision})` : day(result.date)
+}
+
 function statusText(result: ScenarioResult): string {
   if (result.status === 'failed') return `**failed** (${result.non2xx} non-2xx, ${result.errors} errors)`
   return result.status === 'ok' ? 'meets target' : '**below target**'
@@ -135,12 +147,12 @@ export function markdownTables(results: Array<ScenarioResult | StartupResult>): 
   const lines: string[] = []
   if (scenarios.length) {
     lines.push(
-      '| Scenario | Database | Date | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result | CPU µs/req (server / baseline) | Other CPU |',
+      '| Scenario | Database | Date (commit) | req/s | p50 ms | p99 ms | Baseline | Baseline req/s | Baseline p99 ms | Ratio | Target | Result | CPU µs/req (server / baseline) | Other CPU |',
       '| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
     )
     for (const r of scenarios) {
       lines.push(
-        `| ${r.scenario} | ${r.database} | ${day(r.date)} | ${integer(r.rps)} | ${ms(r.p50_ms)} | ${ms(r.p99_ms)} | ` +
+        `| ${r.scenario} | ${r.database} | ${when(r)} | ${integer(r.rps)} | ${ms(r.p50_ms)} | ${ms(r.p99_ms)} | ` +
           `${r.baseline} | ${integer(r.baseline_rps)} | ${ms(r.baseline_p99_ms)} | ${r.ratio.toFixed(3)} | ` +
           `≥ ${r.target_ratio} | ${statusText(r)} | ${r.cpu_us_per_request ?? 'n/a'} / ` +
           `${r.baseline_cpu_us_per_request ?? 'n/a'} | ${otherCpu(r)} |`,
@@ -150,19 +162,20 @@ export function markdownTables(results: Array<ScenarioResult | StartupResult>): 
     lines.push(
       '',
       `autocannon: ${first.connections} connections, pipelining ${first.pipelining}, ${first.duration_s} s per ` +
-        `measurement after a 2 s warm-up; Node ${first.node_version}; ${first.cpus} × ${first.cpu_model}.`,
+        `measurement after a 2 s warm-up, best of ${first.rounds ?? 1} alternating round(s); ` +
+        `Node ${first.node_version}; ${first.cpus} × ${first.cpu_model}; ${first.cpu_pinning ?? 'not pinned'}.`,
     )
   }
   if (startups.length) {
     if (lines.length) lines.push('')
     lines.push(
-      '| Database | Date | Cold start to ready (empty database) | Restart to ready | RSS at idle |',
+      '| Database | Date (commit) | Cold start to ready (empty database) | Restart to ready | RSS at idle |',
       '| --- | --- | ---: | ---: | ---: |',
     )
     for (const r of startups) {
       const rss = r.idle_rss_mb === null ? 'n/a' : `${r.idle_rss_mb} MB`
       lines.push(
-        `| ${r.database} | ${day(r.date)} | ${integer(r.first_start_ready_ms)} ms | ${integer(r.restart_ready_ms)} ms | ${rss} |`,
+        `| ${r.database} | ${when(r)} | ${integer(r.first_start_ready_ms)} ms | ${integer(r.restart_ready_ms)} ms | ${rss} |`,
       )
     }
   }

@@ -15,6 +15,7 @@
  *   BENCH_CPU_PROF      a directory: the server runs with --cpu-prof and leaves its profile there.
  * The last two change the system under test, so such runs print figures but write no results.
  */
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
@@ -24,7 +25,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type LoadResult, type LoadSettings, runLoad, stopLoad } from './load.ts'
 import { createBenchDatabase } from './postgres.ts'
 import {
+  BenchError,
   type Child,
+  type CpuScope,
+  cpuSnapshot,
+  cpuUse,
   freePort,
   HOST,
   logTail,
@@ -53,6 +58,7 @@ const READY_TIMEOUT_MS = 120_000
 const IDLE_PAUSE_MS = 3_000
 /** Cores other processes may keep busy during a measurement before the harness warns. */
 const OTHER_CPU_WARNING = 0.15
+const QUIET_WAIT_MS = 30_000
 /** Enough published products that every storefront page is full, as in a real catalog. */
 const PRODUCT_COUNT = 200
 
@@ -87,7 +93,7 @@ function durationFromEnv(): number {
   if (!raw) return 10
   const value = Number(raw)
   if (!Number.isInteger(value) || value < 1 || value > 3600) {
-    throw new Error(`BENCH_DURATION=${raw} is invalid: expected whole seconds from 1 to 3600`)
+    throw new BenchError(`BENCH_DURATION=${raw} is invalid: expected whole seconds from 1 to 3600`)
   }
   return value
 }
@@ -97,7 +103,7 @@ function roundsFromEnv(): number {
   if (!raw) return 1
   const value = Number(raw)
   if (!Number.isInteger(value) || value < 1 || value > 20) {
-    throw new Error(`BENCH_ROUNDS=${raw} is invalid: expected a whole number from 1 to 20`)
+    throw new BenchError(`BENCH_ROUNDS=${raw} is invalid: expected a whole number from 1 to 20`)
   }
   return value
 }
@@ -108,7 +114,7 @@ function scenariosFromEnv(): Scenario[] {
   const names = raw.split(',').map((s) => s.trim())
   for (const name of names) {
     if (!SCENARIOS.some((s) => s.name === name)) {
-      throw new Error(`BENCH_SCENARIOS names ${name}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+      throw new BenchError(`BENCH_SCENARIOS names ${name}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
     }
   }
   return SCENARIOS.filter((s) => names.includes(s.name))
@@ -132,7 +138,10 @@ function cleanup(): Promise<void> {
   return cleaning
 }
 
+let aborted = false
+
 function abort(reason: string, code: number): void {
+  aborted = true
   console.error(`\nbench: ${reason}; cleaning up`)
   void cleanup().finally(() => process.exit(code))
 }
@@ -159,7 +168,8 @@ async function api(
     signal: AbortSignal.timeout(15_000),
   })
   const text = await response.text()
-  if (!response.ok) throw new Error(`${init.method ?? 'GET'} ${path} answered ${response.status}: ${text}`)
+  if (!response.ok)
+    throw new BenchError(`${init.method ?? 'GET'} ${path} answered ${response.status}: ${text}`)
   return JSON.parse(text)
 }
 
@@ -190,7 +200,7 @@ async function waitForSeed(server: Child, token: string): Promise<void> {
     if ((await allProducts(server, token)).length >= 8) return
     await sleep(50)
   }
-  throw new Error(`the demo seed did not appear within 30 s:\n${logTail(server)}`)
+  throw new BenchError(`the demo seed did not appear within 30 s:\n${logTail(server)}`)
 }
 
 /** Tops the catalog up to PRODUCT_COUNT published products through the admin API. */
@@ -217,8 +227,42 @@ async function addProducts(server: Child, token: string): Promise<number> {
   return (await allProducts(server, token)).length
 }
 
-function machine() {
+/**
+ * Waits, for at most QUIET_WAIT_MS, until other processes leave the machine alone for a second:
+ * on a shared machine a test suite starting up can halve a measurement. Gives up with a note
+ * rather than never measuring; the interference is then recorded in the result.
+ */
+async function waitForQuiet(scope: CpuScope): Promise<void> {
+  const deadline = performance.now() + QUIET_WAIT_MS
+  let noted = false
+  while (performance.now() < deadline) {
+    const before = await cpuSnapshot(scope)
+    await sleep(1_000)
+    const other = cpuUse(before, await cpuSnapshot(scope))?.otherCores
+    if (other === undefined || other <= OTHER_CPU_WARNING) return
+    if (!noted) log(`other processes are using ${other} cores; waiting up to ${QUIET_WAIT_MS / 1000} s`)
+    noted = true
+  }
+  log('the machine did not quieten down; measuring anyway')
+}
+
+/**
+ * The source the figures belong to: the commit, marked dirty when src/ or the dependencies differ
+ * from it, since the numbers then describe uncommitted code.
+ */
+function revision(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim()
+    const dirty = git('status', '--porcelain', '--', 'src', 'package.json', 'package-lock.json') !== ''
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+dirty' : ''}`
+  } catch {
+    return 'unknown'
+  }
+}
+
+function machine(gitRevision: string) {
   return {
+    git_revision: gitRevision,
     node_version: process.version,
     cpus: cpus().length,
     cpu_model: cpus()[0]?.model.trim() ?? 'unknown',
@@ -285,7 +329,7 @@ async function main(): Promise<number> {
   const settings: LoadSettings = { connections: CONNECTIONS, pipelining: 1, durationS }
 
   // Every wait below is bounded; the watchdog catches whatever was not foreseen.
-  const budgetS = 300 + scenarios.length * rounds * 2 * (WARMUP_S + durationS + 5)
+  const budgetS = 300 + scenarios.length * rounds * 2 * (WARMUP_S + durationS + QUIET_WAIT_MS / 1000 + 5)
   setTimeout(() => abort(`still running after ${budgetS} s (watchdog)`, 124), budgetS * 1000).unref()
 
   const tmp = mkdtempSync(join(tmpdir(), 'sw-bench-'))
@@ -294,10 +338,12 @@ async function main(): Promise<number> {
   log(`database ${mode}, ${rounds} × ${durationS} s per target and scenario, work directory ${tmp}`)
 
   let databaseUrl: string | undefined
+  let databaseName: string | undefined
   if (serverUrl) {
     const database = await createBenchDatabase(serverUrl)
     cleanups.push(() => database.drop())
     databaseUrl = database.url
+    databaseName = database.name
     log(`created database ${database.name}`)
   }
 
@@ -336,6 +382,8 @@ async function main(): Promise<number> {
   }
 
   // First start on an empty database: migrations, job queue schema and demo seed included.
+  // Start-up is timed too, so it also waits for a quiet machine.
+  await waitForQuiet({ targetPid: 0 })
   const first = await startServer('server (first start)')
   log(`first start ready in ${Math.round(first.readyMs)} ms`)
   await waitForSeed(first.server, adminToken)
@@ -345,6 +393,9 @@ async function main(): Promise<number> {
   if (firstExit !== 0) log(`first server exited with ${firstExit}:\n${logTail(first.server)}`)
 
   // The server that is measured is the restarted one: a node as it runs after any deploy.
+  await waitForQuiet({ targetPid: 0 })
+  // Read as the measured server loads its code: src/ may change while the run goes on.
+  const measured = revision()
   const { server, readyMs: restartMs } = await startServer('server')
   log(`restart ready in ${Math.round(restartMs)} ms`)
   await sleep(IDLE_PAUSE_MS)
@@ -356,7 +407,7 @@ async function main(): Promise<number> {
     first_start_ready_ms: Math.round(first.readyMs),
     restart_ready_ms: Math.round(restartMs),
     idle_rss_mb: idleRss,
-    ...machine(),
+    ...machine(measured),
   }
   log(`RSS at idle ${idleRss} MB`)
 
@@ -385,7 +436,7 @@ async function main(): Promise<number> {
   const bare = (await api(baseline, '/products')) as Page
   const ids = (page: Page) => page.data.map((p) => p.id).join(',')
   if (served.data.length !== 20 || ids(served) !== ids(bare)) {
-    throw new Error(
+    throw new BenchError(
       `server and baseline list different products (${served.data.length} vs ${bare.data.length} rows)`,
     )
   }
@@ -400,12 +451,18 @@ async function main(): Promise<number> {
 
   // One target under load at a time; each gets the same warm-up before every measurement.
   const measure = async (scenario: Scenario, target: Child, path: string, who: string) => {
-    const pid = target.process.pid ?? 0
+    const scope = { targetPid: target.process.pid ?? 0, database: databaseName }
+    await waitForQuiet(scope)
     log(`${scenario.name}: warming up ${who} (${WARMUP_S} s)`)
-    await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S }, pid)
+    await runLoad(`${target.url}${path}`, { ...settings, durationS: WARMUP_S }, scope)
     log(`${scenario.name}: measuring ${who} (${durationS} s)`)
-    const result = await runLoad(`${target.url}${path}`, settings, pid)
-    if (target.hasExited) throw new Error(`${target.name} died under load:\n${logTail(target)}`)
+    const result = await runLoad(`${target.url}${path}`, settings, scope)
+    if (target.hasExited) throw new BenchError(`${target.name} died under load:\n${logTail(target)}`)
+    log(
+      `${scenario.name}: ${who} ${fmt(result.rps)} req/s, p99 ${result.p99_ms} ms, ` +
+        `${result.non2xx} non-2xx, ${result.errors} errors, ` +
+        `CPU ${result.cpuUsPerRequest ?? '?'} µs/req (database ${result.dbCpuUsPerRequest ?? '?'})`,
+    )
     if ((result.otherCpuCores ?? 0) > OTHER_CPU_WARNING) {
       log(`warning: other processes kept ${result.otherCpuCores} cores busy meanwhile; figures disturbed`)
     }
@@ -467,6 +524,8 @@ async function main(): Promise<number> {
       baseline_non2xx: baselineNon2xx,
       cpu_us_per_request: ours.cpuUsPerRequest,
       baseline_cpu_us_per_request: theirs.cpuUsPerRequest,
+      db_cpu_us_per_request: ours.dbCpuUsPerRequest,
+      baseline_db_cpu_us_per_request: theirs.dbCpuUsPerRequest,
       cpu_ratio:
         ours.cpuUsPerRequest && theirs.cpuUsPerRequest
           ? Math.round((theirs.cpuUsPerRequest / ours.cpuUsPerRequest) * 1000) / 1000
@@ -474,7 +533,7 @@ async function main(): Promise<number> {
       other_cpu_cores: ours.otherCpuCores,
       baseline_other_cpu_cores: theirs.otherCpuCores,
       cpu_pinning: pinned ? `autocannon on CPU 0; server and baseline on CPU ${pinned}` : 'none',
-      ...machine(),
+      ...machine(measured),
     })
   }
 
@@ -493,7 +552,11 @@ let exitCode = 1
 try {
   exitCode = await main()
 } catch (error) {
-  console.error(`bench: ${(error as Error).stack ?? error}`)
+  // Once aborted, the run fails because its children were stopped under it: nothing to add.
+  if (!aborted) {
+    const expected = error instanceof BenchError
+    console.error(`bench: ${expected ? (error as Error).message : ((error as Error).stack ?? error)}`)
+  }
 } finally {
   await cleanup()
 }
