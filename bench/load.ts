@@ -10,6 +10,8 @@ export interface LoadSettings {
   connections: number
   pipelining: number
   durationS: number
+  /** Sent with every request, e.g. a bearer token. */
+  headers?: Record<string, string>
 }
 
 export interface LoadResult {
@@ -67,6 +69,7 @@ function fire(url: string, settings: LoadSettings): Promise<Fired> {
         pipelining: settings.pipelining,
         duration: settings.durationS,
         timeout: 10,
+        ...(settings.headers ? { headers: settings.headers } : {}),
       },
       (error, result) => {
         running = undefined

@@ -63,6 +63,9 @@ export interface StartupResult {
   first_start_ready_ms: number
   restart_ready_ms: number
   idle_rss_mb: number | null
+  /** argon2id at the parameters passwords use, one after another on one core. */
+  password_hashes_per_second_per_core?: number
+  password_verifies_per_second_per_core?: number
   /** Commit of the code measured, `+dirty` when src/ had uncommitted changes. */
   git_revision: string
   node_version: string
@@ -169,13 +172,14 @@ export function markdownTables(results: Array<ScenarioResult | StartupResult>): 
   if (startups.length) {
     if (lines.length) lines.push('')
     lines.push(
-      '| Database | Date (commit) | Cold start to ready (empty database) | Restart to ready | RSS at idle |',
-      '| --- | --- | ---: | ---: | ---: |',
+      '| Database | Date (commit) | Cold start to ready (empty database) | Restart to ready | RSS at idle | argon2id hashes/s per core (verifies/s) |',
+      '| --- | --- | ---: | ---: | ---: | ---: |',
     )
     for (const r of startups) {
       const rss = r.idle_rss_mb === null ? 'n/a' : `${r.idle_rss_mb} MB`
       lines.push(
-        `| ${r.database} | ${when(r)} | ${integer(r.first_start_ready_ms)} ms | ${integer(r.restart_ready_ms)} ms | ${rss} |`,
+        `| ${r.database} | ${when(r)} | ${integer(r.first_start_ready_ms)} ms | ${integer(r.restart_ready_ms)} ms | ${rss} | ` +
+          `${r.password_hashes_per_second_per_core ?? 'n/a'} (${r.password_verifies_per_second_per_core ?? 'n/a'}) |`,
       )
     }
   }
