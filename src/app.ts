@@ -11,7 +11,14 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import underPressure from '@fastify/under-pressure'
 import { Ajv } from 'ajv'
 import addFormatsModule from 'ajv-formats'
-import Fastify, { type FastifyBaseLogger, type FastifyContextConfig, type FastifyInstance } from 'fastify'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyContextConfig,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify'
 import helmet from 'helmet'
 import { catalogRoutes } from './modules/catalog/routes.ts'
 import { adminCustomerRoutes } from './modules/identity/admin-customer-routes.ts'
@@ -50,6 +57,30 @@ declare module 'fastify' {
 
 /** How often load shedding samples the event loop. */
 export const PRESSURE_SAMPLE_MS = 250
+
+/**
+ * One log line per request, on completion (Fastify's default is two), and none for probes: they
+ * arrive every few seconds from every balancer and would drown the real traffic.
+ */
+class RequestLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(
+    error: Error | null | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    if (request.routeOptions.config.probe) return
+    const line = {
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+    }
+    if (error) request.log.error({ ...line, err: error }, 'request failed')
+    else request.log.info(line, 'request')
+  }
+}
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/
 
@@ -103,8 +134,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       const sent = req.headers['x-request-id']
       return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID()
     },
-    // One log line per request (below, on response) instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new RequestLog({ requestIdLogLabel: 'request_id' }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
@@ -151,22 +181,6 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     if (runtime.draining) reply.header('connection', 'close')
     done(null, payload)
   })
-  app.addHook('onResponse', (request, reply, done) => {
-    // Probes arrive every few seconds from every balancer; logging them would drown the real traffic.
-    if (!request.routeOptions.config.probe) {
-      request.log.info(
-        {
-          method: request.method,
-          url: request.url,
-          status: reply.statusCode,
-          ms: Math.round(reply.elapsedTime * 10) / 10,
-        },
-        'request',
-      )
-    }
-    done()
-  })
-
   await app.register(underPressure, {
     sampleInterval: PRESSURE_SAMPLE_MS,
     maxEventLoopDelay: config.maxEventLoopDelayMs,
