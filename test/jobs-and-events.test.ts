@@ -13,17 +13,7 @@ import type { DomainEvent } from '../src/platform/events/nats-publisher.ts'
 import { PUBLISH_EVENT_JOB } from '../src/platform/events/outbox.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
-
-/** Polls until check returns a value other than undefined, or fails after timeoutMs. */
-async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(100)
-  }
-}
+import { eventually } from './support/eventually.ts'
 
 describeEachDatabase('jobs and events', (kind) => {
   let node: TestNode

@@ -8,23 +8,13 @@ import { mkdtempSync } from 'node:fs'
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../src/app.ts'
 import { createLogger } from '../src/platform/observability/logger.ts'
 import { createRuntime, startRuntime, stopRuntime } from '../src/platform/runtime.ts'
 import { adminAuth, startTestNode, testConfig } from './support/app.ts'
 import { createTestDatabase, describePostgres } from './support/database.ts'
-
-async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(150)
-  }
-}
+import { eventually } from './support/eventually.ts'
 
 /** A TCP forwarder to Postgres that can be switched off and on, to play a database outage. */
 class Outage {
