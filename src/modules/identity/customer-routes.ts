@@ -2,6 +2,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from 'typebox'
+import { customerIdOf } from '../../platform/http/auth.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import {
@@ -181,7 +182,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         response: { 200: Type.Ref('Customer'), ...errorResponses },
       },
     },
-    async (request) => getCustomer(runtime, request.principal!.id),
+    async (request) => getCustomer(runtime, customerIdOf(request)),
   )
 
   app.patch(
@@ -196,7 +197,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         response: { 200: Type.Ref('Customer'), ...errorResponses },
       },
     },
-    async (request) => updateCustomer(runtime, request.principal!.id, request.body),
+    async (request) => updateCustomer(runtime, customerIdOf(request), request.body),
   )
 
   app.post(
@@ -211,7 +212,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       },
     },
     async (request, reply) => {
-      await requestEmailVerification(runtime, request.principal!.id)
+      await requestEmailVerification(runtime, customerIdOf(request))
       reply.code(202)
       return { status: 'sent_if_unverified' }
     },
@@ -232,7 +233,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
     async (request) =>
       changePassword(
         runtime,
-        request.principal!.id,
+        customerIdOf(request),
         request.body.current_password,
         request.body.new_password,
         request,
@@ -250,7 +251,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         response: { 200: Type.Object({ data: Type.Array(Type.Ref('Address')) }), ...errorResponses },
       },
     },
-    async (request) => ({ data: await listAddresses(runtime, request.principal!.id) }),
+    async (request) => ({ data: await listAddresses(runtime, customerIdOf(request)) }),
   )
 
   app.post(
@@ -267,7 +268,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
     },
     async (request, reply) => {
       reply.code(201)
-      return createAddress(runtime, request.principal!.id, request.body)
+      return createAddress(runtime, customerIdOf(request), request.body)
     },
   )
 
@@ -284,7 +285,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         response: { 200: Type.Ref('Address'), ...errorResponses },
       },
     },
-    async (request) => updateAddress(runtime, request.principal!.id, request.params.id, request.body),
+    async (request) => updateAddress(runtime, customerIdOf(request), request.params.id, request.body),
   )
 
   app.delete(
@@ -300,7 +301,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       },
     },
     async (request, reply) => {
-      await deleteAddress(runtime, request.principal!.id, request.params.id)
+      await deleteAddress(runtime, customerIdOf(request), request.params.id)
       reply.code(204)
       return null
     },

@@ -47,6 +47,21 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * The signed-in customer's id, for routes declared `auth: 'customer'`. Store services take it and
+ * put it in the WHERE clause of every query on the customer's records, so another customer's id
+ * finds nothing and answers 404, exactly as an id that does not exist.
+ */
+export function customerIdOf(request: FastifyRequest): string {
+  const principal = request.principal
+  if (principal?.kind !== 'customer') {
+    throw problem('unauthenticated', 'Sign in as a customer and send the access token', {
+      headers: { 'www-authenticate': 'Bearer' },
+    })
+  }
+  return principal.id
+}
+
 /** True when the principal holds the permission. */
 export function can(principal: Principal, permission: string): boolean {
   return principal.permissions.has('*') || principal.permissions.has(permission)
