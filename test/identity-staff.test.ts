@@ -328,6 +328,7 @@ describeEachDatabase('staff identity', (kind) => {
         ['POST', '/admin/roles', { name: `new-${handle()}`, permissions: ['orders:read'] }],
         ['PATCH', `/admin/roles/${role.id}`, { permissions: ['products:read', 'products:write'] }],
         ['DELETE', `/admin/roles/${doomed.id}`, undefined],
+        ['POST', `/admin/staff/${target.id}/mfa/reset`, undefined],
       ]
       // Every route flagged as dangerous is in the list above.
       const flagged = adminRoutes()
@@ -342,6 +343,7 @@ describeEachDatabase('staff identity', (kind) => {
           'POST /admin/roles',
           'PATCH /admin/roles/:id',
           'DELETE /admin/roles/:id',
+          'POST /admin/staff/:id/mfa/reset',
         ].sort(),
       )
 
@@ -376,7 +378,7 @@ describeEachDatabase('staff identity', (kind) => {
 
       const up = await stepUp(node, owner.accessToken, owner.mfa)
       expect(up.statusCode, up.body).toBe(204)
-      const expected = [201, 201, 200, 201, 200, 204]
+      const expected = [201, 201, 200, 201, 200, 204, 200]
       for (const [i, [method, url, payload]] of dangerous.entries()) {
         const res = await call(method, url, owner.accessToken, payload)
         expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(expected[i])
@@ -566,6 +568,23 @@ describeEachDatabase('staff identity', (kind) => {
 
       expect((await patchStaff(member.id, { disabled: false })).json().disabled).toBe(false)
       expect((await signInStaff(node, member.email, member.password)).json().status).toBe('signed_in')
+    })
+
+    it('resets a member’s lost MFA: sessions end, and the next sign-in must enrol again', async () => {
+      const member = await newStaffSession(node, 'role_support')
+      expect((await call('GET', '/admin/customers', member.accessToken)).statusCode).toBe(200)
+      const res = await call('POST', `/admin/staff/${member.id}/mfa/reset`, owner.accessToken)
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json().mfa_enabled).toBe(false)
+      expectProblem(await call('GET', '/admin/me', member.accessToken), 401, 'unauthenticated')
+      const again = await signInStaff(node, member.email, member.password)
+      expect(again.json().status).toBe('signed_in')
+      expectProblem(await call('GET', '/admin/customers', again.json().access_token), 403, 'mfa_required')
+      expectProblem(
+        await call('POST', `/admin/staff/${owner.id}/mfa/reset`, owner.accessToken),
+        409,
+        'conflict',
+      )
     })
 
     it('changing a member’s role ends their sessions; the new sign-in carries the new role', async () => {

@@ -25,6 +25,7 @@ import {
   listRoles,
   listStaff,
   refreshStaff,
+  resetStaffMfa,
   signInStaff,
   stepUp,
   updateRole,
@@ -238,6 +239,21 @@ export const staffRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
       },
     },
     async (request) => updateStaff(db, request.principal!, request.params.id, request.body),
+  )
+
+  app.post(
+    '/admin/staff/:id/mfa/reset',
+    {
+      config: { permission: 'staff:manage', stepUp: true },
+      schema: {
+        tags: staffTags,
+        summary: 'Clear a staff member’s MFA after a lost authenticator (ends their sessions)',
+        security,
+        params: IdParams,
+        response: { 200: Type.Ref('Staff'), ...errorResponses },
+      },
+    },
+    async (request) => resetStaffMfa(db, request.principal!, request.params.id),
   )
 
   const roleTags = ['admin: roles']

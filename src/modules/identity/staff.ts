@@ -438,6 +438,25 @@ export async function refreshStaff(runtime: Runtime, refreshToken: string, reque
   }
 }
 
+/**
+ * Clears a staff member's MFA (a lost authenticator): their TOTP secret, recovery codes and trusted
+ * devices go, every session ends, and their next sign-in starts enrolment again. Nobody resets
+ * their own, so one compromised account cannot remove its own second factor.
+ */
+export async function resetStaffMfa(db: Kysely<DB>, actor: Principal, id: string): Promise<StaffView> {
+  if (actor.kind === 'staff' && actor.id === id) {
+    throw problem('conflict', 'Staff cannot reset their own MFA; ask another staff manager')
+  }
+  return withTransaction(db, async (trx) => {
+    const staff = await trx.selectFrom('staff_users').select('id').where('id', '=', id).executeTakeFirst()
+    if (!staff) throw problem('not_found', `No staff member ${id}`)
+    await trx.deleteFrom('staff_mfa').where('staff_id', '=', id).execute()
+    await trx.deleteFrom('staff_devices').where('staff_id', '=', id).execute()
+    await revokeAllSessions(trx, 'staff', id)
+    return (await staffView(trx, id))!
+  })
+}
+
 export interface RoleView {
   id: string
   name: string
