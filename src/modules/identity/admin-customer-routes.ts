@@ -6,7 +6,7 @@ import { Type } from 'typebox'
 import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
 import { errorResponses, ListOf } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { getCustomer, listAddresses } from './customers.ts'
+import { customerView, getCustomer, listAddresses } from './customers.ts'
 import { Address, Customer, IdParams } from './schemas.ts'
 
 const CustomersQuery = Type.Object(
@@ -49,18 +49,7 @@ export const adminCustomerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asy
       if (request.query.cursor)
         query = query.where('id', '<', String(decodeCursor(request.query.cursor, ['string'])[0]))
       const rows = await query.execute()
-      return toPage(
-        rows.map((r) => ({
-          id: r.id,
-          email: r.email,
-          first_name: r.first_name,
-          last_name: r.last_name,
-          email_verified: r.email_verified_at !== null,
-          created_at: r.created_at.toISOString(),
-        })),
-        limit,
-        (c) => [c.id],
-      )
+      return toPage(rows.map(customerView), limit, (c) => [c.id])
     },
   )
 

@@ -36,7 +36,8 @@ export interface CustomerView {
   created_at: string
 }
 
-function customerView(row: {
+/** The public view of a customer row: never the password hash. */
+export function customerView(row: {
   id: string
   email: string
   first_name: string

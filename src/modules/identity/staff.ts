@@ -52,8 +52,8 @@ export async function ensureBuiltInRoles(db: Kysely<DB>): Promise<void> {
   }
 }
 
-async function staffView(db: Kysely<DB> | Tx, id: string): Promise<StaffView | undefined> {
-  const row = await db
+function staffQuery(db: Kysely<DB> | Tx) {
+  return db
     .selectFrom('staff_users')
     .innerJoin('roles', 'roles.id', 'staff_users.role_id')
     .leftJoin('staff_mfa', 'staff_mfa.staff_id', 'staff_users.id')
@@ -68,9 +68,11 @@ async function staffView(db: Kysely<DB> | Tx, id: string): Promise<StaffView | u
       'roles.permissions',
       'staff_mfa.confirmed_at',
     ])
-    .where('staff_users.id', '=', id)
-    .executeTakeFirst()
-  if (!row) return undefined
+}
+
+type StaffRow = Awaited<ReturnType<ReturnType<typeof staffQuery>['executeTakeFirstOrThrow']>>
+
+function toStaffView(row: StaffRow): StaffView {
   return {
     id: row.id,
     email: row.email,
@@ -80,6 +82,11 @@ async function staffView(db: Kysely<DB> | Tx, id: string): Promise<StaffView | u
     disabled: row.disabled_at !== null,
     created_at: row.created_at.toISOString(),
   }
+}
+
+async function staffView(db: Kysely<DB> | Tx, id: string): Promise<StaffView | undefined> {
+  const row = await staffQuery(db).where('staff_users.id', '=', id).executeTakeFirst()
+  return row && toStaffView(row)
 }
 
 /** Creates a staff account; a taken email is `email_taken` (staff lists are not secret to staff:manage). */
@@ -132,10 +139,8 @@ export async function getStaff(db: Kysely<DB>, id: string): Promise<StaffView> {
 
 /** Every staff member, oldest first. */
 export async function listStaff(db: Kysely<DB>): Promise<StaffView[]> {
-  const ids = await db.selectFrom('staff_users').select('id').orderBy('id').limit(1000).execute()
-  return (await Promise.all(ids.map((r) => staffView(db, r.id)))).filter(
-    (v): v is StaffView => v !== undefined,
-  )
+  const rows = await staffQuery(db).orderBy('staff_users.id').limit(1000).execute()
+  return rows.map(toStaffView)
 }
 
 /** Changes role, name or disabled state; disabling or a role change ends every session of theirs. */
