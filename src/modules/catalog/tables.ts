@@ -3,17 +3,162 @@ import type { ColumnType, Generated } from 'kysely'
 
 export type ProductStatus = 'draft' | 'published' | 'archived'
 
+type Json<T> = ColumnType<T, string | undefined, string>
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>
+/** bigint columns arrive as numbers (the int8 parser in database.ts); amounts fit in 2^53. */
+type Amount = ColumnType<number, number, number>
+
+export interface ProductOption {
+  name: string
+  values: string[]
+}
+
+export interface MediaItem {
+  url: string
+  alt: string
+}
+
 export interface ProductsTable {
   id: string
   handle: string
   title: string
+  subtitle: Generated<string>
   description: Generated<string>
   status: Generated<ProductStatus>
-  metadata: ColumnType<Record<string, unknown>, string | undefined, string>
+  collection_id: string | null
+  tax_category: Generated<string>
+  options: Json<ProductOption[]>
+  tags: ColumnType<string[], string[] | undefined, string[]>
+  attributes: Json<Record<string, string>>
+  media: Json<MediaItem[]>
+  sales_count: Generated<number>
+  search: ColumnType<string, never, never>
+  metadata: Json<Record<string, unknown>>
   created_at: Generated<Date>
   updated_at: Generated<Date>
 }
 
+export interface ProductVariantsTable {
+  id: string
+  product_id: string
+  sku: string
+  title: string
+  options: Json<Record<string, string>>
+  barcode: string | null
+  weight_g: number | null
+  length_mm: number | null
+  width_mm: number | null
+  height_mm: number | null
+  position: Generated<number>
+  manage_inventory: Generated<boolean>
+  metadata: Json<Record<string, unknown>>
+  created_at: Generated<Date>
+  updated_at: Generated<Date>
+}
+
+export interface VariantPricesTable {
+  variant_id: string
+  currency_code: string
+  amount: Amount
+  compare_at_amount: Amount | null
+}
+
+export interface ProductPricesTable {
+  product_id: string
+  currency_code: string
+  min_amount: Amount
+  max_amount: Amount
+}
+
+export interface RegionsTable {
+  id: string
+  name: string
+  currency_code: string
+  prices_include_tax: boolean
+  metadata: Json<Record<string, unknown>>
+  created_at: Generated<Date>
+  updated_at: Generated<Date>
+}
+
+export interface RegionCountriesTable {
+  country_code: string
+  region_id: string
+}
+
+export interface CategoriesTable {
+  id: string
+  parent_id: string | null
+  handle: string
+  name: string
+  description: Generated<string>
+  position: Generated<number>
+  path: string
+  created_at: Generated<Date>
+  updated_at: Generated<Date>
+}
+
+export interface CollectionsTable {
+  id: string
+  handle: string
+  title: string
+  description: Generated<string>
+  metadata: Json<Record<string, unknown>>
+  created_at: Generated<Date>
+  updated_at: Generated<Date>
+}
+
+export interface ProductCategoriesTable {
+  product_id: string
+  category_id: string
+}
+
+export interface PriceListsTable {
+  id: string
+  name: string
+  description: Generated<string>
+  status: Generated<'active' | 'draft'>
+  customer_group_id: string | null
+  starts_at: Timestamp | null
+  ends_at: Timestamp | null
+  created_at: Generated<Date>
+  updated_at: Generated<Date>
+}
+
+export interface PriceListPricesTable {
+  price_list_id: string
+  variant_id: string
+  currency_code: string
+  amount: Amount
+}
+
+export interface CatalogImportsTable {
+  id: string
+  format: 'csv' | 'json'
+  mode: 'all_or_nothing' | 'per_row'
+  status: Generated<'queued' | 'running' | 'succeeded' | 'failed'>
+  total_rows: Generated<number>
+  processed_rows: Generated<number>
+  created_count: Generated<number>
+  updated_count: Generated<number>
+  failed_count: Generated<number>
+  errors: Json<Array<{ row: number; path: string; message: string }>>
+  payload_path: string
+  created_by: string | null
+  created_at: Generated<Date>
+  finished_at: Timestamp | null
+}
+
 export interface CatalogTables {
   products: ProductsTable
+  product_variants: ProductVariantsTable
+  variant_prices: VariantPricesTable
+  product_prices: ProductPricesTable
+  regions: RegionsTable
+  region_countries: RegionCountriesTable
+  categories: CategoriesTable
+  collections: CollectionsTable
+  product_categories: ProductCategoriesTable
+  price_lists: PriceListsTable
+  price_list_prices: PriceListPricesTable
+  catalog_imports: CatalogImportsTable
 }

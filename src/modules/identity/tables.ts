@@ -31,6 +31,19 @@ export interface CustomerAddressesTable {
   created_at: Generated<Date>
 }
 
+export interface CustomerGroupsTable {
+  id: string
+  name: string
+  description: Generated<string>
+  created_at: Generated<Date>
+}
+
+export interface CustomerGroupMembersTable {
+  group_id: string
+  customer_id: string
+  added_at: Generated<Date>
+}
+
 export interface RolesTable {
   id: string
   name: string
@@ -124,6 +137,8 @@ export interface AuditLogTable {
 export interface IdentityTables {
   customers: CustomersTable
   customer_addresses: CustomerAddressesTable
+  customer_groups: CustomerGroupsTable
+  customer_group_members: CustomerGroupMembersTable
   roles: RolesTable
   staff_users: StaffUsersTable
   sessions: SessionsTable

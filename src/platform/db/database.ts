@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Logger } from 'pino'
@@ -75,7 +76,8 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     path = join(dataDir, 'pglite')
     mkdirSync(path, { recursive: true })
   }
-  const pglite = await PGlite.create(path)
+  // pg_trgm gives catalog search its typo tolerance; PGlite ships it as a loadable contrib module.
+  const pglite = await PGlite.create(path, { extensions: { pg_trgm } })
   // PGlite is one connection. Kysely's PGlite adapter declares that (supportsMultipleConnections is
   // false), so Kysely serialises every query and transaction through one mutex: nothing can slip a
   // statement into another caller's open transaction (test/database.test.ts proves it). pg-boss

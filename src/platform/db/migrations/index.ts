@@ -4,8 +4,10 @@
  */
 import type { Migration } from 'kysely/migration'
 import * as catalog0001 from '../../../modules/catalog/migrations/0001-products.ts'
+import * as catalog0002 from '../../../modules/catalog/migrations/0002-model.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
+import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
 import * as platform0001 from './0001-platform.ts'
 
 export const migrations: Record<string, Migration> = {
@@ -13,4 +15,6 @@ export const migrations: Record<string, Migration> = {
   '0002-catalog-products': catalog0001,
   '0003-identity': identity0001,
   '0004-identity-audit-truncate': identity0002,
+  '0005-catalog-model': catalog0002,
+  '0007-identity-customer-groups': identity0003,
 }
