@@ -20,7 +20,9 @@ import Fastify, {
   LogController,
 } from 'fastify'
 import helmet from 'helmet'
+import { catalogAdminTaxonomyRoutes } from './modules/catalog/admin-taxonomy-routes.ts'
 import { catalogRoutes } from './modules/catalog/routes.ts'
+import { catalogStoreRoutes } from './modules/catalog/store-routes.ts'
 import { adminCustomerRoutes } from './modules/identity/admin-customer-routes.ts'
 import { registerAuditHook } from './modules/identity/audit.ts'
 import { customerRoutes } from './modules/identity/customer-routes.ts'
@@ -247,6 +249,8 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(healthRoutes, { runtime })
   await app.register(jobsAdminRoutes, { runtime })
   await app.register(catalogRoutes, { runtime })
+  await app.register(catalogAdminTaxonomyRoutes, { runtime })
+  await app.register(catalogStoreRoutes, { runtime })
   await app.register(customerRoutes, { runtime })
   await app.register(staffRoutes, { runtime })
   await app.register(adminCustomerRoutes, { runtime })

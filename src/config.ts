@@ -42,6 +42,12 @@ export interface Config {
   /** Staff whose role reaches personal or financial data must use MFA. */
   staffMfaRequired: boolean
   jobRetryDelaySeconds: number
+  /** Storefront catalog responses cached in memory, invalidated across nodes through the KV store. */
+  catalogCache: boolean
+  catalogCacheTtlMs: number
+  catalogCacheMaxEntries: number
+  /** Cache-Control max-age for anonymous storefront catalog responses (a CDN may keep them this long). */
+  catalogHttpMaxAgeSeconds: number
 }
 
 /** Thrown for a setting that cannot be used; main prints its message and exits 1. */
@@ -202,5 +208,9 @@ export function loadConfig(env: Env = process.env): Config {
     jobRetryLimit: integer(env, 'JOB_RETRY_LIMIT', 5, 0, 100),
     staffMfaRequired: boolean(env, 'STAFF_MFA_REQUIRED', true),
     jobRetryDelaySeconds: integer(env, 'JOB_RETRY_DELAY_SECONDS', 5, 1, 3600),
+    catalogCache: boolean(env, 'CATALOG_CACHE', true),
+    catalogCacheTtlMs: integer(env, 'CATALOG_CACHE_TTL_MS', 60_000, 100, 3_600_000),
+    catalogCacheMaxEntries: integer(env, 'CATALOG_CACHE_MAX_ENTRIES', 10_000, 1, 1_000_000),
+    catalogHttpMaxAgeSeconds: integer(env, 'CATALOG_HTTP_MAX_AGE', 30, 0, 86_400),
   }
 }

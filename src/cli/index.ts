@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig } from '../config.ts'
-import { seedDemoCatalog } from '../modules/catalog/seed.ts'
+import { seedCatalog, seedDemoCatalog } from '../modules/catalog/seed.ts'
 import { seedDemoAdmin } from '../modules/identity/seed.ts'
 import { createStaff } from '../modules/identity/staff.ts'
 import { migrateToLatest } from '../platform/db/migrate.ts'
@@ -17,7 +17,8 @@ const USAGE = `usage: shopwright <command>
 
 commands:
   migrate        apply database migrations and exit
-  seed           seed the demo store (skipped when products exist)
+  seed           seed the demo store (skipped when products exist); --products <n> generates a
+                 catalog of n products with 3 to 20 variants each, for benchmarks
   worker         run background job workers (no HTTP); scale by running more
   create-admin   create a staff account: --email <address> [--name <name>] [--role role_owner],
                  password from ADMIN_PASSWORD
@@ -40,11 +41,28 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
       console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date')
     })
   },
-  async seed() {
+  async seed(args) {
+    const { values } = parseArgs({ args, options: { products: { type: 'string' } } })
+    const count = values.products === undefined ? undefined : Number(values.products)
+    if (count !== undefined && (!Number.isSafeInteger(count) || count < 1 || count > 10_000_000)) {
+      console.error('seed: --products takes a whole number from 1 to 10000000')
+      process.exitCode = 2
+      return
+    }
     await withRuntime(async (runtime) => {
       await startRuntime(runtime, { work: false })
-      const created = await seedDemoCatalog(runtime)
-      console.log(created ? `seeded ${created} demo products` : 'products exist already; nothing seeded')
+      const started = Date.now()
+      const created =
+        count === undefined
+          ? await seedDemoCatalog(runtime)
+          : await seedCatalog(runtime, {
+              products: count,
+              onProgress: (done) => {
+                if (done % 10_000 === 0 || done === count)
+                  console.log(`${done}/${count} products, ${((Date.now() - started) / 1000).toFixed(1)} s`)
+              },
+            })
+      console.log(created ? `seeded ${created} products` : 'products exist already; nothing seeded')
       const admin = await seedDemoAdmin(runtime)
       if (admin) console.log(`created ${admin.email}; password in ${admin.passwordFile}`)
     })

@@ -1,4 +1,4 @@
-/** Wire schemas of the catalog API. */
+/** Wire schemas of the catalog API: products, variants, prices, taxonomy, regions and price lists. */
 import { Type } from 'typebox'
 
 export const Handle = Type.String({
@@ -14,45 +14,484 @@ export const ProductStatus = Type.Union([
   Type.Literal('archived'),
 ])
 
-export const Product = Type.Object(
+const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 50 })
+const Text = (max: number) => Type.String({ maxLength: max })
+const Name = Type.String({ minLength: 1, maxLength: 255 })
+const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9a-z]{26}$` })
+const Timestamp = Type.String({ format: 'date-time' })
+const CurrencyCode = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code' })
+const CountryCode = Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2 code' })
+/** Integer minor units; 10^12 leaves room for any price and stays exact in a double. */
+const Amount = Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 })
+
+export const TaxCategory = Type.String({
+  pattern: '^[a-z][a-z0-9_]{0,39}$',
+  description: 'Tax category code (standard, reduced, zero, books, food, digital_services, …)',
+})
+
+const OptionName = Type.String({ minLength: 1, maxLength: 64 })
+const OptionValue = Type.String({ minLength: 1, maxLength: 64 })
+
+export const ProductOption = Type.Object(
   {
-    id: Type.String({ description: 'prod_…' }),
-    handle: Type.String(),
-    title: Type.String(),
-    description: Type.String(),
-    status: ProductStatus,
-    metadata: Type.Record(Type.String(), Type.Unknown()),
-    created_at: Type.String({ format: 'date-time' }),
-    updated_at: Type.String({ format: 'date-time' }),
+    name: OptionName,
+    values: Type.Array(OptionValue, { minItems: 1, maxItems: 100, uniqueItems: true }),
   },
-  { $id: 'Product' },
+  { additionalProperties: false },
 )
+
+export const MediaItem = Type.Object(
+  {
+    url: Type.String({ format: 'uri', maxLength: 2048 }),
+    alt: Type.String({ maxLength: 512 }),
+  },
+  { additionalProperties: false },
+)
+
+const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[^,]+$' })
+const AttributeKey = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9_]+$' })
+const Attributes = Type.Record(AttributeKey, Type.String({ minLength: 1, maxLength: 128 }), {
+  maxProperties: 50,
+})
+
+export const PriceInput = Type.Object(
+  {
+    currency: CurrencyCode,
+    amount: Amount,
+    compare_at_amount: Type.Optional(Type.Union([Amount, Type.Null()])),
+  },
+  { additionalProperties: false },
+)
+
+const Dimension = Type.Union([Type.Integer({ minimum: 0, maximum: 10_000_000 }), Type.Null()])
+
+const variantFields = {
+  title: Type.Optional(Name),
+  options: Type.Optional(Type.Record(OptionName, OptionValue, { maxProperties: 10 })),
+  barcode: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()])),
+  weight_g: Type.Optional(Dimension),
+  length_mm: Type.Optional(Dimension),
+  width_mm: Type.Optional(Dimension),
+  height_mm: Type.Optional(Dimension),
+  manage_inventory: Type.Optional(Type.Boolean()),
+  prices: Type.Optional(Type.Array(PriceInput, { maxItems: 50 })),
+  metadata: Type.Optional(Metadata),
+}
+
+export const Sku = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]*$' })
+
+export const VariantInput = Type.Object(
+  { sku: Sku, ...variantFields },
+  { additionalProperties: false, $id: 'VariantInput' },
+)
+
+export const UpdateVariant = Type.Object(
+  { sku: Type.Optional(Sku), ...variantFields },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+const productFields = {
+  title: Name,
+  subtitle: Type.Optional(Text(255)),
+  description: Type.Optional(Text(20_000)),
+  status: Type.Optional(ProductStatus),
+  collection_id: Type.Optional(Type.Union([Id('col'), Type.Null()])),
+  category_ids: Type.Optional(Type.Array(Id('cat'), { maxItems: 50, uniqueItems: true })),
+  tax_category: Type.Optional(TaxCategory),
+  options: Type.Optional(Type.Array(ProductOption, { maxItems: 5 })),
+  tags: Type.Optional(Type.Array(Tag, { maxItems: 50, uniqueItems: true })),
+  attributes: Type.Optional(Attributes),
+  media: Type.Optional(Type.Array(MediaItem, { maxItems: 50 })),
+  metadata: Type.Optional(Metadata),
+}
 
 export const CreateProduct = Type.Object(
   {
     handle: Handle,
-    title: Type.String({ minLength: 1, maxLength: 255 }),
-    description: Type.Optional(Type.String({ maxLength: 20_000 })),
-    status: Type.Optional(ProductStatus),
-    metadata: Type.Optional(
-      Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 50 }),
-    ),
+    ...productFields,
+    variants: Type.Optional(Type.Array(VariantInput, { maxItems: 500 })),
   },
   { additionalProperties: false },
 )
 
 export const UpdateProduct = Type.Object(
+  { handle: Type.Optional(Handle), ...productFields, title: Type.Optional(Name) },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+export const VariantPrice = Type.Object({
+  amount: Type.Integer(),
+  currency: Type.String(),
+  compare_at_amount: Type.Union([Type.Integer(), Type.Null()]),
+})
+
+export const Variant = Type.Object(
+  {
+    id: Type.String({ description: 'var_…' }),
+    sku: Type.String(),
+    title: Type.String(),
+    options: Type.Record(Type.String(), Type.String()),
+    barcode: Type.Union([Type.String(), Type.Null()]),
+    weight_g: Type.Union([Type.Integer(), Type.Null()]),
+    length_mm: Type.Union([Type.Integer(), Type.Null()]),
+    width_mm: Type.Union([Type.Integer(), Type.Null()]),
+    height_mm: Type.Union([Type.Integer(), Type.Null()]),
+    position: Type.Integer(),
+    manage_inventory: Type.Boolean(),
+    prices: Type.Array(VariantPrice),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+  },
+  { $id: 'Variant' },
+)
+
+const productViewFields = {
+  id: Type.String({ description: 'prod_…' }),
+  handle: Type.String(),
+  title: Type.String(),
+  subtitle: Type.String(),
+  description: Type.String(),
+  status: ProductStatus,
+  collection_id: Type.Union([Type.String(), Type.Null()]),
+  category_ids: Type.Array(Type.String()),
+  tax_category: Type.String(),
+  options: Type.Array(Type.Object({ name: Type.String(), values: Type.Array(Type.String()) })),
+  tags: Type.Array(Type.String()),
+  attributes: Type.Record(Type.String(), Type.String()),
+  media: Type.Array(Type.Object({ url: Type.String(), alt: Type.String() })),
+  metadata: Type.Record(Type.String(), Type.Unknown()),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+}
+
+export const Product = Type.Object(
+  { ...productViewFields, variants: Type.Array(Type.Ref('Variant')) },
+  { $id: 'Product' },
+)
+
+/** The price a shopper sees: resolved for their region, customer group and the moment. */
+export const ShopperPrice = Type.Object(
+  {
+    amount: Type.Integer(),
+    currency: Type.String(),
+    compare_at_amount: Type.Union([Type.Integer(), Type.Null()]),
+    includes_tax: Type.Boolean(),
+    price_list_id: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: 'ShopperPrice' },
+)
+
+const Thumbnail = Type.Union([Type.Object({ url: Type.String(), alt: Type.String() }), Type.Null()])
+
+export const StoreProductSummary = Type.Object(
+  {
+    id: Type.String(),
+    handle: Type.String(),
+    title: Type.String(),
+    subtitle: Type.String(),
+    thumbnail: Thumbnail,
+    tags: Type.Array(Type.String()),
+    price: Type.Union([Type.Ref('ShopperPrice'), Type.Null()], {
+      description: 'The lowest price among the variants ("from"); null without a region',
+    }),
+    created_at: Timestamp,
+  },
+  { $id: 'StoreProductSummary' },
+)
+
+export const StoreVariant = Type.Object(
+  {
+    id: Type.String(),
+    sku: Type.String(),
+    title: Type.String(),
+    options: Type.Record(Type.String(), Type.String()),
+    weight_g: Type.Union([Type.Integer(), Type.Null()]),
+    price: Type.Union([Type.Ref('ShopperPrice'), Type.Null()]),
+  },
+  { $id: 'StoreVariant' },
+)
+
+export const StoreProduct = Type.Object(
+  {
+    id: Type.String(),
+    handle: Type.String(),
+    title: Type.String(),
+    subtitle: Type.String(),
+    description: Type.String(),
+    collection: Type.Union([
+      Type.Object({ id: Type.String(), handle: Type.String(), title: Type.String() }),
+      Type.Null(),
+    ]),
+    category_ids: Type.Array(Type.String()),
+    tax_category: Type.String(),
+    options: Type.Array(Type.Object({ name: Type.String(), values: Type.Array(Type.String()) })),
+    tags: Type.Array(Type.String()),
+    attributes: Type.Record(Type.String(), Type.String()),
+    media: Type.Array(Type.Object({ url: Type.String(), alt: Type.String() })),
+    variants: Type.Array(Type.Ref('StoreVariant')),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'StoreProduct' },
+)
+
+export const FacetCount = Type.Object({ value: Type.String(), count: Type.Integer() })
+
+export const StoreProductList = Type.Object({
+  data: Type.Array(Type.Ref('StoreProductSummary')),
+  next_cursor: Type.Union([Type.String(), Type.Null()]),
+  facets: Type.Optional(
+    Type.Object({
+      categories: Type.Array(FacetCount),
+      tags: Type.Array(FacetCount),
+      attributes: Type.Record(Type.String(), Type.Array(FacetCount)),
+      collections: Type.Array(FacetCount),
+    }),
+  ),
+})
+
+export const StoreSort = Type.Union(
+  [
+    Type.Literal('newest'),
+    Type.Literal('price_asc'),
+    Type.Literal('price_desc'),
+    Type.Literal('name'),
+    Type.Literal('best_selling'),
+    Type.Literal('relevance'),
+  ],
+  { description: 'Default: relevance with `q`, newest otherwise. Price sorts need `region_id`.' },
+)
+
+export const StoreListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    region_id: Type.Optional(Id('reg')),
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    category_id: Type.Optional(Id('cat')),
+    collection_id: Type.Optional(Id('col')),
+    tag: Type.Optional(Type.Array(Tag, { maxItems: 10 })),
+    attribute: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[a-z0-9_]+:.+$', maxLength: 200 }), {
+        maxItems: 20,
+        description: '`key:value`; several values of one key match any of them',
+      }),
+    ),
+    price_min: Type.Optional(Amount),
+    price_max: Type.Optional(Amount),
+    in_stock: Type.Optional(Type.Boolean()),
+    sort: Type.Optional(StoreSort),
+    facets: Type.Optional(Type.Boolean({ description: 'Include facet counts for the current filter' })),
+  },
+  { additionalProperties: false },
+)
+
+export const StoreProductQuery = Type.Object(
+  { region_id: Type.Optional(Id('reg')) },
+  { additionalProperties: false },
+)
+
+export const ProductIdParams = Type.Object({ id: Id('prod') })
+export const VariantIdParams = Type.Object({ id: Id('var') })
+export const ProductRefParams = Type.Object({ ref: Type.String({ minLength: 1, maxLength: 128 }) })
+
+export const Category = Type.Object(
+  {
+    id: Type.String(),
+    parent_id: Type.Union([Type.String(), Type.Null()]),
+    handle: Type.String(),
+    name: Type.String(),
+    description: Type.String(),
+    position: Type.Integer(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'Category' },
+)
+
+export interface CategoryNodeShape {
+  id: string
+  handle: string
+  name: string
+  children: CategoryNodeShape[]
+}
+
+export const CategoryNode = Type.Cyclic(
+  {
+    CategoryNode: Type.Object({
+      id: Type.String(),
+      handle: Type.String(),
+      name: Type.String(),
+      description: Type.String(),
+      children: Type.Array(Type.Ref('CategoryNode')),
+    }),
+  },
+  'CategoryNode',
+)
+
+export const CreateCategory = Type.Object(
+  {
+    handle: Handle,
+    name: Name,
+    description: Type.Optional(Text(5_000)),
+    parent_id: Type.Optional(Type.Union([Id('cat'), Type.Null()])),
+    position: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+  },
+  { additionalProperties: false },
+)
+
+export const UpdateCategory = Type.Object(
   {
     handle: Type.Optional(Handle),
-    title: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-    description: Type.Optional(Type.String({ maxLength: 20_000 })),
-    status: Type.Optional(ProductStatus),
-    metadata: Type.Optional(
-      Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 50 }),
-    ),
+    name: Type.Optional(Name),
+    description: Type.Optional(Text(5_000)),
+    parent_id: Type.Optional(Type.Union([Id('cat'), Type.Null()])),
+    position: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
   },
   { additionalProperties: false, minProperties: 1 },
 )
 
-export const ProductIdParams = Type.Object({ id: Type.String({ pattern: '^prod_[0-9a-z]{26}$' }) })
-export const ProductRefParams = Type.Object({ ref: Type.String({ minLength: 1, maxLength: 128 }) })
+export const Collection = Type.Object(
+  {
+    id: Type.String(),
+    handle: Type.String(),
+    title: Type.String(),
+    description: Type.String(),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'Collection' },
+)
+
+export const CreateCollection = Type.Object(
+  { handle: Handle, title: Name, description: Type.Optional(Text(5_000)), metadata: Type.Optional(Metadata) },
+  { additionalProperties: false },
+)
+
+export const UpdateCollection = Type.Object(
+  {
+    handle: Type.Optional(Handle),
+    title: Type.Optional(Name),
+    description: Type.Optional(Text(5_000)),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+export const Region = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    currency: Type.String(),
+    prices_include_tax: Type.Boolean(),
+    countries: Type.Array(Type.String()),
+    metadata: Type.Record(Type.String(), Type.Unknown()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'Region' },
+)
+
+export const CreateRegion = Type.Object(
+  {
+    name: Name,
+    currency: CurrencyCode,
+    prices_include_tax: Type.Boolean(),
+    countries: Type.Array(CountryCode, { minItems: 1, maxItems: 250, uniqueItems: true }),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false },
+)
+
+export const UpdateRegion = Type.Object(
+  {
+    name: Type.Optional(Name),
+    currency: Type.Optional(CurrencyCode),
+    prices_include_tax: Type.Optional(Type.Boolean()),
+    countries: Type.Optional(Type.Array(CountryCode, { minItems: 1, maxItems: 250, uniqueItems: true })),
+    metadata: Type.Optional(Metadata),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+export const PriceListPriceInput = Type.Object(
+  { variant_id: Id('var'), currency: CurrencyCode, amount: Amount },
+  { additionalProperties: false },
+)
+
+export const PriceList = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    description: Type.String(),
+    status: Type.Union([Type.Literal('active'), Type.Literal('draft')]),
+    customer_group_id: Type.Union([Type.String(), Type.Null()]),
+    starts_at: Type.Union([Timestamp, Type.Null()]),
+    ends_at: Type.Union([Timestamp, Type.Null()]),
+    prices: Type.Array(
+      Type.Object({ variant_id: Type.String(), currency: Type.String(), amount: Type.Integer() }),
+    ),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'PriceList' },
+)
+
+const priceListFields = {
+  description: Type.Optional(Text(5_000)),
+  status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('draft')])),
+  customer_group_id: Type.Optional(Type.Union([Id('cgrp'), Type.Null()])),
+  starts_at: Type.Optional(Type.Union([Timestamp, Type.Null()])),
+  ends_at: Type.Optional(Type.Union([Timestamp, Type.Null()])),
+  prices: Type.Optional(Type.Array(PriceListPriceInput, { maxItems: 10_000 })),
+}
+
+export const CreatePriceList = Type.Object(
+  { name: Name, ...priceListFields },
+  { additionalProperties: false },
+)
+
+export const UpdatePriceList = Type.Object(
+  { name: Type.Optional(Name), ...priceListFields },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+export const CustomerGroup = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    description: Type.String(),
+    customer_ids: Type.Array(Type.String()),
+    created_at: Timestamp,
+  },
+  { $id: 'CustomerGroup' },
+)
+
+export const IdParams = (prefix: string) => Type.Object({ id: Id(prefix) })
+
+export const CreateCustomerGroup = Type.Object(
+  { name: Name, description: Type.Optional(Text(5_000)) },
+  { additionalProperties: false },
+)
+
+export const UpdateCustomerGroup = Type.Object(
+  { name: Type.Optional(Name), description: Type.Optional(Text(5_000)) },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+export const GroupCustomers = Type.Object(
+  { customer_ids: Type.Array(Id('cus'), { minItems: 1, maxItems: 1_000, uniqueItems: true }) },
+  { additionalProperties: false },
+)
+
+export const GroupCustomerParams = Type.Object({ id: Id('cgrp'), customerId: Id('cus') })
+
+/** Admin list of price lists: cursor pages, optionally one status. */
+export const PriceListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('draft')])),
+  },
+  { additionalProperties: false },
+)

@@ -32,10 +32,16 @@ export interface ProductsTable {
   attributes: Json<Record<string, string>>
   media: Json<MediaItem[]>
   sales_count: Generated<number>
-  search: ColumnType<string, never, never>
   metadata: Json<Record<string, unknown>>
   created_at: Generated<Date>
   updated_at: Generated<Date>
+}
+
+export interface ProductSearchTable {
+  product_id: string
+  status: ProductStatus
+  currencies: string[]
+  search: string
 }
 
 export interface ProductVariantsTable {
@@ -67,7 +73,16 @@ export interface ProductPricesTable {
   product_id: string
   currency_code: string
   min_amount: Amount
+  min_compare_at_amount: Amount | null
   max_amount: Amount
+}
+
+export interface PriceListProductPricesTable {
+  price_list_id: string
+  product_id: string
+  currency_code: string
+  min_amount: Amount
+  base_amount: Amount | null
 }
 
 export interface RegionsTable {
@@ -131,9 +146,16 @@ export interface PriceListPricesTable {
   amount: Amount
 }
 
+/** One problem of an import's report: the file's row (1-based), the field or column, and why. */
+export interface ImportError {
+  row: number
+  path: string
+  message: string
+}
+
 export interface CatalogImportsTable {
   id: string
-  format: 'csv' | 'json'
+  format: 'csv' | 'json' | 'ndjson'
   mode: 'all_or_nothing' | 'per_row'
   status: Generated<'queued' | 'running' | 'succeeded' | 'failed'>
   total_rows: Generated<number>
@@ -141,15 +163,24 @@ export interface CatalogImportsTable {
   created_count: Generated<number>
   updated_count: Generated<number>
   failed_count: Generated<number>
-  errors: Json<Array<{ row: number; path: string; message: string }>>
-  payload_path: string
+  error_count: Generated<number>
+  errors: Json<ImportError[]>
   created_by: string | null
   created_at: Generated<Date>
+  started_at: Timestamp | null
   finished_at: Timestamp | null
+}
+
+export interface CatalogImportRowsTable {
+  import_id: string
+  row_no: number
+  source_rows: ColumnType<number[], number[] | undefined, number[]>
+  document: Json<unknown>
 }
 
 export interface CatalogTables {
   products: ProductsTable
+  product_search: ProductSearchTable
   product_variants: ProductVariantsTable
   variant_prices: VariantPricesTable
   product_prices: ProductPricesTable
@@ -160,5 +191,7 @@ export interface CatalogTables {
   product_categories: ProductCategoriesTable
   price_lists: PriceListsTable
   price_list_prices: PriceListPricesTable
+  price_list_product_prices: PriceListProductPricesTable
   catalog_imports: CatalogImportsTable
+  catalog_import_rows: CatalogImportRowsTable
 }

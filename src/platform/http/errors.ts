@@ -23,6 +23,7 @@ export const problems = {
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   conflict: { status: 409, title: 'The request conflicts with the current state' },
   handle_taken: { status: 409, title: 'The handle is already in use' },
+  sku_taken: { status: 409, title: 'The SKU is already in use' },
   email_taken: { status: 409, title: 'Another account uses this email' },
   role_in_use: { status: 409, title: 'Staff members still hold this role' },
   built_in_role: { status: 409, title: 'Built-in roles cannot be changed' },

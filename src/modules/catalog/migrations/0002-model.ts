@@ -65,11 +65,20 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       add column tags text[] not null default '{}',
       add column attributes jsonb not null default '{}',
       add column media jsonb not null default '[]',
-      add column sales_count integer not null default 0,
-      add column search tsvector not null default ''::tsvector`.execute(db)
+      add column sales_count integer not null default 0`.execute(db)
   await sql`create index products_tags on products using gin (tags)`.execute(db)
   await sql`create index products_attributes on products using gin (attributes jsonb_path_ops)`.execute(db)
-  await sql`create index products_search on products using gin (search)`.execute(db)
+  // Search read model: one narrow row per product. Ranking reads the vector of every match, and
+  // on the wide products table that meant one heap page per match; here a page holds dozens.
+  await sql`
+    create table product_search (
+      product_id text primary key references products (id) on delete cascade,
+      status text not null,
+      -- Currencies the product has a price in: the storefront lists only what a region can buy.
+      currencies text[] not null default '{}',
+      search tsvector not null
+    )`.execute(db)
+  await sql`create index product_search_vector on product_search using gin (search)`.execute(db)
   await sql`create index products_status_title on products (status, title, id)`.execute(db)
   await sql`create index products_status_sales on products (status, sales_count, id)`.execute(db)
   await sql`create index products_collection on products (collection_id, id)`.execute(db)
@@ -107,7 +116,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`.execute(db)
   await sql`create index product_variants_product on product_variants (product_id, position)`.execute(db)
   // One variant per combination of option values within a product.
-  await sql`create unique index product_variants_options on product_variants (product_id, options)`.execute(db)
+  await sql`create unique index product_variants_options on product_variants (product_id, options)`.execute(
+    db,
+  )
 
   await sql`
     create table variant_prices (
@@ -118,13 +129,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       primary key (variant_id, currency_code)
     )`.execute(db)
 
-  // Read model for sorting and filtering the storefront list by price: each product's lowest and
-  // highest base price per currency, rewritten whenever a variant's prices change.
+  // Read model for the storefront list: each product's lowest base price per currency (with the
+  // compare-at price of that variant) and highest, rewritten whenever a variant's prices change.
+  // The list then prices a product with one primary-key probe instead of visiting every variant.
   await sql`
     create table product_prices (
       product_id text not null references products (id) on delete cascade,
       currency_code text not null,
       min_amount bigint not null,
+      min_compare_at_amount bigint,
       max_amount bigint not null,
       primary key (product_id, currency_code)
     )`.execute(db)
@@ -153,12 +166,30 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       amount bigint not null check (amount >= 0),
       primary key (price_list_id, variant_id, currency_code)
     )`.execute(db)
-  await sql`create index price_list_prices_variant on price_list_prices (variant_id, currency_code)`.execute(db)
+  await sql`create index price_list_prices_variant on price_list_prices (variant_id, currency_code)`.execute(
+    db,
+  )
+  // The same read model per price list: a product's lowest price in the list and that variant's
+  // base price (what the sale price is compared with). The lowest price a shopper can get is the
+  // least of product_prices and the active lists' rows, because min distributes over variants.
+  await sql`
+    create table price_list_product_prices (
+      price_list_id text not null references price_lists (id) on delete cascade,
+      product_id text not null references products (id) on delete cascade,
+      currency_code text not null,
+      min_amount bigint not null,
+      base_amount bigint,
+      primary key (product_id, currency_code, price_list_id)
+    )`.execute(db)
 
+  // Bulk imports: the import itself (status, counts, the first errors of its report) and its
+  // staging table. The request parses and validates the file, then stages the valid documents here
+  // in the transaction that enqueues the job, so whichever worker node picks the job up can read
+  // them; the job deletes them as it goes.
   await sql`
     create table catalog_imports (
       id text primary key,
-      format text not null check (format in ('csv', 'json')),
+      format text not null check (format in ('csv', 'json', 'ndjson')),
       mode text not null check (mode in ('all_or_nothing', 'per_row')),
       status text not null default 'queued'
         check (status in ('queued', 'running', 'succeeded', 'failed')),
@@ -167,17 +198,31 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       created_count integer not null default 0,
       updated_count integer not null default 0,
       failed_count integer not null default 0,
+      -- errors holds at most the first 1000 problems; error_count counts them all.
+      error_count integer not null default 0,
       errors jsonb not null default '[]',
-      payload_path text not null,
       created_by text,
       created_at timestamptz not null default now(),
+      started_at timestamptz,
       finished_at timestamptz
+    )`.execute(db)
+  await sql`
+    create table catalog_import_rows (
+      import_id text not null references catalog_imports (id) on delete cascade,
+      -- The row the report names for the document: its first CSV data row, or its JSON position.
+      row_no integer not null,
+      -- CSV only: the data row of each variant, so errors found later still point at a cell.
+      source_rows integer[] not null default '{}',
+      document jsonb not null,
+      primary key (import_id, row_no)
     )`.execute(db)
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   for (const table of [
+    'catalog_import_rows',
     'catalog_imports',
+    'price_list_product_prices',
     'price_list_prices',
     'price_lists',
     'product_prices',
@@ -188,12 +233,12 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     'categories',
     'region_countries',
     'regions',
+    'product_search',
   ]) {
     await sql`drop table if exists ${sql.table(table)} cascade`.execute(db)
   }
   await sql`
     alter table products
       drop column subtitle, drop column collection_id, drop column tax_category, drop column options,
-      drop column tags, drop column attributes, drop column media, drop column sales_count,
-      drop column search`.execute(db)
+      drop column tags, drop column attributes, drop column media, drop column sales_count`.execute(db)
 }

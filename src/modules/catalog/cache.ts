@@ -1,0 +1,132 @@
+/**
+ * The storefront's response cache. Rendered responses live in each node's memory, tagged with the
+ * catalog version they were built from; the version itself lives in the KV store (Redis across
+ * nodes). Every catalog write bumps the version after it commits, so the next read on any node sees
+ * a version its entries do not carry and rebuilds: one small KV read per request buys cross-node
+ * freshness without shipping response bodies through Redis.
+ */
+import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { Kv } from '../../platform/kv/kv.ts'
+import type { Runtime } from '../../platform/runtime.ts'
+
+const VERSION_KEY = 'catalog:version'
+/** The version key outlives any entry by far; if it ever expired, it would restart below them. */
+const VERSION_TTL_MS = 30 * 24 * 3600_000
+
+export interface CachedResponse {
+  body: string
+  etag: string
+}
+
+interface Entry extends CachedResponse {
+  version: string
+  expiresAt: number
+}
+
+export interface CatalogCacheOptions {
+  /** Most entries kept per node; the least recently used go first. */
+  maxEntries: number
+  /** An entry is rebuilt after this long even if no write was seen (a lost bump heals). */
+  ttlMs: number
+  enabled: boolean
+}
+
+/** A strong ETag over the body: equal bodies, equal tags, whichever node rendered them. */
+export function etagOf(body: string): string {
+  return `"${createHash('sha1').update(body).digest('base64url')}"`
+}
+
+export class CatalogCache {
+  readonly #kv: Kv
+  readonly #entries = new Map<string, Entry>()
+  readonly #options: CatalogCacheOptions
+  readonly #logger: Logger | undefined
+
+  constructor(kv: Kv, options: CatalogCacheOptions, logger?: Logger) {
+    this.#kv = kv
+    this.#options = options
+    this.#logger = logger
+  }
+
+  get enabled(): boolean {
+    return this.#options.enabled
+  }
+
+  /**
+   * The cached response for key, or one rendered now (and kept). When the KV store cannot be read
+   * the response is rendered without the cache: slower, never stale.
+   */
+  async getOrRender(
+    key: string,
+    render: () => Promise<unknown>,
+    /** When the rendered answer stops being true on its own (a price list starting), epoch ms. */
+    validUntil?: () => Promise<number | undefined>,
+  ): Promise<CachedResponse> {
+    if (!this.#options.enabled) return rendered(await render())
+    let version: string
+    try {
+      version = (await this.#kv.get(VERSION_KEY)) ?? '0'
+    } catch (error) {
+      this.#logger?.warn({ err: error }, 'catalog cache version unreadable; serving uncached')
+      return rendered(await render())
+    }
+    const hit = this.#entries.get(key)
+    const now = Date.now()
+    if (hit && hit.version === version && hit.expiresAt > now) {
+      // Re-insert to keep Map order as recency order for the LRU eviction below.
+      this.#entries.delete(key)
+      this.#entries.set(key, hit)
+      return hit
+    }
+    const [value, until] = await Promise.all([render(), validUntil?.()])
+    const response = rendered(value)
+    this.#entries.delete(key)
+    const expiresAt = Math.min(now + this.#options.ttlMs, until ?? Number.POSITIVE_INFINITY)
+    this.#entries.set(key, { ...response, version, expiresAt })
+    if (this.#entries.size > this.#options.maxEntries) {
+      const oldest = this.#entries.keys().next().value
+      if (oldest !== undefined) this.#entries.delete(oldest)
+    }
+    return response
+  }
+
+  /**
+   * Marks every cached catalog response stale on every node. Call after the write commits: called
+   * before, a concurrent read could cache the old data under the new version.
+   */
+  async invalidate(): Promise<void> {
+    this.#entries.clear()
+    try {
+      await this.#kv.increment(VERSION_KEY, VERSION_TTL_MS)
+    } catch (error) {
+      // The entries on other nodes heal within ttlMs; the write itself has committed.
+      this.#logger?.error({ err: error }, 'catalog cache invalidation failed')
+    }
+  }
+}
+
+function rendered(value: unknown): CachedResponse {
+  const body = JSON.stringify(value)
+  return { body, etag: etagOf(body) }
+}
+
+const caches = new WeakMap<Runtime, CatalogCache>()
+
+/** The runtime's catalog cache: one per node, shared by its routes and jobs. */
+export function catalogCacheOf(runtime: Runtime): CatalogCache {
+  let cache = caches.get(runtime)
+  if (!cache) {
+    cache = new CatalogCache(
+      runtime.kv,
+      {
+        enabled: runtime.config.catalogCache,
+        ttlMs: runtime.config.catalogCacheTtlMs,
+        maxEntries: runtime.config.catalogCacheMaxEntries,
+      },
+      runtime.logger,
+    )
+    caches.set(runtime, cache)
+  }
+  return cache
+}

@@ -1,0 +1,650 @@
+/**
+ * Product and variant writes: create, update, upsert by handle, delete, with the rules that keep a
+ * product whole (variants match the option set, SKUs are unique, prices are in known currencies)
+ * and the read models the storefront list uses (search vector, lowest prices) kept in step.
+ */
+import { sql } from 'kysely'
+import type { Static } from 'typebox'
+import type { Queryable, Tx } from '../../platform/db/transaction.ts'
+import type { Outbox } from '../../platform/events/outbox.ts'
+import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import { isCurrency } from '../../platform/money.ts'
+import { refreshPriceReadModel } from './pricing.ts'
+import type { CreateProduct, UpdateProduct, UpdateVariant, VariantInput } from './schemas.ts'
+import type { ProductOption } from './tables.ts'
+
+type ProductInput = Static<typeof CreateProduct>
+type VariantData = Static<typeof VariantInput>
+
+export interface VariantView {
+  id: string
+  sku: string
+  title: string
+  options: Record<string, string>
+  barcode: string | null
+  weight_g: number | null
+  length_mm: number | null
+  width_mm: number | null
+  height_mm: number | null
+  position: number
+  manage_inventory: boolean
+  prices: Array<{ amount: number; currency: string; compare_at_amount: number | null }>
+  metadata: Record<string, unknown>
+}
+
+export interface ProductView {
+  id: string
+  handle: string
+  title: string
+  subtitle: string
+  description: string
+  status: 'draft' | 'published' | 'archived'
+  collection_id: string | null
+  category_ids: string[]
+  tax_category: string
+  options: ProductOption[]
+  tags: string[]
+  attributes: Record<string, string>
+  media: Array<{ url: string; alt: string }>
+  metadata: Record<string, unknown>
+  variants: VariantView[]
+  created_at: string
+  updated_at: string
+}
+
+/** Checks that every variant names exactly the product's options with allowed values. */
+export function checkVariantOptions(
+  options: readonly ProductOption[],
+  variants: ReadonlyArray<{ options?: Record<string, string> }>,
+  pathOf: (index: number) => string,
+): FieldError[] {
+  const errors: FieldError[] = []
+  const names = new Set(options.map((o) => o.name))
+  if (names.size !== options.length)
+    errors.push({ path: 'body.options', message: 'option names must be unique' })
+  const seen = new Set<string>()
+  variants.forEach((variant, index) => {
+    const given = variant.options ?? {}
+    for (const option of options) {
+      const value = given[option.name]
+      if (value === undefined)
+        errors.push({ path: `${pathOf(index)}.options`, message: `needs ${option.name}` })
+      else if (!option.values.includes(value))
+        errors.push({
+          path: `${pathOf(index)}.options.${option.name}`,
+          message: `must be one of ${option.values.join(', ')}`,
+        })
+    }
+    for (const name of Object.keys(given)) {
+      if (!names.has(name))
+        errors.push({ path: `${pathOf(index)}.options.${name}`, message: 'is not an option of the product' })
+    }
+    const key = JSON.stringify(options.map((o) => given[o.name]))
+    if (seen.has(key))
+      errors.push({ path: `${pathOf(index)}.options`, message: 'another variant has the same options' })
+    seen.add(key)
+  })
+  return errors
+}
+
+function checkPrices(
+  prices: ReadonlyArray<{ currency: string; compare_at_amount?: number | null; amount: number }>,
+  path: string,
+): FieldError[] {
+  const errors: FieldError[] = []
+  const seen = new Set<string>()
+  prices.forEach((price, i) => {
+    if (!isCurrency(price.currency))
+      errors.push({
+        path: `${path}.${i}.currency`,
+        message: `${price.currency} is not a supported currency`,
+      })
+    if (seen.has(price.currency))
+      errors.push({ path: `${path}.${i}.currency`, message: 'appears twice; one price per currency' })
+    seen.add(price.currency)
+  })
+  return errors
+}
+
+function checkSkusUnique(
+  variants: ReadonlyArray<{ sku: string }>,
+  pathOf: (i: number) => string,
+): FieldError[] {
+  const seen = new Set<string>()
+  const errors: FieldError[] = []
+  variants.forEach((v, i) => {
+    if (seen.has(v.sku)) errors.push({ path: `${pathOf(i)}.sku`, message: 'appears twice in this product' })
+    seen.add(v.sku)
+  })
+  return errors
+}
+
+/** All the checks a product document must pass before anything is written; [] when it is valid. */
+export function validateProductInput(input: Partial<ProductInput>, prefix = 'body'): FieldError[] {
+  const variants = input.variants ?? []
+  const pathOf = (i: number) => `${prefix}.variants.${i}`
+  return [
+    ...checkVariantOptions(input.options ?? [], variants, pathOf),
+    ...checkSkusUnique(variants, pathOf),
+    ...variants.flatMap((v, i) => checkPrices(v.prices ?? [], `${pathOf(i)}.prices`)),
+  ]
+}
+
+function invalid(errors: FieldError[]) {
+  return problem(
+    'validation_failed',
+    errors[0]?.message ? `${errors[0].path} ${errors[0].message}` : undefined,
+    {
+      errors,
+    },
+  )
+}
+
+/** Maps the database's constraint errors to the client's mistake they stand for. */
+export function translateWriteError(error: unknown, prefix = 'body'): unknown {
+  const e = error as { code?: string; constraint?: string; detail?: string } | null
+  if (e?.code === '23505') {
+    if (e.constraint === 'products_handle_key')
+      return problem('handle_taken', 'Another product has this handle', {
+        errors: [{ path: `${prefix}.handle`, message: 'is already in use' }],
+      })
+    if (e.constraint === 'product_variants_sku_key')
+      return problem('sku_taken', `A variant already uses this SKU${e.detail ? `: ${e.detail}` : ''}`, {
+        errors: [{ path: `${prefix}.variants`, message: 'SKU already in use' }],
+      })
+    if (e.constraint === 'product_variants_options')
+      return problem('validation_failed', 'Another variant of the product has the same options', {
+        errors: [{ path: `${prefix}.options`, message: 'another variant has the same options' }],
+      })
+  }
+  if (e?.code === '23503') {
+    if (e.constraint?.includes('collection'))
+      return problem('validation_failed', 'The collection does not exist', {
+        errors: [{ path: `${prefix}.collection_id`, message: 'no such collection' }],
+      })
+    if (e.constraint?.includes('categor'))
+      return problem('validation_failed', 'A category does not exist', {
+        errors: [{ path: `${prefix}.category_ids`, message: 'no such category' }],
+      })
+  }
+  return error
+}
+
+const productColumns = [
+  'id',
+  'handle',
+  'title',
+  'subtitle',
+  'description',
+  'status',
+  'collection_id',
+  'tax_category',
+  'options',
+  'tags',
+  'attributes',
+  'media',
+  'metadata',
+  'created_at',
+  'updated_at',
+] as const
+
+/** The admin view of products by id: every field, variants with all their prices. */
+export async function loadProducts(db: Queryable, ids: readonly string[]): Promise<ProductView[]> {
+  if (ids.length === 0) return []
+  const [products, variants, prices, categories] = await Promise.all([
+    db.selectFrom('products').select(productColumns).where('id', 'in', ids).execute(),
+    db
+      .selectFrom('product_variants')
+      .select([
+        'id',
+        'product_id',
+        'sku',
+        'title',
+        'options',
+        'barcode',
+        'weight_g',
+        'length_mm',
+        'width_mm',
+        'height_mm',
+        'position',
+        'manage_inventory',
+        'metadata',
+      ])
+      .where('product_id', 'in', ids)
+      .orderBy('position')
+      .orderBy('id')
+      .execute(),
+    db
+      .selectFrom('variant_prices')
+      .innerJoin('product_variants', 'product_variants.id', 'variant_prices.variant_id')
+      .select([
+        'variant_prices.variant_id',
+        'variant_prices.currency_code',
+        'variant_prices.amount',
+        'variant_prices.compare_at_amount',
+      ])
+      .where('product_variants.product_id', 'in', ids)
+      .orderBy('variant_prices.currency_code')
+      .execute(),
+    db
+      .selectFrom('product_categories')
+      .select(['product_id', 'category_id'])
+      .where('product_id', 'in', ids)
+      .execute(),
+  ])
+  const pricesByVariant = Map.groupBy(prices, (p) => p.variant_id)
+  const variantsByProduct = Map.groupBy(variants, (v) => v.product_id)
+  const categoriesByProduct = Map.groupBy(categories, (c) => c.product_id)
+  const byId = new Map(products.map((p) => [p.id, p]))
+  return ids.flatMap((id) => {
+    const p = byId.get(id)
+    if (!p) return []
+    return [
+      {
+        ...p,
+        category_ids: (categoriesByProduct.get(id) ?? []).map((c) => c.category_id).sort(),
+        variants: (variantsByProduct.get(id) ?? []).map(({ product_id: _, ...v }) => ({
+          ...v,
+          prices: (pricesByVariant.get(v.id) ?? []).map((price) => ({
+            amount: price.amount,
+            currency: price.currency_code,
+            compare_at_amount: price.compare_at_amount,
+          })),
+        })),
+        created_at: p.created_at.toISOString(),
+        updated_at: p.updated_at.toISOString(),
+      },
+    ]
+  })
+}
+
+/** One product's admin view, by id or handle. */
+export async function getProduct(db: Queryable, ref: string): Promise<ProductView | undefined> {
+  const row = await db
+    .selectFrom('products')
+    .select('id')
+    .where(ref.startsWith('prod_') ? 'id' : 'handle', '=', ref)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const [product] = await loadProducts(db, [row.id])
+  return product
+}
+
+/**
+ * Rebuilds the products' rows of the search read model: the weighted vector (title A; subtitle,
+ * tags and SKUs B; description C), the status and the currencies the product is priced in.
+ */
+export async function refreshSearch(trx: Queryable, productIds: readonly string[]): Promise<void> {
+  if (productIds.length === 0) return
+  await sql`
+    insert into product_search (product_id, status, currencies, search)
+    select p.id, p.status,
+      array(select distinct vp.currency_code from product_variants v
+            join variant_prices vp on vp.variant_id = v.id where v.product_id = p.id order by 1),
+      setweight(to_tsvector('english', p.title), 'A') ||
+      setweight(to_tsvector('english', p.subtitle || ' ' || array_to_string(p.tags, ' ') || ' ' ||
+        coalesce((select string_agg(v.sku, ' ') from product_variants v where v.product_id = p.id), '')), 'B') ||
+      setweight(to_tsvector('english', left(p.description, 5000)), 'C')
+    from products p
+    where p.id = any(${productIds as string[]})
+    on conflict (product_id) do update
+      set status = excluded.status, currencies = excluded.currencies, search = excluded.search`.execute(trx)
+}
+
+async function writeVariantPrices(
+  trx: Tx,
+  variantId: string,
+  prices: NonNullable<VariantData['prices']>,
+): Promise<void> {
+  await trx.deleteFrom('variant_prices').where('variant_id', '=', variantId).execute()
+  if (prices.length === 0) return
+  await trx
+    .insertInto('variant_prices')
+    .values(
+      prices.map((p) => ({
+        variant_id: variantId,
+        currency_code: p.currency,
+        amount: p.amount,
+        compare_at_amount: p.compare_at_amount ?? null,
+      })),
+    )
+    .execute()
+}
+
+async function insertVariant(
+  trx: Tx,
+  productId: string,
+  variant: VariantData,
+  position: number,
+): Promise<string> {
+  const id = newId('var')
+  await trx
+    .insertInto('product_variants')
+    .values({
+      id,
+      product_id: productId,
+      sku: variant.sku,
+      title: variant.title ?? (Object.values(variant.options ?? {}).join(' / ') || variant.sku),
+      options: JSON.stringify(variant.options ?? {}),
+      barcode: variant.barcode ?? null,
+      weight_g: variant.weight_g ?? null,
+      length_mm: variant.length_mm ?? null,
+      width_mm: variant.width_mm ?? null,
+      height_mm: variant.height_mm ?? null,
+      position,
+      manage_inventory: variant.manage_inventory ?? true,
+      metadata: JSON.stringify(variant.metadata ?? {}),
+    })
+    .execute()
+  await writeVariantPrices(trx, id, variant.prices ?? [])
+  return id
+}
+
+function variantChanges(variant: Partial<VariantData>) {
+  return {
+    ...(variant.sku !== undefined ? { sku: variant.sku } : {}),
+    ...(variant.title !== undefined ? { title: variant.title } : {}),
+    ...(variant.options !== undefined ? { options: JSON.stringify(variant.options) } : {}),
+    ...(variant.barcode !== undefined ? { barcode: variant.barcode } : {}),
+    ...(variant.weight_g !== undefined ? { weight_g: variant.weight_g } : {}),
+    ...(variant.length_mm !== undefined ? { length_mm: variant.length_mm } : {}),
+    ...(variant.width_mm !== undefined ? { width_mm: variant.width_mm } : {}),
+    ...(variant.height_mm !== undefined ? { height_mm: variant.height_mm } : {}),
+    ...(variant.manage_inventory !== undefined ? { manage_inventory: variant.manage_inventory } : {}),
+    ...(variant.metadata !== undefined ? { metadata: JSON.stringify(variant.metadata) } : {}),
+  }
+}
+
+function productChanges(input: Partial<ProductInput>) {
+  return {
+    ...(input.handle !== undefined ? { handle: input.handle } : {}),
+    ...(input.title !== undefined ? { title: input.title } : {}),
+    ...(input.subtitle !== undefined ? { subtitle: input.subtitle } : {}),
+    ...(input.description !== undefined ? { description: input.description } : {}),
+    ...(input.status !== undefined ? { status: input.status } : {}),
+    ...(input.collection_id !== undefined ? { collection_id: input.collection_id } : {}),
+    ...(input.tax_category !== undefined ? { tax_category: input.tax_category } : {}),
+    ...(input.options !== undefined ? { options: JSON.stringify(input.options) } : {}),
+    ...(input.tags !== undefined ? { tags: input.tags } : {}),
+    ...(input.attributes !== undefined ? { attributes: JSON.stringify(input.attributes) } : {}),
+    ...(input.media !== undefined ? { media: JSON.stringify(input.media) } : {}),
+    ...(input.metadata !== undefined ? { metadata: JSON.stringify(input.metadata) } : {}),
+  }
+}
+
+async function setCategories(trx: Tx, productId: string, categoryIds: readonly string[]): Promise<void> {
+  await trx.deleteFrom('product_categories').where('product_id', '=', productId).execute()
+  if (categoryIds.length === 0) return
+  await trx
+    .insertInto('product_categories')
+    .values(categoryIds.map((category_id) => ({ product_id: productId, category_id })))
+    .execute()
+}
+
+/** After a write: the stored variants must still match the (possibly new) option set. */
+async function assertStoredVariantsMatch(trx: Tx, productId: string, prefix: string): Promise<void> {
+  const product = await trx
+    .selectFrom('products')
+    .select('options')
+    .where('id', '=', productId)
+    .executeTakeFirstOrThrow()
+  const variants = await trx
+    .selectFrom('product_variants')
+    .select(['sku', 'options'])
+    .where('product_id', '=', productId)
+    .orderBy('position')
+    .execute()
+  const errors = checkVariantOptions(product.options, variants, (i) => `${prefix}.variants.${i}`)
+  if (errors.length > 0) throw invalid(errors)
+}
+
+/** Writes a whole product document in the caller's transaction; the product id. No events. */
+export async function insertProduct(trx: Tx, input: ProductInput, prefix = 'body'): Promise<string> {
+  const errors = validateProductInput(input, prefix)
+  if (errors.length > 0) throw invalid(errors)
+  const id = newId('prod')
+  try {
+    await trx
+      .insertInto('products')
+      .values({
+        id,
+        handle: input.handle,
+        title: input.title,
+        subtitle: input.subtitle ?? '',
+        description: input.description ?? '',
+        status: input.status ?? 'draft',
+        collection_id: input.collection_id ?? null,
+        tax_category: input.tax_category ?? 'standard',
+        options: JSON.stringify(input.options ?? []),
+        tags: input.tags ?? [],
+        attributes: JSON.stringify(input.attributes ?? {}),
+        media: JSON.stringify(input.media ?? []),
+        metadata: JSON.stringify(input.metadata ?? {}),
+      })
+      .execute()
+    await setCategories(trx, id, input.category_ids ?? [])
+    let position = 0
+    for (const variant of input.variants ?? []) await insertVariant(trx, id, variant, position++)
+  } catch (error) {
+    throw translateWriteError(error, prefix)
+  }
+  return id
+}
+
+/**
+ * Updates a product found by handle with a whole document: fields replaced, variants upserted by
+ * SKU (variants the document does not name are kept). The product id. No events.
+ */
+export async function overwriteProduct(
+  trx: Tx,
+  productId: string,
+  input: ProductInput,
+  prefix = 'body',
+): Promise<string> {
+  const errors = validateProductInput(input, prefix)
+  if (errors.length > 0) throw invalid(errors)
+  try {
+    await trx
+      .updateTable('products')
+      .set({ ...productChanges(input), updated_at: sql<Date>`now()` })
+      .where('id', '=', productId)
+      .execute()
+    if (input.category_ids) await setCategories(trx, productId, input.category_ids)
+    const existing = await trx
+      .selectFrom('product_variants')
+      .select(['id', 'sku', 'product_id', 'position'])
+      .where('sku', 'in', (input.variants ?? []).map((v) => v.sku).concat(['']))
+      .execute()
+    const bySku = new Map(existing.map((v) => [v.sku, v]))
+    let position = existing.reduce((max, v) => Math.max(max, v.position + 1), 0)
+    for (const variant of input.variants ?? []) {
+      const found = bySku.get(variant.sku)
+      if (found && found.product_id !== productId)
+        throw problem('sku_taken', `SKU ${variant.sku} belongs to another product`, {
+          errors: [{ path: `${prefix}.variants`, message: `SKU ${variant.sku} is in use` }],
+        })
+      if (!found) {
+        await insertVariant(trx, productId, variant, position++)
+        continue
+      }
+      await trx
+        .updateTable('product_variants')
+        .set({ ...variantChanges(variant), updated_at: sql<Date>`now()` })
+        .where('id', '=', found.id)
+        .execute()
+      if (variant.prices) await writeVariantPrices(trx, found.id, variant.prices)
+    }
+    await assertStoredVariantsMatch(trx, productId, prefix)
+  } catch (error) {
+    throw translateWriteError(error, prefix)
+  }
+  return productId
+}
+
+/** Brings the search vector and the price read model up to date for products just written. */
+export async function refreshReadModels(trx: Tx, productIds: readonly string[]): Promise<void> {
+  await refreshSearch(trx, productIds)
+  await refreshPriceReadModel(trx, productIds)
+}
+
+/** Creates a product with its variants and prices and emits `product.created`. */
+export async function createProduct(trx: Tx, outbox: Outbox, input: ProductInput): Promise<ProductView> {
+  const id = await insertProduct(trx, input)
+  await refreshReadModels(trx, [id])
+  const [product] = await loadProducts(trx, [id])
+  if (!product) throw new Error(`product ${id} vanished inside its own transaction`)
+  await outbox.emit(trx, 'product.created', { product }, id)
+  return product
+}
+
+/** Applies a partial update and emits `product.updated`; undefined when the product is unknown. */
+export async function updateProduct(
+  trx: Tx,
+  outbox: Outbox,
+  id: string,
+  input: Static<typeof UpdateProduct>,
+): Promise<ProductView | undefined> {
+  try {
+    const row = await trx
+      .updateTable('products')
+      .set({ ...productChanges(input), updated_at: sql<Date>`now()` })
+      .where('id', '=', id)
+      .returning('id')
+      .executeTakeFirst()
+    if (!row) return undefined
+    if (input.category_ids) await setCategories(trx, id, input.category_ids)
+  } catch (error) {
+    throw translateWriteError(error)
+  }
+  if (input.options) await assertStoredVariantsMatch(trx, id, 'body')
+  await refreshSearch(trx, [id])
+  const [product] = await loadProducts(trx, [id])
+  await outbox.emit(trx, 'product.updated', { product, changed: Object.keys(input) }, id)
+  return product
+}
+
+/** Deletes a product (variants and prices go with it) and emits `product.deleted`. */
+export async function deleteProduct(trx: Tx, outbox: Outbox, id: string): Promise<boolean> {
+  const deleted = await trx.deleteFrom('products').where('id', '=', id).returning('id').executeTakeFirst()
+  if (!deleted) return false
+  await outbox.emit(trx, 'product.deleted', { id }, id)
+  return true
+}
+
+async function lockProduct(trx: Tx, productId: string) {
+  return trx
+    .selectFrom('products')
+    .select(['id', 'options'])
+    .where('id', '=', productId)
+    .forUpdate()
+    .executeTakeFirst()
+}
+
+/** Adds a variant to a product; undefined when the product is unknown. */
+export async function addVariant(
+  trx: Tx,
+  outbox: Outbox,
+  productId: string,
+  input: VariantData,
+): Promise<ProductView | undefined> {
+  const product = await lockProduct(trx, productId)
+  if (!product) return undefined
+  const errors = [
+    ...checkVariantOptions(product.options, [input], () => 'body'),
+    ...checkPrices(input.prices ?? [], 'body.prices'),
+  ]
+  if (errors.length > 0) throw invalid(errors)
+  const { next } = await trx
+    .selectFrom('product_variants')
+    .select(sql<number>`coalesce(max(position) + 1, 0)::int`.as('next'))
+    .where('product_id', '=', productId)
+    .executeTakeFirstOrThrow()
+  try {
+    await insertVariant(trx, productId, input, next)
+  } catch (error) {
+    throw translateWriteError(error)
+  }
+  return afterVariantChange(trx, outbox, productId)
+}
+
+/** Updates a variant (prices, when given, replace its prices); undefined when it is unknown. */
+export async function updateVariant(
+  trx: Tx,
+  outbox: Outbox,
+  variantId: string,
+  input: Static<typeof UpdateVariant>,
+): Promise<ProductView | undefined> {
+  const variant = await trx
+    .selectFrom('product_variants')
+    .select(['product_id'])
+    .where('id', '=', variantId)
+    .executeTakeFirst()
+  if (!variant) return undefined
+  const product = await lockProduct(trx, variant.product_id)
+  if (!product) return undefined
+  const errors = [
+    ...(input.options ? checkVariantOptions(product.options, [input], () => 'body') : []),
+    ...checkPrices(input.prices ?? [], 'body.prices'),
+  ]
+  if (errors.length > 0) throw invalid(errors)
+  try {
+    const changes = variantChanges(input)
+    if (Object.keys(changes).length > 0)
+      await trx
+        .updateTable('product_variants')
+        .set({ ...changes, updated_at: sql<Date>`now()` })
+        .where('id', '=', variantId)
+        .execute()
+    if (input.prices) await writeVariantPrices(trx, variantId, input.prices)
+  } catch (error) {
+    throw translateWriteError(error)
+  }
+  return afterVariantChange(trx, outbox, variant.product_id)
+}
+
+/** Deletes a variant; undefined when it is unknown. */
+export async function deleteVariant(
+  trx: Tx,
+  outbox: Outbox,
+  variantId: string,
+): Promise<ProductView | undefined> {
+  const row = await trx
+    .deleteFrom('product_variants')
+    .where('id', '=', variantId)
+    .returning('product_id')
+    .executeTakeFirst()
+  if (!row) return undefined
+  return afterVariantChange(trx, outbox, row.product_id)
+}
+
+async function afterVariantChange(
+  trx: Tx,
+  outbox: Outbox,
+  productId: string,
+): Promise<ProductView | undefined> {
+  await trx
+    .updateTable('products')
+    .set({ updated_at: sql<Date>`now()` })
+    .where('id', '=', productId)
+    .execute()
+  await refreshReadModels(trx, [productId])
+  const [product] = await loadProducts(trx, [productId])
+  await outbox.emit(trx, 'product.updated', { product, changed: ['variants'] }, productId)
+  return product
+}
+
+/** Lists products for the admin, newest first, optionally by status. */
+export async function listProductIds(
+  db: Queryable,
+  options: { limit: number; afterId?: string; status?: 'draft' | 'published' | 'archived' },
+): Promise<string[]> {
+  let query = db
+    .selectFrom('products')
+    .select('id')
+    .orderBy('id', 'desc')
+    .limit(options.limit + 1)
+  if (options.status) query = query.where('status', '=', options.status)
+  if (options.afterId) query = query.where('id', '<', options.afterId)
+  return (await query.execute()).map((r) => r.id)
+}

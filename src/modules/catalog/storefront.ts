@@ -1,0 +1,565 @@
+/**
+ * The storefront read model: published products listed with filters, sorts, search, facets and the
+ * price a shopper in a region sees, and one product's page. Each answer is one SQL statement (facets
+ * aside), because the list is most of a store's traffic and a round trip is most of its cost.
+ */
+import { type RawBuilder, sql } from 'kysely'
+import type { Queryable } from '../../platform/db/transaction.ts'
+import { problem } from '../../platform/http/errors.ts'
+import { type CursorKey, decodeCursor, encodeCursor } from '../../platform/http/pagination.ts'
+import {
+  activeListSql,
+  numberOrNull,
+  type PricingContext,
+  type ShopperPrice,
+  shopperPrice,
+} from './pricing.ts'
+import { type SearchTerms, searchCondition, searchRank, trigramAvailable } from './search.ts'
+
+export type StoreSort = 'newest' | 'price_asc' | 'price_desc' | 'name' | 'best_selling' | 'relevance'
+
+export interface StoreListInput {
+  limit: number
+  cursor?: string
+  regionId?: string
+  search?: SearchTerms
+  categoryId?: string
+  collectionId?: string
+  tags?: string[]
+  /** key → accepted values (any of them). */
+  attributes?: Map<string, string[]>
+  priceMin?: number
+  priceMax?: number
+  inStock?: boolean
+  sort?: StoreSort
+  facets?: boolean
+  customerGroupIds: readonly string[]
+  at: Date
+}
+
+export interface StoreProductSummary {
+  id: string
+  handle: string
+  title: string
+  subtitle: string
+  thumbnail: { url: string; alt: string } | null
+  tags: string[]
+  price: ShopperPrice | null
+  created_at: string
+}
+
+export interface FacetCount {
+  value: string
+  count: number
+}
+
+export interface Facets {
+  categories: FacetCount[]
+  tags: FacetCount[]
+  attributes: Record<string, FacetCount[]>
+  collections: FacetCount[]
+}
+
+export interface StoreProductList {
+  data: StoreProductSummary[]
+  next_cursor: string | null
+  facets?: Facets
+}
+
+/** Relevance pages by offset (ranks are floats, a poor keyset); this caps how deep one can go. */
+const MAX_SEARCH_OFFSET = 10_000
+
+/**
+ * Hook for the inventory module: a condition on a variant id column that is true when the variant
+ * can be sold now. Until inventory is installed every variant counts as in stock.
+ */
+export type InStockCondition = (variantId: RawBuilder<string>) => RawBuilder<boolean>
+let inStockCondition: InStockCondition = () => sql<boolean>`true`
+
+/** Lets the inventory module say which variants are in stock (see InStockCondition). */
+export function setInStockCondition(condition: InStockCondition): void {
+  inStockCondition = condition
+}
+
+interface Region {
+  currency: string
+  includesTax: boolean
+}
+
+/** The region's currency and tax display; a 400 naming the field when there is no such region. */
+export async function findRegionForShopper(db: Queryable, regionId: string): Promise<Region> {
+  const row = await db
+    .selectFrom('regions')
+    .select(['currency_code', 'prices_include_tax'])
+    .where('id', '=', regionId)
+    .executeTakeFirst()
+  if (!row) throw unknownRegion()
+  return { currency: row.currency_code, includesTax: row.prices_include_tax }
+}
+
+function unknownRegion() {
+  return problem('validation_failed', 'No such region', {
+    errors: [{ path: 'query.region_id', message: 'no such region' }],
+  })
+}
+
+function needsRegion(field: string) {
+  return problem('validation_failed', `${field} needs region_id, which decides the currency`, {
+    errors: [{ path: `query.${field}`, message: 'needs region_id' }],
+  })
+}
+
+/** The filter part of the list, shared by the page query and the facet queries. */
+function filterConditions(
+  input: StoreListInput,
+  currency: RawBuilder<string> | undefined,
+  pricesJoined = false,
+): RawBuilder<boolean>[] {
+  const where: RawBuilder<boolean>[] = [sql<boolean>`p.status = 'published'`]
+  // A product without a price in the region's currency cannot be bought there: leave it out.
+  if (pricesJoined) where.push(sql<boolean>`pp.product_id is not null`)
+  else if (currency)
+    where.push(
+      sql<boolean>`exists (select 1 from product_prices pp0 where pp0.product_id = p.id and pp0.currency_code = ${currency})`,
+    )
+  if (input.search) where.push(searchCondition(input.search))
+  if (input.categoryId)
+    where.push(sql<boolean>`exists (
+      select 1 from product_categories pc
+      where pc.product_id = p.id and pc.category_id in (
+        select c.id from categories c, categories root
+        where root.id = ${input.categoryId} and (c.id = root.id or c.path like root.path || '/%')))`)
+  if (input.collectionId) where.push(sql<boolean>`p.collection_id = ${input.collectionId}`)
+  if (input.tags?.length) where.push(sql<boolean>`p.tags @> ${input.tags}::text[]`)
+  for (const [key, values] of input.attributes ?? []) {
+    const anyOf = values.map(
+      (value) => sql<boolean>`p.attributes @> ${JSON.stringify({ [key]: value })}::jsonb`,
+    )
+    where.push(sql<boolean>`(${sql.join(anyOf, sql` or `)})`)
+  }
+  if (input.priceMin !== undefined || input.priceMax !== undefined) {
+    where.push(sql<boolean>`exists (
+      select 1 from product_prices pr where pr.product_id = p.id and pr.currency_code = ${currency}
+        and pr.min_amount >= ${input.priceMin ?? 0} and pr.min_amount <= ${input.priceMax ?? Number.MAX_SAFE_INTEGER})`)
+  }
+  if (input.inStock)
+    where.push(sql<boolean>`exists (
+      select 1 from product_variants iv where iv.product_id = p.id and (not iv.manage_inventory or ${inStockCondition(sql`iv.id`)}))`)
+  return where
+}
+
+/** The products of the list: joined with the search read model when words are searched. */
+function productsFrom(input: StoreListInput): RawBuilder<unknown> {
+  return input.search?.mode === 'words'
+    ? sql`products p join product_search s on s.product_id = p.id`
+    : sql`products p`
+}
+
+/** True when the search is the only filter, so ranking can run on the narrow table alone. */
+function searchOnly(input: StoreListInput): boolean {
+  return (
+    input.search?.mode === 'words' &&
+    !input.categoryId &&
+    !input.collectionId &&
+    !input.tags?.length &&
+    !input.attributes?.size &&
+    input.priceMin === undefined &&
+    input.priceMax === undefined &&
+    !input.inStock
+  )
+}
+
+interface Ordering {
+  orderBy: RawBuilder<unknown>
+  after: RawBuilder<boolean> | null
+  offset: number
+  keyOf: (row: ListRow, index: number) => CursorKey
+  shape: Array<'string' | 'number'>
+}
+
+function ordering(sort: StoreSort, input: StoreListInput, priced: boolean): Ordering {
+  const key = (shape: Array<'string' | 'number'>) => (input.cursor ? decodeCursor(input.cursor, shape) : null)
+  switch (sort) {
+    case 'relevance': {
+      if (!input.search)
+        throw problem('validation_failed', 'sort=relevance needs q', {
+          errors: [{ path: 'query.sort', message: 'needs q' }],
+        })
+      const [offset = 0] = (key(['number', 'string']) ?? []) as number[]
+      if (!Number.isInteger(offset) || offset < 0 || offset > MAX_SEARCH_OFFSET)
+        throw problem('invalid_cursor', 'The cursor does not belong to this list')
+      return {
+        orderBy: sql`${searchRank(input.search)} desc, p.id desc`,
+        after: null,
+        offset,
+        keyOf: (_row, index) => [offset + index + 1, input.search?.mode ?? 'words'],
+        shape: ['number', 'string'],
+      }
+    }
+    case 'name': {
+      const k = key(['string', 'string'])
+      return {
+        orderBy: sql`p.title, p.id`,
+        after: k ? sql<boolean>`(p.title, p.id) > (${k[0]}, ${k[1]})` : null,
+        offset: 0,
+        keyOf: (row) => [row.title, row.id],
+        shape: ['string', 'string'],
+      }
+    }
+    case 'price_asc':
+    case 'price_desc': {
+      if (!priced) throw needsRegion('sort')
+      const k = key(['number', 'string'])
+      const dir = sort === 'price_asc' ? sql`asc` : sql`desc`
+      const cmp = sort === 'price_asc' ? sql`>` : sql`<`
+      return {
+        orderBy: sql`pp.min_amount ${dir}, p.id ${dir}`,
+        after: k ? sql<boolean>`(pp.min_amount, p.id) ${cmp} (${k[0]}::bigint, ${k[1]})` : null,
+        offset: 0,
+        keyOf: (row) => [Number(row.base_amount), row.id],
+        shape: ['number', 'string'],
+      }
+    }
+    case 'best_selling': {
+      const k = key(['number', 'string'])
+      return {
+        orderBy: sql`p.sales_count desc, p.id desc`,
+        after: k ? sql<boolean>`(p.sales_count, p.id) < (${k[0]}::int, ${k[1]})` : null,
+        offset: 0,
+        keyOf: (row) => [row.sales_count, row.id],
+        shape: ['number', 'string'],
+      }
+    }
+    default: {
+      const k = key(['string'])
+      return {
+        orderBy: sql`p.id desc`,
+        after: k ? sql<boolean>`p.id < ${k[0]}` : null,
+        offset: 0,
+        keyOf: (row) => [row.id],
+        shape: ['string'],
+      }
+    }
+  }
+}
+
+interface ListRow {
+  id: string
+  handle: string
+  title: string
+  subtitle: string
+  thumbnail: { url: string; alt: string } | null
+  tags: string[]
+  created_at: Date
+  sales_count: number
+  base_amount: number | string | null
+  base_compare_at: number | string | null
+  list_amount: number | string | null
+  list_base_amount: number | string | null
+  price_list_id: string | null
+  currency: string | null
+  includes_tax: boolean | null
+}
+
+/** A page of published products for the storefront, priced for the region when one is given. */
+export async function listStoreProducts(db: Queryable, input: StoreListInput): Promise<StoreProductList> {
+  if (!input.regionId && (input.priceMin !== undefined || input.priceMax !== undefined))
+    throw needsRegion(input.priceMin !== undefined ? 'price_min' : 'price_max')
+  const relevance = input.search && (input.sort ?? 'relevance') === 'relevance'
+  if (relevance && input.search && input.cursor) {
+    // A relevance cursor carries the search mode its first page settled on.
+    const [, mode] = decodeCursor(input.cursor, ['number', 'string'])
+    if (mode !== 'words' && mode !== 'trigram' && mode !== 'substring')
+      throw problem('invalid_cursor', 'The cursor does not belong to this list')
+    input = { ...input, search: { ...input.search, mode } }
+  } else if (relevance && input.search) {
+    // Typo tolerance: when the words find nothing, search again by similarity (or substring).
+    const exact = await listPage(db, input)
+    if (exact.data.length > 0) return withFacets(db, input, exact)
+    const mode = (await trigramAvailable(db)) ? 'trigram' : 'substring'
+    const fuzzy = { ...input, search: { ...input.search, mode } as const }
+    const page =
+      mode === 'trigram' ? await withTypoThresholds(db, (q) => listPage(q, fuzzy)) : await listPage(db, fuzzy)
+    return withFacets(db, fuzzy, page)
+  }
+  const page =
+    input.search?.mode === 'trigram'
+      ? await withTypoThresholds(db, (q) => listPage(q, input))
+      : await listPage(db, input)
+  return withFacets(db, input, page)
+}
+
+/**
+ * Runs a trigram search with thresholds loose enough for one typo in a short word ("hoddie" is 0.4
+ * word-similar to "hoodie"; pg_trgm's default wants 0.6), set for this transaction only.
+ */
+async function withTypoThresholds<T>(db: Queryable, run: (q: Queryable) => Promise<T>): Promise<T> {
+  if (!('transaction' in db)) return run(db)
+  return db.transaction().execute(async (trx) => {
+    await sql`select set_config('pg_trgm.similarity_threshold', '0.25', true),
+      set_config('pg_trgm.word_similarity_threshold', '0.4', true)`.execute(trx)
+    return run(trx)
+  })
+}
+
+async function withFacets(
+  db: Queryable,
+  input: StoreListInput,
+  page: StoreProductList,
+): Promise<StoreProductList> {
+  if (!input.facets) return page
+  const region = input.regionId ? await findRegionForShopper(db, input.regionId) : undefined
+  return { ...page, facets: await facetCounts(db, input, region && sql<string>`${region.currency}`) }
+}
+
+async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProductList> {
+  // The region is read in the same statement (CTE r): one round trip per page.
+  const currency = input.regionId ? sql<string>`(select currency_code from r)` : undefined
+  const sort = input.sort ?? (input.search ? 'relevance' : 'newest')
+  const order = ordering(sort, input, currency !== undefined)
+  const where = filterConditions(input, currency, currency !== undefined)
+  if (order.after) where.push(order.after)
+  const activeList = activeListSql({ customerGroupIds: input.customerGroupIds, at: input.at })
+  const priceJoin = currency
+    ? sql`
+      left join product_prices pp on pp.product_id = p.id and pp.currency_code = ${currency}
+      left join lateral (
+        select lp.min_amount, lp.base_amount, lp.price_list_id
+        from price_list_product_prices lp join price_lists pl on pl.id = lp.price_list_id
+        where lp.product_id = p.id and lp.currency_code = ${currency} and ${activeList}
+        order by lp.min_amount, lp.price_list_id limit 1
+      ) best on true`
+    : sql``
+  const priceColumns = currency
+    ? sql`pp.min_amount as base_amount, pp.min_compare_at_amount as base_compare_at,
+          best.min_amount as list_amount, best.base_amount as list_base_amount, best.price_list_id,
+          (select currency_code from r) as currency, (select prices_include_tax from r) as includes_tax`
+    : sql`null as base_amount, null as base_compare_at, null as list_amount, null as list_base_amount,
+          null as price_list_id, null as currency, null as includes_tax`
+  const region = sql`with r as (select currency_code, prices_include_tax from regions where id = ${input.regionId ?? null})`
+  const columns = sql`p.id, p.handle, p.title, p.subtitle, p.media -> 0 as thumbnail, p.tags, p.created_at, p.sales_count`
+  const { rows } =
+    sort === 'relevance' && input.search && searchOnly(input)
+      ? // Rank and cut the page on the narrow search table; join the wide rows of the page only.
+        await sql<ListRow>`
+          ${region}
+          select ${columns}, ${priceColumns}
+          from (
+            select s.product_id, ${searchRank(input.search)} as rank from product_search s
+            where s.status = 'published' and ${searchCondition(input.search)}
+              ${currency ? sql`and s.currencies @> array[${currency}]` : sql``}
+            order by rank desc, s.product_id desc
+            limit ${input.limit + 1} offset ${order.offset}
+          ) h
+          join products p on p.id = h.product_id ${priceJoin}
+          order by h.rank desc, p.id desc`.execute(db)
+      : await sql<ListRow>`
+          ${region}
+          select ${columns}, ${priceColumns}
+          from ${productsFrom(input)} ${priceJoin}
+          where ${sql.join(where, sql` and `)}
+          order by ${order.orderBy}
+          limit ${input.limit + 1} offset ${order.offset}`.execute(db)
+  // No rows may mean no such region: tell the shopper which (a 400), not an empty page.
+  if (rows.length === 0 && input.regionId) await findRegionForShopper(db, input.regionId)
+  const page = rows.slice(0, input.limit)
+  const last = page[page.length - 1]
+  return {
+    data: page.map((row) => ({
+      id: row.id,
+      handle: row.handle,
+      title: row.title,
+      subtitle: row.subtitle,
+      thumbnail: row.thumbnail,
+      tags: row.tags,
+      price: row.currency
+        ? priceOf(
+            {
+              currency: row.currency,
+              includesTax: row.includes_tax === true,
+              customerGroupIds: input.customerGroupIds,
+              at: input.at,
+            },
+            row,
+          )
+        : null,
+      created_at: row.created_at.toISOString(),
+    })),
+    next_cursor: rows.length > input.limit && last ? encodeCursor(order.keyOf(last, page.length - 1)) : null,
+  }
+}
+
+function priceOf(context: PricingContext, row: ListRow): ShopperPrice | null {
+  return shopperPrice(
+    context,
+    row.base_amount === null
+      ? null
+      : { amount: Number(row.base_amount), compare_at_amount: numberOrNull(row.base_compare_at) },
+    row.list_amount === null || row.price_list_id === null
+      ? null
+      : {
+          amount: Number(row.list_amount),
+          price_list_id: row.price_list_id,
+          base_amount: numberOrNull(row.list_base_amount),
+        },
+  )
+}
+
+/** Counts per category, tag, collection and attribute value among the products the filter matches. */
+async function facetCounts(
+  db: Queryable,
+  input: StoreListInput,
+  currency: RawBuilder<string> | undefined,
+): Promise<Facets> {
+  const where = sql.join(filterConditions(input, currency), sql` and `)
+  const [categories, tags, collections, attributes] = await Promise.all([
+    sql<{ value: string; count: number }>`
+      select pc.category_id as value, count(*)::int as count
+      from ${productsFrom(input)} join product_categories pc on pc.product_id = p.id
+      where ${where} group by 1 order by 2 desc, 1 limit 100`.execute(db),
+    sql<{ value: string; count: number }>`
+      select t as value, count(*)::int as count from ${productsFrom(input)} cross join unnest(p.tags) t
+      where ${where} group by 1 order by 2 desc, 1 limit 100`.execute(db),
+    sql<{ value: string; count: number }>`
+      select p.collection_id as value, count(*)::int as count from ${productsFrom(input)}
+      where ${where} and p.collection_id is not null group by 1 order by 2 desc, 1 limit 100`.execute(db),
+    sql<{ key: string; value: string; count: number }>`
+      select a.key, a.value, count(*)::int as count from ${productsFrom(input)}
+        cross join jsonb_each_text(p.attributes) a
+      where ${where} group by 1, 2 order by 1, 3 desc, 2 limit 1000`.execute(db),
+  ])
+  const byKey: Record<string, FacetCount[]> = {}
+  for (const row of attributes.rows) {
+    const counts = byKey[row.key] ?? []
+    counts.push({ value: row.value, count: row.count })
+    byKey[row.key] = counts
+  }
+  return { categories: categories.rows, tags: tags.rows, collections: collections.rows, attributes: byKey }
+}
+
+export interface StoreVariant {
+  id: string
+  sku: string
+  title: string
+  options: Record<string, string>
+  weight_g: number | null
+  price: ShopperPrice | null
+}
+
+export interface StoreProduct {
+  id: string
+  handle: string
+  title: string
+  subtitle: string
+  description: string
+  collection: { id: string; handle: string; title: string } | null
+  category_ids: string[]
+  tax_category: string
+  options: Array<{ name: string; values: string[] }>
+  tags: string[]
+  attributes: Record<string, string>
+  media: Array<{ url: string; alt: string }>
+  variants: StoreVariant[]
+  created_at: string
+  updated_at: string
+}
+
+interface DetailVariantRow {
+  id: string
+  sku: string
+  title: string
+  options: Record<string, string>
+  weight_g: number | null
+  amount: number | null
+  compare_at_amount: number | null
+  list_amount: number | null
+  price_list_id: string | null
+}
+
+/** A published product by id or handle, variants priced for the region; undefined when none. */
+export async function getStoreProduct(
+  db: Queryable,
+  ref: string,
+  options: { regionId?: string; customerGroupIds: readonly string[]; at: Date },
+): Promise<StoreProduct | undefined> {
+  const context: PricingContext = {
+    currency: '',
+    includesTax: false,
+    customerGroupIds: options.customerGroupIds,
+    at: options.at,
+  }
+  const { rows } = await sql<
+    Omit<StoreProduct, 'variants' | 'created_at' | 'updated_at'> & {
+      variants: DetailVariantRow[]
+      created_at: Date
+      updated_at: Date
+      currency: string | null
+      includes_tax: boolean | null
+      region_found: boolean
+    }
+  >`
+    with r as (select currency_code, prices_include_tax from regions where id = ${options.regionId ?? null})
+    select p.id, p.handle, p.title, p.subtitle, p.description, p.tax_category, p.options, p.tags, p.attributes,
+      p.media, p.created_at, p.updated_at,
+      (select json_build_object('id', c.id, 'handle', c.handle, 'title', c.title)
+         from collections c where c.id = p.collection_id) as collection,
+      array(select pc.category_id from product_categories pc where pc.product_id = p.id order by 1) as category_ids,
+      (select coalesce(json_agg(json_build_object(
+          'id', v.id, 'sku', v.sku, 'title', v.title, 'options', v.options, 'weight_g', v.weight_g,
+          'amount', vp.amount, 'compare_at_amount', vp.compare_at_amount,
+          'list_amount', best.amount, 'price_list_id', best.price_list_id) order by v.position, v.id), '[]')
+        from product_variants v
+        left join variant_prices vp on vp.variant_id = v.id and vp.currency_code = (select currency_code from r)
+        left join lateral (
+          select plp.amount, plp.price_list_id
+          from price_list_prices plp join price_lists pl on pl.id = plp.price_list_id
+          where plp.variant_id = v.id and plp.currency_code = (select currency_code from r)
+            and ${activeListSql(context)}
+          order by plp.amount, plp.price_list_id limit 1
+        ) best on true
+        where v.product_id = p.id) as variants,
+      (select currency_code from r) as currency,
+      (select prices_include_tax from r) as includes_tax,
+      exists (select 1 from r) as region_found
+    from products p
+    where ${sql.ref(ref.startsWith('prod_') ? 'p.id' : 'p.handle')} = ${ref} and p.status = 'published'`.execute(
+    db,
+  )
+  const row = rows[0]
+  if (!row) {
+    if (options.regionId) await findRegionForShopper(db, options.regionId)
+    return undefined
+  }
+  if (options.regionId && !row.region_found) throw unknownRegion()
+  const priced: PricingContext | undefined = row.currency
+    ? { ...context, currency: row.currency, includesTax: row.includes_tax === true }
+    : undefined
+  const { currency: _c, includes_tax: _i, region_found: _r, ...product } = row
+  return {
+    ...product,
+    variants: row.variants.map((v) => ({
+      id: v.id,
+      sku: v.sku,
+      title: v.title,
+      options: v.options,
+      weight_g: v.weight_g,
+      price: priced
+        ? shopperPrice(
+            priced,
+            v.amount === null
+              ? null
+              : { amount: Number(v.amount), compare_at_amount: numberOrNull(v.compare_at_amount) },
+            v.list_amount === null || v.price_list_id === null
+              ? null
+              : {
+                  amount: Number(v.list_amount),
+                  price_list_id: v.price_list_id,
+                  base_amount: numberOrNull(v.amount),
+                },
+          )
+        : null,
+    })),
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  }
+}

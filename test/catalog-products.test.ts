@@ -1,0 +1,332 @@
+/**
+ * Product admin: products with option sets, variants and prices are created, updated, archived
+ * and deleted through /admin; bad documents get 4xx problem+json and leave nothing half-written;
+ * every change shows on the storefront's next read.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { describeEachDatabase } from './support/database.ts'
+import { bearer, createStaffMember, signInAndEnrol } from './support/staff.ts'
+
+const tee = (handle = 'tee', sku = 'TEE') => ({
+  handle,
+  title: 'Organic Tee',
+  description: 'A soft organic cotton tee',
+  status: 'published',
+  tags: ['organic', 'summer'],
+  attributes: { material: 'cotton' },
+  media: [{ url: 'https://cdn.example.test/tee.jpg', alt: 'The tee' }],
+  options: [
+    { name: 'Size', values: ['S', 'M'] },
+    { name: 'Colour', values: ['Black', 'White'] },
+  ],
+  variants: [
+    {
+      sku: `${sku}-S-BLK`,
+      options: { Size: 'S', Colour: 'Black' },
+      weight_g: 180,
+      prices: [
+        { currency: 'EUR', amount: 2500, compare_at_amount: 3000 },
+        { currency: 'USD', amount: 2700 },
+      ],
+    },
+    {
+      sku: `${sku}-M-WHT`,
+      options: { Size: 'M', Colour: 'White' },
+      prices: [
+        { currency: 'EUR', amount: 2300 },
+        { currency: 'USD', amount: 2500 },
+      ],
+    },
+  ],
+})
+
+describeEachDatabase('catalog: product admin', (kind) => {
+  let node: TestNode
+  let eu: string
+
+  const admin = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown) =>
+    node.app.inject({
+      method,
+      url,
+      headers: adminAuth,
+      ...(payload === undefined ? {} : { payload: payload as object }),
+    })
+  const store = (url: string) => node.app.inject({ url })
+  const counts = async () => {
+    const db = node.runtime.database.db
+    const [p, v, pr] = await Promise.all(
+      (['products', 'product_variants', 'variant_prices'] as const).map((t) =>
+        db
+          .selectFrom(t)
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .executeTakeFirstOrThrow(),
+      ),
+    )
+    return [Number(p?.n), Number(v?.n), Number(pr?.n)]
+  }
+
+  beforeAll(async () => {
+    node = await startTestNode(kind)
+    const region = await admin('POST', '/admin/regions', {
+      name: 'Europe',
+      currency: 'EUR',
+      prices_include_tax: true,
+      countries: ['DE', 'FR'],
+    })
+    expect(region.statusCode).toBe(201)
+    eu = region.json().id
+  })
+  afterAll(() => node.close())
+
+  it('creates a product with options, variants and prices, and the storefront shows it priced', async () => {
+    const res = await admin('POST', '/admin/products', tee())
+    expect(res.statusCode).toBe(201)
+    const product = res.json()
+    expect(product).toMatchObject({
+      id: expect.stringMatching(/^prod_/),
+      handle: 'tee',
+      status: 'published',
+      tax_category: 'standard',
+      options: [
+        { name: 'Size', values: ['S', 'M'] },
+        { name: 'Colour', values: ['Black', 'White'] },
+      ],
+    })
+    expect(product.variants).toHaveLength(2)
+    expect(product.variants[0]).toMatchObject({
+      id: expect.stringMatching(/^var_/),
+      sku: 'TEE-S-BLK',
+      title: 'S / Black',
+      options: { Size: 'S', Colour: 'Black' },
+      weight_g: 180,
+      position: 0,
+      prices: [
+        { currency: 'EUR', amount: 2500, compare_at_amount: 3000 },
+        { currency: 'USD', amount: 2700, compare_at_amount: null },
+      ],
+    })
+
+    const page = await store(`/store/products/tee?region_id=${eu}`)
+    expect(page.statusCode).toBe(200)
+    const shown = page.json()
+    expect(shown.variants.map((v: { price: unknown }) => v.price)).toEqual([
+      { amount: 2500, currency: 'EUR', compare_at_amount: 3000, includes_tax: true, price_list_id: null },
+      { amount: 2300, currency: 'EUR', compare_at_amount: null, includes_tax: true, price_list_id: null },
+    ])
+    const list = (await store(`/store/products?region_id=${eu}`)).json()
+    const summary = list.data.find((p: { handle: string }) => p.handle === 'tee')
+    expect(summary.price).toEqual({
+      amount: 2300,
+      currency: 'EUR',
+      compare_at_amount: null,
+      includes_tax: true,
+      price_list_id: null,
+    })
+    expect(summary.thumbnail).toEqual({ url: 'https://cdn.example.test/tee.jpg', alt: 'The tee' })
+  })
+
+  it.each([
+    [
+      'a variant missing an option',
+      { variants: [{ sku: 'X-1', options: { Size: 'S' }, prices: [] }] },
+      'body.variants.0.options',
+    ],
+    [
+      'a value outside the option set',
+      { variants: [{ sku: 'X-1', options: { Size: 'XL', Colour: 'Black' } }] },
+      'body.variants.0.options.Size',
+    ],
+    [
+      'an option the product does not have',
+      { variants: [{ sku: 'X-1', options: { Size: 'S', Colour: 'Black', Fit: 'Slim' } }] },
+      'body.variants.0.options.Fit',
+    ],
+    [
+      'two variants with the same options',
+      {
+        variants: [
+          { sku: 'X-1', options: { Size: 'S', Colour: 'Black' } },
+          { sku: 'X-2', options: { Size: 'S', Colour: 'Black' } },
+        ],
+      },
+      'body.variants.1.options',
+    ],
+    [
+      'a SKU twice',
+      {
+        variants: [
+          { sku: 'X-1', options: { Size: 'S', Colour: 'Black' } },
+          { sku: 'X-1', options: { Size: 'M', Colour: 'Black' } },
+        ],
+      },
+      'body.variants.1.sku',
+    ],
+    [
+      'an unknown currency',
+      {
+        variants: [
+          { sku: 'X-1', options: { Size: 'S', Colour: 'Black' }, prices: [{ currency: 'XYZ', amount: 1 }] },
+        ],
+      },
+      'body.variants.0.prices.0.currency',
+    ],
+    [
+      'a non-integer price',
+      {
+        variants: [
+          {
+            sku: 'X-1',
+            options: { Size: 'S', Colour: 'Black' },
+            prices: [{ currency: 'EUR', amount: 10.5 }],
+          },
+        ],
+      },
+      'body.variants.0.prices.0.amount',
+    ],
+    [
+      'a negative price',
+      {
+        variants: [
+          { sku: 'X-1', options: { Size: 'S', Colour: 'Black' }, prices: [{ currency: 'EUR', amount: -1 }] },
+        ],
+      },
+      'body.variants.0.prices.0.amount',
+    ],
+    [
+      'a price given as a string',
+      {
+        variants: [
+          {
+            sku: 'X-1',
+            options: { Size: 'S', Colour: 'Black' },
+            prices: [{ currency: 'EUR', amount: '100' }],
+          },
+        ],
+      },
+      'body.variants.0.prices.0.amount',
+    ],
+    ['a bad handle', { handle: 'Not A Slug' }, 'body.handle'],
+    ['an unknown field', { colour: 'red' }, 'body.colour'],
+  ])('refuses %s with 400 naming the field, writing nothing', async (_name, change, path) => {
+    const before = await counts()
+    const res = await admin('POST', '/admin/products', { ...tee('bad', 'BAD'), ...change })
+    expect(res.statusCode).toBe(400)
+    expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
+    expect(res.json().code).toBe('validation_failed')
+    expect(res.json().errors.map((e: { path: string }) => e.path)).toContain(path)
+    expect(await counts()).toEqual(before)
+  })
+
+  it('refuses a taken handle or SKU with 409, writing nothing', async () => {
+    await admin('POST', '/admin/products', tee('taken', 'TAKEN'))
+    const before = await counts()
+    const handle = await admin('POST', '/admin/products', tee('taken', 'OTHER'))
+    expect(handle.statusCode).toBe(409)
+    expect(handle.json().code).toBe('handle_taken')
+    const sku = await admin('POST', '/admin/products', tee('fresh', 'TAKEN'))
+    expect(sku.statusCode).toBe(409)
+    expect(sku.json().code).toBe('sku_taken')
+    expect(await counts()).toEqual(before)
+  })
+
+  it('refuses an unknown category or collection with 400', async () => {
+    const res = await admin('POST', '/admin/products', {
+      ...tee('orphan', 'ORPHAN'),
+      category_ids: ['cat_00000000000000000000000000'],
+    })
+    expect(res.statusCode).toBe(400)
+    expect(res.json().errors[0].path).toBe('body.category_ids')
+  })
+
+  it('updates, adds and removes variants, and refuses an option set its variants no longer fit', async () => {
+    const created = (await admin('POST', '/admin/products', tee('variant-ops', 'VOPS'))).json()
+    const added = await admin('POST', `/admin/products/${created.id}/variants`, {
+      sku: 'VOPS-M-BLK',
+      options: { Size: 'M', Colour: 'Black' },
+      prices: [{ currency: 'EUR', amount: 1999 }],
+    })
+    expect(added.statusCode).toBe(201)
+    expect(added.json().variants.map((v: { sku: string }) => v.sku)).toEqual([
+      'VOPS-S-BLK',
+      'VOPS-M-WHT',
+      'VOPS-M-BLK',
+    ])
+
+    const mismatch = await admin('POST', `/admin/products/${created.id}/variants`, {
+      sku: 'VOPS-L',
+      options: { Size: 'L', Colour: 'Black' },
+    })
+    expect(mismatch.statusCode).toBe(400)
+
+    const newId = added.json().variants[2].id
+    const repriced = await admin('PATCH', `/admin/variants/${newId}`, {
+      prices: [{ currency: 'EUR', amount: 999 }],
+    })
+    expect(repriced.statusCode).toBe(200)
+    expect((await store(`/store/products/variant-ops?region_id=${eu}`)).json().variants[2].price.amount).toBe(
+      999,
+    )
+
+    const narrowed = await admin('PATCH', `/admin/products/${created.id}`, {
+      options: [{ name: 'Size', values: ['S'] }],
+    })
+    expect(narrowed.statusCode).toBe(400)
+    const still = (await admin('GET', `/admin/products/${created.id}`)).json()
+    expect(still.options).toHaveLength(2)
+
+    const removed = await admin('DELETE', `/admin/variants/${newId}`)
+    expect(removed.statusCode).toBe(200)
+    expect(removed.json().variants).toHaveLength(2)
+    expect((await admin('DELETE', `/admin/variants/${newId}`)).statusCode).toBe(404)
+  })
+
+  it('archives a product off the storefront and deletes it', async () => {
+    const created = (await admin('POST', '/admin/products', tee('short-lived', 'SHORT'))).json()
+    expect((await store('/store/products/short-lived')).statusCode).toBe(200)
+    const archived = await admin('POST', `/admin/products/${created.id}/archive`)
+    expect(archived.json().status).toBe('archived')
+    expect((await store('/store/products/short-lived')).statusCode).toBe(404)
+    expect((await store(`/store/products/${created.id}`)).statusCode).toBe(404)
+    expect((await admin('DELETE', `/admin/products/${created.id}`)).statusCode).toBe(204)
+    expect((await admin('GET', `/admin/products/${created.id}`)).statusCode).toBe(404)
+    const left = await node.runtime.database.db
+      .selectFrom('product_variants')
+      .select('id')
+      .where('product_id', '=', created.id)
+      .execute()
+    expect(left).toEqual([])
+  })
+
+  it('pages through products in the admin list with a status filter', async () => {
+    const seen: string[] = []
+    let cursor: string | null = null
+    do {
+      const res = await admin('GET', `/admin/products?limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      expect(res.statusCode).toBe(200)
+      seen.push(...res.json().data.map((p: { id: string }) => p.id))
+      cursor = res.json().next_cursor
+    } while (cursor)
+    expect(new Set(seen).size).toBe(seen.length)
+    const [total] = await counts()
+    expect(seen).toHaveLength(total as number)
+    const drafts = (await admin('GET', '/admin/products?status=draft')).json().data
+    expect(drafts.every((p: { status: string }) => p.status === 'draft')).toBe(true)
+  })
+
+  describe('permissions', () => {
+    it('lets an analyst read products but not write them', async () => {
+      const viewer = await signInAndEnrol(node, await createStaffMember(node, 'role_analyst'))
+      const list = await node.app.inject({ url: '/admin/products', headers: bearer(viewer.accessToken) })
+      expect(list.statusCode).toBe(200)
+      const write = await node.app.inject({
+        method: 'POST',
+        url: '/admin/products',
+        headers: bearer(viewer.accessToken),
+        payload: tee('viewer', 'VIEWER'),
+      })
+      expect(write.statusCode).toBe(403)
+      expect(write.json().code).toBe('forbidden')
+    })
+  })
+})

@@ -1,0 +1,332 @@
+/**
+ * The storefront read path on a generated catalog: pagination that visits every product once in
+ * each sort, filters (category with descendants, collection, tag, attribute, price), search with
+ * typo tolerance, facets that agree with the list, ETag/304, and caches that never serve a stale
+ * price after a change, on one node or across nodes sharing Redis.
+ */
+import { sql } from 'kysely'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parseSearch } from '../src/modules/catalog/search.ts'
+import { seedCatalog } from '../src/modules/catalog/seed.ts'
+import { listStoreProducts } from '../src/modules/catalog/storefront.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { createTestDatabase, describeEachDatabase } from './support/database.ts'
+
+const PRODUCTS = 60
+
+interface Summary {
+  id: string
+  handle: string
+  title: string
+  tags: string[]
+  price: { amount: number; currency: string } | null
+}
+
+describeEachDatabase('catalog: storefront', (kind) => {
+  let node: TestNode
+  let eu: string
+  let usd: string
+
+  const get = (url: string, headers: Record<string, string> = {}) => node.app.inject({ url, headers })
+  const db = () => node.runtime.database.db
+
+  /** Every product of a list, following next_cursor to the end. */
+  async function all(query: string): Promise<Summary[]> {
+    const items: Summary[] = []
+    let cursor: string | null = null
+    for (let pages = 0; pages < 100; pages++) {
+      const res = await get(`/store/products?limit=7&${query}${cursor ? `&cursor=${cursor}` : ''}`)
+      expect(res.statusCode, res.body).toBe(200)
+      items.push(...res.json().data)
+      cursor = res.json().next_cursor
+      if (!cursor) return items
+    }
+    throw new Error('pagination did not end')
+  }
+
+  async function publishedIds(where = sql`true`): Promise<string[]> {
+    const { rows } = await sql<{ id: string }>`
+      select id from products p where status = 'published' and ${where} order by id`.execute(db())
+    return rows.map((r) => r.id)
+  }
+
+  beforeAll(async () => {
+    node = await startTestNode(kind)
+    await seedCatalog(node.runtime, { products: PRODUCTS, batchSize: 25 })
+    const regions = await db().selectFrom('regions').select(['id', 'currency_code']).execute()
+    eu = regions.find((r) => r.currency_code === 'EUR')?.id as string
+    usd = regions.find((r) => r.currency_code === 'USD')?.id as string
+  })
+  afterAll(() => node.close())
+
+  it('visits every published product exactly once in each sort, in order', async () => {
+    const expected = await publishedIds()
+    const newest = await all('')
+    expect(newest.map((p) => p.id)).toEqual([...expected].reverse())
+
+    const byName = await all('sort=name')
+    expect(byName.map((p) => p.id).sort()).toEqual(expected)
+    const titles = byName.map((p) => p.title)
+    const { rows } = await sql<{ ok: boolean }>`
+      select (array_agg(t order by ord) = array_agg(t order by t, ord)) as ok
+      from unnest(${titles}::text[]) with ordinality as x(t, ord)`.execute(db())
+    expect(rows[0]?.ok).toBe(true)
+
+    const cheapest = await all(`sort=price_asc&region_id=${eu}`)
+    expect(cheapest.map((p) => p.id).sort()).toEqual(expected)
+    const amounts = cheapest.map((p) => p.price?.amount as number)
+    expect(amounts).toEqual([...amounts].sort((a, b) => a - b))
+    const dearest = await all(`sort=price_desc&region_id=${usd}`)
+    expect(dearest.every((p) => p.price?.currency === 'USD')).toBe(true)
+    const usdAmounts = dearest.map((p) => p.price?.amount as number)
+    expect(usdAmounts).toEqual([...usdAmounts].sort((a, b) => b - a))
+
+    const best = await all('sort=best_selling')
+    expect(best.map((p) => p.id).sort()).toEqual(expected)
+  })
+
+  it('prices each product from its cheapest variant in the region currency', async () => {
+    const [first] = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data
+    const { rows } = await sql<{ min: number }>`
+      select min(vp.amount)::int as min from variant_prices vp join product_variants v on v.id = vp.variant_id
+      where v.product_id = ${first.id} and vp.currency_code = 'EUR'`.execute(db())
+    expect(first.price).toMatchObject({ amount: rows[0]?.min, currency: 'EUR', includes_tax: true })
+    const us = (await get(`/store/products?limit=1&region_id=${usd}`)).json().data[0]
+    expect(us.price).toMatchObject({ currency: 'USD', includes_tax: false })
+    expect((await get('/store/products?limit=1')).json().data[0].price).toBeNull()
+  })
+
+  it('filters by a category with its descendants, collection, tag, attribute and price', async () => {
+    const root = await db()
+      .selectFrom('categories')
+      .select(['id', 'path'])
+      .where('parent_id', 'is', null)
+      .executeTakeFirstOrThrow()
+    const inTree = await publishedIds(sql`exists (
+      select 1 from product_categories pc join categories c on c.id = pc.category_id
+      where pc.product_id = p.id and (c.path = ${root.path} or c.path like ${`${root.path}/%`}))`)
+    expect(inTree.length).toBeGreaterThan(0)
+    expect((await all(`category_id=${root.id}`)).map((p) => p.id).sort()).toEqual(inTree)
+
+    const collection = await db().selectFrom('collections').select('id').executeTakeFirstOrThrow()
+    expect((await all(`collection_id=${collection.id}`)).map((p) => p.id).sort()).toEqual(
+      await publishedIds(sql`p.collection_id = ${collection.id}`),
+    )
+
+    const tagged = await all('tag=new&tag=gift')
+    expect(tagged.map((p) => p.id).sort()).toEqual(await publishedIds(sql`p.tags @> array['new', 'gift']`))
+
+    const materials = await all('attribute=material:cotton&attribute=material:wool&attribute=fit:slim')
+    expect(materials.map((p) => p.id).sort()).toEqual(
+      await publishedIds(
+        sql`p.attributes->>'material' in ('cotton', 'wool') and p.attributes->>'fit' = 'slim'`,
+      ),
+    )
+
+    const ranged = await all(`region_id=${eu}&price_min=2000&price_max=8000`)
+    expect(ranged.length).toBeGreaterThan(0)
+    expect(
+      ranged.every((p) => (p.price?.amount as number) >= 2000 && (p.price?.amount as number) <= 8000),
+    ).toBe(true)
+    expect(ranged.map((p) => p.id).sort()).toEqual(
+      await publishedIds(sql`exists (select 1 from product_prices pp where pp.product_id = p.id
+        and pp.currency_code = 'EUR' and pp.min_amount between 2000 and 8000)`),
+    )
+  })
+
+  it('counts facets that agree with the filtered list', async () => {
+    const res = await get('/store/products?tag=new&facets=true&limit=100')
+    const { data, facets } = res.json()
+    const tagCounts = new Map<string, number>()
+    for (const p of data as Summary[]) for (const t of p.tags) tagCounts.set(t, (tagCounts.get(t) ?? 0) + 1)
+    expect(
+      Object.fromEntries(facets.tags.map((f: { value: string; count: number }) => [f.value, f.count])),
+    ).toEqual(Object.fromEntries(tagCounts))
+    expect(facets.tags.find((f: { value: string }) => f.value === 'new').count).toBe(data.length)
+    const materialTotal = facets.attributes.material.reduce(
+      (n: number, f: { count: number }) => n + f.count,
+      0,
+    )
+    expect(materialTotal).toBe(data.length)
+  })
+
+  it('finds products by words, by prefix, and despite a typo', async () => {
+    const hoodie = await db()
+      .selectFrom('products')
+      .select(['id', 'title'])
+      .where('status', '=', 'published')
+      .where('title', 'like', '%Hoodie%')
+      .executeTakeFirst()
+    const target =
+      hoodie ??
+      (await db()
+        .selectFrom('products')
+        .select(['id', 'title'])
+        .where('status', '=', 'published')
+        .executeTakeFirstOrThrow())
+    const word = target.title.split(' ').at(-1) as string
+    const exact = (await get(`/store/products?q=${encodeURIComponent(word)}&limit=100`)).json()
+      .data as Summary[]
+    expect(exact.map((p) => p.id)).toContain(target.id)
+    const prefix = (await get(`/store/products?q=${encodeURIComponent(word.slice(0, 4))}&limit=100`)).json()
+      .data
+    expect(prefix.map((p: Summary) => p.id)).toContain(target.id)
+    // Swap two letters in the middle: no word matches, the similarity fallback does.
+    const typo = `${word.slice(0, 2)}${word[3]}${word[2]}${word.slice(4)}`
+    const fuzzy = (
+      await get(`/store/products?q=${encodeURIComponent(`${target.title.split(' ')[0]} ${typo}`)}&limit=100`)
+    ).json()
+    expect(fuzzy.data.map((p: Summary) => p.id)).toContain(target.id)
+  })
+
+  it.each([
+    ['an unknown filter', '/store/products?colour=red', 'validation_failed'],
+    ['limit 0', '/store/products?limit=0', 'validation_failed'],
+    ['a huge limit', '/store/products?limit=100000', 'validation_failed'],
+    ['a negative limit', '/store/products?limit=-5', 'validation_failed'],
+    ['a forged cursor', '/store/products?cursor=bm90LWEtY3Vyc29y', 'invalid_cursor'],
+    ['a 10 KB search', `/store/products?q=${'a'.repeat(10_240)}`, 'validation_failed'],
+    ['a search of symbols only', `/store/products?q=${encodeURIComponent("'; --")}`, 'validation_failed'],
+    ['a price sort without a region', '/store/products?sort=price_asc', 'validation_failed'],
+    ['a price filter without a region', '/store/products?price_min=100', 'validation_failed'],
+    ['an unknown region', '/store/products?region_id=reg_00000000000000000000000000', 'validation_failed'],
+    ['a malformed region id', '/store/products?region_id=eu', 'validation_failed'],
+    ['a non-integer price bound', '/store/products?price_min=1.5', 'validation_failed'],
+    ['a malformed attribute filter', '/store/products?attribute=material', 'validation_failed'],
+  ])('answers %s with 400 problem+json', async (_name, url, code) => {
+    const res = await get(url)
+    expect(res.statusCode).toBe(400)
+    expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
+    expect(res.json().code).toBe(code)
+  })
+
+  it('falls back to substring matching where pg_trgm is missing', async () => {
+    const page = await listStoreProducts(db(), {
+      limit: 100,
+      search: { ...parseSearch('OODI'), mode: 'substring' },
+      customerGroupIds: [],
+      at: new Date(),
+    })
+    expect(page.data.length).toBeGreaterThan(0)
+    expect(page.data.every((p) => p.title.toLowerCase().includes('oodi'))).toBe(true)
+    expect(page.data.map((p) => p.id).sort()).toEqual(await publishedIds(sql`p.title ilike '%oodi%'`))
+  })
+
+  it('treats SQL metacharacters in a search as text', async () => {
+    for (const q of ["hoodie' or 1=1 --", 'tee); drop table products; --', 'tee%_\\', 'tee:* & !']) {
+      const res = await get(`/store/products?q=${encodeURIComponent(q)}`)
+      expect(res.statusCode, q).toBe(200)
+    }
+    expect((await publishedIds()).length).toBeGreaterThan(0)
+  })
+
+  it('refuses a cursor from another sort', async () => {
+    const byName = (await get('/store/products?sort=name&limit=2')).json()
+    const res = await get(`/store/products?sort=price_asc&region_id=${eu}&cursor=${byName.next_cursor}`)
+    expect(res.statusCode).toBe(400)
+    expect(res.json().code).toBe('invalid_cursor')
+  })
+
+  it('answers a product page by id or handle, 404 for drafts and unknowns', async () => {
+    const [first] = (await get('/store/products?limit=1')).json().data
+    const byHandle = await get(`/store/products/${first.handle}?region_id=${eu}`)
+    expect(byHandle.statusCode).toBe(200)
+    const product = byHandle.json()
+    expect(product.variants.length).toBeGreaterThanOrEqual(3)
+    expect(product.variants.length).toBeLessThanOrEqual(20)
+    expect(product.variants.every((v: { price: { currency: string } }) => v.price.currency === 'EUR')).toBe(
+      true,
+    )
+    expect((await get(`/store/products/${first.id}`)).json().handle).toBe(first.handle)
+    const draft = await db()
+      .selectFrom('products')
+      .select('handle')
+      .where('status', '=', 'draft')
+      .executeTakeFirst()
+    if (draft) expect((await get(`/store/products/${draft.handle}`)).statusCode).toBe(404)
+    expect((await get('/store/products/no-such-product')).statusCode).toBe(404)
+  })
+
+  it('serves the category tree and collections', async () => {
+    const tree = (await get('/store/categories')).json().data
+    expect(tree.length).toBeGreaterThan(1)
+    expect(tree[0].children.length).toBeGreaterThan(0)
+    expect((await get('/store/collections')).json().data.length).toBeGreaterThan(0)
+    expect(
+      (await get('/store/regions'))
+        .json()
+        .data.map((r: { currency: string }) => r.currency)
+        .sort(),
+    ).toEqual(['EUR', 'GBP', 'USD'])
+  })
+
+  it('sends an ETag and Cache-Control, answers a matching If-None-Match with 304, and a change with a new tag', async () => {
+    const [first] = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data
+    const url = `/store/products/${first.handle}?region_id=${eu}`
+    const one = await get(url)
+    expect(one.headers['cache-control']).toMatch(/^public, max-age=\d+/)
+    const etag = one.headers.etag as string
+    expect(etag).toMatch(/^"[\w-]+"$/)
+    expect((await get(url)).headers.etag).toBe(etag)
+    const notModified = await get(url, { 'if-none-match': `W/${etag}` })
+    expect(notModified.statusCode).toBe(304)
+    expect(notModified.body).toBe('')
+
+    const variant = one.json().variants[0]
+    const patch = await node.app.inject({
+      method: 'PATCH',
+      url: `/admin/variants/${variant.id}`,
+      headers: adminAuth,
+      payload: { prices: [{ currency: 'EUR', amount: 123 }] },
+    })
+    expect(patch.statusCode).toBe(200)
+    const changed = await get(url, { 'if-none-match': etag })
+    expect(changed.statusCode).toBe(200)
+    expect(changed.headers.etag).not.toBe(etag)
+    expect(changed.json().variants[0].price.amount).toBe(123)
+    const list = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data[0]
+    expect(list.price.amount).toBe(123)
+  })
+})
+
+describe.runIf(Boolean(process.env.TEST_DATABASE_URL && process.env.REDIS_URL))(
+  'catalog: cache across nodes (PostgreSQL + Redis)',
+  () => {
+    it('shows a price change on the next read on every node', async () => {
+      const database = await createTestDatabase('postgres')
+      const env = { REDIS_URL: process.env.REDIS_URL }
+      const a = await startTestNode('postgres', { database, env })
+      const b = await startTestNode('postgres', { database, env })
+      try {
+        await seedCatalog(a.runtime, { products: 5 })
+        const region = await a.runtime.database.db
+          .selectFrom('regions')
+          .select('id')
+          .where('currency_code', '=', 'EUR')
+          .executeTakeFirstOrThrow()
+        const [first] = (await a.app.inject(`/store/products?limit=1&region_id=${region.id}`)).json().data
+        const url = `/store/products/${first.handle}?region_id=${region.id}`
+        const before = (await b.app.inject(url)).json()
+        expect((await b.app.inject(url)).json()).toEqual(before)
+        for (const amount of [4242, 4343]) {
+          const patch = await a.app.inject({
+            method: 'PATCH',
+            url: `/admin/variants/${before.variants[0].id}`,
+            headers: adminAuth,
+            payload: { prices: [{ currency: 'EUR', amount }] },
+          })
+          expect(patch.statusCode).toBe(200)
+          for (const node of [b, a]) {
+            expect((await node.app.inject(url)).json().variants[0].price.amount).toBe(amount)
+            const list = (await node.app.inject(`/store/products?region_id=${region.id}&limit=100`)).json()
+            expect(list.data.find((p: Summary) => p.id === first.id).price.amount).toBeLessThanOrEqual(amount)
+          }
+        }
+      } finally {
+        await a.close()
+        await b.close()
+        await database.drop()
+      }
+    })
+  },
+)
