@@ -28,6 +28,7 @@ import { registerAuditHook } from './modules/identity/audit.ts'
 import { customerRoutes } from './modules/identity/customer-routes.ts'
 import { identityResolvers } from './modules/identity/principals.ts'
 import { staffRoutes } from './modules/identity/staff-routes.ts'
+import { taxRoutes } from './modules/tax/routes.ts'
 import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
@@ -249,6 +250,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(healthRoutes, { runtime })
   await app.register(jobsAdminRoutes, { runtime })
   await app.register(catalogRoutes, { runtime })
+  await app.register(taxRoutes, { runtime })
   await app.register(catalogAdminTaxonomyRoutes, { runtime })
   await app.register(catalogStoreRoutes, { runtime })
   await app.register(customerRoutes, { runtime })

@@ -5,6 +5,7 @@
  */
 import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
+import { ensureTaxReferenceData } from './modules/tax/reference-data.ts'
 import { purgeExpiredIdempotencyKeys } from './platform/http/idempotency.ts'
 import type { Runtime } from './platform/runtime.ts'
 
@@ -29,4 +30,5 @@ export function registerJobs(runtime: Runtime): void {
 /** Puts module reference data in place after migrations (built-in roles). Safe to run on every start. */
 export async function prepareModules(runtime: Runtime): Promise<void> {
   await ensureBuiltInRoles(runtime.database.db)
+  await ensureTaxReferenceData(runtime.database.db)
 }

@@ -5,6 +5,7 @@
 import type { ColumnType, Generated } from 'kysely'
 import type { CatalogTables } from '../../modules/catalog/tables.ts'
 import type { IdentityTables } from '../../modules/identity/tables.ts'
+import type { TaxTables } from '../../modules/tax/tables.ts'
 
 export interface IdempotencyKeysTable {
   principal: string
@@ -34,4 +35,4 @@ export interface PlatformTables {
   events: EventsTable
 }
 
-export interface DB extends PlatformTables, CatalogTables, IdentityTables {}
+export interface DB extends PlatformTables, CatalogTables, IdentityTables, TaxTables {}

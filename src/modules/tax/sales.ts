@@ -1,0 +1,198 @@
+/**
+ * Committed sales, as the tax module needs them: EU cross-border B2C sales for the EUR 10,000 OSS
+ * threshold, and sales per US state for the economic-nexus report. The order module records a sale
+ * when an order is placed (through a provider's commit) and voids it when the order is cancelled.
+ */
+import { sql } from 'kysely'
+import type { Queryable, Tx } from '../../platform/db/transaction.ts'
+import { problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import { EU_MEMBER_STATES } from './countries.ts'
+import { OSS_THRESHOLD_EUR_CENTS } from './place-of-supply.ts'
+
+export interface SaleRecord {
+  /** The order's id: recording the same reference twice records it once. */
+  reference: string
+  date_of_supply: string
+  origin_country: string
+  customer: { country: string; region?: string }
+  b2b: boolean
+  currency: string
+  net_amount: number
+  tax_amount: number
+  /** The net amount in EUR cents; needed for an EU cross-border sale priced in another currency. */
+  eur_amount?: number
+}
+
+/** Records a committed sale (idempotent by reference). */
+export async function recordSale(
+  trx: Tx,
+  sale: SaleRecord,
+): Promise<{ id: string; eu_distance_sale: boolean }> {
+  const { country, region } = sale.customer
+  const euDistance =
+    EU_MEMBER_STATES.has(sale.origin_country) &&
+    EU_MEMBER_STATES.has(country) &&
+    sale.origin_country !== country &&
+    !sale.b2b
+  let eur: number | null = null
+  if (euDistance) {
+    eur = sale.currency === 'EUR' ? sale.net_amount : (sale.eur_amount ?? null)
+    if (eur === null) {
+      throw problem('validation_failed', 'An EU distance sale in another currency needs its value in EUR', {
+        errors: [{ path: 'eur_amount', message: 'is required for EU cross-border sales not priced in EUR' }],
+      })
+    }
+  }
+  const inserted = await trx
+    .insertInto('tax_sales')
+    .values({
+      id: newId('txs'),
+      reference: sale.reference,
+      date_of_supply: sale.date_of_supply,
+      origin_country: sale.origin_country,
+      country,
+      region: region ?? null,
+      currency: sale.currency,
+      net_amount: sale.net_amount,
+      tax_amount: sale.tax_amount,
+      eur_amount: eur,
+      eu_distance_sale: euDistance,
+      b2b: sale.b2b,
+      voided_at: null,
+    })
+    .onConflict((oc) => oc.column('reference').doNothing())
+    .returning(['id', 'eu_distance_sale'])
+    .executeTakeFirst()
+  if (inserted) return inserted
+  return trx
+    .selectFrom('tax_sales')
+    .select(['id', 'eu_distance_sale'])
+    .where('reference', '=', sale.reference)
+    .executeTakeFirstOrThrow()
+}
+
+/** Voids a recorded sale (order cancelled): it no longer counts. False when there is none. */
+export async function voidSale(trx: Tx, reference: string): Promise<boolean> {
+  const row = await trx
+    .updateTable('tax_sales')
+    .set({ voided_at: sql<Date>`coalesce(voided_at, now())` })
+    .where('reference', '=', reference)
+    .returning('id')
+    .executeTakeFirst()
+  return row !== undefined
+}
+
+function yearBounds(year: number): [string, string] {
+  return [`${year}-01-01`, `${year + 1}-01-01`]
+}
+
+/** EU distance sales (B2C, cross-border) in EUR cents for a calendar year. */
+export async function euDistanceSales(db: Queryable, year: number): Promise<number> {
+  const [from, to] = yearBounds(year)
+  const row = await db
+    .selectFrom('tax_sales')
+    .select(sql<string | number | null>`sum(eur_amount)`.as('total'))
+    .where('eu_distance_sale', '=', true)
+    .where('voided_at', 'is', null)
+    .where('date_of_supply', '>=', from)
+    .where('date_of_supply', '<', to)
+    .executeTakeFirst()
+  return Number(row?.total ?? 0)
+}
+
+/** Where the store stands against the OSS threshold this year and last. */
+export async function ossStatus(db: Queryable, year: number) {
+  const [current, previous] = await Promise.all([euDistanceSales(db, year), euDistanceSales(db, year - 1)])
+  return {
+    year,
+    threshold_eur: OSS_THRESHOLD_EUR_CENTS,
+    current_year_eur: current,
+    previous_year_eur: previous,
+    passed: current > OSS_THRESHOLD_EUR_CENTS || previous > OSS_THRESHOLD_EUR_CENTS,
+  }
+}
+
+export interface NexusRow {
+  state: string
+  name: string
+  registered: boolean
+  levies_tax: boolean
+  threshold_usd: number | null
+  /** Net sales into the state in USD cents in the year. */
+  sales_usd: number
+  transactions: number
+  status: 'registered' | 'threshold_exceeded' | 'below_threshold' | 'no_sales_tax'
+}
+
+/**
+ * US sales per state for a year against each state's economic-nexus threshold. Sales priced in a
+ * currency other than USD are not converted and not counted (the report says how many there were).
+ */
+export async function nexusReport(db: Queryable, year: number) {
+  const [from, to] = yearBounds(year)
+  const [states, sales, registrations, settings] = await Promise.all([
+    db
+      .selectFrom('tax_jurisdictions')
+      .select(['code', 'name', 'levies_tax', 'nexus_threshold_usd'])
+      .where('country', '=', 'US')
+      .where('subdivision', 'is not', null)
+      .orderBy('code')
+      .execute(),
+    db
+      .selectFrom('tax_sales')
+      .select([
+        'region',
+        'currency',
+        sql<string | number>`sum(net_amount)`.as('total'),
+        sql<string | number>`count(*)`.as('count'),
+      ])
+      .where('country', '=', 'US')
+      .where('voided_at', 'is', null)
+      .where('date_of_supply', '>=', from)
+      .where('date_of_supply', '<', to)
+      .groupBy(['region', 'currency'])
+      .execute(),
+    db.selectFrom('tax_registrations').select('jurisdiction').where('jurisdiction', 'like', 'US-%').execute(),
+    db
+      .selectFrom('tax_settings')
+      .select(['origin_country', 'origin_region'])
+      .where('id', '=', 1)
+      .executeTakeFirst(),
+  ])
+  const registered = new Set(registrations.map((r) => r.jurisdiction))
+  if (settings?.origin_country === 'US' && settings.origin_region)
+    registered.add(`US-${settings.origin_region}`)
+  let uncounted = 0
+  const byState = new Map<string, { total: number; count: number }>()
+  for (const s of sales) {
+    if (s.currency !== 'USD' || !s.region) {
+      uncounted += Number(s.count)
+      continue
+    }
+    byState.set(`US-${s.region}`, { total: Number(s.total), count: Number(s.count) })
+  }
+  const rows: NexusRow[] = states.map((s) => {
+    const threshold = s.nexus_threshold_usd === null ? null : Number(s.nexus_threshold_usd)
+    const own = byState.get(s.code) ?? { total: 0, count: 0 }
+    const isRegistered = registered.has(s.code)
+    const status: NexusRow['status'] = !s.levies_tax
+      ? 'no_sales_tax'
+      : isRegistered
+        ? 'registered'
+        : threshold !== null && own.total >= threshold * 100
+          ? 'threshold_exceeded'
+          : 'below_threshold'
+    return {
+      state: s.code,
+      name: s.name,
+      registered: isRegistered,
+      levies_tax: s.levies_tax,
+      threshold_usd: threshold,
+      sales_usd: own.total,
+      transactions: own.count,
+      status,
+    }
+  })
+  return { year, states: rows, uncounted_sales: uncounted }
+}
