@@ -4,6 +4,7 @@
  * and an API node with in-process workers define the same set.
  */
 import { ensureBuiltInRoles } from './modules/identity/staff.ts'
+import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
 import { ensureTaxReferenceData } from './modules/tax/reference-data.ts'
 import { purgeExpiredIdempotencyKeys } from './platform/http/idempotency.ts'
@@ -25,6 +26,7 @@ export function registerJobs(runtime: Runtime): void {
     },
   )
   defineMailJob(runtime.jobs, new FileMailTransport(runtime.config.dataDir, runtime.logger))
+  defineInventoryJobs(runtime)
 }
 
 /** Puts module reference data in place after migrations (built-in roles). Safe to run on every start. */

@@ -5,6 +5,7 @@
 import type { ColumnType, Generated } from 'kysely'
 import type { CatalogTables } from '../../modules/catalog/tables.ts'
 import type { IdentityTables } from '../../modules/identity/tables.ts'
+import type { InventoryTables } from '../../modules/inventory/tables.ts'
 import type { TaxTables } from '../../modules/tax/tables.ts'
 
 export interface IdempotencyKeysTable {
@@ -35,4 +36,4 @@ export interface PlatformTables {
   events: EventsTable
 }
 
-export interface DB extends PlatformTables, CatalogTables, IdentityTables, TaxTables {}
+export interface DB extends PlatformTables, CatalogTables, IdentityTables, InventoryTables, TaxTables {}

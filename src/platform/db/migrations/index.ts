@@ -8,6 +8,7 @@ import * as catalog0002 from '../../../modules/catalog/migrations/0002-model.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
+import * as inventory0001 from '../../../modules/inventory/migrations/0001-inventory.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as platform0001 from './0001-platform.ts'
 
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '0005-catalog-model': catalog0002,
   '0006-tax': tax0001,
   '0007-identity-customer-groups': identity0003,
+  '0008-inventory': inventory0001,
 }
