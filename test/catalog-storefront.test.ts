@@ -10,6 +10,7 @@ import { parseSearch } from '../src/modules/catalog/search.ts'
 import { seedCatalog } from '../src/modules/catalog/seed.ts'
 import { listStoreProducts } from '../src/modules/catalog/storefront.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { createTestLocation } from './support/inventory.ts'
 import { createTestDatabase, describeEachDatabase } from './support/database.ts'
 
 const PRODUCTS = 60
@@ -225,6 +226,31 @@ describeEachDatabase('catalog: storefront', (kind) => {
     const res = await get(`/store/products?sort=price_asc&region_id=${eu}&cursor=${byName.next_cursor}`)
     expect(res.statusCode).toBe(400)
     expect(res.json().code).toBe('invalid_cursor')
+  })
+
+  it('filters to products in stock and shows each variant\'s availability, fresh after a receipt', async () => {
+    const inStockBefore = await all('in_stock=true')
+    expect(inStockBefore).toEqual([])
+    const [first] = (await get('/store/products?limit=1')).json().data
+    const page = await get(`/store/products/${first.handle}`)
+    expect(page.json().variants.every((v: { in_stock: boolean }) => v.in_stock === false)).toBe(true)
+
+    const location = await createTestLocation(db())
+    const sku = page.json().variants[1].sku
+    const receipt = await node.app.inject({
+      method: 'POST',
+      url: '/admin/inventory/receipts',
+      headers: adminAuth,
+      payload: { location_id: location, lines: [{ sku, quantity: 3 }] },
+    })
+    expect(receipt.statusCode, receipt.body).toBe(201)
+    // The cached page must not keep saying "sold out".
+    const after = (await get(`/store/products/${first.handle}`)).json()
+    expect(after.variants.map((v: { in_stock: boolean }) => v.in_stock)).toEqual(
+      after.variants.map((_: unknown, i: number) => i === 1),
+    )
+    expect(JSON.stringify(after)).not.toContain('"available"')
+    expect((await all('in_stock=true')).map((p) => p.id)).toEqual([first.id])
   })
 
   it('answers a product page by id or handle, 404 for drafts and unknowns', async () => {

@@ -14,6 +14,14 @@ const VERSION_KEY = 'catalog:version'
 /** The version key outlives any entry by far; if it ever expired, it would restart below them. */
 const VERSION_TTL_MS = 30 * 24 * 3600_000
 
+/**
+ * Marks every node's cached catalog responses stale, for writers outside the catalog whose changes
+ * show in them (stock coming back, say). Call after the change commits.
+ */
+export async function bumpCatalogVersion(kv: Kv): Promise<void> {
+  await kv.increment(VERSION_KEY, VERSION_TTL_MS)
+}
+
 export interface CachedResponse {
   body: string
   etag: string
@@ -98,7 +106,7 @@ export class CatalogCache {
   async invalidate(): Promise<void> {
     this.#entries.clear()
     try {
-      await this.#kv.increment(VERSION_KEY, VERSION_TTL_MS)
+      await bumpCatalogVersion(this.#kv)
     } catch (error) {
       // The entries on other nodes heal within ttlMs; the write itself has committed.
       this.#logger?.error({ err: error }, 'catalog cache invalidation failed')

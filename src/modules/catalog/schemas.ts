@@ -205,6 +205,7 @@ export const StoreVariant = Type.Object(
     title: Type.String(),
     options: Type.Record(Type.String(), Type.String()),
     weight_g: Type.Union([Type.Integer(), Type.Null()]),
+    in_stock: Type.Boolean({ description: 'Can be bought now (stock, or backorder or preorder room)' }),
     price: Type.Union([Type.Ref('ShopperPrice'), Type.Null()]),
   },
   { $id: 'StoreVariant' },

@@ -7,6 +7,7 @@ import { type RawBuilder, sql } from 'kysely'
 import type { Queryable } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { type CursorKey, decodeCursor, encodeCursor } from '../../platform/http/pagination.ts'
+import { inStockSql } from '../inventory/availability.ts'
 import {
   activeListSql,
   numberOrNull,
@@ -68,18 +69,6 @@ export interface StoreProductList {
 
 /** Relevance pages by offset (ranks are floats, a poor keyset); this caps how deep one can go. */
 const MAX_SEARCH_OFFSET = 10_000
-
-/**
- * Hook for the inventory module: a condition on a variant id column that is true when the variant
- * can be sold now. Until inventory is installed every variant counts as in stock.
- */
-export type InStockCondition = (variantId: RawBuilder<string>) => RawBuilder<boolean>
-let inStockCondition: InStockCondition = () => sql<boolean>`true`
-
-/** Lets the inventory module say which variants are in stock (see InStockCondition). */
-export function setInStockCondition(condition: InStockCondition): void {
-  inStockCondition = condition
-}
 
 interface Region {
   currency: string
@@ -143,8 +132,10 @@ function filterConditions(
         and pr.min_amount >= ${input.priceMin ?? 0} and pr.min_amount <= ${input.priceMax ?? Number.MAX_SAFE_INTEGER})`)
   }
   if (input.inStock)
-    where.push(sql<boolean>`exists (
-      select 1 from product_variants iv where iv.product_id = p.id and (not iv.manage_inventory or ${inStockCondition(sql`iv.id`)}))`)
+    // Read model across modules: the inventory module decides what "in stock" means.
+    where.push(
+      sql<boolean>`exists (select 1 from product_variants iv where iv.product_id = p.id and ${inStockSql(sql`iv.id`)})`,
+    )
   return where
 }
 
@@ -439,6 +430,8 @@ async function facetCounts(
 
 export interface StoreVariant {
   id: string
+  /** Whether it can be bought now; exact counts stay private to the back office. */
+  in_stock: boolean
   sku: string
   title: string
   options: Record<string, string>
@@ -465,6 +458,7 @@ export interface StoreProduct {
 }
 
 interface DetailVariantRow {
+  in_stock: boolean
   id: string
   sku: string
   title: string
@@ -506,6 +500,7 @@ export async function getStoreProduct(
       array(select pc.category_id from product_categories pc where pc.product_id = p.id order by 1) as category_ids,
       (select coalesce(json_agg(json_build_object(
           'id', v.id, 'sku', v.sku, 'title', v.title, 'options', v.options, 'weight_g', v.weight_g,
+          'in_stock', ${inStockSql(sql`v.id`)},
           'amount', vp.amount, 'compare_at_amount', vp.compare_at_amount,
           'list_amount', best.amount, 'price_list_id', best.price_list_id) order by v.position, v.id), '[]')
         from product_variants v
@@ -543,6 +538,7 @@ export async function getStoreProduct(
       title: v.title,
       options: v.options,
       weight_g: v.weight_g,
+      in_stock: v.in_stock,
       price: priced
         ? shopperPrice(
             priced,

@@ -43,6 +43,7 @@ export function sellable(level: Pick<LevelSnapshot, 'on_hand' | 'reserved' | 'sa
 /** Emits each crossing through the outbox, in the caller's transaction. */
 export async function emitCrossings(trx: Tx, ctx: InventoryContext, found: Crossing[]): Promise<void> {
   for (const { type, level } of found) {
+    if (type === 'inventory.back_in_stock') ctx.availabilityChanged = true
     await ctx.outbox.emit(
       trx,
       type,
