@@ -23,7 +23,10 @@ export async function bumpCatalogVersion(kv: Kv): Promise<void> {
 }
 
 export interface CachedResponse {
-  body: string
+  /** UTF-8 bytes, encoded once: encoding a 9 KB string on every send was a fifth of a hit's cost. */
+  body: Buffer
+  /** True when the rendered value was null (nothing found). */
+  empty: boolean
   etag: string
 }
 
@@ -41,7 +44,7 @@ export interface CatalogCacheOptions {
 }
 
 /** A strong ETag over the body: equal bodies, equal tags, whichever node rendered them. */
-export function etagOf(body: string): string {
+export function etagOf(body: string | Buffer): string {
   return `"${createHash('sha1').update(body).digest('base64url')}"`
 }
 
@@ -115,8 +118,8 @@ export class CatalogCache {
 }
 
 function rendered(value: unknown): CachedResponse {
-  const body = JSON.stringify(value)
-  return { body, etag: etagOf(body) }
+  const body = Buffer.from(JSON.stringify(value))
+  return { body, etag: etagOf(body), empty: value === null }
 }
 
 const caches = new WeakMap<Runtime, CatalogCache>()

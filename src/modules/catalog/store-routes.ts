@@ -155,7 +155,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
           })) ?? null,
         () => nextPriceChange(db),
       )
-      if (cached.body === 'null') throw problem('not_found', `No product ${ref}`)
+      if (cached.empty) throw problem('not_found', `No product ${ref}`)
       return send(request, reply, cached, personal)
     },
   )
