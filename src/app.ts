@@ -21,6 +21,7 @@ import Fastify, {
 } from 'fastify'
 import helmet from 'helmet'
 import { catalogAdminTaxonomyRoutes } from './modules/catalog/admin-taxonomy-routes.ts'
+import { catalogImportRoutes } from './modules/catalog/import-routes.ts'
 import { catalogRoutes } from './modules/catalog/routes.ts'
 import { catalogStoreRoutes } from './modules/catalog/store-routes.ts'
 import { adminCustomerRoutes } from './modules/identity/admin-customer-routes.ts'
@@ -254,6 +255,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(taxRoutes, { runtime })
   await app.register(catalogAdminTaxonomyRoutes, { runtime })
   await app.register(catalogStoreRoutes, { runtime })
+  await app.register(catalogImportRoutes, { runtime })
   await app.register(customerRoutes, { runtime })
   await app.register(staffRoutes, { runtime })
   await app.register(adminCustomerRoutes, { runtime })

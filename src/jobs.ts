@@ -3,6 +3,7 @@
  * after migrations, and every background job (the platform's and each module's). A worker process
  * and an API node with in-process workers define the same set.
  */
+import { defineImportJob } from './modules/catalog/import.ts'
 import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
@@ -26,6 +27,7 @@ export function registerJobs(runtime: Runtime): void {
     },
   )
   defineMailJob(runtime.jobs, new FileMailTransport(runtime.config.dataDir, runtime.logger))
+  defineImportJob(runtime)
   defineInventoryJobs(runtime)
 }
 

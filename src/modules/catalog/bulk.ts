@@ -112,8 +112,9 @@ export async function checkDocuments(
  * Upserts checked documents in the caller's transaction: a product found by handle has its fields
  * replaced (status and categories kept when the document leaves them out); variants are upserted
  * by SKU and variants the document does not name are kept. Emits no events: the caller emits one
- * for the whole import. Returns the first mismatch between kept variants and a new option set as
- * errors instead of writing, so a batch is all or nothing.
+ * for the whole import. A kept variant that does not fit a new option set throws
+ * BulkDocumentError after the writes, so the caller must roll back (its transaction or a
+ * savepoint) for the batch to be all or nothing.
  */
 export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument[]): Promise<BulkResult> {
   if (docs.length === 0) return { created: 0, updated: 0, productIds: [] }
@@ -216,42 +217,165 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
       for (const row of changed.rows) variantIdBySku.set(row.sku, row.id)
     }
   }
+  // Variants found above are updates: only they can have prices to replace.
+  const updatedVariantIds = [...variantIdBySku.values()]
   const newVariants = variants.filter((v) => !variantIdBySku.has(v.sku))
   for (const v of newVariants) variantIdBySku.set(v.sku, v.id)
   if (newVariants.length > 0) {
+    // Parallel arrays through unnest: Postgres reads an array literal faster than it builds a
+    // record from each object of a JSON document, and a batch carries tens of thousands of rows.
+    const column = <T>(pick: (v: (typeof newVariants)[number]) => T) => newVariants.map(pick)
     await sql`
       insert into product_variants (id, product_id, sku, title, options, barcode, weight_g, length_mm, width_mm,
         height_mm, position, manage_inventory, metadata)
-      select x.id, x.product_id, x.sku, x.title, x.options, x.barcode, x.weight_g, x.length_mm, x.width_mm,
-        x.height_mm, x.position, x.manage_inventory, x.metadata
-      from jsonb_to_recordset(${JSON.stringify(newVariants.map(({ prices: _, ...v }) => v))}::jsonb) as x(
-        id text, product_id text, sku text, title text, options jsonb, barcode text, weight_g int, length_mm int,
-        width_mm int, height_mm int, position int, manage_inventory boolean, metadata jsonb)`.execute(trx)
+      select x.id, x.product_id, x.sku, x.title, x.options::jsonb, x.barcode, x.weight_g, x.length_mm, x.width_mm,
+        x.height_mm, x.position, x.manage_inventory, x.metadata::jsonb
+      from unnest(${column((v) => v.id)}::text[], ${column((v) => v.product_id)}::text[],
+        ${column((v) => v.sku)}::text[], ${column((v) => v.title)}::text[],
+        ${column((v) => JSON.stringify(v.options))}::text[], ${column((v) => v.barcode)}::text[],
+        ${column((v) => v.weight_g)}::int[], ${column((v) => v.length_mm)}::int[],
+        ${column((v) => v.width_mm)}::int[], ${column((v) => v.height_mm)}::int[],
+        ${column((v) => v.position)}::int[], ${column((v) => v.manage_inventory)}::boolean[],
+        ${column((v) => JSON.stringify(v.metadata))}::text[]) as x(
+        id, product_id, sku, title, options, barcode, weight_g, length_mm, width_mm, height_mm, position,
+        manage_inventory, metadata)`.execute(trx)
   }
 
   const priced = variants.filter((v) => v.prices !== undefined)
   if (priced.length > 0) {
-    const ids = priced.map((v) => variantIdBySku.get(v.sku) as string)
-    await sql`delete from variant_prices where variant_id = any(${ids})`.execute(trx)
-    const prices = priced.flatMap((v) =>
-      (v.prices ?? []).map((p) => ({
-        variant_id: variantIdBySku.get(v.sku),
-        currency_code: p.currency,
-        amount: p.amount,
-        compare_at_amount: p.compare_at_amount ?? null,
-      })),
-    )
-    if (prices.length > 0)
+    const replaced = new Set(updatedVariantIds)
+    const stale = priced.flatMap((v) => {
+      const id = variantIdBySku.get(v.sku) as string
+      return replaced.has(id) ? [id] : []
+    })
+    if (stale.length > 0) await sql`delete from variant_prices where variant_id = any(${stale})`.execute(trx)
+    const variantIds: string[] = []
+    const currencies: string[] = []
+    const amounts: number[] = []
+    const compareAt: Array<number | null> = []
+    for (const v of priced) {
+      const id = variantIdBySku.get(v.sku) as string
+      for (const p of v.prices ?? []) {
+        variantIds.push(id)
+        currencies.push(p.currency)
+        amounts.push(p.amount)
+        compareAt.push(p.compare_at_amount ?? null)
+      }
+    }
+    if (variantIds.length > 0)
       await sql`
         insert into variant_prices (variant_id, currency_code, amount, compare_at_amount)
-        select x.variant_id, x.currency_code, x.amount, x.compare_at_amount
-        from jsonb_to_recordset(${JSON.stringify(prices)}::jsonb) as x(
-          variant_id text, currency_code text, amount bigint, compare_at_amount bigint)`.execute(trx)
+        select * from unnest(${variantIds}::text[], ${currencies}::text[], ${amounts}::bigint[],
+          ${compareAt}::bigint[])`.execute(trx)
   }
 
+  await analyzeIfStale(trx)
   if (existing.size > 0) await assertKeptVariantsMatch(trx, docs, productIds, existing)
-  await refreshReadModels(trx, productIds)
+  await refreshReadModels(trx, [...existing.values()])
+  await writeFreshReadModels(
+    trx,
+    docs.flatMap((doc, i) => (existing.has(doc.handle) ? [] : [{ doc, id: productIds[i] as string }])),
+  )
   return { created: fresh.length, updated: existing.size, productIds }
+}
+
+/**
+ * The read models of products created by this batch, from the documents in hand: the same rows
+ * refreshSearch and refreshPriceReadModel (products.ts, pricing.ts) would derive, without their
+ * per-product subqueries over variants and prices, which cost a third of an import's time. A new
+ * product has no stored variants to account for and no price-list prices. Tests compare both.
+ */
+async function writeFreshReadModels(
+  trx: Tx,
+  created: ReadonlyArray<{ doc: ProductDocument; id: string }>,
+): Promise<void> {
+  if (created.length === 0) return
+  const search = {
+    ids: [] as string[],
+    statuses: [] as string[],
+    currencies: [] as string[],
+    titles: [] as string[],
+    middles: [] as string[],
+    descriptions: [] as string[],
+  }
+  const prices = {
+    ids: [] as string[],
+    currencies: [] as string[],
+    min: [] as number[],
+    minCompareAt: [] as Array<number | null>,
+    max: [] as number[],
+  }
+  for (const { doc, id } of created) {
+    const variants = doc.variants ?? []
+    // Per currency: the lowest price (with, among equals, the highest compare-at) and the highest.
+    const best = new Map<string, { min: number; compareAt: number | null; max: number }>()
+    for (const variant of variants)
+      for (const price of variant.prices ?? []) {
+        const compareAt = price.compare_at_amount ?? null
+        const seen = best.get(price.currency)
+        if (!seen) best.set(price.currency, { min: price.amount, compareAt, max: price.amount })
+        else {
+          if (
+            price.amount < seen.min ||
+            (price.amount === seen.min && compareAt !== null && (seen.compareAt ?? -1) < compareAt)
+          ) {
+            seen.min = price.amount
+            seen.compareAt = compareAt
+          }
+          seen.max = Math.max(seen.max, price.amount)
+        }
+      }
+    const codes = [...best.keys()].sort()
+    for (const code of codes) {
+      const b = best.get(code) as { min: number; compareAt: number | null; max: number }
+      prices.ids.push(id)
+      prices.currencies.push(code)
+      prices.min.push(b.min)
+      prices.minCompareAt.push(b.compareAt)
+      prices.max.push(b.max)
+    }
+    search.ids.push(id)
+    search.statuses.push(doc.status ?? 'draft')
+    search.currencies.push(`{${codes.join(',')}}`)
+    search.titles.push(doc.title)
+    search.middles.push(
+      `${doc.subtitle ?? ''} ${(doc.tags ?? []).join(' ')} ${variants.map((v) => v.sku).join(' ')}`,
+    )
+    search.descriptions.push(doc.description ?? '')
+  }
+  await sql`
+    insert into product_search (product_id, status, currencies, search)
+    select x.id, x.status, x.currencies::text[],
+      setweight(to_tsvector('english', x.title), 'A') || setweight(to_tsvector('english', x.middle), 'B') ||
+      setweight(to_tsvector('english', left(x.description, 5000)), 'C')
+    from unnest(${search.ids}::text[], ${search.statuses}::text[], ${search.currencies}::text[],
+      ${search.titles}::text[], ${search.middles}::text[], ${search.descriptions}::text[])
+      as x(id, status, currencies, title, middle, description)`.execute(trx)
+  if (prices.ids.length > 0)
+    await sql`
+      insert into product_prices (product_id, currency_code, min_amount, min_compare_at_amount, max_amount)
+      select * from unnest(${prices.ids}::text[], ${prices.currencies}::text[], ${prices.min}::bigint[],
+        ${prices.minCompareAt}::bigint[], ${prices.max}::bigint[])`.execute(trx)
+}
+
+/**
+ * Refreshes the planner's statistics of the product tables once they hold more than four times
+ * what the statistics describe. A bulk load outruns autovacuum (and an all-or-nothing import shows it
+ * nothing until it commits), so without this the planner keeps believing the tables empty and
+ * plans the read-model refresh's per-product subqueries as sequential scans: every batch then
+ * reads every variant written before it, and a 100,000-product import turns quadratic. ANALYZE
+ * samples a fixed number of rows, so the handful a load needs (one per fourfold growth) cost a
+ * second or two.
+ */
+async function analyzeIfStale(trx: Tx): Promise<void> {
+  const { rows } = await sql<{ stale: boolean }>`
+    select coalesce(bool_or(pg_relation_size(c.oid) / current_setting('block_size')::int > 4 * c.relpages + 16), false)
+      as stale
+    from pg_class c
+    where c.oid in ('products'::regclass, 'product_variants'::regclass, 'variant_prices'::regclass)`.execute(
+    trx,
+  )
+  if (rows[0]?.stale) await sql`analyze products, product_variants, variant_prices`.execute(trx)
 }
 
 /** Variants a document did not name must still fit the product's (possibly new) options. */

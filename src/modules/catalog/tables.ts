@@ -171,11 +171,11 @@ export interface CatalogImportsTable {
   finished_at: Timestamp | null
 }
 
-export interface CatalogImportRowsTable {
+export interface CatalogImportBatchesTable {
   import_id: string
-  row_no: number
-  source_rows: ColumnType<number[], number[] | undefined, number[]>
-  document: Json<unknown>
+  batch_no: number
+  /** gzip of a JSON array of `{ row, source_rows, document }`. */
+  documents: Buffer
 }
 
 export interface CatalogTables {
@@ -193,5 +193,5 @@ export interface CatalogTables {
   price_list_prices: PriceListPricesTable
   price_list_product_prices: PriceListProductPricesTable
   catalog_imports: CatalogImportsTable
-  catalog_import_rows: CatalogImportRowsTable
+  catalog_import_batches: CatalogImportBatchesTable
 }

@@ -44,6 +44,7 @@ export const problems = {
   unknown_variant: { status: 422, title: 'No variant has this SKU or id' },
   unknown_location: { status: 422, title: 'No stock location has this id or code' },
   invalid_csv: { status: 422, title: 'The CSV file cannot be imported' },
+  import_invalid: { status: 422, title: 'Rows of the import file are invalid; nothing was imported' },
   unsupported_currency: { status: 422, title: 'The currency is not supported' },
   unknown_country: { status: 422, title: 'The country is not an ISO 3166-1 country code' },
   unknown_region: { status: 422, title: 'The region is missing or unknown for this country' },

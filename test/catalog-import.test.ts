@@ -1,0 +1,659 @@
+// biome-ignore-all lint/suspicious/noExplicitAny: response bodies are read loosely in assertions
+/**
+ * Bulk product import and export over HTTP with the job running in-process: CSV, JSON and NDJSON
+ * create and upsert products; a bad file is refused whole (all_or_nothing) or skipped row by row
+ * (per_row) with a report naming each row and field; progress shows while the job runs; an export
+ * imported again gives the same catalog; and nothing a client sends gives a 500.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { importTuning, runImport } from '../src/modules/catalog/import.ts'
+import { refreshReadModels } from '../src/modules/catalog/products.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
+import { newId } from '../src/platform/ids.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { describeEachDatabase } from './support/database.ts'
+import { eventually } from './support/eventually.ts'
+import { bearer, newStaffSession } from './support/staff.ts'
+
+const CSV_TYPES = { csv: 'text/csv', json: 'application/json', ndjson: 'application/x-ndjson' } as const
+
+const HEADER =
+  'handle,title,status,tags,attributes,media,media_alt,option1_name,option1_value,option2_name,option2_value,' +
+  'sku,weight_g,manage_inventory,price_EUR,compare_at_EUR,price_USD'
+
+/** A CSV of `header` and rows given as arrays of cells (quoted when needed). */
+function csv(header: string, rows: Array<Array<string | number>>): string {
+  const quote = (v: string | number) => {
+    const s = String(v)
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  }
+  return `${[header, ...rows.map((r) => r.map(quote).join(','))].join('\n')}\n`
+}
+
+/** A simple valid JSON document with one variant per size. */
+function doc(handle: string, sizes: string[] = ['S', 'M'], price = 1999) {
+  return {
+    handle,
+    title: `Product ${handle}`,
+    status: 'published',
+    options: [{ name: 'Size', values: sizes }],
+    variants: sizes.map((size) => ({
+      sku: `${handle}-${size}`.toUpperCase(),
+      options: { Size: size },
+      prices: [{ currency: 'EUR', amount: price }],
+    })),
+  }
+}
+
+describeEachDatabase('catalog import and export', (kind) => {
+  let node: TestNode
+
+  beforeAll(async () => {
+    node = await startTestNode(kind, { work: true })
+  })
+  afterAll(() => node.close())
+
+  const post = (
+    body: string | Buffer,
+    query: { format?: 'csv' | 'json' | 'ndjson'; mode?: string; dry_run?: boolean } = {},
+    headers: Record<string, string> = {},
+  ) => {
+    const format = query.format ?? 'csv'
+    const params = new URLSearchParams({ format, mode: query.mode ?? 'all_or_nothing' })
+    if (query.dry_run) params.set('dry_run', 'true')
+    return node.app.inject({
+      method: 'POST',
+      url: `/admin/products/import?${params}`,
+      headers: { ...adminAuth, 'content-type': CSV_TYPES[format], ...headers },
+      payload: body,
+    })
+  }
+
+  const finished = (id: string) =>
+    eventually(async () => {
+      const res = await node.app.inject({ url: `/admin/products/imports/${id}`, headers: adminAuth })
+      const body = res.json()
+      return body.status === 'succeeded' || body.status === 'failed' ? body : undefined
+    }, 20_000)
+
+  /** Posts a file, expects 202 and waits for the job; the finished import. */
+  async function imported(body: string, query: Parameters<typeof post>[1] = {}) {
+    const res = await post(body, query)
+    expect(res.statusCode, res.body).toBe(202)
+    expect(res.json()).toMatchObject({ status: 'queued' })
+    return finished(res.json().id)
+  }
+
+  const product = async (handle: string) => {
+    const res = await node.app.inject({ url: '/admin/products?limit=100', headers: adminAuth })
+    const all = res.json().data as any[]
+    return all.find((p) => p.handle === handle)
+  }
+
+  const countOf = async (table: 'products' | 'product_variants' | 'catalog_imports') =>
+    Number(
+      (
+        await node.runtime.database.db
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    )
+
+  const exportFile = async (format: 'csv' | 'json' | 'ndjson') => {
+    const res = await node.app.inject({ url: `/admin/products/export?format=${format}`, headers: adminAuth })
+    expect(res.statusCode).toBe(200)
+    return res.body
+  }
+
+  it('imports a CSV: one product per handle, a variant per row, prices per currency, one event', async () => {
+    const file = csv(HEADER, [
+      [
+        'csv-tee',
+        'CSV Tee',
+        'published',
+        'new|cotton',
+        'material=cotton|fit=slim',
+        'https://cdn.test/a.jpg|https://cdn.test/b.jpg',
+        'Front|Back',
+        'Size',
+        'S',
+        'Colour',
+        'Black',
+        'CSV-TEE-S-BLK',
+        180,
+        'true',
+        1999,
+        2499,
+        2199,
+      ],
+      [
+        'csv-tee',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'Size',
+        'M',
+        'Colour',
+        'Black',
+        'CSV-TEE-M-BLK',
+        190,
+        '',
+        1999,
+        '',
+        2199,
+      ],
+      [
+        'csv-tee',
+        'CSV Tee',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'Size',
+        'M',
+        'Colour',
+        'White',
+        'CSV-TEE-M-WHT',
+        190,
+        'false',
+        2099,
+        '',
+        '',
+      ],
+      ['csv-mug', 'CSV Mug', 'draft', '', '', '', '', '', '', '', '', 'CSV-MUG', 350, '', 1200, '', 1300],
+    ])
+    const result = await imported(file)
+    expect(result).toMatchObject({
+      status: 'succeeded',
+      total_rows: 2,
+      created_count: 2,
+      updated_count: 0,
+      failed_count: 0,
+      progress: 1,
+      errors: [],
+    })
+    const tee = await product('csv-tee')
+    expect(tee).toMatchObject({
+      title: 'CSV Tee',
+      status: 'published',
+      tags: ['new', 'cotton'],
+      attributes: { material: 'cotton', fit: 'slim' },
+      media: [
+        { url: 'https://cdn.test/a.jpg', alt: 'Front' },
+        { url: 'https://cdn.test/b.jpg', alt: 'Back' },
+      ],
+      options: [
+        { name: 'Size', values: ['S', 'M'] },
+        { name: 'Colour', values: ['Black', 'White'] },
+      ],
+    })
+    expect(tee.variants.map((v: any) => [v.sku, v.options, v.weight_g, v.manage_inventory])).toEqual([
+      ['CSV-TEE-S-BLK', { Size: 'S', Colour: 'Black' }, 180, true],
+      ['CSV-TEE-M-BLK', { Size: 'M', Colour: 'Black' }, 190, true],
+      ['CSV-TEE-M-WHT', { Size: 'M', Colour: 'White' }, 190, false],
+    ])
+    expect(tee.variants[0].prices).toEqual([
+      { currency: 'EUR', amount: 1999, compare_at_amount: 2499 },
+      { currency: 'USD', amount: 2199, compare_at_amount: null },
+    ])
+    expect(tee.variants[2].prices).toEqual([{ currency: 'EUR', amount: 2099, compare_at_amount: null }])
+    expect(await product('csv-mug')).toMatchObject({
+      status: 'draft',
+      options: [],
+      variants: [{ sku: 'CSV-MUG' }],
+    })
+    const events = await node.runtime.database.db
+      .selectFrom('events')
+      .selectAll()
+      .where('type', '=', 'catalog.imported')
+      .where('subject_id', '=', result.id)
+      .execute()
+    expect(events).toHaveLength(1)
+    expect(events[0]?.payload).toMatchObject({ created_count: 2, updated_count: 0 })
+    const staged = await node.runtime.database.db.selectFrom('catalog_import_batches').selectAll().execute()
+    expect(staged).toEqual([])
+  })
+
+  it('writes the read models of new products exactly as the product rules would', async () => {
+    const { db } = node.runtime.database
+    const ids = [(await product('csv-tee')).id, (await product('csv-mug')).id]
+    const readModels = async () => ({
+      search:
+        // Lexemes with their weights: positions follow the order SKUs are aggregated in, which the
+        // product rules leave to the plan.
+        (
+          await sql<{ row: string }>`select (product_id, status, currencies,
+            array(select distinct u.lexeme || ':' || w from unnest(s.search) u, unnest(u.weights) w order by 1))::text
+            as row
+          from product_search s where product_id = any(${ids}) order by product_id`.execute(db)
+        ).rows,
+      prices: await db
+        .selectFrom('product_prices')
+        .selectAll()
+        .where('product_id', 'in', ids)
+        .orderBy(['product_id', 'currency_code'])
+        .execute(),
+    })
+    const imported = await readModels()
+    expect(imported.search).toHaveLength(2)
+    expect(imported.prices).toContainEqual({
+      product_id: ids[0],
+      currency_code: 'EUR',
+      min_amount: 1999,
+      min_compare_at_amount: 2499,
+      max_amount: 2099,
+    })
+    await withTransaction(db, (trx) => refreshReadModels(trx, ids))
+    expect(await readModels()).toEqual(imported)
+  })
+
+  it('imports JSON (array or {products}) and NDJSON, and upserts by handle and SKU', async () => {
+    expect(await imported(JSON.stringify([doc('json-a'), doc('json-b')]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+      created_count: 2,
+    })
+    const variantsBefore = await countOf('product_variants')
+    const again = await imported(JSON.stringify({ products: [doc('json-a', ['S', 'M', 'L'], 2500)] }), {
+      format: 'json',
+    })
+    expect(again).toMatchObject({ status: 'succeeded', created_count: 0, updated_count: 1 })
+    expect(await countOf('product_variants')).toBe(variantsBefore + 1)
+    const a = await product('json-a')
+    expect(a.variants.map((v: any) => [v.sku, v.prices[0].amount])).toEqual([
+      ['JSON-A-S', 2500],
+      ['JSON-A-M', 2500],
+      ['JSON-A-L', 2500],
+    ])
+    const ndjson = `${JSON.stringify(doc('json-b', ['S', 'M'], 999))}\n\n${JSON.stringify(doc('nd-c'))}\n`
+    expect(await imported(ndjson, { format: 'ndjson' })).toMatchObject({ created_count: 1, updated_count: 1 })
+    expect((await product('json-b')).variants[0].prices[0].amount).toBe(999)
+  })
+
+  it('refuses a file with one bad row whole in all_or_nothing mode, naming row and column', async () => {
+    const before = await Promise.all([countOf('products'), countOf('catalog_imports')])
+    const file = csv(HEADER, [
+      ['aon-good', 'Good', '', '', '', '', '', 'Size', 'S', '', '', 'AON-GOOD-S', '', '', 1000, '', ''],
+      ['aon-bad', 'Bad', '', '', '', '', '', 'Size', 'S', '', '', 'AON-BAD-S', '', '', '12.50', '', ''],
+    ])
+    const res = await post(file)
+    expect(res.statusCode).toBe(422)
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+    expect(res.json()).toMatchObject({ code: 'import_invalid', status: 422 })
+    expect(res.json().errors).toEqual([
+      { row: 2, path: 'price_EUR', message: expect.stringContaining('whole number') },
+    ])
+    expect(await Promise.all([countOf('products'), countOf('catalog_imports')])).toEqual(before)
+    const dry = await post(file, { mode: 'per_row', dry_run: true })
+    expect(dry.statusCode).toBe(200)
+    expect(dry.json()).toMatchObject({
+      dry_run: true,
+      total_rows: 2,
+      valid_rows: 1,
+      failed_count: 1,
+      error_count: 1,
+    })
+    expect(await Promise.all([countOf('products'), countOf('catalog_imports')])).toEqual(before)
+  })
+
+  it('imports the good rows in per_row mode and reports each bad row and field', async () => {
+    // Another product owns this SKU already.
+    await imported(JSON.stringify([doc('owner')]), { format: 'json' })
+    const header = `${HEADER},price_XYZ`
+    const file = csv(header, [
+      ['pr-good', 'Good', '', '', '', '', '', 'Size', 'S', '', '', 'PR-GOOD-S', '', '', 1000, '', '', ''],
+      ['pr-good', '', '', '', '', '', '', 'Size', 'M', '', '', 'PR-GOOD-M', '', '', 1000, '', '', ''],
+      ['pr-taken', 'Taken SKU', '', '', '', '', '', '', '', '', '', 'OWNER-S', '', '', 1000, '', '', ''],
+      ['pr-dup', 'Duplicate SKU', '', '', '', '', '', '', '', '', '', 'PR-GOOD-M', '', '', 1000, '', '', ''],
+      [
+        'pr-currency',
+        'Unknown currency',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'PR-CUR',
+        '',
+        '',
+        1000,
+        '',
+        '',
+        5,
+      ],
+      [
+        'pr-options',
+        'Options',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'Size',
+        'S',
+        '',
+        '',
+        'PR-OPT-S',
+        '',
+        '',
+        1000,
+        '',
+        '',
+        '',
+      ],
+      ['pr-options', '', '', '', '', '', '', '', '', '', '', 'PR-OPT-X', '', '', 1000, '', '', ''],
+      [
+        'pr-contradicts',
+        'One title',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'PR-CON-1',
+        '',
+        '',
+        1000,
+        '',
+        '',
+        '',
+      ],
+      [
+        'pr-contradicts',
+        'Another title',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'PR-CON-2',
+        '',
+        '',
+        1000,
+        '',
+        '',
+        '',
+      ],
+      ['pr-bool', 'Bool', '', '', '', '', '', '', '', '', '', 'PR-BOOL', '', 'maybe', 1000, '', '', ''],
+      ['', 'No handle', '', '', '', '', '', '', '', '', '', 'PR-NONE', '', '', 1000, '', '', ''],
+    ])
+    const result = await imported(file, { mode: 'per_row' })
+    expect(result).toMatchObject({ status: 'succeeded', total_rows: 8, created_count: 1, failed_count: 7 })
+    const errors = result.errors as Array<{ row: number; path: string; message: string }>
+    const at = (row: number) => errors.filter((e) => e.row === row).map((e) => e.path)
+    expect(at(3)).toEqual(['sku']) // SKU of product "owner"
+    expect(errors.find((e) => e.row === 3)?.message).toMatch(/belongs to product owner/)
+    expect(at(4)).toEqual(['sku']) // repeats PR-GOOD-M of row 1
+    expect(at(5)).toEqual(['price_XYZ'])
+    expect(at(7)).toContain('option1_value') // needs a Size
+    expect(at(9)).toEqual(['title'])
+    expect(at(10)).toEqual(['manage_inventory'])
+    expect(at(11)).toEqual(['handle'])
+    expect(result.error_count).toBe(errors.length)
+    expect(await product('pr-good')).toMatchObject({ variants: [{ sku: 'PR-GOOD-S' }, { sku: 'PR-GOOD-M' }] })
+    expect(await product('pr-taken')).toBeUndefined()
+  })
+
+  it('reports JSON problems with JSON pointers: schema, duplicate handles, options, currencies', async () => {
+    const bad = [
+      {
+        ...doc('jp-price'),
+        variants: [{ sku: 'JP-1', prices: [{ currency: 'EUR', amount: 12.5 }] }],
+        options: [],
+      },
+      doc('jp-dup'),
+      { ...doc('jp-dup'), variants: [] },
+      { ...doc('jp-opt'), variants: [{ sku: 'JP-OPT', options: { Colour: 'Red' } }] },
+      {
+        ...doc('jp-cur'),
+        options: [],
+        variants: [{ sku: 'JP-CUR', prices: [{ currency: 'XYZ', amount: 100 }] }],
+      },
+      { handle: 'jp-unknown', title: 'T', colour: 'red' },
+    ]
+    const res = await post(JSON.stringify(bad), { format: 'json', dry_run: true, mode: 'per_row' })
+    expect(res.statusCode).toBe(200)
+    const errors = res.json().errors as any[]
+    expect(errors).toContainEqual({ row: 1, path: '/variants/0/prices/0/amount', message: 'must be integer' })
+    expect(errors).toContainEqual({ row: 3, path: '/handle', message: 'repeats the handle of row 2' })
+    expect(errors).toContainEqual(expect.objectContaining({ row: 4, path: '/variants/0/options/Colour' }))
+    expect(errors).toContainEqual(expect.objectContaining({ row: 5, path: '/variants/0/prices/0/currency' }))
+    expect(errors).toContainEqual({ row: 6, path: '/colour', message: 'is not a known field' })
+    expect(res.json()).toMatchObject({ valid_rows: 1, failed_count: 5 })
+  })
+
+  it('answers malformed files with 4xx problem documents, never a 500', async () => {
+    const cases: Array<[string | Buffer, Parameters<typeof post>[1], number, string]> = [
+      ['handle,title\n"broken,quote\n', {}, 422, 'invalid_csv'],
+      ['handle,title,colour\nx,X,red\n', {}, 422, 'invalid_csv'],
+      ['title\nX\n', {}, 422, 'invalid_csv'],
+      ['', {}, 422, 'invalid_csv'],
+      ['[{"handle": "x",', { format: 'json' }, 400, 'malformed_json'],
+      ['{"handle": "x"}', { format: 'json' }, 400, 'validation_failed'],
+      ['{"handle":"nd-ok","title":"OK"}\n{oops\n', { format: 'ndjson' }, 422, 'import_invalid'],
+      [Buffer.from([0x68, 0x61, 0xc3, 0x28, 0x0a]), {}, 400, 'invalid_encoding'],
+    ]
+    for (const [body, query, status, code] of cases) {
+      const res = await post(body, query)
+      expect(res.statusCode, `${code}: ${res.body}`).toBe(status)
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(res.json().code).toBe(code)
+    }
+    const row = await post('handle,title\nok-row,OK\nbad-row,Bad,extra\n', { mode: 'per_row', dry_run: true })
+    expect(row.json().errors).toEqual([{ row: 2, path: 'row', message: 'has 3 cells; the header has 2' }])
+    const unknownType = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products/import',
+      headers: { ...adminAuth, 'content-type': 'application/xml' },
+      payload: '<x/>',
+    })
+    expect(unknownType.statusCode).toBe(415)
+    const noFormat = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products/import',
+      headers: { ...adminAuth, 'content-type': 'text/plain' },
+      payload: 'handle\n',
+    })
+    expect(noFormat.json()).toMatchObject({ status: 400, errors: [{ path: 'query.format' }] })
+  })
+
+  it('shows progress while the job runs, in both modes', async () => {
+    importTuning.batchSize = 10
+    try {
+      for (const mode of ['per_row', 'all_or_nothing']) {
+        const docs = Array.from({ length: 150 }, (_, i) =>
+          doc(`progress-${mode.replace(/_/g, '-')}-${i}`, ['S']),
+        )
+        const res = await post(JSON.stringify(docs), { format: 'json', mode })
+        expect(res.statusCode).toBe(202)
+        // Polled without pause: on PGlite a batch of ten takes a few milliseconds.
+        const seen: any[] = []
+        const deadline = Date.now() + 20_000
+        while (Date.now() < deadline && seen.at(-1)?.status !== 'succeeded') {
+          const got = await node.app.inject({
+            url: `/admin/products/imports/${res.json().id}`,
+            headers: adminAuth,
+          })
+          seen.push(got.json())
+          await sleep(1)
+        }
+        const done = seen.at(-1)
+        expect(done, mode).toMatchObject({ status: 'succeeded', created_count: 150, processed_rows: 150 })
+        const midway = seen.filter(
+          (s) => s.status === 'running' && s.processed_rows > 0 && s.processed_rows < 150,
+        )
+        expect(midway.length, mode).toBeGreaterThan(0)
+        expect(midway[0].progress).toBeCloseTo(midway[0].processed_rows / 150)
+      }
+    } finally {
+      importTuning.batchSize = 1000
+    }
+  })
+
+  it('finds write-time failures: per_row skips the product, all_or_nothing rolls the file back', async () => {
+    // Stored variants S and M stay with the product, so an option set without them cannot apply.
+    await imported(JSON.stringify([doc('kept-variants', ['S', 'M'])]), { format: 'json' })
+    const narrowed = { ...doc('kept-variants', ['L']) }
+    const perRow = await imported(JSON.stringify([doc('beside-a'), narrowed, doc('beside-b')]), {
+      format: 'json',
+      mode: 'per_row',
+    })
+    expect(perRow).toMatchObject({ status: 'succeeded', created_count: 2, updated_count: 0, failed_count: 1 })
+    expect(perRow.errors[0]).toMatchObject({ row: 2, message: 'must be one of L' })
+    expect((await product('kept-variants')).options).toEqual([{ name: 'Size', values: ['S', 'M'] }])
+
+    const whole = await imported(JSON.stringify([doc('aon-beside'), narrowed]), { format: 'json' })
+    expect(whole).toMatchObject({ status: 'failed', created_count: 0, updated_count: 0, failed_count: 2 })
+    expect(whole.errors[0]).toMatchObject({ row: 2, message: 'must be one of L' })
+    expect(await product('aon-beside')).toBeUndefined()
+    const events = await node.runtime.database.db
+      .selectFrom('events')
+      .select('id')
+      .where('subject_id', '=', whole.id)
+      .execute()
+    expect(events).toEqual([])
+  })
+
+  it('replays an import sent again with the same Idempotency-Key', async () => {
+    const body = JSON.stringify([doc('idempotent')])
+    const first = await post(body, { format: 'json' }, { 'idempotency-key': 'import-once' })
+    const again = await post(body, { format: 'json' }, { 'idempotency-key': 'import-once' })
+    expect(first.statusCode).toBe(202)
+    expect(again.statusCode).toBe(202)
+    expect(again.headers['idempotent-replayed']).toBe('true')
+    expect(again.json().id).toBe(first.json().id)
+    const other = await post(
+      JSON.stringify([doc('idempotent-2')]),
+      { format: 'json' },
+      { 'idempotency-key': 'import-once' },
+    )
+    expect(other.statusCode).toBe(422)
+    await finished(first.json().id)
+  })
+
+  it('runs an import once even if its job is delivered twice', async () => {
+    const result = await imported(JSON.stringify([doc('twice')]), { format: 'json' })
+    await runImport(node.runtime, result.id)
+    const after = await finished(result.id)
+    expect(after).toEqual(result)
+  })
+
+  it('exports CSV, JSON and NDJSON that import back to the same catalog', async () => {
+    const { db } = node.runtime.database
+    const categoryId = newId('cat')
+    await db
+      .insertInto('categories')
+      .values({ id: categoryId, handle: 'round-trip', name: 'Round trip', path: categoryId })
+      .execute()
+    const rich = {
+      ...doc('rt-rich', ['S', 'M']),
+      subtitle: 'With, commas "and" quotes',
+      description: 'Line one\nLine two',
+      category_ids: [categoryId],
+      tax_category: 'reduced',
+      tags: ['a|b', 'plain'],
+      attributes: { material: 'wool=warm', fit: 'regular' },
+      media: [{ url: 'https://cdn.test/x.jpg', alt: '' }],
+      metadata: { source: 'erp', n: 1 },
+    }
+    rich.variants[0] = {
+      ...rich.variants[0]!,
+      title: 'Small one',
+      barcode: '0123',
+      metadata: { bin: 'A1' },
+    } as any
+    await imported(JSON.stringify([rich]), { format: 'json' })
+    for (const format of ['csv', 'json', 'ndjson'] as const) {
+      const first = await exportFile(format)
+      const products = await countOf('products')
+      // Importing the export over the catalog changes nothing.
+      const same = await imported(first, { format })
+      expect(same).toMatchObject({
+        status: 'succeeded',
+        created_count: 0,
+        updated_count: products,
+        failed_count: 0,
+      })
+      expect(await exportFile(format)).toBe(first)
+      // Nor does importing it into an empty catalog.
+      await db.deleteFrom('products').execute()
+      const fresh = await imported(first, { format })
+      expect(fresh).toMatchObject({ created_count: products, failed_count: 0 })
+      expect(await exportFile(format)).toBe(first)
+    }
+    const csvFile = await exportFile('csv')
+    expect(csvFile.split('\n')[0]).toMatch(
+      /^handle,title,.*,sku,.*price_EUR,compare_at_EUR,price_USD,compare_at_USD$/,
+    )
+    const jsonFile = JSON.parse(await exportFile('json'))
+    expect(jsonFile.find((p: any) => p.handle === 'rt-rich')).toMatchObject({
+      tags: ['a|b', 'plain'],
+      attributes: { material: 'wool=warm' },
+      category_ids: [categoryId],
+    })
+    const drafts = await node.app.inject({
+      url: '/admin/products/export?format=ndjson&status=draft',
+      headers: adminAuth,
+    })
+    const statuses = drafts.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).status)
+    expect(statuses.length).toBeGreaterThan(0)
+    expect(new Set(statuses)).toEqual(new Set(['draft']))
+  })
+
+  it('lists imports with a cursor', async () => {
+    const first = await node.app.inject({ url: '/admin/products/imports?limit=2', headers: adminAuth })
+    expect(first.statusCode).toBe(200)
+    expect(first.json().data).toHaveLength(2)
+    const next = await node.app.inject({
+      url: `/admin/products/imports?limit=2&cursor=${first.json().next_cursor}`,
+      headers: adminAuth,
+    })
+    expect(next.json().data[0].id < first.json().data[1].id).toBe(true)
+    expect(
+      (await node.app.inject({ url: '/admin/products/imports?cursor=bogus', headers: adminAuth })).statusCode,
+    ).toBe(400)
+    expect(
+      (await node.app.inject({ url: `/admin/products/imports/${newId('imp')}`, headers: adminAuth }))
+        .statusCode,
+    ).toBe(404)
+  })
+
+  it('needs products:write to import and products:read to export', async () => {
+    const analyst = await newStaffSession(node, 'role_analyst')
+    const refused = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products/import?format=json',
+      headers: { ...bearer(analyst.accessToken), 'content-type': 'application/json' },
+      payload: JSON.stringify([doc('forbidden')]),
+    })
+    expect(refused.statusCode).toBe(403)
+    expect(refused.json().code).toBe('forbidden')
+    const exported = await node.app.inject({
+      url: '/admin/products/export',
+      headers: bearer(analyst.accessToken),
+    })
+    expect(exported.statusCode).toBe(200)
+    expect((await node.app.inject({ url: '/admin/products/export' })).statusCode).toBe(401)
+  })
+})
