@@ -4,6 +4,7 @@
  * aside), because the list is most of a store's traffic and a round trip is most of its cost.
  */
 import { type RawBuilder, sql } from 'kysely'
+import { PREPARE_MARK } from '../../platform/db/database.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { type CursorKey, decodeCursor, encodeCursor } from '../../platform/http/pagination.ts'
@@ -69,6 +70,9 @@ export interface StoreProductList {
 
 /** Relevance pages by offset (ranks are floats, a poor keyset); this caps how deep one can go. */
 const MAX_SEARCH_OFFSET = 10_000
+
+/** Every storefront statement has a fixed text per filter shape: worth keeping prepared. */
+const prepared = sql.raw(PREPARE_MARK)
 
 interface Region {
   currency: string
@@ -333,7 +337,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
     sort === 'relevance' && input.search && searchOnly(input)
       ? // Rank and cut the page on the narrow search table; join the wide rows of the page only.
         await sql<ListRow>`
-          ${region}
+          ${prepared} ${region}
           select ${columns}, ${priceColumns}
           from (
             select s.product_id, ${searchRank(input.search)} as rank from product_search s
@@ -345,7 +349,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
           join products p on p.id = h.product_id ${priceJoin}
           order by h.rank desc, p.id desc`.execute(db)
       : await sql<ListRow>`
-          ${region}
+          ${prepared} ${region}
           select ${columns}, ${priceColumns}
           from ${productsFrom(input)} ${priceJoin}
           where ${sql.join(where, sql` and `)}
@@ -492,7 +496,7 @@ export async function getStoreProduct(
       region_found: boolean
     }
   >`
-    with r as (select currency_code, prices_include_tax from regions where id = ${options.regionId ?? null})
+    ${prepared} with r as (select currency_code, prices_include_tax from regions where id = ${options.regionId ?? null})
     select p.id, p.handle, p.title, p.subtitle, p.description, p.tax_category, p.options, p.tags, p.attributes,
       p.media, p.created_at, p.updated_at,
       (select json_build_object('id', c.id, 'handle', c.handle, 'title', c.title)
