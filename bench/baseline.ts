@@ -1,95 +1,87 @@
 /**
  * The baseline the harness compares Shopwright against: bare Fastify 5 with no plugins, no logger
  * and no schemas, run as its own process on the same host. It answers
- *   GET /hello     → {"status":"ok"}, the floor for /livez;
- *   GET /products  → the storefront list query (the SQL listProducts sends), the floor for
- *                    /store/products.
+ *   GET /hello            → {"status":"ok"}, the floor for /livez and for cached responses;
+ *   GET /products         → one 20-row SELECT of published products, newest first: the floor
+ *                           for the storefront list;
+ *   GET /product?handle=  → one product row by handle: the floor for the product page;
+ *   GET /search?q=        → one 20-row full-text SELECT ranked by relevance: the floor for search.
  *
  * Environment: PORT, HOST, and either BASELINE_DATABASE_URL (PostgreSQL: the very database the
- * server uses, through a pg.Pool of the server's default size) or BASELINE_ROWS_FILE (PGlite).
- *
- * With PGlite the baseline cannot open the server's data directory: PGlite is single-process and
- * the server holds it. So it opens its own in-memory PGlite, applies Shopwright's migrations (same
- * tables and indexes) and inserts the exact product rows the harness read from the server. The
- * query then runs on an identical table, only in another process.
+ * server uses, through a pg.Pool of the server's default size) or BASELINE_PGLITE_DIR (a copy of the
+ * server's PGlite directory, made while the server was stopped: PGlite is single-process, so the
+ * baseline cannot share the server's, but the copy holds the same catalog to the byte).
  */
-import { readFileSync } from 'node:fs'
 import Fastify from 'fastify'
 
-/** What Kysely compiles listProducts(db, { limit: 20, status: 'published' }) to. */
-const LIST_SQL =
-  'select "id", "handle", "title", "description", "status", "metadata", "created_at", "updated_at" ' +
-  'from "products" where "status" = $1 order by "id" desc limit $2'
 const LIMIT = 20
-// One row more than the page, as listProducts fetches to learn whether a next page exists.
-const LIST_PARAMS = ['published', LIMIT + 1]
 /** The server's DATABASE_POOL_MAX default. */
 const POOL_MAX = 10
 
-interface ProductRow {
-  id: string
-  handle: string
-  title: string
-  description: string
-  status: string
-  metadata: Record<string, unknown>
-  created_at: string | Date
-  updated_at: string | Date
-}
+// One row more than the page, as the storefront fetches to learn whether a next page exists.
+const LIST_SQL =
+  "select id, handle, title, subtitle, media -> 0 as thumbnail, tags, created_at from products where status = 'published' " +
+  `order by id desc limit ${LIMIT + 1}`
+const PRODUCT_SQL =
+  'select id, handle, title, subtitle, description, tax_category, options, tags, attributes, media, created_at, ' +
+  "updated_at from products where handle = $1 and status = 'published'"
+const SEARCH_SQL =
+  'select p.id, p.handle, p.title, p.subtitle, p.media -> 0 as thumbnail, p.tags, p.created_at ' +
+  "from product_search s join products p on p.id = s.product_id where s.status = 'published' " +
+  "and s.search @@ to_tsquery('english', $1) order by ts_rank(s.search, to_tsquery('english', $1)) desc, " +
+  `s.product_id desc limit ${LIMIT + 1}`
 
-type ListQuery = () => Promise<ProductRow[]>
+type Query = (text: string, params: unknown[]) => Promise<Array<Record<string, unknown>>>
 
-async function postgresQuery(url: string): Promise<ListQuery> {
+async function postgresQuery(url: string): Promise<Query> {
   const { default: pg } = await import('pg')
   const pool = new pg.Pool({ connectionString: url, max: POOL_MAX })
   pool.on('error', () => {})
-  return async () => (await pool.query<ProductRow>(LIST_SQL, LIST_PARAMS)).rows
+  return async (text, params) => (await pool.query(text, params)).rows
 }
 
-async function pgliteQuery(rowsFile: string): Promise<ListQuery> {
-  // Imported only here, so the PostgreSQL baseline loads nothing of Shopwright's.
-  const { openDatabase } = await import('../src/platform/db/database.ts')
-  const { migrateToLatest } = await import('../src/platform/db/migrate.ts')
-  const database = await openDatabase({ url: undefined, dataDir: undefined })
-  await migrateToLatest(database.db)
-  const pglite = database.pglite!
-  const rows = JSON.parse(readFileSync(rowsFile, 'utf8')) as ProductRow[]
-  for (const row of rows) {
-    await pglite.query(
-      'insert into products (id, handle, title, description, status, metadata, created_at, updated_at) ' +
-        'values ($1, $2, $3, $4, $5, $6, $7, $8)',
-      [
-        row.id,
-        row.handle,
-        row.title,
-        row.description,
-        row.status,
-        JSON.stringify(row.metadata),
-        row.created_at,
-        row.updated_at,
-      ],
-    )
-  }
+async function pgliteQuery(dir: string): Promise<Query> {
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { pg_trgm } = await import('@electric-sql/pglite/contrib/pg_trgm')
+  const pglite = await PGlite.create(dir, { extensions: { pg_trgm } })
   // Kysely's PGlite driver sends queries this way; the bare baseline skips only Kysely itself.
-  return async () => (await pglite.query<ProductRow>(LIST_SQL, LIST_PARAMS, { rowMode: 'object' })).rows
+  return async (text, params) =>
+    (await pglite.query<Record<string, unknown>>(text, params, { rowMode: 'object' })).rows
 }
 
 const databaseUrl = process.env.BASELINE_DATABASE_URL
-const rowsFile = process.env.BASELINE_ROWS_FILE
-if (!databaseUrl && !rowsFile) {
-  console.error('baseline: set BASELINE_DATABASE_URL or BASELINE_ROWS_FILE')
+const pgliteDir = process.env.BASELINE_PGLITE_DIR
+if (!databaseUrl && !pgliteDir) {
+  console.error('baseline: set BASELINE_DATABASE_URL or BASELINE_PGLITE_DIR')
   process.exit(1)
 }
-const list = databaseUrl ? await postgresQuery(databaseUrl) : await pgliteQuery(rowsFile!)
+const query = databaseUrl ? await postgresQuery(databaseUrl) : await pgliteQuery(pgliteDir!)
+
+/** The same envelope as the storefront, so both send about the same number of bytes. */
+function page(rows: Array<Record<string, unknown>>) {
+  const data = rows.slice(0, LIMIT)
+  return { data, next_cursor: rows.length > LIMIT ? (data.at(-1)?.id ?? null) : null }
+}
 
 const app = Fastify()
 app.get('/hello', async () => ({ status: 'ok' }))
-app.get('/products', async () => {
-  const rows = await list()
-  const data = rows.slice(0, LIMIT)
-  // The same envelope as the storefront, so both send about the same number of bytes.
-  return { data, next_cursor: rows.length > LIMIT ? (data.at(-1)?.id ?? null) : null }
+app.get('/products', async () => page(await query(LIST_SQL, [])))
+app.get<{ Querystring: { handle: string } }>('/product', async (request, reply) => {
+  const [row] = await query(PRODUCT_SQL, [request.query.handle])
+  if (!row) return reply.code(404).send({ status: 404 })
+  return row
 })
+app.get<{ Querystring: { q: string } }>('/search', async (request) =>
+  // The storefront turns each word into a prefix term; the baseline is given the same tsquery.
+  page(
+    await query(SEARCH_SQL, [
+      request.query.q
+        .split(/\s+/)
+        .map((w) => `${w}:*`)
+        .join(' & '),
+    ]),
+  ),
+)
 
 process.once('SIGTERM', () => {
   app.close().finally(() => process.exit(0))
