@@ -8,6 +8,7 @@ import { buildApp, PRESSURE_SAMPLE_MS } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { seedDemoCatalog } from './modules/catalog/seed.ts'
 import { DEMO_ADMIN_EMAIL, seedDemoAdmin } from './modules/identity/seed.ts'
+import { seedDemoTaxSettings } from './modules/tax/seed.ts'
 import { createLogger } from './platform/observability/logger.ts'
 import { createRuntime, startRuntime, stopRuntime } from './platform/runtime.ts'
 
@@ -45,6 +46,7 @@ await startRuntime(runtime, {
     if (!config.seedDemo) return
     const seeded = await seedDemoCatalog(runtime)
     if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
+    if (seeded) await seedDemoTaxSettings(runtime)
     const admin = await seedDemoAdmin(runtime)
     if (admin)
       logger.info({ email: admin.email, passwordFile: admin.passwordFile }, 'created the demo owner account')

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../config.ts'
 import { seedCatalog, seedDemoCatalog } from '../modules/catalog/seed.ts'
 import { seedDemoAdmin } from '../modules/identity/seed.ts'
 import { createStaff } from '../modules/identity/staff.ts'
+import { seedDemoTaxSettings } from '../modules/tax/seed.ts'
 import { migrateToLatest } from '../platform/db/migrate.ts'
 import { ProblemError } from '../platform/http/errors.ts'
 import { createLogger } from '../platform/observability/logger.ts'
@@ -63,6 +64,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
               },
             })
       console.log(created ? `seeded ${created} products` : 'products exist already; nothing seeded')
+      if (created && (await seedDemoTaxSettings(runtime))) console.log('set the demo store origin to DE')
       const admin = await seedDemoAdmin(runtime)
       if (admin) console.log(`created ${admin.email}; password in ${admin.passwordFile}`)
     })

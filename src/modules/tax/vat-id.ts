@@ -5,7 +5,9 @@
  */
 import { checkVAT, countries } from 'jsvat'
 
-const SUPPORTED = countries.filter((c) => c.name !== 'Europe' && c.name !== 'Brazil' && c.name !== 'Russia')
+// Only the VAT areas the engine taxes: jsvat also knows Brazil, Russia, Serbia and Andorra.
+const UNSUPPORTED = new Set(['Europe', 'Brazil', 'Russian Federation', 'Serbia', 'Andorra'])
+const SUPPORTED = countries.filter((c) => !UNSUPPORTED.has(c.name))
 
 export interface VatIdCheck {
   valid: boolean
