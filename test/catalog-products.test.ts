@@ -281,6 +281,24 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect((await admin('DELETE', `/admin/variants/${newId}`)).statusCode).toBe(404)
   })
 
+  it('ranks products with the words in their title before those with them elsewhere', async () => {
+    const make = (handle: string, title: string, description: string) =>
+      admin('POST', '/admin/products', { handle, title, description, status: 'published' })
+    expect(
+      (await make('plain-scarf', 'Plain Scarf', 'Pairs well with any zephyrine hoodie')).statusCode,
+    ).toBe(201)
+    expect((await make('zephyrine-cap', 'Zephyrine Cap', 'A cap')).statusCode).toBe(201)
+    const found = (await store('/store/products?q=zephyrine'))
+      .json()
+      .data.map((p: { handle: string }) => p.handle)
+    expect(found).toEqual(['zephyrine-cap', 'plain-scarf'])
+    const second = await store('/store/products?q=zephyrine&limit=1')
+    expect(second.json().data[0].handle).toBe('zephyrine-cap')
+    const next = await store(`/store/products?q=zephyrine&limit=1&cursor=${second.json().next_cursor}`)
+    expect(next.json().data.map((p: { handle: string }) => p.handle)).toEqual(['plain-scarf'])
+    expect(next.json().next_cursor).toBeNull()
+  })
+
   it('archives a product off the storefront and deletes it', async () => {
     const created = (await admin('POST', '/admin/products', tee('short-lived', 'SHORT'))).json()
     expect((await store('/store/products/short-lived')).statusCode).toBe(200)

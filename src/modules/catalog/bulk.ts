@@ -338,16 +338,14 @@ async function writeFreshReadModels(
     search.statuses.push(doc.status ?? 'draft')
     search.currencies.push(`{${codes.join(',')}}`)
     search.titles.push(doc.title)
-    search.middles.push(
-      `${doc.subtitle ?? ''} ${(doc.tags ?? []).join(' ')} ${variants.map((v) => v.sku).join(' ')}`,
-    )
+    search.middles.push(`${doc.subtitle ?? ''} ${(doc.tags ?? []).join(' ')}`)
     search.descriptions.push(doc.description ?? '')
   }
   await sql`
     insert into product_search (product_id, status, currencies, search)
     select x.id, x.status, x.currencies::text[],
       setweight(to_tsvector('english', x.title), 'A') || setweight(to_tsvector('english', x.middle), 'B') ||
-      setweight(to_tsvector('english', left(x.description, 5000)), 'C')
+      setweight(to_tsvector('english', left(x.description, 1000)), 'C')
     from unnest(${search.ids}::text[], ${search.statuses}::text[], ${search.currencies}::text[],
       ${search.titles}::text[], ${search.middles}::text[], ${search.descriptions}::text[])
       as x(id, status, currencies, title, middle, description)`.execute(trx)

@@ -272,8 +272,10 @@ export async function getProduct(db: Queryable, ref: string): Promise<ProductVie
 }
 
 /**
- * Rebuilds the products' rows of the search read model: the weighted vector (title A; subtitle,
- * tags and SKUs B; description C), the status and the currencies the product is priced in.
+ * Rebuilds the products' rows of the search read model: the weighted vector (title A; subtitle and
+ * tags B; the description's first 1,000 characters C), the status and the currencies the product is
+ * priced in. SKUs stay out: twenty of them per product doubled the vector, and ranking a broad
+ * search reads the vector of every match.
  */
 export async function refreshSearch(trx: Queryable, productIds: readonly string[]): Promise<void> {
   if (productIds.length === 0) return
@@ -283,9 +285,8 @@ export async function refreshSearch(trx: Queryable, productIds: readonly string[
       array(select distinct vp.currency_code from product_variants v
             join variant_prices vp on vp.variant_id = v.id where v.product_id = p.id order by 1),
       setweight(to_tsvector('english', p.title), 'A') ||
-      setweight(to_tsvector('english', p.subtitle || ' ' || array_to_string(p.tags, ' ') || ' ' ||
-        coalesce((select string_agg(v.sku, ' ') from product_variants v where v.product_id = p.id), '')), 'B') ||
-      setweight(to_tsvector('english', left(p.description, 5000)), 'C')
+      setweight(to_tsvector('english', p.subtitle || ' ' || array_to_string(p.tags, ' ')), 'B') ||
+      setweight(to_tsvector('english', left(p.description, 1000)), 'C')
     from products p
     where p.id = any(${productIds as string[]})
     on conflict (product_id) do update

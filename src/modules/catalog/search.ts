@@ -1,5 +1,5 @@
 /**
- * Catalog search: a weighted `tsvector` (title A; subtitle, tags and SKUs B; description C) matched
+ * Catalog search: a weighted `tsvector` (title A; subtitle and tags B; description C) matched
  * with prefix terms, so "hood" finds hoodies as the shopper types. When the words match nothing,
  * the list retries by trigram similarity on the title (pg_trgm), which forgives typos; where the
  * extension is missing it falls back to a case-insensitive substring match.
@@ -13,6 +13,8 @@ export interface SearchTerms {
   text: string
   /** to_tsquery text built from the words alone: nothing the shopper typed reaches it raw. */
   tsquery: string
+  /** The same terms restricted to weight A: the words appear in the title. */
+  titleTsquery: string
   /** words: the tsvector; trigram and substring: the list's fallbacks when the words find nothing. */
   mode: 'words' | 'trigram' | 'substring'
 }
@@ -34,7 +36,12 @@ export function parseSearch(text: string): SearchTerms {
       errors: [{ path: 'query.q', message: 'needs at least one letter or digit' }],
     })
   }
-  return { text: words.join(' '), tsquery: words.map((w) => `${w}:*`).join(' & '), mode: 'words' }
+  return {
+    text: words.join(' '),
+    tsquery: words.map((w) => `${w}:*`).join(' & '),
+    titleTsquery: words.map((w) => `${w}:*A`).join(' & '),
+    mode: 'words',
+  }
 }
 
 const trigram = new WeakMap<object, Promise<boolean>>()

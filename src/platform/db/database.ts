@@ -132,10 +132,6 @@ function openPostgres(url: string, max: number, logger: Logger | undefined): Dat
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
     application_name: 'shopwright',
-    // Only named (prepared) statements use the plan cache, and ours are the storefront's hot
-    // reads, whose plans are index-driven whatever the parameters: planning them once per
-    // connection instead of per request cut a page's database time by more than half.
-    options: '-c plan_cache_mode=force_generic_plan',
   })
   // An idle client that loses its server emits here; without a listener the process would crash.
   pool.on('error', (error) => logger?.warn({ err: error }, 'database connection lost'))
