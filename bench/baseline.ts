@@ -5,7 +5,7 @@
  *   GET /products         → one 20-row SELECT of published products, newest first: the floor
  *                           for the storefront list;
  *   GET /product?handle=  → one product row by handle: the floor for the product page;
- *   GET /search?q=        → one 20-row full-text SELECT ranked by relevance: the floor for search.
+ *   GET /search?q=        → one 20-row full-text SELECT, title matches newest first: the floor for search.
  *
  * Environment: PORT, HOST, and either BASELINE_DATABASE_URL (PostgreSQL: the very database the
  * server uses, through a pg.Pool of the server's default size) or BASELINE_PGLITE_DIR (a copy of the
@@ -25,11 +25,13 @@ const LIST_SQL =
 const PRODUCT_SQL =
   'select id, handle, title, subtitle, description, tax_category, options, tags, attributes, media, created_at, ' +
   "updated_at from products where handle = $1 and status = 'published'"
+// The storefront's search when it is the only filter: title matches, newest first (see
+// docs/decisions.md, "Search relevance"), read on the narrow search table, then the page's rows.
 const SEARCH_SQL =
-  'select p.id, p.handle, p.title, p.subtitle, p.media -> 0 as thumbnail, p.tags, p.created_at ' +
-  "from product_search s join products p on p.id = s.product_id where s.status = 'published' " +
-  "and s.search @@ to_tsquery('english', $1) order by ts_rank(s.search, to_tsquery('english', $1)) desc, " +
-  `s.product_id desc limit ${LIMIT + 1}`
+  'select p.id, p.handle, p.title, p.subtitle, p.media -> 0 as thumbnail, p.tags, p.created_at from products p ' +
+  "where p.id in (select s.product_id from product_search s where s.status = 'published' " +
+  "and s.search @@ to_tsquery('english', $1) order by s.product_id desc limit " +
+  `${LIMIT + 1}) order by p.id desc`
 
 type Query = (text: string, params: unknown[]) => Promise<Array<Record<string, unknown>>>
 

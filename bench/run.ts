@@ -106,7 +106,7 @@ const SCENARIOS: Scenario[] = [
     name: 'store-search',
     path: '/store/products?limit=20&region_id={region}&q={q}',
     baselinePath: '/search?q={q}',
-    baseline: 'bare Fastify + one 20-row tsvector SELECT, same pool',
+    baseline: 'bare Fastify + one 20-row title-match SELECT, same pool',
     target: 0.5,
     p99TargetMs: 50,
     env: UNCACHED,
