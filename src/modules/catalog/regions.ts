@@ -5,12 +5,12 @@
  */
 import { sql } from 'kysely'
 import type { Static } from 'typebox'
+import { isCountryCode } from '../../platform/countries.ts'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { Outbox } from '../../platform/events/outbox.ts'
 import { type FieldError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { isCurrency } from '../../platform/money.ts'
-import { isCountryCode } from '../tax/countries.ts'
 import type { CreateRegion, UpdateRegion } from './schemas.ts'
 
 export interface RegionView {

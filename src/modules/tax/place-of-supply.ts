@@ -4,8 +4,9 @@
  * services and B2B reverse charge; exports outside the store's tax area are zero-rated; US sales
  * tax applies only where the store has nexus; Canadian PST/QST only where it is registered.
  */
+
+import { EU_MEMBER_STATES, isCountryCode } from '../../platform/countries.ts'
 import { problem } from '../../platform/http/errors.ts'
-import { EU_MEMBER_STATES, isCountryCode } from './countries.ts'
 import type { Jurisdiction, TaxData } from './tax-data.ts'
 import { checkVatId } from './vat-id.ts'
 

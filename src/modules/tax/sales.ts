@@ -4,10 +4,10 @@
  * when an order is placed (through a provider's commit) and voids it when the order is cancelled.
  */
 import { sql } from 'kysely'
+import { EU_MEMBER_STATES } from '../../platform/countries.ts'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import { EU_MEMBER_STATES } from './countries.ts'
 import { OSS_THRESHOLD_EUR_CENTS } from './place-of-supply.ts'
 
 export interface SaleRecord {
