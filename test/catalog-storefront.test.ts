@@ -10,8 +10,8 @@ import { parseSearch } from '../src/modules/catalog/search.ts'
 import { seedCatalog } from '../src/modules/catalog/seed.ts'
 import { listStoreProducts } from '../src/modules/catalog/storefront.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
-import { createTestLocation } from './support/inventory.ts'
 import { createTestDatabase, describeEachDatabase } from './support/database.ts'
+import { createTestLocation } from './support/inventory.ts'
 
 const PRODUCTS = 60
 
@@ -228,7 +228,7 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(res.json().code).toBe('invalid_cursor')
   })
 
-  it('filters to products in stock and shows each variant\'s availability, fresh after a receipt', async () => {
+  it("filters to products in stock and shows each variant's availability, fresh after a receipt", async () => {
     const inStockBefore = await all('in_stock=true')
     expect(inStockBefore).toEqual([])
     const [first] = (await get('/store/products?limit=1')).json().data

@@ -116,12 +116,11 @@ const EU: JurisdictionEntry[] = [
     books: 'super_reduced',
   }),
   eu('LT', 'Lithuania', steady({ standard: '21', reduced: '9', second_reduced: '5' }), { books: 'reduced' }),
-  eu(
-    'LU',
-    'Luxembourg',
-    steady({ standard: '17', reduced: '8', super_reduced: '3', parking: '14' }),
-    { food: 'super_reduced', books: 'super_reduced', childrens_clothing: 'super_reduced' },
-  ),
+  eu('LU', 'Luxembourg', steady({ standard: '17', reduced: '8', super_reduced: '3', parking: '14' }), {
+    food: 'super_reduced',
+    books: 'super_reduced',
+    childrens_clothing: 'super_reduced',
+  }),
   eu('LV', 'Latvia', steady({ standard: '21', reduced: '12', second_reduced: '5' })),
   eu('MT', 'Malta', steady({ standard: '18', reduced: '7', second_reduced: '5', parking: '12' }), {
     food: 'zero',
