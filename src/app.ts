@@ -224,7 +224,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       ...(config.adminToken ? [bootstrapTokenResolver(config.adminToken)] : []),
     ],
   })
-  registerIdempotency(app, runtime.database.db)
+  registerIdempotency(app, runtime.database.db, { staleSeconds: config.idempotencyStaleSeconds })
   registerAuditHook(app, runtime.database.db)
 
   await app.register(swagger, {

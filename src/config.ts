@@ -48,6 +48,20 @@ export interface Config {
   catalogCacheMaxEntries: number
   /** Cache-Control max-age for anonymous storefront catalog responses (a CDN may keep them this long). */
   catalogHttpMaxAgeSeconds: number
+  /** A claim on an Idempotency-Key older than this is taken to belong to a request that died. */
+  idempotencyStaleSeconds: number
+  /** How long a checkout request holds its cart before a retry or the recovery job may take over. */
+  checkoutLeaseSeconds: number
+  /** Capture payments when the order is placed, or leave them authorised for staff to capture. */
+  paymentCapture: 'automatic' | 'manual'
+  /** Active carts untouched this long expire (their stock holds go with them). */
+  cartTtlHours: number
+  /** Failed payments allowed per hour per IP, card and account before checkout refuses them. */
+  paymentFailureLimit: number
+  /** Stripe: secret key, webhook signing secret, and an API base (a local stand-in in tests). */
+  stripeSecretKey: string | undefined
+  stripeWebhookSecret: string | undefined
+  stripeApiUrl: string | undefined
 }
 
 /** Thrown for a setting that cannot be used; main prints its message and exits 1. */
@@ -212,5 +226,13 @@ export function loadConfig(env: Env = process.env): Config {
     catalogCacheTtlMs: integer(env, 'CATALOG_CACHE_TTL_MS', 60_000, 100, 3_600_000),
     catalogCacheMaxEntries: integer(env, 'CATALOG_CACHE_MAX_ENTRIES', 10_000, 1, 1_000_000),
     catalogHttpMaxAgeSeconds: integer(env, 'CATALOG_HTTP_MAX_AGE', 30, 0, 86_400),
+    idempotencyStaleSeconds: integer(env, 'IDEMPOTENCY_STALE_SECONDS', 60, 1, 86_400),
+    checkoutLeaseSeconds: integer(env, 'CHECKOUT_LEASE_SECONDS', 30, 1, 3600),
+    paymentCapture: oneOf(env, 'PAYMENT_CAPTURE', 'automatic', ['automatic', 'manual']),
+    cartTtlHours: integer(env, 'CART_TTL_HOURS', 24 * 30, 1, 24 * 365),
+    paymentFailureLimit: integer(env, 'PAYMENT_FAILURE_LIMIT', 5, 1, 10_000),
+    stripeSecretKey: read(env, 'STRIPE_SECRET_KEY'),
+    stripeWebhookSecret: read(env, 'STRIPE_WEBHOOK_SECRET'),
+    stripeApiUrl: url(env, 'STRIPE_API_URL', ['https:', 'http:']),
   }
 }

@@ -17,6 +17,8 @@ export interface IdempotencyKeysTable {
   state: 'running' | 'done'
   response_status: number | null
   response_body: ColumnType<unknown, string | null | undefined, string | null>
+  /** The response exactly as first sent, when it was sent as text (replays send these bytes). */
+  response_text: string | null
   locked_at: Generated<Date>
   created_at: Generated<Date>
   completed_at: Date | null

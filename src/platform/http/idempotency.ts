@@ -8,6 +8,7 @@
  * done and the key reclaimable, or the work and its response both committed.
  */
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { type Kysely, sql } from 'kysely'
 import type { DB } from '../db/schema.ts'
@@ -15,8 +16,8 @@ import { type Tx, withTransaction } from '../db/transaction.ts'
 import { problem } from './errors.ts'
 import { appendRouteHook } from './route-hooks.ts'
 
-/** A claim left running this long is taken to belong to a request that died. */
-const STALE_CLAIM_SECONDS = 60
+/** How often a request waiting on another with the same key looks for its response. */
+const WAIT_POLL_MS = 25
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
 
 interface Claim {
@@ -29,6 +30,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Whether this route takes an Idempotency-Key: required, or honoured when sent. */
     idempotency?: 'required' | 'optional'
+    /**
+     * A request arriving while another with the same key runs waits up to this long for its
+     * response and replays it, instead of answering 409 at once (checkout: a shopper's retries
+     * all get the one answer).
+     */
+    idempotencyWaitMs?: number
   }
   interface FastifyRequest {
     idempotency: Claim | null
@@ -57,18 +64,28 @@ function requestHash(request: FastifyRequest): string {
  * Installs the claim (preHandler) and the fallback store or release (onSend) on the routes that
  * declare `config.idempotency`; other routes carry no idempotency hooks at all.
  */
-export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void {
+export function registerIdempotency(
+  app: FastifyInstance,
+  db: Kysely<DB>,
+  options: { staleSeconds: number } = { staleSeconds: 60 },
+): void {
   app.decorateRequest('idempotency', null)
   app.addHook('onRoute', (route) => {
     const mode = route.config?.idempotency
     if (!mode) return
+    const waitMs = route.config?.idempotencyWaitMs ?? 0
     appendRouteHook(route, 'preHandler', (request: FastifyRequest, reply: FastifyReply) =>
-      claim(request, reply, mode),
+      claim(request, reply, mode, waitMs),
     )
     appendRouteHook(route, 'onSend', settle)
   })
 
-  async function claim(request: FastifyRequest, reply: FastifyReply, mode: 'required' | 'optional') {
+  async function claim(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    mode: 'required' | 'optional',
+    waitMs: number,
+  ) {
     const header = request.headers['idempotency-key']
     const key = Array.isArray(header) ? header[0] : header
     if (key === undefined) {
@@ -99,18 +116,30 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
       request.idempotency = { principal, key, completed: false }
       return
     }
-    const existing = await db
-      .selectFrom('idempotency_keys')
-      .selectAll()
-      .where('principal', '=', principal)
-      .where('key', '=', key)
-      .executeTakeFirst()
+    const deadline = Date.now() + waitMs
+    let existing = await findKey(principal, key)
+    // Waiting is for the response of a live request; a different body is refused at once.
+    while (
+      existing?.state === 'running' &&
+      existing.request_hash === hash &&
+      !existing.stale &&
+      Date.now() < deadline
+    ) {
+      await sleep(WAIT_POLL_MS)
+      existing = await findKey(principal, key)
+    }
     if (!existing) throw problem('idempotency_in_progress', 'The key was released a moment ago; retry')
     if (existing.request_hash !== hash) throw problem('idempotency_key_reused')
     if (existing.state === 'done') {
       reply.header('idempotent-replayed', 'true')
       reply.code(existing.response_status ?? 200)
-      return reply.send(existing.response_body)
+      if (existing.response_text === null) return reply.send(existing.response_body)
+      // The first answer's bytes, so that every replay is identical to it.
+      const type = (existing.response_status ?? 200) >= 400 ? 'application/problem+json' : 'application/json'
+      return reply
+        .type(`${type}; charset=utf-8`)
+        .serializer((text: string) => text)
+        .send(existing.response_text)
     }
     // Running: another request holds it, unless that request died and left its claim behind. Two
     // retries racing for a stale claim serialise on the row; the loser's re-checked WHERE fails.
@@ -120,7 +149,7 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
       .where('principal', '=', principal)
       .where('key', '=', key)
       .where('state', '=', 'running')
-      .where('locked_at', '<', sql<Date>`now() - make_interval(secs => ${STALE_CLAIM_SECONDS})`)
+      .where('locked_at', '<', sql<Date>`now() - make_interval(secs => ${options.staleSeconds})`)
       .returning('key')
       .executeTakeFirst()
     if (!retaken) {
@@ -129,9 +158,33 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
     request.idempotency = { principal, key, completed: false }
   }
 
+  /** The key's row, and whether its claim is old enough to belong to a request that died. */
+  function findKey(principal: string, key: string) {
+    return db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .select(sql<boolean>`locked_at < now() - make_interval(secs => ${options.staleSeconds})`.as('stale'))
+      .where('principal', '=', principal)
+      .where('key', '=', key)
+      .executeTakeFirst()
+  }
+
   async function settle(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
     const claim = request.idempotency
-    if (!claim || claim.completed) return payload
+    if (!claim) return payload
+    if (claim.completed) {
+      // Stored with the work (runIdempotent) as a value: add the bytes sent, for exact replays.
+      if (typeof payload === 'string') {
+        await db
+          .updateTable('idempotency_keys')
+          .set({ response_text: payload })
+          .where('principal', '=', claim.principal)
+          .where('key', '=', claim.key)
+          .where('state', '=', 'done')
+          .execute()
+      }
+      return payload
+    }
     claim.completed = true
     if (reply.statusCode >= 500) {
       // The work did not complete, so the client may retry under the same key.
@@ -151,7 +204,7 @@ export function registerIdempotency(app: FastifyInstance, db: Kysely<DB>): void 
         body = payload
       }
     }
-    await storeResponse(db, claim, reply.statusCode, body)
+    await storeResponse(db, claim, reply.statusCode, body, typeof payload === 'string' ? payload : null)
     return payload
   }
 }
@@ -161,6 +214,7 @@ async function storeResponse(
   claim: Claim,
   status: number,
   body: unknown,
+  text: string | null = null,
 ): Promise<void> {
   await db
     .updateTable('idempotency_keys')
@@ -168,6 +222,7 @@ async function storeResponse(
       state: 'done',
       response_status: status,
       response_body: JSON.stringify(body ?? null),
+      response_text: text,
       completed_at: sql<Date>`now()`,
     })
     .where('principal', '=', claim.principal)

@@ -11,6 +11,7 @@ import * as identity0003 from '../../../modules/identity/migrations/0003-custome
 import * as inventory0001 from '../../../modules/inventory/migrations/0001-inventory.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as platform0001 from './0001-platform.ts'
+import * as platform0002 from './0002-idempotency-text.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001-platform': platform0001,
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '0006-tax': tax0001,
   '0007-identity-customer-groups': identity0003,
   '0008-inventory': inventory0001,
+  '0009-platform-idempotency-text': platform0002,
 }
