@@ -30,6 +30,7 @@ import { customerRoutes } from './modules/identity/customer-routes.ts'
 import { identityResolvers } from './modules/identity/principals.ts'
 import { staffRoutes } from './modules/identity/staff-routes.ts'
 import { inventoryRoutes } from './modules/inventory/routes.ts'
+import { paymentRoutes } from './modules/payments/routes.ts'
 import { taxRoutes } from './modules/tax/routes.ts'
 import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
@@ -260,5 +261,6 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(staffRoutes, { runtime })
   await app.register(adminCustomerRoutes, { runtime })
   await app.register(inventoryRoutes, { runtime })
+  await app.register(paymentRoutes, { runtime })
   return app
 }

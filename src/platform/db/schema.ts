@@ -6,6 +6,7 @@ import type { ColumnType, Generated } from 'kysely'
 import type { CatalogTables } from '../../modules/catalog/tables.ts'
 import type { IdentityTables } from '../../modules/identity/tables.ts'
 import type { InventoryTables } from '../../modules/inventory/tables.ts'
+import type { PaymentsTables } from '../../modules/payments/tables.ts'
 import type { TaxTables } from '../../modules/tax/tables.ts'
 
 export interface IdempotencyKeysTable {
@@ -38,4 +39,10 @@ export interface PlatformTables {
   events: EventsTable
 }
 
-export interface DB extends PlatformTables, CatalogTables, IdentityTables, InventoryTables, TaxTables {}
+export interface DB
+  extends PlatformTables,
+    CatalogTables,
+    IdentityTables,
+    InventoryTables,
+    TaxTables,
+    PaymentsTables {}

@@ -9,6 +9,7 @@ import * as identity0001 from '../../../modules/identity/migrations/0001-identit
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
 import * as inventory0001 from '../../../modules/inventory/migrations/0001-inventory.ts'
+import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as platform0001 from './0001-platform.ts'
 import * as platform0002 from './0002-idempotency-text.ts'
@@ -23,4 +24,5 @@ export const migrations: Record<string, Migration> = {
   '0007-identity-customer-groups': identity0003,
   '0008-inventory': inventory0001,
   '0009-platform-idempotency-text': platform0002,
+  '0010-payments': payments0001,
 }

@@ -1,0 +1,105 @@
+/**
+ * The payment provider contract. A provider speaks to one processor (the built-in test gateway,
+ * manual bank transfer or cash on delivery, Stripe); the payments service records what it answers.
+ * Every call that moves money carries an idempotency key that the processor deduplicates on, so a
+ * retried call (after a crash, a timeout or a replayed checkout) never charges twice.
+ *
+ * Provider calls run outside database transactions; the caller records their results in its own.
+ * A call that could not reach the processor, or whose outcome is unknown, throws
+ * PaymentProviderUnavailable: the caller retries it later with the same key.
+ */
+
+export interface AuthorizeInput {
+  /** Our payment id; also the base of every idempotency key sent to the processor. */
+  payment_id: string
+  amount: number
+  currency: string
+  /** A processor token for the method: `pm_card_visa` and friends for the test gateway and Stripe. */
+  payment_method: string | null
+  /** The processor's reference from an earlier attempt (after 3-D Secure, or a resumed checkout). */
+  provider_ref: string | null
+  email: string | null
+  /** Authorise and capture in one step (the store captures automatically). */
+  capture: boolean
+}
+
+export type AuthorizeResult =
+  | {
+      status: 'authorized' | 'captured'
+      provider_ref: string
+      card_fingerprint?: string | null
+      captured_amount?: number
+    }
+  | {
+      status: 'requires_action'
+      provider_ref: string
+      next_action: { type: string; url?: string; client_secret?: string }
+      card_fingerprint?: string | null
+    }
+  | {
+      /** Manual methods: the order is placed and paid later (bank transfer, cash on delivery). */
+      status: 'awaiting_transfer'
+      provider_ref: string
+      instructions?: Record<string, unknown>
+    }
+  | {
+      status: 'declined'
+      provider_ref: string | null
+      /** card_declined, insufficient_funds, expired_card, … */
+      decline_code: string
+      message: string
+      card_fingerprint?: string | null
+    }
+
+export interface CaptureInput {
+  payment_id: string
+  provider_ref: string
+  amount: number
+  currency: string
+  idempotency_key: string
+}
+
+export interface RefundInput {
+  payment_id: string
+  provider_ref: string
+  amount: number
+  currency: string
+  idempotency_key: string
+  reason?: string | null
+}
+
+export interface WebhookUpdate {
+  /** The processor's event id: an event seen before is not applied again. */
+  event_id: string
+  type: string
+  provider_ref: string | null
+  /** The payment state the event reports, when it reports one. */
+  status?: 'authorized' | 'captured' | 'failed' | 'canceled' | 'refunded' | 'requires_action'
+  amount?: number
+  failure_code?: string
+  failure_message?: string
+}
+
+export interface PaymentProvider {
+  readonly id: string
+  authorize(input: AuthorizeInput): Promise<AuthorizeResult>
+  capture(input: CaptureInput): Promise<{ provider_ref: string; captured_amount: number }>
+  refund(input: RefundInput): Promise<{ provider_ref: string; status: 'succeeded' | 'pending' }>
+  /** Voids an authorisation that will not be captured. */
+  cancel(input: { payment_id: string; provider_ref: string; idempotency_key: string }): Promise<void>
+  /**
+   * Verifies and parses a webhook delivery; throws PaymentWebhookInvalid for a bad signature or a
+   * stale timestamp. Providers without webhooks leave it out.
+   */
+  parseWebhook?(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate
+}
+
+/** The processor could not be reached or its answer is unknown: retry later with the same key. */
+export class PaymentProviderUnavailable extends Error {
+  override name = 'PaymentProviderUnavailable'
+}
+
+/** A webhook whose signature or timestamp does not verify. */
+export class PaymentWebhookInvalid extends Error {
+  override name = 'PaymentWebhookInvalid'
+}

@@ -1,0 +1,314 @@
+/**
+ * Stripe, through the official SDK and PaymentIntents. Authorisation creates and confirms an intent
+ * in one call (capture manual or automatic), keyed `${payment_id}:authorize` so a retried checkout
+ * finds the intent it already created instead of charging again; capture, refund and cancel carry
+ * the caller's keys. Webhooks are verified against the raw body with the signing secret.
+ *
+ * Mapping of an intent's status: requires_capture → authorized, succeeded → captured,
+ * requires_action → requires_action, requires_payment_method (and card errors) → declined.
+ * `processing` means the outcome is not known yet, so it throws PaymentProviderUnavailable: the
+ * caller retries with the same key, and a replayed create is followed by a fresh retrieve (below),
+ * so the retry sees the settled state rather than the stale first answer.
+ */
+import Stripe from 'stripe'
+import { problem } from '../../../platform/http/errors.ts'
+import {
+  type AuthorizeInput,
+  type AuthorizeResult,
+  type CaptureInput,
+  type PaymentProvider,
+  PaymentProviderUnavailable,
+  PaymentWebhookInvalid,
+  type RefundInput,
+  type WebhookUpdate,
+} from '../provider.ts'
+
+export interface StripeProviderOptions {
+  secretKey: string
+  webhookSecret: string | undefined
+  /** Base URL of the API (a local stand-in in tests); Stripe's own when unset. */
+  apiUrl?: string
+  /** Retries the SDK makes itself, with the same idempotency key (Stripe recommends at least 1). */
+  maxNetworkRetries?: number
+  timeoutMs?: number
+}
+
+/** Webhook timestamps older than this are refused: a captured delivery cannot be replayed later. */
+const WEBHOOK_TOLERANCE_SECONDS = 300
+const { errors } = Stripe
+
+/** The SDK's options for an API base URL: host, port and protocol taken from it. */
+function endpoint(apiUrl: string | undefined): Pick<Stripe.StripeConfig, 'host' | 'port' | 'protocol'> {
+  if (!apiUrl) return {}
+  const url = new URL(apiUrl)
+  const protocol = url.protocol === 'http:' ? 'http' : 'https'
+  return { host: url.hostname, port: url.port || (protocol === 'http' ? 80 : 443), protocol }
+}
+
+/** Network failures, Stripe's 5xx, rate limits and lock conflicts: the answer is unknown, retry later. */
+function isUnavailable(error: unknown): boolean {
+  if (error instanceof errors.StripeConnectionError || error instanceof errors.StripeRateLimitError)
+    return true
+  if (error instanceof errors.StripeAPIError) return true
+  if (error instanceof errors.StripeError) {
+    const status = error.statusCode ?? 0
+    return status >= 500 || status === 409 || status === 429
+  }
+  return false
+}
+
+function unavailable(error: unknown): PaymentProviderUnavailable {
+  const message = error instanceof Error ? error.message : String(error)
+  return new PaymentProviderUnavailable(`Stripe: ${message}`, { cause: error })
+}
+
+function fingerprintOf(intent: Stripe.PaymentIntent): string | null {
+  const method = intent.payment_method
+  return method && typeof method === 'object' ? (method.card?.fingerprint ?? null) : null
+}
+
+function idOf(ref: string | { id: string } | null | undefined): string | null {
+  if (!ref) return null
+  return typeof ref === 'string' ? ref : ref.id
+}
+
+export class StripeProvider implements PaymentProvider {
+  readonly id = 'stripe'
+  readonly #stripe: Stripe
+  readonly #webhookSecret: string | undefined
+
+  constructor(options: StripeProviderOptions) {
+    this.#stripe = new Stripe(options.secretKey, {
+      ...endpoint(options.apiUrl),
+      maxNetworkRetries: options.maxNetworkRetries ?? 1,
+      timeout: options.timeoutMs ?? 20_000,
+      telemetry: false,
+    })
+    this.#webhookSecret = options.webhookSecret
+  }
+
+  async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+    try {
+      return this.#resultOf(await this.#intentFor(input))
+    } catch (error) {
+      if (error instanceof PaymentProviderUnavailable) throw error
+      if (isUnavailable(error)) throw unavailable(error)
+      if (error instanceof errors.StripeCardError) {
+        return {
+          status: 'declined',
+          provider_ref: idOf(error.payment_intent),
+          decline_code: error.decline_code ?? error.code ?? 'card_declined',
+          message: error.message,
+          card_fingerprint: error.payment_method?.card?.fingerprint ?? null,
+        }
+      }
+      // A token Stripe does not know is the shopper's bad input, not our bug.
+      if (error instanceof errors.StripeInvalidRequestError && error.param === 'payment_method') {
+        return {
+          status: 'declined',
+          provider_ref: null,
+          decline_code: 'invalid_payment_method',
+          message: error.message,
+        }
+      }
+      throw error
+    }
+  }
+
+  /** The intent for this payment: the one already created (retrieved, confirmed if needed) or a new one. */
+  async #intentFor(input: AuthorizeInput): Promise<Stripe.PaymentIntent> {
+    const paymentIntents = this.#stripe.paymentIntents
+    const expand = ['payment_method']
+    if (input.provider_ref) {
+      const intent = await paymentIntents.retrieve(input.provider_ref, { expand })
+      if (intent.status !== 'requires_confirmation') return intent
+      return paymentIntents.confirm(intent.id, { expand }, { idempotencyKey: `${input.payment_id}:confirm` })
+    }
+    const created = await paymentIntents.create(
+      {
+        amount: input.amount,
+        currency: input.currency.toLowerCase(),
+        ...(input.payment_method ? { payment_method: input.payment_method } : {}),
+        // Methods that leave the page for a bank's site would need a return_url this API lacks;
+        // cards' 3-D Secure still runs, through next_action and Stripe.js.
+        automatic_payment_methods: { enabled: true, allow_redirects: 'never' },
+        confirm: true,
+        capture_method: input.capture ? 'automatic' : 'manual',
+        metadata: { payment_id: input.payment_id },
+        ...(input.email ? { receipt_email: input.email } : {}),
+        expand,
+      },
+      { idempotencyKey: `${input.payment_id}:authorize` },
+    )
+    // A replay returns the intent as it was first created; its state may have moved on since.
+    if (created.lastResponse.headers['idempotent-replayed'] === 'true') {
+      return paymentIntents.retrieve(created.id, { expand })
+    }
+    return created
+  }
+
+  #resultOf(intent: Stripe.PaymentIntent): AuthorizeResult {
+    const card_fingerprint = fingerprintOf(intent)
+    switch (intent.status) {
+      case 'requires_capture':
+        return { status: 'authorized', provider_ref: intent.id, card_fingerprint }
+      case 'succeeded':
+        return {
+          status: 'captured',
+          provider_ref: intent.id,
+          card_fingerprint,
+          captured_amount: intent.amount_received,
+        }
+      case 'requires_action': {
+        const next = intent.next_action
+        return {
+          status: 'requires_action',
+          provider_ref: intent.id,
+          card_fingerprint,
+          next_action: {
+            type: next?.type ?? 'use_stripe_sdk',
+            ...(next?.redirect_to_url?.url ? { url: next.redirect_to_url.url } : {}),
+            ...(intent.client_secret ? { client_secret: intent.client_secret } : {}),
+          },
+        }
+      }
+      case 'requires_payment_method':
+      case 'canceled': {
+        const error = intent.last_payment_error
+        return {
+          status: 'declined',
+          provider_ref: intent.id,
+          decline_code:
+            error?.decline_code ??
+            error?.code ??
+            (intent.status === 'canceled' ? 'canceled' : 'card_declined'),
+          message: error?.message ?? `The payment intent is ${intent.status}`,
+          card_fingerprint,
+        }
+      }
+      default:
+        // processing, requires_confirmation: not settled yet, so no answer we could record.
+        throw new PaymentProviderUnavailable(`Stripe: payment intent ${intent.id} is ${intent.status}`)
+    }
+  }
+
+  async capture(input: CaptureInput): Promise<{ provider_ref: string; captured_amount: number }> {
+    try {
+      const intent = await this.#stripe.paymentIntents.capture(
+        input.provider_ref,
+        { amount_to_capture: input.amount },
+        { idempotencyKey: input.idempotency_key },
+      )
+      return { provider_ref: intent.id, captured_amount: intent.amount_received }
+    } catch (error) {
+      if (isUnavailable(error)) throw unavailable(error)
+      if (error instanceof errors.StripeInvalidRequestError) {
+        throw problem('payment_not_capturable', `Stripe: ${error.message}`)
+      }
+      throw error
+    }
+  }
+
+  async refund(input: RefundInput): Promise<{ provider_ref: string; status: 'succeeded' | 'pending' }> {
+    try {
+      const refund = await this.#stripe.refunds.create(
+        {
+          payment_intent: input.provider_ref,
+          amount: input.amount,
+          // Stripe's `reason` is an enum; our free-text reason travels as metadata.
+          metadata: { payment_id: input.payment_id, ...(input.reason ? { reason: input.reason } : {}) },
+        },
+        { idempotencyKey: input.idempotency_key },
+      )
+      if (refund.status === 'failed' || refund.status === 'canceled') {
+        throw problem('conflict', `Stripe refused the refund ${refund.id}: ${refund.status}`)
+      }
+      return { provider_ref: refund.id, status: refund.status === 'succeeded' ? 'succeeded' : 'pending' }
+    } catch (error) {
+      if (isUnavailable(error)) throw unavailable(error)
+      if (error instanceof errors.StripeInvalidRequestError) {
+        const tooLarge = error.code === 'amount_too_large' || error.code === 'charge_already_refunded'
+        throw problem(tooLarge ? 'refund_exceeds_captured' : 'conflict', `Stripe: ${error.message}`)
+      }
+      throw error
+    }
+  }
+
+  async cancel(input: { payment_id: string; provider_ref: string; idempotency_key: string }): Promise<void> {
+    try {
+      await this.#stripe.paymentIntents.cancel(
+        input.provider_ref,
+        {},
+        { idempotencyKey: input.idempotency_key },
+      )
+    } catch (error) {
+      if (isUnavailable(error)) throw unavailable(error)
+      if (error instanceof errors.StripeInvalidRequestError) {
+        // Canceled already (by a webhook's twin, or in the dashboard) is what we wanted.
+        const intent = await this.#stripe.paymentIntents.retrieve(input.provider_ref).catch(() => null)
+        if (intent?.status === 'canceled') return
+        throw problem('payment_not_capturable', `Stripe: ${error.message}`)
+      }
+      throw error
+    }
+  }
+
+  parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate {
+    const signature = headers['stripe-signature']
+    if (!this.#webhookSecret) throw new PaymentWebhookInvalid('No Stripe webhook secret is configured')
+    if (typeof signature !== 'string') throw new PaymentWebhookInvalid('Missing Stripe-Signature header')
+    let event: Stripe.Event
+    try {
+      event = this.#stripe.webhooks.constructEvent(
+        rawBody,
+        signature,
+        this.#webhookSecret,
+        WEBHOOK_TOLERANCE_SECONDS,
+      )
+    } catch (error) {
+      throw new PaymentWebhookInvalid(error instanceof Error ? error.message : 'Invalid webhook', {
+        cause: error,
+      })
+    }
+    return webhookUpdateOf(event)
+  }
+}
+
+/** What a Stripe event says about a payment; events we do not act on only carry their id and type. */
+export function webhookUpdateOf(event: Stripe.Event): WebhookUpdate {
+  const base = { event_id: event.id, type: event.type }
+  switch (event.type) {
+    case 'payment_intent.succeeded': {
+      const intent = event.data.object
+      return { ...base, provider_ref: intent.id, status: 'captured', amount: intent.amount_received }
+    }
+    case 'payment_intent.amount_capturable_updated': {
+      const intent = event.data.object
+      return { ...base, provider_ref: intent.id, status: 'authorized', amount: intent.amount_capturable }
+    }
+    case 'payment_intent.payment_failed': {
+      const intent = event.data.object
+      const error = intent.last_payment_error
+      return {
+        ...base,
+        provider_ref: intent.id,
+        status: 'failed',
+        failure_code: error?.decline_code ?? error?.code ?? 'card_declined',
+        failure_message: error?.message ?? 'The payment failed',
+      }
+    }
+    case 'payment_intent.canceled':
+      return { ...base, provider_ref: event.data.object.id, status: 'canceled' }
+    case 'charge.refunded': {
+      const charge = event.data.object
+      return {
+        ...base,
+        provider_ref: idOf(charge.payment_intent),
+        status: 'refunded',
+        amount: charge.amount_refunded,
+      }
+    }
+    default:
+      return { ...base, provider_ref: null }
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * Refunds, safe under concurrency and retries. A refund first reserves its amount in a short
+ * transaction: one conditional UPDATE adds it to refunded_amount only while the total stays within
+ * captured_amount, so concurrent refunds serialise on the payment row and can never together
+ * refund more than was captured. Then the processor is called with a key derived from the caller's,
+ * and a second transaction records the outcome: accepted (event `refund.created`), or refused, which
+ * gives the reserved amount back. A processor that could not answer leaves the refund pending and
+ * its amount reserved; the caller retries with the same key, which resumes that refund.
+ */
+import { type RawBuilder, sql } from 'kysely'
+import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
+import { problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import { CAPTURED, loadPayment, now, type PaymentDeps, providerUnavailable } from './common.ts'
+import { PaymentProviderUnavailable } from './provider.ts'
+import { providerOf } from './registry.ts'
+import { type RefundRow, type RefundView, toRefundView } from './views.ts'
+
+export interface RefundRequest {
+  /** Minor units, at least 1. */
+  amount: number
+  reason?: string | null
+  /** Who asked: a staff id, `system`, … */
+  actor: string
+  /** The caller's idempotency key: the same key (and amount) returns the same refund. */
+  key: string
+}
+
+/** The status refunded_amount implies, as SQL over the row being updated. */
+const statusAfter = (refunded: RawBuilder<number>) =>
+  sql<'captured' | 'partially_refunded' | 'refunded'>`case
+    when ${refunded} <= 0 then 'captured'
+    when ${refunded} >= captured_amount then 'refunded'
+    else 'partially_refunded' end`
+
+/** Refunds part or all of a captured payment. See the module comment for how it stays exact. */
+export async function refundPayment(
+  deps: PaymentDeps,
+  paymentId: string,
+  request: RefundRequest,
+): Promise<RefundView> {
+  const { amount } = request
+  if (!Number.isSafeInteger(amount) || amount <= 0) {
+    throw problem('validation_failed', 'A refund amount is a positive integer in minor units', {
+      errors: [{ path: 'body.amount', message: 'must be a positive integer' }],
+    })
+  }
+  const payment = await loadPayment(deps.db, paymentId)
+  const refund = await withTransaction(deps.db, (trx) => reserve(trx, paymentId, request))
+  if (refund.status === 'succeeded') return toRefundView(refund, payment.currency_code)
+
+  let result: { provider_ref: string; status: 'succeeded' | 'pending' }
+  try {
+    result = await providerOf(deps.providers, payment.provider).refund({
+      payment_id: paymentId,
+      provider_ref: payment.provider_ref ?? paymentId,
+      amount: Number(refund.amount),
+      currency: payment.currency_code,
+      idempotency_key: `${paymentId}:refund:${request.key}`,
+      reason: request.reason ?? null,
+    })
+  } catch (error) {
+    // Unknown outcome: the reservation stands until a retry with the same key settles it.
+    if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
+    await withTransaction(deps.db, (trx) => release(trx, refund))
+    throw error
+  }
+
+  return withTransaction(deps.db, async (trx) => {
+    const accepted = await trx
+      .updateTable('payment_refunds')
+      .set({ status: result.status, provider_ref: result.provider_ref })
+      .where('id', '=', refund.id)
+      .where('status', '=', 'pending')
+      .where('provider_ref', 'is', null)
+      .returningAll()
+      .executeTakeFirst()
+    if (accepted) {
+      const current = await loadPayment(trx, paymentId)
+      await deps.outbox.emit(
+        trx,
+        'refund.created',
+        {
+          refund_id: accepted.id,
+          payment_id: paymentId,
+          order_id: current.order_id,
+          amount: Number(accepted.amount),
+          currency: current.currency_code,
+          status: accepted.status,
+          reason: accepted.reason,
+          actor: accepted.actor,
+        },
+        paymentId,
+      )
+      return toRefundView(accepted, current.currency_code)
+    }
+    // A retry under the same key got here first, or a pending refund settled: record the news.
+    const row = await trx
+      .updateTable('payment_refunds')
+      .set({ status: result.status })
+      .where('id', '=', refund.id)
+      .where('status', '=', 'pending')
+      .returningAll()
+      .executeTakeFirst()
+    const latest =
+      row ??
+      (await trx
+        .selectFrom('payment_refunds')
+        .selectAll()
+        .where('id', '=', refund.id)
+        .executeTakeFirstOrThrow())
+    return toRefundView(latest, payment.currency_code)
+  })
+}
+
+/**
+ * Records the refund and reserves its amount, or finds the refund made earlier under this key.
+ * Throws refund_exceeds_captured when the amount does not fit in what remains captured.
+ */
+async function reserve(trx: Tx, paymentId: string, request: RefundRequest): Promise<RefundRow> {
+  const inserted = await trx
+    .insertInto('payment_refunds')
+    .values({
+      id: newId('re'),
+      payment_id: paymentId,
+      amount: request.amount,
+      reason: request.reason ?? null,
+      status: 'pending',
+      idempotency_key: request.key,
+      actor: request.actor,
+    })
+    .onConflict((oc) => oc.columns(['payment_id', 'idempotency_key']).doNothing())
+    .returningAll()
+    .executeTakeFirst()
+  if (!inserted) {
+    const earlier = await trx
+      .selectFrom('payment_refunds')
+      .selectAll()
+      .where('payment_id', '=', paymentId)
+      .where('idempotency_key', '=', request.key)
+      .executeTakeFirstOrThrow()
+    if (Number(earlier.amount) !== request.amount) {
+      throw problem('idempotency_key_reused', `Refund ${earlier.id} used this key for ${earlier.amount}`)
+    }
+    if (earlier.status === 'failed') {
+      throw problem('conflict', `Refund ${earlier.id} under this key failed; use a new key to try again`)
+    }
+    return earlier
+  }
+  const refunded = sql<number>`refunded_amount + ${request.amount}`
+  const reserved = await trx
+    .updateTable('payments')
+    .set({ refunded_amount: refunded, status: statusAfter(refunded), updated_at: now() })
+    .where('id', '=', paymentId)
+    .where('status', 'in', CAPTURED)
+    .where(sql<boolean>`${refunded} <= captured_amount`)
+    .executeTakeFirst()
+  if (reserved.numUpdatedRows === 0n) {
+    const payment = await loadPayment(trx, paymentId)
+    const left = CAPTURED.includes(payment.status)
+      ? Number(payment.captured_amount) - Number(payment.refunded_amount)
+      : 0
+    throw problem('refund_exceeds_captured', `${left} ${payment.currency_code} remains refundable`, {
+      errors: [{ path: 'body.amount', message: `must be at most ${left}` }],
+    })
+  }
+  return inserted
+}
+
+/** The processor refused the refund: mark it failed and give its amount back, once. */
+async function release(trx: Tx, refund: RefundRow): Promise<void> {
+  const failed = await trx
+    .updateTable('payment_refunds')
+    .set({ status: 'failed' })
+    .where('id', '=', refund.id)
+    .where('status', '=', 'pending')
+    .executeTakeFirst()
+  if (failed.numUpdatedRows === 0n) return
+  const refunded = sql<number>`refunded_amount - ${Number(refund.amount)}`
+  await trx
+    .updateTable('payments')
+    .set({ refunded_amount: refunded, status: statusAfter(refunded), updated_at: now() })
+    .where('id', '=', refund.payment_id)
+    .execute()
+}

@@ -1,0 +1,274 @@
+/**
+ * The payments service: the only writer of the payments tables. Checkout creates a payment and
+ * records what the provider answered to the authorisation; orders capture, refund and cancel it.
+ *
+ * Provider calls never run inside a database transaction (a slow processor must not hold row locks
+ * or a pooled connection); each is keyed so a retry after a crash or timeout repeats nothing at the
+ * processor, and its result is recorded afterwards in a short transaction with the outbox event.
+ */
+import type { Updateable } from 'kysely'
+import type { Queryable, Tx } from '../../platform/db/transaction.ts'
+import { withTransaction } from '../../platform/db/transaction.ts'
+import type { Outbox } from '../../platform/events/outbox.ts'
+import { problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import {
+  CAPTURABLE,
+  CAPTURED,
+  eventPayload,
+  loadPayment,
+  lockPayment,
+  now,
+  type PaymentDeps,
+  providerUnavailable,
+  SETTLED,
+} from './common.ts'
+import { type AuthorizeResult, PaymentProviderUnavailable } from './provider.ts'
+import { providerOf } from './registry.ts'
+import type { PaymentsTable } from './tables.ts'
+import { type PaymentView, toPaymentView } from './views.ts'
+
+export { type PaymentDeps, paymentDeps } from './common.ts'
+export { refundPayment } from './refunds.ts'
+export type { PaymentView, RefundView } from './views.ts'
+export { findPayment, paymentsOfCart, refundsOfPayment } from './views.ts'
+export { applyWebhook } from './webhooks.ts'
+
+/** Records a new payment attempt of a cart, status pending, before the provider is called. */
+export async function createPayment(
+  trx: Queryable,
+  input: {
+    cart_id: string
+    provider: string
+    amount: number
+    currency: string
+    payment_method: string | null
+  },
+): Promise<PaymentView> {
+  const row = await trx
+    .insertInto('payments')
+    .values({
+      id: newId('pay'),
+      cart_id: input.cart_id,
+      provider: input.provider,
+      amount: input.amount,
+      currency_code: input.currency,
+      payment_method: input.payment_method,
+      updated_at: now(),
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  return toPaymentView(row)
+}
+
+/**
+ * Records the provider's answer to an authorisation. A payment already captured or canceled (a
+ * webhook got there first) keeps its state. With an outbox, an immediate capture emits
+ * `payment.captured` as capturePayment would, so listeners see every capture once.
+ */
+export async function recordAuthorization(
+  trx: Tx,
+  paymentId: string,
+  result: AuthorizeResult,
+  outbox?: Outbox,
+): Promise<PaymentView> {
+  const current = await lockPayment(trx, paymentId)
+  if (SETTLED.includes(current.status)) return toPaymentView(current)
+  const common = { provider_ref: result.provider_ref, updated_at: now() }
+  const cleared = { next_action: null, failure_code: null, failure_message: null }
+  const fingerprint = 'card_fingerprint' in result ? (result.card_fingerprint ?? null) : null
+  let changes: Updateable<PaymentsTable>
+  switch (result.status) {
+    case 'authorized':
+      changes = { status: 'authorized', card_fingerprint: fingerprint, ...cleared }
+      break
+    case 'captured':
+      changes = {
+        status: 'captured',
+        captured_amount: Math.min(result.captured_amount ?? Number(current.amount), Number(current.amount)),
+        card_fingerprint: fingerprint,
+        ...cleared,
+      }
+      break
+    case 'requires_action':
+      changes = {
+        status: 'requires_action',
+        card_fingerprint: fingerprint,
+        ...cleared,
+        next_action: JSON.stringify(result.next_action),
+      }
+      break
+    case 'awaiting_transfer':
+      changes = {
+        status: 'awaiting_transfer',
+        ...cleared,
+        // Like Stripe's display_bank_transfer_instructions: the shopper is shown what to do.
+        next_action: JSON.stringify({ type: 'display_transfer_instructions', ...result.instructions }),
+      }
+      break
+    case 'declined':
+      changes = {
+        status: 'failed',
+        card_fingerprint: fingerprint,
+        next_action: null,
+        failure_code: result.decline_code,
+        failure_message: result.message,
+      }
+      break
+  }
+  const row = await trx
+    .updateTable('payments')
+    .set({ ...changes, ...common })
+    .where('id', '=', paymentId)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  if (outbox && result.status === 'captured' && current.status !== 'captured') {
+    await outbox.emit(trx, 'payment.captured', eventPayload(row), row.id)
+  }
+  return toPaymentView(row)
+}
+
+/**
+ * Asks the provider to authorise a pending payment (or to settle one waiting on 3-D Secure) and
+ * records the answer in its own transaction. For callers that need no transaction of their own
+ * around the recording; checkout may instead call the provider and recordAuthorization itself.
+ */
+export async function authorizePayment(
+  deps: PaymentDeps,
+  paymentId: string,
+  options: { email?: string | null; capture: boolean },
+): Promise<{ payment: PaymentView; result: AuthorizeResult }> {
+  const payment = await loadPayment(deps.db, paymentId)
+  const provider = providerOf(deps.providers, payment.provider)
+  let result: AuthorizeResult
+  try {
+    result = await provider.authorize({
+      payment_id: payment.id,
+      amount: Number(payment.amount),
+      currency: payment.currency_code,
+      payment_method: payment.payment_method,
+      provider_ref: payment.provider_ref,
+      email: options.email ?? null,
+      capture: options.capture,
+    })
+  } catch (error) {
+    if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
+    throw error
+  }
+  const view = await withTransaction(deps.db, (trx) =>
+    recordAuthorization(trx, paymentId, result, deps.outbox),
+  )
+  return { payment: view, result }
+}
+
+/** Links the payment to the order checkout placed with it. */
+export async function attachOrder(trx: Queryable, paymentId: string, orderId: string): Promise<void> {
+  const result = await trx
+    .updateTable('payments')
+    .set({ order_id: orderId, updated_at: now() })
+    .where('id', '=', paymentId)
+    .executeTakeFirst()
+  if (result.numUpdatedRows === 0n) throw problem('not_found', `No payment ${paymentId}`)
+}
+
+/**
+ * Captures an authorised payment (all of it, or `amount` of it), or confirms that a manual
+ * payment's money arrived. Capturing a captured payment returns it unchanged.
+ */
+export async function capturePayment(
+  deps: PaymentDeps,
+  paymentId: string,
+  opts: { amount?: number; actor: string } = { actor: 'system' },
+): Promise<PaymentView> {
+  const payment = await loadPayment(deps.db, paymentId)
+  if (CAPTURED.includes(payment.status)) return toPaymentView(payment)
+  if (!CAPTURABLE.includes(payment.status) || !payment.provider_ref) {
+    throw problem('payment_not_capturable', `Payment ${paymentId} is ${payment.status}`)
+  }
+  const amount = opts.amount ?? Number(payment.amount)
+  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > Number(payment.amount)) {
+    throw problem('payment_not_capturable', `Capture between 1 and ${payment.amount}`, {
+      errors: [{ path: 'body.amount', message: `must be from 1 to ${payment.amount}` }],
+    })
+  }
+  const provider = providerOf(deps.providers, payment.provider)
+  let captured: { captured_amount: number }
+  try {
+    captured = await provider.capture({
+      payment_id: payment.id,
+      provider_ref: payment.provider_ref,
+      amount,
+      currency: payment.currency_code,
+      idempotency_key: `${payment.id}:capture`,
+    })
+  } catch (error) {
+    if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
+    throw error
+  }
+  return withTransaction(deps.db, async (trx) => {
+    const row = await trx
+      .updateTable('payments')
+      .set({ status: 'captured', captured_amount: captured.captured_amount, updated_at: now() })
+      .where('id', '=', paymentId)
+      .where('status', 'in', CAPTURABLE)
+      .returningAll()
+      .executeTakeFirst()
+    if (!row) {
+      // A concurrent capture or the processor's webhook recorded it first.
+      const current = await loadPayment(trx, paymentId)
+      if (CAPTURED.includes(current.status)) return toPaymentView(current)
+      throw problem('payment_not_capturable', `Payment ${paymentId} is ${current.status}`)
+    }
+    await deps.outbox.emit(trx, 'payment.captured', eventPayload(row, { actor: opts.actor }), row.id)
+    return toPaymentView(row)
+  })
+}
+
+/**
+ * Voids a payment that will not be captured (an order canceled before capture). Already canceled
+ * or failed: no-op. Captured: refused with payment_not_capturable, since that takes a refund.
+ */
+export async function cancelPayment(
+  deps: PaymentDeps,
+  paymentId: string,
+  actor: string,
+): Promise<PaymentView> {
+  const payment = await loadPayment(deps.db, paymentId)
+  if (payment.status === 'canceled' || payment.status === 'failed') return toPaymentView(payment)
+  if (CAPTURED.includes(payment.status)) {
+    throw problem('payment_not_capturable', `Payment ${paymentId} is captured: refund it instead`)
+  }
+  if (payment.provider_ref) {
+    try {
+      await providerOf(deps.providers, payment.provider).cancel({
+        payment_id: payment.id,
+        provider_ref: payment.provider_ref,
+        idempotency_key: `${payment.id}:cancel`,
+      })
+    } catch (error) {
+      if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
+      throw error
+    }
+  }
+  return withTransaction(deps.db, async (trx) => {
+    const row = await trx
+      .updateTable('payments')
+      .set({ status: 'canceled', next_action: null, updated_at: now() })
+      .where('id', '=', paymentId)
+      .where('status', 'not in', [...SETTLED, 'failed'])
+      .returningAll()
+      .executeTakeFirst()
+    if (!row) {
+      const current = await loadPayment(trx, paymentId)
+      if (current.status === 'canceled' || current.status === 'failed') return toPaymentView(current)
+      throw problem('payment_not_capturable', `Payment ${paymentId} is ${current.status}`)
+    }
+    await deps.outbox.emit(
+      trx,
+      'payment.canceled',
+      { ...eventPayload(row), amount: Number(row.amount), actor },
+      row.id,
+    )
+    return toPaymentView(row)
+  })
+}

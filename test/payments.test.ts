@@ -1,0 +1,785 @@
+/**
+ * Payments: the test gateway's cards and its ledger (one charge per key), its 3-D Secure step
+ * through the store route, manual payments, Stripe through the official SDK against a local
+ * stand-in of its API (declines, 3-D Secure, retries, outages), signed webhooks applied once,
+ * capture / refund / cancel with their events, refunds that never exceed the capture under
+ * concurrency (Postgres), and the card-testing velocity limits on both key-value stores.
+ */
+import { randomBytes } from 'node:crypto'
+import Stripe from 'stripe'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
+import { StripeProvider } from '../src/modules/payments/providers/stripe.ts'
+import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
+import { providerOf } from '../src/modules/payments/registry.ts'
+import {
+  attachOrder,
+  authorizePayment,
+  cancelPayment,
+  capturePayment,
+  createPayment,
+  findPayment,
+  type PaymentDeps,
+  paymentDeps,
+  paymentsOfCart,
+  refundPayment,
+  refundsOfPayment,
+} from '../src/modules/payments/service.ts'
+import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
+import { ProblemError } from '../src/platform/http/errors.ts'
+import { newId } from '../src/platform/ids.ts'
+import { createKv, type Kv } from '../src/platform/kv/index.ts'
+import { startTestNode, type TestNode } from './support/app.ts'
+import { describeEachDatabase, describePostgres } from './support/database.ts'
+import { type StripeServer, startStripeServer } from './support/stripe-server.ts'
+
+const WEBHOOK_SECRET = 'whsec_test_0123456789abcdef'
+const stripeEnv = (server: StripeServer) => ({
+  STRIPE_SECRET_KEY: 'sk_test_shopwright',
+  STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+  STRIPE_API_URL: server.url,
+})
+
+/** Rejects with the problem code (and returns the ProblemError for further checks). */
+async function problemOf(promise: Promise<unknown>): Promise<ProblemError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  expect(error).toBeInstanceOf(ProblemError)
+  return error as ProblemError
+}
+
+function setup(kind: Parameters<typeof startTestNode>[0]) {
+  const ctx = {} as { node: TestNode; stripe: StripeServer; deps: PaymentDeps }
+  beforeAll(async () => {
+    ctx.stripe = await startStripeServer()
+    ctx.node = await startTestNode(kind, { env: stripeEnv(ctx.stripe) })
+    ctx.deps = paymentDeps(ctx.node.runtime)
+  })
+  afterAll(async () => {
+    await ctx.node?.close()
+    await ctx.stripe?.close()
+  })
+  const newPayment = (provider: string, paymentMethod: string | null, amount = 1000) =>
+    withTransaction(ctx.deps.db, (trx) =>
+      createPayment(trx, {
+        cart_id: newId('cart'),
+        provider,
+        amount,
+        currency: 'EUR',
+        payment_method: paymentMethod,
+      }),
+    )
+  const eventsOf = (subjectId: string, type?: string) => {
+    let query = ctx.deps.db
+      .selectFrom('events')
+      .select(['type', 'payload'])
+      .where('subject_id', '=', subjectId)
+      .orderBy('id')
+    if (type) query = query.where('type', '=', type)
+    return query.execute()
+  }
+  const ledgerOf = (paymentId: string) =>
+    ctx.deps.db
+      .selectFrom('test_gateway_operations')
+      .selectAll()
+      .where('idempotency_key', 'like', `${paymentId}:%`)
+      .execute()
+  return { ctx, newPayment, eventsOf, ledgerOf }
+}
+
+describeEachDatabase('payments', (kind) => {
+  const { ctx, newPayment, eventsOf, ledgerOf } = setup(kind)
+  const authorize = (id: string, capture = false) => authorizePayment(ctx.deps, id, { capture })
+
+  describe('test gateway', () => {
+    it.each([
+      ['pm_card_visa', false, 'authorized', null],
+      ['pm_card_mastercard', true, 'captured', null],
+      ['pm_card_chargeDeclined', false, 'failed', 'card_declined'],
+      ['pm_card_chargeDeclinedInsufficientFunds', false, 'failed', 'insufficient_funds'],
+      ['pm_card_unheardOf', false, 'failed', 'invalid_payment_method'],
+    ])('%s (capture %s) → %s %s', async (pm, capture, status, failure) => {
+      const created = await newPayment('test', pm)
+      const { payment } = await authorize(created.id, capture)
+      expect(payment).toMatchObject({ status, failure_code: failure })
+      expect(payment.provider_ref).toMatch(/^ch_/)
+      expect(payment.captured_amount).toBe(status === 'captured' ? 1000 : 0)
+      const row = await ctx.deps.db
+        .selectFrom('payments')
+        .select('card_fingerprint')
+        .where('id', '=', created.id)
+        .executeTakeFirstOrThrow()
+      expect(row.card_fingerprint).toBe(testCardFingerprint(pm))
+    })
+
+    it('a network error throws 503 and records nothing, so the retry is a first attempt', async () => {
+      const created = await newPayment('test', 'pm_card_networkError')
+      const error = await problemOf(authorize(created.id))
+      expect(error.code).toBe('payment_provider_unavailable')
+      expect(await ledgerOf(created.id)).toHaveLength(0)
+      expect((await findPayment(ctx.deps.db, created.id))?.status).toBe('pending')
+    })
+
+    it('the same authorisation repeated charges once', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      const gateway = providerOf(ctx.deps.providers, 'test')
+      const input = {
+        payment_id: created.id,
+        amount: 1000,
+        currency: 'EUR',
+        payment_method: 'pm_card_visa',
+        provider_ref: null,
+        email: null,
+        capture: false,
+      }
+      const results = await Promise.all([1, 2, 3].map(() => gateway.authorize(input)))
+      results.push(await gateway.authorize(input))
+      expect(new Set(results.map((r) => r.provider_ref)).size).toBe(1)
+      expect(results.every((r) => r.status === 'authorized')).toBe(true)
+      expect(await ledgerOf(created.id)).toHaveLength(1)
+    })
+
+    it('3-D Secure: requires action, then the challenge passed through the route authorises', async () => {
+      const created = await newPayment('test', 'pm_card_threeDSecureRequired')
+      const first = await authorize(created.id)
+      expect(first.payment.status).toBe('requires_action')
+      expect(first.payment.next_action).toMatchObject({
+        type: 'redirect_to_url',
+        url: expect.stringContaining(`/store/payments/${created.id}/authenticate`),
+      })
+      // Not answered yet: asking again changes nothing.
+      expect((await authorize(created.id)).payment.status).toBe('requires_action')
+
+      const answer = (result: string) =>
+        ctx.node.app.inject({
+          method: 'POST',
+          url: `/store/payments/${created.id}/authenticate`,
+          payload: { result },
+        })
+      const res = await answer('pass')
+      expect(res.statusCode).toBe(200)
+      expect(res.json()).toEqual({ payment_id: created.id, result: 'passed' })
+      expect((await answer('pass')).json().code).toBe('conflict')
+
+      const settled = await authorize(created.id, true)
+      expect(settled.payment).toMatchObject({ status: 'captured', captured_amount: 1000 })
+      expect(settled.payment.provider_ref).toBe(first.payment.provider_ref)
+      expect(await ledgerOf(created.id)).toHaveLength(1)
+      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
+    })
+
+    it('3-D Secure failed: the payment is declined', async () => {
+      const created = await newPayment('test', 'pm_card_threeDSecureRequired')
+      await authorize(created.id)
+      const res = await ctx.node.app.inject({
+        method: 'POST',
+        url: `/store/payments/${created.id}/authenticate`,
+        payload: { result: 'fail' },
+      })
+      expect(res.json().result).toBe('failed')
+      const { payment } = await authorize(created.id)
+      expect(payment).toMatchObject({
+        status: 'failed',
+        failure_code: 'payment_intent_authentication_failure',
+      })
+    })
+
+    it('the challenge route validates its input and serves test gateway payments only', async () => {
+      const manual = await newPayment('manual', 'bank_transfer')
+      const post = (id: string, payload: object) =>
+        ctx.node.app.inject({ method: 'POST', url: `/store/payments/${id}/authenticate`, payload })
+      const unknown = await post(newId('pay'), { result: 'pass' })
+      expect(unknown.statusCode).toBe(404)
+      expect(unknown.headers['content-type']).toContain('application/problem+json')
+      expect((await post(manual.id, { result: 'pass' })).statusCode).toBe(404)
+      const bad = await post(manual.id, { result: 'maybe' })
+      expect(bad.statusCode).toBe(400)
+      expect(bad.json().errors[0].path).toBe('body.result')
+      expect((await post('nope', { result: 'pass' })).statusCode).toBe(400)
+    })
+  })
+
+  describe('manual payments', () => {
+    it('await the transfer, are captured by staff, refunded by hand', async () => {
+      const created = await newPayment('manual', 'bank_transfer', 5000)
+      const { payment } = await authorize(created.id, true)
+      expect(payment).toMatchObject({ status: 'awaiting_transfer', provider_ref: created.id })
+      expect(payment.next_action).toMatchObject({
+        type: 'display_transfer_instructions',
+        method: 'bank_transfer',
+        reference: created.id,
+        amount: 5000,
+        currency: 'EUR',
+      })
+      const captured = await capturePayment(ctx.deps, created.id, { actor: 'staff_1' })
+      expect(captured).toMatchObject({ status: 'captured', captured_amount: 5000 })
+      const refund = await refundPayment(ctx.deps, created.id, { amount: 5000, actor: 'staff_1', key: 'r1' })
+      expect(refund).toMatchObject({ status: 'succeeded', amount: 5000, currency: 'EUR' })
+      expect((await findPayment(ctx.deps.db, created.id))?.status).toBe('refunded')
+    })
+
+    it('cash on delivery can be canceled before the money arrives', async () => {
+      const created = await newPayment('manual', 'cash_on_delivery')
+      const { payment } = await authorize(created.id)
+      expect(payment.next_action).toMatchObject({ method: 'cash_on_delivery' })
+      expect((await cancelPayment(ctx.deps, created.id, 'staff_1')).status).toBe('canceled')
+    })
+  })
+
+  describe('capture, refund, cancel', () => {
+    it('captures once, with one payment.captured event carrying the order', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      await authorize(created.id)
+      await withTransaction(ctx.deps.db, (trx) => attachOrder(trx, created.id, 'ord_1'))
+      const first = await capturePayment(ctx.deps, created.id, { actor: 'staff_1' })
+      const again = await capturePayment(ctx.deps, created.id, { actor: 'staff_1' })
+      expect(first).toMatchObject({ status: 'captured', captured_amount: 1000, order_id: 'ord_1' })
+      expect(again).toEqual(first)
+      const events = await eventsOf(created.id, 'payment.captured')
+      expect(events).toHaveLength(1)
+      expect(events[0]!.payload).toMatchObject({
+        payment_id: created.id,
+        order_id: 'ord_1',
+        amount: 1000,
+        currency: 'EUR',
+      })
+      expect((await ledgerOf(created.id)).map((op) => op.kind).sort()).toEqual(['authorize', 'capture'])
+    })
+
+    it('captures part of an authorisation', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      await authorize(created.id)
+      const captured = await capturePayment(ctx.deps, created.id, { amount: 600, actor: 'staff_1' })
+      expect(captured).toMatchObject({ status: 'captured', captured_amount: 600 })
+    })
+
+    it('refuses to capture a declined, pending or canceled payment', async () => {
+      const declined = await newPayment('test', 'pm_card_chargeDeclined')
+      await authorize(declined.id)
+      expect((await problemOf(capturePayment(ctx.deps, declined.id))).code).toBe('payment_not_capturable')
+      const pending = await newPayment('test', 'pm_card_visa')
+      expect((await problemOf(capturePayment(ctx.deps, pending.id))).code).toBe('payment_not_capturable')
+      expect((await problemOf(capturePayment(ctx.deps, newId('pay')))).code).toBe('not_found')
+    })
+
+    it('refunds in parts, replays a key, refuses more than was captured', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      await authorize(created.id, true)
+      const first = await refundPayment(ctx.deps, created.id, {
+        amount: 300,
+        reason: 'damaged',
+        actor: 'staff_1',
+        key: 'k1',
+      })
+      expect(first).toMatchObject({ amount: 300, status: 'succeeded', reason: 'damaged', actor: 'staff_1' })
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'partially_refunded',
+        refunded_amount: 300,
+      })
+      const replay = await refundPayment(ctx.deps, created.id, { amount: 300, actor: 'staff_1', key: 'k1' })
+      expect(replay.id).toBe(first.id)
+      const reused = await problemOf(
+        refundPayment(ctx.deps, created.id, { amount: 10, actor: 's', key: 'k1' }),
+      )
+      expect(reused.code).toBe('idempotency_key_reused')
+
+      const over = await problemOf(
+        refundPayment(ctx.deps, created.id, { amount: 701, actor: 's', key: 'k2' }),
+      )
+      expect(over.code).toBe('refund_exceeds_captured')
+      expect(over.errors?.[0]).toEqual({ path: 'body.amount', message: 'must be at most 700' })
+
+      await refundPayment(ctx.deps, created.id, { amount: 700, actor: 'staff_1', key: 'k3' })
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'refunded',
+        refunded_amount: 1000,
+      })
+      // The refused attempt left no row; the two refunds each left one event.
+      expect((await refundsOfPayment(ctx.deps.db, created.id)).map((r) => r.amount)).toEqual([300, 700])
+      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(2)
+      const gatewayRefunds = (await ledgerOf(created.id)).filter((op) => op.kind === 'refund')
+      expect(gatewayRefunds).toHaveLength(2)
+    })
+
+    it('refuses to refund an uncaptured payment', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      await authorize(created.id)
+      const error = await problemOf(refundPayment(ctx.deps, created.id, { amount: 1, actor: 's', key: 'k' }))
+      expect(error.code).toBe('refund_exceeds_captured')
+      expect(await refundsOfPayment(ctx.deps.db, created.id)).toEqual([])
+    })
+
+    it('cancels an authorisation once; a captured payment must be refunded instead', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      await authorize(created.id)
+      const canceled = await cancelPayment(ctx.deps, created.id, 'staff_1')
+      expect(canceled.status).toBe('canceled')
+      expect((await cancelPayment(ctx.deps, created.id, 'staff_1')).status).toBe('canceled')
+      expect(await eventsOf(created.id, 'payment.canceled')).toHaveLength(1)
+      expect((await problemOf(capturePayment(ctx.deps, created.id))).code).toBe('payment_not_capturable')
+
+      const captured = await newPayment('test', 'pm_card_visa')
+      await authorize(captured.id, true)
+      expect((await problemOf(cancelPayment(ctx.deps, captured.id, 's'))).code).toBe('payment_not_capturable')
+
+      const declined = await newPayment('test', 'pm_card_chargeDeclined')
+      await authorize(declined.id)
+      expect((await cancelPayment(ctx.deps, declined.id, 's')).status).toBe('failed')
+    })
+
+    it('lists the attempts of a cart', async () => {
+      const cartId = newId('cart')
+      for (const pm of ['pm_card_chargeDeclined', 'pm_card_visa']) {
+        const p = await withTransaction(ctx.deps.db, (trx) =>
+          createPayment(trx, {
+            cart_id: cartId,
+            provider: 'test',
+            amount: 10,
+            currency: 'EUR',
+            payment_method: pm,
+          }),
+        )
+        await authorize(p.id)
+      }
+      expect((await paymentsOfCart(ctx.deps.db, cartId)).map((p) => p.status)).toEqual([
+        'failed',
+        'authorized',
+      ])
+    })
+
+    it('names an unknown provider with 422', async () => {
+      const created = await newPayment('paypal', 'x')
+      expect((await problemOf(authorize(created.id))).code).toBe('unknown_payment_provider')
+    })
+  })
+
+  describe('Stripe', () => {
+    const stripeProvider = () => providerOf(ctx.deps.providers, 'stripe')
+    const input = (paymentId: string, pm: string, capture = false) => ({
+      payment_id: paymentId,
+      amount: 2500,
+      currency: 'EUR',
+      payment_method: pm,
+      provider_ref: null,
+      email: 'shopper@example.com',
+      capture,
+    })
+
+    it('authorises, captures and refunds a card', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id)
+      expect(payment.status).toBe('authorized')
+      expect(payment.provider_ref).toMatch(/^pi_/)
+      const intent = ctx.stripe.intent(payment.provider_ref!)!
+      expect(intent).toMatchObject({
+        amount: 2500,
+        currency: 'eur',
+        capture_method: 'manual',
+        status: 'requires_capture',
+        metadata: { payment_id: created.id },
+      })
+      const captured = await capturePayment(ctx.deps, created.id, { amount: 2000, actor: 'staff_1' })
+      expect(captured).toMatchObject({ status: 'captured', captured_amount: 2000 })
+      expect(intent.amount_received).toBe(2000)
+      const refund = await refundPayment(ctx.deps, created.id, { amount: 500, actor: 'staff_1', key: 'r' })
+      expect(refund).toMatchObject({ status: 'succeeded', amount: 500 })
+      expect(refund.provider_ref).toMatch(/^re_/)
+      const over = await problemOf(
+        refundPayment(ctx.deps, created.id, { amount: 1501, actor: 's', key: 'r2' }),
+      )
+      expect(over.code).toBe('refund_exceeds_captured')
+    })
+
+    it('captures at once when asked, and reports declines with their code', async () => {
+      const auto = await stripeProvider().authorize(input(newId('pay'), 'pm_card_mastercard', true))
+      expect(auto).toMatchObject({ status: 'captured', captured_amount: 2500 })
+      expect(auto.status === 'captured' && auto.card_fingerprint).toMatch(/^fp_/)
+      const declined = await stripeProvider().authorize(
+        input(newId('pay'), 'pm_card_chargeDeclinedInsufficientFunds'),
+      )
+      expect(declined).toMatchObject({ status: 'declined', decline_code: 'insufficient_funds' })
+      expect(declined.provider_ref).toMatch(/^pi_/)
+      const generic = await stripeProvider().authorize(input(newId('pay'), 'pm_card_chargeDeclined'))
+      expect(generic).toMatchObject({ status: 'declined', decline_code: 'generic_decline' })
+      const unknown = await stripeProvider().authorize(input(newId('pay'), 'pm_card_madeUp'))
+      expect(unknown).toMatchObject({ status: 'declined', decline_code: 'invalid_payment_method' })
+    })
+
+    it('3-D Secure: requires action with the client secret, then authorises on the same intent', async () => {
+      const created = await newPayment('stripe', 'pm_card_threeDSecureRequired', 2500)
+      const first = await authorize(created.id)
+      expect(first.payment.status).toBe('requires_action')
+      expect(first.payment.next_action).toMatchObject({
+        type: 'use_stripe_sdk',
+        client_secret: expect.stringMatching(/^pi_.+_secret_/),
+      })
+      ctx.stripe.completeAction(first.payment.provider_ref!, true)
+      const settled = await authorize(created.id)
+      expect(settled.payment).toMatchObject({
+        status: 'authorized',
+        provider_ref: first.payment.provider_ref,
+      })
+
+      const failing = await newPayment('stripe', 'pm_card_threeDSecureRequired', 2500)
+      const pending = await authorize(failing.id)
+      ctx.stripe.completeAction(pending.payment.provider_ref!, false)
+      const failed = await authorize(failing.id)
+      expect(failed.payment).toMatchObject({
+        status: 'failed',
+        failure_code: 'payment_intent_authentication_failure',
+      })
+    })
+
+    it('a retried authorisation finds the intent it created: one charge', async () => {
+      const paymentId = newId('pay')
+      const before = ctx.stripe.stats.intentsCreated
+      const first = await stripeProvider().authorize(input(paymentId, 'pm_card_visa'))
+      const second = await stripeProvider().authorize(input(paymentId, 'pm_card_visa'))
+      expect(second.provider_ref).toBe(first.provider_ref)
+      expect(second.status).toBe('authorized')
+      // The answer lost on the way back: the SDK retries under the same key and gets the replay.
+      const lost = newId('pay')
+      ctx.stripe.failNext(1, 'drop_after')
+      const recovered = await stripeProvider().authorize(input(lost, 'pm_card_visa'))
+      expect(recovered.status).toBe('authorized')
+      expect(ctx.stripe.stats.intentsCreated - before).toBe(2)
+    })
+
+    it('a 500 or a dropped connection is PaymentProviderUnavailable; the retry then succeeds once', async () => {
+      const strict = new StripeProvider({
+        secretKey: 'sk_test_shopwright',
+        webhookSecret: WEBHOOK_SECRET,
+        apiUrl: ctx.stripe.url,
+        maxNetworkRetries: 0,
+      })
+      const paymentId = newId('pay')
+      const before = ctx.stripe.stats.intentsCreated
+      ctx.stripe.failNext(1, 500)
+      await expect(strict.authorize(input(paymentId, 'pm_card_visa'))).rejects.toBeInstanceOf(
+        PaymentProviderUnavailable,
+      )
+      // A closed connection is retried once by the SDK itself, so two drops to see it fail.
+      ctx.stripe.failNext(2, 'drop')
+      await expect(strict.authorize(input(paymentId, 'pm_card_visa'))).rejects.toBeInstanceOf(
+        PaymentProviderUnavailable,
+      )
+      const ok = await strict.authorize(input(paymentId, 'pm_card_visa'))
+      expect(ok.status).toBe('authorized')
+      expect(ctx.stripe.stats.intentsCreated - before).toBe(1)
+
+      // Through the service: 503 with Retry-After, and the payment stays pending.
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      ctx.stripe.failNext(2, 500)
+      const error = await problemOf(authorize(created.id))
+      expect(error.code).toBe('payment_provider_unavailable')
+      expect(error.headers?.['retry-after']).toBeDefined()
+      expect((await findPayment(ctx.deps.db, created.id))?.status).toBe('pending')
+    })
+
+    it('a refund the processor cannot confirm stays reserved; its retry settles it once', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      await authorize(created.id, true)
+      const refunds = ctx.stripe.stats.refunds
+      ctx.stripe.failNext(2, 500)
+      const error = await problemOf(
+        refundPayment(ctx.deps, created.id, { amount: 2500, actor: 's', key: 'x' }),
+      )
+      expect(error.code).toBe('payment_provider_unavailable')
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({ refunded_amount: 2500 })
+      const retried = await refundPayment(ctx.deps, created.id, { amount: 2500, actor: 's', key: 'x' })
+      expect(retried.status).toBe('succeeded')
+      expect(ctx.stripe.stats.refunds - refunds).toBe(1)
+      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
+    })
+
+    it('a refund the processor refuses gives its amount back', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, true)
+      // Refunded in the Stripe dashboard, unknown to us: Stripe refuses ours as too large.
+      const stripe = new Stripe('sk_test_shopwright', {
+        host: '127.0.0.1',
+        port: new URL(ctx.stripe.url).port,
+        protocol: 'http',
+      })
+      await stripe.refunds.create({ payment_intent: payment.provider_ref!, amount: 2000 })
+      const error = await problemOf(
+        refundPayment(ctx.deps, created.id, { amount: 1000, actor: 's', key: 'y' }),
+      )
+      expect(error.code).toBe('refund_exceeds_captured')
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        refunded_amount: 0,
+        status: 'captured',
+      })
+      expect((await refundsOfPayment(ctx.deps.db, created.id))[0]?.status).toBe('failed')
+    })
+
+    it('voids an authorisation', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id)
+      expect((await cancelPayment(ctx.deps, created.id, 'staff_1')).status).toBe('canceled')
+      expect(ctx.stripe.intent(payment.provider_ref!)?.status).toBe('canceled')
+    })
+  })
+
+  describe('Stripe webhooks', () => {
+    const deliver = (
+      event: object,
+      options: { secret?: string; timestamp?: number; header?: string } = {},
+    ) => {
+      const payload = JSON.stringify(event)
+      const signature =
+        options.header ??
+        Stripe.webhooks.generateTestHeaderString({
+          payload,
+          secret: options.secret ?? WEBHOOK_SECRET,
+          ...(options.timestamp ? { timestamp: options.timestamp } : {}),
+        })
+      return ctx.node.app.inject({
+        method: 'POST',
+        url: '/webhooks/stripe',
+        headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signature },
+        payload,
+      })
+    }
+    const event = (type: string, object: object) => ({
+      id: `evt_${randomBytes(8).toString('hex')}`,
+      object: 'event',
+      api_version: '2026-10-28.endive',
+      created: Math.floor(Date.now() / 1000),
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type,
+      data: { object },
+    })
+    const authorized = async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id)
+      return { payment, intent: ctx.stripe.intent(payment.provider_ref!)! }
+    }
+
+    it('applies a signed event once; a redelivery is acknowledged as a duplicate', async () => {
+      const { payment, intent } = await authorized()
+      const succeeded = event('payment_intent.succeeded', {
+        ...intent,
+        status: 'succeeded',
+        amount_received: 2500,
+      })
+      const res = await deliver(succeeded)
+      expect(res.statusCode).toBe(200)
+      expect(res.json()).toEqual({ received: true })
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({
+        status: 'captured',
+        captured_amount: 2500,
+      })
+      const again = await deliver(succeeded)
+      expect(again.statusCode).toBe(200)
+      expect(again.json()).toEqual({ received: true, duplicate: true })
+      expect(await eventsOf(payment.id, 'payment.captured')).toHaveLength(1)
+    })
+
+    it('refuses a bad signature, a stale timestamp and a missing header with 400 invalid_webhook', async () => {
+      const { payment, intent } = await authorized()
+      const canceled = event('payment_intent.canceled', { ...intent, status: 'canceled' })
+      for (const res of [
+        await deliver(canceled, { secret: 'whsec_someone_else' }),
+        await deliver(canceled, { timestamp: Math.floor(Date.now() / 1000) - 600 }),
+        await deliver(canceled, { header: '' }),
+      ]) {
+        expect(res.statusCode).toBe(400)
+        expect(res.json().code).toBe('invalid_webhook')
+      }
+      // A body altered after signing does not verify either.
+      const payload = JSON.stringify(canceled)
+      const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })
+      const tampered = await ctx.node.app.inject({
+        method: 'POST',
+        url: '/webhooks/stripe',
+        headers: { 'content-type': 'application/json', 'stripe-signature': header },
+        payload: payload.replace('"canceled"', '"succeeded"'),
+      })
+      expect(tampered.statusCode).toBe(400)
+      expect((await findPayment(ctx.deps.db, payment.id))?.status).toBe('authorized')
+      // Once properly signed it is applied.
+      expect((await deliver(canceled)).statusCode).toBe(200)
+      expect((await findPayment(ctx.deps.db, payment.id))?.status).toBe('canceled')
+      expect(await eventsOf(payment.id, 'payment.canceled')).toHaveLength(1)
+    })
+
+    it('records a refund made in the Stripe dashboard; our own refunds are not counted twice', async () => {
+      const { payment, intent } = await authorized()
+      await capturePayment(ctx.deps, payment.id, { actor: 'staff_1' })
+      await refundPayment(ctx.deps, payment.id, { amount: 500, actor: 'staff_1', key: 'ours' })
+      const charge = { id: intent.latest_charge, object: 'charge', payment_intent: intent.id, amount: 2500 }
+      await deliver(event('charge.refunded', { ...charge, amount_refunded: 500, refunded: false }))
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({ refunded_amount: 500 })
+      await deliver(event('charge.refunded', { ...charge, amount_refunded: 2500, refunded: true }))
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({
+        refunded_amount: 2500,
+        status: 'refunded',
+      })
+      const refunds = await refundsOfPayment(ctx.deps.db, payment.id)
+      expect(refunds.map((r) => [r.amount, r.actor])).toEqual([
+        [500, 'staff_1'],
+        [2000, 'webhook:stripe'],
+      ])
+      expect(await eventsOf(payment.id, 'refund.created')).toHaveLength(2)
+    })
+
+    it('a failed payment and events about unknown intents', async () => {
+      const created = await newPayment('stripe', 'pm_card_threeDSecureRequired', 2500)
+      const { payment } = await authorize(created.id)
+      const intent = ctx.stripe.intent(payment.provider_ref!)!
+      const failed = event('payment_intent.payment_failed', {
+        ...intent,
+        status: 'requires_payment_method',
+        last_payment_error: {
+          type: 'card_error',
+          code: 'card_declined',
+          decline_code: 'lost_card',
+          message: 'Lost',
+        },
+      })
+      expect((await deliver(failed)).statusCode).toBe(200)
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({
+        status: 'failed',
+        failure_code: 'lost_card',
+      })
+      const stranger = event('payment_intent.succeeded', {
+        ...intent,
+        id: 'pi_not_ours',
+        status: 'succeeded',
+      })
+      expect((await deliver(stranger)).json()).toEqual({ received: true })
+      expect((await deliver(event('customer.created', { id: 'cus_1', object: 'customer' }))).statusCode).toBe(
+        200,
+      )
+    })
+
+    it('other JSON routes keep the app’s parser (the raw body is the webhook’s alone)', async () => {
+      const res = await ctx.node.app.inject({
+        method: 'POST',
+        url: `/store/payments/${newId('pay')}/authenticate`,
+        headers: { 'content-type': 'application/json' },
+        payload: '{"result": ',
+      })
+      expect(res.statusCode).toBe(400)
+      expect(res.json().code).toBe('malformed_json')
+    })
+  })
+})
+
+describeEachDatabase('payments without Stripe', (kind) => {
+  let node: TestNode
+  beforeAll(async () => {
+    node = await startTestNode(kind)
+  })
+  afterAll(() => node.close())
+
+  it('answers the Stripe webhook with 404 and offers no stripe provider', async () => {
+    const res = await node.app.inject({
+      method: 'POST',
+      url: '/webhooks/stripe',
+      headers: { 'content-type': 'application/json', 'stripe-signature': 't=1,v1=00' },
+      payload: '{}',
+    })
+    expect(res.statusCode).toBe(404)
+    expect(res.json().code).toBe('not_found')
+    const deps = paymentDeps(node.runtime)
+    expect([...deps.providers.keys()].sort()).toEqual(['manual', 'test'])
+    expect(() => providerOf(deps.providers, 'stripe')).toThrow(ProblemError)
+  })
+})
+
+describePostgres('postgres: concurrent refunds', () => {
+  const { ctx, newPayment } = setup('postgres')
+
+  it('20 concurrent refunds of 10 on a capture of 100: exactly 10 succeed', async () => {
+    const created = await newPayment('test', 'pm_card_visa', 100)
+    await authorizePayment(ctx.deps, created.id, { capture: true })
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        refundPayment(ctx.deps, created.id, { amount: 10, actor: 'staff_1', key: `c${i}` }),
+      ),
+    )
+    const ok = results.filter((r) => r.status === 'fulfilled')
+    const refused = results.filter((r) => r.status === 'rejected')
+    expect(ok).toHaveLength(10)
+    for (const r of refused) expect((r.reason as ProblemError).code).toBe('refund_exceeds_captured')
+    expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+      refunded_amount: 100,
+      status: 'refunded',
+    })
+    const rows = await refundsOfPayment(ctx.deps.db, created.id)
+    expect(rows.filter((r) => r.status === 'succeeded')).toHaveLength(10)
+    expect(rows.reduce((sum, r) => sum + r.amount, 0)).toBe(100)
+  })
+})
+
+const KV_KINDS = process.env.REDIS_URL ? (['memory', 'redis'] as const) : (['memory'] as const)
+
+for (const kvKind of KV_KINDS) {
+  describe(`${kvKind}: payment velocity`, () => {
+    let kv: Kv
+    const LIMIT = 3
+    const unique = () => randomBytes(6).toString('hex')
+    beforeAll(() => {
+      kv = createKv({
+        redisUrl: kvKind === 'redis' ? process.env.REDIS_URL : undefined,
+        keyPrefix: `sw-test-${unique()}:`,
+      })
+    })
+    afterAll(() => kv.close())
+
+    const refusal = async (promise: Promise<void>) => {
+      const error = await problemOf(promise)
+      expect(error.code).toBe('payment_attempts_exceeded')
+      return Number(error.headers?.['retry-after'])
+    }
+
+    it('refuses an IP once its failures this hour reach the limit', async () => {
+      const velocity = new PaymentVelocity(kv, LIMIT)
+      const ip = `10.0.0.${unique()}`
+      for (let i = 0; i < LIMIT; i++) {
+        await velocity.check({ ip, cart_id: `cart_${unique()}` })
+        await velocity.recordFailure({ ip, cart_id: `cart_${unique()}` })
+      }
+      const wait = await refusal(velocity.check({ ip, cart_id: `cart_${unique()}` }))
+      expect(wait).toBeGreaterThan(0)
+      expect(wait).toBeLessThanOrEqual(3600)
+      await velocity.check({ ip: `${ip}-other`, cart_id: `cart_${unique()}` })
+    })
+
+    it('refuses a card tried from many IPs, and an account whatever the case of its email', async () => {
+      const velocity = new PaymentVelocity(kv, LIMIT)
+      const fingerprint = unique()
+      const email = `Shopper-${unique()}@Example.com`
+      for (let i = 0; i < LIMIT; i++) {
+        await velocity.recordFailure({ ip: unique(), cart_id: unique(), fingerprint })
+        await velocity.recordFailure({ ip: unique(), cart_id: unique(), account: email })
+      }
+      await refusal(velocity.check({ ip: unique(), cart_id: unique(), fingerprint }))
+      await refusal(velocity.check({ ip: unique(), cart_id: unique(), account: email.toLowerCase() }))
+      await velocity.check({
+        ip: unique(),
+        cart_id: unique(),
+        fingerprint: unique(),
+        account: 'someone@else.com',
+      })
+    })
+
+    it('locks a cart for 15 minutes once it reaches the limit, whatever the IP', async () => {
+      const velocity = new PaymentVelocity(kv, LIMIT)
+      const cart_id = `cart_${unique()}`
+      for (let i = 0; i < LIMIT - 1; i++) await velocity.recordFailure({ ip: unique(), cart_id })
+      await velocity.check({ ip: unique(), cart_id })
+      await velocity.recordFailure({ ip: unique(), cart_id })
+      const wait = await refusal(velocity.check({ ip: unique(), cart_id }))
+      expect(wait).toBeGreaterThan(800)
+      expect(wait).toBeLessThanOrEqual(900)
+    })
+  })
+}
