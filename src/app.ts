@@ -20,6 +20,8 @@ import Fastify, {
   LogController,
 } from 'fastify'
 import helmet from 'helmet'
+import { cartAdminRoutes } from './modules/carts/admin-routes.ts'
+import { cartRoutes } from './modules/carts/routes.ts'
 import { catalogAdminTaxonomyRoutes } from './modules/catalog/admin-taxonomy-routes.ts'
 import { catalogImportRoutes } from './modules/catalog/import-routes.ts'
 import { catalogRoutes } from './modules/catalog/routes.ts'
@@ -30,6 +32,9 @@ import { customerRoutes } from './modules/identity/customer-routes.ts'
 import { identityResolvers } from './modules/identity/principals.ts'
 import { staffRoutes } from './modules/identity/staff-routes.ts'
 import { inventoryRoutes } from './modules/inventory/routes.ts'
+import { orderAdminRoutes } from './modules/orders/admin-routes.ts'
+import { checkoutRoutes } from './modules/orders/checkout-routes.ts'
+import { orderStoreRoutes } from './modules/orders/store-routes.ts'
 import { paymentRoutes } from './modules/payments/routes.ts'
 import { taxRoutes } from './modules/tax/routes.ts'
 import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
@@ -261,6 +266,11 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   await app.register(staffRoutes, { runtime })
   await app.register(adminCustomerRoutes, { runtime })
   await app.register(inventoryRoutes, { runtime })
+  await app.register(cartRoutes, { runtime })
+  await app.register(cartAdminRoutes, { runtime })
+  await app.register(checkoutRoutes, { runtime })
+  await app.register(orderStoreRoutes, { runtime })
+  await app.register(orderAdminRoutes, { runtime })
   await app.register(paymentRoutes, { runtime })
   return app
 }

@@ -7,6 +7,7 @@ import { defineImportJob } from './modules/catalog/import.ts'
 import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
+import { defineCheckoutJobs } from './modules/orders/jobs.ts'
 import { ensureTaxReferenceData } from './modules/tax/reference-data.ts'
 import { purgeExpiredIdempotencyKeys } from './platform/http/idempotency.ts'
 import type { Runtime } from './platform/runtime.ts'
@@ -29,6 +30,7 @@ export function registerJobs(runtime: Runtime): void {
   defineMailJob(runtime.jobs, new FileMailTransport(runtime.config.dataDir, runtime.logger))
   defineImportJob(runtime)
   defineInventoryJobs(runtime)
+  defineCheckoutJobs(runtime)
 }
 
 /** Puts module reference data in place after migrations (built-in roles). Safe to run on every start. */

@@ -374,6 +374,22 @@ export async function commitReservation(
   return (await findReservation(trx, id))!
 }
 
+/**
+ * Keeps an active reservation until it is committed or released, under a new reference: an order
+ * was placed against it, so it must no longer lapse. False when it is no longer active (it expired
+ * or was released before the order could be placed).
+ */
+export async function holdReservation(trx: Tx, id: string, reference: string): Promise<boolean> {
+  const row = await trx
+    .updateTable('inventory_reservations')
+    .set({ expires_at: null, reference, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .where('status', '=', 'active')
+    .returning('id')
+    .executeTakeFirst()
+  return row !== undefined
+}
+
 /** Releases a reservation (cancelled cart or order): its stock becomes available again. */
 export async function releaseReservation(
   trx: Tx,

@@ -3,9 +3,11 @@
  * declares in its own tables.ts.
  */
 import type { ColumnType, Generated } from 'kysely'
+import type { CartsTables } from '../../modules/carts/tables.ts'
 import type { CatalogTables } from '../../modules/catalog/tables.ts'
 import type { IdentityTables } from '../../modules/identity/tables.ts'
 import type { InventoryTables } from '../../modules/inventory/tables.ts'
+import type { OrdersTables } from '../../modules/orders/tables.ts'
 import type { PaymentsTables } from '../../modules/payments/tables.ts'
 import type { TaxTables } from '../../modules/tax/tables.ts'
 
@@ -45,4 +47,6 @@ export interface DB
     IdentityTables,
     InventoryTables,
     TaxTables,
-    PaymentsTables {}
+    CartsTables,
+    PaymentsTables,
+    OrdersTables {}

@@ -1,0 +1,459 @@
+/**
+ * Carts: create, read and change a shopper's cart. Every change is one read (loadCart: the cart
+ * and everything its lines need) and one write (the new lines and totals, compared and set on the
+ * cart's version), so two concurrent changes never lose one: the loser re-reads and re-applies.
+ * Prices come from the server only; every change re-resolves them for the cart's region, customer
+ * groups and the moment.
+ */
+
+import type { Kysely } from 'kysely'
+import { sql } from 'kysely'
+import { ulid } from 'ulid'
+import type { DB } from '../../platform/db/schema.ts'
+import type { Queryable } from '../../platform/db/transaction.ts'
+import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
+import type { Address, CartLine } from './tables.ts'
+import { type CartTotals, computeTotals, type TotalsDeps } from './totals.ts'
+
+/** No line may hold more than this, whatever the variant's own limit. */
+export const MAX_LINE_QUANTITY = 1000
+/** Distinct lines in one cart. */
+export const MAX_LINES = 200
+const WRITE_ATTEMPTS = 8
+
+export interface CartAccess {
+  /** The signed-in customer, or null for a guest. A customer's cart is theirs alone. */
+  customerId: string | null
+}
+
+export interface CartView {
+  id: string
+  status: CartRow['status']
+  region_id: string
+  currency: string
+  prices_include_tax: boolean
+  customer_id: string | null
+  email: string | null
+  shipping_address: Address | null
+  billing_address: Address | null
+  vat_id: string | null
+  is_business: boolean
+  shipping_option_id: string | null
+  promo_codes: string[]
+  lines: Array<CartLine & Omit<CartTotals['lines'][number], 'id'>>
+  shipping: CartTotals['shipping']
+  taxes: CartTotals['taxes']
+  totals: Omit<CartTotals, 'lines' | 'shipping' | 'taxes'>
+  order_id: string | null
+  payment_id: string | null
+  metadata: Record<string, unknown>
+  /** Lines dropped by this change because their product is no longer sold. */
+  notices: string[]
+  version: number
+  created_at: string
+  updated_at: string
+}
+
+export interface CartDeps extends TotalsDeps {
+  db: Kysely<DB>
+}
+
+/** A cart id with 80 fresh random bits: a guest cart's id is its only key. */
+function newCartId(): string {
+  return `cart_${ulid().toLowerCase()}`
+}
+
+/** The response for a cart row. */
+export function cartView(cart: CartRow, notices: string[] = []): CartView {
+  const totals = cart.totals as unknown as CartTotals
+  const byId = new Map((totals.lines ?? []).map((l) => [l.id, l]))
+  const { lines: _lines, shipping, taxes, ...sums } = totals
+  return {
+    id: cart.id,
+    status: cart.status,
+    region_id: cart.region_id,
+    currency: cart.currency_code,
+    prices_include_tax: cart.prices_include_tax,
+    customer_id: cart.customer_id,
+    email: cart.email,
+    shipping_address: cart.shipping_address,
+    billing_address: cart.billing_address,
+    vat_id: cart.vat_id,
+    is_business: cart.is_business,
+    shipping_option_id: cart.shipping_option_id,
+    promo_codes: cart.promo_codes,
+    lines: cart.lines.map((line) => {
+      const t = byId.get(line.id)
+      return {
+        ...line,
+        subtotal: t?.subtotal ?? line.unit_amount * line.quantity,
+        discount_amount: t?.discount_amount ?? 0,
+        tax_amount: t?.tax_amount ?? 0,
+        total: t?.total ?? line.unit_amount * line.quantity,
+        taxes: t?.taxes ?? [],
+      }
+    }),
+    shipping: shipping ?? null,
+    taxes: taxes ?? [],
+    totals: sums,
+    order_id: cart.order_id,
+    payment_id: cart.payment_id,
+    metadata: cart.metadata,
+    notices,
+    version: cart.version,
+    created_at: new Date(cart.created_at).toISOString(),
+    updated_at: new Date(cart.updated_at).toISOString(),
+  }
+}
+
+/** The cart if the caller may see it: another customer's cart is not found, as a missing one is. */
+export function checkAccess(cart: CartRow | undefined, cartId: string, access: CartAccess): CartRow {
+  if (!cart || (cart.customer_id !== null && cart.customer_id !== access.customerId)) {
+    throw problem('not_found', `No cart ${cartId}`)
+  }
+  return cart
+}
+
+export async function getCart(db: Queryable, cartId: string, access: CartAccess): Promise<CartView> {
+  const cart = await db.selectFrom('carts').selectAll().where('id', '=', cartId).executeTakeFirst()
+  return cartView(checkAccess(cart as CartRow | undefined, cartId, access))
+}
+
+async function regionFor(
+  db: Queryable,
+  input: { region_id?: string | undefined; country_code?: string | undefined },
+): Promise<{ id: string; currency_code: string; prices_include_tax: boolean }> {
+  let query = db.selectFrom('regions').select(['regions.id', 'currency_code', 'prices_include_tax'])
+  if (input.region_id !== undefined) query = query.where('regions.id', '=', input.region_id)
+  else if (input.country_code !== undefined)
+    query = query
+      .innerJoin('region_countries', 'region_countries.region_id', 'regions.id')
+      .where('region_countries.country_code', '=', input.country_code)
+  const rows = await query.limit(2).execute()
+  if (rows.length === 1) return rows[0]!
+  const path = input.region_id !== undefined ? 'body.region_id' : 'body.country_code'
+  const message =
+    input.region_id !== undefined
+      ? 'no such region'
+      : input.country_code !== undefined
+        ? 'no region serves this country'
+        : 'give region_id or country_code: the store has several regions'
+  throw problem('unknown_region', message, { errors: [{ path, message }] })
+}
+
+export interface CreateCartInput {
+  region_id?: string
+  country_code?: string
+  email?: string
+  lines?: Array<{ variant_id: string; quantity: number }>
+  metadata?: Record<string, unknown>
+}
+
+/** Creates a cart in a region (given, or found by country), with lines when given. */
+export async function createCart(
+  deps: CartDeps,
+  input: CreateCartInput,
+  access: CartAccess,
+): Promise<CartView> {
+  const region = await regionFor(deps.db, input)
+  const id = newCartId()
+  const totals: CartTotals = {
+    item_count: 0,
+    subtotal: 0,
+    discount_total: 0,
+    shipping_total: 0,
+    tax_total: 0,
+    total: 0,
+    tax_pending: false,
+    lines: [],
+    shipping: null,
+    taxes: [],
+    tax_provider: null,
+    tax_notes: [],
+    date_of_supply: new Date().toISOString().slice(0, 10),
+  }
+  await deps.db
+    .insertInto('carts')
+    .values({
+      id,
+      region_id: region.id,
+      currency_code: region.currency_code,
+      prices_include_tax: region.prices_include_tax,
+      customer_id: access.customerId,
+      email: input.email?.toLowerCase() ?? null,
+      lines: '[]',
+      totals: JSON.stringify(totals),
+      metadata: JSON.stringify(input.metadata ?? {}),
+      updated_at: sql<Date>`now()`,
+    })
+    .execute()
+  if (!input.lines?.length) return getCart(deps.db, id, access)
+  const requested = input.lines
+  return changeCart(
+    deps,
+    id,
+    access,
+    requested.map((l) => l.variant_id),
+    (loaded) => {
+      let lines = loaded.cart.lines
+      requested.forEach((l, i) => {
+        lines = withAddedQuantity(lines, loaded, l.variant_id, l.quantity, `body.lines.${i}`)
+      })
+      return { lines }
+    },
+  )
+}
+
+export interface CartChange {
+  lines?: CartLine[]
+  set?: Partial<{
+    email: string | null
+    shipping_address: Address | null
+    billing_address: Address | null
+    vat_id: string | null
+    is_business: boolean
+    shipping_option_id: string | null
+    promo_codes: string[]
+    metadata: Record<string, unknown>
+    customer_id: string | null
+  }>
+}
+
+/**
+ * Applies a change to an active cart: one read, the change, re-pricing and totals, one
+ * compare-and-set write; repeated from the read when another writer got there first.
+ */
+export async function changeCart(
+  deps: CartDeps,
+  cartId: string,
+  access: CartAccess,
+  variantIds: readonly string[],
+  change: (loaded: LoadedCart) => CartChange | Promise<CartChange>,
+): Promise<CartView> {
+  for (let attempt = 1; ; attempt++) {
+    const loaded = await loadCart(deps.db, cartId, variantIds)
+    const cart = checkAccess(loaded?.cart, cartId, access)
+    if (cart.status !== 'active') {
+      throw problem(
+        'cart_not_active',
+        `The cart is ${cart.status}${cart.order_id ? ` (order ${cart.order_id})` : ''}`,
+      )
+    }
+    const { lines: changedLines, set = {} } = await change(loaded!)
+    const next: LoadedCart = { ...loaded!, cart: { ...cart, ...set } as CartRow }
+    const notices: string[] = []
+    const lines = reprice(changedLines ?? cart.lines, next, notices)
+    checkCustomerLimits(lines, next)
+    const totals = await computeTotals(next, lines, deps)
+    const updated = await deps.db
+      .updateTable('carts')
+      .set({
+        ...serialise(set),
+        lines: JSON.stringify(lines),
+        totals: JSON.stringify(totals),
+        version: sql<number>`version + 1`,
+        updated_at: sql<Date>`now()`,
+      })
+      .where('id', '=', cartId)
+      .where('version', '=', cart.version)
+      .where('status', '=', 'active')
+      .returningAll()
+      .executeTakeFirst()
+    if (updated)
+      return cartView({ ...(updated as unknown as CartRow), version: Number(updated.version) }, notices)
+    if (attempt >= WRITE_ATTEMPTS)
+      throw problem('conflict', 'The cart is being changed by other requests; retry')
+  }
+}
+
+function serialise(set: NonNullable<CartChange['set']>) {
+  const out: Record<string, unknown> = { ...set }
+  for (const key of ['shipping_address', 'billing_address', 'metadata'] as const) {
+    if (key in set) out[key] = set[key] === null ? null : JSON.stringify(set[key])
+  }
+  return out
+}
+
+/**
+ * Re-prices lines from the catalog as it is now. Lines whose product is gone, unpublished or no
+ * longer priced in the cart's currency are dropped, with a notice.
+ */
+function reprice(lines: readonly CartLine[], loaded: LoadedCart, notices: string[]): CartLine[] {
+  const out: CartLine[] = []
+  for (const line of lines) {
+    const facts = loaded.variants.get(line.variant_id)
+    if (facts?.product_status !== 'published' || !facts.price) {
+      notices.push(`${line.product_title} (${line.sku}) is no longer sold here and was removed`)
+      continue
+    }
+    out.push(lineFrom(line.id, facts, line.quantity))
+  }
+  return out
+}
+
+function lineFrom(id: string, facts: VariantFacts, quantity: number): CartLine {
+  return {
+    id,
+    variant_id: facts.id,
+    product_id: facts.product_id,
+    sku: facts.sku,
+    title: facts.title,
+    product_title: facts.product_title,
+    quantity,
+    unit_amount: facts.price!.amount,
+    compare_at_amount: facts.price!.compare_at_amount,
+    price_list_id: facts.price!.price_list_id,
+    tax_category: facts.tax_category,
+    weight_g: facts.weight_g,
+    manage_inventory: facts.manage_inventory,
+  }
+}
+
+/** The limit that applies to one line of a variant, and the error when a quantity passes it. */
+function checkLineQuantity(facts: VariantFacts, quantity: number, path: string): void {
+  const max = Math.min(MAX_LINE_QUANTITY, facts.max_per_line ?? MAX_LINE_QUANTITY)
+  if (quantity > max) {
+    throw problem('purchase_limit_exceeded', `At most ${max} of ${facts.sku} per order`, {
+      errors: [{ path: `${path}.quantity`, message: `must be at most ${max}` }],
+    })
+  }
+}
+
+/** Per-customer limits: what the customer bought before plus what the cart holds. */
+function checkCustomerLimits(lines: readonly CartLine[], loaded: LoadedCart): void {
+  const errors: FieldError[] = []
+  for (const line of lines) {
+    const facts = loaded.variants.get(line.variant_id)!
+    if (facts.max_per_customer === null) continue
+    const left = facts.max_per_customer - facts.bought
+    if (line.quantity > left) {
+      errors.push({
+        path: `lines.${line.id}.quantity`,
+        message: `${facts.sku} is limited to ${facts.max_per_customer} per customer; ${Math.max(0, left)} left`,
+      })
+    }
+  }
+  if (errors.length) throw problem('purchase_limit_exceeded', errors[0]!.message, { errors })
+}
+
+/** The sellable facts of a variant being added, or the 4xx for one that cannot be. */
+function sellableVariant(loaded: LoadedCart, variantId: string, path: string): VariantFacts {
+  const facts = loaded.variants.get(variantId)
+  if (facts?.product_status !== 'published') {
+    throw problem('unknown_variant', `No variant ${variantId} is for sale`, {
+      errors: [{ path: `${path}.variant_id`, message: 'no such variant for sale' }],
+    })
+  }
+  if (!facts.price) {
+    throw problem('not_sold_in_region', `${facts.sku} has no price in ${loaded.cart.currency_code}`, {
+      errors: [{ path: `${path}.variant_id`, message: `not sold in ${loaded.cart.currency_code}` }],
+    })
+  }
+  return facts
+}
+
+/** Lines with `quantity` more of a variant: its line grows, or a new line is added. */
+export function withAddedQuantity(
+  lines: readonly CartLine[],
+  loaded: LoadedCart,
+  variantId: string,
+  quantity: number,
+  path = 'body',
+): CartLine[] {
+  const facts = sellableVariant(loaded, variantId, path)
+  const existing = lines.find((l) => l.variant_id === variantId)
+  const total = (existing?.quantity ?? 0) + quantity
+  checkLineQuantity(facts, total, path)
+  if (existing) return lines.map((l) => (l === existing ? { ...l, quantity: total } : l))
+  if (lines.length >= MAX_LINES) {
+    throw problem('cart_invalid', `A cart holds at most ${MAX_LINES} lines`, {
+      errors: [{ path: `${path}.variant_id`, message: `the cart already has ${MAX_LINES} lines` }],
+    })
+  }
+  return [...lines, lineFrom(newId('cali'), facts, quantity)]
+}
+
+/** Lines with one line's quantity set. */
+export function withQuantity(
+  lines: readonly CartLine[],
+  loaded: LoadedCart,
+  lineId: string,
+  quantity: number,
+): CartLine[] {
+  const line = lines.find((l) => l.id === lineId)
+  if (!line) throw problem('not_found', `No line ${lineId} in this cart`)
+  const facts = loaded.variants.get(line.variant_id)
+  if (facts) checkLineQuantity(facts, quantity, 'body')
+  return lines.map((l) => (l.id === lineId ? { ...l, quantity } : l))
+}
+
+/** Lines without one line. */
+export function withoutLine(lines: readonly CartLine[], lineId: string): CartLine[] {
+  if (!lines.some((l) => l.id === lineId)) throw problem('not_found', `No line ${lineId} in this cart`)
+  return lines.filter((l) => l.id !== lineId)
+}
+
+/**
+ * Gives a guest cart to the signed-in customer. When the customer already has an active cart, its
+ * lines are merged into this one (quantities added, within limits) and the old cart is marked merged.
+ */
+export async function claimCart(deps: CartDeps, cartId: string, customerId: string): Promise<CartView> {
+  const previous = await deps.db
+    .selectFrom('carts')
+    .select(['id', 'lines'])
+    .where('customer_id', '=', customerId)
+    .where('status', '=', 'active')
+    .where('id', '!=', cartId)
+    .orderBy('updated_at', 'desc')
+    .executeTakeFirst()
+  const carried = previous?.lines ?? []
+  const view = await changeCart(
+    deps,
+    cartId,
+    { customerId },
+    carried.map((l) => l.variant_id),
+    (loaded) => {
+      let lines = loaded.cart.lines
+      for (const line of carried) {
+        const facts = loaded.variants.get(line.variant_id)
+        if (!facts?.price || facts.product_status !== 'published') continue
+        const have = lines.find((l) => l.variant_id === line.variant_id)?.quantity ?? 0
+        const max = Math.min(MAX_LINE_QUANTITY, facts.max_per_line ?? MAX_LINE_QUANTITY)
+        const add = Math.min(line.quantity, max - have)
+        if (add > 0) lines = withAddedQuantity(lines, loaded, line.variant_id, add)
+      }
+      return { lines, set: { customer_id: customerId } }
+    },
+  )
+  if (previous) {
+    await deps.db
+      .updateTable('carts')
+      .set({ status: 'merged', updated_at: sql<Date>`now()` })
+      .where('id', '=', previous.id)
+      .where('status', '=', 'active')
+      .execute()
+  }
+  return view
+}
+
+/**
+ * Expires active carts untouched for `ttlHours` (batched, SKIP LOCKED so two workers share the
+ * work). Carts mid-checkout are left to the checkout recovery job. Returns how many expired.
+ */
+export async function expireCarts(db: Kysely<DB>, ttlHours: number, batchSize = 500): Promise<number> {
+  let total = 0
+  for (;;) {
+    const { rows } = await sql<{ id: string }>`
+      update carts set status = 'expired', updated_at = now()
+      where id in (
+        select id from carts
+        where status = 'active' and updated_at < now() - make_interval(hours => ${ttlHours})
+        order by updated_at limit ${batchSize}
+        for update skip locked)
+      returning id`.execute(db)
+    total += rows.length
+    if (rows.length < batchSize) return total
+  }
+}

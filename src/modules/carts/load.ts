@@ -1,0 +1,185 @@
+/**
+ * The one read behind every cart change: the cart row, and for each variant it holds (plus the
+ * ones being added) the product facts, the shopper's price in the cart's currency (base price or
+ * the best price list for the cart's customer groups, now), purchase limits and what the
+ * customer already bought of it, and the chosen shipping option. One statement, one round trip.
+ */
+import { sql } from 'kysely'
+import type { Queryable } from '../../platform/db/transaction.ts'
+import { shopperPrice } from '../catalog/pricing.ts'
+import type { ShippingOptionRow } from './shipping.ts'
+import type { Address, CartLine, CartStatus } from './tables.ts'
+
+export interface CartRow {
+  id: string
+  status: CartStatus
+  region_id: string
+  currency_code: string
+  prices_include_tax: boolean
+  customer_id: string | null
+  email: string | null
+  shipping_address: Address | null
+  billing_address: Address | null
+  vat_id: string | null
+  is_business: boolean
+  shipping_option_id: string | null
+  promo_codes: string[]
+  lines: CartLine[]
+  totals: Record<string, unknown>
+  version: number
+  payment_id: string | null
+  reservation_id: string | null
+  checkout: Record<string, unknown> | null
+  checkout_lease_until: Date | null
+  order_id: string | null
+  metadata: Record<string, unknown>
+  created_at: Date
+  updated_at: Date
+}
+
+/** A variant as the cart sees it now. */
+export interface VariantFacts {
+  id: string
+  product_id: string
+  sku: string
+  title: string
+  product_title: string
+  product_status: string
+  tax_category: string
+  weight_g: number | null
+  manage_inventory: boolean
+  /** Null when the variant has no price in the cart's currency (not sold in the region). */
+  price: { amount: number; compare_at_amount: number | null; price_list_id: string | null } | null
+  max_per_line: number | null
+  max_per_customer: number | null
+  /** Units of it in the customer's orders that were not cancelled (0 for guests). */
+  bought: number
+}
+
+export interface LoadedCart {
+  cart: CartRow
+  variants: Map<string, VariantFacts>
+  shippingOption: ShippingOptionRow | null
+  /** Countries of the cart's region. */
+  regionCountries: string[]
+}
+
+interface RawVariant {
+  id: string
+  product_id: string
+  sku: string
+  title: string
+  product_title: string
+  product_status: string
+  tax_category: string
+  weight_g: number | null
+  manage_inventory: boolean
+  amount: number | null
+  compare_at_amount: number | null
+  list_amount: number | null
+  price_list_id: string | null
+  max_per_line: number | null
+  max_per_customer: number | null
+  bought: number | null
+}
+
+/** Loads a cart and what its lines need; undefined when there is no such cart. */
+export async function loadCart(
+  db: Queryable,
+  cartId: string,
+  extraVariantIds: readonly string[] = [],
+  options: { forUpdate?: boolean } = {},
+): Promise<LoadedCart | undefined> {
+  const lock = options.forUpdate ? sql`for update of c` : sql``
+  const { rows } = await sql<
+    CartRow & { variants: RawVariant[]; shipping_option: ShippingOptionRow | null; countries: string[] }
+  >`
+    select c.*,
+      coalesce((
+        select json_agg(x) from (
+          select v.id, v.product_id, v.sku, v.title, p.title as product_title, p.status as product_status,
+            p.tax_category, v.weight_g, v.manage_inventory, vp.amount, vp.compare_at_amount,
+            best.amount as list_amount, best.price_list_id, lim.max_per_line, lim.max_per_customer,
+            case when lim.max_per_customer is not null and c.customer_id is not null then (
+              select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
+              where ol.variant_id = v.id and o.customer_id = c.customer_id and o.status <> 'canceled'
+            ) else 0 end as bought
+          from product_variants v
+          join products p on p.id = v.product_id
+          left join variant_prices vp on vp.variant_id = v.id and vp.currency_code = c.currency_code
+          left join lateral (
+            select plp.amount, plp.price_list_id
+            from price_list_prices plp join price_lists pl on pl.id = plp.price_list_id
+            where plp.variant_id = v.id and plp.currency_code = c.currency_code
+              and pl.status = 'active'
+              and (pl.starts_at is null or pl.starts_at <= now())
+              and (pl.ends_at is null or pl.ends_at > now())
+              and (pl.customer_group_id is null or pl.customer_group_id in (
+                select m.group_id from customer_group_members m where m.customer_id = c.customer_id))
+            order by plp.amount, plp.price_list_id limit 1
+          ) best on true
+          left join purchase_limits lim on lim.variant_id = v.id
+          where v.id = any(
+            array(select jsonb_array_elements(c.lines) ->> 'variant_id') || ${extraVariantIds as string[]}::text[])
+        ) x
+      ), '[]'::json) as variants,
+      (select row_to_json(so) from shipping_options so where so.id = c.shipping_option_id) as shipping_option,
+      array(select rc.country_code from region_countries rc where rc.region_id = c.region_id order by 1) as countries
+    from carts c where c.id = ${cartId} ${lock}`.execute(db)
+  const row = rows[0]
+  if (!row) return undefined
+  const { variants, shipping_option, countries, ...cart } = row
+  const facts = new Map<string, VariantFacts>()
+  for (const v of variants) {
+    const price = shopperPrice(
+      {
+        currency: cart.currency_code,
+        includesTax: cart.prices_include_tax,
+        customerGroupIds: [],
+        at: new Date(),
+      },
+      v.amount === null ? null : { amount: Number(v.amount), compare_at_amount: num(v.compare_at_amount) },
+      v.list_amount === null || v.price_list_id === null
+        ? null
+        : { amount: Number(v.list_amount), price_list_id: v.price_list_id, base_amount: num(v.amount) },
+    )
+    facts.set(v.id, {
+      id: v.id,
+      product_id: v.product_id,
+      sku: v.sku,
+      title: v.title,
+      product_title: v.product_title,
+      product_status: v.product_status,
+      tax_category: v.tax_category,
+      weight_g: v.weight_g,
+      manage_inventory: v.manage_inventory,
+      price: price
+        ? {
+            amount: price.amount,
+            compare_at_amount: price.compare_at_amount,
+            price_list_id: price.price_list_id,
+          }
+        : null,
+      max_per_line: v.max_per_line,
+      max_per_customer: v.max_per_customer,
+      bought: Number(v.bought ?? 0),
+    })
+  }
+  const shippingOption = shipping_option
+    ? {
+        ...shipping_option,
+        amount: num(shipping_option.amount),
+        free_above_amount: num(shipping_option.free_above_amount),
+      }
+    : null
+  return {
+    cart: { ...cart, version: Number(cart.version) },
+    variants: facts,
+    shippingOption,
+    regionCountries: countries,
+  }
+}
+
+function num(value: number | string | null): number | null {
+  return value === null ? null : Number(value)
+}

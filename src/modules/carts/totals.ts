@@ -1,0 +1,208 @@
+/**
+ * Cart totals: every line re-priced from the catalog, discounts from the promotions seam, the
+ * shipping option's price, and tax from the store's tax provider, combined so that they always add
+ * up: the total is the sum of line totals and shipping, and the tax shown is the sum of line taxes.
+ * Until the cart has a destination (or its region has one country) tax cannot be known: totals
+ * then say `tax_pending` rather than show a tax of 0.
+ */
+import type { TaxLine, TaxResult, TaxSummaryLine } from '../tax/engine.ts'
+import type { TaxProviderCache } from '../tax/provider-cache.ts'
+import type { LoadedCart } from './load.ts'
+import type { PromotionEngine } from './promotions.ts'
+import { quoteShipping } from './shipping.ts'
+import type { CartLine } from './tables.ts'
+
+export interface LineTotals {
+  id: string
+  subtotal: number
+  discount_amount: number
+  tax_amount: number
+  total: number
+  taxes: TaxLine[]
+}
+
+export interface CartTotals {
+  item_count: number
+  /** Items before discounts, on the region's price basis (with tax where prices include it). */
+  subtotal: number
+  discount_total: number
+  shipping_total: number
+  tax_total: number
+  total: number
+  tax_pending: boolean
+  lines: LineTotals[]
+  shipping: {
+    option_id: string
+    name: string
+    tax_category: string
+    amount: number
+    discount_amount: number
+    tax_amount: number
+    total: number
+    taxes: TaxLine[]
+  } | null
+  taxes: TaxSummaryLine[]
+  tax_provider: string | null
+  tax_notes: string[]
+  date_of_supply: string
+}
+
+export interface TotalsDeps {
+  taxes: TaxProviderCache
+  promotions: PromotionEngine
+}
+
+/** Today in UTC, the date of supply for carts (the store's calendar is UTC). */
+export function today(): string {
+  return new Date().toISOString().slice(0, 10)
+}
+
+/** The country tax is computed for: the shipping address, or a single-country region's. */
+export function taxCountry(loaded: LoadedCart): string | null {
+  return (
+    loaded.cart.shipping_address?.country_code ??
+    (loaded.regionCountries.length === 1 ? loaded.regionCountries[0]! : null)
+  )
+}
+
+/** Computes the totals of these lines in this cart; throws the 4xx the tax engine or shipping raise. */
+export async function computeTotals(
+  loaded: LoadedCart,
+  lines: readonly CartLine[],
+  deps: TotalsDeps,
+): Promise<CartTotals> {
+  const { cart, shippingOption } = loaded
+  const discounts = deps.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
+  const subtotal = lines.reduce((sum, l) => sum + l.unit_amount * l.quantity, 0)
+  const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
+  const weight = lines.reduce((sum, l) => sum + (l.weight_g ?? 0) * l.quantity, 0)
+  const address = cart.shipping_address
+  let shippingAmount = 0
+  if (shippingOption && lines.length > 0) {
+    shippingAmount = await quoteShipping(shippingOption, {
+      currency: cart.currency_code,
+      weight_g: weight,
+      subtotal: subtotal - lineDiscounts - discounts.order,
+      destination: address
+        ? { country_code: address.country_code, postal_code: address.postal_code, region: address.region }
+        : null,
+    })
+  }
+  const date = today()
+  const country = taxCountry(loaded)
+  const base: CartTotals = {
+    item_count: lines.reduce((sum, l) => sum + l.quantity, 0),
+    subtotal,
+    discount_total: 0,
+    shipping_total: shippingAmount,
+    tax_total: 0,
+    total: 0,
+    tax_pending: true,
+    lines: [],
+    shipping: null,
+    taxes: [],
+    tax_provider: null,
+    tax_notes: [],
+    date_of_supply: date,
+  }
+  if (country === null || lines.length === 0) {
+    // Without a destination no tax is computed: the lines carry their prices and no tax.
+    base.lines = lines.map((l) => {
+      const amount = l.unit_amount * l.quantity
+      const discount = Math.min(amount, discounts.lines.get(l.id) ?? 0)
+      return {
+        id: l.id,
+        subtotal: amount,
+        discount_amount: discount,
+        tax_amount: 0,
+        total: amount - discount,
+        taxes: [],
+      }
+    })
+    base.discount_total = base.lines.reduce((sum, l) => sum + l.discount_amount, 0)
+    base.shipping =
+      shippingOption && lines.length > 0 ? shippingView(shippingOption, shippingAmount, 0, 0, []) : null
+    base.total = subtotal - base.discount_total + shippingAmount
+    base.tax_pending = lines.length > 0
+    return base
+  }
+  const provider = await deps.taxes.get(date)
+  const result: TaxResult = await provider.calculate({
+    currency: cart.currency_code,
+    prices_include_tax: cart.prices_include_tax,
+    date_of_supply: date,
+    customer: {
+      address: { country, region: address?.region, postal_code: address?.postal_code },
+      ...(cart.vat_id ? { vat_id: cart.vat_id } : {}),
+      is_business: cart.is_business,
+    },
+    lines: lines.map((l) => ({
+      id: l.id,
+      unit_amount: l.unit_amount,
+      quantity: l.quantity,
+      tax_category: l.tax_category,
+      discount_amount: discounts.lines.get(l.id) ?? 0,
+    })),
+    ...(shippingOption
+      ? {
+          shipping: {
+            amount: shippingAmount,
+            tax_category: shippingOption.tax_category,
+            discount_amount: discounts.shipping,
+          },
+        }
+      : {}),
+    discount_amount: discounts.order,
+  })
+  const items = result.lines.filter((l) => l.kind === 'item')
+  const ship = result.lines.find((l) => l.kind === 'shipping')
+  return {
+    ...base,
+    discount_total: result.totals.discount,
+    tax_total: result.totals.tax,
+    total: result.totals.gross,
+    tax_pending: false,
+    lines: items.map((l) => ({
+      id: l.id,
+      subtotal: l.amount,
+      discount_amount: l.discount_amount,
+      tax_amount: l.tax_amount,
+      total: l.gross_amount,
+      taxes: l.taxes,
+    })),
+    shipping:
+      shippingOption && ship
+        ? shippingView(
+            shippingOption,
+            ship.amount,
+            ship.discount_amount,
+            ship.tax_amount,
+            ship.taxes,
+            ship.gross_amount,
+          )
+        : null,
+    taxes: result.taxes,
+    tax_provider: result.provider,
+    tax_notes: result.notes,
+  }
+}
+
+function shippingView(
+  option: { id: string; name: string; tax_category: string },
+  amount: number,
+  discount: number,
+  tax: number,
+  taxes: TaxLine[],
+  total = amount - discount,
+): NonNullable<CartTotals['shipping']> {
+  return {
+    option_id: option.id,
+    name: option.name,
+    tax_category: option.tax_category,
+    amount,
+    discount_amount: discount,
+    tax_amount: tax,
+    total,
+    taxes,
+  }
+}

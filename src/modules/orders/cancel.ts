@@ -1,0 +1,183 @@
+/**
+ * Cancelling an order: the stock it holds goes back, its tax sale is voided, and its money goes
+ * back to the shopper (the authorisation voided, or what was captured refunded).
+ *
+ * Order of operations, chosen so that a crash or an unreachable processor at any point leaves a
+ * state that the next attempt completes, and never one where money moves on an order that stays
+ * live:
+ *
+ * 1. One transaction (order row locked): refuse unless pending, paid or processing; release the
+ *    reservation if still active; void the tax sale; move the order to canceled (canceled_at set,
+ *    order.canceled emitted). From here on nothing can ship, capture or refund the order through
+ *    the state machine, so the payment part below cannot race a fulfilment.
+ * 2. The payment, outside any transaction (provider calls never hold locks): void an authorisation,
+ *    or refund whatever remains captured. Each call is idempotent with a key derived from the
+ *    payment (void) or the order id (refund), so repeating it repeats nothing at the processor.
+ * 3. A short transaction records the payment's outcome on the order (payment_status, refunded_total).
+ *
+ * A crash or a 503 (payment_provider_unavailable) after step 1 leaves a canceled order whose
+ * payment is still authorised or captured; cancelling it again skips step 1 (already canceled) and
+ * finishes steps 2 and 3. Doing the payment first would risk the opposite: money returned on an
+ * order that a failed step 1 leaves live and shippable.
+ */
+import { sql } from 'kysely'
+import type { Tx } from '../../platform/db/transaction.ts'
+import { withTransaction } from '../../platform/db/transaction.ts'
+import { ProblemError, problem } from '../../platform/http/errors.ts'
+import { inventoryContext } from '../inventory/context.ts'
+import { findReservation, releaseReservation } from '../inventory/reservations.ts'
+import { cancelPayment, findPayment, type PaymentView, refundPayment } from '../payments/service.ts'
+import type { TaxProvider } from '../tax/providers.ts'
+import { voidSale } from '../tax/sales.ts'
+import type { CommerceDeps } from './deps.ts'
+import { findOrder, type OrderView } from './orders.ts'
+import { transitionOrder } from './state.ts'
+import type { OrderStatus } from './tables.ts'
+
+/** Statuses an order may be canceled from: nothing has shipped yet. */
+export const CANCELABLE: readonly OrderStatus[] = ['pending', 'paid', 'processing']
+
+/** Payment states that are an authorisation (or a promise of money) still to void. */
+const VOIDABLE = ['pending', 'requires_action', 'authorized', 'awaiting_transfer']
+/**
+ * Payment states with captured money. Refunded too: a refund left pending by an unreachable
+ * processor already counts as refunded on the payment, and must be resumed under its key.
+ */
+const CAPTURED = ['captured', 'partially_refunded', 'refunded']
+
+/** The refund key of an order's cancellation: one per order, so a retried cancel refunds once. */
+export const cancelRefundKey = (orderId: string) => `order:${orderId}:cancel`
+
+/** Cancels an order (see the file comment for the order of operations). */
+export async function cancelOrder(
+  deps: CommerceDeps,
+  orderId: string,
+  input: { actor: string; reason?: string | undefined },
+): Promise<OrderView> {
+  const placed = await deps.db
+    .selectFrom('orders')
+    .select('placed_at')
+    .where('id', '=', orderId)
+    .executeTakeFirst()
+  if (!placed) throw problem('not_found', `No order ${orderId}`)
+  // Loaded before the transaction: the provider reads the tax tables through the pool, which on
+  // PGlite (one connection) would wait behind our own open transaction.
+  const taxProvider = await taxProviderOf(deps, new Date(placed.placed_at))
+  const ctx = inventoryContext(deps.runtime, input.actor)
+  const order = await withTransaction(deps.db, async (trx) => {
+    const row = await trx
+      .selectFrom('orders')
+      .select(['id', 'status', 'reservation_id', 'payment_id'])
+      .where('id', '=', orderId)
+      .forUpdate()
+      .executeTakeFirst()
+    if (!row) throw problem('not_found', `No order ${orderId}`)
+    // Canceled before: only the payment part may remain (a retry after a 503 or a crash).
+    if (row.status === 'canceled') return row
+    if (!CANCELABLE.includes(row.status)) {
+      throw problem('invalid_order_transition', `An order that is ${row.status} cannot be canceled`)
+    }
+    if (row.reservation_id) {
+      const reservation = await findReservation(trx, row.reservation_id)
+      if (reservation?.status === 'active') await releaseReservation(trx, row.reservation_id, ctx)
+    }
+    await voidTaxSale(deps, trx, orderId, taxProvider)
+    await transitionOrder(trx, deps.outbox, {
+      orderId,
+      to: 'canceled',
+      actor: input.actor,
+      reason: input.reason ?? null,
+      set: { canceled_at: sql<Date>`now()` },
+      event: { reason: input.reason ?? null },
+    })
+    return row
+  })
+  await ctx.publish()
+  if (order.payment_id) await settlePayment(deps, orderId, order.payment_id, input.actor)
+  return (await findOrder(deps.db, orderId))!
+}
+
+/**
+ * Voids the order's tax sale with the store's provider (the order id is the sale's reference).
+ * The local record is always voided; an external service that cannot be told is logged, not
+ * fatal: the cancellation must not depend on a third party being up.
+ */
+async function voidTaxSale(
+  deps: CommerceDeps,
+  trx: Tx,
+  orderId: string,
+  provider: TaxProvider | undefined,
+): Promise<void> {
+  if (provider) {
+    try {
+      await provider.void(trx, orderId)
+      return
+    } catch (error) {
+      // A database error (an SQLSTATE) aborts the cancellation; a service that failed to answer does not.
+      if (error instanceof ProblemError || typeof (error as { code?: unknown }).code === 'string') throw error
+      deps.runtime.logger.warn({ err: error, order_id: orderId }, 'tax provider could not void the sale')
+    }
+  }
+  await voidSale(trx, orderId)
+}
+
+/** The store's tax provider for the order's date of supply; undefined when tax is not set up. */
+async function taxProviderOf(deps: CommerceDeps, placedAt: Date): Promise<TaxProvider | undefined> {
+  try {
+    return await deps.taxes.get(placedAt.toISOString().slice(0, 10))
+  } catch {
+    // No tax settings (no origin country): there is no provider, only the local record.
+    return undefined
+  }
+}
+
+/** Steps 2 and 3: returns the money of a canceled order and records it on the order. */
+async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: string, actor: string) {
+  let payment = await findPayment(deps.db, paymentId)
+  if (!payment) return
+  if (VOIDABLE.includes(payment.status)) {
+    try {
+      payment = await cancelPayment(deps, paymentId, actor)
+    } catch (error) {
+      // Captured meanwhile (a capture that raced the cancel): refund it instead.
+      if (!(error instanceof ProblemError && error.code === 'payment_not_capturable')) throw error
+      payment = (await findPayment(deps.db, paymentId))!
+    }
+  }
+  if (CAPTURED.includes(payment.status)) {
+    // What the order has not refunded yet. Derived from the order's books rather than from the
+    // payment's refunded_amount, which already counts a pending attempt of this very refund: a
+    // retry must ask again for the same amount under the same key to resume it.
+    const order = await deps.db
+      .selectFrom('orders')
+      .select('refunded_total')
+      .where('id', '=', orderId)
+      .executeTakeFirstOrThrow()
+    // A staff refund still in flight (money reserved, not yet booked) makes this refund_exceeds_captured:
+    // the cancel is then retried once that refund is booked.
+    const amount = payment.captured_amount - Number(order.refunded_total)
+    if (amount > 0 && payment.captured_amount > 0) {
+      await refundPayment(deps, paymentId, {
+        amount,
+        reason: 'order canceled',
+        actor,
+        key: cancelRefundKey(orderId),
+      })
+      payment = (await findPayment(deps.db, paymentId))!
+    }
+  }
+  await recordPaymentOutcome(deps, orderId, payment)
+}
+
+async function recordPaymentOutcome(deps: CommerceDeps, orderId: string, payment: PaymentView) {
+  await deps.db
+    .updateTable('orders')
+    .set({
+      payment_status: payment.status,
+      // Every refund of a canceled order's payment is the order's: mirror the payment's ledger.
+      refunded_total: sql<number>`greatest(refunded_total, ${payment.refunded_amount})`,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', orderId)
+    .execute()
+}

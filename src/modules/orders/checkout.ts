@@ -1,0 +1,433 @@
+/**
+ * Checkout: turns a cart into exactly one order and at most one charge, whatever retries, crashes
+ * and concurrent requests do. It runs in phases, each ending in a committed state that a retry
+ * (with the same Idempotency-Key or another) or the recovery job can pick up:
+ *
+ *   1. start    (one transaction) validate and price the cart, reserve its stock, record a pending
+ *               payment, mark the cart `completing` under a short lease.
+ *   2. authorise (no transaction) ask the provider, with an idempotency key derived from the
+ *               payment id, so asking twice authorises once.
+ *   3. place    (one transaction) record the answer; on success place the order (gapless number,
+ *               cart_id unique), hold the reservation for it, commit the tax sale, close the cart;
+ *               on a decline release the stock and reopen the cart.
+ *   4. capture  (when the store captures automatically) capture, then mark the order paid.
+ *
+ * A crash after 1 leaves a completing cart whose lease runs out: the next attempt resumes at 2. A
+ * crash after 2 is the same: the provider replays its answer for the same key. A crash after 3
+ * leaves a completed cart: any retry answers with its order. A crash in 4 leaves an authorised
+ * order that the recovery job captures. Never a charge without an order, nor an order without
+ * its reservation.
+ */
+import { sql } from 'kysely'
+import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
+import { failpoint } from '../../platform/failpoints.ts'
+import { ProblemError, problem } from '../../platform/http/errors.ts'
+import { type CartAccess, type CartView, cartView, checkAccess } from '../carts/carts.ts'
+import { type CartRow, loadCart } from '../carts/load.ts'
+import { type CartTotals, computeTotals } from '../carts/totals.ts'
+import { inventoryContext } from '../inventory/context.ts'
+import { holdReservation, releaseReservation, reserve } from '../inventory/reservations.ts'
+import type { AuthorizeResult } from '../payments/provider.ts'
+import { PaymentProviderUnavailable } from '../payments/provider.ts'
+import { providerOf } from '../payments/registry.ts'
+import {
+  attachOrder,
+  cancelPayment,
+  capturePayment,
+  createPayment,
+  findPayment,
+  type PaymentView,
+  recordAuthorization,
+} from '../payments/service.ts'
+import { PaymentVelocity } from '../payments/velocity.ts'
+import type { CommerceDeps } from './deps.ts'
+import { findOrder, findOrderOfCart, type OrderView, placeOrder } from './orders.ts'
+import { transitionOrder } from './state.ts'
+
+/** How long an unpaid checkout holds its stock before the inventory job releases it. */
+const HOLD_MINUTES = 30
+
+export interface CheckoutRequest {
+  cartId: string
+  access: CartAccess
+  payment: { provider: string; payment_method?: string | undefined }
+  ip: string
+  /** `<kind>:<id>` of whoever asked. */
+  actor: string
+}
+
+export type CheckoutResult =
+  | { type: 'order'; created: boolean; order: OrderView }
+  | { type: 'payment_action_required'; cart: CartView; payment: PaymentView }
+
+interface Started {
+  cart: CartRow
+  payment: PaymentView
+}
+
+/** Completes a cart: the order (placed now or before), or the payment step the shopper must take. */
+export async function completeCart(deps: CommerceDeps, request: CheckoutRequest): Promise<CheckoutResult> {
+  const velocity = new PaymentVelocity(deps.kv, deps.runtime.config.paymentFailureLimit)
+  const begun = await start(deps, request, velocity)
+  if ('order' in begun) return { type: 'order', created: false, order: begun.order }
+  failpoint('checkout.after_start')
+  return finish(deps, begun, request.actor, { velocity, ip: request.ip })
+}
+
+/** Phase 1, or the take-over of a checkout whose lease ran out. */
+async function start(
+  deps: CommerceDeps,
+  request: CheckoutRequest,
+  velocity: PaymentVelocity,
+): Promise<Started | { order: OrderView }> {
+  const ctx = inventoryContext(deps, request.actor)
+  const lease = deps.runtime.config.checkoutLeaseSeconds
+  const result = await withTransaction(deps.db, async (trx): Promise<Started | { order: OrderView }> => {
+    const loaded = await loadCart(trx, request.cartId, [], { forUpdate: true })
+    const cart = checkAccess(loaded?.cart, request.cartId, request.access)
+    if (cart.status === 'completed') return { order: (await findOrderOfCart(trx, cart.id))! }
+    if (cart.status === 'completing') return { ...(await takeOver(trx, cart, lease)), cart }
+    if (cart.status !== 'active') throw problem('cart_not_active', `The cart is ${cart.status}`)
+
+    const account = cart.customer_id ?? cart.email
+    await velocity.check({ ip: request.ip, cart_id: cart.id, account })
+    const provider = providerOf(deps.providers, request.payment.provider)
+    checkReady(cart, loaded!.regionCountries, loaded!.shippingOption !== null)
+    // Prices and tax as they are now: what the shopper saw may be a little stale.
+    const totals = await computeTotals(loaded!, cart.lines, deps)
+    if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
+    if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
+    const reservation = await reserve(
+      trx,
+      {
+        lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
+        reference: cart.id,
+        expires_at: new Date(Date.now() + HOLD_MINUTES * 60_000),
+        country: cart.shipping_address!.country_code,
+      },
+      ctx,
+    )
+    const payment = await createPayment(trx, {
+      cart_id: cart.id,
+      provider: provider.id,
+      amount: totals.total,
+      currency: cart.currency_code,
+      payment_method: request.payment.payment_method ?? null,
+    })
+    const updated = await trx
+      .updateTable('carts')
+      .set({
+        status: 'completing',
+        totals: JSON.stringify(totals),
+        payment_id: payment.id,
+        reservation_id: reservation.id,
+        checkout: JSON.stringify({ provider: provider.id, started_by: request.actor }),
+        checkout_lease_until: sql<Date>`now() + make_interval(secs => ${lease})`,
+        version: sql<number>`version + 1`,
+        updated_at: sql<Date>`now()`,
+      })
+      .where('id', '=', cart.id)
+      .returningAll()
+      .executeTakeFirstOrThrow()
+    return { cart: updated as unknown as CartRow, payment }
+  })
+  await ctx.publish()
+  return result
+}
+
+/** A checkout already under way: taken over when its holder's lease ran out, else 409. */
+async function takeOver(trx: Tx, cart: CartRow, leaseSeconds: number): Promise<{ payment: PaymentView }> {
+  const taken = await trx
+    .updateTable('carts')
+    .set({ checkout_lease_until: sql<Date>`now() + make_interval(secs => ${leaseSeconds})` })
+    .where('id', '=', cart.id)
+    .where((eb) =>
+      eb.or([eb('checkout_lease_until', 'is', null), eb('checkout_lease_until', '<=', sql<Date>`now()`)]),
+    )
+    .returning('id')
+    .executeTakeFirst()
+  if (!taken) {
+    throw problem('checkout_in_progress', 'Another request is completing this cart; retry shortly', {
+      headers: { 'retry-after': '1' },
+    })
+  }
+  return { payment: (await findPayment(trx, cart.payment_id!))! }
+}
+
+function invalid(field: string, message: string): ProblemError {
+  return problem('cart_invalid', `The cart's ${field} ${message}`, {
+    errors: [{ path: `cart.${field}`, message }],
+  })
+}
+
+/** What a cart needs before it can be paid for. */
+function checkReady(cart: CartRow, regionCountries: string[], hasShipping: boolean): void {
+  if (cart.lines.length === 0) throw invalid('lines', 'is empty')
+  if (!cart.email) throw invalid('email', 'is needed for the order confirmation')
+  if (!cart.shipping_address) throw invalid('shipping_address', 'is missing')
+  if (!regionCountries.includes(cart.shipping_address.country_code))
+    throw invalid(
+      'shipping_address',
+      `is in ${cart.shipping_address.country_code}, which the region does not serve`,
+    )
+  if (!hasShipping) throw invalid('shipping_option_id', 'is missing: choose how to ship')
+}
+
+interface FinishOptions {
+  velocity?: PaymentVelocity
+  ip?: string
+}
+
+/** Phases 2 to 4 for a completing cart whose lease this caller holds. */
+export async function finish(
+  deps: CommerceDeps,
+  { cart, payment }: Started,
+  actor: string,
+  options: FinishOptions = {},
+): Promise<CheckoutResult> {
+  const provider = providerOf(deps.providers, payment.provider)
+  let answer: AuthorizeResult
+  try {
+    answer = await provider.authorize({
+      payment_id: payment.id,
+      amount: payment.amount,
+      currency: payment.currency,
+      payment_method: (await paymentMethodOf(deps, payment.id)) ?? null,
+      provider_ref: payment.provider_ref,
+      email: cart.email,
+      capture: false,
+    })
+  } catch (error) {
+    if (!(error instanceof PaymentProviderUnavailable)) throw error
+    // Give the lease back so that the shopper's retry resumes at once rather than waiting it out.
+    await deps.db.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cart.id).execute()
+    throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
+  }
+  failpoint('checkout.after_authorize')
+
+  const ctx = inventoryContext(deps, actor)
+  let outcome: Placed
+  try {
+    outcome = await withTransaction(deps.db, (trx) =>
+      place(deps, trx, cart.id, payment.id, answer, actor, ctx),
+    )
+  } catch (error) {
+    // The stock went while the payment was pending and cannot be reserved again: give up cleanly.
+    if (error instanceof ProblemError && error.code === 'insufficient_stock')
+      await abandonCheckout(deps, cart, actor)
+    throw error
+  }
+  await ctx.publish()
+  failpoint('checkout.after_place')
+
+  if (outcome.type === 'declined') {
+    if (options.velocity && options.ip) {
+      await options.velocity.recordFailure({
+        ip: options.ip,
+        cart_id: cart.id,
+        account: cart.customer_id ?? cart.email,
+        fingerprint: 'card_fingerprint' in answer ? answer.card_fingerprint : null,
+      })
+    }
+    const decline = answer as Extract<AuthorizeResult, { status: 'declined' }>
+    throw problem('payment_required', `${decline.message} (${decline.decline_code}); the cart is open again`)
+  }
+  if (outcome.type === 'payment_action_required') return outcome
+  if (outcome.type === 'existing') return { type: 'order', created: false, order: outcome.order }
+  if (deps.runtime.config.paymentCapture === 'automatic' && outcome.order.payment_status === 'authorized') {
+    await captureOrder(deps, outcome.order.id, actor).catch((error: unknown) => {
+      // The order stands; the recovery job captures it when the provider answers again.
+      if (!(error instanceof ProblemError) || error.code !== 'payment_provider_unavailable') throw error
+    })
+    failpoint('checkout.after_capture')
+    return { type: 'order', created: true, order: (await findOrder(deps.db, outcome.order.id))! }
+  }
+  return { type: 'order', created: true, order: outcome.order }
+}
+
+async function paymentMethodOf(deps: CommerceDeps, paymentId: string): Promise<string | null> {
+  const row = await deps.db
+    .selectFrom('payments')
+    .select('payment_method')
+    .where('id', '=', paymentId)
+    .executeTakeFirst()
+  return row?.payment_method ?? null
+}
+
+type Placed =
+  | { type: 'placed'; order: OrderView }
+  | { type: 'existing'; order: OrderView }
+  | { type: 'declined' }
+  | { type: 'payment_action_required'; cart: CartView; payment: PaymentView }
+
+/** Phase 3: record the provider's answer and place the order, or reopen the cart. */
+async function place(
+  deps: CommerceDeps,
+  trx: Tx,
+  cartId: string,
+  paymentId: string,
+  answer: AuthorizeResult,
+  actor: string,
+  ctx: ReturnType<typeof inventoryContext>,
+): Promise<Placed> {
+  const cart = (await trx
+    .selectFrom('carts')
+    .selectAll()
+    .where('id', '=', cartId)
+    .forUpdate()
+    .executeTakeFirstOrThrow()) as unknown as CartRow
+  if (cart.status === 'completed') return { type: 'existing', order: (await findOrderOfCart(trx, cartId))! }
+  if (cart.status !== 'completing' || cart.payment_id !== paymentId) {
+    throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
+      headers: { 'retry-after': '1' },
+    })
+  }
+  const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox)
+  if (answer.status === 'declined') {
+    if (cart.reservation_id) await releaseReservation(trx, cart.reservation_id, ctx)
+    await reopen(trx, cartId)
+    return { type: 'declined' }
+  }
+  if (answer.status === 'requires_action') {
+    // The shopper must act (3-D Secure): their next complete call resumes from here at once.
+    await trx.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cartId).execute()
+    return { type: 'payment_action_required', cart: cartView(cart), payment }
+  }
+  const totals = cart.totals as unknown as CartTotals
+  let reservationId = cart.reservation_id
+  const order = await placeOrder(trx, deps.outbox, {
+    cart,
+    totals,
+    paymentId,
+    paymentStatus: payment.status,
+    reservationId,
+    status: payment.status === 'captured' ? 'paid' : 'pending',
+    actor,
+  })
+  if (!reservationId || !(await holdReservation(trx, reservationId, order.id))) {
+    // The hold lapsed while the payment took its time: reserve again, or fail the whole phase.
+    const fresh = await reserve(
+      trx,
+      {
+        lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
+        reference: order.id,
+        country: cart.shipping_address!.country_code,
+      },
+      ctx,
+    )
+    reservationId = fresh.id
+    await trx
+      .updateTable('orders')
+      .set({ reservation_id: reservationId })
+      .where('id', '=', order.id)
+      .execute()
+  }
+  await attachOrder(trx, paymentId, order.id)
+  await commitTaxSale(deps, trx, cart, totals, order.id)
+  await trx
+    .updateTable('carts')
+    .set({
+      status: 'completed',
+      order_id: order.id,
+      checkout_lease_until: null,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', cartId)
+    .execute()
+  return { type: 'placed', order: { ...order, reservation_id: reservationId } }
+}
+
+async function reopen(trx: Tx, cartId: string): Promise<void> {
+  await trx
+    .updateTable('carts')
+    .set({
+      status: 'active',
+      payment_id: null,
+      reservation_id: null,
+      checkout: null,
+      checkout_lease_until: null,
+      version: sql<number>`version + 1`,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', cartId)
+    .execute()
+}
+
+/** Records the sale with the tax provider (OSS threshold, nexus report, an external service). */
+async function commitTaxSale(
+  deps: CommerceDeps,
+  trx: Tx,
+  cart: CartRow,
+  totals: CartTotals,
+  orderId: string,
+) {
+  const provider = await deps.taxes.get(totals.date_of_supply)
+  const address = cart.shipping_address!
+  const input = {
+    currency: cart.currency_code,
+    prices_include_tax: cart.prices_include_tax,
+    date_of_supply: totals.date_of_supply,
+    customer: {
+      address: { country: address.country_code, region: address.region, postal_code: address.postal_code },
+      ...(cart.vat_id ? { vat_id: cart.vat_id } : {}),
+      is_business: cart.is_business,
+    },
+    lines: cart.lines.map((l) => ({
+      id: l.id,
+      unit_amount: l.unit_amount,
+      quantity: l.quantity,
+      tax_category: l.tax_category,
+    })),
+  }
+  const result = await provider.calculate(input)
+  // The sale counts what the order charged, not a recomputation.
+  result.totals.tax = totals.tax_total
+  result.totals.net = totals.total - totals.tax_total
+  await provider.commit(trx, orderId, input, result)
+}
+
+/** Captures an order's authorised payment and marks the order paid. */
+export async function captureOrder(deps: CommerceDeps, orderId: string, actor: string): Promise<void> {
+  const order = await findOrder(deps.db, orderId)
+  if (!order?.payment_id) return
+  const payment = await capturePayment(deps, order.payment_id, { actor })
+  if (payment.status !== 'captured') return
+  await withTransaction(deps.db, async (trx) => {
+    const current = await trx
+      .selectFrom('orders')
+      .select('status')
+      .where('id', '=', orderId)
+      .forUpdate()
+      .executeTakeFirst()
+    if (current?.status !== 'pending') return
+    await transitionOrder(trx, deps.outbox, {
+      orderId,
+      to: 'paid',
+      actor,
+      reason: 'payment captured',
+      set: { payment_status: 'captured' },
+    })
+  })
+}
+
+/** Gives up a checkout the shopper abandoned at the payment step: void, release, reopen. */
+export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<void> {
+  if (cart.payment_id) await cancelPayment(deps, cart.payment_id, actor).catch(() => {})
+  const ctx = inventoryContext(deps, actor)
+  await withTransaction(deps.db, async (trx) => {
+    const current = await trx
+      .selectFrom('carts')
+      .select(['status', 'reservation_id'])
+      .where('id', '=', cart.id)
+      .forUpdate()
+      .executeTakeFirst()
+    if (current?.status !== 'completing') return
+    if (current.reservation_id) {
+      await releaseReservation(trx, current.reservation_id, ctx).catch((error: unknown) => {
+        if (!(error instanceof ProblemError) || error.code !== 'reservation_not_active') throw error
+      })
+    }
+    await reopen(trx, cart.id)
+  })
+  await ctx.publish()
+}

@@ -1,0 +1,115 @@
+/**
+ * Background jobs of checkout and carts: the recovery job that finishes or rolls back checkouts
+ * their request abandoned (a node died, a shopper left at 3-D Secure) and captures orders whose
+ * capture did not happen, and the expiry of abandoned carts.
+ */
+import { sql } from 'kysely'
+import type { Runtime } from '../../platform/runtime.ts'
+import { expireCarts } from '../carts/carts.ts'
+import type { CartRow } from '../carts/load.ts'
+import { findPayment } from '../payments/service.ts'
+import { abandonCheckout, captureOrder, finish } from './checkout.ts'
+import { type CommerceDeps, commerceDeps } from './deps.ts'
+
+export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
+export const EXPIRE_CARTS_JOB = 'carts.expire'
+const ACTOR = 'system:checkout-recovery'
+/** A shopper who has not passed 3-D Secure in this long has left: the checkout is given up. */
+const ACTION_TIMEOUT_MINUTES = 30
+
+export interface RecoveryReport {
+  resumed: number
+  abandoned: number
+  captured: number
+  failed: number
+}
+
+/**
+ * One pass of recovery. Each checkout is taken with the same lease a request takes, so the job and
+ * a shopper's retry never work on one cart at once.
+ */
+export async function recoverCheckouts(
+  deps: CommerceDeps,
+  options: { batchSize?: number; captureAfterSeconds?: number } = {},
+): Promise<RecoveryReport> {
+  const report: RecoveryReport = { resumed: 0, abandoned: 0, captured: 0, failed: 0 }
+  const lease = deps.runtime.config.checkoutLeaseSeconds
+  const { rows: stalled } = await sql<CartRow>`
+    update carts set checkout_lease_until = now() + make_interval(secs => ${lease})
+    where id in (
+      select id from carts
+      where status = 'completing' and (checkout_lease_until is null or checkout_lease_until <= now())
+      order by updated_at limit ${options.batchSize ?? 50}
+      for update skip locked)
+    returning *`.execute(deps.db)
+  for (const cart of stalled) {
+    try {
+      const payment = cart.payment_id ? await findPayment(deps.db, cart.payment_id) : undefined
+      const waitedTooLong = Date.now() - new Date(cart.updated_at).getTime() > ACTION_TIMEOUT_MINUTES * 60_000
+      if (!payment || (payment.status === 'requires_action' && waitedTooLong)) {
+        await abandonCheckout(deps, cart, ACTOR)
+        report.abandoned++
+      } else if (payment.status === 'requires_action') {
+        // Still the shopper's turn: hand the cart back to them.
+        await deps.db
+          .updateTable('carts')
+          .set({ checkout_lease_until: null })
+          .where('id', '=', cart.id)
+          .execute()
+      } else {
+        await finish(deps, { cart, payment }, ACTOR)
+        report.resumed++
+      }
+    } catch (error) {
+      report.failed++
+      deps.runtime.logger.warn({ err: error, cartId: cart.id }, 'checkout recovery failed; will retry')
+    }
+  }
+  if (deps.runtime.config.paymentCapture === 'automatic') {
+    const pending = await deps.db
+      .selectFrom('orders')
+      .innerJoin('payments', 'payments.id', 'orders.payment_id')
+      .select('orders.id')
+      .where('orders.status', '=', 'pending')
+      .where('payments.status', 'in', ['authorized', 'captured'])
+      // Young orders are left to the request that placed them, which captures right after.
+      .where(
+        'orders.placed_at',
+        '<=',
+        sql<Date>`now() - make_interval(secs => ${options.captureAfterSeconds ?? 30})`,
+      )
+      .limit(options.batchSize ?? 50)
+      .execute()
+    for (const { id } of pending) {
+      try {
+        await captureOrder(deps, id, ACTOR)
+        report.captured++
+      } catch (error) {
+        report.failed++
+        deps.runtime.logger.warn({ err: error, orderId: id }, 'capture in recovery failed; will retry')
+      }
+    }
+  }
+  return report
+}
+
+/** Defines the recovery job (every minute) and the cart expiry job (hourly). */
+export function defineCheckoutJobs(runtime: Runtime): void {
+  runtime.jobs.define(
+    RECOVER_CHECKOUTS_JOB,
+    async () => {
+      const report = await recoverCheckouts(commerceDeps(runtime))
+      if (report.resumed + report.abandoned + report.captured + report.failed > 0)
+        runtime.logger.info(report, 'checkout recovery pass')
+    },
+    { cron: '* * * * *', retryLimit: 1, concurrency: 1 },
+  )
+  runtime.jobs.define(
+    EXPIRE_CARTS_JOB,
+    async () => {
+      const expired = await expireCarts(runtime.database.db, runtime.config.cartTtlHours)
+      if (expired) runtime.logger.info({ expired }, 'abandoned carts expired')
+    },
+    { cron: '23 * * * *', retryLimit: 1, concurrency: 1 },
+  )
+}

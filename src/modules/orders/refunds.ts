@@ -1,0 +1,250 @@
+/**
+ * Refunds of an order, by amount or by line (units of lines, pro rata, plus shipping if asked).
+ *
+ * Money first, then bookkeeping, each exact in its own way:
+ * 1. plan: the amount is computed from the order as it is and checked against what remains
+ *    (the order's total less its refunds; each line's units and amount left);
+ * 2. money: the payments service reserves the amount on the payment row with one conditional
+ *    UPDATE (concurrent refunds can never together pass what was captured), calls the processor
+ *    keyed by the caller's Idempotency-Key, and records the outcome;
+ * 3. bookkeeping: one transaction locks the order row, adds the refund to the lines and to
+ *    refunded_total, moves the order to partially_refunded or refunded, and (through the route's
+ *    runIdempotent) stores the response in the same transaction.
+ *
+ * A crash or a 503 between 2 and 3 leaves money refunded (or pending at the processor) and the order
+ * not yet updated; the retry under the same Idempotency-Key plans the same amount, the payments
+ * service resumes the same refund (no second refund), and step 3 books it once. Because refunded_total
+ * only ever adds what the payments ledger accepted, it never passes the captured amount, which is at
+ * most the order total.
+ *
+ * Known limit: two different by-line refunds of the same last units racing each other can both pass
+ * step 1; the money side still caps the sum at the total, and step 3 clamps each line's refunded
+ * quantity and amount to the line, but the shopper gets both. Closing it needs an order-side refund
+ * record reserved under the order lock before the money moves.
+ */
+import { sql } from 'kysely'
+import type { Tx } from '../../platform/db/transaction.ts'
+import type { Outbox } from '../../platform/events/outbox.ts'
+import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { findPayment, type RefundView, refundPayment } from '../payments/service.ts'
+import type { CommerceDeps } from './deps.ts'
+import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
+import { canTransition, transitionOrder } from './state.ts'
+import type { OrderStatus } from './tables.ts'
+
+export type RefundInput =
+  | { amount: number; reason?: string | undefined }
+  | {
+      lines: Array<{ line_id: string; quantity: number }>
+      include_shipping?: boolean | undefined
+      reason?: string | undefined
+    }
+
+export interface RefundPlan {
+  amount: number
+  lines: Array<{ line_id: string; quantity: number; amount: number }>
+  shipping_amount: number
+  reason: string | null
+}
+
+export interface OrderRefundResult {
+  refund: {
+    id: string
+    amount: number
+    currency: string
+    status: string
+    reason: string | null
+    lines: RefundPlan['lines']
+    shipping_amount: number
+  }
+  order: OrderView
+}
+
+/** `numerator / denominator` rounded half up, in integers (both non-negative, denominator > 0). */
+export function divideHalfUp(numerator: number, denominator: number): number {
+  return Math.floor((2 * numerator + denominator) / (2 * denominator))
+}
+
+/**
+ * What refunding `quantity` units of a line gives back: the line's total pro rata per unit, half up,
+ * never more than remains of the line; the last units take exactly what remains, so a line refunded
+ * unit by unit adds up to its total.
+ */
+export function lineRefundAmount(line: OrderLineView, quantity: number): number {
+  const unitsLeft = line.quantity - line.refunded_quantity
+  const amountLeft = Math.max(0, line.total - line.refunded_amount)
+  if (quantity >= unitsLeft) return amountLeft
+  return Math.min(amountLeft, divideHalfUp(line.total * quantity, line.quantity))
+}
+
+/** What remains refundable of the shipping: the order's remainder not held by its lines. */
+export function shippingRefundable(order: OrderView): number {
+  const lineTotals = order.lines.reduce((sum, l) => sum + l.total, 0)
+  const shipping = Math.max(0, order.totals.total - lineTotals)
+  const linesLeft = order.lines.reduce((sum, l) => sum + Math.max(0, l.total - l.refunded_amount), 0)
+  const orderLeft = order.totals.total - order.totals.refunded
+  return Math.max(0, Math.min(shipping, orderLeft - linesLeft))
+}
+
+/**
+ * The refund a request asks for, checked against the order as it is. Throws validation_failed for
+ * unknown lines or more units than remain, refund_exceeds_captured for more money than remains, and
+ * invalid_order_transition for an order that cannot be refunded (not paid yet, canceled, refunded).
+ */
+export function planRefund(order: OrderView, input: RefundInput): RefundPlan {
+  const reason = input.reason ?? null
+  let plan: RefundPlan
+  if ('amount' in input) {
+    plan = { amount: input.amount, lines: [], shipping_amount: 0, reason }
+  } else {
+    const errors: FieldError[] = []
+    const byId = new Map(order.lines.map((l) => [l.id, l]))
+    const seen = new Set<string>()
+    const lines: RefundPlan['lines'] = []
+    input.lines.forEach((wanted, i) => {
+      const line = byId.get(wanted.line_id)
+      if (!line) {
+        errors.push({ path: `body.lines.${i}.line_id`, message: 'no such line in this order' })
+        return
+      }
+      if (seen.has(line.id)) {
+        errors.push({ path: `body.lines.${i}.line_id`, message: 'the line is named twice' })
+        return
+      }
+      seen.add(line.id)
+      const left = line.quantity - line.refunded_quantity
+      if (wanted.quantity > left) {
+        errors.push({
+          path: `body.lines.${i}.quantity`,
+          message: `must be at most ${left}: the units not yet refunded`,
+        })
+        return
+      }
+      lines.push({
+        line_id: line.id,
+        quantity: wanted.quantity,
+        amount: lineRefundAmount(line, wanted.quantity),
+      })
+    })
+    if (errors.length) throw problem('validation_failed', errors[0]!.message, { errors })
+    const shipping = input.include_shipping ? shippingRefundable(order) : 0
+    plan = {
+      amount: lines.reduce((sum, l) => sum + l.amount, 0) + shipping,
+      lines,
+      shipping_amount: shipping,
+      reason,
+    }
+    if (plan.amount <= 0) {
+      throw problem('validation_failed', 'Those lines have nothing left to refund', {
+        errors: [{ path: 'body.lines', message: 'nothing left to refund on these lines' }],
+      })
+    }
+  }
+  const left = order.totals.total - order.totals.refunded
+  const target = refundTarget(order.totals.refunded + plan.amount, order.totals.total)
+  if (!order.payment_id || !canTransition(order.status, target)) {
+    throw problem('invalid_order_transition', `An order that is ${order.status} cannot be refunded`)
+  }
+  if (plan.amount > left) {
+    throw problem('refund_exceeds_captured', `${left} ${order.currency} remains refundable on this order`, {
+      errors: [
+        { path: 'amount' in input ? 'body.amount' : 'body.lines', message: `must be at most ${left}` },
+      ],
+    })
+  }
+  return plan
+}
+
+function refundTarget(refunded: number, total: number): OrderStatus {
+  return refunded >= total ? 'refunded' : 'partially_refunded'
+}
+
+/** The payment refund key of a staff refund: the caller's key, scoped to the order and caller. */
+export const staffRefundKey = (orderId: string, principal: string, key: string) =>
+  `order:${orderId}:refund:${principal}:${key}`
+
+/**
+ * Steps 1 and 2: plans the refund and moves the money. Returns what step 3 (bookRefund) needs.
+ */
+export async function refundOrderPayment(
+  deps: CommerceDeps,
+  orderId: string,
+  input: RefundInput,
+  options: { actor: string; key: string },
+): Promise<{ plan: RefundPlan; refund: RefundView; paymentStatus: string }> {
+  const order = await findOrder(deps.db, orderId)
+  if (!order) throw problem('not_found', `No order ${orderId}`)
+  const plan = planRefund(order, input)
+  const refund = await refundPayment(deps, order.payment_id!, {
+    amount: plan.amount,
+    reason: plan.reason,
+    actor: options.actor,
+    key: options.key,
+  })
+  const payment = await findPayment(deps.db, order.payment_id!)
+  return { plan, refund, paymentStatus: payment?.status ?? order.payment_status }
+}
+
+/**
+ * Step 3, in the caller's transaction: adds the refund to the order's lines and refunded_total and
+ * moves the order to partially_refunded or refunded (emitting the event).
+ */
+export async function bookRefund(
+  trx: Tx,
+  outbox: Outbox,
+  orderId: string,
+  booked: { plan: RefundPlan; refund: RefundView; paymentStatus: string },
+  actor: string,
+): Promise<OrderRefundResult> {
+  const { plan, refund } = booked
+  const order = await trx
+    .selectFrom('orders')
+    .select(['status', 'total', 'refunded_total'])
+    .where('id', '=', orderId)
+    .forUpdate()
+    .executeTakeFirstOrThrow()
+  for (const line of plan.lines) {
+    // Clamped to the line: see the module comment on racing by-line refunds.
+    await trx
+      .updateTable('order_lines')
+      .set({
+        refunded_quantity: sql<number>`least(quantity, refunded_quantity + ${line.quantity})`,
+        refunded_amount: sql<number>`least(total, refunded_amount + ${line.amount})`,
+      })
+      .where('id', '=', line.line_id)
+      .where('order_id', '=', orderId)
+      .execute()
+  }
+  const refunded = Number(order.refunded_total) + refund.amount
+  const target = refundTarget(refunded, Number(order.total))
+  const set = { refunded_total: refunded, payment_status: booked.paymentStatus }
+  if (canTransition(order.status, target)) {
+    await transitionOrder(trx, outbox, {
+      orderId,
+      to: target,
+      actor,
+      reason: plan.reason,
+      set,
+      event: { refund_id: refund.id, amount: refund.amount, refunded_total: refunded },
+    })
+  } else {
+    // Canceled while the money moved: the cancellation refunds the rest; keep the books exact.
+    await trx
+      .updateTable('orders')
+      .set({ ...set, updated_at: sql<Date>`now()` })
+      .where('id', '=', orderId)
+      .execute()
+  }
+  return {
+    refund: {
+      id: refund.id,
+      amount: refund.amount,
+      currency: refund.currency,
+      status: refund.status,
+      reason: plan.reason,
+      lines: plan.lines,
+      shipping_amount: plan.shipping_amount,
+    },
+    order: (await findOrder(trx, orderId))!,
+  }
+}

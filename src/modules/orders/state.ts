@@ -1,0 +1,96 @@
+/**
+ * The order state machine. Every status change goes through `transitionOrder`, which refuses a
+ * move the table below does not allow, records the transition with its actor and time, and emits
+ * `order.<status>` in the same transaction, so what happened to an order is never lost or invented.
+ */
+import { sql } from 'kysely'
+import type { Tx } from '../../platform/db/transaction.ts'
+import type { Outbox } from '../../platform/events/outbox.ts'
+import { problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
+import type { OrderStatus } from './tables.ts'
+
+/** Where each status may go next. canceled and refunded are final. */
+export const ORDER_TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
+  // Placed, payment not yet taken (manual payments; or authorised, awaiting capture).
+  pending: ['paid', 'processing', 'canceled'],
+  paid: ['processing', 'partially_fulfilled', 'fulfilled', 'canceled', 'partially_refunded', 'refunded'],
+  processing: ['paid', 'partially_fulfilled', 'fulfilled', 'canceled', 'partially_refunded', 'refunded'],
+  partially_fulfilled: ['fulfilled', 'partially_refunded', 'refunded'],
+  fulfilled: ['completed', 'partially_refunded', 'refunded'],
+  completed: ['partially_refunded', 'refunded'],
+  partially_refunded: [
+    'partially_refunded',
+    'processing',
+    'partially_fulfilled',
+    'fulfilled',
+    'completed',
+    'refunded',
+  ],
+  canceled: [],
+  refunded: [],
+}
+
+export const ORDER_STATUSES = Object.keys(ORDER_TRANSITIONS) as OrderStatus[]
+
+/** True when an order in `from` may move to `to`. */
+export function canTransition(from: OrderStatus, to: OrderStatus): boolean {
+  return ORDER_TRANSITIONS[from].includes(to)
+}
+
+export interface TransitionInput {
+  orderId: string
+  to: OrderStatus
+  /** `<principal kind>:<id>`, or `system:<job>`. */
+  actor: string
+  reason?: string | null
+  /** Extra columns to set with the status (payment_status, canceled_at, …). */
+  set?: Record<string, unknown>
+  /** Fields for the event payload besides the order id, number and statuses. */
+  event?: Record<string, unknown>
+}
+
+/**
+ * Moves an order to `to` (locking its row), or throws not_found / invalid_order_transition.
+ * Returns the status it came from.
+ */
+export async function transitionOrder(trx: Tx, outbox: Outbox, input: TransitionInput): Promise<OrderStatus> {
+  const current = await trx
+    .selectFrom('orders')
+    .select(['status', 'number'])
+    .where('id', '=', input.orderId)
+    .forUpdate()
+    .executeTakeFirst()
+  if (!current) throw problem('not_found', `No order ${input.orderId}`)
+  if (!canTransition(current.status, input.to)) {
+    throw problem('invalid_order_transition', `An order that is ${current.status} cannot become ${input.to}`)
+  }
+  await trx
+    .updateTable('orders')
+    .set({ ...(input.set ?? {}), status: input.to, updated_at: sql<Date>`now()` })
+    .where('id', '=', input.orderId)
+    .execute()
+  await recordTransition(trx, input.orderId, current.status, input.to, input.actor, input.reason ?? null)
+  await outbox.emit(
+    trx,
+    `order.${input.to}`,
+    { order_id: input.orderId, number: current.number, from: current.status, to: input.to, ...input.event },
+    input.orderId,
+  )
+  return current.status
+}
+
+/** Appends a row to the order's history. */
+export async function recordTransition(
+  trx: Tx,
+  orderId: string,
+  from: OrderStatus | null,
+  to: OrderStatus,
+  actor: string,
+  reason: string | null,
+): Promise<void> {
+  await trx
+    .insertInto('order_transitions')
+    .values({ id: newId('otr'), order_id: orderId, from_status: from, to_status: to, actor, reason })
+    .execute()
+}

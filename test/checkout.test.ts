@@ -1,0 +1,339 @@
+/**
+ * Carts and checkout through the HTTP API, on each database: totals that add up in inclusive and
+ * exclusive regions, one read and one write per change, bad input refused with nothing written,
+ * and checkout's outcomes: an order (once per key and per cart), a decline that reopens the cart,
+ * a 3-D Secure step, and the recovery job finishing a checkout its request abandoned.
+ */
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { commerceDeps } from '../src/modules/orders/deps.ts'
+import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import { startTestNode, type TestNode } from './support/app.ts'
+import { berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import { DATABASE_KINDS } from './support/database.ts'
+
+describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
+  let node: TestNode
+  let store: TestStore
+  const db = () => node.runtime.database.db
+
+  const call = (method: string, url: string, payload?: object, headers: Record<string, string> = {}) =>
+    node.app.inject({ method: method as 'POST', url, headers, ...(payload ? { payload } : {}) })
+  const complete = (cartId: string, payment: object, key = randomUUID()) =>
+    call('POST', `/store/carts/${cartId}/complete`, { payment }, { 'idempotency-key': key })
+
+  async function levelOf(variantId: string) {
+    return db()
+      .selectFrom('inventory_levels')
+      .select(['on_hand', 'reserved'])
+      .where('variant_id', '=', variantId)
+      .where('location_id', '=', store.location)
+      .executeTakeFirstOrThrow()
+  }
+
+  beforeAll(async () => {
+    node = await startTestNode(kind, {
+      env: { RATE_LIMIT_PER_MINUTE: '100000', CHECKOUT_LEASE_SECONDS: '1' },
+    })
+    store = await createTestStore(node.app)
+  })
+  afterAll(() => node?.close())
+
+  describe('carts', () => {
+    it('prices lines from the server and keeps totals that add up (tax included)', async () => {
+      const res = await call('POST', '/store/carts', {
+        country_code: 'DE',
+        lines: [{ variant_id: store.shirt, quantity: 2 }],
+      })
+      expect(res.statusCode, res.body).toBe(201)
+      const cart = res.json()
+      expect(cart.region_id).toBe(store.euRegion)
+      expect(cart.lines[0]).toMatchObject({ unit_amount: 1999, quantity: 2, subtotal: 3998 })
+      // The region has three countries and no address yet: tax is pending, not zero-rated.
+      expect(cart.totals.tax_pending).toBe(true)
+
+      const addressed = (
+        await call('PATCH', `/store/carts/${cart.id}`, {
+          shipping_address: berlin,
+          shipping_option_id: store.euShipping,
+        })
+      ).json()
+      expect(addressed.totals).toMatchObject({
+        subtotal: 3998,
+        shipping_total: 490,
+        total: 4488,
+        tax_pending: false,
+      })
+      // 19% German VAT inside 44.88: 7.17 (lines 6.38 + shipping 0.78, rounded per line).
+      const lineTax = addressed.lines.reduce(
+        (sum: number, l: { tax_amount: number }) => sum + l.tax_amount,
+        0,
+      )
+      expect(lineTax + addressed.shipping.tax_amount).toBe(addressed.totals.tax_total)
+      expect(addressed.totals.tax_total).toBe(717)
+
+      const grown = (
+        await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: store.shirt, quantity: 3 })
+      ).json()
+      expect(grown.lines).toHaveLength(1)
+      expect(grown.lines[0].quantity).toBe(5)
+      // 99.95 is below the 100.00 free-shipping threshold; one more jacket passes it.
+      expect(grown.totals.shipping_total).toBe(490)
+      const free = (
+        await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: store.jacket, quantity: 1 })
+      ).json()
+      expect(free.totals.shipping_total).toBe(0)
+      expect(free.totals.total).toBe(9995 + 4950)
+    })
+
+    it('adds tax on top in a region whose prices exclude it (US, no nexus: no tax)', async () => {
+      const res = await call('POST', '/store/carts', {
+        region_id: store.usRegion,
+        lines: [{ variant_id: store.jacket, quantity: 1 }],
+      })
+      const cart = res.json()
+      // A one-country region knows its destination from the start.
+      expect(cart.totals.tax_pending).toBe(false)
+      const shipped = (
+        await call('PATCH', `/store/carts/${cart.id}`, {
+          shipping_address: {
+            line1: '1 Main St',
+            city: 'Austin',
+            region: 'TX',
+            postal_code: '73301',
+            country_code: 'US',
+          },
+          shipping_option_id: store.usShipping,
+        })
+      ).json()
+      // 1200 g falls in the second weight tier.
+      expect(shipped.totals).toMatchObject({
+        subtotal: 4000,
+        shipping_total: 1200,
+        tax_total: 0,
+        total: 5200,
+      })
+    })
+
+    it('changes and removes lines, and refuses bad input with nothing written', async () => {
+      const cart = (await call('POST', '/store/carts', { region_id: store.euRegion })).json()
+      const added = (
+        await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: store.shirt, quantity: 1 })
+      ).json()
+      const lineId = added.lines[0].id
+      const bad = [
+        await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: store.shirt, quantity: 0 }),
+        await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: store.shirt, quantity: -2 }),
+        await call('POST', `/store/carts/${cart.id}/lines`, {
+          variant_id: store.shirt,
+          quantity: 1,
+          unit_amount: 1,
+        }),
+        await call('PATCH', `/store/carts/${cart.id}/lines/${lineId}`, { quantity: 1001 }),
+      ]
+      for (const res of bad) {
+        expect(res.statusCode, res.body).toBe(400)
+        expect(res.headers['content-type']).toContain('application/problem+json')
+      }
+      const unknown = await call('POST', `/store/carts/${cart.id}/lines`, {
+        variant_id: `var_${'0'.repeat(26)}`,
+        quantity: 1,
+      })
+      expect(unknown.statusCode).toBe(422)
+      expect(unknown.json().code).toBe('unknown_variant')
+      const elsewhere = await call('PATCH', `/store/carts/${cart.id}`, {
+        shipping_address: { ...berlin, country_code: 'US' },
+      })
+      expect(elsewhere.statusCode).toBe(422)
+      const promo = await call('POST', `/store/carts/${cart.id}/promotions`, { code: 'SUMMER10' })
+      expect(promo.json().code).toBe('unknown_promotion')
+      const after = (await call('GET', `/store/carts/${cart.id}`)).json()
+      expect(after.version).toBe(added.version)
+      expect(after.lines).toEqual(added.lines)
+
+      const set = (await call('PATCH', `/store/carts/${cart.id}/lines/${lineId}`, { quantity: 4 })).json()
+      expect(set.lines[0].quantity).toBe(4)
+      const removed = (await call('DELETE', `/store/carts/${cart.id}/lines/${lineId}`)).json()
+      expect(removed.lines).toEqual([])
+      expect(removed.totals.total).toBe(0)
+    })
+
+    it('enforces purchase limits per line', async () => {
+      const limit = await call(
+        'PUT',
+        `/admin/purchase-limits/${store.jacket}`,
+        { max_per_line: 2, max_per_customer: null },
+        {
+          authorization: 'Bearer test-admin-token-0123456789abcdef0123456789',
+        },
+      )
+      expect(limit.statusCode, limit.body).toBe(200)
+      const cart = (await call('POST', '/store/carts', { region_id: store.euRegion })).json()
+      const over = await call('POST', `/store/carts/${cart.id}/lines`, {
+        variant_id: store.jacket,
+        quantity: 3,
+      })
+      expect(over.statusCode).toBe(422)
+      expect(over.json().code).toBe('purchase_limit_exceeded')
+      await call(
+        'PUT',
+        `/admin/purchase-limits/${store.jacket}`,
+        { max_per_line: null, max_per_customer: null },
+        {
+          authorization: 'Bearer test-admin-token-0123456789abcdef0123456789',
+        },
+      )
+    })
+  })
+
+  describe('checkout', () => {
+    it('places one order, captures it and holds its stock', async () => {
+      const before = await levelOf(store.shirt)
+      const cartId = await readyCart(node.app, store, 2)
+      const key = randomUUID()
+      const res = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' }, key)
+      expect(res.statusCode, res.body).toBe(201)
+      const { order } = res.json()
+      expect(order).toMatchObject({
+        status: 'paid',
+        payment_status: 'captured',
+        email: 'shopper@example.com',
+      })
+      expect(order.totals.total).toBe(2 * 1999 + 490)
+      expect(order.number).toBeGreaterThanOrEqual(1001)
+      const after = await levelOf(store.shirt)
+      expect(after.reserved - before.reserved).toBe(2)
+      const reservation = await db()
+        .selectFrom('inventory_reservations')
+        .select(['status', 'expires_at', 'reference'])
+        .where('id', '=', order.reservation_id)
+        .executeTakeFirstOrThrow()
+      expect(reservation).toMatchObject({ status: 'active', expires_at: null, reference: order.id })
+
+      // The same key and body replays the answer; another body under it is refused.
+      const replay = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' }, key)
+      expect(replay.statusCode).toBe(201)
+      expect(replay.headers['idempotent-replayed']).toBe('true')
+      expect(replay.json()).toEqual(res.json())
+      const reused = await complete(cartId, { provider: 'test', payment_method: 'pm_card_mastercard' }, key)
+      expect(reused.statusCode).toBe(422)
+      // Another key on a completed cart answers with the same order, placing nothing new.
+      const again = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(again.statusCode).toBe(200)
+      expect(again.json().order.id).toBe(order.id)
+      const orders = await db().selectFrom('orders').select('id').where('cart_id', '=', cartId).execute()
+      expect(orders).toHaveLength(1)
+      const charges = await db()
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where(
+          'charge_id',
+          'in',
+          db()
+            .selectFrom('payments')
+            .select('provider_ref')
+            .where('cart_id', '=', cartId)
+            .where('provider_ref', 'is not', null) as never,
+        )
+        .execute()
+      expect(charges.filter((c) => c.kind === 'authorize')).toHaveLength(1)
+      const events = await db()
+        .selectFrom('events')
+        .select('type')
+        .where('subject_id', '=', order.id)
+        .execute()
+      expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['order.placed', 'order.paid']))
+    })
+
+    it('reopens the cart and releases its stock when the card is declined', async () => {
+      const before = await levelOf(store.shirt)
+      const cartId = await readyCart(node.app, store, 1)
+      const res = await complete(cartId, {
+        provider: 'test',
+        payment_method: 'pm_card_chargeDeclinedInsufficientFunds',
+      })
+      expect(res.statusCode, res.body).toBe(402)
+      expect(res.json().code).toBe('payment_required')
+      expect(await levelOf(store.shirt)).toEqual(before)
+      const cart = (await call('GET', `/store/carts/${cartId}`)).json()
+      expect(cart.status).toBe('active')
+      const retry = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(retry.statusCode, retry.body).toBe(201)
+    })
+
+    it('asks for 3-D Secure and completes after the challenge', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const first = await complete(cartId, {
+        provider: 'test',
+        payment_method: 'pm_card_threeDSecureRequired',
+      })
+      expect(first.statusCode, first.body).toBe(200)
+      const body = first.json()
+      expect(body.type).toBe('payment_action_required')
+      expect(body.payment.status).toBe('requires_action')
+      const passed = await call('POST', `/store/payments/${body.payment.id}/authenticate`, { result: 'pass' })
+      expect(passed.statusCode, passed.body).toBeLessThan(300)
+      const second = await complete(cartId, {
+        provider: 'test',
+        payment_method: 'pm_card_threeDSecureRequired',
+      })
+      expect(second.statusCode, second.body).toBe(201)
+      expect(second.json().order.payment_status).toBe('captured')
+    })
+
+    it('takes a manual payment as a pending order', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const res = await complete(cartId, { provider: 'manual' })
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().order).toMatchObject({ status: 'pending', payment_status: 'awaiting_transfer' })
+    })
+
+    it('refuses carts that cannot be checked out, and keys that are missing', async () => {
+      const empty = (
+        await call('POST', '/store/carts', { region_id: store.euRegion, email: 'a@example.com' })
+      ).json()
+      const res = await complete(empty.id, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(res.statusCode).toBe(422)
+      expect(res.json().code).toBe('cart_invalid')
+      const noKey = await call('POST', `/store/carts/${empty.id}/complete`, { payment: { provider: 'test' } })
+      expect(noKey.statusCode).toBe(400)
+      expect(noKey.json().code).toBe('idempotency_key_required')
+      const cartId = await readyCart(node.app, store, 1)
+      const tampered = await call(
+        'POST',
+        `/store/carts/${cartId}/complete`,
+        { payment: { provider: 'test', payment_method: 'pm_card_visa' }, total: 1 },
+        { 'idempotency-key': randomUUID() },
+      )
+      expect(tampered.statusCode).toBe(400)
+      const unknownProvider = await complete(cartId, { provider: 'paypal' })
+      expect(unknownProvider.statusCode).toBe(422)
+      expect(unknownProvider.json().code).toBe('unknown_payment_provider')
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+    })
+
+    it('recovers a checkout whose request stopped after reserving stock', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      // As a request that died after phase 1 leaves it: completing, payment pending, lease run out.
+      const { network } = await (async () => {
+        const res = await complete(cartId, { provider: 'test', payment_method: 'pm_card_networkError' })
+        return { network: res }
+      })()
+      expect(network.statusCode, network.body).toBe(503)
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('completing')
+      await db()
+        .updateTable('payments')
+        .set({ payment_method: 'pm_card_visa' })
+        .where('cart_id', '=', cartId)
+        .execute()
+      const report = await recoverCheckouts(commerceDeps(node.runtime))
+      expect(report.resumed).toBeGreaterThanOrEqual(1)
+      const order = await db()
+        .selectFrom('orders')
+        .selectAll()
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(order.status).toBe('paid')
+    })
+  })
+})

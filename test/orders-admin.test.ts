@@ -1,0 +1,789 @@
+/**
+ * Orders in the back office and the customer's account: the filtered list and its cursor, the detail
+ * with history and notes, the CSV export, staff status moves, capture, cancel (stock, tax sale and
+ * money returned) and refunds by amount and by line (permissions, step-up, over-refunds refused);
+ * the store shows a customer only their own orders. On Postgres, concurrent refunds never pass the
+ * order total.
+ */
+import { parse } from 'csv-parse/sync'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { findReservation } from '../src/modules/inventory/reservations.ts'
+import { formatMinor } from '../src/modules/orders/admin-orders.ts'
+import type { OrderLineView, OrderView } from '../src/modules/orders/orders.ts'
+import { divideHalfUp, lineRefundAmount } from '../src/modules/orders/refunds.ts'
+import { findPayment } from '../src/modules/payments/service.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { describeEachDatabase, describePostgres } from './support/database.ts'
+import {
+  createOrderCatalog,
+  createTestCustomer,
+  type OrderCatalog,
+  placeTestOrder,
+} from './support/orders.ts'
+import { bearer, newStaffSession, type StaffSession } from './support/staff.ts'
+
+type Method = 'GET' | 'POST'
+
+let keyCounter = 0
+const newKey = () => `test-key-${Date.now()}-${++keyCounter}`
+
+describe('refund arithmetic', () => {
+  const line = (over: Partial<OrderLineView> = {}): OrderLineView => ({
+    id: 'ordl_1',
+    variant_id: 'var_1',
+    product_id: 'prod_1',
+    sku: 'SKU',
+    title: 'T',
+    product_title: 'P',
+    quantity: 3,
+    unit_amount: 334,
+    subtotal: 1000,
+    discount_amount: 0,
+    tax_amount: 0,
+    total: 1000,
+    taxes: [],
+    tax_category: 'standard',
+    fulfilled_quantity: 0,
+    refunded_quantity: 0,
+    refunded_amount: 0,
+    ...over,
+  })
+
+  it('rounds half up in integers', () => {
+    expect(divideHalfUp(1000, 3)).toBe(333)
+    expect(divideHalfUp(2000, 3)).toBe(667)
+    expect(divideHalfUp(5, 2)).toBe(3)
+    expect(divideHalfUp(0, 7)).toBe(0)
+  })
+
+  it('refunds a line pro rata per unit, the last units taking exactly what remains', () => {
+    expect(lineRefundAmount(line(), 1)).toBe(333)
+    expect(lineRefundAmount(line(), 2)).toBe(667)
+    expect(lineRefundAmount(line(), 3)).toBe(1000)
+    // After one unit (333), the two remaining units take 667, not 2 × 333.
+    expect(lineRefundAmount(line({ refunded_quantity: 1, refunded_amount: 333 }), 2)).toBe(667)
+    expect(lineRefundAmount(line({ refunded_quantity: 2, refunded_amount: 667 }), 1)).toBe(333)
+    // Never more than remains of the line's money (an amount refund took some of it).
+    expect(lineRefundAmount(line({ refunded_quantity: 0, refunded_amount: 900 }), 1)).toBe(100)
+  })
+
+  it('formats minor units in the currency’s minor unit', () => {
+    expect(formatMinor(1999, 'EUR')).toBe('19.99')
+    expect(formatMinor(5, 'EUR')).toBe('0.05')
+    expect(formatMinor(0, 'EUR')).toBe('0.00')
+    expect(formatMinor(1999, 'JPY')).toBe('1999')
+    expect(formatMinor(1999, 'KWD')).toBe('1.999')
+    expect(formatMinor(-250, 'USD')).toBe('-2.50')
+  })
+})
+
+describeEachDatabase('orders: admin and store', (kind) => {
+  let node: TestNode
+  let catalog: OrderCatalog
+  let support: StaffSession
+
+  const call = (
+    method: Method,
+    url: string,
+    options: { payload?: object; headers?: Record<string, string> } = {},
+  ) =>
+    node.app.inject({
+      method,
+      url,
+      headers: options.headers ?? adminAuth,
+      ...(options.payload === undefined ? {} : { payload: options.payload }),
+    })
+  const refund = (
+    orderId: string,
+    payload: object,
+    headers: Record<string, string> = adminAuth,
+    key = newKey(),
+  ) =>
+    call('POST', `/admin/orders/${orderId}/refunds`, {
+      payload,
+      headers: { ...headers, 'idempotency-key': key },
+    })
+  const detail = async (orderId: string) => {
+    const res = await call('GET', `/admin/orders/${orderId}`)
+    expect(res.statusCode, res.body).toBe(200)
+    return res.json()
+  }
+  const expectProblem = (
+    res: { statusCode: number; body: string; json(): { code: string } },
+    status: number,
+    code: string,
+  ) => {
+    expect(res.statusCode, res.body).toBe(status)
+    expect(res.json().code).toBe(code)
+  }
+
+  beforeAll(async () => {
+    node = await startTestNode(kind, {
+      env: { AUTH_RATE_LIMIT_PER_MINUTE: '100000', RATE_LIMIT_PER_MINUTE: '100000' },
+    })
+    catalog = await createOrderCatalog(node, { prices: [2500, 1000] })
+    support = await newStaffSession(node, 'role_support')
+  })
+  afterAll(() => node?.close())
+
+  describe('list, detail and export', () => {
+    let orders: OrderView[]
+    let customer: { id: string; headers: Record<string, string> }
+
+    beforeAll(async () => {
+      customer = await createTestCustomer(node)
+      orders = [
+        await placeTestOrder(node, catalog, { email: 'Alice.List@Example.test', quantities: [1] }),
+        await placeTestOrder(node, catalog, {
+          email: 'bob.list@example.test',
+          quantities: [2, 1],
+          capture: true,
+        }),
+        await placeTestOrder(node, catalog, {
+          email: 'alice.other@example.test',
+          quantities: [0, 3],
+          customerId: customer.id,
+        }),
+      ]
+    })
+
+    const ids = (res: { json(): { data: Array<{ id: string }> } }) => res.json().data.map((o) => o.id)
+    const mine = (list: string[]) => list.filter((id) => orders.some((o) => o.id === id))
+
+    it('lists newest first with each order’s lines and totals', async () => {
+      const res = await call('GET', '/admin/orders?limit=100')
+      expect(res.statusCode, res.body).toBe(200)
+      expect(mine(ids(res))).toEqual(orders.map((o) => o.id).reverse())
+      const bob = res.json().data.find((o: OrderView) => o.id === orders[1]!.id)
+      expect(bob).toMatchObject({
+        status: 'paid',
+        payment_status: 'captured',
+        currency: 'EUR',
+        email: 'bob.list@example.test',
+        totals: { subtotal: 6000, total: 6000, refunded: 0 },
+      })
+      expect(bob.lines).toHaveLength(2)
+      expect(bob.number).toBe(orders[1]!.number)
+    })
+
+    it('filters by status, payment status, customer, email and placing time', async () => {
+      expect(mine(ids(await call('GET', '/admin/orders?status=paid&limit=100')))).toEqual([orders[1]!.id])
+      expect(mine(ids(await call('GET', '/admin/orders?payment_status=authorized&limit=100')))).toEqual([
+        orders[2]!.id,
+        orders[0]!.id,
+      ])
+      expect(ids(await call('GET', `/admin/orders?customer_id=${customer.id}`))).toEqual([orders[2]!.id])
+      expect(ids(await call('GET', '/admin/orders?email=ALICE.LIST@example.TEST'))).toEqual([orders[0]!.id])
+      const future = new Date(Date.now() + 3_600_000).toISOString()
+      expect(ids(await call('GET', `/admin/orders?placed_after=${encodeURIComponent(future)}`))).toEqual([])
+      const past = new Date(Date.now() - 3_600_000).toISOString()
+      expect(
+        mine(ids(await call('GET', `/admin/orders?placed_after=${encodeURIComponent(past)}&limit=100`))),
+      ).toHaveLength(3)
+      expect(ids(await call('GET', `/admin/orders?placed_before=${encodeURIComponent(past)}`))).toEqual([])
+    })
+
+    it('searches by order number (with or without #) and by email prefix', async () => {
+      const number = orders[1]!.number
+      expect(ids(await call('GET', `/admin/orders?q=${number}`))).toEqual([orders[1]!.id])
+      expect(ids(await call('GET', `/admin/orders?q=${encodeURIComponent(`#${number}`)}`))).toEqual([
+        orders[1]!.id,
+      ])
+      expect(ids(await call('GET', '/admin/orders?q=ALICE.'))).toEqual([orders[2]!.id, orders[0]!.id])
+      // Wildcards in the search are plain characters.
+      expect(ids(await call('GET', '/admin/orders?q=%25'))).toEqual([])
+      expect(ids(await call('GET', '/admin/orders?q=999999999'))).toEqual([])
+    })
+
+    it('pages with a cursor', async () => {
+      const seen: string[] = []
+      let cursor: string | null = null
+      let pages = 0
+      do {
+        const url: string = `/admin/orders?q=${encodeURIComponent('alice.')}&limit=1${cursor ? `&cursor=${cursor}` : ''}`
+        const res = await call('GET', url)
+        expect(res.statusCode, res.body).toBe(200)
+        seen.push(...ids(res))
+        cursor = res.json().next_cursor
+        pages++
+      } while (cursor && pages < 10)
+      expect(seen).toEqual([orders[2]!.id, orders[0]!.id])
+    })
+
+    it('refuses unknown query fields, bad values and foreign cursors with 400', async () => {
+      expectProblem(await call('GET', '/admin/orders?colour=red'), 400, 'validation_failed')
+      expectProblem(await call('GET', '/admin/orders?status=lost'), 400, 'validation_failed')
+      expectProblem(await call('GET', '/admin/orders?limit=101'), 400, 'validation_failed')
+      expectProblem(await call('GET', '/admin/orders?placed_after=yesterday'), 400, 'validation_failed')
+      expectProblem(await call('GET', '/admin/orders?cursor=!!'), 400, 'invalid_cursor')
+      expectProblem(
+        await call('GET', `/admin/orders?cursor=${Buffer.from('[1]').toString('base64url')}`),
+        400,
+        'invalid_cursor',
+      )
+    })
+
+    it('shows an order with its history and notes', async () => {
+      const order = await detail(orders[0]!.id)
+      expect(order).toMatchObject({ id: orders[0]!.id, status: 'pending', notes: [] })
+      expect(order.transitions).toEqual([
+        {
+          id: expect.any(String),
+          from: null,
+          to: 'pending',
+          actor: 'system:test',
+          reason: 'placed',
+          at: expect.any(String),
+        },
+      ])
+      expectProblem(await call('GET', '/admin/orders/ord_00000000000000000000000000'), 404, 'not_found')
+      expectProblem(await call('GET', '/admin/orders/nonsense'), 400, 'validation_failed')
+    })
+
+    it('exports the filtered orders as CSV with amounts in minor units and as decimals', async () => {
+      const res = await call('GET', '/admin/orders/export.csv?q=alice.')
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.headers['content-type']).toMatch(/^text\/csv/)
+      expect(res.headers['content-disposition']).toMatch(
+        /^attachment; filename="orders-\d{4}-\d{2}-\d{2}\.csv"$/,
+      )
+      const rows: string[][] = parse(res.body)
+      expect(rows[0]).toEqual([
+        'number',
+        'id',
+        'placed_at',
+        'status',
+        'payment_status',
+        'fulfillment_status',
+        'email',
+        'currency',
+        'subtotal',
+        'subtotal_decimal',
+        'discount',
+        'discount_decimal',
+        'shipping',
+        'shipping_decimal',
+        'tax',
+        'tax_decimal',
+        'total',
+        'total_decimal',
+        'refunded',
+        'refunded_decimal',
+      ])
+      expect(rows.slice(1).map((r) => r[1])).toEqual([orders[2]!.id, orders[0]!.id])
+      const last = orders[2]!
+      const row = Object.fromEntries(rows[0]!.map((name, i) => [name, rows[1]![i]]))
+      expect(row).toMatchObject({
+        number: String(last.number),
+        status: 'pending',
+        payment_status: 'authorized',
+        email: 'alice.other@example.test',
+        currency: 'EUR',
+        total: '3000',
+        total_decimal: '30.00',
+        tax: String(last.totals.tax),
+        tax_decimal: formatMinor(last.totals.tax, 'EUR'),
+        refunded: '0',
+        refunded_decimal: '0.00',
+      })
+      expect(new Date(row.placed_at!).toISOString()).toBe(last.placed_at)
+      // No match: just the header.
+      const empty = await call('GET', '/admin/orders/export.csv?email=nobody@example.test')
+      expect(parse(empty.body)).toHaveLength(1)
+      expectProblem(await call('GET', '/admin/orders/export.csv?limit=5'), 400, 'validation_failed')
+    })
+
+    it('shows a customer only their own orders', async () => {
+      const own = await call('GET', '/store/orders', { headers: customer.headers })
+      expect(own.statusCode, own.body).toBe(200)
+      expect(ids(own)).toEqual([orders[2]!.id])
+      expect(own.json().next_cursor).toBeNull()
+      const one = await call('GET', `/store/orders/${orders[2]!.id}`, { headers: customer.headers })
+      expect(one.statusCode).toBe(200)
+      expect(one.json()).toMatchObject({ id: orders[2]!.id, totals: { total: 3000 } })
+      expect(one.json().transitions).toBeUndefined()
+
+      const other = await createTestCustomer(node)
+      const theirs = await placeTestOrder(node, catalog, { customerId: other.id })
+      expectProblem(
+        await call('GET', `/store/orders/${theirs.id}`, { headers: customer.headers }),
+        404,
+        'not_found',
+      )
+      expectProblem(
+        await call('GET', `/store/orders/${orders[0]!.id}`, { headers: customer.headers }),
+        404,
+        'not_found',
+      )
+      expect(ids(await call('GET', '/store/orders', { headers: other.headers }))).toEqual([theirs.id])
+      expectProblem(await call('GET', '/store/orders', { headers: {} }), 401, 'unauthenticated')
+      // A staff token is not a customer's.
+      expectProblem(
+        await call('GET', '/store/orders', { headers: bearer(support.accessToken) }),
+        401,
+        'unauthenticated',
+      )
+    })
+
+    it('pages a customer’s orders with a cursor', async () => {
+      const shopper = await createTestCustomer(node)
+      const placed = [
+        await placeTestOrder(node, catalog, { customerId: shopper.id }),
+        await placeTestOrder(node, catalog, { customerId: shopper.id }),
+      ]
+      const first = await call('GET', '/store/orders?limit=1', { headers: shopper.headers })
+      expect(ids(first)).toEqual([placed[1]!.id])
+      const second = await call('GET', `/store/orders?limit=1&cursor=${first.json().next_cursor}`, {
+        headers: shopper.headers,
+      })
+      expect(ids(second)).toEqual([placed[0]!.id])
+      expect(second.json().next_cursor).toBeNull()
+    })
+  })
+
+  it('documents the order routes in the OpenAPI document', async () => {
+    const res = await node.app.inject('/openapi.json')
+    expect(res.statusCode).toBe(200)
+    const doc = res.json()
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/admin/orders',
+        '/admin/orders/export.csv',
+        '/admin/orders/{id}',
+        '/admin/orders/{id}/refunds',
+        '/store/orders',
+        '/store/orders/{id}',
+      ]),
+    )
+    expect(doc.components.schemas.Order).toBeDefined()
+  })
+
+  describe('notes', () => {
+    it('adds notes with their author, shown in the detail', async () => {
+      const order = await placeTestOrder(node, catalog)
+      const res = await call('POST', `/admin/orders/${order.id}/notes`, {
+        payload: { body: 'Customer called: leave at the door' },
+        headers: bearer(support.accessToken),
+      })
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json()).toMatchObject({
+        id: expect.stringMatching(/^onote_/),
+        order_id: order.id,
+        author: `staff:${support.id}`,
+        body: 'Customer called: leave at the door',
+      })
+      await call('POST', `/admin/orders/${order.id}/notes`, { payload: { body: 'Second' } })
+      const shown = await detail(order.id)
+      expect(shown.notes.map((n: { body: string }) => n.body)).toEqual([
+        'Customer called: leave at the door',
+        'Second',
+      ])
+      expect(shown.notes[1].author).toBe('bootstrap_token:bootstrap-admin')
+
+      expectProblem(
+        await call('POST', `/admin/orders/${order.id}/notes`, { payload: { body: '' } }),
+        400,
+        'validation_failed',
+      )
+      expectProblem(
+        await call('POST', `/admin/orders/${order.id}/notes`, { payload: { body: 'x'.repeat(5001) } }),
+        400,
+        'validation_failed',
+      )
+      expectProblem(
+        await call('POST', `/admin/orders/${order.id}/notes`, { payload: { body: 'hi', pinned: true } }),
+        400,
+        'validation_failed',
+      )
+      expectProblem(
+        await call('POST', '/admin/orders/ord_00000000000000000000000000/notes', { payload: { body: 'hi' } }),
+        404,
+        'not_found',
+      )
+    })
+  })
+
+  describe('status moves', () => {
+    const move = (id: string, to: string, reason?: string) =>
+      call('POST', `/admin/orders/${id}/transitions`, { payload: { to, ...(reason ? { reason } : {}) } })
+
+    it('moves an order along the state machine and records who did it', async () => {
+      const order = await placeTestOrder(node, catalog, { capture: true })
+      const processing = await move(order.id, 'processing', 'picking')
+      expect(processing.statusCode, processing.body).toBe(200)
+      expect(processing.json().status).toBe('processing')
+      const fulfilled = await move(order.id, 'fulfilled')
+      expect(fulfilled.json()).toMatchObject({ status: 'fulfilled', fulfillment_status: 'fulfilled' })
+      expect((await move(order.id, 'completed')).json().status).toBe('completed')
+      const history = (await detail(order.id)).transitions
+      expect(history.map((t: { from: string | null; to: string }) => [t.from, t.to])).toEqual([
+        [null, 'paid'],
+        ['paid', 'processing'],
+        ['processing', 'fulfilled'],
+        ['fulfilled', 'completed'],
+      ])
+      expect(history[1]).toMatchObject({ actor: 'bootstrap_token:bootstrap-admin', reason: 'picking' })
+      const events = await node.runtime.database.db
+        .selectFrom('events')
+        .select('type')
+        .where('subject_id', '=', order.id)
+        .orderBy('id')
+        .execute()
+      expect(events.map((e) => e.type)).toEqual([
+        'order.placed',
+        'order.processing',
+        'order.fulfilled',
+        'order.completed',
+      ])
+      // completed is final except for refunds.
+      expectProblem(await move(order.id, 'processing'), 409, 'invalid_order_transition')
+    })
+
+    it('refuses moves the state machine does not allow, and those with their own routes', async () => {
+      const order = await placeTestOrder(node, catalog)
+      expectProblem(await move(order.id, 'completed'), 409, 'invalid_order_transition')
+      for (const to of ['canceled', 'refunded', 'partially_refunded', 'paid', 'pending']) {
+        const res = await move(order.id, to)
+        expectProblem(res, 409, 'invalid_order_transition')
+        expect(res.json().errors[0].path).toBe('body.to')
+      }
+      expect(res409Detail(await move(order.id, 'canceled'))).toContain('/cancel')
+      expectProblem(await move(order.id, 'shipped'), 400, 'validation_failed')
+      expectProblem(await move('ord_00000000000000000000000000', 'processing'), 404, 'not_found')
+      expect((await detail(order.id)).status).toBe('pending')
+    })
+
+    const res409Detail = (res: { json(): { detail?: string } }) => res.json().detail ?? ''
+  })
+
+  describe('capture', () => {
+    it('captures an authorised order: pending becomes paid; again changes nothing', async () => {
+      const order = await placeTestOrder(node, catalog, { quantities: [2] })
+      const res = await call('POST', `/admin/orders/${order.id}/capture`)
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json()).toMatchObject({ status: 'paid', payment_status: 'captured' })
+      const payment = await findPayment(node.runtime.database.db, order.payment_id!)
+      expect(payment).toMatchObject({ status: 'captured', captured_amount: 5000 })
+      const again = await call('POST', `/admin/orders/${order.id}/capture`)
+      expect(again.statusCode).toBe(200)
+      expect(again.json().status).toBe('paid')
+      const history = (await detail(order.id)).transitions
+      expect(history.map((t: { to: string }) => t.to)).toEqual(['pending', 'paid'])
+    })
+
+    it('captures a processing order without moving it back', async () => {
+      const order = await placeTestOrder(node, catalog)
+      await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'processing' } })
+      const res = await call('POST', `/admin/orders/${order.id}/capture`)
+      expect(res.json()).toMatchObject({ status: 'processing', payment_status: 'captured' })
+    })
+
+    it('refuses to capture a canceled order', async () => {
+      const order = await placeTestOrder(node, catalog)
+      expect((await call('POST', `/admin/orders/${order.id}/cancel`)).statusCode).toBe(200)
+      expectProblem(await call('POST', `/admin/orders/${order.id}/capture`), 409, 'invalid_order_transition')
+    })
+  })
+
+  describe('cancel', () => {
+    it('cancels an authorised order: stock released, authorisation voided, tax sale voided', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, {
+        quantities: [2],
+        reserve: true,
+        recordTaxSale: true,
+      })
+      expect(order.reservation_id).not.toBeNull()
+      const res = await call('POST', `/admin/orders/${order.id}/cancel`, {
+        payload: { reason: 'customer asked' },
+      })
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json()).toMatchObject({
+        status: 'canceled',
+        payment_status: 'canceled',
+        totals: { refunded: 0 },
+      })
+      expect(res.json().canceled_at).not.toBeNull()
+      expect((await findReservation(db, order.reservation_id!))?.status).toBe('released')
+      expect((await findPayment(db, order.payment_id!))?.status).toBe('canceled')
+      const sale = await db
+        .selectFrom('tax_sales')
+        .select('voided_at')
+        .where('reference', '=', order.id)
+        .executeTakeFirstOrThrow()
+      expect(sale.voided_at).not.toBeNull()
+      const level = await db
+        .selectFrom('inventory_levels')
+        .select('reserved')
+        .where('variant_id', '=', catalog.variants[0]!.id)
+        .where('location_id', '=', catalog.locationId)
+        .executeTakeFirstOrThrow()
+      expect(Number(level.reserved)).toBe(0)
+      const history = (await detail(order.id)).transitions
+      expect(history.at(-1)).toMatchObject({ from: 'pending', to: 'canceled', reason: 'customer asked' })
+      const events = await db.selectFrom('events').select('type').where('subject_id', '=', order.id).execute()
+      expect(events.map((e) => e.type)).toContain('order.canceled')
+
+      // Cancelling again changes nothing and answers with the order.
+      const again = await call('POST', `/admin/orders/${order.id}/cancel`)
+      expect(again.statusCode).toBe(200)
+      expect((await detail(order.id)).transitions).toHaveLength(2)
+    })
+
+    it('cancels a captured order by refunding what was captured', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+      const res = await call('POST', `/admin/orders/${order.id}/cancel`, {
+        headers: { ...adminAuth, 'idempotency-key': newKey() },
+      })
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json()).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { total: 3500, refunded: 3500 },
+      })
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'refunded',
+        captured_amount: 3500,
+        refunded_amount: 3500,
+      })
+    })
+
+    it('finishes the payment part when retried after the processor could not be reached', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { capture: true })
+      const deps = (await import('../src/modules/orders/deps.ts')).commerceDeps(node.runtime)
+      const gateway = deps.providers.get('test')!
+      const { PaymentProviderUnavailable } = await import('../src/modules/payments/provider.ts')
+      const original = gateway.refund.bind(gateway)
+      gateway.refund = async () => {
+        throw new PaymentProviderUnavailable('simulated outage')
+      }
+      try {
+        const failed = await call('POST', `/admin/orders/${order.id}/cancel`)
+        expectProblem(failed, 503, 'payment_provider_unavailable')
+      } finally {
+        gateway.refund = original
+      }
+      // The order is canceled (nothing can ship it); its money is not back yet.
+      const between = await detail(order.id)
+      expect(between).toMatchObject({
+        status: 'canceled',
+        payment_status: 'captured',
+        totals: { refunded: 0 },
+      })
+      const retried = await call('POST', `/admin/orders/${order.id}/cancel`)
+      expect(retried.statusCode, retried.body).toBe(200)
+      expect(retried.json()).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { refunded: 2500 },
+      })
+      const refunds = await db
+        .selectFrom('payment_refunds')
+        .selectAll()
+        .where('payment_id', '=', order.payment_id!)
+        .execute()
+      expect(refunds).toHaveLength(1)
+      expect(refunds[0]).toMatchObject({ status: 'succeeded' })
+      expect(Number(refunds[0]!.amount)).toBe(2500)
+    })
+
+    it('refuses to cancel an order that has shipped', async () => {
+      const order = await placeTestOrder(node, catalog, { capture: true })
+      await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'fulfilled' } })
+      expectProblem(await call('POST', `/admin/orders/${order.id}/cancel`), 409, 'invalid_order_transition')
+      expectProblem(
+        await call('POST', '/admin/orders/ord_00000000000000000000000000/cancel'),
+        404,
+        'not_found',
+      )
+    })
+  })
+
+  describe('refunds', () => {
+    it('refunds by amount, then the rest, moving the order to partially_refunded then refunded', async () => {
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+      const headers = bearer(support.accessToken)
+      const key = newKey()
+      const first = await refund(order.id, { amount: 1000, reason: 'late delivery' }, headers, key)
+      expect(first.statusCode, first.body).toBe(201)
+      expect(first.json()).toMatchObject({
+        refund: { amount: 1000, currency: 'EUR', status: 'succeeded', reason: 'late delivery', lines: [] },
+        order: {
+          status: 'partially_refunded',
+          payment_status: 'partially_refunded',
+          totals: { refunded: 1000 },
+        },
+      })
+      // The same key and body replay the answer; nothing is refunded twice.
+      const replay = await refund(order.id, { amount: 1000, reason: 'late delivery' }, headers, key)
+      expect(replay.statusCode).toBe(201)
+      expect(replay.headers['idempotent-replayed']).toBe('true')
+      expect(replay.json().refund.id).toBe(first.json().refund.id)
+
+      expectProblem(await refund(order.id, { amount: 2501 }, headers), 409, 'refund_exceeds_captured')
+      const rest = await refund(order.id, { amount: 2500 }, headers)
+      expect(rest.statusCode, rest.body).toBe(201)
+      expect(rest.json().order).toMatchObject({
+        status: 'refunded',
+        payment_status: 'refunded',
+        totals: { refunded: 3500 },
+      })
+      expectProblem(await refund(order.id, { amount: 1 }, headers), 409, 'invalid_order_transition')
+      const payment = await findPayment(node.runtime.database.db, order.payment_id!)
+      expect(payment).toMatchObject({ status: 'refunded', refunded_amount: 3500 })
+      const history = (await detail(order.id)).transitions
+      expect(history.map((t: { to: string }) => t.to)).toEqual(['paid', 'partially_refunded', 'refunded'])
+      expect(history[1]).toMatchObject({ actor: `staff:${support.id}`, reason: 'late delivery' })
+    })
+
+    it('refunds by line, pro rata per unit, and refuses more units than remain', async () => {
+      const order = await placeTestOrder(node, catalog, { quantities: [3, 2], capture: true })
+      const [tees, mugs] = order.lines
+      const res = await refund(order.id, {
+        lines: [
+          { line_id: tees!.id, quantity: 2 },
+          { line_id: mugs!.id, quantity: 1 },
+        ],
+        include_shipping: true,
+      })
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().refund).toMatchObject({
+        amount: 6000,
+        shipping_amount: 0,
+        lines: [
+          { line_id: tees!.id, quantity: 2, amount: 5000 },
+          { line_id: mugs!.id, quantity: 1, amount: 1000 },
+        ],
+      })
+      const after = res.json().order
+      expect(after.lines.map((l: OrderLineView) => [l.refunded_quantity, l.refunded_amount])).toEqual([
+        [2, 5000],
+        [1, 1000],
+      ])
+      expect(after).toMatchObject({ status: 'partially_refunded', totals: { refunded: 6000, total: 9500 } })
+
+      const over = await refund(order.id, { lines: [{ line_id: tees!.id, quantity: 2 }] })
+      expectProblem(over, 400, 'validation_failed')
+      expect(over.json().errors).toEqual([
+        { path: 'body.lines.0.quantity', message: expect.stringContaining('at most 1') },
+      ])
+      const unknown = await refund(order.id, { lines: [{ line_id: 'ordl_nope', quantity: 1 }] })
+      expectProblem(unknown, 400, 'validation_failed')
+      expect(unknown.json().errors[0].path).toBe('body.lines.0.line_id')
+      expectProblem(
+        await refund(order.id, { lines: [{ line_id: tees!.id, quantity: 0 }] }),
+        400,
+        'validation_failed',
+      )
+
+      const last = await refund(order.id, {
+        lines: [
+          { line_id: tees!.id, quantity: 1 },
+          { line_id: mugs!.id, quantity: 1 },
+        ],
+      })
+      expect(last.statusCode, last.body).toBe(201)
+      expect(last.json().order).toMatchObject({ status: 'refunded', totals: { refunded: 9500 } })
+    })
+
+    it('refuses bad amounts, missing keys, unpaid orders, and callers without the permission or a fresh step-up', async () => {
+      const order = await placeTestOrder(node, catalog, { capture: true })
+      expectProblem(await refund(order.id, { amount: 0 }), 400, 'validation_failed')
+      expectProblem(await refund(order.id, { amount: -5 }), 400, 'validation_failed')
+      expectProblem(await refund(order.id, { amount: 10.5 }), 400, 'validation_failed')
+      expectProblem(await refund(order.id, { amount: 100, lines: [] }), 400, 'validation_failed')
+      expectProblem(
+        await call('POST', `/admin/orders/${order.id}/refunds`, { payload: { amount: 100 } }),
+        400,
+        'idempotency_key_required',
+      )
+      const unpaid = await placeTestOrder(node, catalog)
+      expectProblem(await refund(unpaid.id, { amount: 100 }), 409, 'invalid_order_transition')
+      expectProblem(await refund('ord_00000000000000000000000000', { amount: 100 }), 404, 'not_found')
+
+      const fulfillment = await newStaffSession(node, 'role_fulfillment')
+      expectProblem(
+        await refund(order.id, { amount: 100 }, bearer(fulfillment.accessToken)),
+        403,
+        'forbidden',
+      )
+      // Writing orders is not refunding them.
+      const note = await call('POST', `/admin/orders/${order.id}/notes`, {
+        payload: { body: 'ok' },
+        headers: bearer(fulfillment.accessToken),
+      })
+      expect(note.statusCode).toBe(201)
+
+      const stale = await newStaffSession(node, 'role_support')
+      await node.runtime.database.db
+        .updateTable('sessions')
+        .set({ mfa_verified_at: new Date(Date.now() - 10 * 60_000) })
+        .where('subject_type', '=', 'staff')
+        .where('subject_id', '=', stale.id)
+        .execute()
+      expectProblem(
+        await refund(order.id, { amount: 100 }, bearer(stale.accessToken)),
+        403,
+        'step_up_required',
+      )
+      expect((await detail(order.id)).totals.refunded).toBe(0)
+    })
+  })
+})
+
+describePostgres('orders: concurrent refunds (Postgres)', () => {
+  let node: TestNode
+  let catalog: OrderCatalog
+
+  beforeAll(async () => {
+    node = await startTestNode('postgres', {
+      env: { AUTH_RATE_LIMIT_PER_MINUTE: '100000', RATE_LIMIT_PER_MINUTE: '100000' },
+    })
+    catalog = await createOrderCatalog(node, { prices: [2500, 1000] })
+  })
+  afterAll(() => node?.close())
+
+  it('ten concurrent refunds of 1000 never refund more than the order total', async () => {
+    const order = await placeTestOrder(node, catalog, { quantities: [2], capture: true })
+    const total = order.totals.total
+    expect(total).toBe(5000)
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        node.app.inject({
+          method: 'POST',
+          url: `/admin/orders/${order.id}/refunds`,
+          headers: { ...adminAuth, 'idempotency-key': `concurrent-${order.id}-${i}` },
+          payload: { amount: 1000 },
+        }),
+      ),
+    )
+    const statuses = results.map((r) => r.statusCode)
+    for (const r of results) {
+      if (r.statusCode !== 201)
+        expect(r.json().code, r.body).toMatch(/^(refund_exceeds_captured|invalid_order_transition)$/)
+    }
+    const ok = statuses.filter((s) => s === 201).length
+    expect(ok).toBe(5)
+    const db = node.runtime.database.db
+    const row = await db
+      .selectFrom('orders')
+      .select(['refunded_total', 'total', 'status'])
+      .where('id', '=', order.id)
+      .executeTakeFirstOrThrow()
+    expect(Number(row.refunded_total)).toBe(5000)
+    expect(Number(row.refunded_total)).toBeLessThanOrEqual(Number(row.total))
+    expect(row.status).toBe('refunded')
+    const payment = await findPayment(db, order.payment_id!)
+    expect(payment).toMatchObject({ status: 'refunded', refunded_amount: 5000 })
+    const refunds = await db
+      .selectFrom('payment_refunds')
+      .select(['amount', 'status'])
+      .where('payment_id', '=', order.payment_id!)
+      .execute()
+    expect(refunds.filter((r) => r.status === 'succeeded').reduce((s, r) => s + Number(r.amount), 0)).toBe(
+      5000,
+    )
+  })
+})
