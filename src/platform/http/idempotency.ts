@@ -19,6 +19,15 @@ import { appendRouteHook } from './route-hooks.ts'
 /** How often a request waiting on another with the same key looks for its response. */
 const WAIT_POLL_MS = 25
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
+/** Answers that describe a passing state, not the request: never replayed, the key is released. */
+const TRANSIENT = new Set([
+  'conflict',
+  'checkout_in_progress',
+  'insufficient_stock',
+  'rate_limited',
+  'too_many_attempts',
+  'payment_attempts_exceeded',
+])
 
 interface Claim {
   principal: string
@@ -186,16 +195,6 @@ export function registerIdempotency(
       return payload
     }
     claim.completed = true
-    if (reply.statusCode >= 500) {
-      // The work did not complete, so the client may retry under the same key.
-      await db
-        .deleteFrom('idempotency_keys')
-        .where('principal', '=', claim.principal)
-        .where('key', '=', claim.key)
-        .execute()
-      return payload
-    }
-    // A client error (or a route that did no transactional work) is a final answer: replay it.
     let body: unknown = null
     if (typeof payload === 'string') {
       try {
@@ -204,6 +203,18 @@ export function registerIdempotency(
         body = payload
       }
     }
+    const code = (body as { code?: unknown } | null)?.code
+    if (reply.statusCode >= 500 || (typeof code === 'string' && TRANSIENT.has(code))) {
+      // The work did not complete, or met a state that may pass (another request in the way,
+      // stock not there now, a rate limit): the client may retry under the same key.
+      await db
+        .deleteFrom('idempotency_keys')
+        .where('principal', '=', claim.principal)
+        .where('key', '=', claim.key)
+        .execute()
+      return payload
+    }
+    // A client error (or a route that did no transactional work) is a final answer: replay it.
     await storeResponse(db, claim, reply.statusCode, body, typeof payload === 'string' ? payload : null)
     return payload
   }
