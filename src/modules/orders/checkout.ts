@@ -26,7 +26,7 @@ import { type CartAccess, type CartView, cartView, checkAccess } from '../carts/
 import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
-import { holdReservation, releaseReservation, reserve } from '../inventory/reservations.ts'
+import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
 import type { AuthorizeResult } from '../payments/provider.ts'
 import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
@@ -40,6 +40,7 @@ import {
   recordAuthorization,
 } from '../payments/service.ts'
 import { PaymentVelocity } from '../payments/velocity.ts'
+import { captureOrder } from './admin-orders.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, findOrderOfCart, type OrderView, placeOrder } from './orders.ts'
 import { transitionOrder } from './state.ts'
@@ -80,78 +81,103 @@ async function start(
   request: CheckoutRequest,
   velocity: PaymentVelocity,
 ): Promise<Started | { order: OrderView }> {
-  const ctx = inventoryContext(deps, request.actor)
   const lease = deps.runtime.config.checkoutLeaseSeconds
-  const result = await withTransaction(deps.db, async (trx): Promise<Started | { order: OrderView }> => {
-    const loaded = await loadCart(trx, request.cartId, [], { forUpdate: true })
-    const cart = checkAccess(loaded?.cart, request.cartId, request.access)
-    if (cart.status === 'completed') return { order: (await findOrderOfCart(trx, cart.id))! }
-    if (cart.status === 'completing') return { ...(await takeOver(trx, cart, lease)), cart }
-    if (cart.status !== 'active') throw problem('cart_not_active', `The cart is ${cart.status}`)
+  const loaded = await loadCart(deps.db, request.cartId)
+  const cart = checkAccess(loaded?.cart, request.cartId, request.access)
+  if (cart.status === 'completed') return { order: (await findOrderOfCart(deps.db, cart.id))! }
+  if (cart.status === 'completing') {
+    return withTransaction(deps.db, async (trx) => ({ ...(await takeOver(trx, cart.id, lease)) }))
+  }
+  if (cart.status !== 'active') throw problem('cart_not_active', `The cart is ${cart.status}`)
 
-    const account = cart.customer_id ?? cart.email
-    await velocity.check({ ip: request.ip, cart_id: cart.id, account })
-    const provider = providerOf(deps.providers, request.payment.provider)
-    checkReady(cart, loaded!.regionCountries, loaded!.shippingOption !== null)
-    // Prices and tax as they are now: what the shopper saw may be a little stale.
-    const totals = await computeTotals(loaded!, cart.lines, deps)
-    if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
-    if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
-    const reservation = await reserve(
-      trx,
-      {
-        lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
-        reference: cart.id,
-        expires_at: new Date(Date.now() + HOLD_MINUTES * 60_000),
-        country: cart.shipping_address!.country_code,
-      },
-      ctx,
-    )
-    const payment = await createPayment(trx, {
-      cart_id: cart.id,
-      provider: provider.id,
-      amount: totals.total,
-      currency: cart.currency_code,
-      payment_method: request.payment.payment_method ?? null,
-    })
-    const updated = await trx
-      .updateTable('carts')
-      .set({
-        status: 'completing',
-        totals: JSON.stringify(totals),
-        payment_id: payment.id,
-        reservation_id: reservation.id,
-        checkout: JSON.stringify({ provider: provider.id, started_by: request.actor }),
-        checkout_lease_until: sql<Date>`now() + make_interval(secs => ${lease})`,
-        version: sql<number>`version + 1`,
-        updated_at: sql<Date>`now()`,
+  await velocity.check({ ip: request.ip, cart_id: cart.id, account: cart.customer_id ?? cart.email })
+  const provider = providerOf(deps.providers, request.payment.provider)
+  checkReady(cart, loaded!.regionCountries, loaded!.shippingOption !== null)
+  // Prices and tax as they are now: what the shopper saw may be a little stale.
+  const totals = await computeTotals(loaded!, cart.lines, deps)
+  if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
+  if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
+
+  // Stock is held before the cart is locked, in statements of its own (one, for a single line), so
+  // that a sold-out SKU's row is locked for a statement, not for a whole checkout step. The hold
+  // expires: if this request dies before the cart records it, the stock comes back on its own.
+  const ctx = inventoryContext(deps, request.actor)
+  const reservation = await reserveNow(
+    deps.db,
+    {
+      lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
+      reference: cart.id,
+      expires_at: new Date(Date.now() + HOLD_MINUTES * 60_000),
+      country: cart.shipping_address!.country_code,
+    },
+    ctx,
+  )
+  try {
+    const started = await withTransaction(deps.db, async (trx): Promise<Started> => {
+      // Locked and compared with what was priced: a change since means pricing again.
+      const current = await trx
+        .selectFrom('carts')
+        .select(['status', 'version'])
+        .where('id', '=', cart.id)
+        .forUpdate()
+        .executeTakeFirstOrThrow()
+      if (current.status !== 'active' || current.version !== cart.version) {
+        throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
+          headers: { 'retry-after': '1' },
+        })
+      }
+      const payment = await createPayment(trx, {
+        cart_id: cart.id,
+        provider: provider.id,
+        amount: totals.total,
+        currency: cart.currency_code,
+        payment_method: request.payment.payment_method ?? null,
       })
-      .where('id', '=', cart.id)
-      .returningAll()
-      .executeTakeFirstOrThrow()
-    return { cart: updated as unknown as CartRow, payment }
-  })
-  await ctx.publish()
-  return result
+      const updated = await trx
+        .updateTable('carts')
+        .set({
+          status: 'completing',
+          totals: JSON.stringify(totals),
+          payment_id: payment.id,
+          reservation_id: reservation.id,
+          checkout: JSON.stringify({ provider: provider.id, started_by: request.actor }),
+          checkout_lease_until: sql<Date>`now() + make_interval(secs => ${lease})`,
+          version: sql<number>`version + 1`,
+          updated_at: sql<Date>`now()`,
+        })
+        .where('id', '=', cart.id)
+        .returningAll()
+        .executeTakeFirstOrThrow()
+      return { cart: updated as unknown as CartRow, payment }
+    })
+    return started
+  } catch (error) {
+    await withTransaction(deps.db, (trx) => releaseReservation(trx, reservation.id, ctx)).catch(() => {})
+    throw error
+  } finally {
+    await ctx.publish()
+  }
 }
 
 /** A checkout already under way: taken over when its holder's lease ran out, else 409. */
-async function takeOver(trx: Tx, cart: CartRow, leaseSeconds: number): Promise<{ payment: PaymentView }> {
+async function takeOver(trx: Tx, cartId: string, leaseSeconds: number): Promise<Started> {
   const taken = await trx
     .updateTable('carts')
     .set({ checkout_lease_until: sql<Date>`now() + make_interval(secs => ${leaseSeconds})` })
-    .where('id', '=', cart.id)
+    .where('id', '=', cartId)
+    .where('status', '=', 'completing')
     .where((eb) =>
       eb.or([eb('checkout_lease_until', 'is', null), eb('checkout_lease_until', '<=', sql<Date>`now()`)]),
     )
-    .returning('id')
+    .returningAll()
     .executeTakeFirst()
   if (!taken) {
     throw problem('checkout_in_progress', 'Another request is completing this cart; retry shortly', {
       headers: { 'retry-after': '1' },
     })
   }
-  return { payment: (await findPayment(trx, cart.payment_id!))! }
+  const cart = taken as unknown as CartRow
+  return { cart, payment: (await findPayment(trx, cart.payment_id!))! }
 }
 
 function invalid(field: string, message: string): ProblemError {
@@ -384,30 +410,6 @@ async function commitTaxSale(
   result.totals.tax = totals.tax_total
   result.totals.net = totals.total - totals.tax_total
   await provider.commit(trx, orderId, input, result)
-}
-
-/** Captures an order's authorised payment and marks the order paid. */
-export async function captureOrder(deps: CommerceDeps, orderId: string, actor: string): Promise<void> {
-  const order = await findOrder(deps.db, orderId)
-  if (!order?.payment_id) return
-  const payment = await capturePayment(deps, order.payment_id, { actor })
-  if (payment.status !== 'captured') return
-  await withTransaction(deps.db, async (trx) => {
-    const current = await trx
-      .selectFrom('orders')
-      .select('status')
-      .where('id', '=', orderId)
-      .forUpdate()
-      .executeTakeFirst()
-    if (current?.status !== 'pending') return
-    await transitionOrder(trx, deps.outbox, {
-      orderId,
-      to: 'paid',
-      actor,
-      reason: 'payment captured',
-      set: { payment_status: 'captured' },
-    })
-  })
 }
 
 /** Gives up a checkout the shopper abandoned at the payment step: void, release, reopen. */

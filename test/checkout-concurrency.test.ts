@@ -1,0 +1,237 @@
+/**
+ * Checkout under concurrency and failure, on real PostgreSQL: fifty requests with one key make one
+ * order and one authorisation and all get the same answer; a thousand shoppers racing for a
+ * hundred units make exactly a hundred orders and no charge without an order; and a serving
+ * process killed (SIGKILL) at each step of checkout leaves a state that a retry on another node
+ * completes with exactly one order and one charge.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { commerceDeps } from '../src/modules/orders/deps.ts'
+import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import { startTestNode, type TestNode } from './support/app.ts'
+import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import { createTestDatabase, describePostgres, type TestDatabase } from './support/database.ts'
+import { eventually } from './support/eventually.ts'
+import { expectLedgerBalanced } from './support/inventory.ts'
+
+const visa = { provider: 'test', payment_method: 'pm_card_visa' }
+
+describePostgres('postgres: checkout under concurrency and failure', () => {
+  let database: TestDatabase
+  let nodes: TestNode[]
+  let store: TestStore
+  const db = () => nodes[0]!.runtime.database.db
+
+  const env = {
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    DATABASE_POOL_MAX: '10',
+    CHECKOUT_LEASE_SECONDS: '1',
+    IDEMPOTENCY_STALE_SECONDS: '1',
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase('postgres')
+    nodes = [await startTestNode('postgres', { database, env })]
+    nodes.push(await startTestNode('postgres', { database, env }))
+    store = await createTestStore(nodes[0]!.app, { stock: 100_000 })
+  })
+  afterAll(async () => {
+    for (const node of nodes ?? []) await node.close()
+    await database?.drop()
+  })
+
+  const complete = (node: TestNode, cartId: string, key: string, payment: object = visa) =>
+    node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': key },
+      payload: { payment },
+    })
+
+  /** Authorisations the test gateway recorded for a cart's payments: the charges. */
+  async function chargesOf(cartId: string) {
+    return db()
+      .selectFrom('test_gateway_operations')
+      .innerJoin('payments', 'payments.provider_ref', 'test_gateway_operations.charge_id')
+      .select(['test_gateway_operations.kind'])
+      .where('payments.cart_id', '=', cartId)
+      .execute()
+  }
+
+  it('answers fifty requests with one key with one order, one authorisation and one response', async () => {
+    const cartId = await readyCart(nodes[0]!.app, store, 1)
+    const key = randomUUID()
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => complete(nodes[i % 2]!, cartId, key)),
+    )
+    for (const res of responses) expect(res.statusCode, res.body).toBe(201)
+    const bodies = new Set(responses.map((r) => r.body))
+    expect(bodies.size).toBe(1)
+    const orders = await db().selectFrom('orders').select('id').where('cart_id', '=', cartId).execute()
+    expect(orders).toHaveLength(1)
+    const charges = await chargesOf(cartId)
+    expect(charges.filter((c) => c.kind === 'authorize')).toHaveLength(1)
+    expect(charges.filter((c) => c.kind === 'capture')).toHaveLength(1)
+    const reused = await complete(nodes[1]!, cartId, key, {
+      provider: 'test',
+      payment_method: 'pm_card_mastercard',
+    })
+    expect(reused.statusCode).toBe(422)
+    expect(reused.json().code).toBe('idempotency_key_reused')
+  })
+
+  it('sells exactly 100 units to 1,000 shoppers: 100 orders, no oversell, no charge without an order', async () => {
+    const limited = await createTestStore(nodes[0]!.app, { stock: 100, reuse: store })
+    const carts: string[] = []
+    const makers = Array.from({ length: 25 }, async (_, worker) => {
+      for (let i = worker; i < 1000; i += 25) carts[i] = await readyCart(nodes[i % 2]!.app, limited, 1)
+    })
+    await Promise.all(makers)
+    const outcomes: number[] = []
+    const codes: string[] = []
+    let next = 0
+    const began = Date.now()
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        while (next < carts.length) {
+          const i = next++
+          const res = await complete(nodes[i % 2]!, carts[i]!, randomUUID())
+          outcomes.push(res.statusCode)
+          if (res.statusCode !== 201) codes.push(res.json().code)
+        }
+      }),
+    )
+    console.log(
+      'checkouts',
+      Date.now() - began,
+      'ms',
+      JSON.stringify(Object.groupBy(codes, (c) => c))?.slice(0, 200),
+      codes.filter((c) => c !== 'insufficient_stock').length,
+    )
+    expect(codes.every((c) => c === 'insufficient_stock')).toBe(true)
+    expect(outcomes.filter((s) => s === 201)).toHaveLength(100)
+    expect(outcomes.filter((s) => s === 409)).toHaveLength(900)
+    const level = await db()
+      .selectFrom('inventory_levels')
+      .select(['on_hand', 'reserved'])
+      .where('variant_id', '=', limited.shirt)
+      .executeTakeFirstOrThrow()
+    expect(level).toEqual({ on_hand: 100, reserved: 100 })
+    const orders = await db()
+      .selectFrom('orders')
+      .innerJoin('order_lines', 'order_lines.order_id', 'orders.id')
+      .select('orders.id')
+      .where('order_lines.variant_id', '=', limited.shirt)
+      .execute()
+    expect(orders).toHaveLength(100)
+    // Every authorisation the gateway made belongs to a payment that has an order.
+    const { count } = await db()
+      .selectFrom('test_gateway_operations')
+      .innerJoin('payments', 'payments.provider_ref', 'test_gateway_operations.charge_id')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('test_gateway_operations.kind', '=', 'authorize')
+      .where('payments.order_id', 'is', null)
+      .executeTakeFirstOrThrow()
+    expect(Number(count)).toBe(0)
+    await expectLedgerBalanced(db())
+  }, 180_000)
+
+  async function freePort(): Promise<number> {
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as { port: number }
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    return port
+  }
+
+  /** A serving process on the same database that dies (SIGKILL) on reaching the failpoint. */
+  async function doomedServer(
+    failpoint: string,
+  ): Promise<{ proc: ChildProcess; url: string; exited: Promise<unknown> }> {
+    const port = await freePort()
+    const proc = spawn(process.execPath, ['src/main.ts'], {
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'test',
+        DATABASE_URL: database.url,
+        DATA_DIR: mkdtempSync(join(tmpdir(), 'sw-doomed-')),
+        PORT: String(port),
+        LOG_LEVEL: 'warn',
+        APP_SECRET: 'doomed-test-secret-0123456789abcdef0123',
+        RUN_WORKERS: 'false',
+        SEED_DEMO: 'false',
+        RATE_LIMIT_PER_MINUTE: '100000',
+        MAX_EVENT_LOOP_DELAY_MS: '0',
+        CHECKOUT_LEASE_SECONDS: '1',
+        SHOPWRIGHT_FAILPOINTS: failpoint,
+      },
+      stdio: 'ignore',
+    })
+    const exited = new Promise((resolve) => proc.once('exit', resolve))
+    const url = `http://127.0.0.1:${port}`
+    await eventually(async () => {
+      const res = await fetch(`${url}/readyz`).catch(() => undefined)
+      return res?.status === 200 ? true : undefined
+    }, 60_000)
+    return { proc, url, exited }
+  }
+
+  for (const failpoint of [
+    'checkout.after_start',
+    'checkout.after_authorize',
+    'checkout.after_place',
+    'checkout.after_capture',
+  ]) {
+    it(`recovers from a process killed at ${failpoint}: one order, one charge`, async () => {
+      const cartId = await readyCart(nodes[0]!.app, store, 1)
+      const key = randomUUID()
+      const doomed = await doomedServer(failpoint)
+      try {
+        const died = await fetch(`${doomed.url}/store/carts/${cartId}/complete`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          body: JSON.stringify({ payment: visa }),
+        }).then(
+          (res) => `answered ${res.status}`,
+          () => 'died',
+        )
+        expect(died).toBe('died')
+        await doomed.exited
+      } finally {
+        doomed.proc.kill('SIGKILL')
+      }
+      // The shopper retries with the same key on another node until it answers.
+      let res = await complete(nodes[1]!, cartId, key)
+      for (let i = 0; res.statusCode === 409 && i < 40; i++) {
+        await sleep(250)
+        res = await complete(nodes[1]!, cartId, key)
+      }
+      expect([200, 201], res.body).toContain(res.statusCode)
+      const orderId = res.json().order.id
+      // A crash between placing and capturing leaves the capture to the recovery job.
+      await recoverCheckouts(commerceDeps(nodes[1]!.runtime), { captureAfterSeconds: 0 })
+      const orders = await db()
+        .selectFrom('orders')
+        .select(['id', 'status', 'payment_status'])
+        .where('cart_id', '=', cartId)
+        .execute()
+      expect(orders).toEqual([{ id: orderId, status: 'paid', payment_status: 'captured' }])
+      const charges = await chargesOf(cartId)
+      expect(charges.filter((c) => c.kind === 'authorize')).toHaveLength(1)
+      expect(charges.filter((c) => c.kind === 'capture')).toHaveLength(1)
+      const reservation = await db()
+        .selectFrom('inventory_reservations')
+        .select(['status', 'reference'])
+        .where('reference', '=', orderId)
+        .execute()
+      expect(reservation).toEqual([{ status: 'active', reference: orderId }])
+    }, 90_000)
+  }
+})
