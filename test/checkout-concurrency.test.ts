@@ -97,7 +97,6 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     const outcomes: number[] = []
     const codes: string[] = []
     let next = 0
-    const began = Date.now()
     await Promise.all(
       Array.from({ length: 100 }, async () => {
         while (next < carts.length) {
@@ -108,14 +107,7 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
         }
       }),
     )
-    console.log(
-      'checkouts',
-      Date.now() - began,
-      'ms',
-      JSON.stringify(Object.groupBy(codes, (c) => c))?.slice(0, 200),
-      codes.filter((c) => c !== 'insufficient_stock').length,
-    )
-    expect(codes.every((c) => c === 'insufficient_stock')).toBe(true)
+    expect(new Set(codes)).toEqual(new Set(['insufficient_stock']))
     expect(outcomes.filter((s) => s === 201)).toHaveLength(100)
     expect(outcomes.filter((s) => s === 409)).toHaveLength(900)
     const level = await db()
