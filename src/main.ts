@@ -8,6 +8,7 @@ import { buildApp, PRESSURE_SAMPLE_MS } from './app.ts'
 import { ConfigError, loadConfig } from './config.ts'
 import { seedDemoCatalog } from './modules/catalog/seed.ts'
 import { DEMO_ADMIN_EMAIL, seedDemoAdmin } from './modules/identity/seed.ts'
+import { seedDemoCommerce } from './modules/orders/seed.ts'
 import { seedDemoTaxSettings } from './modules/tax/seed.ts'
 import { createLogger } from './platform/observability/logger.ts'
 import { createRuntime, startRuntime, stopRuntime } from './platform/runtime.ts'
@@ -47,6 +48,7 @@ await startRuntime(runtime, {
     const seeded = await seedDemoCatalog(runtime)
     if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
     if (seeded) await seedDemoTaxSettings(runtime)
+    if (seeded && (await seedDemoCommerce(runtime))) logger.info('stocked the demo warehouse and shipping')
     const admin = await seedDemoAdmin(runtime)
     if (admin)
       logger.info({ email: admin.email, passwordFile: admin.passwordFile }, 'created the demo owner account')

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../config.ts'
 import { seedCatalog, seedDemoCatalog } from '../modules/catalog/seed.ts'
 import { seedDemoAdmin } from '../modules/identity/seed.ts'
 import { createStaff } from '../modules/identity/staff.ts'
+import { seedDemoCommerce } from '../modules/orders/seed.ts'
 import { seedDemoTaxSettings } from '../modules/tax/seed.ts'
 import { migrateToLatest } from '../platform/db/migrate.ts'
 import { ProblemError } from '../platform/http/errors.ts'
@@ -65,6 +66,8 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
             })
       console.log(created ? `seeded ${created} products` : 'products exist already; nothing seeded')
       if (created && (await seedDemoTaxSettings(runtime))) console.log('set the demo store origin to DE')
+      if (created && count === undefined && (await seedDemoCommerce(runtime)))
+        console.log('stocked the demo warehouse and added shipping options')
       const admin = await seedDemoAdmin(runtime)
       if (admin) console.log(`created ${admin.email}; password in ${admin.passwordFile}`)
     })
