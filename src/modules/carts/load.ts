@@ -5,8 +5,12 @@
  * customer already bought of it, and the chosen shipping option. One statement, one round trip.
  */
 import { sql } from 'kysely'
+import { PREPARE_MARK } from '../../platform/db/database.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
 import { shopperPrice } from '../catalog/pricing.ts'
+
+const prepared = sql.raw(PREPARE_MARK)
+
 import type { ShippingOptionRow } from './shipping.ts'
 import type { Address, CartLine, CartStatus } from './tables.ts'
 
@@ -91,10 +95,11 @@ export async function loadCart(
   options: { forUpdate?: boolean } = {},
 ): Promise<LoadedCart | undefined> {
   const lock = options.forUpdate ? sql`for update of c` : sql``
+  // Every cart change runs this statement: kept prepared, it is parsed and planned once per connection.
   const { rows } = await sql<
     CartRow & { variants: RawVariant[]; shipping_option: ShippingOptionRow | null; countries: string[] }
   >`
-    select c.*,
+    ${prepared} select c.*,
       coalesce((
         select json_agg(x) from (
           select v.id, v.product_id, v.sku, v.title, p.title as product_title, p.status as product_status,

@@ -19,7 +19,7 @@
  * its reservation.
  */
 import { sql } from 'kysely'
-import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
+import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { failpoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { type CartAccess, type CartView, cartView, checkAccess } from '../carts/carts.ts'
@@ -40,7 +40,6 @@ import {
   recordAuthorization,
 } from '../payments/service.ts'
 import { PaymentVelocity } from '../payments/velocity.ts'
-import { captureOrder } from './admin-orders.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, findOrderOfCart, type OrderView, placeOrder } from './orders.ts'
 import { transitionOrder } from './state.ts'
@@ -64,6 +63,8 @@ export type CheckoutResult =
 interface Started {
   cart: CartRow
   payment: PaymentView
+  /** The processor token the payment was started with. */
+  paymentMethod: string | null
 }
 
 /** Completes a cart: the order (placed now or before), or the payment step the shopper must take. */
@@ -148,7 +149,11 @@ async function start(
         .where('id', '=', cart.id)
         .returningAll()
         .executeTakeFirstOrThrow()
-      return { cart: updated as unknown as CartRow, payment }
+      return {
+        cart: updated as unknown as CartRow,
+        payment,
+        paymentMethod: request.payment.payment_method ?? null,
+      }
     })
     return started
   } catch (error) {
@@ -177,7 +182,8 @@ async function takeOver(trx: Tx, cartId: string, leaseSeconds: number): Promise<
     })
   }
   const cart = taken as unknown as CartRow
-  return { cart, payment: (await findPayment(trx, cart.payment_id!))! }
+  const payment = (await findPayment(trx, cart.payment_id!))!
+  return { cart, payment, paymentMethod: await paymentMethodOf(trx, payment.id) }
 }
 
 function invalid(field: string, message: string): ProblemError {
@@ -207,7 +213,7 @@ interface FinishOptions {
 /** Phases 2 to 4 for a completing cart whose lease this caller holds. */
 export async function finish(
   deps: CommerceDeps,
-  { cart, payment }: Started,
+  { cart, payment, paymentMethod }: Started,
   actor: string,
   options: FinishOptions = {},
 ): Promise<CheckoutResult> {
@@ -218,7 +224,7 @@ export async function finish(
       payment_id: payment.id,
       amount: payment.amount,
       currency: payment.currency,
-      payment_method: (await paymentMethodOf(deps, payment.id)) ?? null,
+      payment_method: paymentMethod,
       provider_ref: payment.provider_ref,
       email: cart.email,
       capture: false,
@@ -261,18 +267,16 @@ export async function finish(
   if (outcome.type === 'payment_action_required') return outcome
   if (outcome.type === 'existing') return { type: 'order', created: false, order: outcome.order }
   if (deps.runtime.config.paymentCapture === 'automatic' && outcome.order.payment_status === 'authorized') {
-    await captureOrder(deps, outcome.order.id, actor).catch((error: unknown) => {
-      // The order stands; the recovery job captures it when the provider answers again.
-      if (!(error instanceof ProblemError) || error.code !== 'payment_provider_unavailable') throw error
-    })
+    const order = await capturePlaced(deps, outcome.order, actor)
     failpoint('checkout.after_capture')
-    return { type: 'order', created: true, order: (await findOrder(deps.db, outcome.order.id))! }
+    return { type: 'order', created: true, order }
   }
   return { type: 'order', created: true, order: outcome.order }
 }
 
-async function paymentMethodOf(deps: CommerceDeps, paymentId: string): Promise<string | null> {
-  const row = await deps.db
+/** The processor token a payment was started with. */
+export async function paymentMethodOf(db: Queryable, paymentId: string): Promise<string | null> {
+  const row = await db
     .selectFrom('payments')
     .select('payment_method')
     .where('id', '=', paymentId)
@@ -410,6 +414,40 @@ async function commitTaxSale(
   result.totals.tax = totals.tax_total
   result.totals.net = totals.total - totals.tax_total
   await provider.commit(trx, orderId, input, result)
+}
+
+/**
+ * Captures a just-placed order's payment and marks it paid. The order stands whatever happens
+ * here: a processor that does not answer leaves it authorised for the recovery job to capture.
+ */
+async function capturePlaced(deps: CommerceDeps, order: OrderView, actor: string): Promise<OrderView> {
+  let payment: PaymentView
+  try {
+    payment = await capturePayment(deps, order.payment_id!, { actor })
+  } catch (error) {
+    if (error instanceof ProblemError && error.code === 'payment_provider_unavailable') return order
+    throw error
+  }
+  if (payment.status !== 'captured') return order
+  try {
+    await withTransaction(deps.db, (trx) =>
+      transitionOrder(trx, deps.outbox, {
+        orderId: order.id,
+        to: 'paid',
+        actor,
+        reason: 'payment captured',
+        set: { payment_status: 'captured' },
+        event: { payment_id: payment.id, amount: payment.captured_amount },
+      }),
+    )
+  } catch (error) {
+    // Staff cancelled it in the meantime: the cancel owns the order and its payment from here.
+    if (error instanceof ProblemError && error.code === 'invalid_order_transition') {
+      return (await findOrder(deps.db, order.id))!
+    }
+    throw error
+  }
+  return { ...order, status: 'paid', payment_status: 'captured' }
 }
 
 /** Gives up a checkout the shopper abandoned at the payment step: void, release, reopen. */

@@ -9,7 +9,7 @@ import { expireCarts } from '../carts/carts.ts'
 import type { CartRow } from '../carts/load.ts'
 import { findPayment } from '../payments/service.ts'
 import { captureOrder } from './admin-orders.ts'
-import { abandonCheckout, finish } from './checkout.ts'
+import { abandonCheckout, finish, paymentMethodOf } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
@@ -58,7 +58,11 @@ export async function recoverCheckouts(
           .where('id', '=', cart.id)
           .execute()
       } else {
-        await finish(deps, { cart, payment }, ACTOR)
+        await finish(
+          deps,
+          { cart, payment, paymentMethod: await paymentMethodOf(deps.db, payment.id) },
+          ACTOR,
+        )
         report.resumed++
       }
     } catch (error) {

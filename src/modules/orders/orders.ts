@@ -98,7 +98,7 @@ export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput
   const id = newId('ord')
   const number = await nextOrderNumber(trx)
   const lineTotals = new Map(totals.lines.map((l) => [l.id, l]))
-  await trx
+  const row = await trx
     .insertInto('orders')
     .values({
       id,
@@ -127,8 +127,9 @@ export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput
       metadata: JSON.stringify(cart.metadata ?? {}),
       updated_at: sql<Date>`now()`,
     })
-    .execute()
-  await trx
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  const lines = await trx
     .insertInto('order_lines')
     .values(
       cart.lines.map((line, position) => {
@@ -154,6 +155,7 @@ export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput
         }
       }),
     )
+    .returningAll()
     .execute()
   await recordTransition(trx, id, null, input.status, input.actor, 'placed')
   await outbox.emit(
@@ -172,7 +174,10 @@ export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput
     },
     id,
   )
-  return (await findOrder(trx, id))!
+  return orderView(
+    row,
+    lines.sort((a, b) => a.position - b.position),
+  )
 }
 
 /** An order with its lines; undefined when unknown (or, with customerId, not that customer's). */
