@@ -6,11 +6,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { expireCarts } from '../src/modules/carts/carts.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
-import { berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
+import { createTestCustomer } from './support/orders.ts'
 
 describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
   let node: TestNode
@@ -19,8 +21,14 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
 
   const call = (method: string, url: string, payload?: object, headers: Record<string, string> = {}) =>
     node.app.inject({ method: method as 'POST', url, headers, ...(payload ? { payload } : {}) })
-  const complete = (cartId: string, payment: object, key = randomUUID()) =>
-    call('POST', `/store/carts/${cartId}/complete`, { payment }, { 'idempotency-key': key })
+  const complete = (cartId: string, payment: object, key = randomUUID(), remoteAddress = '127.0.0.1') =>
+    node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': key },
+      payload: { payment },
+      remoteAddress,
+    })
 
   async function levelOf(variantId: string) {
     return db()
@@ -184,6 +192,131 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         },
       )
     })
+    it('gives a guest cart to the customer who signs in, merging their earlier cart', async () => {
+      const customer = await createTestCustomer(node)
+      const earlier = await call(
+        'POST',
+        '/store/carts',
+        { region_id: store.euRegion, lines: [{ variant_id: store.jacket, quantity: 1 }] },
+        customer.headers,
+      )
+      expect(earlier.json().customer_id).toBe(customer.id)
+      // Another shopper cannot see a customer's cart, signed in or not.
+      expect((await call('GET', `/store/carts/${earlier.json().id}`)).statusCode).toBe(404)
+      const guest = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: store.shirt, quantity: 2 }],
+        })
+      ).json()
+      const claimed = await call('POST', `/store/carts/${guest.id}/customer`, undefined, customer.headers)
+      expect(claimed.statusCode, claimed.body).toBe(200)
+      const merged = claimed.json()
+      expect(merged.customer_id).toBe(customer.id)
+      expect(
+        merged.lines.map((l: { variant_id: string; quantity: number }) => [l.variant_id, l.quantity]).sort(),
+      ).toEqual(
+        [
+          [store.jacket, 1],
+          [store.shirt, 2],
+        ].sort(),
+      )
+      const old = await db()
+        .selectFrom('carts')
+        .select('status')
+        .where('id', '=', earlier.json().id)
+        .executeTakeFirstOrThrow()
+      expect(old.status).toBe('merged')
+      expect((await call('POST', `/store/carts/${guest.id}/customer`)).statusCode).toBe(401)
+    })
+
+    it('limits how many of an item one customer may buy across orders', async () => {
+      const limited = await createTestStore(node.app, { stock: 50, reuse: store })
+      const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }
+      await call(
+        'PUT',
+        `/admin/purchase-limits/${limited.shirt}`,
+        { max_per_line: null, max_per_customer: 3 },
+        admin,
+      )
+      const customer = await createTestCustomer(node)
+      const first = (
+        await call(
+          'POST',
+          '/store/carts',
+          {
+            region_id: store.euRegion,
+            email: 'limit@example.com',
+            lines: [{ variant_id: limited.shirt, quantity: 2 }],
+          },
+          customer.headers,
+        )
+      ).json()
+      await call(
+        'PATCH',
+        `/store/carts/${first.id}`,
+        { shipping_address: berlin, shipping_option_id: store.euShipping },
+        customer.headers,
+      )
+      const placed = await call(
+        'POST',
+        `/store/carts/${first.id}/complete`,
+        { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+        { ...customer.headers, 'idempotency-key': randomUUID() },
+      )
+      expect(placed.statusCode, placed.body).toBe(201)
+      const second = (
+        await call('POST', '/store/carts', { region_id: store.euRegion }, customer.headers)
+      ).json()
+      const over = await call(
+        'POST',
+        `/store/carts/${second.id}/lines`,
+        { variant_id: limited.shirt, quantity: 2 },
+        customer.headers,
+      )
+      expect(over.statusCode).toBe(422)
+      expect(over.json().code).toBe('purchase_limit_exceeded')
+      const within = await call(
+        'POST',
+        `/store/carts/${second.id}/lines`,
+        { variant_id: limited.shirt, quantity: 1 },
+        customer.headers,
+      )
+      expect(within.statusCode, within.body).toBe(200)
+    })
+
+    it('refuses a variant with no price in the cart currency', async () => {
+      const res = await adminCall(node.app, 'POST', '/admin/products', {
+        handle: `eu-only-${randomUUID().slice(0, 8)}`,
+        title: 'Euro only',
+        status: 'published',
+        variants: [{ sku: `EU-${randomUUID().slice(0, 8)}`, prices: [{ currency: 'EUR', amount: 500 }] }],
+      })
+      expect(res.statusCode, res.body).toBe(201)
+      const cart = (await call('POST', '/store/carts', { region_id: store.usRegion })).json()
+      const added = await call('POST', `/store/carts/${cart.id}/lines`, {
+        variant_id: res.json().variants[0].id,
+        quantity: 1,
+      })
+      expect(added.statusCode).toBe(422)
+      expect(added.json().code).toBe('not_sold_in_region')
+    })
+
+    it('expires carts nobody touched for the configured time', async () => {
+      const cart = (await call('POST', '/store/carts', { region_id: store.euRegion })).json()
+      await db()
+        .updateTable('carts')
+        .set({ updated_at: new Date(Date.now() - 31 * 24 * 3600_000) })
+        .where('id', '=', cart.id)
+        .execute()
+      expect(await expireCarts(db(), 24 * 30)).toBeGreaterThanOrEqual(1)
+      const res = await call('POST', `/store/carts/${cart.id}/lines`, {
+        variant_id: store.shirt,
+        quantity: 1,
+      })
+      expect(res.statusCode).toBe(409)
+      expect(res.json().code).toBe('cart_not_active')
+    })
   })
 
   describe('checkout', () => {
@@ -310,6 +443,32 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(unknownProvider.statusCode).toBe(422)
       expect(unknownProvider.json().code).toBe('unknown_payment_provider')
       expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+    })
+
+    it('locks a cart after repeated declines (card-testing defence)', async () => {
+      // A shopper of their own (address and email), so the counters of other tests do not count.
+      const cartId = await readyCart(node.app, store, 1)
+      await call('PATCH', `/store/carts/${cartId}`, { email: 'card-tester@example.com' })
+      const ip = '203.0.113.9'
+      const limit = node.runtime.config.paymentFailureLimit
+      for (let i = 0; i < limit; i++) {
+        const res = await complete(
+          cartId,
+          { provider: 'test', payment_method: 'pm_card_chargeDeclined' },
+          randomUUID(),
+          ip,
+        )
+        expect(res.statusCode, res.body).toBe(402)
+      }
+      const locked = await complete(
+        cartId,
+        { provider: 'test', payment_method: 'pm_card_visa' },
+        randomUUID(),
+        ip,
+      )
+      expect(locked.statusCode).toBe(429)
+      expect(locked.json().code).toBe('payment_attempts_exceeded')
+      expect(locked.headers['retry-after']).toBeDefined()
     })
 
     it('recovers a checkout whose request stopped after reserving stock', async () => {
