@@ -54,8 +54,13 @@ export interface Config {
   checkoutLeaseSeconds: number
   /** Capture payments when the order is placed, or leave them authorised for staff to capture. */
   paymentCapture: 'automatic' | 'manual'
-  /** Active carts untouched this long expire (their stock holds go with them). */
+  /** Active carts untouched this long expire; checkouts under way are left to the recovery job. */
   cartTtlHours: number
+  /**
+   * The built-in test gateway (test cards that always pay): on in development and tests, off in
+   * production unless asked for, since with it anyone could place a paid order without paying.
+   */
+  paymentTestGateway: boolean
   /** Failed payments allowed per hour per IP, card and account before checkout refuses them. */
   paymentFailureLimit: number
   /** Stripe: secret key, webhook signing secret, and an API base (a local stand-in in tests). */
@@ -230,6 +235,7 @@ export function loadConfig(env: Env = process.env): Config {
     checkoutLeaseSeconds: integer(env, 'CHECKOUT_LEASE_SECONDS', 30, 1, 3600),
     paymentCapture: oneOf(env, 'PAYMENT_CAPTURE', 'automatic', ['automatic', 'manual']),
     cartTtlHours: integer(env, 'CART_TTL_HOURS', 24 * 30, 1, 24 * 365),
+    paymentTestGateway: boolean(env, 'PAYMENT_TEST_GATEWAY', !production),
     paymentFailureLimit: integer(env, 'PAYMENT_FAILURE_LIMIT', 5, 1, 10_000),
     stripeSecretKey: read(env, 'STRIPE_SECRET_KEY'),
     stripeWebhookSecret: read(env, 'STRIPE_WEBHOOK_SECRET'),

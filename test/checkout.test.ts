@@ -496,3 +496,24 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
   })
 })
+
+describe('the test gateway switched off', () => {
+  it('is not a payment provider, so its test cards place no order', async () => {
+    const node = await startTestNode('pglite', { env: { PAYMENT_TEST_GATEWAY: 'false' } })
+    try {
+      const store = await createTestStore(node.app)
+      const cartId = await readyCart(node.app, store, 1)
+      const res = await node.app.inject({
+        method: 'POST',
+        url: `/store/carts/${cartId}/complete`,
+        headers: { 'idempotency-key': randomUUID() },
+        payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+      })
+      expect(res.statusCode).toBe(422)
+      expect(res.json().code).toBe('unknown_payment_provider')
+      expect(await node.runtime.database.db.selectFrom('orders').select('id').execute()).toEqual([])
+    } finally {
+      await node.close()
+    }
+  })
+})

@@ -51,6 +51,9 @@ describe('config', () => {
     const ok = loadConfig({ ...withDb, APP_SECRET: secret, CORS_ORIGINS: 'https://shop.example.com' })
     expect(ok.adminToken).toBeUndefined()
     expect(ok.seedDemo).toBe(false)
+    // Test cards always pay: a production store must ask for them explicitly.
+    expect(ok.paymentTestGateway).toBe(false)
+    expect(loadConfig(base).paymentTestGateway).toBe(true)
     expect(
       loadConfig({ ...prod, APP_SECRET: secret, ALLOW_EMBEDDED_DATABASE: 'true' }).databaseUrl,
     ).toBeUndefined()

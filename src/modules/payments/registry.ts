@@ -17,7 +17,8 @@ export type PaymentProviders = ReadonlyMap<string, PaymentProvider>
 
 /** Builds the providers this configuration enables, keyed by id. */
 export function createPaymentProviders(config: Config, db: Kysely<DB>): Map<string, PaymentProvider> {
-  const providers: PaymentProvider[] = [new TestGateway(db, config.publicUrl), new ManualProvider()]
+  const providers: PaymentProvider[] = [new ManualProvider()]
+  if (config.paymentTestGateway) providers.push(new TestGateway(db, config.publicUrl))
   if (config.stripeSecretKey) {
     providers.push(
       new StripeProvider({
