@@ -445,6 +445,43 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
     })
 
+    it('charges the price of the moment and refuses items no longer sold', async () => {
+      const own = await createTestStore(node.app, { stock: 10, reuse: store })
+      const cartId = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email: 'late@example.com',
+          lines: [
+            { variant_id: own.shirt, quantity: 1 },
+            { variant_id: own.jacket, quantity: 1 },
+          ],
+        })
+      ).json().id
+      await call('PATCH', `/store/carts/${cartId}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      // The shirt's price goes up after it was put in the cart: checkout charges the new price.
+      const repriced = await adminCall(node.app, 'PATCH', `/admin/variants/${own.shirt}`, {
+        prices: [{ currency: 'EUR', amount: 2499 }],
+      })
+      expect(repriced.statusCode, repriced.body).toBe(200)
+      const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(placed.statusCode, placed.body).toBe(201)
+      const order = placed.json().order
+      expect(order.lines.find((l: { variant_id: string }) => l.variant_id === own.shirt).unit_amount).toBe(
+        2499,
+      )
+      expect(order.totals.total).toBe(2499 + 4950 + 490)
+
+      const second = await readyCart(node.app, own, 1)
+      const archived = await adminCall(node.app, 'POST', `/admin/products/${own.product}/archive`)
+      expect(archived.statusCode, archived.body).toBeLessThan(300)
+      const refused = await complete(second, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(refused.statusCode).toBe(422)
+      expect(refused.json().code).toBe('cart_invalid')
+    })
+
     it('locks a cart after repeated declines (card-testing defence)', async () => {
       // A shopper of their own (address and email), so the counters of other tests do not count.
       const cartId = await readyCart(node.app, store, 1)

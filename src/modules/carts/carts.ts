@@ -277,6 +277,18 @@ function serialise(set: NonNullable<CartChange['set']>) {
 }
 
 /**
+ * The cart's lines priced as the catalog is now, with the lines no longer sold dropped (and named
+ * in notices); throws purchase_limit_exceeded when a line is over a per-customer limit. Checkout
+ * charges these, not the prices of the cart's last change.
+ */
+export function currentLines(loaded: LoadedCart): { lines: CartLine[]; notices: string[] } {
+  const notices: string[] = []
+  const lines = reprice(loaded.cart.lines, loaded, notices)
+  checkCustomerLimits(lines, loaded)
+  return { lines, notices }
+}
+
+/**
  * Re-prices lines from the catalog as it is now. Lines whose product is gone, unpublished or no
  * longer priced in the cart's currency are dropped, with a notice.
  */

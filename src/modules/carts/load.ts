@@ -56,7 +56,7 @@ export interface VariantFacts {
   price: { amount: number; compare_at_amount: number | null; price_list_id: string | null } | null
   max_per_line: number | null
   max_per_customer: number | null
-  /** Units of it in the customer's orders that were not cancelled (0 for guests). */
+  /** Units of it in the customer's orders that were not cancelled (a guest's: by their email). */
   bought: number
 }
 
@@ -105,9 +105,10 @@ export async function loadCart(
           select v.id, v.product_id, v.sku, v.title, p.title as product_title, p.status as product_status,
             p.tax_category, v.weight_g, v.manage_inventory, vp.amount, vp.compare_at_amount,
             best.amount as list_amount, best.price_list_id, lim.max_per_line, lim.max_per_customer,
-            case when lim.max_per_customer is not null and c.customer_id is not null then (
+            case when lim.max_per_customer is not null then (
               select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
-              where ol.variant_id = v.id and o.customer_id = c.customer_id and o.status <> 'canceled'
+              where ol.variant_id = v.id and o.status <> 'canceled'
+                and (o.customer_id = c.customer_id or (c.customer_id is null and lower(o.email) = c.email))
             ) else 0 end as bought
           from product_variants v
           join products p on p.id = v.product_id

@@ -22,7 +22,7 @@ import { sql } from 'kysely'
 import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { failpoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
-import { type CartAccess, type CartView, cartView, checkAccess } from '../carts/carts.ts'
+import { type CartAccess, type CartView, cartView, checkAccess, currentLines } from '../carts/carts.ts'
 import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
@@ -94,8 +94,14 @@ async function start(
   await velocity.check({ ip: request.ip, cart_id: cart.id, account: cart.customer_id ?? cart.email })
   const provider = providerOf(deps.providers, request.payment.provider)
   checkReady(cart, loaded!.regionCountries, loaded!.shippingOption !== null)
-  // Prices and tax as they are now: what the shopper saw may be a little stale.
-  const totals = await computeTotals(loaded!, cart.lines, deps)
+  // Prices, limits and tax as they are now: what the shopper saw may be a little stale.
+  const { lines, notices } = currentLines(loaded!)
+  if (notices.length) {
+    throw problem('cart_invalid', notices.join('; '), {
+      errors: notices.map((message) => ({ path: 'cart.lines', message })),
+    })
+  }
+  const totals = await computeTotals(loaded!, lines, deps)
   if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
   if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
 
@@ -106,7 +112,7 @@ async function start(
   const reservation = await reserveNow(
     deps.db,
     {
-      lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
+      lines: lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
       reference: cart.id,
       expires_at: new Date(Date.now() + HOLD_MINUTES * 60_000),
       country: cart.shipping_address!.country_code,
@@ -138,6 +144,7 @@ async function start(
         .updateTable('carts')
         .set({
           status: 'completing',
+          lines: JSON.stringify(lines),
           totals: JSON.stringify(totals),
           payment_id: payment.id,
           reservation_id: reservation.id,
