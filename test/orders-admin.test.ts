@@ -715,6 +715,13 @@ describeEachDatabase('orders: admin and store', (kind) => {
         headers: bearer(fulfillment.accessToken),
       })
       expect(note.statusCode).toBe(201)
+      // Nor may it refund by cancelling a paid order.
+      const cancel = await call('POST', `/admin/orders/${order.id}/cancel`, {
+        payload: {},
+        headers: bearer(fulfillment.accessToken),
+      })
+      expectProblem(cancel, 403, 'forbidden')
+      expect((await detail(order.id)).status).not.toBe('canceled')
 
       const stale = await newStaffSession(node, 'role_support')
       await node.runtime.database.db

@@ -5,6 +5,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { requirePermission } from '../../platform/http/auth.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { runIdempotent } from '../../platform/http/idempotency.ts'
 import { errorResponses, ListOf } from '../../platform/http/schemas.ts'
@@ -187,8 +188,21 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
         if (request.body === undefined || request.body === null) request.body = {}
       },
     },
-    async (request) =>
-      cancelOrder(deps(), request.params.id, { actor: actorOf(request), reason: request.body.reason }),
+    async (request) => {
+      // Cancelling an order whose money was taken refunds it: that needs what a refund needs.
+      const order = await runtime.database.db
+        .selectFrom('orders')
+        .select('payment_status')
+        .where('id', '=', request.params.id)
+        .executeTakeFirst()
+      if (order && ['captured', 'partially_refunded'].includes(order.payment_status)) {
+        requirePermission(request.principal, 'orders:refund', {
+          stepUp: true,
+          why: 'Cancelling a paid order refunds it: requires orders:refund',
+        })
+      }
+      return cancelOrder(deps(), request.params.id, { actor: actorOf(request), reason: request.body.reason })
+    },
   )
 
   app.post(

@@ -67,6 +67,26 @@ export function can(principal: Principal, permission: string): boolean {
   return principal.permissions.has('*') || principal.permissions.has(permission)
 }
 
+/**
+ * The guard's checks for a requirement that depends on the record a route acts on (cancelling a
+ * paid order refunds it, so it needs what refunds need): 403 without the permission, 403
+ * step_up_required without a fresh MFA confirmation when asked for.
+ */
+export function requirePermission(
+  principal: Principal | null,
+  permission: string,
+  options: { stepUp?: boolean; why?: string } = {},
+): void {
+  if (!principal) throw problem('unauthenticated', undefined, { headers: { 'www-authenticate': 'Bearer' } })
+  if (!can(principal, permission)) throw problem('forbidden', options.why ?? `Requires ${permission}`)
+  if (options.stepUp && principal.kind !== 'bootstrap_token') {
+    const fresh =
+      principal.mfaVerifiedAt && Date.now() - principal.mfaVerifiedAt.getTime() < STEP_UP_WINDOW_MS
+    if (!fresh)
+      throw problem('step_up_required', 'Confirm with a fresh MFA code at /admin/auth/step-up first')
+  }
+}
+
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest()
 }
