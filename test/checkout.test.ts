@@ -508,6 +508,40 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(locked.headers['retry-after']).toBeDefined()
     })
 
+    it('gives up a checkout the processor never answered, releasing its stock', async () => {
+      const before = await levelOf(store.jacket)
+      const cartId = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email: 'patient@example.com',
+          lines: [{ variant_id: store.jacket, quantity: 1 }],
+        })
+      ).json().id
+      await call('PATCH', `/store/carts/${cartId}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      const res = await complete(cartId, { provider: 'test', payment_method: 'pm_card_networkError' })
+      expect(res.statusCode).toBe(503)
+      expect((await levelOf(store.jacket)).reserved).toBe(before.reserved + 1)
+      // Half an hour later the processor still has not answered.
+      await db()
+        .updateTable('carts')
+        .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
+        .where('id', '=', cartId)
+        .execute()
+      const report = await recoverCheckouts(commerceDeps(node.runtime))
+      expect(report.abandoned).toBeGreaterThanOrEqual(1)
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      expect(await levelOf(store.jacket)).toEqual(before)
+      const payment = await db()
+        .selectFrom('payments')
+        .select('status')
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(payment.status).toBe('canceled')
+    })
+
     it('recovers a checkout whose request stopped after reserving stock', async () => {
       const cartId = await readyCart(node.app, store, 1)
       // As a request that died after phase 1 leaves it: completing, payment pending, lease run out.

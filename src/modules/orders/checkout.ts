@@ -252,8 +252,12 @@ export async function finish(
     )
   } catch (error) {
     // The stock went while the payment was pending and cannot be reserved again: give up cleanly.
-    if (error instanceof ProblemError && error.code === 'insufficient_stock')
-      await abandonCheckout(deps, cart, actor)
+    if (error instanceof ProblemError && error.code === 'insufficient_stock') {
+      await abandonCheckout(deps, cart, actor).catch((failure: unknown) =>
+        // The recovery job gives it up again later; the shopper learns of the stock now.
+        deps.runtime.logger.warn({ err: failure, cartId: cart.id }, 'could not give up the checkout yet'),
+      )
+    }
     throw error
   }
   await ctx.publish()
@@ -432,8 +436,9 @@ async function capturePlaced(deps: CommerceDeps, order: OrderView, actor: string
   try {
     payment = await capturePayment(deps, order.payment_id!, { actor })
   } catch (error) {
-    if (error instanceof ProblemError && error.code === 'payment_provider_unavailable') return order
-    throw error
+    // The order is placed and its answer must say so; the recovery job captures it later.
+    deps.runtime.logger.warn({ err: error, orderId: order.id }, 'capture after checkout failed')
+    return order
   }
   if (payment.status !== 'captured') return order
   try {
@@ -457,9 +462,14 @@ async function capturePlaced(deps: CommerceDeps, order: OrderView, actor: string
   return { ...order, status: 'paid', payment_status: 'captured' }
 }
 
-/** Gives up a checkout the shopper abandoned at the payment step: void, release, reopen. */
+/**
+ * Gives up a checkout (the shopper left at 3-D Secure, the processor stayed away, the stock went):
+ * void the payment, release the stock, reopen the cart. A void the processor does not take throws,
+ * leaving the checkout as it was for the recovery job to try again: never stock released while
+ * an authorisation still stands.
+ */
 export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<void> {
-  if (cart.payment_id) await cancelPayment(deps, cart.payment_id, actor).catch(() => {})
+  if (cart.payment_id) await cancelPayment(deps, cart.payment_id, actor)
   const ctx = inventoryContext(deps, actor)
   await withTransaction(deps.db, async (trx) => {
     const current = await trx

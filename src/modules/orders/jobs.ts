@@ -15,8 +15,11 @@ import { type CommerceDeps, commerceDeps } from './deps.ts'
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
 export const EXPIRE_CARTS_JOB = 'carts.expire'
 const ACTOR = 'system:checkout-recovery'
-/** A shopper who has not passed 3-D Secure in this long has left: the checkout is given up. */
-const ACTION_TIMEOUT_MINUTES = 30
+/**
+ * A checkout still unfinished this long after it began is given up: the shopper left at 3-D
+ * Secure, or the processor has not answered all that time.
+ */
+const GIVE_UP_MINUTES = 30
 
 export interface RecoveryReport {
   resumed: number
@@ -46,8 +49,9 @@ export async function recoverCheckouts(
   for (const cart of stalled) {
     try {
       const payment = cart.payment_id ? await findPayment(deps.db, cart.payment_id) : undefined
-      const waitedTooLong = Date.now() - new Date(cart.updated_at).getTime() > ACTION_TIMEOUT_MINUTES * 60_000
-      if (!payment || (payment.status === 'requires_action' && waitedTooLong)) {
+      const waitedTooLong = Date.now() - new Date(cart.updated_at).getTime() > GIVE_UP_MINUTES * 60_000
+      const unanswered = payment?.status === 'requires_action' || payment?.status === 'pending'
+      if (!payment || (unanswered && waitedTooLong)) {
         await abandonCheckout(deps, cart, ACTOR)
         report.abandoned++
       } else if (payment.status === 'requires_action') {
