@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
+import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
@@ -506,6 +508,43 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(locked.statusCode).toBe(429)
       expect(locked.json().code).toBe('payment_attempts_exceeded')
       expect(locked.headers['retry-after']).toBeDefined()
+    })
+
+    it('refuses a card that failed too often elsewhere, voiding its authorisation', async () => {
+      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
+      const card = testCardFingerprint('pm_card_mastercard')
+      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++) {
+        await velocity.recordFailure({
+          ip: `198.51.100.${i}`,
+          cart_id: `cart_elsewhere_${i}`,
+          fingerprint: card,
+        })
+      }
+      const before = await levelOf(store.shirt)
+      const cartId = await readyCart(node.app, store, 1)
+      await call('PATCH', `/store/carts/${cartId}`, { email: 'new-shopper@example.com' })
+      const res = await complete(
+        cartId,
+        { provider: 'test', payment_method: 'pm_card_mastercard' },
+        randomUUID(),
+        '192.0.2.77',
+      )
+      expect(res.statusCode, res.body).toBe(429)
+      expect(res.json().code).toBe('payment_attempts_exceeded')
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      expect(await levelOf(store.shirt)).toEqual(before)
+      const payment = await db()
+        .selectFrom('payments')
+        .selectAll()
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(payment).toMatchObject({ status: 'failed', failure_code: 'card_velocity_exceeded' })
+      const voided = await db()
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where('charge_id', '=', payment.provider_ref!)
+        .execute()
+      expect(voided.map((v) => v.kind).sort()).toEqual(['authorize', 'cancel'])
     })
 
     it('gives up a checkout the processor never answered, releasing its stock', async () => {

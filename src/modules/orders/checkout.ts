@@ -27,7 +27,7 @@ import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
-import type { AuthorizeResult } from '../payments/provider.ts'
+import type { AuthorizeResult, PaymentProvider } from '../payments/provider.ts'
 import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
 import {
@@ -243,6 +243,8 @@ export async function finish(
     throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
   }
   failpoint('checkout.after_authorize')
+  const blocked = await cardOverLimit(deps, provider, payment, cart, answer, options)
+  if (blocked) answer = blocked.answer
 
   const ctx = inventoryContext(deps, actor)
   let outcome: Placed
@@ -264,6 +266,7 @@ export async function finish(
   failpoint('checkout.after_place')
 
   if (outcome.type === 'declined') {
+    if (blocked) throw blocked.problem
     if (options.velocity && options.ip) {
       await options.velocity.recordFailure({
         ip: options.ip,
@@ -283,6 +286,60 @@ export async function finish(
     return { type: 'order', created: true, order }
   }
   return { type: 'order', created: true, order: outcome.order }
+}
+
+/**
+ * The card's own limit, known only once the processor names the card: a card that failed too
+ * often elsewhere this hour is refused even where it would pay now. Its authorisation is voided and
+ * the attempt becomes a decline, so the cart reopens and its stock goes back.
+ */
+async function cardOverLimit(
+  deps: CommerceDeps,
+  provider: PaymentProvider,
+  payment: PaymentView,
+  cart: CartRow,
+  answer: AuthorizeResult,
+  options: FinishOptions,
+): Promise<{ answer: AuthorizeResult; problem: ProblemError } | undefined> {
+  const fingerprint = 'card_fingerprint' in answer ? answer.card_fingerprint : null
+  if (!options.velocity || !options.ip || !fingerprint || answer.status === 'declined') return undefined
+  try {
+    await options.velocity.check({
+      ip: options.ip,
+      cart_id: cart.id,
+      account: cart.customer_id ?? cart.email,
+      fingerprint,
+    })
+    return undefined
+  } catch (error) {
+    if (!(error instanceof ProblemError)) throw error
+    if (answer.status === 'authorized' || answer.status === 'requires_action') {
+      await provider
+        .cancel({
+          payment_id: payment.id,
+          provider_ref: answer.provider_ref,
+          idempotency_key: `${payment.id}:cancel`,
+        })
+        .catch((failure: unknown) => {
+          if (failure instanceof PaymentProviderUnavailable) {
+            throw problem('payment_provider_unavailable', failure.message, {
+              headers: { 'retry-after': '2' },
+            })
+          }
+          throw failure
+        })
+    }
+    return {
+      problem: error,
+      answer: {
+        status: 'declined',
+        provider_ref: answer.provider_ref,
+        decline_code: 'card_velocity_exceeded',
+        message: 'This card failed too often in the last hour',
+        card_fingerprint: fingerprint,
+      },
+    }
+  }
 }
 
 /** The processor token a payment was started with. */
