@@ -380,6 +380,40 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['order.placed', 'order.paid']))
     })
 
+    it('takes stock out when the order ships, and gives it back when refunded before shipping', async () => {
+      const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }
+      const before = await levelOf(store.shirt)
+      const shipped = (
+        await complete(await readyCart(node.app, store, 2), {
+          provider: 'test',
+          payment_method: 'pm_card_visa',
+        })
+      ).json().order
+      const moved = await call('POST', `/admin/orders/${shipped.id}/transitions`, { to: 'fulfilled' }, admin)
+      expect(moved.statusCode, moved.body).toBe(200)
+      expect(await levelOf(store.shirt)).toEqual({ on_hand: before.on_hand - 2, reserved: before.reserved })
+
+      const unshipped = (
+        await complete(await readyCart(node.app, store, 3), {
+          provider: 'test',
+          payment_method: 'pm_card_visa',
+        })
+      ).json().order
+      expect((await levelOf(store.shirt)).reserved).toBe(before.reserved + 3)
+      const refund = await call(
+        'POST',
+        `/admin/orders/${unshipped.id}/refunds`,
+        { amount: unshipped.totals.total },
+        {
+          ...admin,
+          'idempotency-key': randomUUID(),
+        },
+      )
+      expect(refund.statusCode, refund.body).toBe(201)
+      expect(refund.json().order.status).toBe('refunded')
+      expect(await levelOf(store.shirt)).toEqual({ on_hand: before.on_hand - 2, reserved: before.reserved })
+    })
+
     it('reopens the cart and releases its stock when the card is declined', async () => {
       const before = await levelOf(store.shirt)
       const cartId = await readyCart(node.app, store, 1)

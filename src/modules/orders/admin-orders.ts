@@ -11,11 +11,13 @@ import { withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
 import { minorUnits } from '../../platform/money.ts'
+import { inventoryContext } from '../inventory/context.ts'
 import { capturePayment, findPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
 import { notesOf, type OrderNoteView } from './notes.ts'
 import { findOrder, type OrderView, orderView } from './orders.ts'
 import { canTransition, transitionOrder } from './state.ts'
+import { settleOrderStock } from './stock.ts'
 import type { OrderStatus } from './tables.ts'
 
 export interface OrderFilters {
@@ -242,7 +244,7 @@ const OWN_ROUTE: Partial<Record<OrderStatus, string>> = {
  * that do the rest of the work.
  */
 export async function moveOrder(
-  deps: Pick<CommerceDeps, 'db' | 'outbox'>,
+  deps: Pick<CommerceDeps, 'db' | 'outbox' | 'kv'>,
   orderId: string,
   input: { to: OrderStatus; reason?: string | undefined; actor: string },
 ): Promise<OrderView> {
@@ -260,7 +262,8 @@ export async function moveOrder(
       : input.to === 'partially_fulfilled'
         ? 'partially_fulfilled'
         : undefined
-  return withTransaction(deps.db, async (trx) => {
+  const ctx = inventoryContext(deps, input.actor)
+  const order = await withTransaction(deps.db, async (trx) => {
     await transitionOrder(trx, deps.outbox, {
       orderId,
       to: input.to,
@@ -268,8 +271,11 @@ export async function moveOrder(
       reason: input.reason ?? null,
       ...(fulfillment ? { set: { fulfillment_status: fulfillment } } : {}),
     })
+    await settleOrderStock(trx, ctx, orderId, input.to)
     return (await findOrder(trx, orderId))!
   })
+  await ctx.publish()
+  return order
 }
 
 /** Order statuses from which the payment may still be captured. */

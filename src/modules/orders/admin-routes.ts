@@ -10,6 +10,7 @@ import { problem } from '../../platform/http/errors.ts'
 import { runIdempotent } from '../../platform/http/idempotency.ts'
 import { errorResponses, ListOf } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
+import { inventoryContext } from '../inventory/context.ts'
 import { captureOrder, exportOrdersStream, listOrders, moveOrder, orderDetail } from './admin-orders.ts'
 import { cancelOrder } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
@@ -232,7 +233,12 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
         key: staffRefundKey(orderId, claim.principal, claim.key),
       })
       reply.code(201)
-      return runIdempotent(db, request, reply, (trx) => bookRefund(trx, d.outbox, orderId, moved, actor))
+      const ctx = inventoryContext(d, actor)
+      const result = await runIdempotent(db, request, reply, (trx) =>
+        bookRefund(trx, ctx, orderId, moved, actor),
+      )
+      await ctx.publish()
+      return result
     },
   )
 }

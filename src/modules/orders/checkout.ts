@@ -243,7 +243,7 @@ export async function finish(
     throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
   }
   failpoint('checkout.after_authorize')
-  const blocked = await cardOverLimit(deps, provider, payment, cart, answer, options)
+  const blocked = await cardOverLimit(provider, payment, cart, answer, options)
   if (blocked) answer = blocked.answer
 
   const ctx = inventoryContext(deps, actor)
@@ -294,7 +294,6 @@ export async function finish(
  * the attempt becomes a decline, so the cart reopens and its stock goes back.
  */
 async function cardOverLimit(
-  deps: CommerceDeps,
   provider: PaymentProvider,
   payment: PaymentView,
   cart: CartRow,

@@ -24,12 +24,13 @@
  */
 import { sql } from 'kysely'
 import type { Tx } from '../../platform/db/transaction.ts'
-import type { Outbox } from '../../platform/events/outbox.ts'
 import { type FieldError, problem } from '../../platform/http/errors.ts'
+import type { InventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
 import { canTransition, transitionOrder } from './state.ts'
+import { settleOrderStock } from './stock.ts'
 import type { OrderStatus } from './tables.ts'
 
 export type RefundInput =
@@ -191,11 +192,12 @@ export async function refundOrderPayment(
  */
 export async function bookRefund(
   trx: Tx,
-  outbox: Outbox,
+  ctx: InventoryContext,
   orderId: string,
   booked: { plan: RefundPlan; refund: RefundView; paymentStatus: string },
   actor: string,
 ): Promise<OrderRefundResult> {
+  const outbox = ctx.outbox
   const { plan, refund } = booked
   const order = await trx
     .selectFrom('orders')
@@ -227,6 +229,7 @@ export async function bookRefund(
       set,
       event: { refund_id: refund.id, amount: refund.amount, refunded_total: refunded },
     })
+    await settleOrderStock(trx, ctx, orderId, target)
   } else {
     // Canceled while the money moved: the cancellation refunds the rest; keep the books exact.
     await trx
