@@ -168,6 +168,47 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(removed.totals.total).toBe(0)
     })
 
+    it('drops a shipping option that can no longer serve the cart, with a notice', async () => {
+      const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }
+      const courier = (
+        await call(
+          'POST',
+          '/admin/shipping-options',
+          { region_id: store.euRegion, name: 'Courier', price_type: 'flat', amount: 990 },
+          admin,
+        )
+      ).json()
+      const cart = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: store.shirt, quantity: 1 }],
+        })
+      ).json()
+      const chosen = (
+        await call('PATCH', `/store/carts/${cart.id}`, {
+          shipping_address: berlin,
+          shipping_option_id: courier.id,
+        })
+      ).json()
+      expect(chosen.totals.shipping_total).toBe(990)
+      expect(
+        (await call('PATCH', `/admin/shipping-options/${courier.id}`, { active: false }, admin)).statusCode,
+      ).toBe(200)
+      const next = await call('POST', `/store/carts/${cart.id}/lines`, {
+        variant_id: store.shirt,
+        quantity: 1,
+      })
+      expect(next.statusCode, next.body).toBe(200)
+      expect(next.json()).toMatchObject({ shipping_option_id: null, shipping: null })
+      expect(next.json().totals.shipping_total).toBe(0)
+      expect(next.json().notices).toEqual([
+        'Courier can no longer ship this cart: choose another shipping option',
+      ])
+      // Choosing it explicitly is still refused.
+      const again = await call('PATCH', `/store/carts/${cart.id}`, { shipping_option_id: courier.id })
+      expect(again.statusCode).toBe(422)
+    })
+
     it('enforces purchase limits per line', async () => {
       const limit = await call(
         'PUT',

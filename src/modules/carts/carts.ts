@@ -11,7 +11,7 @@ import { sql } from 'kysely'
 import { ulid } from 'ulid'
 import type { DB } from '../../platform/db/schema.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
-import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
 import type { Address, CartLine } from './tables.ts'
@@ -246,7 +246,7 @@ export async function changeCart(
     const notices: string[] = []
     const lines = reprice(changedLines ?? cart.lines, next, notices)
     checkCustomerLimits(lines, next)
-    const totals = await computeTotals(next, lines, deps)
+    const totals = await totalsDroppingStaleShipping(next, lines, deps, set, notices)
     const updated = await deps.db
       .updateTable('carts')
       .set({
@@ -265,6 +265,32 @@ export async function changeCart(
       return cartView({ ...(updated as unknown as CartRow), version: Number(updated.version) }, notices)
     if (attempt >= WRITE_ATTEMPTS)
       throw problem('conflict', 'The cart is being changed by other requests; retry')
+  }
+}
+
+/**
+ * The totals of a change. When the cart's shipping option can no longer serve it (deactivated, or
+ * the cart outgrew its heaviest tier) and this change did not choose it, the option is dropped
+ * with a notice rather than refusing every change until the shopper picks another.
+ */
+async function totalsDroppingStaleShipping(
+  next: LoadedCart,
+  lines: CartLine[],
+  deps: TotalsDeps,
+  set: NonNullable<CartChange['set']>,
+  notices: string[],
+): Promise<CartTotals> {
+  try {
+    return await computeTotals(next, lines, deps)
+  } catch (error) {
+    const option = next.shippingOption
+    const stale = error instanceof ProblemError && error.code === 'shipping_not_available'
+    if (!stale || !option || 'shipping_option_id' in set) throw error
+    notices.push(`${option.name} can no longer ship this cart: choose another shipping option`)
+    set.shipping_option_id = null
+    next.cart.shipping_option_id = null
+    next.shippingOption = null
+    return computeTotals(next, lines, deps)
   }
 }
 
