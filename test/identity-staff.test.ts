@@ -344,6 +344,7 @@ describeEachDatabase('staff identity', (kind) => {
           'PATCH /admin/roles/:id',
           'DELETE /admin/roles/:id',
           'POST /admin/staff/:id/mfa/reset',
+          'POST /admin/orders/:id/refunds',
         ].sort(),
       )
 
