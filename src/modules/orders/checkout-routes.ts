@@ -2,6 +2,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from 'typebox'
+import { Gate } from '../../platform/gate.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { cartAccessOf } from '../carts/routes.ts'
@@ -17,11 +18,16 @@ const CheckoutResponse = Type.Object({
   payment: Type.Optional(Loose),
 })
 
+/** How long a checkout may queue for its turn on this node before answering 503. */
+const GATE_WAIT_MS = 10_000
+
 /** How long a request waits for another with the same key before answering 409. */
 const SAME_KEY_WAIT_MS = 15_000
 
 export const checkoutRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain, { runtime }) => {
   const app = plain.withTypeProvider<TypeBoxTypeProvider>()
+  // As many checkouts at once as the pool has connections; the rest queue here with nothing done.
+  const gate = new Gate(runtime.config.databasePoolMax, GATE_WAIT_MS)
 
   app.post(
     '/store/carts/:id/complete',
@@ -42,13 +48,15 @@ export const checkoutRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
     },
     async (request, reply) => {
       const principal = request.principal
-      const result = await completeCart(commerceDeps(runtime), {
-        cartId: request.params.id,
-        access: cartAccessOf(request),
-        payment: request.body.payment,
-        ip: request.ip,
-        actor: principal ? `${principal.kind}:${principal.id}` : 'guest',
-      })
+      const result = await gate.run(() =>
+        completeCart(commerceDeps(runtime), {
+          cartId: request.params.id,
+          access: cartAccessOf(request),
+          payment: request.body.payment,
+          ip: request.ip,
+          actor: principal ? `${principal.kind}:${principal.id}` : 'guest',
+        }),
+      )
       if (result.type === 'order') {
         reply.code(result.created ? 201 : 200)
         return { type: 'order' as const, order: result.order }

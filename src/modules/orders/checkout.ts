@@ -40,6 +40,8 @@ import {
   recordAuthorization,
 } from '../payments/service.ts'
 import { PaymentVelocity } from '../payments/velocity.ts'
+import type { TaxInput, TaxResult } from '../tax/engine.ts'
+import type { TaxProvider } from '../tax/providers.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, findOrderOfCart, type OrderView, placeOrder } from './orders.ts'
 import { transitionOrder } from './state.ts'
@@ -247,10 +249,15 @@ export async function finish(
   if (blocked) answer = blocked.answer
 
   const ctx = inventoryContext(deps, actor)
+  // Only an answer that places an order needs the tax sale.
+  const sale =
+    answer.status === 'declined' || answer.status === 'requires_action'
+      ? undefined
+      : await prepareTaxSale(deps, cart)
   let outcome: Placed
   try {
     outcome = await withTransaction(deps.db, (trx) =>
-      place(deps, trx, cart.id, payment.id, answer, actor, ctx),
+      place(deps, trx, cart.id, payment.id, answer, actor, ctx, sale),
     )
   } catch (error) {
     // The stock went while the payment was pending and cannot be reserved again: give up cleanly.
@@ -366,6 +373,7 @@ async function place(
   answer: AuthorizeResult,
   actor: string,
   ctx: ReturnType<typeof inventoryContext>,
+  sale: TaxSale | undefined,
 ): Promise<Placed> {
   const cart = (await trx
     .selectFrom('carts')
@@ -392,45 +400,51 @@ async function place(
   }
   const totals = cart.totals as unknown as CartTotals
   let reservationId = cart.reservation_id
-  const order = await placeOrder(trx, deps.outbox, {
-    cart,
-    totals,
-    paymentId,
-    paymentStatus: payment.status,
-    reservationId,
-    status: payment.status === 'captured' ? 'paid' : 'pending',
-    actor,
-  })
-  if (!reservationId || !(await holdReservation(trx, reservationId, order.id))) {
-    // The hold lapsed while the payment took its time: reserve again, or fail the whole phase.
-    const fresh = await reserve(
-      trx,
-      {
-        lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
-        reference: order.id,
-        country: cart.shipping_address!.country_code,
-      },
-      ctx,
-    )
-    reservationId = fresh.id
-    await trx
-      .updateTable('orders')
-      .set({ reservation_id: reservationId })
-      .where('id', '=', order.id)
-      .execute()
-  }
-  await attachOrder(trx, paymentId, order.id)
-  await commitTaxSale(deps, trx, cart, totals, order.id)
-  await trx
-    .updateTable('carts')
-    .set({
-      status: 'completed',
-      order_id: order.id,
-      checkout_lease_until: null,
-      updated_at: sql<Date>`now()`,
-    })
-    .where('id', '=', cartId)
-    .execute()
+  const order = await placeOrder(
+    trx,
+    deps.outbox,
+    {
+      cart,
+      totals,
+      paymentId,
+      paymentStatus: payment.status,
+      reservationId,
+      status: payment.status === 'captured' ? 'paid' : 'pending',
+      actor,
+    },
+    async (orderId) => {
+      if (!reservationId || !(await holdReservation(trx, reservationId, orderId))) {
+        // The hold lapsed while the payment took its time: reserve again, or fail the whole phase.
+        const fresh = await reserve(
+          trx,
+          {
+            lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
+            reference: orderId,
+            country: cart.shipping_address!.country_code,
+          },
+          ctx,
+        )
+        reservationId = fresh.id
+        await trx
+          .updateTable('orders')
+          .set({ reservation_id: reservationId })
+          .where('id', '=', orderId)
+          .execute()
+      }
+      await attachOrder(trx, paymentId, orderId)
+      await sale!.provider.commit(trx, orderId, sale!.input, sale!.result)
+      await trx
+        .updateTable('carts')
+        .set({
+          status: 'completed',
+          order_id: orderId,
+          checkout_lease_until: null,
+          updated_at: sql<Date>`now()`,
+        })
+        .where('id', '=', cartId)
+        .execute()
+    },
+  )
   return { type: 'placed', order: { ...order, reservation_id: reservationId } }
 }
 
@@ -450,14 +464,18 @@ async function reopen(trx: Tx, cartId: string): Promise<void> {
     .execute()
 }
 
-/** Records the sale with the tax provider (OSS threshold, nexus report, an external service). */
-async function commitTaxSale(
-  deps: CommerceDeps,
-  trx: Tx,
-  cart: CartRow,
-  totals: CartTotals,
-  orderId: string,
-) {
+interface TaxSale {
+  provider: TaxProvider
+  input: TaxInput
+  result: TaxResult
+}
+
+/**
+ * The sale the order will record with the tax provider (OSS threshold, nexus report, an external
+ * service), worked out before the placing transaction so that none of it runs while rows are locked.
+ */
+async function prepareTaxSale(deps: CommerceDeps, cart: CartRow): Promise<TaxSale> {
+  const totals = cart.totals as unknown as CartTotals
   const provider = await deps.taxes.get(totals.date_of_supply)
   const address = cart.shipping_address!
   const input = {
@@ -480,7 +498,7 @@ async function commitTaxSale(
   // The sale counts what the order charged, not a recomputation.
   result.totals.tax = totals.tax_total
   result.totals.net = totals.total - totals.tax_total
-  await provider.commit(trx, orderId, input, result)
+  return { provider, input, result }
 }
 
 /**
@@ -488,34 +506,39 @@ async function commitTaxSale(
  * here: a processor that does not answer leaves it authorised for the recovery job to capture.
  */
 async function capturePlaced(deps: CommerceDeps, order: OrderView, actor: string): Promise<OrderView> {
-  let payment: PaymentView
+  let paid = false
   try {
-    payment = await capturePayment(deps, order.payment_id!, { actor })
+    await capturePayment(deps, order.payment_id!, {
+      actor,
+      // Recorded with the capture, in one transaction: never a captured payment on a pending order.
+      onCaptured: async (trx, payment) => {
+        const current = await trx
+          .selectFrom('orders')
+          .select('status')
+          .where('id', '=', order.id)
+          .forUpdate()
+          .executeTakeFirst()
+        // Staff cancelled it in the meantime: the cancel owns the order and its payment from here.
+        if (current?.status !== 'pending') return
+        await transitionOrder(trx, deps.outbox, {
+          orderId: order.id,
+          to: 'paid',
+          actor,
+          reason: 'payment captured',
+          set: { payment_status: 'captured' },
+          event: { payment_id: payment.id, amount: payment.captured_amount },
+        })
+        paid = true
+      },
+    })
   } catch (error) {
     // The order is placed and its answer must say so; the recovery job captures it later.
     deps.runtime.logger.warn({ err: error, orderId: order.id }, 'capture after checkout failed')
     return order
   }
-  if (payment.status !== 'captured') return order
-  try {
-    await withTransaction(deps.db, (trx) =>
-      transitionOrder(trx, deps.outbox, {
-        orderId: order.id,
-        to: 'paid',
-        actor,
-        reason: 'payment captured',
-        set: { payment_status: 'captured' },
-        event: { payment_id: payment.id, amount: payment.captured_amount },
-      }),
-    )
-  } catch (error) {
-    // Staff cancelled it in the meantime: the cancel owns the order and its payment from here.
-    if (error instanceof ProblemError && error.code === 'invalid_order_transition') {
-      return (await findOrder(deps.db, order.id))!
-    }
-    throw error
-  }
-  return { ...order, status: 'paid', payment_status: 'captured' }
+  return paid
+    ? { ...order, status: 'paid', payment_status: 'captured' }
+    : (await findOrder(deps.db, order.id))!
 }
 
 /**

@@ -79,30 +79,38 @@ export interface PlaceOrderInput {
 }
 
 /**
- * Takes the next order number. The counter row is updated in the caller's transaction, so a
- * rolled-back checkout gives its number back: numbers are gapless and unique.
+ * Gives the order the next number. The counter row is updated in the caller's transaction, so a
+ * rolled-back checkout gives its number back: numbers are gapless and unique. That row is the one
+ * point every checkout contends on, locked from this statement to commit, so it comes last.
  */
-async function nextOrderNumber(trx: Tx): Promise<number> {
-  const row = await trx
-    .updateTable('order_sequences')
-    .set({ next_value: sql<number>`next_value + 1` })
-    .where('name', '=', 'orders')
-    .returning(sql<number>`next_value - 1`.as('number'))
-    .executeTakeFirstOrThrow()
-  return Number(row.number)
+async function numberOrder(trx: Tx, orderId: string): Promise<number> {
+  const { rows } = await sql<{ number: number }>`
+    with taken as (
+      update order_sequences set next_value = next_value + 1 where name = 'orders'
+      returning next_value - 1 as number)
+    update orders set number = taken.number from taken where orders.id = ${orderId}
+    returning orders.number`.execute(trx)
+  return Number(rows[0]!.number)
 }
 
-/** Creates the order for a cart (one per cart: the cart_id is unique) and emits order.placed. */
-export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput): Promise<OrderView> {
+/**
+ * Creates the order for a cart (one per cart: the cart_id is unique) and emits order.placed.
+ * `beforeNumbering` runs the caller's other work in the same transaction before the number is
+ * taken, so the counter row stays locked for as short a time as possible.
+ */
+export async function placeOrder(
+  trx: Tx,
+  outbox: Outbox,
+  input: PlaceOrderInput,
+  beforeNumbering?: (orderId: string) => Promise<void>,
+): Promise<OrderView> {
   const { cart, totals } = input
   const id = newId('ord')
-  const number = await nextOrderNumber(trx)
   const lineTotals = new Map(totals.lines.map((l) => [l.id, l]))
   const row = await trx
     .insertInto('orders')
     .values({
       id,
-      number,
       cart_id: cart.id,
       status: input.status,
       payment_status: input.paymentStatus,
@@ -158,6 +166,8 @@ export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput
     .returningAll()
     .execute()
   await recordTransition(trx, id, null, input.status, input.actor, 'placed')
+  await beforeNumbering?.(id)
+  const number = await numberOrder(trx, id)
   await outbox.emit(
     trx,
     'order.placed',
@@ -175,7 +185,7 @@ export async function placeOrder(trx: Tx, outbox: Outbox, input: PlaceOrderInput
     id,
   )
   return orderView(
-    row,
+    { ...row, number },
     lines.sort((a, b) => a.position - b.position),
   )
 }

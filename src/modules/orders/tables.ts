@@ -25,7 +25,8 @@ export interface OrderSequencesTable {
 
 export interface OrdersTable {
   id: string
-  number: Amount
+  /** Null only inside the transaction that places the order. */
+  number: ColumnType<number, number | null | undefined, number | null>
   cart_id: string
   status: OrderStatus
   payment_status: string

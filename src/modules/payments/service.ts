@@ -178,7 +178,12 @@ export async function attachOrder(trx: Queryable, paymentId: string, orderId: st
 export async function capturePayment(
   deps: PaymentDeps,
   paymentId: string,
-  opts: { amount?: number; actor: string } = { actor: 'system' },
+  opts: {
+    amount?: number
+    actor: string
+    /** Runs in the transaction that records the capture (the order marks itself paid there). */
+    onCaptured?: (trx: Tx, payment: PaymentView) => Promise<void>
+  } = { actor: 'system' },
 ): Promise<PaymentView> {
   const payment = await loadPayment(deps.db, paymentId)
   if (CAPTURED.includes(payment.status)) return toPaymentView(payment)
@@ -220,7 +225,9 @@ export async function capturePayment(
       throw problem('payment_not_capturable', `Payment ${paymentId} is ${current.status}`)
     }
     await deps.outbox.emit(trx, 'payment.captured', eventPayload(row, { actor: opts.actor }), row.id)
-    return toPaymentView(row)
+    const view = toPaymentView(row)
+    await opts.onCaptured?.(trx, view)
+    return view
   })
 }
 

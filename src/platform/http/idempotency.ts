@@ -16,8 +16,9 @@ import { type Tx, withTransaction } from '../db/transaction.ts'
 import { problem } from './errors.ts'
 import { appendRouteHook } from './route-hooks.ts'
 
-/** How often a request waiting on another with the same key looks for its response. */
+/** How often a request waiting on another with the same key first looks for its response, and at most. */
 const WAIT_POLL_MS = 25
+const WAIT_POLL_MAX_MS = 250
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
 /** Answers that describe a passing state, not the request: never replayed, the key is released. */
 const TRANSIENT = new Set([
@@ -127,6 +128,7 @@ export function registerIdempotency(
     }
     const deadline = Date.now() + waitMs
     let existing = await findKey(principal, key)
+    let polls = 0
     // Waiting is for the response of a live request; a different body is refused at once.
     while (
       existing?.state === 'running' &&
@@ -134,7 +136,7 @@ export function registerIdempotency(
       !existing.stale &&
       Date.now() < deadline
     ) {
-      await sleep(WAIT_POLL_MS)
+      await sleep(Math.min(WAIT_POLL_MS * 2 ** polls++, WAIT_POLL_MAX_MS))
       existing = await findKey(principal, key)
     }
     if (!existing) throw problem('idempotency_in_progress', 'The key was released a moment ago; retry')

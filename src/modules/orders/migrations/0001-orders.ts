@@ -16,7 +16,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     create table orders (
       id text primary key,
-      number bigint not null unique,
+      -- Given last in the placing transaction (null only inside it): see placeOrder.
+      number bigint unique,
       -- One order per cart, whatever retries or recoveries do.
       cart_id text not null unique,
       status text not null check (status in ('pending', 'paid', 'processing', 'partially_fulfilled',
