@@ -259,10 +259,13 @@ export async function changeCart(
       .where('id', '=', cartId)
       .where('version', '=', cart.version)
       .where('status', '=', 'active')
-      .returningAll()
+      // The lines and totals are in hand: reading them back would only parse them again.
+      .returning(['version', 'updated_at'])
       .executeTakeFirst()
-    if (updated)
-      return cartView({ ...(updated as unknown as CartRow), version: Number(updated.version) }, notices)
+    if (updated) {
+      const written = { ...next.cart, lines, totals: totals as unknown as Record<string, unknown>, ...updated }
+      return cartView(written, notices)
+    }
     if (attempt >= WRITE_ATTEMPTS)
       throw problem('conflict', 'The cart is being changed by other requests; retry')
   }

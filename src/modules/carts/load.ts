@@ -61,6 +61,7 @@ export interface VariantFacts {
 }
 
 export interface LoadedCart {
+  /** The cart without its stored totals (every change computes them afresh): `totals` is empty. */
   cart: CartRow
   variants: Map<string, VariantFacts>
   shippingOption: ShippingOptionRow | null
@@ -99,7 +100,10 @@ export async function loadCart(
   const { rows } = await sql<
     CartRow & { variants: RawVariant[]; shipping_option: ShippingOptionRow | null; countries: string[] }
   >`
-    ${prepared} select c.*,
+    ${prepared} select c.id, c.status, c.region_id, c.currency_code, c.prices_include_tax, c.customer_id,
+      c.email, c.shipping_address, c.billing_address, c.vat_id, c.is_business, c.shipping_option_id,
+      c.promo_codes, c.lines, '{}'::jsonb as totals, c.version, c.payment_id, c.reservation_id, c.checkout,
+      c.checkout_lease_until, c.order_id, c.metadata, c.created_at, c.updated_at,
       coalesce((
         select json_agg(x) from (
           select v.id, v.product_id, v.sku, v.title, p.title as product_title, p.status as product_status,
