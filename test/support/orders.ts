@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { expect } from 'vitest'
 import { changeCart, createCart } from '../../src/modules/carts/carts.ts'
-import { loadCart } from '../../src/modules/carts/load.ts'
+import type { CartRow } from '../../src/modules/carts/load.ts'
 import type { CartTotals } from '../../src/modules/carts/totals.ts'
 import { inventoryContext } from '../../src/modules/inventory/context.ts'
 import { reserve } from '../../src/modules/inventory/reservations.ts'
@@ -113,8 +113,14 @@ export async function placeTestOrder(
       shipping_address: { line1: 'Hauptstraße 1', city: 'Berlin', postal_code: '10115', country_code: 'DE' },
     },
   }))
-  const loaded = (await loadCart(db, cart.id, []))!
-  const totals = loaded.cart.totals as unknown as CartTotals
+  // The row as written, with the totals the last change computed.
+  const row = (await db
+    .selectFrom('carts')
+    .selectAll()
+    .where('id', '=', cart.id)
+    .executeTakeFirstOrThrow()) as unknown as CartRow
+  const loaded = { cart: row }
+  const totals = row.totals as unknown as CartTotals
   expect(totals.tax_pending).toBe(false)
 
   const payment = await createPayment(db, {
