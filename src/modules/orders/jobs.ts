@@ -11,6 +11,7 @@ import { findPayment } from '../payments/service.ts'
 import { captureOrder } from './admin-orders.ts'
 import { abandonCheckout, finish, paymentMethodOf } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
+import { followPaymentEvents } from './payment-events.ts'
 
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
 export const EXPIRE_CARTS_JOB = 'carts.expire'
@@ -102,8 +103,12 @@ export async function recoverCheckouts(
   return report
 }
 
-/** Defines the recovery job (every minute) and the cart expiry job (hourly). */
+/**
+ * Defines the recovery job (every minute) and the cart expiry job (hourly), and has orders follow
+ * their payments' events.
+ */
 export function defineCheckoutJobs(runtime: Runtime): void {
+  followPaymentEvents(runtime)
   runtime.jobs.define(
     RECOVER_CHECKOUTS_JOB,
     async () => {
