@@ -263,7 +263,12 @@ export async function changeCart(
       .returning(['version', 'updated_at'])
       .executeTakeFirst()
     if (updated) {
-      const written = { ...next.cart, lines, totals: totals as unknown as Record<string, unknown>, ...updated }
+      const written = {
+        ...next.cart,
+        lines,
+        totals: totals as unknown as Record<string, unknown>,
+        ...updated,
+      }
       return cartView(written, notices)
     }
     if (attempt >= WRITE_ATTEMPTS)
