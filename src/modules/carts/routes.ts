@@ -35,6 +35,7 @@ import {
   UpdateLine,
 } from './schemas.ts'
 import { quoteShipping, regionShippingOptions } from './shipping.ts'
+import { parcelOf } from './totals.ts'
 
 const tags = ['carts']
 const one = { 200: Type.Ref('Cart'), ...errorResponses }
@@ -218,8 +219,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
       const loaded = await loadCart(runtime.database.db, request.params.id)
       const cart: CartRow = checkAccess(loaded?.cart, request.params.id, cartAccessOf(request))
       const options = await regionShippingOptions(runtime.database.db, cart.region_id)
-      const subtotal = cart.lines.reduce((sum, l) => sum + l.unit_amount * l.quantity, 0)
-      const weight = cart.lines.reduce((sum, l) => sum + (l.weight_g ?? 0) * l.quantity, 0)
+      const { subtotal, weight_g: weight } = parcelOf(cart.lines)
       const address = cart.shipping_address
       const data = []
       for (const option of options) {

@@ -65,6 +65,17 @@ export function taxCountry(loaded: LoadedCart): string | null {
   )
 }
 
+/** The items' subtotal before discounts and their weight in grams: what shipping is priced on. */
+export function parcelOf(lines: readonly CartLine[]): { subtotal: number; weight_g: number } {
+  let subtotal = 0
+  let weight = 0
+  for (const l of lines) {
+    subtotal += l.unit_amount * l.quantity
+    weight += (l.weight_g ?? 0) * l.quantity
+  }
+  return { subtotal, weight_g: weight }
+}
+
 /** Computes the totals of these lines in this cart; throws the 4xx the tax engine or shipping raise. */
 export async function computeTotals(
   loaded: LoadedCart,
@@ -73,9 +84,8 @@ export async function computeTotals(
 ): Promise<CartTotals> {
   const { cart, shippingOption } = loaded
   const discounts = deps.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
-  const subtotal = lines.reduce((sum, l) => sum + l.unit_amount * l.quantity, 0)
+  const { subtotal, weight_g: weight } = parcelOf(lines)
   const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
-  const weight = lines.reduce((sum, l) => sum + (l.weight_g ?? 0) * l.quantity, 0)
   const address = cart.shipping_address
   let shippingAmount = 0
   if (shippingOption && lines.length > 0) {

@@ -16,7 +16,7 @@ import { capturePayment, findPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
 import { notesOf, type OrderNoteView } from './notes.ts'
 import { findOrder, type OrderView, orderView } from './orders.ts'
-import { canTransition, transitionOrder } from './state.ts'
+import { CAPTURE_FROM, recordOrderCaptured, transitionOrder } from './state.ts'
 import { settleOrderStock } from './stock.ts'
 import type { OrderStatus } from './tables.ts'
 
@@ -278,9 +278,6 @@ export async function moveOrder(
   return order
 }
 
-/** Order statuses from which the payment may still be captured. */
-const CAPTURE_FROM: readonly OrderStatus[] = ['pending', 'processing', 'paid']
-
 /**
  * Captures the order's payment (the whole authorisation, or confirms a manual payment arrived),
  * then records it on the order: pending becomes paid; processing stays processing. The provider is
@@ -302,29 +299,13 @@ export async function captureOrder(
   if (!existing) throw problem('payment_not_capturable', `Order ${orderId} has no payment`)
   const payment = await capturePayment(deps, order.payment_id, { actor })
   return withTransaction(deps.db, async (trx) => {
-    const current = await trx
-      .selectFrom('orders')
-      .select(['status', 'payment_status'])
-      .where('id', '=', orderId)
-      .forUpdate()
-      .executeTakeFirstOrThrow()
-    if (current.status === 'pending' && canTransition('pending', 'paid')) {
-      await transitionOrder(trx, deps.outbox, {
-        orderId,
-        to: 'paid',
-        actor,
-        reason: 'payment captured',
-        set: { payment_status: payment.status },
-        event: { payment_id: payment.id, amount: payment.captured_amount },
-      })
-    } else if (CAPTURE_FROM.includes(current.status) && current.payment_status !== payment.status) {
-      // Canceled meanwhile: the cancel owns the payment status (it refunds what was captured).
-      await trx
-        .updateTable('orders')
-        .set({ payment_status: payment.status, updated_at: sql<Date>`now()` })
-        .where('id', '=', orderId)
-        .execute()
-    }
+    await recordOrderCaptured(trx, deps.outbox, {
+      orderId,
+      actor,
+      reason: 'payment captured',
+      paymentStatus: payment.status,
+      event: { payment_id: payment.id, amount: payment.captured_amount },
+    })
     return (await findOrder(trx, orderId))!
   })
 }

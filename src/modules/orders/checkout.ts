@@ -44,7 +44,7 @@ import type { TaxInput, TaxResult } from '../tax/engine.ts'
 import type { TaxProvider } from '../tax/providers.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, findOrderOfCart, type OrderView, placeOrder } from './orders.ts'
-import { transitionOrder } from './state.ts'
+import { recordOrderCaptured } from './state.ts'
 
 /** How long an unpaid checkout holds its stock before the inventory job releases it. */
 const HOLD_MINUTES = 30
@@ -512,23 +512,13 @@ async function capturePlaced(deps: CommerceDeps, order: OrderView, actor: string
       actor,
       // Recorded with the capture, in one transaction: never a captured payment on a pending order.
       onCaptured: async (trx, payment) => {
-        const current = await trx
-          .selectFrom('orders')
-          .select('status')
-          .where('id', '=', order.id)
-          .forUpdate()
-          .executeTakeFirst()
-        // Staff cancelled it in the meantime: the cancel owns the order and its payment from here.
-        if (current?.status !== 'pending') return
-        await transitionOrder(trx, deps.outbox, {
+        paid = await recordOrderCaptured(trx, deps.outbox, {
           orderId: order.id,
-          to: 'paid',
           actor,
           reason: 'payment captured',
-          set: { payment_status: 'captured' },
+          paymentStatus: payment.status,
           event: { payment_id: payment.id, amount: payment.captured_amount },
         })
-        paid = true
       },
     })
   } catch (error) {

@@ -8,7 +8,7 @@ import { sql } from 'kysely'
 import { withTransaction } from '../../platform/db/transaction.ts'
 import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { canTransition, transitionOrder } from './state.ts'
+import { canTransition, recordOrderCaptured, transitionOrder } from './state.ts'
 
 const ACTOR = 'system:payment-events'
 
@@ -20,22 +20,14 @@ export function followPaymentEvents(runtime: Runtime): void {
   runtime.outbox.on('payment.captured', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
-    await withTransaction(db, async (trx) => {
-      const order = await trx
-        .selectFrom('orders')
-        .select('status')
-        .where('id', '=', orderId)
-        .forUpdate()
-        .executeTakeFirst()
-      if (order?.status !== 'pending') return
-      await transitionOrder(trx, outbox, {
+    await withTransaction(db, (trx) =>
+      recordOrderCaptured(trx, outbox, {
         orderId,
-        to: 'paid',
         actor: ACTOR,
         reason: 'payment captured at the processor',
-        set: { payment_status: 'captured' },
-      })
-    })
+        paymentStatus: 'captured',
+      }),
+    )
   })
 
   runtime.outbox.on('refund.created', async (event: DomainEvent) => {

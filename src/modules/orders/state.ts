@@ -94,3 +94,50 @@ export async function recordTransition(
     .values({ id: newId('otr'), order_id: orderId, from_status: from, to_status: to, actor, reason })
     .execute()
 }
+
+/** Order statuses from which the payment may still be captured. */
+export const CAPTURE_FROM: readonly OrderStatus[] = ['pending', 'processing', 'paid']
+
+/**
+ * Records on an order, in the caller's transaction, that its payment was captured: a pending order
+ * becomes paid; one that moved on (processing) only takes the new payment status; a canceled one
+ * is left alone, since the cancel owns its payment from there. True when the order became paid.
+ */
+export async function recordOrderCaptured(
+  trx: Tx,
+  outbox: Outbox,
+  input: {
+    orderId: string
+    actor: string
+    reason: string
+    paymentStatus: string
+    event?: Record<string, unknown>
+  },
+): Promise<boolean> {
+  const current = await trx
+    .selectFrom('orders')
+    .select(['status', 'payment_status'])
+    .where('id', '=', input.orderId)
+    .forUpdate()
+    .executeTakeFirst()
+  if (!current) return false
+  if (current.status === 'pending') {
+    await transitionOrder(trx, outbox, {
+      orderId: input.orderId,
+      to: 'paid',
+      actor: input.actor,
+      reason: input.reason,
+      set: { payment_status: input.paymentStatus },
+      ...(input.event ? { event: input.event } : {}),
+    })
+    return true
+  }
+  if (CAPTURE_FROM.includes(current.status) && current.payment_status !== input.paymentStatus) {
+    await trx
+      .updateTable('orders')
+      .set({ payment_status: input.paymentStatus, updated_at: sql<Date>`now()` })
+      .where('id', '=', input.orderId)
+      .execute()
+  }
+  return false
+}

@@ -79,12 +79,14 @@ export function requirePermission(
 ): void {
   if (!principal) throw problem('unauthenticated', undefined, { headers: { 'www-authenticate': 'Bearer' } })
   if (!can(principal, permission)) throw problem('forbidden', options.why ?? `Requires ${permission}`)
-  if (options.stepUp && principal.kind !== 'bootstrap_token') {
-    const fresh =
-      principal.mfaVerifiedAt && Date.now() - principal.mfaVerifiedAt.getTime() < STEP_UP_WINDOW_MS
-    if (!fresh)
-      throw problem('step_up_required', 'Confirm with a fresh MFA code at /admin/auth/step-up first')
-  }
+  if (options.stepUp) requireStepUp(principal)
+}
+
+/** 403 step_up_required unless MFA was confirmed within the window (the bootstrap token is exempt). */
+function requireStepUp(principal: Principal): void {
+  if (principal.kind === 'bootstrap_token') return
+  const fresh = principal.mfaVerifiedAt && Date.now() - principal.mfaVerifiedAt.getTime() < STEP_UP_WINDOW_MS
+  if (!fresh) throw problem('step_up_required', 'Confirm with a fresh MFA code at /admin/auth/step-up first')
 }
 
 function digest(value: string): Buffer {
@@ -153,12 +155,7 @@ export function registerAuth(app: FastifyInstance, options: { resolvers: Princip
     }
     if (permission !== 'staff' && !can(principal, permission))
       throw problem('forbidden', `Requires ${permission}`)
-    if (config.stepUp && principal.kind !== 'bootstrap_token') {
-      const fresh =
-        principal.mfaVerifiedAt && Date.now() - principal.mfaVerifiedAt.getTime() < STEP_UP_WINDOW_MS
-      if (!fresh)
-        throw problem('step_up_required', 'Confirm with a fresh MFA code at /admin/auth/step-up first')
-    }
+    if (config.stepUp) requireStepUp(principal)
   }
 
   // Most storefront traffic is anonymous reads of public routes: those skip the guard without
