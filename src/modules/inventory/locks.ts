@@ -11,8 +11,7 @@
  * - Each level change appends its movement in the same transaction, so a level always equals the
  *   sum of its movements.
  */
-import { type Kysely, sql } from 'kysely'
-import type { DB } from '../../platform/db/schema.ts'
+import { sql } from 'kysely'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { newId } from '../../platform/ids.ts'
 import { crossings, emitCrossings, type LevelSnapshot } from './alerts.ts'
@@ -211,40 +210,24 @@ export async function reserveIfAvailable(
   ctx: InventoryContext,
   r: FastReservation,
 ): Promise<(LockedLevel & { created_at: Date }) | undefined> {
-  const row = await fastReservation(trx, ctx, r, true)
+  const row = await fastReservation(trx, ctx, r)
   if (!row) return undefined
   const { created_at: _, ...after } = row
   await emitCrossings(trx, ctx, crossings({ ...after, reserved: after.reserved - r.quantity }, after))
   return row
 }
 
-/**
- * The same fast path as one autocommitted statement, for callers with no transaction of their own:
- * the hot row is then locked only while the statement runs and commits, never across a round
- * trip to the client. It declines (undefined) when the reservation would cross the level's
- * low-stock threshold, since that alert must be written in the same transaction by the locking
- * path; the alert rule is checked on the locked row, so this cannot miss a crossing.
- */
-export async function reserveAutocommit(
-  db: Kysely<DB>,
-  ctx: InventoryContext,
-  r: FastReservation,
-): Promise<(LockedLevel & { created_at: Date }) | undefined> {
-  return fastReservation(db, ctx, r, false)
-}
-
 async function fastReservation(
   db: Queryable,
   ctx: InventoryContext,
   r: FastReservation,
-  allowCrossing: boolean,
 ): Promise<(LockedLevel & { created_at: Date }) | undefined> {
   // The statement itself is the function inventory_reserve_one (migration 0001): pick the
   // location, conditional UPDATE, then the reservation, line and movement rows.
   const { rows } = await sql<LockedLevel & { created_at: Date }>`
     select * from inventory_reserve_one(${r.reservationId}, ${r.lineId}, ${newId('mov')}, ${r.reference},
       ${r.expiresAt}::timestamptz, ${r.countryCode}::text, ${r.strategy}, ${ctx.actor}, ${r.variantId},
-      ${r.quantity}::bigint, ${allowCrossing})`.execute(db)
+      ${r.quantity}::bigint, true)`.execute(db)
   const row = rows[0]
   if (!row) return undefined
   ctx.touched.add(keyOf({ variant_id: r.variantId, location_id: row.location_id }))

@@ -13,6 +13,7 @@ import { newId } from '../../platform/ids.ts'
 import { findVariantsById } from '../catalog/variants.ts'
 import { sellable } from './alerts.ts'
 import { allocate, type Candidate, type LineRequest, orderCandidates, type Strategy } from './allocation.ts'
+import { reserveCoalesced } from './coalesce.ts'
 import type { InventoryContext } from './context.ts'
 import {
   applyLevelChanges,
@@ -22,7 +23,6 @@ import {
   type LevelChange,
   lockLevels,
   lockVariantLevels,
-  reserveAutocommit,
   reserveIfAvailable,
 } from './locks.ts'
 import { oversellLimit, policiesOf } from './policies.ts'
@@ -235,8 +235,9 @@ function fastView(
 /**
  * reserve() for a caller with no transaction of its own (the admin route; a checkout that
  * reserves before it opens one): a single line that one location can fill is reserved in one
- * autocommitted statement, which keeps a hot SKU's row locked for the shortest time; anything
- * else runs reserve() in a transaction of its own.
+ * autocommitted statement, shared with the other reservations of the same variant waiting on this
+ * node (coalesce.ts), which keeps a hot SKU's row locked for the shortest time; anything else runs
+ * reserve() in a transaction of its own.
  */
 export async function reserveNow(
   db: Kysely<DB>,
@@ -246,7 +247,7 @@ export async function reserveNow(
   const combined = combineLines(input)
   if (combined.size === 1) {
     const single = fastInput(newId('res'), input, combined)
-    const level = await reserveAutocommit(db, ctx, single)
+    const level = await reserveCoalesced(db, ctx, single)
     if (level) return fastView(single, level, ctx)
   }
   return withTransaction(db, (trx) => reserve(trx, input, ctx, { skipFastPath: combined.size === 1 }))

@@ -10,6 +10,7 @@ import * as identity0001 from '../../../modules/identity/migrations/0001-identit
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
 import * as inventory0001 from '../../../modules/inventory/migrations/0001-inventory.ts'
+import * as inventory0002 from '../../../modules/inventory/migrations/0002-reserve-batch.ts'
 import * as orders0001 from '../../../modules/orders/migrations/0001-orders.ts'
 import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
@@ -29,4 +30,5 @@ export const migrations: Record<string, Migration> = {
   '0010-payments': payments0001,
   '0011-carts': carts0001,
   '0012-orders': orders0001,
+  '0013-inventory-reserve-batch': inventory0002,
 }
