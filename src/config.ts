@@ -48,6 +48,8 @@ export interface Config {
   catalogCacheMaxEntries: number
   /** Cache-Control max-age for anonymous storefront catalog responses (a CDN may keep them this long). */
   catalogHttpMaxAgeSeconds: number
+  /** Whether the storefront's availability route tells units left, not only in stock or not. */
+  storefrontStockCounts: boolean
   /** A claim on an Idempotency-Key older than this is taken to belong to a request that died. */
   idempotencyStaleSeconds: number
   /** How long a checkout request holds its cart before a retry or the recovery job may take over. */
@@ -231,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
     catalogCacheTtlMs: integer(env, 'CATALOG_CACHE_TTL_MS', 60_000, 100, 3_600_000),
     catalogCacheMaxEntries: integer(env, 'CATALOG_CACHE_MAX_ENTRIES', 10_000, 1, 1_000_000),
     catalogHttpMaxAgeSeconds: integer(env, 'CATALOG_HTTP_MAX_AGE', 30, 0, 86_400),
+    storefrontStockCounts: boolean(env, 'STOREFRONT_STOCK_COUNTS', false),
     idempotencyStaleSeconds: integer(env, 'IDEMPOTENCY_STALE_SECONDS', 60, 1, 86_400),
     checkoutLeaseSeconds: integer(env, 'CHECKOUT_LEASE_SECONDS', 30, 1, 3600),
     paymentCapture: oneOf(env, 'PAYMENT_CAPTURE', 'automatic', ['automatic', 'manual']),

@@ -251,6 +251,53 @@ describeEachDatabase('catalog: storefront', (kind) => {
     )
     expect(JSON.stringify(after)).not.toContain('"available"')
     expect((await all('in_stock=true')).map((p) => p.id)).toEqual([first.id])
+
+    // The live route: never cached, and no counts unless the store publishes them.
+    const live = await get(`/store/products/${first.handle}/availability`)
+    expect(live.statusCode, live.body).toBe(200)
+    expect(live.headers['cache-control']).toBe('no-store')
+    expect(live.json().product_id).toBe(first.id)
+    expect(live.json().variants.map((v: { variant_id: string }) => v.variant_id)).toEqual(
+      after.variants.map((v: { id: string }) => v.id),
+    )
+    expect(live.json().variants[1]).toEqual({
+      variant_id: after.variants[1].id,
+      in_stock: true,
+      available: null,
+      backorder: false,
+      preorder: false,
+    })
+    expect(live.json().variants[0]).toMatchObject({ in_stock: false, available: null })
+  })
+
+  it('tells units left per shipping country when the store publishes counts', async () => {
+    const counting = await startTestNode(kind, { env: { STOREFRONT_STOCK_COUNTS: 'true' } })
+    try {
+      await seedCatalog(counting.runtime, { products: 2, batchSize: 2 })
+      const [product] = (await counting.app.inject({ url: '/store/products?limit=1' })).json().data
+      const page = (await counting.app.inject({ url: `/store/products/${product.handle}` })).json()
+      const location = await createTestLocation(counting.runtime.database.db, { ships_to: ['FR'] })
+      const receipt = await counting.app.inject({
+        method: 'POST',
+        url: '/admin/inventory/receipts',
+        headers: adminAuth,
+        payload: { location_id: location, lines: [{ sku: page.variants[0].sku, quantity: 7 }] },
+      })
+      expect(receipt.statusCode, receipt.body).toBe(201)
+      const availability = async (query: string) =>
+        (await counting.app.inject({ url: `/store/products/${product.id}/availability${query}` })).json()
+          .variants[0]
+      expect(await availability('')).toMatchObject({ in_stock: true, available: 7 })
+      expect(await availability('?country=FR')).toMatchObject({ in_stock: true, available: 7 })
+      expect(await availability('?country=DE')).toMatchObject({ in_stock: false, available: 0 })
+      const bad = await counting.app.inject({ url: `/store/products/${product.id}/availability?country=de` })
+      expect(bad.statusCode).toBe(400)
+      const unknown = await counting.app.inject({ url: '/store/products/no-such-thing/availability' })
+      expect(unknown.statusCode).toBe(404)
+      expect(unknown.json().code).toBe('not_found')
+    } finally {
+      await counting.close()
+    }
   })
 
   it('answers a product page by id or handle, 404 for drafts and unknowns', async () => {

@@ -211,6 +211,34 @@ export const StoreVariant = Type.Object(
   { $id: 'StoreVariant' },
 )
 
+export const StoreProductAvailabilityQuery = Type.Object(
+  {
+    country: Type.Optional(
+      Type.String({
+        pattern: '^[A-Z]{2}$',
+        description: 'Shipping country (ISO 3166-1 alpha-2): count only locations that ship there',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+export const StoreProductAvailability = Type.Object({
+  product_id: Type.String(),
+  variants: Type.Array(
+    Type.Object({
+      variant_id: Type.String(),
+      in_stock: Type.Boolean(),
+      available: Type.Union([Type.Integer(), Type.Null()], {
+        description:
+          'Units that can be bought now; null when unlimited (untracked, or backorder without a limit) or when the store does not publish counts (STOREFRONT_STOCK_COUNTS)',
+      }),
+      backorder: Type.Boolean(),
+      preorder: Type.Boolean(),
+    }),
+  ),
+})
+
 export const StoreProduct = Type.Object(
   {
     id: Type.String(),

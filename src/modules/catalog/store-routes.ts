@@ -1,5 +1,6 @@
 /**
- * Storefront catalog routes: product list and page, categories tree, collections and regions.
+ * Storefront catalog routes: product list and page, live availability, categories tree,
+ * collections and regions.
  * Responses come from the catalog cache, carry a strong ETag and a Cache-Control a CDN can honour
  * (public for anonymous shoppers; private when a signed-in customer may see group prices), and a
  * matching If-None-Match gets 304 with no body.
@@ -11,6 +12,7 @@ import { problem } from '../../platform/http/errors.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { customerGroupIdsOf } from '../identity/customer-groups.ts'
+import { variantAvailability } from '../inventory/availability.ts'
 import { type CachedResponse, catalogCacheOf } from './cache.ts'
 import { nextPriceChange } from './price-lists.ts'
 import { listRegions } from './regions.ts'
@@ -22,13 +24,15 @@ import {
   ShopperPrice,
   StoreListQuery,
   StoreProduct,
+  StoreProductAvailability,
+  StoreProductAvailabilityQuery,
   StoreProductList,
   StoreProductQuery,
   StoreProductSummary,
   StoreVariant,
 } from './schemas.ts'
 import { parseSearch } from './search.ts'
-import { getStoreProduct, listStoreProducts } from './storefront.ts'
+import { getStoreProduct, listStoreProducts, publishedVariantIds } from './storefront.ts'
 import { categoryTree, listCollections } from './taxonomy.ts'
 
 /** True when an If-None-Match header names this ETag (or `*`); weak comparison, as RFC 9110 says. */
@@ -157,6 +161,35 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
       )
       if (cached.empty) throw problem('not_found', `No product ${ref}`)
       return send(request, reply, cached, personal)
+    },
+  )
+
+  app.get(
+    '/store/products/:ref/availability',
+    {
+      schema: {
+        tags: ['store'],
+        summary: "Live availability of a product's variants",
+        description:
+          'Read from stock on every request and never cached, so product pages can stay cached. Units left are given only when the store publishes them (STOREFRONT_STOCK_COUNTS=true); otherwise `available` is null.',
+        params: ProductRefParams,
+        querystring: StoreProductAvailabilityQuery,
+        response: { 200: StoreProductAvailability, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { ref } = request.params
+      const product = await publishedVariantIds(db, ref)
+      if (!product) throw problem('not_found', `No product ${ref}`)
+      const availability = await variantAvailability(db, product.variantIds, {
+        country: request.query.country ?? null,
+        exactCounts: runtime.config.storefrontStockCounts,
+      })
+      reply.header('cache-control', 'no-store')
+      return {
+        product_id: product.productId,
+        variants: product.variantIds.map((id) => ({ variant_id: id, ...availability.get(id)! })),
+      }
     },
   )
 

@@ -613,3 +613,25 @@ export async function getStoreProduct(
     updated_at: row.updated_at.toISOString(),
   }
 }
+
+/** The variant ids of a published product by id or handle, in display order; undefined when none. */
+export async function publishedVariantIds(
+  db: Queryable,
+  ref: string,
+): Promise<{ productId: string; variantIds: string[] } | undefined> {
+  const product = await db
+    .selectFrom('products')
+    .select('id')
+    .where(ref.startsWith('prod_') ? 'id' : 'handle', '=', ref)
+    .where('status', '=', 'published')
+    .executeTakeFirst()
+  if (!product) return undefined
+  const variants = await db
+    .selectFrom('product_variants')
+    .select('id')
+    .where('product_id', '=', product.id)
+    .orderBy('position')
+    .orderBy('id')
+    .execute()
+  return { productId: product.id, variantIds: variants.map((v) => v.id) }
+}
