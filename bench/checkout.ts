@@ -153,7 +153,7 @@ const SCENARIOS: ScenarioName[] = ['add-to-cart', 'checkout', 'checkout-hot-sku'
 const SQL = {
   casCart:
     'update "carts" set "lines" = $1, "totals" = $2, "version" = version + 1, "updated_at" = now() ' +
-    'where "id" = $3 and "version" = $4 and "status" = $5 returning "version", "updated_at"',
+    'where "id" = $3 and "version" = $4 and "status" = $5 and set_config(\'synchronous_commit\', \'off\', true) = \'off\' returning "version", "updated_at"',
   claimKey:
     'insert into "idempotency_keys" ("principal", "key", "method", "path", "request_hash", "state") ' +
     'values ($1, $2, $3, $4, $5, $6) on conflict ("principal", "key") do nothing returning "key"',

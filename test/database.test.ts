@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Database } from '../src/platform/db/database.ts'
 import { migrateToLatest } from '../src/platform/db/migrate.ts'
 import { migrations } from '../src/platform/db/migrations/index.ts'
-import { withTransaction } from '../src/platform/db/transaction.ts'
+import { asynchronousCommit, withTransaction } from '../src/platform/db/transaction.ts'
 import { newId } from '../src/platform/ids.ts'
 import {
   createTestDatabase,
@@ -48,6 +48,34 @@ describeEachDatabase('database layer', (kind) => {
     expect(attempts).toBe(3)
     const rows = await database.db.selectFrom('products').select('id').where('id', '=', id).execute()
     expect(rows).toHaveLength(1)
+  })
+
+  it('commits a write asynchronously only in its own transaction, and writes it all the same', async () => {
+    const id = newId('prod')
+    await database.db.insertInto('products').values({ id, handle: id, title: 'before' }).execute()
+    const inside = await withTransaction(database.db, async (trx) => {
+      const updated = await trx
+        .updateTable('products')
+        .set({ title: 'after' })
+        .where('id', '=', id)
+        .where(asynchronousCommit)
+        .executeTakeFirst()
+      expect(updated.numUpdatedRows).toBe(1n)
+      return (
+        await sql<{ value: string }>`select current_setting('synchronous_commit') as value`.execute(trx)
+      ).rows[0]!.value
+    })
+    expect(inside).toBe('off')
+    const after = await sql<{ value: string }>`select current_setting('synchronous_commit') as value`.execute(
+      database.db,
+    )
+    expect(after.rows[0]!.value).toBe('on')
+    const row = await database.db
+      .selectFrom('products')
+      .select('title')
+      .where('id', '=', id)
+      .executeTakeFirst()
+    expect(row?.title).toBe('after')
   })
 
   it('gives up after the bounded number of attempts and does not retry other errors', async () => {

@@ -10,7 +10,7 @@ import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
 import { ulid } from 'ulid'
 import type { DB } from '../../platform/db/schema.ts'
-import type { Queryable } from '../../platform/db/transaction.ts'
+import { asynchronousCommit, type Queryable } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
@@ -259,6 +259,7 @@ export async function changeCart(
       .where('id', '=', cartId)
       .where('version', '=', cart.version)
       .where('status', '=', 'active')
+      .where(asynchronousCommit)
       // The lines and totals are in hand: reading them back would only parse them again.
       .returning(['version', 'updated_at'])
       .executeTakeFirst()

@@ -4,7 +4,7 @@
  * retry them and a retry almost always succeeds.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Kysely, Transaction } from 'kysely'
+import { type Kysely, sql, type Transaction } from 'kysely'
 import type { DB } from './schema.ts'
 
 export type Tx = Transaction<DB>
@@ -43,3 +43,13 @@ export async function withTransaction<T>(
     }
   }
 }
+
+/**
+ * A condition that is always true and, as a side effect, lets the statement's own transaction
+ * commit without waiting for its WAL to reach disk (`synchronous_commit = off`, local to that
+ * transaction). Add it to the WHERE of an autocommitted write whose loss in a database crash is
+ * acceptable (the last fraction of a second of them can be lost; none is ever half-applied, and a
+ * later synchronous commit makes every earlier one durable). Only for data that is not money,
+ * stock or order state: a cart's lines, say.
+ */
+export const asynchronousCommit = sql<boolean>`set_config('synchronous_commit', 'off', true) = 'off'`
