@@ -471,24 +471,34 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(retry.statusCode, retry.body).toBe(201)
     })
 
-    it('asks for 3-D Secure and completes after the challenge', async () => {
+    it('asks for 3-D Secure and completes after the challenge, under the same key', async () => {
       const cartId = await readyCart(node.app, store, 1)
-      const first = await complete(cartId, {
-        provider: 'test',
-        payment_method: 'pm_card_threeDSecureRequired',
-      })
+      const key = randomUUID()
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs, key)
       expect(first.statusCode, first.body).toBe(200)
       const body = first.json()
       expect(body.type).toBe('payment_action_required')
       expect(body.payment.status).toBe('requires_action')
-      const passed = await call('POST', `/store/payments/${body.payment.id}/authenticate`, { result: 'pass' })
-      expect(passed.statusCode, passed.body).toBeLessThan(300)
-      const second = await complete(cartId, {
-        provider: 'test',
-        payment_method: 'pm_card_threeDSecureRequired',
+      // Until the shopper acts, calling again answers the same challenge (not a stored replay).
+      const again = await complete(cartId, threeDs, key)
+      expect(again.statusCode, again.body).toBe(200)
+      expect(again.json()).toMatchObject({
+        type: 'payment_action_required',
+        payment: { id: body.payment.id },
       })
+      const passed = await call('POST', `/store/payments/${body.payment.id}/authenticate`, {
+        result: 'pass',
+        cart_id: cartId,
+      })
+      expect(passed.statusCode, passed.body).toBeLessThan(300)
+      const second = await complete(cartId, threeDs, key)
       expect(second.statusCode, second.body).toBe(201)
       expect(second.json().order.payment_status).toBe('captured')
+      // From now on the key replays the order.
+      const replay = await complete(cartId, threeDs, key)
+      expect(replay.statusCode).toBe(201)
+      expect(replay.body).toBe(second.body)
     })
 
     it('takes a manual payment as a pending order', async () => {

@@ -62,16 +62,28 @@ function setup(kind: Parameters<typeof startTestNode>[0]) {
     await ctx.node?.close()
     await ctx.stripe?.close()
   })
-  const newPayment = (provider: string, paymentMethod: string | null, amount = 1000) =>
-    withTransaction(ctx.deps.db, (trx) =>
+  /** A payment for a fresh guest cart (a bare row: these tests drive payments, not carts). */
+  const newPayment = async (provider: string, paymentMethod: string | null, amount = 1000) => {
+    const region = newId('reg')
+    await ctx.deps.db
+      .insertInto('regions')
+      .values({ id: region, name: region, currency_code: 'EUR', prices_include_tax: true })
+      .execute()
+    const cartId = newId('cart')
+    await ctx.deps.db
+      .insertInto('carts')
+      .values({ id: cartId, region_id: region, currency_code: 'EUR', prices_include_tax: true })
+      .execute()
+    return withTransaction(ctx.deps.db, (trx) =>
       createPayment(trx, {
-        cart_id: newId('cart'),
+        cart_id: cartId,
         provider,
         amount,
         currency: 'EUR',
         payment_method: paymentMethod,
       }),
     )
+  }
   const eventsOf = (subjectId: string, type?: string) => {
     let query = ctx.deps.db
       .selectFrom('events')
@@ -153,12 +165,16 @@ describeEachDatabase('payments', (kind) => {
       // Not answered yet: asking again changes nothing.
       expect((await authorize(created.id)).payment.status).toBe('requires_action')
 
-      const answer = (result: string) =>
+      const answer = (result: string, cart_id = created.cart_id) =>
         ctx.node.app.inject({
           method: 'POST',
           url: `/store/payments/${created.id}/authenticate`,
-          payload: { result },
+          payload: { result, cart_id },
         })
+      // Only the cart's shopper may answer: another cart's id (here, one that exists) is not found.
+      const stranger = await newPayment('test', 'pm_card_visa')
+      expect((await answer('pass', stranger.cart_id)).statusCode).toBe(404)
+      expect((await answer('pass', newId('cart'))).statusCode).toBe(404)
       const res = await answer('pass')
       expect(res.statusCode).toBe(200)
       expect(res.json()).toEqual({ payment_id: created.id, result: 'passed' })
@@ -177,7 +193,7 @@ describeEachDatabase('payments', (kind) => {
       const res = await ctx.node.app.inject({
         method: 'POST',
         url: `/store/payments/${created.id}/authenticate`,
-        payload: { result: 'fail' },
+        payload: { result: 'fail', cart_id: created.cart_id },
       })
       expect(res.json().result).toBe('failed')
       const { payment } = await authorize(created.id)
@@ -191,13 +207,16 @@ describeEachDatabase('payments', (kind) => {
       const manual = await newPayment('manual', 'bank_transfer')
       const post = (id: string, payload: object) =>
         ctx.node.app.inject({ method: 'POST', url: `/store/payments/${id}/authenticate`, payload })
-      const unknown = await post(newId('pay'), { result: 'pass' })
+      const unknown = await post(newId('pay'), { result: 'pass', cart_id: manual.cart_id })
       expect(unknown.statusCode).toBe(404)
       expect(unknown.headers['content-type']).toContain('application/problem+json')
-      expect((await post(manual.id, { result: 'pass' })).statusCode).toBe(404)
-      const bad = await post(manual.id, { result: 'maybe' })
+      expect((await post(manual.id, { result: 'pass', cart_id: manual.cart_id })).statusCode).toBe(404)
+      const bad = await post(manual.id, { result: 'maybe', cart_id: manual.cart_id })
       expect(bad.statusCode).toBe(400)
       expect(bad.json().errors[0].path).toBe('body.result')
+      const noCart = await post(manual.id, { result: 'pass' })
+      expect(noCart.statusCode).toBe(400)
+      expect(noCart.json().errors[0].path).toBe('body.cart_id')
       expect((await post('nope', { result: 'pass' })).statusCode).toBe(400)
     })
   })

@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from 'typebox'
 import { Gate } from '../../platform/gate.ts'
+import { releaseIdempotencyKey } from '../../platform/http/idempotency.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { cartAccessOf } from '../carts/routes.ts'
@@ -38,7 +39,8 @@ export const checkoutRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         summary: 'Check out: reserve stock, authorise payment and place the order (Idempotency-Key required)',
         description:
           'Answers 201 with the new order, 200 with the order when the cart was already completed, 200 with ' +
-          '`payment_action_required` when the shopper must act (3-D Secure; call again afterwards), or 402 ' +
+          '`payment_action_required` when the shopper must act (3-D Secure; call again afterwards, with the same ' +
+          'Idempotency-Key or another: this answer is not stored under the key), or 402 ' +
           '`payment_required` when the payment was declined (the cart is open again). Prices and tax are ' +
           "always the server's: nothing in the body can change them.",
         params: CartParams,
@@ -61,6 +63,8 @@ export const checkoutRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         reply.code(result.created ? 201 : 200)
         return { type: 'order' as const, order: result.order }
       }
+      // After the challenge the storefront calls again, with the same key: this answer is not final.
+      releaseIdempotencyKey(request)
       return result
     },
   )

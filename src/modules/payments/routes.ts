@@ -5,6 +5,8 @@ import { Type } from 'typebox'
 import { problem } from '../../platform/http/errors.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
+import { getCart } from '../carts/carts.ts'
+import { cartAccessOf } from '../carts/routes.ts'
 import { paymentDeps } from './common.ts'
 import { PaymentWebhookInvalid } from './provider.ts'
 import { answerTestChallenge } from './providers/test-gateway.ts'
@@ -38,7 +40,8 @@ export const paymentRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (pl
         description:
           'The page a test gateway payment in `requires_action` redirects the shopper to. After ' +
           '`pass` the checkout, resumed, completes the payment; after `fail` it is declined with ' +
-          '`payment_intent_authentication_failure`. Only for provider `test`.',
+          '`payment_intent_authentication_failure`. Only for provider `test`; the body names the cart the ' +
+          'payment is for, which the caller must be able to see (its id, or its customer signed in).',
         params: PaymentParams,
         body: AuthenticateBody,
         response: {
@@ -52,8 +55,11 @@ export const paymentRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (pl
     },
     async (request) => {
       const { id } = request.params
+      // The cart's id (a guest's only key to it) or its customer's token proves the shopper's own.
+      await getCart(runtime.database.db, request.body.cart_id, cartAccessOf(request))
       const payment = await findPayment(runtime.database.db, id)
-      if (payment?.provider !== 'test') throw problem('not_found', `No test gateway payment ${id}`)
+      if (payment?.provider !== 'test' || payment.cart_id !== request.body.cart_id)
+        throw problem('not_found', `No test gateway payment ${id}`)
       const passed = request.body.result === 'pass'
       if (!(await answerTestChallenge(runtime.database.db, id, passed))) {
         throw problem('conflict', `No 3-D Secure challenge is waiting for payment ${id}`)

@@ -1,5 +1,7 @@
 /** Wire schemas of the payments API. */
+
 import { Type } from 'typebox'
+import { CartId } from '../carts/schemas.ts'
 
 const Amount = Type.Integer({ minimum: 0, description: 'In the currency’s minor unit' })
 
@@ -78,6 +80,8 @@ export const AuthenticateBody = Type.Object(
     result: Type.Union([Type.Literal('pass'), Type.Literal('fail')], {
       description: 'The shopper’s answer to the test gateway’s 3-D Secure challenge',
     }),
+    /** The cart being checked out: only its shopper may answer the challenge. */
+    cart_id: CartId,
   },
   { additionalProperties: false },
 )

@@ -34,6 +34,17 @@ interface Claim {
   principal: string
   key: string
   completed: boolean
+  /** Set by the route (releaseIdempotencyKey): its answer describes a passing state. */
+  release?: boolean
+}
+
+/**
+ * Marks this request's answer as one that describes a state the client is expected to change
+ * (a payment waiting for the shopper's 3-D Secure step, say): the answer is not stored, and the
+ * same Idempotency-Key may be sent again to carry on. No-op without a claimed key.
+ */
+export function releaseIdempotencyKey(request: FastifyRequest): void {
+  if (request.idempotency) request.idempotency.release = true
 }
 
 declare module 'fastify' {
@@ -206,7 +217,7 @@ export function registerIdempotency(
       }
     }
     const code = (body as { code?: unknown } | null)?.code
-    if (reply.statusCode >= 500 || (typeof code === 'string' && TRANSIENT.has(code))) {
+    if (claim.release || reply.statusCode >= 500 || (typeof code === 'string' && TRANSIENT.has(code))) {
       // The work did not complete, or met a state that may pass (another request in the way,
       // stock not there now, a rate limit): the client may retry under the same key.
       await db
