@@ -63,6 +63,8 @@ export interface Config {
    * production unless asked for, since with it anyone could place a paid order without paying.
    */
   paymentTestGateway: boolean
+  /** Manual payment methods offered (bank transfer, cash on delivery); none switches manual payments off. */
+  paymentManualMethods: ManualPaymentMethod[]
   /** Failed payments allowed per hour per IP, card and account before checkout refuses them. */
   paymentFailureLimit: number
   /** Stripe: secret key, webhook signing secret, and an API base (a local stand-in in tests). */
@@ -72,6 +74,25 @@ export interface Config {
 }
 
 /** Thrown for a setting that cannot be used; main prints its message and exits 1. */
+export const MANUAL_PAYMENT_METHODS = ['bank_transfer', 'cash_on_delivery'] as const
+export type ManualPaymentMethod = (typeof MANUAL_PAYMENT_METHODS)[number]
+
+/** PAYMENT_MANUAL_METHODS: a comma-separated subset of the manual methods, or `none`. */
+function manualMethods(env: Env): ManualPaymentMethod[] {
+  const raw = read(env, 'PAYMENT_MANUAL_METHODS')
+  if (raw === undefined) return [...MANUAL_PAYMENT_METHODS]
+  if (raw === 'none') return []
+  const methods = raw.split(',').map((m) => m.trim())
+  for (const method of methods) {
+    if (!(MANUAL_PAYMENT_METHODS as readonly string[]).includes(method)) {
+      throw new ConfigError(
+        `PAYMENT_MANUAL_METHODS has ${method}: expected ${MANUAL_PAYMENT_METHODS.join(', ')} or none`,
+      )
+    }
+  }
+  return [...new Set(methods)] as ManualPaymentMethod[]
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
@@ -239,6 +260,7 @@ export function loadConfig(env: Env = process.env): Config {
     paymentCapture: oneOf(env, 'PAYMENT_CAPTURE', 'automatic', ['automatic', 'manual']),
     cartTtlHours: integer(env, 'CART_TTL_HOURS', 24 * 30, 1, 24 * 365),
     paymentTestGateway: boolean(env, 'PAYMENT_TEST_GATEWAY', !production),
+    paymentManualMethods: manualMethods(env),
     paymentFailureLimit: integer(env, 'PAYMENT_FAILURE_LIMIT', 5, 1, 10_000),
     stripeSecretKey: read(env, 'STRIPE_SECRET_KEY'),
     stripeWebhookSecret: read(env, 'STRIPE_WEBHOOK_SECRET'),

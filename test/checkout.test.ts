@@ -712,3 +712,48 @@ describe('the test gateway switched off', () => {
     }
   })
 })
+
+describe('manual payments as configured', () => {
+  const checkout = (node: TestNode, cartId: string, payment: object) =>
+    node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment },
+    })
+
+  it('takes only the methods the store offers, refused before anything is held', async () => {
+    const node = await startTestNode('pglite', { env: { PAYMENT_MANUAL_METHODS: 'bank_transfer' } })
+    try {
+      const store = await createTestStore(node.app)
+      const cartId = await readyCart(node.app, store, 1)
+      const cod = await checkout(node, cartId, { provider: 'manual', payment_method: 'cash_on_delivery' })
+      expect(cod.statusCode, cod.body).toBe(422)
+      expect(cod.json()).toMatchObject({
+        code: 'unsupported_payment_method',
+        errors: [{ path: 'body.payment.payment_method' }],
+      })
+      const db = node.runtime.database.db
+      expect(await db.selectFrom('payments').select('id').execute()).toEqual([])
+      expect(await db.selectFrom('inventory_reservations').select('id').execute()).toEqual([])
+      const transfer = await checkout(node, cartId, { provider: 'manual' })
+      expect(transfer.statusCode, transfer.body).toBe(201)
+      expect(transfer.json().order.payment_status).toBe('awaiting_transfer')
+    } finally {
+      await node.close()
+    }
+  })
+
+  it('offers no manual provider at all with PAYMENT_MANUAL_METHODS=none', async () => {
+    const node = await startTestNode('pglite', { env: { PAYMENT_MANUAL_METHODS: 'none' } })
+    try {
+      const store = await createTestStore(node.app)
+      const cartId = await readyCart(node.app, store, 1)
+      const res = await checkout(node, cartId, { provider: 'manual', payment_method: 'bank_transfer' })
+      expect(res.statusCode).toBe(422)
+      expect(res.json().code).toBe('unknown_payment_provider')
+    } finally {
+      await node.close()
+    }
+  })
+})

@@ -24,6 +24,14 @@ describe('config', () => {
     expect(loadConfig(base).adminToken).toBe(config.adminToken)
   })
 
+  it('reads the manual payment methods as a list, or none', () => {
+    expect(loadConfig(base).paymentManualMethods).toEqual(['bank_transfer', 'cash_on_delivery'])
+    expect(
+      loadConfig({ ...base, PAYMENT_MANUAL_METHODS: ' cash_on_delivery ' }).paymentManualMethods,
+    ).toEqual(['cash_on_delivery'])
+    expect(loadConfig({ ...base, PAYMENT_MANUAL_METHODS: 'none' }).paymentManualMethods).toEqual([])
+  })
+
   it.each([
     ['PORT', 'abc', /PORT=abc is invalid: expected an integer from 0 to 65535/],
     ['PORT', '70000', /PORT=70000 is invalid/],
@@ -35,6 +43,7 @@ describe('config', () => {
     ['APP_SECRET', 'short', /APP_SECRET is too short/],
     ['CORS_ORIGINS', 'shop.example.com', /CORS_ORIGINS has shop.example.com/],
     ['MAX_EVENT_LOOP_UTILIZATION', '2', /MAX_EVENT_LOOP_UTILIZATION=2 is invalid/],
+    ['PAYMENT_MANUAL_METHODS', 'cheque', /PAYMENT_MANUAL_METHODS has cheque: expected bank_transfer/],
   ])('names %s when it is %s', (name, value, message) => {
     expect(() => loadConfig({ ...base, [name]: value })).toThrow(ConfigError)
     expect(() => loadConfig({ ...base, [name]: value })).toThrow(message)

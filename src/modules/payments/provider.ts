@@ -82,6 +82,12 @@ export interface WebhookUpdate {
 
 export interface PaymentProvider {
   readonly id: string
+  /**
+   * Refuses (422 `unsupported_payment_method`) a payment method this provider will not take here,
+   * before checkout holds stock or opens a payment. Providers that judge methods only when
+   * authorising (declines) leave it out.
+   */
+  checkMethod?(paymentMethod: string | null): void
   authorize(input: AuthorizeInput): Promise<AuthorizeResult>
   capture(input: CaptureInput): Promise<{ provider_ref: string; captured_amount: number }>
   refund(input: RefundInput): Promise<{ provider_ref: string; status: 'succeeded' | 'pending' }>

@@ -1,6 +1,6 @@
 /**
- * The payment providers a node offers: the built-in test gateway and manual payments always, Stripe
- * when its secret key is configured. Checkout names a provider by id; an id that is not here is the
+ * The payment providers a node offers: manual payments with the methods the store takes, the
+ * built-in test gateway where enabled, Stripe when its secret key is configured. Checkout names a provider by id; an id that is not here is the
  * caller's mistake (422), never a crash.
  */
 import type { Kysely } from 'kysely'
@@ -17,7 +17,8 @@ export type PaymentProviders = ReadonlyMap<string, PaymentProvider>
 
 /** Builds the providers this configuration enables, keyed by id. */
 export function createPaymentProviders(config: Config, db: Kysely<DB>): Map<string, PaymentProvider> {
-  const providers: PaymentProvider[] = [new ManualProvider()]
+  const providers: PaymentProvider[] = []
+  if (config.paymentManualMethods.length > 0) providers.push(new ManualProvider(config.paymentManualMethods))
   if (config.paymentTestGateway) providers.push(new TestGateway(db, config.publicUrl))
   if (config.stripeSecretKey) {
     providers.push(

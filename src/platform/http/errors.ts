@@ -66,6 +66,7 @@ export const problems = {
   not_sold_in_region: { status: 422, title: 'The variant has no price in this region' },
   shipping_not_available: { status: 422, title: 'The shipping option does not serve this cart' },
   unknown_payment_provider: { status: 422, title: 'The payment provider is unknown or not configured' },
+  unsupported_payment_method: { status: 422, title: 'The payment provider does not take this method here' },
   invalid_webhook: { status: 400, title: 'The webhook signature or timestamp does not verify' },
   rate_limited: { status: 429, title: 'Too many requests' },
   payment_attempts_exceeded: { status: 429, title: 'Too many failed payments; wait before trying again' },

@@ -3,6 +3,8 @@
  * awaiting the money, staff capture the payment when it has arrived, and a refund is staff paying
  * the money back by hand. The payment id is the reference the shopper quotes on the transfer.
  */
+import type { ManualPaymentMethod } from '../../../config.ts'
+import { problem } from '../../../platform/http/errors.ts'
 import type {
   AuthorizeInput,
   AuthorizeResult,
@@ -13,10 +15,32 @@ import type {
 
 export class ManualProvider implements PaymentProvider {
   readonly id = 'manual'
+  readonly #methods: readonly ManualPaymentMethod[]
+
+  /** `methods`: those the store offers (PAYMENT_MANUAL_METHODS), the first being the default. */
+  constructor(methods: readonly ManualPaymentMethod[]) {
+    this.#methods = methods
+  }
+
+  checkMethod(paymentMethod: string | null): void {
+    if (paymentMethod === null || (this.#methods as readonly string[]).includes(paymentMethod)) return
+    throw problem(
+      'unsupported_payment_method',
+      `This store takes manual payments by ${this.#methods.join(' or ')}`,
+      {
+        errors: [
+          { path: 'body.payment.payment_method', message: `must be one of ${this.#methods.join(', ')}` },
+        ],
+      },
+    )
+  }
 
   async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
     // Even when the store captures automatically nothing is captured here: the money is not in yet.
-    const method = input.payment_method === 'cash_on_delivery' ? 'cash_on_delivery' : 'bank_transfer'
+    const method =
+      input.payment_method === 'cash_on_delivery' || input.payment_method === 'bank_transfer'
+        ? input.payment_method
+        : this.#methods[0]!
     return {
       status: 'awaiting_transfer',
       provider_ref: input.payment_id,
