@@ -501,6 +501,74 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(replay.body).toBe(second.body)
     })
 
+    it('checks out goods that are not shipped with a billing address and no shipping', async () => {
+      const tag = randomUUID().slice(0, 8)
+      const ebook = await adminCall(node.app, 'POST', '/admin/products', {
+        handle: `ebook-${tag}`,
+        title: 'Field guide (PDF)',
+        status: 'published',
+        tax_category: 'digital_services',
+        variants: [
+          {
+            sku: `EBOOK-${tag}`,
+            manage_inventory: false,
+            requires_shipping: false,
+            prices: [{ currency: 'EUR', amount: 1200 }],
+          },
+        ],
+      })
+      expect(ebook.statusCode, ebook.body).toBe(201)
+      const variantId = ebook.json().variants[0].id as string
+      expect(ebook.json().variants[0].requires_shipping).toBe(false)
+      const created = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        email: 'reader@example.com',
+        lines: [{ variant_id: variantId, quantity: 1 }],
+      })
+      expect(created.statusCode, created.body).toBe(201)
+      const cartId = created.json().id as string
+      expect(created.json().lines[0].requires_shipping).toBe(false)
+      // Nothing to ship: no options to choose, and without any address nothing says where to tax.
+      expect((await call('GET', `/store/carts/${cartId}/shipping-options`)).json().data).toEqual([])
+      const noAddress = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(noAddress.statusCode).toBe(422)
+      expect(noAddress.json().errors).toEqual([
+        { path: 'cart.billing_address', message: 'is missing: it says where the sale is taxed' },
+      ])
+      const patched = await call('PATCH', `/store/carts/${cartId}`, {
+        billing_address: { ...berlin, country_code: 'FR', city: 'Paris', postal_code: '75001' },
+      })
+      expect(patched.statusCode, patched.body).toBe(200)
+      // An electronic service to a consumer is taxed where the consumer is: France, 20 %.
+      expect(patched.json()).toMatchObject({
+        shipping: null,
+        totals: { shipping_total: 0, total: 1200, tax_total: 200 },
+      })
+      const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(placed.statusCode, placed.body).toBe(201)
+      expect(placed.json().order).toMatchObject({
+        shipping_address: null,
+        shipping_method: null,
+        totals: { shipping: 0, tax: 200, total: 1200 },
+      })
+
+      // With a shipped item beside it, shipping is needed again.
+      const mixed = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email: 'reader@example.com',
+          lines: [
+            { variant_id: variantId, quantity: 1 },
+            { variant_id: store.shirt, quantity: 1 },
+          ],
+        })
+      ).json()
+      await call('PATCH', `/store/carts/${mixed.id}`, { billing_address: berlin })
+      const unshipped = await complete(mixed.id, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(unshipped.statusCode).toBe(422)
+      expect(unshipped.json().errors[0].path).toBe('cart.shipping_address')
+    })
+
     it('takes a manual payment as a pending order', async () => {
       const cartId = await readyCart(node.app, store, 1)
       const res = await complete(cartId, { provider: 'manual' })

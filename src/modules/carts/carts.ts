@@ -355,6 +355,7 @@ function lineFrom(id: string, facts: VariantFacts, quantity: number): CartLine {
     tax_category: facts.tax_category,
     weight_g: facts.weight_g,
     manage_inventory: facts.manage_inventory,
+    requires_shipping: facts.requires_shipping,
   }
 }
 

@@ -52,6 +52,7 @@ export interface VariantFacts {
   tax_category: string
   weight_g: number | null
   manage_inventory: boolean
+  requires_shipping: boolean
   /** Null when the variant has no price in the cart's currency (not sold in the region). */
   price: { amount: number; compare_at_amount: number | null; price_list_id: string | null } | null
   max_per_line: number | null
@@ -79,6 +80,7 @@ interface RawVariant {
   tax_category: string
   weight_g: number | null
   manage_inventory: boolean
+  requires_shipping: boolean
   amount: number | null
   compare_at_amount: number | null
   list_amount: number | null
@@ -107,7 +109,7 @@ export async function loadCart(
       coalesce((
         select json_agg(x) from (
           select v.id, v.product_id, v.sku, v.title, p.title as product_title, p.status as product_status,
-            p.tax_category, v.weight_g, v.manage_inventory, vp.amount, vp.compare_at_amount,
+            p.tax_category, v.weight_g, v.manage_inventory, v.requires_shipping, vp.amount, vp.compare_at_amount,
             best.amount as list_amount, best.price_list_id, lim.max_per_line, lim.max_per_customer,
             case when lim.max_per_customer is not null then (
               select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
@@ -163,6 +165,7 @@ export async function loadCart(
       tax_category: v.tax_category,
       weight_g: v.weight_g,
       manage_inventory: v.manage_inventory,
+      requires_shipping: v.requires_shipping,
       price: price
         ? {
             amount: price.amount,

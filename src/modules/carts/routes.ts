@@ -35,7 +35,7 @@ import {
   UpdateLine,
 } from './schemas.ts'
 import { quoteShipping, regionShippingOptions } from './shipping.ts'
-import { parcelOf } from './totals.ts'
+import { needsShipping, parcelOf } from './totals.ts'
 
 const tags = ['carts']
 const one = { 200: Type.Ref('Cart'), ...errorResponses }
@@ -218,6 +218,8 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     async (request) => {
       const loaded = await loadCart(runtime.database.db, request.params.id)
       const cart: CartRow = checkAccess(loaded?.cart, request.params.id, cartAccessOf(request))
+      // Nothing to ship, nothing to choose.
+      if (cart.lines.length > 0 && !needsShipping(cart.lines)) return { data: [] }
       const options = await regionShippingOptions(runtime.database.db, cart.region_id)
       const { subtotal, weight_g: weight } = parcelOf(cart.lines)
       const address = cart.shipping_address

@@ -106,6 +106,7 @@ const CartLine = Type.Object({
   tax_category: Type.String(),
   weight_g: Type.Union([Type.Integer(), Type.Null()]),
   manage_inventory: Type.Boolean(),
+  requires_shipping: Type.Boolean({ description: 'False for goods delivered without a parcel' }),
   subtotal: Type.Integer(),
   discount_amount: Type.Integer(),
   tax_amount: Type.Integer(),

@@ -37,6 +37,8 @@ export interface CartLine {
   tax_category: string
   weight_g: number | null
   manage_inventory: boolean
+  /** False for goods delivered without a parcel; absent on lines written before it existed (true). */
+  requires_shipping?: boolean
 }
 
 export interface CartsTable {

@@ -57,21 +57,39 @@ export function today(): string {
   return new Date().toISOString().slice(0, 10)
 }
 
-/** The country tax is computed for: the shipping address, or a single-country region's. */
+/** Whether the line goes in a parcel (lines stored before the flag existed do). */
+export function isShipped(line: CartLine): boolean {
+  return line.requires_shipping !== false
+}
+
+/** Whether any line must be shipped: a cart of downloads or gift codes needs no shipping. */
+export function needsShipping(lines: readonly CartLine[]): boolean {
+  return lines.some(isShipped)
+}
+
+/** Where the buyer is for tax: the shipping address, else the billing address (goods not shipped). */
+export function taxAddress(cart: LoadedCart['cart']) {
+  return cart.shipping_address ?? cart.billing_address
+}
+
+/** The country tax is computed for: the buyer's address, or a single-country region's. */
 export function taxCountry(loaded: LoadedCart): string | null {
   return (
-    loaded.cart.shipping_address?.country_code ??
+    taxAddress(loaded.cart)?.country_code ??
     (loaded.regionCountries.length === 1 ? loaded.regionCountries[0]! : null)
   )
 }
 
-/** The items' subtotal before discounts and their weight in grams: what shipping is priced on. */
+/**
+ * The items' subtotal before discounts (all of them, for free-shipping thresholds) and the weight
+ * in grams of those that are shipped: what shipping is priced on.
+ */
 export function parcelOf(lines: readonly CartLine[]): { subtotal: number; weight_g: number } {
   let subtotal = 0
   let weight = 0
   for (const l of lines) {
     subtotal += l.unit_amount * l.quantity
-    weight += (l.weight_g ?? 0) * l.quantity
+    if (isShipped(l)) weight += (l.weight_g ?? 0) * l.quantity
   }
   return { subtotal, weight_g: weight }
 }
@@ -82,19 +100,25 @@ export async function computeTotals(
   lines: readonly CartLine[],
   deps: TotalsDeps,
 ): Promise<CartTotals> {
-  const { cart, shippingOption } = loaded
+  const { cart } = loaded
+  // A chosen option is ignored while nothing in the cart is shipped.
+  const shippingOption = needsShipping(lines) ? loaded.shippingOption : null
   const discounts = deps.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
   const { subtotal, weight_g: weight } = parcelOf(lines)
   const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
-  const address = cart.shipping_address
+  const address = taxAddress(cart)
   let shippingAmount = 0
-  if (shippingOption && lines.length > 0) {
+  if (shippingOption) {
     shippingAmount = await quoteShipping(shippingOption, {
       currency: cart.currency_code,
       weight_g: weight,
       subtotal: subtotal - lineDiscounts - discounts.order,
-      destination: address
-        ? { country_code: address.country_code, postal_code: address.postal_code, region: address.region }
+      destination: cart.shipping_address
+        ? {
+            country_code: cart.shipping_address.country_code,
+            postal_code: cart.shipping_address.postal_code,
+            region: cart.shipping_address.region,
+          }
         : null,
     })
   }
@@ -130,8 +154,7 @@ export async function computeTotals(
       }
     })
     base.discount_total = base.lines.reduce((sum, l) => sum + l.discount_amount, 0)
-    base.shipping =
-      shippingOption && lines.length > 0 ? shippingView(shippingOption, shippingAmount, 0, 0, []) : null
+    base.shipping = shippingOption ? shippingView(shippingOption, shippingAmount, 0, 0, []) : null
     base.total = subtotal - base.discount_total + shippingAmount
     base.tax_pending = lines.length > 0
     return base

@@ -195,6 +195,7 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
       height_mm: v.height_mm ?? null,
       position,
       manage_inventory: v.manage_inventory ?? true,
+      requires_shipping: v.requires_shipping ?? true,
       metadata: v.metadata ?? {},
       prices: v.prices,
     })),
@@ -208,10 +209,12 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
       const changed = await sql<{ id: string; sku: string }>`
         update product_variants v set title = x.title, options = x.options, barcode = x.barcode,
           weight_g = x.weight_g, length_mm = x.length_mm, width_mm = x.width_mm, height_mm = x.height_mm,
-          position = x.position, manage_inventory = x.manage_inventory, metadata = x.metadata, updated_at = now()
+          position = x.position, manage_inventory = x.manage_inventory, requires_shipping = x.requires_shipping,
+          metadata = x.metadata, updated_at = now()
         from jsonb_to_recordset(${JSON.stringify(candidates)}::jsonb) as x(
           sku text, product_id text, title text, options jsonb, barcode text, weight_g int, length_mm int,
-          width_mm int, height_mm int, position int, manage_inventory boolean, metadata jsonb)
+          width_mm int, height_mm int, position int, manage_inventory boolean, requires_shipping boolean,
+          metadata jsonb)
         where v.sku = x.sku and v.product_id = x.product_id
         returning v.id, v.sku`.execute(trx)
       for (const row of changed.rows) variantIdBySku.set(row.sku, row.id)
@@ -227,18 +230,18 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
     const column = <T>(pick: (v: (typeof newVariants)[number]) => T) => newVariants.map(pick)
     await sql`
       insert into product_variants (id, product_id, sku, title, options, barcode, weight_g, length_mm, width_mm,
-        height_mm, position, manage_inventory, metadata)
+        height_mm, position, manage_inventory, requires_shipping, metadata)
       select x.id, x.product_id, x.sku, x.title, x.options::jsonb, x.barcode, x.weight_g, x.length_mm, x.width_mm,
-        x.height_mm, x.position, x.manage_inventory, x.metadata::jsonb
+        x.height_mm, x.position, x.manage_inventory, x.requires_shipping, x.metadata::jsonb
       from unnest(${column((v) => v.id)}::text[], ${column((v) => v.product_id)}::text[],
         ${column((v) => v.sku)}::text[], ${column((v) => v.title)}::text[],
         ${column((v) => JSON.stringify(v.options))}::text[], ${column((v) => v.barcode)}::text[],
         ${column((v) => v.weight_g)}::int[], ${column((v) => v.length_mm)}::int[],
         ${column((v) => v.width_mm)}::int[], ${column((v) => v.height_mm)}::int[],
         ${column((v) => v.position)}::int[], ${column((v) => v.manage_inventory)}::boolean[],
-        ${column((v) => JSON.stringify(v.metadata))}::text[]) as x(
+        ${column((v) => v.requires_shipping)}::boolean[], ${column((v) => JSON.stringify(v.metadata))}::text[]) as x(
         id, product_id, sku, title, options, barcode, weight_g, length_mm, width_mm, height_mm, position,
-        manage_inventory, metadata)`.execute(trx)
+        manage_inventory, requires_shipping, metadata)`.execute(trx)
   }
 
   const priced = variants.filter((v) => v.prices !== undefined)

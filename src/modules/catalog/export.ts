@@ -49,6 +49,7 @@ export function documentOf(product: ProductView): ProductDocument {
       width_mm: v.width_mm,
       height_mm: v.height_mm,
       manage_inventory: v.manage_inventory,
+      requires_shipping: v.requires_shipping,
       prices: v.prices.map((p) => ({
         currency: p.currency,
         amount: p.amount,

@@ -185,7 +185,7 @@ export const catalogImportRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asy
           'one document per line; CSV one row per variant (columns: handle, title, subtitle, description, ' +
           'status, collection_id, category_ids, tax_category, tags, attributes, media, media_alt, metadata, ' +
           'optionN_name/optionN_value, sku, variant_title, barcode, weight_g, length_mm, width_mm, height_mm, ' +
-          'manage_inventory, variant_metadata, price_<CUR>, compare_at_<CUR>). Products are upserted by ' +
+          'manage_inventory, requires_shipping, variant_metadata, price_<CUR>, compare_at_<CUR>). Products are upserted by ' +
           'handle and variants by SKU. The file is validated at once; the write runs as a job whose ' +
           'progress GET /admin/products/imports/{id} shows.',
         security,

@@ -44,6 +44,7 @@ const VARIANT_COLUMNS = [
   'width_mm',
   'height_mm',
   'manage_inventory',
+  'requires_shipping',
   'variant_metadata',
 ] as const
 const DIMENSIONS = ['weight_g', 'length_mm', 'width_mm', 'height_mm'] as const
@@ -356,6 +357,7 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
   const barcode = position('barcode')
   const dimensions = DIMENSIONS.map((name) => ({ name, at: position(name) }))
   const manageInventory = position('manage_inventory')
+  const requiresShipping = position('requires_shipping')
   const variantMetadata = position('variant_metadata')
   const values = optionNames.map(() => new Set<string>())
   const variants: Record<string, unknown>[] = []
@@ -396,6 +398,8 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
     }
     const manage = parseBoolean(cellAt(cells, manageInventory), at, 'manage_inventory', errors)
     if (manage !== undefined) variant.manage_inventory = manage
+    const shipped = parseBoolean(cellAt(cells, requiresShipping), at, 'requires_shipping', errors)
+    if (shipped !== undefined) variant.requires_shipping = shipped
     const meta = parseObject(cellAt(cells, variantMetadata), at, 'variant_metadata', errors)
     if (meta) variant.metadata = meta
     if (layout.currencies.length > 0) {
@@ -534,6 +538,8 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
     }
     if (variant.manage_inventory !== undefined)
       set(cells, 'manage_inventory', String(variant.manage_inventory))
+    if (variant.requires_shipping !== undefined)
+      set(cells, 'requires_shipping', String(variant.requires_shipping))
     if (variant.metadata && Object.keys(variant.metadata).length > 0)
       set(cells, 'variant_metadata', JSON.stringify(variant.metadata))
     for (const price of variant.prices ?? []) {

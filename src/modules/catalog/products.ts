@@ -29,6 +29,7 @@ export interface VariantView {
   height_mm: number | null
   position: number
   manage_inventory: boolean
+  requires_shipping: boolean
   prices: Array<{ amount: number; currency: string; compare_at_amount: number | null }>
   metadata: Record<string, unknown>
 }
@@ -209,6 +210,7 @@ export async function loadProducts(db: Queryable, ids: readonly string[]): Promi
         'height_mm',
         'position',
         'manage_inventory',
+        'requires_shipping',
         'metadata',
       ])
       .where('product_id', 'in', ids)
@@ -335,6 +337,7 @@ async function insertVariant(
       height_mm: variant.height_mm ?? null,
       position,
       manage_inventory: variant.manage_inventory ?? true,
+      requires_shipping: variant.requires_shipping ?? true,
       metadata: JSON.stringify(variant.metadata ?? {}),
     })
     .execute()
@@ -353,6 +356,7 @@ function variantChanges(variant: Partial<VariantData>) {
     ...(variant.width_mm !== undefined ? { width_mm: variant.width_mm } : {}),
     ...(variant.height_mm !== undefined ? { height_mm: variant.height_mm } : {}),
     ...(variant.manage_inventory !== undefined ? { manage_inventory: variant.manage_inventory } : {}),
+    ...(variant.requires_shipping !== undefined ? { requires_shipping: variant.requires_shipping } : {}),
     ...(variant.metadata !== undefined ? { metadata: JSON.stringify(variant.metadata) } : {}),
   }
 }

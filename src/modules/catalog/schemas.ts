@@ -74,6 +74,9 @@ const variantFields = {
   width_mm: Type.Optional(Dimension),
   height_mm: Type.Optional(Dimension),
   manage_inventory: Type.Optional(Type.Boolean()),
+  requires_shipping: Type.Optional(
+    Type.Boolean({ description: 'False for goods delivered without a parcel (downloads, gift codes); default true' }),
+  ),
   prices: Type.Optional(Type.Array(PriceInput, { maxItems: 50 })),
   metadata: Type.Optional(Metadata),
 }
@@ -138,6 +141,7 @@ export const Variant = Type.Object(
     height_mm: Type.Union([Type.Integer(), Type.Null()]),
     position: Type.Integer(),
     manage_inventory: Type.Boolean(),
+    requires_shipping: Type.Boolean(),
     prices: Type.Array(VariantPrice),
     metadata: Type.Record(Type.String(), Type.Unknown()),
   },

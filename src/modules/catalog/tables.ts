@@ -57,6 +57,7 @@ export interface ProductVariantsTable {
   height_mm: number | null
   position: Generated<number>
   manage_inventory: Generated<boolean>
+  requires_shipping: Generated<boolean>
   metadata: Json<Record<string, unknown>>
   created_at: Generated<Date>
   updated_at: Generated<Date>

@@ -24,7 +24,7 @@ import { failpoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { type CartAccess, type CartView, cartView, checkAccess, currentLines } from '../carts/carts.ts'
 import { type CartRow, loadCart } from '../carts/load.ts'
-import { type CartTotals, computeTotals } from '../carts/totals.ts'
+import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
 import type { AuthorizeResult, PaymentProvider } from '../payments/provider.ts'
@@ -118,7 +118,7 @@ async function start(
       lines: lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
       reference: cart.id,
       expires_at: new Date(Date.now() + HOLD_MINUTES * 60_000),
-      country: cart.shipping_address!.country_code,
+      country: cart.shipping_address?.country_code ?? null,
     },
     ctx,
   )
@@ -202,17 +202,21 @@ function invalid(field: string, message: string): ProblemError {
   })
 }
 
-/** What a cart needs before it can be paid for. */
+/**
+ * What a cart needs before it can be paid for. Goods that are shipped need a shipping address in
+ * the region and a shipping option; a cart of goods that are not (downloads, gift codes) needs an
+ * address only to tax the sale where the buyer is: the shipping or the billing address.
+ */
 function checkReady(cart: CartRow, regionCountries: string[], hasShipping: boolean): void {
   if (cart.lines.length === 0) throw invalid('lines', 'is empty')
   if (!cart.email) throw invalid('email', 'is needed for the order confirmation')
-  if (!cart.shipping_address) throw invalid('shipping_address', 'is missing')
-  if (!regionCountries.includes(cart.shipping_address.country_code))
-    throw invalid(
-      'shipping_address',
-      `is in ${cart.shipping_address.country_code}, which the region does not serve`,
-    )
-  if (!hasShipping) throw invalid('shipping_option_id', 'is missing: choose how to ship')
+  const shipped = needsShipping(cart.lines)
+  const field = shipped || cart.shipping_address ? 'shipping_address' : 'billing_address'
+  const address = shipped ? cart.shipping_address : taxAddress(cart)
+  if (!address) throw invalid(field, shipped ? 'is missing' : 'is missing: it says where the sale is taxed')
+  if (!regionCountries.includes(address.country_code))
+    throw invalid(field, `is in ${address.country_code}, which the region does not serve`)
+  if (shipped && !hasShipping) throw invalid('shipping_option_id', 'is missing: choose how to ship')
 }
 
 interface FinishOptions {
@@ -421,7 +425,7 @@ async function place(
           {
             lines: cart.lines.map((l) => ({ variant_id: l.variant_id, quantity: l.quantity })),
             reference: orderId,
-            country: cart.shipping_address!.country_code,
+            country: cart.shipping_address?.country_code ?? null,
           },
           ctx,
         )
@@ -478,7 +482,7 @@ interface TaxSale {
 async function prepareTaxSale(deps: CommerceDeps, cart: CartRow): Promise<TaxSale> {
   const totals = cart.totals as unknown as CartTotals
   const provider = await deps.taxes.get(totals.date_of_supply)
-  const address = cart.shipping_address!
+  const address = taxAddress(cart)!
   const input = {
     currency: cart.currency_code,
     prices_include_tax: cart.prices_include_tax,

@@ -45,7 +45,8 @@ export interface OrderView {
   region_id: string
   currency: string
   prices_include_tax: boolean
-  shipping_address: Address
+  /** Null when nothing in the order is shipped (downloads, gift codes). */
+  shipping_address: Address | null
   billing_address: Address | null
   shipping_method: Record<string, unknown> | null
   lines: OrderLineView[]
@@ -119,7 +120,7 @@ export async function placeOrder(
       region_id: cart.region_id,
       currency_code: cart.currency_code,
       prices_include_tax: cart.prices_include_tax,
-      shipping_address: JSON.stringify(cart.shipping_address),
+      shipping_address: cart.shipping_address ? JSON.stringify(cart.shipping_address) : null,
       billing_address: cart.billing_address ? JSON.stringify(cart.billing_address) : null,
       shipping_method: totals.shipping ? JSON.stringify(totals.shipping) : null,
       subtotal: totals.subtotal,

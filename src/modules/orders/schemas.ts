@@ -60,7 +60,9 @@ const orderFields = {
   region_id: Type.String(),
   currency: Type.String(),
   prices_include_tax: Type.Boolean(),
-  shipping_address: Type.Ref('OrderAddress'),
+  shipping_address: Type.Union([Type.Ref('OrderAddress'), Type.Null()], {
+    description: 'Null when nothing in the order is shipped',
+  }),
   billing_address: Type.Union([Type.Ref('OrderAddress'), Type.Null()]),
   shipping_method: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
   lines: Type.Array(OrderLine),

@@ -36,7 +36,7 @@ export interface OrdersTable {
   region_id: string
   currency_code: string
   prices_include_tax: boolean
-  shipping_address: Json<Address>
+  shipping_address: Json<Address> | null
   billing_address: NullableJson<Address>
   shipping_method: NullableJson<Record<string, unknown>>
   subtotal: Amount

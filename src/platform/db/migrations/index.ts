@@ -6,12 +6,14 @@ import type { Migration } from 'kysely/migration'
 import * as carts0001 from '../../../modules/carts/migrations/0001-carts.ts'
 import * as catalog0001 from '../../../modules/catalog/migrations/0001-products.ts'
 import * as catalog0002 from '../../../modules/catalog/migrations/0002-model.ts'
+import * as catalog0003 from '../../../modules/catalog/migrations/0003-requires-shipping.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
 import * as inventory0001 from '../../../modules/inventory/migrations/0001-inventory.ts'
 import * as inventory0002 from '../../../modules/inventory/migrations/0002-reserve-batch.ts'
 import * as orders0001 from '../../../modules/orders/migrations/0001-orders.ts'
+import * as orders0002 from '../../../modules/orders/migrations/0002-shipping-optional.ts'
 import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as platform0001 from './0001-platform.ts'
@@ -31,4 +33,6 @@ export const migrations: Record<string, Migration> = {
   '0011-carts': carts0001,
   '0012-orders': orders0001,
   '0013-inventory-reserve-batch': inventory0002,
+  '0014-catalog-requires-shipping': catalog0003,
+  '0015-orders-shipping-optional': orders0002,
 }
