@@ -37,10 +37,12 @@
  *   add to cart (2 statements): the cart read of src/modules/carts/load.ts (cart, variant facts,
  *     prices, limits, shipping option, region countries in one SELECT, kept prepared on both
  *     sides; its text is taken from loadCart itself); the compare-and-set UPDATE of carts on its
- *     version, returning only the new version and time (the lines and totals are in hand).
+ *     version, returning only the new version and time (the lines and totals are in hand), also
+ *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
  *   checkout (42 statements, 3 transactions), in order:
  *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
- *                 inventory_reserve_one() (the single-line stock hold);
+ *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
+ *                 same SKU on the server; a batch of one on the baseline);
  *     tx          carts SELECT … FOR UPDATE; payments INSERT; carts UPDATE to completing;
  *     autocommit  test_gateway_operations INSERT (authorize) and SELECT by key;
  *     tx          carts SELECT * FOR UPDATE; payments SELECT FOR UPDATE; payments UPDATE authorized;
@@ -151,14 +153,13 @@ const SCENARIOS: ScenarioName[] = ['add-to-cart', 'checkout', 'checkout-hot-sku'
 // top; the statement audit compares them with the server's in every run).
 
 const SQL = {
-  casCart:
-    'update "carts" set "lines" = $1, "totals" = $2, "version" = version + 1, "updated_at" = now() ' +
-    'where "id" = $3 and "version" = $4 and "status" = $5 and set_config(\'synchronous_commit\', \'off\', true) = \'off\' returning "version", "updated_at"',
   claimKey:
     'insert into "idempotency_keys" ("principal", "key", "method", "path", "request_hash", "state") ' +
     'values ($1, $2, $3, $4, $5, $6) on conflict ("principal", "key") do nothing returning "key"',
-  reserveOne:
-    'select * from inventory_reserve_one($1, $2, $3, $4, $5::timestamptz, $6::text, $7, $8, $9, $10::bigint, $11)',
+  // The coalesced single-line hold (src/modules/inventory/coalesce.ts), as a batch of one.
+  reserveBatch:
+    'select * from inventory_reserve_batch($1, $2::text, $3, $4::text[], $5::text[], $6::text[], $7::text[], ' +
+    '$8::timestamptz[], $9::text[], $10::bigint[])',
   lockCartVersion: 'select "status", "version" from "carts" where "id" = $1 for update',
   insertPayment:
     'insert into "payments" ("id", "cart_id", "provider", "amount", "currency_code", "payment_method", ' +
@@ -189,7 +190,7 @@ const SQL = {
     '"tax_provider", "reservation_id", "payment_id", "promo_codes", "metadata", "updated_at") values ($1, $2, ' +
     '$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, ' +
     'now()) returning *',
-  orderStatus: 'select "status" from "orders" where "id" = $1 for update',
+  orderStatus: 'select "status", "payment_status" from "orders" where "id" = $1 for update',
   /** Followed by one `($n, …)` group of 17 parameters per line, as Kysely writes a multi-row insert. */
   insertOrderLines:
     'insert into "order_lines" ("id", "order_id", "position", "variant_id", "product_id", "sku", "title", ' +
@@ -244,8 +245,51 @@ async function cartReadStatement(): Promise<{
   text: string
   params: (cartId: string, variants: string[]) => unknown[]
 }> {
-  const { Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } = await import('kysely')
   const { loadCart } = await import('../src/modules/carts/load.ts')
+  const probe = await probeKysely()
+  const CART = 'cart_probe'
+  const VARIANT = 'var_probe'
+  await loadCart(probe.db as never, CART, [VARIANT])
+  const captured = probe.captured()
+  if (!captured) throw new Error('loadCart ran no statement')
+  const roles = captured.parameters.map((p) => {
+    if (p === CART) return 'cart'
+    if (Array.isArray(p) && p.length === 1 && p[0] === VARIANT) return 'variants'
+    throw new Error(`the cart read has a parameter the baseline does not know: ${JSON.stringify(p)}`)
+  })
+  return {
+    text: captured.sql,
+    params: (cartId, variants) => roles.map((role) => (role === 'cart' ? cartId : variants)),
+  }
+}
+
+/**
+ * The compare-and-set write of a lines-only change, exactly as src/modules/carts/carts.ts compiles
+ * it, with the order of its parameters.
+ */
+async function linesWriteStatement(): Promise<{
+  text: string
+  params: (lines: string, totals: string, cartId: string, version: number) => unknown[]
+}> {
+  const { linesWrite } = await import('../src/modules/carts/carts.ts')
+  const probe = await probeKysely()
+  const compiled = linesWrite('cart_probe', -7, '"lines"', '"totals"').compile(probe.db as never)
+  const roles = compiled.parameters.map((p) => {
+    const role = { cart_probe: 'cart', '-7': 'version', '"lines"': 'lines', '"totals"': 'totals' }[String(p)]
+    if (!role)
+      throw new Error(`the cart write has a parameter the baseline does not know: ${JSON.stringify(p)}`)
+    return role
+  })
+  return {
+    text: compiled.sql,
+    params: (lines, totals, cartId, version) =>
+      roles.map((role) => ({ lines, totals, cart: cartId, version })[role]),
+  }
+}
+
+/** A Kysely whose driver records the statement it is given instead of sending it. */
+async function probeKysely() {
+  const { Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } = await import('kysely')
   let captured: { sql: string; parameters: readonly unknown[] } | undefined
   const connection = {
     async executeQuery(query: { sql: string; parameters: readonly unknown[] }) {
@@ -270,19 +314,7 @@ async function cartReadStatement(): Promise<{
       createQueryCompiler: () => new PostgresQueryCompiler(),
     },
   })
-  const CART = 'cart_probe'
-  const VARIANT = 'var_probe'
-  await loadCart(db as never, CART, [VARIANT])
-  if (!captured) throw new Error('loadCart ran no statement')
-  const roles = captured.parameters.map((p) => {
-    if (p === CART) return 'cart'
-    if (Array.isArray(p) && p.length === 1 && p[0] === VARIANT) return 'variants'
-    throw new Error(`the cart read has a parameter the baseline does not know: ${JSON.stringify(p)}`)
-  })
-  return {
-    text: captured.sql,
-    params: (cartId, variants) => roles.map((role) => (role === 'cart' ? cartId : variants)),
-  }
+  return { db, captured: () => captured }
 }
 
 interface CartLineJson {
@@ -432,6 +464,8 @@ async function runBaseline(): Promise<void> {
       : await pool.query(cartRead.text, values)
     return result.rows[0] as CartRowJson
   }
+  // So is the write of a lines-only change.
+  const linesWrite = await linesWriteStatement()
   // The outbox's job INSERT, as pg-boss builds it for the queue's table.
   const queue = await query('select table_name from pgboss.queue where name = $1', ['events.publish'])
   const JOB_SQL = insertJobs('pgboss', { table: queue.rows[0].table_name, name: 'events.publish' })
@@ -480,16 +514,15 @@ async function runBaseline(): Promise<void> {
                 tax_category: facts.tax_category as string,
                 weight_g: facts.weight_g,
                 manage_inventory: facts.manage_inventory,
+                requires_shipping: facts.requires_shipping,
               },
             ]
         const totals = bareTotals(lines, cart.totals)
-        const updated = await query(SQL.casCart, [
-          JSON.stringify(lines),
-          JSON.stringify(totals),
-          cart.id,
-          cart.version,
-          'active',
-        ])
+        const updated = await pool.query({
+          name: 'lines_write',
+          text: linesWrite.text,
+          values: linesWrite.params(JSON.stringify(lines), JSON.stringify(totals), cart.id, cart.version),
+        })
         if (updated.rows[0]) return { ...cart, lines, totals, ...updated.rows[0] }
       }
     },
@@ -507,18 +540,17 @@ async function runBaseline(): Promise<void> {
     const totals = bareTotals(cart.lines, cart.totals)
     const reservationId = newId('res')
     // One line per ready cart: the single-line stock hold, one autocommitted statement.
-    await query(SQL.reserveOne, [
-      reservationId,
-      newId('resl'),
-      newId('mov'),
-      cartId,
-      new Date(Date.now() + 30 * 60_000),
+    await query(SQL.reserveBatch, [
+      cart.lines[0]!.variant_id,
       'DE',
       'priority',
-      'guest',
-      cart.lines[0]!.variant_id,
-      cart.lines[0]!.quantity,
-      false,
+      [reservationId],
+      [newId('resl')],
+      [newId('mov')],
+      [cartId],
+      [new Date(Date.now() + 30 * 60_000)],
+      ['guest'],
+      [cart.lines[0]!.quantity],
     ])
     const paymentId = newId('pay')
     await tx(async (client) => {

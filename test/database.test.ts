@@ -50,6 +50,22 @@ describeEachDatabase('database layer', (kind) => {
     expect(rows).toHaveLength(1)
   })
 
+  it('compresses cart documents with lz4 where the server has it, and keeps the default where not', async () => {
+    const { rows } = await sql<{ attname: string; attcompression: string }>`
+      select attname, attcompression::text as attcompression from pg_attribute
+      where attrelid = 'carts'::regclass and attname in ('lines', 'totals') order by attname`.execute(
+      database.db,
+    )
+    const lz4 = (
+      await sql<{ ok: boolean }>`
+        select 'lz4' = any (enumvals) as ok from pg_settings where name = 'default_toast_compression'`.execute(
+        database.db,
+      )
+    ).rows[0]!.ok
+    // PGlite is built without lz4; PostgreSQL packages usually have it.
+    expect(rows.map((r) => r.attcompression)).toEqual(lz4 ? ['l', 'l'] : ['', ''])
+  })
+
   it('commits a write asynchronously only in its own transaction, and writes it all the same', async () => {
     const id = newId('prod')
     await database.db.insertInto('products').values({ id, handle: id, title: 'before' }).execute()

@@ -116,7 +116,11 @@ export async function loadCart(
               where ol.variant_id = v.id and o.status <> 'canceled'
                 and (o.customer_id = c.customer_id or (c.customer_id is null and lower(o.email) = c.email))
             ) else 0 end as bought
-          from product_variants v
+          from (
+            select l ->> 'variant_id' as id from jsonb_array_elements(c.lines) l
+            union select unnest(${extraVariantIds as string[]}::text[])
+          ) wanted
+          join product_variants v on v.id = wanted.id
           join products p on p.id = v.product_id
           left join variant_prices vp on vp.variant_id = v.id and vp.currency_code = c.currency_code
           left join lateral (
@@ -131,8 +135,6 @@ export async function loadCart(
             order by plp.amount, plp.price_list_id limit 1
           ) best on true
           left join purchase_limits lim on lim.variant_id = v.id
-          where v.id = any(
-            array(select jsonb_array_elements(c.lines) ->> 'variant_id') || ${extraVariantIds as string[]}::text[])
         ) x
       ), '[]'::json) as variants,
       (select row_to_json(so) from shipping_options so where so.id = c.shipping_option_id) as shipping_option,

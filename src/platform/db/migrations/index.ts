@@ -4,6 +4,7 @@
  */
 import type { Migration } from 'kysely/migration'
 import * as carts0001 from '../../../modules/carts/migrations/0001-carts.ts'
+import * as carts0002 from '../../../modules/carts/migrations/0002-lz4.ts'
 import * as catalog0001 from '../../../modules/catalog/migrations/0001-products.ts'
 import * as catalog0002 from '../../../modules/catalog/migrations/0002-model.ts'
 import * as catalog0003 from '../../../modules/catalog/migrations/0003-requires-shipping.ts'
@@ -35,4 +36,5 @@ export const migrations: Record<string, Migration> = {
   '0013-inventory-reserve-batch': inventory0002,
   '0014-catalog-requires-shipping': catalog0003,
   '0015-orders-shipping-optional': orders0002,
+  '0016-carts-lz4': carts0002,
 }
