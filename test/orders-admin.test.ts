@@ -793,4 +793,42 @@ describePostgres('orders: concurrent refunds (Postgres)', () => {
       5000,
     )
   })
+  it('ten concurrent refunds of the same last unit refund it once', async () => {
+    const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+    const line = order.lines.find((l) => l.quantity === 1 && l.unit_amount === 2500)!
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        node.app.inject({
+          method: 'POST',
+          url: `/admin/orders/${order.id}/refunds`,
+          headers: { ...adminAuth, 'idempotency-key': `same-unit-${order.id}-${i}` },
+          payload: { lines: [{ line_id: line.id, quantity: 1 }] },
+        }),
+      ),
+    )
+    const ok = results.filter((r) => r.statusCode === 201)
+    expect(ok).toHaveLength(1)
+    for (const r of results.filter((r) => r.statusCode !== 201)) {
+      expect(r.statusCode, r.body).toBe(400)
+      expect(r.json()).toMatchObject({
+        code: 'validation_failed',
+        errors: [{ path: 'body.lines.0.quantity', message: 'must be at most 0: the units not yet refunded' }],
+      })
+    }
+    const db = node.runtime.database.db
+    const payment = await findPayment(db, order.payment_id!)
+    expect(payment?.refunded_amount).toBe(line.total)
+    const after = await db
+      .selectFrom('order_lines')
+      .select(['refunded_quantity', 'refunded_amount'])
+      .where('id', '=', line.id)
+      .executeTakeFirstOrThrow()
+    expect(after).toEqual({ refunded_quantity: 1, refunded_amount: line.total })
+    const reservations = await db
+      .selectFrom('order_refunds')
+      .select(['status'])
+      .where('order_id', '=', order.id)
+      .execute()
+    expect(reservations.map((r) => r.status)).toEqual(['booked'])
+  })
 })

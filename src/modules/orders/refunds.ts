@@ -1,30 +1,27 @@
 /**
  * Refunds of an order, by amount or by line (units of lines, pro rata, plus shipping if asked).
  *
- * Money first, then bookkeeping, each exact in its own way:
- * 1. plan: the amount is computed from the order as it is and checked against what remains
- *    (the order's total less its refunds; each line's units and amount left);
+ * Three steps, each exact in its own way:
+ * 1. reserve: under the order's row lock, the amount is computed from the order as it is, less the
+ *    refunds reserved and not yet booked, checked against what remains (the order's total less its
+ *    refunds; each line's units and amount left), and recorded as a pending order refund under
+ *    the caller's key. Two refunds of the same last units therefore cannot both pass.
  * 2. money: the payments service reserves the amount on the payment row with one conditional
  *    UPDATE (concurrent refunds can never together pass what was captured), calls the processor
- *    keyed by the caller's Idempotency-Key, and records the outcome;
+ *    keyed by the caller's Idempotency-Key, and records the outcome. A refusal voids the order
+ *    refund, giving its units back.
  * 3. bookkeeping: one transaction locks the order row, adds the refund to the lines and to
- *    refunded_total, moves the order to partially_refunded or refunded, and (through the route's
- *    runIdempotent) stores the response in the same transaction.
+ *    refunded_total, marks the order refund booked, moves the order to partially_refunded or
+ *    refunded, and (through the route's runIdempotent) stores the response in the same transaction.
  *
- * A crash or a 503 between 2 and 3 leaves money refunded (or pending at the processor) and the order
- * not yet updated; the retry under the same Idempotency-Key plans the same amount, the payments
- * service resumes the same refund (no second refund), and step 3 books it once. Because refunded_total
- * only ever adds what the payments ledger accepted, it never passes the captured amount, which is at
- * most the order total.
- *
- * Known limit: two different by-line refunds of the same last units racing each other can both pass
- * step 1; the money side still caps the sum at the total, and step 3 clamps each line's refunded
- * quantity and amount to the line, but the shopper gets both. Closing it needs an order-side refund
- * record reserved under the order lock before the money moves.
+ * A crash or a 503 between 1 and 3 leaves the order refund pending (and the money refunded, or
+ * pending at the processor); the retry under the same Idempotency-Key finds the same reservation,
+ * the payments service resumes the same refund (no second refund), and step 3 books it once.
  */
 import { sql } from 'kysely'
-import type { Tx } from '../../platform/db/transaction.ts'
-import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
+import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
 import type { InventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
@@ -165,25 +162,138 @@ export const staffRefundKey = (orderId: string, principal: string, key: string) 
   `order:${orderId}:refund:${principal}:${key}`
 
 /**
- * Steps 1 and 2: plans the refund and moves the money. Returns what step 3 (bookRefund) needs.
+ * Steps 1 and 2: reserves the refund against the order and moves the money. Returns what step 3
+ * (bookRefund) needs.
  */
 export async function refundOrderPayment(
   deps: CommerceDeps,
   orderId: string,
   input: RefundInput,
   options: { actor: string; key: string },
-): Promise<{ plan: RefundPlan; refund: RefundView; paymentStatus: string }> {
-  const order = await findOrder(deps.db, orderId)
-  if (!order) throw problem('not_found', `No order ${orderId}`)
-  const plan = planRefund(order, input)
-  const refund = await refundPayment(deps, order.payment_id!, {
-    amount: plan.amount,
-    reason: plan.reason,
-    actor: options.actor,
-    key: options.key,
-  })
+): Promise<{ plan: RefundPlan; refund: RefundView; paymentStatus: string; key: string }> {
+  const { order, plan } = await withTransaction(deps.db, (trx) =>
+    reserveRefund(trx, orderId, input, options.key),
+  )
+  let refund: RefundView
+  try {
+    refund = await refundPayment(deps, order.payment_id!, {
+      amount: plan.amount,
+      reason: plan.reason,
+      actor: options.actor,
+      key: options.key,
+    })
+  } catch (error) {
+    // Refused (not merely unanswered, which stays pending for the retry): give the units back.
+    if (error instanceof ProblemError && error.status < 500) {
+      await deps.db
+        .updateTable('order_refunds')
+        .set({ status: 'void', updated_at: sql<Date>`now()` })
+        .where('order_id', '=', orderId)
+        .where('refund_key', '=', options.key)
+        .where('status', '=', 'pending')
+        .execute()
+    }
+    throw error
+  }
   const payment = await findPayment(deps.db, order.payment_id!)
-  return { plan, refund, paymentStatus: payment?.status ?? order.payment_status }
+  return { plan, refund, paymentStatus: payment?.status ?? order.payment_status, key: options.key }
+}
+
+/**
+ * Step 1, in its own transaction: under the order's row lock, the plan for this key (the same one
+ * again on a retry), checked against the order less the refunds other keys have reserved.
+ */
+async function reserveRefund(
+  trx: Tx,
+  orderId: string,
+  input: RefundInput,
+  key: string,
+): Promise<{ order: OrderView; plan: RefundPlan }> {
+  const locked = await trx
+    .selectFrom('orders')
+    .select('id')
+    .where('id', '=', orderId)
+    .forUpdate()
+    .executeTakeFirst()
+  if (!locked) throw problem('not_found', `No order ${orderId}`)
+  const order = (await findOrder(trx, orderId))!
+  const mine = await trx
+    .selectFrom('order_refunds')
+    .selectAll()
+    .where('order_id', '=', orderId)
+    .where('refund_key', '=', key)
+    .executeTakeFirst()
+  if (mine && mine.status !== 'void') {
+    return {
+      order,
+      plan: {
+        amount: Number(mine.amount),
+        lines: mine.lines,
+        shipping_amount: Number(mine.shipping_amount),
+        reason: mine.reason,
+      },
+    }
+  }
+  const pending = await trx
+    .selectFrom('order_refunds')
+    .select(['amount', 'lines'])
+    .where('order_id', '=', orderId)
+    .where('status', '=', 'pending')
+    .execute()
+  const plan = planRefund(withReserved(order, pending), input)
+  const values = {
+    amount: plan.amount,
+    shipping_amount: plan.shipping_amount,
+    lines: JSON.stringify(plan.lines),
+    reason: plan.reason,
+  }
+  if (mine) {
+    await trx
+      .updateTable('order_refunds')
+      .set({ ...values, status: 'pending', updated_at: sql<Date>`now()` })
+      .where('id', '=', mine.id)
+      .execute()
+  } else {
+    await trx
+      .insertInto('order_refunds')
+      .values({ id: newId('oref'), order_id: orderId, refund_key: key, ...values })
+      .execute()
+  }
+  return { order, plan }
+}
+
+/** The order as if the reserved refunds were already booked: what remains for another refund. */
+function withReserved(
+  order: OrderView,
+  reserved: Array<{ amount: number; lines: RefundPlan['lines'] }>,
+): OrderView {
+  if (reserved.length === 0) return order
+  const byLine = new Map<string, { quantity: number; amount: number }>()
+  for (const r of reserved) {
+    for (const l of r.lines) {
+      const sum = byLine.get(l.line_id) ?? { quantity: 0, amount: 0 }
+      sum.quantity += l.quantity
+      sum.amount += l.amount
+      byLine.set(l.line_id, sum)
+    }
+  }
+  return {
+    ...order,
+    totals: {
+      ...order.totals,
+      refunded: order.totals.refunded + reserved.reduce((s, r) => s + Number(r.amount), 0),
+    },
+    lines: order.lines.map((l) => {
+      const taken = byLine.get(l.id)
+      return taken
+        ? {
+            ...l,
+            refunded_quantity: l.refunded_quantity + taken.quantity,
+            refunded_amount: l.refunded_amount + taken.amount,
+          }
+        : l
+    }),
+  }
 }
 
 /**
@@ -194,10 +304,9 @@ export async function bookRefund(
   trx: Tx,
   ctx: InventoryContext,
   orderId: string,
-  booked: { plan: RefundPlan; refund: RefundView; paymentStatus: string },
+  booked: { plan: RefundPlan; refund: RefundView; paymentStatus: string; key: string },
   actor: string,
 ): Promise<OrderRefundResult> {
-  const outbox = ctx.outbox
   const { plan, refund } = booked
   const order = await trx
     .selectFrom('orders')
@@ -205,8 +314,42 @@ export async function bookRefund(
     .where('id', '=', orderId)
     .forUpdate()
     .executeTakeFirstOrThrow()
+  const marked = await trx
+    .updateTable('order_refunds')
+    .set({ status: 'booked', updated_at: sql<Date>`now()` })
+    .where('order_id', '=', orderId)
+    .where('refund_key', '=', booked.key)
+    .where('status', '=', 'pending')
+    .returning('id')
+    .executeTakeFirst()
+  // Booked already (a retry long after its answer was forgotten): the order has it once.
+  if (marked) await applyRefund(trx, ctx, orderId, order, booked, actor)
+  return {
+    refund: {
+      id: refund.id,
+      amount: refund.amount,
+      currency: refund.currency,
+      status: refund.status,
+      reason: plan.reason,
+      lines: plan.lines,
+      shipping_amount: plan.shipping_amount,
+    },
+    order: (await findOrder(trx, orderId))!,
+  }
+}
+
+/** Adds a refund to the order's lines and refunded_total and moves the order on. */
+async function applyRefund(
+  trx: Tx,
+  ctx: InventoryContext,
+  orderId: string,
+  order: { status: OrderStatus; total: number; refunded_total: number },
+  booked: { plan: RefundPlan; refund: RefundView; paymentStatus: string },
+  actor: string,
+): Promise<void> {
+  const { plan, refund } = booked
   for (const line of plan.lines) {
-    // Clamped to the line: see the module comment on racing by-line refunds.
+    // Clamped to the line as a last safeguard: the reservation already kept the units within it.
     await trx
       .updateTable('order_lines')
       .set({
@@ -221,7 +364,7 @@ export async function bookRefund(
   const target = refundTarget(refunded, Number(order.total))
   const set = { refunded_total: refunded, payment_status: booked.paymentStatus }
   if (canTransition(order.status, target)) {
-    await transitionOrder(trx, outbox, {
+    await transitionOrder(trx, ctx.outbox, {
       orderId,
       to: target,
       actor,
@@ -237,17 +380,5 @@ export async function bookRefund(
       .set({ ...set, updated_at: sql<Date>`now()` })
       .where('id', '=', orderId)
       .execute()
-  }
-  return {
-    refund: {
-      id: refund.id,
-      amount: refund.amount,
-      currency: refund.currency,
-      status: refund.status,
-      reason: plan.reason,
-      lines: plan.lines,
-      shipping_amount: plan.shipping_amount,
-    },
-    order: (await findOrder(trx, orderId))!,
   }
 }

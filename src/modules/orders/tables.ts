@@ -97,10 +97,27 @@ export interface OrderNotesTable {
   created_at: Generated<Date>
 }
 
+export type OrderRefundStatus = 'pending' | 'booked' | 'void'
+
+/** A refund reserved against the order's remainder before its money moves. */
+export interface OrderRefundsTable {
+  id: string
+  order_id: string
+  refund_key: string
+  amount: Amount
+  shipping_amount: Amount
+  lines: Json<Array<{ line_id: string; quantity: number; amount: number }>>
+  reason: string | null
+  status: Generated<OrderRefundStatus>
+  created_at: Generated<Date>
+  updated_at: Generated<Date>
+}
+
 export interface OrdersTables {
   order_sequences: OrderSequencesTable
   orders: OrdersTable
   order_lines: OrderLinesTable
   order_transitions: OrderTransitionsTable
   order_notes: OrderNotesTable
+  order_refunds: OrderRefundsTable
 }

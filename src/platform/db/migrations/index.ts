@@ -15,6 +15,7 @@ import * as inventory0001 from '../../../modules/inventory/migrations/0001-inven
 import * as inventory0002 from '../../../modules/inventory/migrations/0002-reserve-batch.ts'
 import * as orders0001 from '../../../modules/orders/migrations/0001-orders.ts'
 import * as orders0002 from '../../../modules/orders/migrations/0002-shipping-optional.ts'
+import * as orders0003 from '../../../modules/orders/migrations/0003-order-refunds.ts'
 import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as platform0001 from './0001-platform.ts'
@@ -37,4 +38,5 @@ export const migrations: Record<string, Migration> = {
   '0014-catalog-requires-shipping': catalog0003,
   '0015-orders-shipping-optional': orders0002,
   '0016-carts-lz4': carts0002,
+  '0017-orders-refunds': orders0003,
 }
