@@ -61,6 +61,9 @@ export function createMetrics(database: Database, jobs: Jobs | undefined): Metri
 
 /** Times every request and serves `/metrics`. */
 export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
+  // One child per series, found by a string key: prom-client would otherwise hash a labels object
+  // on every request. The series are bounded by routes × methods × status codes.
+  const series = new Map<string, { observe(value: number): void }>()
   app.addHook('onResponse', (request, reply, done) => {
     // Probe latency says nothing about the service and would only add series.
     if (request.routeOptions.config.probe) {
@@ -68,10 +71,17 @@ export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
       return
     }
     const route = request.routeOptions.url ?? 'unmatched'
-    metrics.httpDuration.observe(
-      { method: request.method, route, status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    )
+    const key = `${request.method} ${reply.statusCode} ${route}`
+    let child = series.get(key)
+    if (!child) {
+      child = metrics.httpDuration.labels({
+        method: request.method,
+        route,
+        status_code: String(reply.statusCode),
+      })
+      series.set(key, child)
+    }
+    child.observe(reply.elapsedTime / 1000)
     done()
   })
   app.get(
