@@ -6,8 +6,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
-import { startTestNode, type TestNode } from './support/app.ts'
-import { createTestStore, readyCart } from './support/commerce.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 
@@ -19,6 +19,11 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     node = await startTestNode(kind, { work: true, env: { PAYMENT_CAPTURE: 'manual' } })
   })
   afterAll(() => node?.close())
+  let store: TestStore | undefined
+  const storeOnce = async () => {
+    store ??= await createTestStore(node.app)
+    return store
+  }
 
   const orderOf = (id: string) =>
     node.runtime.database.db
@@ -28,7 +33,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       .executeTakeFirstOrThrow()
 
   it('marks an order paid on a capture at the processor, and books a refund made there', async () => {
-    const store = await createTestStore(node.app)
+    const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 2)
     const placed = await node.app.inject({
       method: 'POST',
@@ -73,5 +78,91 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       refunded_total: 1000,
       payment_status: 'partially_refunded',
     })
+  })
+
+  it('gives a refund back to the order when the processor fails it after accepting it', async () => {
+    const db = node.runtime.database.db
+    const store = await storeOnce()
+    const cartId = await readyCart(node.app, store, 2)
+    const placed = await node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+    })
+    const order = placed.json().order
+    const capture = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/capture`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+    })
+    expect(capture.statusCode, capture.body).toBeLessThan(300)
+    const line = order.lines[0]
+    const refunded = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/refunds`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+      payload: { lines: [{ line_id: line.id, quantity: 1 }] },
+    })
+    expect(refunded.statusCode, refunded.body).toBe(201)
+    const refundId = refunded.json().refund.id as string
+    const row = await db
+      .selectFrom('payment_refunds')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', refundId)
+      .executeTakeFirstOrThrow()
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    const failed = {
+      event_id: `evt_${randomUUID()}`,
+      type: 'refund.failed',
+      provider_ref: payment.provider_ref,
+      refund: {
+        provider_ref: row.provider_ref!,
+        status: 'failed' as const,
+        amount: Number(row.amount),
+        failure_reason: 'expired_or_canceled_card',
+      },
+    }
+    const deps = paymentDeps(node.runtime)
+    await applyWebhook(deps, 'test', failed)
+    // The same news in another event (Stripe sends refund.updated too): applied once.
+    await applyWebhook(deps, 'test', { ...failed, event_id: `evt_${randomUUID()}`, type: 'refund.updated' })
+    const after = await db
+      .selectFrom('payments')
+      .select(['status', 'refunded_amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    expect(after).toEqual({ status: 'captured', refunded_amount: 0 })
+    expect(
+      (
+        await db
+          .selectFrom('payment_refunds')
+          .select('status')
+          .where('id', '=', refundId)
+          .executeTakeFirstOrThrow()
+      ).status,
+    ).toBe('failed')
+    await eventually(async () => (Number((await orderOf(order.id)).refunded_total) === 0 ? true : undefined))
+    const lines = await db
+      .selectFrom('order_lines')
+      .select(['refunded_quantity', 'refunded_amount'])
+      .where('id', '=', line.id)
+      .executeTakeFirstOrThrow()
+    expect(lines).toEqual({ refunded_quantity: 0, refunded_amount: 0 })
+    const notes = await db.selectFrom('order_notes').select('body').where('order_id', '=', order.id).execute()
+    expect(notes).toHaveLength(1)
+    expect(notes[0]!.body).toContain('failed at the processor (expired_or_canceled_card)')
+    // The units can be refunded again.
+    const again = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/refunds`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+      payload: { lines: [{ line_id: line.id, quantity: 1 }] },
+    })
+    expect(again.statusCode, again.body).toBe(201)
   })
 })

@@ -648,6 +648,46 @@ describeEachDatabase('payments', (kind) => {
       expect(await eventsOf(payment.id, 'refund.created')).toHaveLength(2)
     })
 
+    it('gives back a refund Stripe fails after accepting it, once', async () => {
+      const { payment, intent } = await authorized()
+      await capturePayment(ctx.deps, payment.id, { actor: 'staff_1' })
+      const refund = await refundPayment(ctx.deps, payment.id, {
+        amount: 700,
+        actor: 'staff_1',
+        key: 'late-fail',
+      })
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({ refunded_amount: 700 })
+      const [row] = (await refundsOfPayment(ctx.deps.db, payment.id)).filter((r) => r.id === refund.id)
+      const stripeRefund = {
+        id: row!.provider_ref,
+        object: 'refund',
+        amount: 700,
+        currency: 'eur',
+        payment_intent: intent.id,
+        status: 'failed',
+        failure_reason: 'expired_or_canceled_card',
+      }
+      expect((await deliver(event('refund.failed', stripeRefund))).statusCode).toBe(200)
+      expect((await deliver(event('charge.refund.updated', stripeRefund))).statusCode).toBe(200)
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({
+        refunded_amount: 0,
+        status: 'captured',
+      })
+      expect((await refundsOfPayment(ctx.deps.db, payment.id)).find((r) => r.id === refund.id)).toMatchObject(
+        {
+          status: 'failed',
+        },
+      )
+      const failures = await eventsOf(payment.id, 'refund.failed')
+      expect(failures).toHaveLength(1)
+      expect(failures[0]!.payload).toMatchObject({
+        refund_id: refund.id,
+        amount: 700,
+        reason: 'expired_or_canceled_card',
+        idempotency_key: 'late-fail',
+      })
+    })
+
     it('a failed payment and events about unknown intents', async () => {
       const created = await newPayment('stripe', 'pm_card_threeDSecureRequired', 2500)
       const { payment } = await authorize(created.id)

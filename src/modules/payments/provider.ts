@@ -78,6 +78,17 @@ export interface WebhookUpdate {
   amount?: number
   failure_code?: string
   failure_message?: string
+  /** What the event says about one refund, when it is about one (its later success or failure). */
+  refund?: RefundReport
+}
+
+/** A refund's state at the processor, reported after the call that made it. */
+export interface RefundReport {
+  /** The processor's id of the refund (what `refund()` returned as provider_ref). */
+  provider_ref: string
+  status: 'pending' | 'requires_action' | 'succeeded' | 'failed' | 'canceled'
+  amount: number
+  failure_reason?: string | null
 }
 
 export interface PaymentProvider {

@@ -12,9 +12,9 @@ import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { CAPTURED, loadPayment, now, type PaymentDeps, providerUnavailable } from './common.ts'
-import { PaymentProviderUnavailable } from './provider.ts'
+import { PaymentProviderUnavailable, type RefundReport } from './provider.ts'
 import { providerOf } from './registry.ts'
-import { type RefundRow, type RefundView, toRefundView } from './views.ts'
+import { type PaymentRow, type RefundRow, type RefundView, toRefundView } from './views.ts'
 
 export interface RefundRequest {
   /** Minor units, at least 1. */
@@ -167,19 +167,75 @@ async function reserve(trx: Tx, paymentId: string, request: RefundRequest): Prom
   return inserted
 }
 
-/** The processor refused the refund: mark it failed and give its amount back, once. */
-async function release(trx: Tx, refund: RefundRow): Promise<void> {
+/**
+ * What the processor reported later about one of our refunds: a pending one succeeded, or one that
+ * was accepted failed after all (a closed card account, say), which gives its amount back to the
+ * payment and emits `refund.failed` so that the order can follow. Applied once per refund.
+ */
+export async function settleRefundReport(
+  deps: PaymentDeps,
+  trx: Tx,
+  payment: PaymentRow,
+  report: RefundReport,
+): Promise<PaymentRow> {
+  const refund = await trx
+    .selectFrom('payment_refunds')
+    .selectAll()
+    .where('payment_id', '=', payment.id)
+    .where('provider_ref', '=', report.provider_ref)
+    .forUpdate()
+    .executeTakeFirst()
+  if (!refund) return payment
+  if (report.status === 'succeeded') {
+    await trx
+      .updateTable('payment_refunds')
+      .set({ status: 'succeeded' })
+      .where('id', '=', refund.id)
+      .where('status', '=', 'pending')
+      .execute()
+    return payment
+  }
+  if (report.status !== 'failed' && report.status !== 'canceled') return payment
+  if (!(await release(trx, refund, ['pending', 'succeeded']))) return payment
+  const after = await loadPayment(trx, payment.id)
+  await deps.outbox.emit(
+    trx,
+    'refund.failed',
+    {
+      refund_id: refund.id,
+      payment_id: payment.id,
+      order_id: after.order_id,
+      amount: Number(refund.amount),
+      currency: after.currency_code,
+      reason: report.failure_reason ?? null,
+      idempotency_key: refund.idempotency_key,
+    },
+    payment.id,
+  )
+  return after
+}
+
+/**
+ * The refund did not happen (refused, or failed later): mark it failed and give its amount back,
+ * once. True when this call did it.
+ */
+async function release(
+  trx: Tx,
+  refund: RefundRow,
+  from: ReadonlyArray<'pending' | 'succeeded'> = ['pending'],
+): Promise<boolean> {
   const failed = await trx
     .updateTable('payment_refunds')
     .set({ status: 'failed' })
     .where('id', '=', refund.id)
-    .where('status', '=', 'pending')
+    .where('status', 'in', from)
     .executeTakeFirst()
-  if (failed.numUpdatedRows === 0n) return
+  if (failed.numUpdatedRows === 0n) return false
   const refunded = sql<number>`refunded_amount - ${Number(refund.amount)}`
   await trx
     .updateTable('payments')
     .set({ refunded_amount: refunded, status: statusAfter(refunded), updated_at: now() })
     .where('id', '=', refund.payment_id)
     .execute()
+  return true
 }

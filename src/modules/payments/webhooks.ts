@@ -9,6 +9,7 @@ import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { newId } from '../../platform/ids.ts'
 import { CAPTURABLE, CAPTURED, eventPayload, now, type PaymentDeps } from './common.ts'
 import type { WebhookUpdate } from './provider.ts'
+import { settleRefundReport } from './refunds.ts'
 import type { PaymentStatus, PaymentsTable } from './tables.ts'
 import { type PaymentRow, type PaymentView, toPaymentView } from './views.ts'
 
@@ -46,7 +47,11 @@ export async function applyWebhook(
       .forUpdate()
       .executeTakeFirst()
     if (!payment) return { duplicate: false, payment: null }
-    const after = update.status ? await apply(deps, trx, payment, update) : payment
+    const after = update.status
+      ? await apply(deps, trx, payment, update)
+      : update.refund
+        ? await settleRefundReport(deps, trx, payment, update.refund)
+        : payment
     return { duplicate: false, payment: toPaymentView(after) }
   })
 }

@@ -20,6 +20,7 @@ import {
   PaymentProviderUnavailable,
   PaymentWebhookInvalid,
   type RefundInput,
+  type RefundReport,
   type WebhookUpdate,
 } from '../provider.ts'
 
@@ -306,6 +307,21 @@ export function webhookUpdateOf(event: Stripe.Event): WebhookUpdate {
         provider_ref: idOf(charge.payment_intent),
         status: 'refunded',
         amount: charge.amount_refunded,
+      }
+    }
+    case 'refund.updated':
+    case 'refund.failed':
+    case 'charge.refund.updated': {
+      const refund = event.data.object
+      return {
+        ...base,
+        provider_ref: idOf(refund.payment_intent),
+        refund: {
+          provider_ref: refund.id,
+          status: (refund.status ?? 'pending') as RefundReport['status'],
+          amount: refund.amount,
+          failure_reason: refund.failure_reason ?? null,
+        },
       }
     }
     default:
