@@ -8,6 +8,7 @@ import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
 import { defineCheckoutJobs } from './modules/orders/jobs.ts'
+import { defineTaxJobs } from './modules/tax/jobs.ts'
 import { ensureTaxReferenceData } from './modules/tax/reference-data.ts'
 import { purgeExpiredIdempotencyKeys } from './platform/http/idempotency.ts'
 import type { Runtime } from './platform/runtime.ts'
@@ -31,6 +32,7 @@ export function registerJobs(runtime: Runtime): void {
   defineImportJob(runtime)
   defineInventoryJobs(runtime)
   defineCheckoutJobs(runtime)
+  defineTaxJobs(runtime)
 }
 
 /** Puts module reference data in place after migrations (built-in roles). Safe to run on every start. */

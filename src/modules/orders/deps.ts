@@ -9,6 +9,7 @@ import type { Kv } from '../../platform/kv/kv.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { noPromotions, type PromotionEngine } from '../carts/promotions.ts'
 import { type PaymentProviders, paymentProvidersOf } from '../payments/registry.ts'
+import { taxServiceCalls } from '../tax/jobs.ts'
 import { TaxProviderCache } from '../tax/provider-cache.ts'
 
 export interface CommerceDeps {
@@ -33,7 +34,7 @@ export function commerceDeps(runtime: Runtime): CommerceDeps {
       outbox: runtime.outbox,
       kv: runtime.kv,
       providers: paymentProvidersOf(runtime),
-      taxes: new TaxProviderCache(db, runtime.logger),
+      taxes: new TaxProviderCache(db, runtime.logger, taxServiceCalls(runtime)),
       promotions: noPromotions,
       runtime,
     }

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino'
 import type { Queryable } from '../../platform/db/transaction.ts'
-import type { TaxProvider } from './providers.ts'
+import type { TaxProvider, TaxServiceCalls } from './providers.ts'
 import { taxProviderFor } from './service.ts'
 
 const TTL_MS = 5_000
@@ -20,10 +20,13 @@ export class TaxProviderCache {
   readonly #entries = new Map<string, Entry>()
   readonly #db: Queryable
   readonly #logger: Logger | undefined
+  readonly #calls: TaxServiceCalls | undefined
 
-  constructor(db: Queryable, logger?: Logger) {
+  /** `calls`: how an external service's commits and voids are sent (see ExternalProviderOptions). */
+  constructor(db: Queryable, logger?: Logger, calls?: TaxServiceCalls) {
     this.#db = db
     this.#logger = logger
+    this.#calls = calls
   }
 
   /** The store's provider for this date of supply, loaded at most every few seconds. */
@@ -31,7 +34,7 @@ export class TaxProviderCache {
     const now = Date.now()
     const hit = this.#entries.get(dateOfSupply)
     if (hit && now - hit.at < TTL_MS) return hit.provider
-    const provider = taxProviderFor(this.#db, dateOfSupply, this.#logger)
+    const provider = taxProviderFor(this.#db, dateOfSupply, this.#logger, this.#calls)
     // A failed load (no origin country yet, database away) is not kept.
     provider.catch(() => this.#entries.delete(dateOfSupply))
     if (this.#entries.size > 8) this.#entries.clear()

@@ -99,6 +99,56 @@ export interface ExternalProviderOptions {
   fallback: BuiltInTaxProvider
   logger?: Logger
   fetch?: typeof fetch
+  /**
+   * Where commit and void calls go: enqueued in the caller's transaction and sent after it commits
+   * (tax/jobs.ts), so no row stays locked while the service answers and a call is neither lost
+   * nor sent for an order that rolled back. Without it they are sent at once, inside the transaction.
+   */
+  calls?: TaxServiceCalls
+}
+
+/** A commit or void for the external service, as it is queued and sent. */
+export interface TaxServiceCall {
+  url: string
+  timeoutMs: number
+  path: 'commit' | 'void'
+  body: { reference: string } & Record<string, unknown>
+}
+
+/** Sends service calls after the transaction that makes them commits. */
+export interface TaxServiceCalls {
+  send(trx: Tx, call: TaxServiceCall): Promise<void>
+}
+
+/**
+ * POSTs JSON to the service and returns its parsed answer; throws ExternalTaxError on an error
+ * status, invalid JSON or the timeout. The reference and path go as the Idempotency-Key, since a
+ * queued call may be delivered more than once.
+ */
+export async function postToTaxService(
+  call: { url: string; timeoutMs: number; path: string; body: Record<string, unknown> },
+  doFetch: typeof fetch = fetch,
+): Promise<unknown> {
+  const response = await doFetch(new URL(call.path, call.url.endsWith('/') ? call.url : `${call.url}/`), {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      ...(typeof call.body.reference === 'string'
+        ? { 'idempotency-key': `${call.path}:${call.body.reference}` }
+        : {}),
+    },
+    body: JSON.stringify(call.body),
+    signal: AbortSignal.timeout(call.timeoutMs),
+  })
+  const text = await response.text()
+  if (!response.ok) throw new ExternalTaxError(`${call.path} answered ${response.status}`)
+  if (!text) return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new ExternalTaxError(`${call.path} answered with invalid JSON`)
+  }
 }
 
 /** Why an external answer was not used. */
@@ -119,25 +169,18 @@ export class ExternalTaxProvider implements TaxProvider {
     this.#options = options
   }
 
-  async #post(path: string, body: unknown): Promise<unknown> {
-    const doFetch = this.#options.fetch ?? fetch
-    const response = await doFetch(
-      new URL(path, this.#options.url.endsWith('/') ? this.#options.url : `${this.#options.url}/`),
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.#options.timeoutMs),
-      },
+  #post(path: string, body: Record<string, unknown>): Promise<unknown> {
+    return postToTaxService(
+      { url: this.#options.url, timeoutMs: this.#options.timeoutMs, path, body },
+      this.#options.fetch,
     )
-    const text = await response.text()
-    if (!response.ok) throw new ExternalTaxError(`${path} answered ${response.status}`)
-    if (!text) return undefined
-    try {
-      return JSON.parse(text)
-    } catch {
-      throw new ExternalTaxError(`${path} answered with invalid JSON`)
-    }
+  }
+
+  /** A commit or void: queued with the transaction when calls are configured, else sent now. */
+  async #call(trx: Tx, path: 'commit' | 'void', body: TaxServiceCall['body']): Promise<void> {
+    const { calls, url, timeoutMs } = this.#options
+    if (calls) await calls.send(trx, { url, timeoutMs, path, body })
+    else await this.#post(path, body)
   }
 
   async calculate(input: TaxInput): Promise<TaxResult & { fallback_reason?: string }> {
@@ -166,7 +209,7 @@ export class ExternalTaxProvider implements TaxProvider {
 
   async commit(trx: Tx, reference: string, input: TaxInput, result: TaxResult): Promise<void> {
     await this.#options.fallback.commit(trx, reference, input, result)
-    await this.#post('commit', {
+    await this.#call(trx, 'commit', {
       reference,
       currency: input.currency,
       date_of_supply: input.date_of_supply,
@@ -178,7 +221,7 @@ export class ExternalTaxProvider implements TaxProvider {
 
   async void(trx: Tx, reference: string): Promise<void> {
     await this.#options.fallback.void(trx, reference)
-    await this.#post('void', { reference })
+    await this.#call(trx, 'void', { reference })
   }
 }
 

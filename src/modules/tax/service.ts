@@ -7,7 +7,12 @@ import type { Logger } from 'pino'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import type { StoreTaxContext } from './place-of-supply.ts'
-import { BuiltInTaxProvider, ExternalTaxProvider, type TaxProvider } from './providers.ts'
+import {
+  BuiltInTaxProvider,
+  ExternalTaxProvider,
+  type TaxProvider,
+  type TaxServiceCalls,
+} from './providers.ts'
 import { euDistanceSales } from './sales.ts'
 import { buildTaxData, type Jurisdiction, type Rate, type TaxData } from './tax-data.ts'
 
@@ -199,6 +204,7 @@ export async function taxProviderFor(
   db: Queryable,
   dateOfSupply: string,
   logger?: Logger,
+  calls?: TaxServiceCalls,
 ): Promise<TaxProvider> {
   const [data, store, settings] = await Promise.all([
     loadTaxData(db),
@@ -212,5 +218,6 @@ export async function taxProviderFor(
     timeoutMs: settings.provider_timeout_ms,
     fallback: builtin,
     logger,
+    calls,
   })
 }
