@@ -6,6 +6,7 @@
  * order total.
  */
 import { parse } from 'csv-parse/sync'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { findReservation } from '../src/modules/inventory/reservations.ts'
 import { formatMinor } from '../src/modules/orders/admin-orders.ts'
@@ -686,6 +687,39 @@ describeEachDatabase('orders: admin and store', (kind) => {
       })
       expect(last.statusCode, last.body).toBe(201)
       expect(last.json().order).toMatchObject({ status: 'refunded', totals: { refunded: 9500 } })
+    })
+
+    it('counts refunds reserved by other requests, and frees those abandoned before any money moved', async () => {
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+      const line = order.lines.find((l) => l.unit_amount === 2500)!
+      const db = node.runtime.database.db
+      // A request that reserved the line's unit and died before reaching the payments service.
+      const reserve = (id: string, minutesAgo: number) =>
+        db
+          .insertInto('order_refunds')
+          .values({
+            id,
+            order_id: order.id,
+            refund_key: `dead-${id}`,
+            amount: line.total,
+            lines: JSON.stringify([{ line_id: line.id, quantity: 1, amount: line.total }]),
+            created_at: sql<Date>`now() - make_interval(mins => ${minutesAgo})`,
+          })
+          .execute()
+      await reserve(`oref_recent_${order.id}`, 1)
+      const held = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
+      expectProblem(held, 400, 'validation_failed')
+      await db.deleteFrom('order_refunds').where('order_id', '=', order.id).execute()
+      await reserve(`oref_old_${order.id}`, 20)
+      const freed = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
+      expect(freed.statusCode, freed.body).toBe(201)
+      const rows = await db
+        .selectFrom('order_refunds')
+        .select(['refund_key', 'status'])
+        .where('order_id', '=', order.id)
+        .orderBy('created_at')
+        .execute()
+      expect(rows.map((r) => r.status)).toEqual(['void', 'booked'])
     })
 
     it('refuses bad amounts, missing keys, unpaid orders, and callers without the permission or a fresh step-up', async () => {

@@ -23,7 +23,7 @@ import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { InventoryContext } from '../inventory/context.ts'
-import { findPayment, type RefundView, refundPayment } from '../payments/service.ts'
+import { findPayment, type RefundView, refundKeysOfPayment, refundPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
 import { canTransition, transitionOrder } from './state.ts'
@@ -234,12 +234,7 @@ async function reserveRefund(
       },
     }
   }
-  const pending = await trx
-    .selectFrom('order_refunds')
-    .select(['amount', 'lines'])
-    .where('order_id', '=', orderId)
-    .where('status', '=', 'pending')
-    .execute()
+  const pending = await liveReservations(trx, order)
   const plan = planRefund(withReserved(order, pending), input)
   const values = {
     amount: plan.amount,
@@ -260,6 +255,34 @@ async function reserveRefund(
       .execute()
   }
   return { order, plan }
+}
+
+/** A reservation this old whose refund never reached the payments service was abandoned. */
+const ABANDONED_AFTER_MINUTES = 15
+
+/**
+ * The order's pending refund reservations, less those abandoned: a request that died after
+ * reserving and before moving any money, and was not retried, would otherwise hold its units for
+ * ever. Those are voided; their retry, if it ever comes, reserves again.
+ */
+async function liveReservations(trx: Tx, order: OrderView) {
+  const pending = await trx
+    .selectFrom('order_refunds')
+    .select(['id', 'refund_key', 'amount', 'lines'])
+    .select(sql<boolean>`created_at < now() - make_interval(mins => ${ABANDONED_AFTER_MINUTES})`.as('old'))
+    .where('order_id', '=', order.id)
+    .where('status', '=', 'pending')
+    .execute()
+  if (!pending.some((p) => p.old)) return pending
+  const started = await refundKeysOfPayment(trx, order.payment_id!)
+  const abandoned = pending.filter((p) => p.old && !started.has(p.refund_key)).map((p) => p.id)
+  if (abandoned.length === 0) return pending
+  await trx
+    .updateTable('order_refunds')
+    .set({ status: 'void', updated_at: sql<Date>`now()` })
+    .where('id', 'in', abandoned)
+    .execute()
+  return pending.filter((p) => !abandoned.includes(p.id))
 }
 
 /** The order as if the reserved refunds were already booked: what remains for another refund. */
@@ -319,7 +342,8 @@ export async function bookRefund(
     .set({ status: 'booked', updated_at: sql<Date>`now()` })
     .where('order_id', '=', orderId)
     .where('refund_key', '=', booked.key)
-    .where('status', '=', 'pending')
+    // Void too: a reservation taken for abandoned whose money moved after all is still booked.
+    .where('status', 'in', ['pending', 'void'])
     .returning('id')
     .executeTakeFirst()
   // Booked already (a retry long after its answer was forgotten): the order has it once.

@@ -31,7 +31,7 @@ import { type PaymentView, toPaymentView } from './views.ts'
 export { type PaymentDeps, paymentDeps } from './common.ts'
 export { refundPayment } from './refunds.ts'
 export type { PaymentView, RefundView } from './views.ts'
-export { findPayment, paymentsOfCart, refundsOfPayment } from './views.ts'
+export { findPayment, paymentsOfCart, refundKeysOfPayment, refundsOfPayment } from './views.ts'
 export { applyWebhook } from './webhooks.ts'
 
 /** Records a new payment attempt of a cart, status pending, before the provider is called. */

@@ -91,6 +91,16 @@ export async function paymentsOfCart(db: Queryable, cartId: string): Promise<Pay
   return rows.map(toPaymentView)
 }
 
+/** The idempotency keys of a payment's refunds: the refunds that reached the payments service. */
+export async function refundKeysOfPayment(db: Queryable, paymentId: string): Promise<Set<string>> {
+  const rows = await db
+    .selectFrom('payment_refunds')
+    .select('idempotency_key')
+    .where('payment_id', '=', paymentId)
+    .execute()
+  return new Set(rows.map((r) => r.idempotency_key))
+}
+
 /** The refunds of a payment, oldest first, failed ones included. */
 export async function refundsOfPayment(db: Queryable, paymentId: string): Promise<RefundView[]> {
   const rows = await db
