@@ -75,7 +75,9 @@ const variantFields = {
   height_mm: Type.Optional(Dimension),
   manage_inventory: Type.Optional(Type.Boolean()),
   requires_shipping: Type.Optional(
-    Type.Boolean({ description: 'False for goods delivered without a parcel (downloads, gift codes); default true' }),
+    Type.Boolean({
+      description: 'False for goods delivered without a parcel (downloads, gift codes); default true',
+    }),
   ),
   prices: Type.Optional(Type.Array(PriceInput, { maxItems: 50 })),
   metadata: Type.Optional(Metadata),

@@ -5,7 +5,9 @@
 import { type Kysely, sql } from 'kysely'
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`alter table product_variants add column requires_shipping boolean not null default true`.execute(db)
+  await sql`alter table product_variants add column requires_shipping boolean not null default true`.execute(
+    db,
+  )
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
