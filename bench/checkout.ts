@@ -39,12 +39,12 @@
  *     sides; its text is taken from loadCart itself); the compare-and-set UPDATE of carts on its
  *     version, returning only the new version and time (the lines and totals are in hand), also
  *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
- *   checkout (42 statements, 3 transactions), in order:
+ *   checkout (39 statements, 3 transactions), in order:
  *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
  *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
  *                 same SKU on the server; a batch of one on the baseline);
  *     tx          carts SELECT … FOR UPDATE; payments INSERT; carts UPDATE to completing;
- *     autocommit  test_gateway_operations INSERT (authorize) and SELECT by key;
+ *     autocommit  test_gateway_operations INSERT (authorize) returning the row;
  *     tx          carts SELECT * FOR UPDATE; payments SELECT FOR UPDATE; payments UPDATE authorized;
  *                 orders INSERT (no number yet); order_lines INSERT; order_transitions INSERT;
  *                 inventory_reservations UPDATE (held for the order); payments UPDATE order_id;
@@ -52,9 +52,9 @@
  *                 UPDATE (the gapless number, last, so the counter row is locked only to commit);
  *                 events INSERT and pg-boss job INSERT (the outbox);
  *     autocommit  payments SELECT; test_gateway_operations SELECT by charge, SELECT cancel, INSERT
- *                 capture, SELECT by key;
- *     tx          payments UPDATE captured; events INSERT; pg-boss job INSERT; orders SELECT status
- *                 FOR UPDATE, SELECT status and number FOR UPDATE; orders UPDATE to paid;
+ *                 capture returning the row;
+ *     tx          payments UPDATE captured; events INSERT; pg-boss job INSERT; orders SELECT status, payment status and
+ *                 number FOR UPDATE; orders UPDATE to paid;
  *                 order_transitions INSERT; events INSERT; pg-boss job INSERT;
  *     autocommit  idempotency_keys UPDATE with the response.
  *
@@ -170,8 +170,8 @@ const SQL = {
     '"updated_at" = now() where "id" = $8 returning *',
   gatewayInsert:
     'insert into "test_gateway_operations" ("idempotency_key", "kind", "charge_id", "amount", ' +
-    '"currency_code", "outcome") values ($1, $2, $3, $4, $5, $6) on conflict ("idempotency_key") do nothing',
-  gatewayByKey: 'select * from "test_gateway_operations" where "idempotency_key" = $1',
+    '"currency_code", "outcome") values ($1, $2, $3, $4, $5, $6) on conflict ("idempotency_key") do nothing ' +
+    'returning *',
   lockCart: 'select * from "carts" where "id" = $1 for update',
   lockPayment: 'select * from "payments" where "id" = $1 for update',
   authorizePayment:
@@ -190,7 +190,7 @@ const SQL = {
     '"tax_provider", "reservation_id", "payment_id", "promo_codes", "metadata", "updated_at") values ($1, $2, ' +
     '$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, ' +
     'now()) returning *',
-  orderStatus: 'select "status", "payment_status" from "orders" where "id" = $1 for update',
+  orderStatus: 'select "status", "payment_status", "number" from "orders" where "id" = $1 for update',
   /** Followed by one `($n, …)` group of 17 parameters per line, as Kysely writes a multi-row insert. */
   insertOrderLines:
     'insert into "order_lines" ("id", "order_id", "position", "variant_id", "product_id", "sku", "title", ' +
@@ -221,7 +221,6 @@ const SQL = {
   capturePayment:
     'update "payments" set "status" = $1, "captured_amount" = $2, "updated_at" = now() ' +
     'where "id" = $3 and "status" in ($4, $5) returning *',
-  lockOrder: 'select "status", "number" from "orders" where "id" = $1 for update',
   payOrder: 'update "orders" set "payment_status" = $1, "status" = $2, "updated_at" = now() where "id" = $3',
   storeResponse:
     'update "idempotency_keys" set "state" = $1, "response_status" = $2, "response_body" = $3, ' +
@@ -576,7 +575,6 @@ async function runBaseline(): Promise<void> {
       'EUR',
       'authorized',
     ])
-    await query(SQL.gatewayByKey, [`${paymentId}:authorize`])
 
     const orderId = newId('ord')
     const placed = await tx(async (client) => {
@@ -691,7 +689,6 @@ async function runBaseline(): Promise<void> {
       'EUR',
       'captured',
     ])
-    await query(SQL.gatewayByKey, [`${paymentId}:capture`])
     await tx(async (client) => {
       await client.query(SQL.capturePayment, [
         'captured',
@@ -711,7 +708,6 @@ async function runBaseline(): Promise<void> {
       })
       // Marked paid in the capture's own transaction.
       await client.query(SQL.orderStatus, [orderId])
-      await client.query(SQL.lockOrder, [orderId])
       await client.query(SQL.payOrder, ['captured', 'paid', orderId])
       await client.query(SQL.insertTransition, [
         newId('otr'),

@@ -48,6 +48,8 @@ export interface TransitionInput {
   set?: Record<string, unknown>
   /** Fields for the event payload besides the order id, number and statuses. */
   event?: Record<string, unknown>
+  /** The order's row as the caller already locked it in this transaction: not read again. */
+  locked?: { status: OrderStatus; number: number | null }
 }
 
 /**
@@ -55,12 +57,14 @@ export interface TransitionInput {
  * Returns the status it came from.
  */
 export async function transitionOrder(trx: Tx, outbox: Outbox, input: TransitionInput): Promise<OrderStatus> {
-  const current = await trx
-    .selectFrom('orders')
-    .select(['status', 'number'])
-    .where('id', '=', input.orderId)
-    .forUpdate()
-    .executeTakeFirst()
+  const current =
+    input.locked ??
+    (await trx
+      .selectFrom('orders')
+      .select(['status', 'number'])
+      .where('id', '=', input.orderId)
+      .forUpdate()
+      .executeTakeFirst())
   if (!current) throw problem('not_found', `No order ${input.orderId}`)
   if (!canTransition(current.status, input.to)) {
     throw problem('invalid_order_transition', `An order that is ${current.status} cannot become ${input.to}`)
@@ -116,13 +120,14 @@ export async function recordOrderCaptured(
 ): Promise<boolean> {
   const current = await trx
     .selectFrom('orders')
-    .select(['status', 'payment_status'])
+    .select(['status', 'payment_status', 'number'])
     .where('id', '=', input.orderId)
     .forUpdate()
     .executeTakeFirst()
   if (!current) return false
   if (current.status === 'pending') {
     await transitionOrder(trx, outbox, {
+      locked: current,
       orderId: input.orderId,
       to: 'paid',
       actor: input.actor,

@@ -90,7 +90,7 @@ export class TestGateway implements PaymentProvider {
       throw new PaymentProviderUnavailable('Test gateway: simulated network error')
     }
     const key = authorizeKey(input.payment_id)
-    await this.#db
+    const inserted = await this.#db
       .insertInto('test_gateway_operations')
       .values({
         idempotency_key: key,
@@ -101,8 +101,10 @@ export class TestGateway implements PaymentProvider {
         outcome: firstOutcome(input.payment_method, input.capture),
       })
       .onConflict((oc) => oc.column('idempotency_key').doNothing())
-      .execute()
-    let op = await this.#operation(key)
+      .returningAll()
+      .executeTakeFirst()
+    // Nothing inserted: a retry, which answers as the first attempt did.
+    let op = inserted ?? (await this.#operation(key))
     if (op.outcome === 'challenge_passed' || op.outcome === 'challenge_failed') {
       // The shopper answered the challenge: settle the charge once, whichever retry gets here first.
       const settled: Outcome =
@@ -245,7 +247,7 @@ export class TestGateway implements PaymentProvider {
     amount: number,
     currency: string,
   ) {
-    await this.#db
+    const inserted = await this.#db
       .insertInto('test_gateway_operations')
       .values({
         idempotency_key: key,
@@ -256,8 +258,9 @@ export class TestGateway implements PaymentProvider {
         outcome: kind === 'capture' ? 'captured' : kind === 'refund' ? 'refunded' : 'canceled',
       })
       .onConflict((oc) => oc.column('idempotency_key').doNothing())
-      .execute()
-    return this.#operation(key)
+      .returningAll()
+      .executeTakeFirst()
+    return inserted ?? this.#operation(key)
   }
 }
 
