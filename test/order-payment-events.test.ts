@@ -156,6 +156,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const notes = await db.selectFrom('order_notes').select('body').where('order_id', '=', order.id).execute()
     expect(notes).toHaveLength(1)
     expect(notes[0]!.body).toContain('failed at the processor (expired_or_canceled_card)')
+    expect((await orderOf(order.id)).status).toBe('partially_refunded')
     // The units can be refunded again.
     const again = await node.app.inject({
       method: 'POST',
@@ -164,5 +165,62 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       payload: { lines: [{ line_id: line.id, quantity: 1 }] },
     })
     expect(again.statusCode, again.body).toBe(201)
+  })
+
+  it('makes a fully refunded order partially refunded when its refund fails', async () => {
+    const db = node.runtime.database.db
+    const store = await storeOnce()
+    const cartId = await readyCart(node.app, store, 1)
+    const order = (
+      await node.app.inject({
+        method: 'POST',
+        url: `/store/carts/${cartId}/complete`,
+        headers: { 'idempotency-key': randomUUID() },
+        payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+      })
+    ).json().order
+    await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/capture`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+    })
+    const all = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/refunds`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+      payload: { amount: order.totals.total },
+    })
+    expect(all.statusCode, all.body).toBe(201)
+    expect((await orderOf(order.id)).status).toBe('refunded')
+    const row = await db
+      .selectFrom('payment_refunds')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', all.json().refund.id)
+      .executeTakeFirstOrThrow()
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type: 'refund.failed',
+      provider_ref: payment.provider_ref,
+      refund: { provider_ref: row.provider_ref!, status: 'failed', amount: Number(row.amount) },
+    })
+    await eventually(async () =>
+      (await orderOf(order.id)).status === 'partially_refunded' ? true : undefined,
+    )
+    expect(await orderOf(order.id)).toMatchObject({ refunded_total: 0, payment_status: 'captured' })
+    const history = await db
+      .selectFrom('order_transitions')
+      .select(['to_status', 'reason'])
+      .where('order_id', '=', order.id)
+      .orderBy('id')
+      .execute()
+    expect(history.at(-1)).toEqual({
+      to_status: 'partially_refunded',
+      reason: 'a refund failed at the processor',
+    })
   })
 })

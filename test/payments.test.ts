@@ -678,6 +678,14 @@ describeEachDatabase('payments', (kind) => {
           status: 'failed',
         },
       )
+      // A total Stripe sent before the failure, delivered late, does not bring the refund back.
+      const charge = { id: intent.latest_charge, object: 'charge', payment_intent: intent.id, amount: 2500 }
+      await deliver(event('charge.refunded', { ...charge, amount_refunded: 700, refunded: false }))
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({
+        refunded_amount: 0,
+        status: 'captured',
+      })
+      expect(await refundsOfPayment(ctx.deps.db, payment.id)).toHaveLength(1)
       const failures = await eventsOf(payment.id, 'refund.failed')
       expect(failures).toHaveLength(1)
       expect(failures[0]!.payload).toMatchObject({

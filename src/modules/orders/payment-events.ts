@@ -8,6 +8,7 @@
 import { sql } from 'kysely'
 import { withTransaction } from '../../platform/db/transaction.ts'
 import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
+import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { addOrderNote } from './notes.ts'
 import { canTransition, recordOrderCaptured, transitionOrder } from './state.ts'
@@ -71,30 +72,52 @@ export function followPaymentEvents(runtime: Runtime): void {
     })
   })
 
-  // A refund the processor accepted and later failed: the money never left. The order's refunded
-  // total follows the payment's again, the refund's units become refundable again, and staff read
-  // why in a note. The status stays: an order does not move back from (partially) refunded.
+  // A refund the processor accepted and later failed: the money never left. Once per refund (its
+  // order refund, or a marker for a refund made elsewhere, turns failed), the order's refunded
+  // total loses the amount, the refund's units become refundable again, a fully refunded order
+  // becomes partially refunded, and staff read why in a note.
   runtime.outbox.on('refund.failed', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
+    const amount = Number(event.payload.amount)
+    const refundKey = String(event.payload.idempotency_key ?? `refund:${String(event.payload.refund_id)}`)
     await withTransaction(db, async (trx) => {
       const order = await trx
         .selectFrom('orders')
         .innerJoin('payments', 'payments.id', 'orders.payment_id')
-        .select(['orders.refunded_total', 'payments.refunded_amount', 'payments.status as payment_status'])
+        .select([
+          'orders.status',
+          'orders.number',
+          'orders.total',
+          'orders.refunded_total',
+          'payments.status as payment_status',
+        ])
         .where('orders.id', '=', orderId)
         .forUpdate('orders')
         .executeTakeFirst()
       if (!order) return
-      const reserved = await trx
-        .updateTable('order_refunds')
-        .set({ status: 'void', updated_at: sql<Date>`now()` })
+      const reservation = await trx
+        .selectFrom('order_refunds')
+        .select(['id', 'status', 'lines'])
         .where('order_id', '=', orderId)
-        .where('refund_key', '=', String(event.payload.idempotency_key ?? ''))
-        .where('status', '=', 'booked')
-        .returning(['lines'])
+        .where('refund_key', '=', refundKey)
         .executeTakeFirst()
-      for (const line of reserved?.lines ?? []) {
+      if (reservation?.status === 'failed') return
+      if (reservation) {
+        await trx
+          .updateTable('order_refunds')
+          .set({ status: 'failed', updated_at: sql<Date>`now()` })
+          .where('id', '=', reservation.id)
+          .execute()
+        // Reserved but never booked on the order: nothing to take back.
+        if (reservation.status !== 'booked') return
+      } else {
+        await trx
+          .insertInto('order_refunds')
+          .values({ id: newId('oref'), order_id: orderId, refund_key: refundKey, amount, status: 'failed' })
+          .execute()
+      }
+      for (const line of reservation?.lines ?? []) {
         await trx
           .updateTable('order_lines')
           .set({
@@ -105,17 +128,28 @@ export function followPaymentEvents(runtime: Runtime): void {
           .where('order_id', '=', orderId)
           .execute()
       }
-      const refunded = Number(order.refunded_amount)
-      if (!reserved && Number(order.refunded_total) === refunded) return
-      await trx
-        .updateTable('orders')
-        .set({ refunded_total: refunded, payment_status: order.payment_status, updated_at: sql<Date>`now()` })
-        .where('id', '=', orderId)
-        .execute()
+      const refunded = Math.max(0, Number(order.refunded_total) - amount)
+      const set = { refunded_total: refunded, payment_status: order.payment_status }
+      if (order.status === 'refunded' && refunded < Number(order.total)) {
+        await transitionOrder(trx, outbox, {
+          locked: { status: order.status, number: order.number },
+          orderId,
+          to: 'partially_refunded',
+          actor: ACTOR,
+          reason: 'a refund failed at the processor',
+          set,
+        })
+      } else {
+        await trx
+          .updateTable('orders')
+          .set({ ...set, updated_at: sql<Date>`now()` })
+          .where('id', '=', orderId)
+          .execute()
+      }
       const reason = event.payload.reason ? ` (${String(event.payload.reason)})` : ''
       await addOrderNote(trx, orderId, {
         author: ACTOR,
-        body: `Refund ${String(event.payload.refund_id)} of ${String(event.payload.amount)} ${String(
+        body: `Refund ${String(event.payload.refund_id)} of ${amount} ${String(
           event.payload.currency,
         )} (minor units) failed at the processor${reason}: the money was not returned.`,
       })

@@ -28,7 +28,8 @@ export const ORDER_TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatu
     'refunded',
   ],
   canceled: [],
-  refunded: [],
+  // Only when a refund fails at the processor after it was booked: money is refundable again.
+  refunded: ['partially_refunded'],
 }
 
 export const ORDER_STATUSES = Object.keys(ORDER_TRANSITIONS) as OrderStatus[]

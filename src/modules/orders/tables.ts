@@ -97,7 +97,7 @@ export interface OrderNotesTable {
   created_at: Generated<Date>
 }
 
-export type OrderRefundStatus = 'pending' | 'booked' | 'void'
+export type OrderRefundStatus = 'pending' | 'booked' | 'void' | 'failed'
 
 /** A refund reserved against the order's remainder before its money moves. */
 export interface OrderRefundsTable {

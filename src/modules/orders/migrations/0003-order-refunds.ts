@@ -17,8 +17,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       -- [{ line_id, quantity, amount }]
       lines jsonb not null default '[]',
       reason text,
-      -- pending: reserved, money not yet booked on the order; booked; void: refused, released.
-      status text not null default 'pending' check (status in ('pending', 'booked', 'void')),
+      -- pending: reserved, money not yet booked on the order; booked; void: refused or abandoned
+      -- before any money moved; failed: the processor failed it after accepting it.
+      status text not null default 'pending' check (status in ('pending', 'booked', 'void', 'failed')),
       created_at timestamptz not null default now(),
       updated_at timestamptz not null default now(),
       unique (order_id, refund_key)
