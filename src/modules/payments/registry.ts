@@ -17,8 +17,9 @@ export type PaymentProviders = ReadonlyMap<string, PaymentProvider>
 
 /** Builds the providers this configuration enables, keyed by id. */
 export function createPaymentProviders(config: Config, db: Kysely<DB>): Map<string, PaymentProvider> {
-  const providers: PaymentProvider[] = []
-  if (config.paymentManualMethods.length > 0) providers.push(new ManualProvider(config.paymentManualMethods))
+  // Manual stays registered with no methods: orders already paid that way must still be captured,
+  // canceled and refunded; only new checkouts are refused (ManualProvider.checkMethod).
+  const providers: PaymentProvider[] = [new ManualProvider(config.paymentManualMethods)]
   if (config.paymentTestGateway) providers.push(new TestGateway(db, config.publicUrl))
   if (config.stripeSecretKey) {
     providers.push(

@@ -23,6 +23,9 @@ export class ManualProvider implements PaymentProvider {
   }
 
   checkMethod(paymentMethod: string | null): void {
+    if (this.#methods.length === 0) {
+      throw problem('unknown_payment_provider', 'This store does not take manual payments')
+    }
     if (paymentMethod === null || (this.#methods as readonly string[]).includes(paymentMethod)) return
     throw problem(
       'unsupported_payment_method',
@@ -40,7 +43,7 @@ export class ManualProvider implements PaymentProvider {
     const method =
       input.payment_method === 'cash_on_delivery' || input.payment_method === 'bank_transfer'
         ? input.payment_method
-        : this.#methods[0]!
+        : (this.#methods[0] ?? 'bank_transfer')
     return {
       status: 'awaiting_transfer',
       provider_ref: input.payment_id,
