@@ -552,6 +552,24 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         totals: { shipping: 0, tax: 200, total: 1200 },
       })
 
+      // A variant that came to need shipping since it was added is checked as it is now.
+      const later = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email: 'reader@example.com',
+          lines: [{ variant_id: variantId, quantity: 1 }],
+        })
+      ).json()
+      await call('PATCH', `/store/carts/${later.id}`, { billing_address: berlin })
+      const flipped = await adminCall(node.app, 'PATCH', `/admin/variants/${variantId}`, {
+        requires_shipping: true,
+      })
+      expect(flipped.statusCode, flipped.body).toBe(200)
+      const stale = await complete(later.id, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(stale.statusCode).toBe(422)
+      expect(stale.json().errors[0].path).toBe('cart.shipping_address')
+      await adminCall(node.app, 'PATCH', `/admin/variants/${variantId}`, { requires_shipping: false })
+
       // With a shipped item beside it, shipping is needed again.
       const mixed = (
         await call('POST', '/store/carts', {

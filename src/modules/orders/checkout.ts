@@ -96,7 +96,7 @@ async function start(
   await velocity.check({ ip: request.ip, cart_id: cart.id, account: cart.customer_id ?? cart.email })
   const provider = providerOf(deps.providers, request.payment.provider)
   provider.checkMethod?.(request.payment.payment_method ?? null)
-  checkReady(cart, loaded!.regionCountries, loaded!.shippingOption !== null)
+  if (cart.lines.length === 0) throw invalid('lines', 'is empty')
   // Prices, limits and tax as they are now: what the shopper saw may be a little stale.
   const { lines, notices } = currentLines(loaded!)
   if (notices.length) {
@@ -104,6 +104,8 @@ async function start(
       errors: notices.map((message) => ({ path: 'cart.lines', message })),
     })
   }
+  // On the lines as the catalog has them now: a variant may have come to need shipping since.
+  checkReady({ ...cart, lines }, loaded!.regionCountries, loaded!.shippingOption !== null)
   const totals = await computeTotals(loaded!, lines, deps)
   if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
   if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
