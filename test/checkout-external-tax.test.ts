@@ -105,6 +105,35 @@ describe.each(DATABASE_KINDS)('%s: checkout with an external tax service', (kind
     expect(voided.key).toBe(`void:${orderId}`)
   })
 
+  it('does not send a commit still waiting when the order was canceled meanwhile', async () => {
+    state.down = true
+    const cartId = await readyCart(node.app, store, 1)
+    const placed = await node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+    })
+    const orderId = placed.json().order.id as string
+    await eventually(async () => (calls('/tax/commit', orderId).length > 0 ? true : undefined))
+    const canceled = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${orderId}/cancel`,
+      headers: { ...adminAuth, 'content-type': 'application/json' },
+      payload: {},
+    })
+    expect(canceled.statusCode, canceled.body).toBe(200)
+    state.down = false
+    await eventually(async () => calls('/tax/void', orderId).find((c) => c.status === 204))
+    // Every queued call of the order has finished; the service never booked the sale.
+    await eventually(async () => {
+      const jobs = await node.runtime.jobs.boss.findJobs('tax.service-call', {})
+      const mine = jobs.filter((j) => (j.data as { body: { reference: string } }).body.reference === orderId)
+      return mine.length === 2 && mine.every((j) => j.state === 'completed') ? true : undefined
+    })
+    expect(calls('/tax/commit', orderId).filter((c) => c.status === 204)).toEqual([])
+  })
+
   it('sends nothing for a checkout that did not place an order', async () => {
     const cartId = await readyCart(node.app, store, 1)
     const declined = await node.app.inject({

@@ -6,12 +6,18 @@
  */
 import type { Runtime } from '../../platform/runtime.ts'
 import { postToTaxService, type TaxServiceCall, type TaxServiceCalls } from './providers.ts'
+import { isSaleVoided } from './sales.ts'
 
 export const TAX_SERVICE_CALL_JOB = 'tax.service-call'
 
 /** Defines the job that sends queued service calls. */
 export function defineTaxJobs(runtime: Runtime): void {
   runtime.jobs.define<TaxServiceCall>(TAX_SERVICE_CALL_JOB, async (call) => {
+    // The calls of one reference may run out of order (retries, two workers). A commit that
+    // arrives after its order was canceled here is not sent: the service would book a sale that
+    // no longer exists, and its void may already have gone (a void of an unknown reference is the
+    // service's no-op).
+    if (call.path === 'commit' && (await isSaleVoided(runtime.database.db, call.body.reference))) return
     await postToTaxService(call)
   })
 }

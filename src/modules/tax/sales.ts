@@ -72,6 +72,16 @@ export async function recordSale(
     .executeTakeFirstOrThrow()
 }
 
+/** Whether the sale recorded under this reference has been voided (false when there is none). */
+export async function isSaleVoided(db: Queryable, reference: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('tax_sales')
+    .select('voided_at')
+    .where('reference', '=', reference)
+    .executeTakeFirst()
+  return Boolean(row?.voided_at)
+}
+
 /** Voids a recorded sale (order cancelled): it no longer counts. False when there is none. */
 export async function voidSale(trx: Tx, reference: string): Promise<boolean> {
   const row = await trx
