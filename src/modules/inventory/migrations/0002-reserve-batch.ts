@@ -27,6 +27,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       v_pick integer;
       v_q bigint;
       v_avail bigint;
+      v_updated integer;
     begin
       if not exists (select 1 from product_variants v where v.id = p_variant_id and v.manage_inventory) then
         return;
@@ -69,10 +70,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         v_choice[i] := v_locations[v_pick];
       end loop;
 
+      -- The stock check again, on the locked rows: a level made (or a location activated) between
+      -- the lock and the read above was read unlocked. Any row it fails rolls the batch back, and
+      -- every request in it takes the locking path alone.
       update inventory_levels l
       set reserved = l.reserved + t.taken, updated_at = now()
       from unnest(v_locations, v_taken) as t (location_id, taken)
-      where l.variant_id = p_variant_id and l.location_id = t.location_id and t.taken > 0;
+      where l.variant_id = p_variant_id and l.location_id = t.location_id and t.taken > 0
+        and l.on_hand - l.reserved - l.safety_stock >= t.taken;
+      get diagnostics v_updated = row_count;
+      if v_updated <> (select count(*) from unnest(v_taken) as x (taken) where x.taken > 0) then
+        raise exception 'inventory_reserve_batch: stock changed under the batch'
+          using errcode = 'serialization_failure';
+      end if;
 
       insert into inventory_reservations (id, reference, expires_at, country_code, strategy, created_by)
       select p_reservation_ids[i], p_references[i], p_expires_at[i], p_country, p_strategy, p_actors[i]
