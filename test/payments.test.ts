@@ -696,6 +696,48 @@ describeEachDatabase('payments', (kind) => {
       })
     })
 
+    it('asks Stripe to deliver again a refund event that came before the refund was recorded', async () => {
+      const { payment, intent } = await authorized()
+      await capturePayment(ctx.deps, payment.id, { actor: 'staff_1' })
+      // As refundPayment leaves it between its reservation and the processor's answer.
+      await ctx.deps.db
+        .insertInto('payment_refunds')
+        .values({
+          id: 're_inflight_1',
+          payment_id: payment.id,
+          amount: 300,
+          status: 'pending',
+          idempotency_key: 'in-flight',
+          actor: 'staff_1',
+        })
+        .execute()
+      const stripeRefund = {
+        id: 're_stripe_inflight',
+        object: 'refund',
+        amount: 300,
+        currency: 'eur',
+        payment_intent: intent.id,
+        status: 'succeeded',
+      }
+      const early = event('refund.updated', stripeRefund)
+      const first = await deliver(early)
+      expect(first.statusCode).toBe(409)
+      expect(first.headers['retry-after']).toBe('5')
+      await ctx.deps.db
+        .updateTable('payment_refunds')
+        .set({ provider_ref: 're_stripe_inflight' })
+        .where('id', '=', 're_inflight_1')
+        .execute()
+      const again = await deliver(early)
+      expect(again.json()).toEqual({ received: true })
+      const [row] = await ctx.deps.db
+        .selectFrom('payment_refunds')
+        .select('status')
+        .where('id', '=', 're_inflight_1')
+        .execute()
+      expect(row?.status).toBe('succeeded')
+    })
+
     it('a failed payment and events about unknown intents', async () => {
       const created = await newPayment('stripe', 'pm_card_threeDSecureRequired', 2500)
       const { payment } = await authorize(created.id)

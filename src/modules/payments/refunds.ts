@@ -185,7 +185,23 @@ export async function settleRefundReport(
     .where('provider_ref', '=', report.provider_ref)
     .forUpdate()
     .executeTakeFirst()
-  if (!refund) return payment
+  if (!refund) {
+    // One of ours still waiting for the processor's answer to be recorded: the event came first.
+    // Refused, so that it is not marked seen and the processor delivers it again.
+    const unrecorded = await trx
+      .selectFrom('payment_refunds')
+      .select('id')
+      .where('payment_id', '=', payment.id)
+      .where('status', '=', 'pending')
+      .where('provider_ref', 'is', null)
+      .executeTakeFirst()
+    if (unrecorded) {
+      throw problem('conflict', `Refund ${unrecorded.id} is not recorded yet; deliver the event again`, {
+        headers: { 'retry-after': '5' },
+      })
+    }
+    return payment
+  }
   if (report.status === 'succeeded') {
     await trx
       .updateTable('payment_refunds')
