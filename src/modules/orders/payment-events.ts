@@ -11,7 +11,7 @@ import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { addOrderNote } from './notes.ts'
-import { canTransition, recordOrderCaptured, transitionOrder } from './state.ts'
+import { recordOrderCaptured, transitionOrSet } from './state.ts'
 
 const ACTOR = 'system:payment-events'
 
@@ -53,22 +53,13 @@ export function followPaymentEvents(runtime: Runtime): void {
       if (!order) return
       const refunded = Number(order.refunded_amount)
       const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
-      const set = { refunded_total: refunded, payment_status: order.payment_status }
-      if (order.status !== to && canTransition(order.status, to)) {
-        await transitionOrder(trx, outbox, {
-          orderId,
-          to,
-          actor: ACTOR,
-          reason: 'refunded at the processor',
-          set,
-        })
-      } else {
-        await trx
-          .updateTable('orders')
-          .set({ ...set, updated_at: sql<Date>`now()` })
-          .where('id', '=', orderId)
-          .execute()
-      }
+      await transitionOrSet(trx, outbox, order.status, {
+        orderId,
+        to: order.status !== to ? to : null,
+        actor: ACTOR,
+        reason: 'refunded at the processor',
+        set: { refunded_total: refunded, payment_status: order.payment_status },
+      })
     })
   })
 
@@ -129,23 +120,14 @@ export function followPaymentEvents(runtime: Runtime): void {
           .execute()
       }
       const refunded = Math.max(0, Number(order.refunded_total) - amount)
-      const set = { refunded_total: refunded, payment_status: order.payment_status }
-      if (order.status === 'refunded' && refunded < Number(order.total)) {
-        await transitionOrder(trx, outbox, {
-          locked: { status: order.status, number: order.number },
-          orderId,
-          to: 'partially_refunded',
-          actor: ACTOR,
-          reason: 'a refund failed at the processor',
-          set,
-        })
-      } else {
-        await trx
-          .updateTable('orders')
-          .set({ ...set, updated_at: sql<Date>`now()` })
-          .where('id', '=', orderId)
-          .execute()
-      }
+      await transitionOrSet(trx, outbox, order.status, {
+        locked: { status: order.status, number: order.number },
+        orderId,
+        to: order.status === 'refunded' && refunded < Number(order.total) ? 'partially_refunded' : null,
+        actor: ACTOR,
+        reason: 'a refund failed at the processor',
+        set: { refunded_total: refunded, payment_status: order.payment_status },
+      })
       const reason = event.payload.reason ? ` (${String(event.payload.reason)})` : ''
       await addOrderNote(trx, orderId, {
         author: ACTOR,

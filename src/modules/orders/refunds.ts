@@ -26,7 +26,7 @@ import type { InventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundKeysOfPayment, refundPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
-import { canTransition, transitionOrder } from './state.ts'
+import { canTransition, transitionOrSet } from './state.ts'
 import { settleOrderStock } from './stock.ts'
 import type { OrderStatus } from './tables.ts'
 
@@ -386,23 +386,15 @@ async function applyRefund(
   }
   const refunded = Number(order.refunded_total) + refund.amount
   const target = refundTarget(refunded, Number(order.total))
-  const set = { refunded_total: refunded, payment_status: booked.paymentStatus }
-  if (canTransition(order.status, target)) {
-    await transitionOrder(trx, ctx.outbox, {
-      orderId,
-      to: target,
-      actor,
-      reason: plan.reason,
-      set,
-      event: { refund_id: refund.id, amount: refund.amount, refunded_total: refunded },
-    })
-    await settleOrderStock(trx, ctx, orderId, target)
-  } else {
-    // Canceled while the money moved: the cancellation refunds the rest; keep the books exact.
-    await trx
-      .updateTable('orders')
-      .set({ ...set, updated_at: sql<Date>`now()` })
-      .where('id', '=', orderId)
-      .execute()
-  }
+  // Canceled while the money moved, the order stays canceled (the cancellation refunds the rest);
+  // the books are kept exact either way.
+  const moved = await transitionOrSet(trx, ctx.outbox, order.status, {
+    orderId,
+    to: target,
+    actor,
+    reason: plan.reason,
+    set: { refunded_total: refunded, payment_status: booked.paymentStatus },
+    event: { refund_id: refund.id, amount: refund.amount, refunded_total: refunded },
+  })
+  if (moved) await settleOrderStock(trx, ctx, orderId, target)
 }

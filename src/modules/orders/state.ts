@@ -85,6 +85,30 @@ export async function transitionOrder(trx: Tx, outbox: Outbox, input: Transition
   return current.status
 }
 
+/**
+ * Moves the order from `from` to `to` when there is one and the state machine allows it, setting
+ * `set` with the status; otherwise sets `set` alone (the order moved on meanwhile, or needs no
+ * move). True when it moved.
+ */
+export async function transitionOrSet(
+  trx: Tx,
+  outbox: Outbox,
+  from: OrderStatus,
+  input: Omit<TransitionInput, 'to'> & { to: OrderStatus | null },
+): Promise<boolean> {
+  const { to } = input
+  if (to && canTransition(from, to)) {
+    await transitionOrder(trx, outbox, { ...input, to })
+    return true
+  }
+  await trx
+    .updateTable('orders')
+    .set({ ...(input.set ?? {}), updated_at: sql<Date>`now()` })
+    .where('id', '=', input.orderId)
+    .execute()
+  return false
+}
+
 /** Appends a row to the order's history. */
 export async function recordTransition(
   trx: Tx,
