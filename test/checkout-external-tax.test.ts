@@ -3,12 +3,17 @@
  * transaction and sent after it commits, so a service that is down neither stops checkout nor holds
  * rows locked while it fails; the calls arrive once it is back, keyed for idempotency.
  */
-import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
-import { adminCall, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import {
+  adminCall,
+  completeCheckout,
+  createTestStore,
+  readyCart,
+  type TestStore,
+} from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 
@@ -76,12 +81,7 @@ describe.each(DATABASE_KINDS)('%s: checkout with an external tax service', (kind
   it('places the order while the service is down, and commits and voids it there once it is back', async () => {
     state.down = true
     const cartId = await readyCart(node.app, store, 1)
-    const placed = await node.app.inject({
-      method: 'POST',
-      url: `/store/carts/${cartId}/complete`,
-      headers: { 'idempotency-key': randomUUID() },
-      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
-    })
+    const placed = await completeCheckout(node.app, cartId)
     expect(placed.statusCode, placed.body).toBe(201)
     const orderId = placed.json().order.id as string
     // The commit is tried after the order committed, and fails while the service is down.
@@ -108,12 +108,7 @@ describe.each(DATABASE_KINDS)('%s: checkout with an external tax service', (kind
   it('does not send a commit still waiting when the order was canceled meanwhile', async () => {
     state.down = true
     const cartId = await readyCart(node.app, store, 1)
-    const placed = await node.app.inject({
-      method: 'POST',
-      url: `/store/carts/${cartId}/complete`,
-      headers: { 'idempotency-key': randomUUID() },
-      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
-    })
+    const placed = await completeCheckout(node.app, cartId)
     const orderId = placed.json().order.id as string
     await eventually(async () => (calls('/tax/commit', orderId).length > 0 ? true : undefined))
     const canceled = await node.app.inject({
@@ -136,11 +131,9 @@ describe.each(DATABASE_KINDS)('%s: checkout with an external tax service', (kind
 
   it('sends nothing for a checkout that did not place an order', async () => {
     const cartId = await readyCart(node.app, store, 1)
-    const declined = await node.app.inject({
-      method: 'POST',
-      url: `/store/carts/${cartId}/complete`,
-      headers: { 'idempotency-key': randomUUID() },
-      payload: { payment: { provider: 'test', payment_method: 'pm_card_chargeDeclined' } },
+    const declined = await completeCheckout(node.app, cartId, {
+      provider: 'test',
+      payment_method: 'pm_card_chargeDeclined',
     })
     expect(declined.statusCode).toBe(402)
     const jobs = await node.runtime.jobs.boss.findJobs('tax.service-call', {})

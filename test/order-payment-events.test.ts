@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
-import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import { completeCheckout, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 
@@ -35,12 +35,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   it('marks an order paid on a capture at the processor, and books a refund made there', async () => {
     const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 2)
-    const placed = await node.app.inject({
-      method: 'POST',
-      url: `/store/carts/${cartId}/complete`,
-      headers: { 'idempotency-key': randomUUID() },
-      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
-    })
+    const placed = await completeCheckout(node.app, cartId)
     expect(placed.statusCode, placed.body).toBe(201)
     const order = placed.json().order
     expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
@@ -84,12 +79,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const db = node.runtime.database.db
     const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 2)
-    const placed = await node.app.inject({
-      method: 'POST',
-      url: `/store/carts/${cartId}/complete`,
-      headers: { 'idempotency-key': randomUUID() },
-      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
-    })
+    const placed = await completeCheckout(node.app, cartId)
     const order = placed.json().order
     const capture = await node.app.inject({
       method: 'POST',
@@ -171,14 +161,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const db = node.runtime.database.db
     const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 1)
-    const order = (
-      await node.app.inject({
-        method: 'POST',
-        url: `/store/carts/${cartId}/complete`,
-        headers: { 'idempotency-key': randomUUID() },
-        payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
-      })
-    ).json().order
+    const order = (await completeCheckout(node.app, cartId)).json().order
     await node.app.inject({
       method: 'POST',
       url: `/admin/orders/${order.id}/capture`,

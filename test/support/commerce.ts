@@ -3,7 +3,7 @@
  * region with prices including tax (DE, FR, AT) and a dollar region without (US), a product with
  * two variants priced in both, a warehouse with stock, and shipping options in each region.
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { expect } from 'vitest'
 import { adminAuth } from './app.ts'
@@ -166,4 +166,18 @@ export async function readyCart(app: FastifyInstance, store: TestStore, quantity
   })
   expect(patched.statusCode, patched.body).toBe(200)
   return id
+}
+
+/** Checks a cart out with the test gateway's card (or the payment given) under a fresh key. */
+export function completeCheckout(
+  app: FastifyInstance,
+  cartId: string,
+  payment: object = { provider: 'test', payment_method: 'pm_card_visa' },
+) {
+  return app.inject({
+    method: 'POST',
+    url: `/store/carts/${cartId}/complete`,
+    headers: { 'idempotency-key': randomUUID() },
+    payload: { payment },
+  })
 }

@@ -6,7 +6,7 @@
  * from the outbox at least once, so each sets absolute values rather than adding to them.
  */
 import { sql } from 'kysely'
-import { withTransaction } from '../../platform/db/transaction.ts'
+import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
@@ -38,18 +38,7 @@ export function followPaymentEvents(runtime: Runtime): void {
     // Refunds staff made through the order are booked on it already (refunds.ts).
     if (typeof orderId !== 'string' || !String(event.payload.actor ?? '').startsWith('webhook:')) return
     await withTransaction(db, async (trx) => {
-      const order = await trx
-        .selectFrom('orders')
-        .innerJoin('payments', 'payments.id', 'orders.payment_id')
-        .select([
-          'orders.status',
-          'orders.total',
-          'payments.refunded_amount',
-          'payments.status as payment_status',
-        ])
-        .where('orders.id', '=', orderId)
-        .forUpdate('orders')
-        .executeTakeFirst()
+      const order = await lockOrderWithPayment(trx, orderId)
       if (!order) return
       const refunded = Number(order.refunded_amount)
       const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
@@ -73,19 +62,7 @@ export function followPaymentEvents(runtime: Runtime): void {
     const amount = Number(event.payload.amount)
     const refundKey = String(event.payload.idempotency_key ?? `refund:${String(event.payload.refund_id)}`)
     await withTransaction(db, async (trx) => {
-      const order = await trx
-        .selectFrom('orders')
-        .innerJoin('payments', 'payments.id', 'orders.payment_id')
-        .select([
-          'orders.status',
-          'orders.number',
-          'orders.total',
-          'orders.refunded_total',
-          'payments.status as payment_status',
-        ])
-        .where('orders.id', '=', orderId)
-        .forUpdate('orders')
-        .executeTakeFirst()
+      const order = await lockOrderWithPayment(trx, orderId)
       if (!order) return
       const reservation = await trx
         .selectFrom('order_refunds')
@@ -137,4 +114,22 @@ export function followPaymentEvents(runtime: Runtime): void {
       })
     })
   })
+}
+
+/** The order's row, locked, with what its payment says now: the refund listeners' starting point. */
+function lockOrderWithPayment(trx: Tx, orderId: string) {
+  return trx
+    .selectFrom('orders')
+    .innerJoin('payments', 'payments.id', 'orders.payment_id')
+    .select([
+      'orders.status',
+      'orders.number',
+      'orders.total',
+      'orders.refunded_total',
+      'payments.refunded_amount',
+      'payments.status as payment_status',
+    ])
+    .where('orders.id', '=', orderId)
+    .forUpdate('orders')
+    .executeTakeFirst()
 }
