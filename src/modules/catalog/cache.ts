@@ -5,7 +5,7 @@
  * a version its entries do not carry and rebuilds: one small KV read per request buys cross-node
  * freshness without shipping response bodies through Redis.
  */
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Kv } from '../../platform/kv/kv.ts'
 import type { Runtime } from '../../platform/runtime.ts'
@@ -45,7 +45,7 @@ export interface CatalogCacheOptions {
 
 /** A strong ETag over the body: equal bodies, equal tags, whichever node rendered them. */
 export function etagOf(body: string | Buffer): string {
-  return `"${createHash('sha1').update(body).digest('base64url')}"`
+  return `"${hash('sha1', body, 'base64url')}"`
 }
 
 export class CatalogCache {

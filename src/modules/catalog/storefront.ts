@@ -377,7 +377,9 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
     : sql`null as base_amount, null as base_compare_at, null as list_amount, null as list_base_amount,
           null as price_list_id, null as currency, null as includes_tax`
   const region = sql`with r as (select currency_code, prices_include_tax from regions where id = ${input.regionId ?? null})`
-  const columns = sql`p.id, p.handle, p.title, p.subtitle, p.media -> 0 as thumbnail, p.tags, p.created_at, p.sales_count`
+  // Tags as JSON: JSON.parse is native, where pg's text[] parser walks the literal in JavaScript.
+  const columns = sql`p.id, p.handle, p.title, p.subtitle, p.media -> 0 as thumbnail, to_json(p.tags) as tags,
+    p.created_at, p.sales_count`
   const fastSearch = sort === 'relevance' && input.search !== undefined && searchOnly(input)
   let pageIds: string[] | undefined
   if (fastSearch && input.search) {
