@@ -1,73 +1,49 @@
 /**
- * Currencies the platform accepts and their minor units (ISO 4217). Money is always an integer
+ * Currencies and their minor units (ISO 4217), for every module. Money is always an integer
  * amount of the minor unit plus the code; this table is what says that JPY has no minor unit and
- * KWD has three, so every module rounds and formats the same way.
+ * KWD has three, so every module validates, rounds and formats the same way. A code it does not
+ * know is refused rather than guessed at: a wrong exponent would misstate every amount by a factor
+ * of ten or more.
  */
 
-const MINOR_UNITS: Readonly<Record<string, number>> = {
-  AED: 2,
-  ARS: 2,
-  AUD: 2,
-  BGN: 2,
-  BHD: 3,
-  BRL: 2,
-  CAD: 2,
-  CHF: 2,
-  CLP: 0,
-  CNY: 2,
-  COP: 2,
-  CZK: 2,
-  DKK: 2,
-  EGP: 2,
-  EUR: 2,
-  GBP: 2,
-  HKD: 2,
-  HUF: 2,
-  IDR: 2,
-  ILS: 2,
-  INR: 2,
-  ISK: 0,
-  JOD: 3,
-  JPY: 0,
-  KRW: 0,
-  KWD: 3,
-  MAD: 2,
-  MXN: 2,
-  MYR: 2,
-  NOK: 2,
-  NZD: 2,
-  OMR: 3,
-  PHP: 2,
-  PLN: 2,
-  QAR: 2,
-  RON: 2,
-  RSD: 2,
-  SAR: 2,
-  SEK: 2,
-  SGD: 2,
-  THB: 2,
-  TND: 3,
-  TRY: 2,
-  TWD: 2,
-  UAH: 2,
-  USD: 2,
-  VND: 0,
-  ZAR: 2,
-}
+// Active ISO 4217 codes with two decimals (the common case); exceptions are listed below.
+const TWO_DECIMALS =
+  'AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN BWP BYN BZD CAD ' +
+  'CDF CHF CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD ' +
+  'HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD ' +
+  'MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON ' +
+  'RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD ' +
+  'TZS UAH USD UYU UZS VES WST XCD YER ZAR ZMW ZWG'
+const ZERO_DECIMALS = 'BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF'
+const THREE_DECIMALS = 'BHD IQD JOD KWD LYD OMR TND'
+
+const MINOR_UNITS = new Map<string, number>([
+  ...TWO_DECIMALS.split(' ').map((c) => [c, 2] as const),
+  ...ZERO_DECIMALS.split(' ').map((c) => [c, 0] as const),
+  ...THREE_DECIMALS.split(' ').map((c) => [c, 3] as const),
+])
 
 /** Every supported currency code, sorted. */
-export const CURRENCIES: readonly string[] = Object.keys(MINOR_UNITS).sort()
+export const CURRENCIES: readonly string[] = [...MINOR_UNITS.keys()].sort()
 
 /** True for a currency the platform knows. */
 export function isCurrency(code: string): boolean {
-  return Object.hasOwn(MINOR_UNITS, code)
+  return MINOR_UNITS.has(code)
 }
 
 /** Digits after the decimal point in the currency's minor unit; throws for an unknown code. */
 export function minorUnits(code: string): number {
-  const digits = MINOR_UNITS[code]
+  const digits = MINOR_UNITS.get(code)
   if (digits === undefined) throw new RangeError(`Unknown currency ${code}`)
   return digits
+}
+
+/** Minor units as a decimal string for people to read: 1234 with 2 decimals → "12.34", 500 with 0 → "500". */
+export function formatMinor(amount: number, decimals: number): string {
+  if (decimals === 0) return String(amount)
+  const sign = amount < 0 ? '-' : ''
+  const digits = String(Math.abs(amount)).padStart(decimals + 1, '0')
+  return `${sign}${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`
 }
 
 /** A money amount on the wire: integer minor units and an ISO 4217 code. */

@@ -10,7 +10,7 @@ import type { Queryable } from '../../platform/db/transaction.ts'
 import { withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
-import { minorUnits } from '../../platform/money.ts'
+import { formatMinor as formatMinorUnits, isCurrency, minorUnits } from '../../platform/money.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { capturePayment, findPayment } from '../payments/service.ts'
 import type { CommerceDeps } from './deps.ts'
@@ -170,17 +170,7 @@ export const EXPORT_COLUMNS = [
 
 /** An amount of minor units as a decimal string in the currency's minor unit: 1999 EUR → "19.99". */
 export function formatMinor(amount: number, currency: string): string {
-  let digits: number
-  try {
-    digits = minorUnits(currency)
-  } catch {
-    digits = 2
-  }
-  const negative = amount < 0
-  const text = Math.abs(amount).toString()
-  if (digits === 0) return `${negative ? '-' : ''}${text}`
-  const padded = text.padStart(digits + 1, '0')
-  return `${negative ? '-' : ''}${padded.slice(0, -digits)}.${padded.slice(-digits)}`
+  return formatMinorUnits(amount, isCurrency(currency) ? minorUnits(currency) : 2)
 }
 
 /** A spreadsheet reads a cell starting with = + - @ as a formula: such text is quoted with a '. */
