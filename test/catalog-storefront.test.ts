@@ -180,6 +180,69 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(fuzzy.data.map((p: Summary) => p.id)).toContain(target.id)
   })
 
+  it('ranks title matches first, newest first in each tier, across pages and in a region', async () => {
+    // A node of its own: the products made here would change what the other tests see first.
+    const own = await startTestNode(kind)
+    try {
+      await seedCatalog(own.runtime, { products: 2, batchSize: 2 })
+      const regions = await own.runtime.database.db
+        .selectFrom('regions')
+        .select(['id', 'currency_code'])
+        .execute()
+      const euro = regions.find((r) => r.currency_code === 'EUR')!.id
+      const dollar = regions.find((r) => r.currency_code === 'USD')!.id
+      const create = async (title: string, description: string) => {
+        const res = await own.app.inject({
+          method: 'POST',
+          url: '/admin/products',
+          headers: adminAuth,
+          payload: {
+            handle: `zephyr-${Math.random().toString(36).slice(2, 10)}`,
+            title,
+            description,
+            status: 'published',
+            variants: [
+              {
+                sku: `ZEP-${Math.random().toString(36).slice(2, 10)}`,
+                prices: [{ currency: 'EUR', amount: 1000 }],
+              },
+            ],
+          },
+        })
+        expect(res.statusCode, res.body).toBe(201)
+        return res.json().id as string
+      }
+      const inText: string[] = []
+      const inTitle: string[] = []
+      for (let i = 0; i < 5; i++) {
+        inText.push(await create(`Plain thing ${i}`, 'Woven from zephyrine yarn'))
+        inTitle.push(await create(`Zephyrine scarf ${i}`, 'Soft'))
+      }
+      const pages = async (query: string) => {
+        const items: Summary[] = []
+        let cursor: string | null = null
+        do {
+          const url: string = `/store/products?limit=7&${query}${cursor ? `&cursor=${cursor}` : ''}`
+          const res = await own.app.inject({ url })
+          expect(res.statusCode, res.body).toBe(200)
+          const body = res.json() as { data: Summary[]; next_cursor: string | null }
+          items.push(...body.data)
+          cursor = body.next_cursor
+        } while (cursor)
+        return items
+      }
+      const expected = [...inTitle.reverse(), ...inText.reverse()]
+      expect((await pages('q=zephyrine')).map((p) => p.id)).toEqual(expected)
+      const priced = await pages(`q=zephyrine&region_id=${euro}`)
+      expect(priced.map((p) => p.id)).toEqual(expected)
+      expect(priced.every((p) => p.price?.currency === 'EUR')).toBe(true)
+      // Not sold in US dollars: a search in that region finds none of them.
+      expect(await pages(`q=zephyrine&region_id=${dollar}`)).toEqual([])
+    } finally {
+      await own.close()
+    }
+  })
+
   it.each([
     ['an unknown filter', '/store/products?colour=red', 'validation_failed'],
     ['limit 0', '/store/products?limit=0', 'validation_failed'],
