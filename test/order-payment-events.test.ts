@@ -205,5 +205,15 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       to_status: 'partially_refunded',
       reason: 'a refund failed at the processor',
     })
+    // Its stock was released by the full refund: it cannot be shipped without it.
+    const ship = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/transitions`,
+      headers: adminAuth,
+      payload: { to: 'fulfilled' },
+    })
+    expect(ship.statusCode, ship.body).toBe(409)
+    expect(ship.json().code).toBe('conflict')
+    expect((await orderOf(order.id)).status).toBe('partially_refunded')
   })
 })

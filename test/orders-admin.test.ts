@@ -704,6 +704,7 @@ describeEachDatabase('orders: admin and store', (kind) => {
             amount: line.total,
             lines: JSON.stringify([{ line_id: line.id, quantity: 1, amount: line.total }]),
             created_at: sql<Date>`now() - make_interval(mins => ${minutesAgo})`,
+            updated_at: sql<Date>`now() - make_interval(mins => ${minutesAgo})`,
           })
           .execute()
       await reserve(`oref_recent_${order.id}`, 1)

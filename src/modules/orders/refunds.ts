@@ -183,8 +183,9 @@ export async function refundOrderPayment(
       key: options.key,
     })
   } catch (error) {
-    // Refused (not merely unanswered, which stays pending for the retry): give the units back.
-    if (error instanceof ProblemError && error.status < 500) {
+    // Refused, or failed in a way the payments service recorded as failed: give the units back.
+    // Only an unanswered call (503, unavailable) stays pending for the retry under the same key.
+    if (!(error instanceof ProblemError && error.status === 503)) {
       await deps.db
         .updateTable('order_refunds')
         .set({ status: 'void', updated_at: sql<Date>`now()` })
@@ -269,7 +270,7 @@ async function liveReservations(trx: Tx, order: OrderView) {
   const pending = await trx
     .selectFrom('order_refunds')
     .select(['id', 'refund_key', 'amount', 'lines'])
-    .select(sql<boolean>`created_at < now() - make_interval(mins => ${ABANDONED_AFTER_MINUTES})`.as('old'))
+    .select(sql<boolean>`updated_at < now() - make_interval(mins => ${ABANDONED_AFTER_MINUTES})`.as('old'))
     .where('order_id', '=', order.id)
     .where('status', '=', 'pending')
     .execute()

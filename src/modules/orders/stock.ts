@@ -4,6 +4,7 @@
  * before it shipped will never ship (its reservation is released). Cancel releases on its own.
  */
 import type { Tx } from '../../platform/db/transaction.ts'
+import { problem } from '../../platform/http/errors.ts'
 import type { InventoryContext } from '../inventory/context.ts'
 import { commitReservation, findReservation, releaseReservation } from '../inventory/reservations.ts'
 import type { OrderStatus } from './tables.ts'
@@ -23,6 +24,13 @@ export async function settleOrderStock(
     .executeTakeFirst()
   if (!order?.reservation_id) return
   const reservation = await findReservation(trx, order.reservation_id)
+  if (to === 'fulfilled' && (reservation?.status === 'released' || reservation?.status === 'expired')) {
+    // Released when the order was refunded in full before shipping, whose refund then failed at
+    // the processor: shipping now would send units the stock no longer counts as sold.
+    throw problem('conflict', "The order's stock was released (it was refunded before it shipped)", {
+      errors: [{ path: 'body.to', message: 'refund or cancel the order; its stock is no longer held' }],
+    })
+  }
   if (reservation?.status !== 'active') return
   if (to === 'fulfilled') await commitReservation(trx, order.reservation_id, ctx)
   else if (order.fulfillment_status === 'not_fulfilled')

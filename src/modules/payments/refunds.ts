@@ -186,14 +186,18 @@ export async function settleRefundReport(
     .forUpdate()
     .executeTakeFirst()
   if (!refund) {
-    // One of ours still waiting for the processor's answer to be recorded: the event came first.
-    // Refused, so that it is not marked seen and the processor delivers it again.
+    // A failure of one of ours whose answer is still being recorded (the event came first):
+    // refused, so that it is not marked seen and the processor delivers it again. Only for a
+    // refund started in the last ten minutes, so that one left unanswered cannot hold back this
+    // payment's events for good; other reports carry nothing the refund's own answer will not.
+    if (report.status !== 'failed' && report.status !== 'canceled') return payment
     const unrecorded = await trx
       .selectFrom('payment_refunds')
       .select('id')
       .where('payment_id', '=', payment.id)
       .where('status', '=', 'pending')
       .where('provider_ref', 'is', null)
+      .where('created_at', '>', sql<Date>`now() - interval '10 minutes'`)
       .executeTakeFirst()
     if (unrecorded) {
       throw problem('conflict', `Refund ${unrecorded.id} is not recorded yet; deliver the event again`, {

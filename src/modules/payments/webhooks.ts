@@ -118,8 +118,9 @@ async function apply(
 /**
  * The processor reports a cumulative refunded total. Our own refunds are already counted (their
  * amount is reserved before the processor is called), so only a refund made elsewhere (in the
- * processor's dashboard) raises the total: it is recorded as a refund of its own. Refunds of ours
- * that failed after the processor accepted them are not counted (see below).
+ * processor's dashboard) raises the total: it is recorded as a refund of its own. A total sent
+ * before one of our refunds failed and delivered after the failure was applied would count that
+ * refund again (docs/checkout.md, Known limits).
  */
 async function refundedElsewhere(
   deps: PaymentDeps,
@@ -128,18 +129,7 @@ async function refundedElsewhere(
   update: WebhookUpdate,
 ): Promise<PaymentRow> {
   if (!CAPTURED.includes(payment.status) || update.amount === undefined) return payment
-  // Events arrive in any order: a total sent before one of our refunds failed still counts it.
-  // Such refunds are left out, so a failed refund never comes back as one made elsewhere (the
-  // cost: a refund made elsewhere for no more than a failed one, reported by a total that no
-  // longer counts the failed one, is missed).
-  const failed = await trx
-    .selectFrom('payment_refunds')
-    .select(sql<number>`coalesce(sum(amount), 0)::int8`.as('amount'))
-    .where('payment_id', '=', payment.id)
-    .where('status', '=', 'failed')
-    .where('provider_ref', 'is not', null)
-    .executeTakeFirstOrThrow()
-  const total = Math.min(update.amount - Number(failed.amount), Number(payment.captured_amount))
+  const total = Math.min(update.amount, Number(payment.captured_amount))
   const extra = total - Number(payment.refunded_amount)
   if (extra <= 0) return payment
   const refund = await trx
