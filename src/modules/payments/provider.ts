@@ -89,6 +89,8 @@ export interface RefundReport {
   status: 'pending' | 'requires_action' | 'succeeded' | 'failed' | 'canceled'
   amount: number
   failure_reason?: string | null
+  /** The idempotency key we gave the refund (from its metadata): the refund is one of ours. */
+  ours?: string
 }
 
 export interface PaymentProvider {

@@ -72,7 +72,8 @@ export async function refundPayment(
       .set({ status: result.status, provider_ref: result.provider_ref })
       .where('id', '=', refund.id)
       .where('status', '=', 'pending')
-      .where('provider_ref', 'is', null)
+      // An early event may have recorded the processor's id already (settleRefundReport).
+      .where((eb) => eb.or([eb('provider_ref', 'is', null), eb('provider_ref', '=', result.provider_ref)]))
       .returningAll()
       .executeTakeFirst()
     if (accepted) {
@@ -178,33 +179,42 @@ export async function settleRefundReport(
   payment: PaymentRow,
   report: RefundReport,
 ): Promise<PaymentRow> {
-  const refund = await trx
+  let refund = await trx
     .selectFrom('payment_refunds')
     .selectAll()
     .where('payment_id', '=', payment.id)
     .where('provider_ref', '=', report.provider_ref)
     .forUpdate()
     .executeTakeFirst()
-  if (!refund) {
-    // A failure of one of ours whose answer is still being recorded (the event came first):
-    // refused, so that it is not marked seen and the processor delivers it again. Only for a
-    // refund started in the last ten minutes, so that one left unanswered cannot hold back this
-    // payment's events for good; other reports carry nothing the refund's own answer will not.
-    if (report.status !== 'failed' && report.status !== 'canceled') return payment
-    const unrecorded = await trx
+  // One of ours whose answer is not recorded yet (the event came first): found by the key we gave
+  // it, and given the processor's id now. Its acceptance is still recorded by the call's own path.
+  const prefix = `${payment.id}:refund:`
+  if (!refund && report.ours?.startsWith(prefix)) {
+    refund = await trx
       .selectFrom('payment_refunds')
-      .select('id')
+      .selectAll()
       .where('payment_id', '=', payment.id)
-      .where('status', '=', 'pending')
-      .where('provider_ref', 'is', null)
-      .where('created_at', '>', sql<Date>`now() - interval '10 minutes'`)
+      .where('idempotency_key', '=', report.ours.slice(prefix.length))
+      .forUpdate()
       .executeTakeFirst()
-    if (unrecorded) {
-      throw problem('conflict', `Refund ${unrecorded.id} is not recorded yet; deliver the event again`, {
-        headers: { 'retry-after': '5' },
-      })
+    if (refund && refund.provider_ref === null) {
+      await trx
+        .updateTable('payment_refunds')
+        .set({ provider_ref: report.provider_ref })
+        .where('id', '=', refund.id)
+        .execute()
+      if (report.status !== 'failed' && report.status !== 'canceled') return payment
     }
-    return payment
+  }
+  if (!refund) {
+    // Not ours: made in the processor's dashboard. Recorded once, by the processor's id.
+    if (report.ours || (report.status !== 'succeeded' && report.status !== 'pending')) return payment
+    return recordRefundElsewhere(deps, trx, payment, {
+      amount: report.amount,
+      status: report.status,
+      key: `processor:${report.provider_ref}`,
+      provider_ref: report.provider_ref,
+    })
   }
   if (report.status === 'succeeded') {
     await trx
@@ -258,4 +268,62 @@ async function release(
     .where('id', '=', refund.payment_id)
     .execute()
   return true
+}
+
+/**
+ * Records a refund made at the processor (its dashboard) as one of the payment's refunds, once per
+ * key, within what remains captured, and emits `refund.created` for the order to follow.
+ */
+export async function recordRefundElsewhere(
+  deps: PaymentDeps,
+  trx: Tx,
+  payment: PaymentRow,
+  refund: { amount: number; status: 'succeeded' | 'pending'; key: string; provider_ref: string | null },
+): Promise<PaymentRow> {
+  if (!CAPTURED.includes(payment.status)) return payment
+  const amount = Math.min(refund.amount, Number(payment.captured_amount) - Number(payment.refunded_amount))
+  if (amount <= 0) return payment
+  const row = await trx
+    .insertInto('payment_refunds')
+    .values({
+      id: newId('re'),
+      payment_id: payment.id,
+      amount,
+      reason: 'Refunded at the processor',
+      status: refund.status,
+      provider_ref: refund.provider_ref,
+      idempotency_key: refund.key,
+      actor: `webhook:${payment.provider}`,
+    })
+    .onConflict((oc) => oc.columns(['payment_id', 'idempotency_key']).doNothing())
+    .returningAll()
+    .executeTakeFirst()
+  if (!row) return payment
+  const refunded = Number(payment.refunded_amount) + amount
+  const after = await trx
+    .updateTable('payments')
+    .set({
+      refunded_amount: refunded,
+      status: sql`case when ${refunded} >= captured_amount then 'refunded' else 'partially_refunded' end`,
+      updated_at: now(),
+    })
+    .where('id', '=', payment.id)
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  await deps.outbox.emit(
+    trx,
+    'refund.created',
+    {
+      refund_id: row.id,
+      payment_id: payment.id,
+      order_id: payment.order_id,
+      amount,
+      currency: payment.currency_code,
+      status: row.status,
+      reason: row.reason,
+      actor: row.actor,
+    },
+    payment.id,
+  )
+  return after
 }

@@ -4,12 +4,11 @@
  * it and changes nothing, and an event that failed half-way is retried whole. State only moves
  * forward: a late "authorized" never undoes a capture, a late "failed" never undoes an authorisation.
  */
-import { sql, type Updateable } from 'kysely'
+import type { Updateable } from 'kysely'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
-import { newId } from '../../platform/ids.ts'
-import { CAPTURABLE, CAPTURED, eventPayload, now, type PaymentDeps } from './common.ts'
+import { CAPTURABLE, eventPayload, now, type PaymentDeps } from './common.ts'
 import type { WebhookUpdate } from './provider.ts'
-import { settleRefundReport } from './refunds.ts'
+import { recordRefundElsewhere, settleRefundReport } from './refunds.ts'
 import type { PaymentStatus, PaymentsTable } from './tables.ts'
 import { type PaymentRow, type PaymentView, toPaymentView } from './views.ts'
 
@@ -116,11 +115,9 @@ async function apply(
 }
 
 /**
- * The processor reports a cumulative refunded total. Our own refunds are already counted (their
- * amount is reserved before the processor is called), so only a refund made elsewhere (in the
- * processor's dashboard) raises the total: it is recorded as a refund of its own. A total sent
- * before one of our refunds failed and delivered after the failure was applied would count that
- * refund again (docs/checkout.md, Known limits).
+ * For a processor that reports a cumulative refunded total (Stripe's refunds are followed one by
+ * one instead: settleRefundReport). Our own refunds are already counted (their amount is reserved
+ * before the processor is called), so only a refund made elsewhere raises the total.
  */
 async function refundedElsewhere(
   deps: PaymentDeps,
@@ -128,47 +125,12 @@ async function refundedElsewhere(
   payment: PaymentRow,
   update: WebhookUpdate,
 ): Promise<PaymentRow> {
-  if (!CAPTURED.includes(payment.status) || update.amount === undefined) return payment
-  const total = Math.min(update.amount, Number(payment.captured_amount))
-  const extra = total - Number(payment.refunded_amount)
-  if (extra <= 0) return payment
-  const refund = await trx
-    .insertInto('payment_refunds')
-    .values({
-      id: newId('re'),
-      payment_id: payment.id,
-      amount: extra,
-      reason: 'Refunded at the processor',
-      status: 'succeeded',
-      idempotency_key: `webhook:${update.event_id}`,
-      actor: `webhook:${payment.provider}`,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  const row = await trx
-    .updateTable('payments')
-    .set({
-      refunded_amount: total,
-      status: sql`case when ${total} >= captured_amount then 'refunded' else 'partially_refunded' end`,
-      updated_at: now(),
-    })
-    .where('id', '=', payment.id)
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  await deps.outbox.emit(
-    trx,
-    'refund.created',
-    {
-      refund_id: refund.id,
-      payment_id: payment.id,
-      order_id: payment.order_id,
-      amount: extra,
-      currency: payment.currency_code,
-      status: 'succeeded',
-      reason: refund.reason,
-      actor: refund.actor,
-    },
-    payment.id,
-  )
-  return row
+  if (update.amount === undefined) return payment
+  const extra = Math.min(update.amount, Number(payment.captured_amount)) - Number(payment.refunded_amount)
+  return recordRefundElsewhere(deps, trx, payment, {
+    amount: extra,
+    status: 'succeeded',
+    key: `webhook:${update.event_id}`,
+    provider_ref: null,
+  })
 }

@@ -217,7 +217,12 @@ export class StripeProvider implements PaymentProvider {
           payment_intent: input.provider_ref,
           amount: input.amount,
           // Stripe's `reason` is an enum; our free-text reason travels as metadata.
-          metadata: { payment_id: input.payment_id, ...(input.reason ? { reason: input.reason } : {}) },
+          // The key lets a refund event that arrives before our record of the refund find it.
+          metadata: {
+            payment_id: input.payment_id,
+            idempotency_key: input.idempotency_key,
+            ...(input.reason ? { reason: input.reason } : {}),
+          },
         },
         { idempotencyKey: input.idempotency_key },
       )
@@ -300,19 +305,14 @@ export function webhookUpdateOf(event: Stripe.Event): WebhookUpdate {
     }
     case 'payment_intent.canceled':
       return { ...base, provider_ref: event.data.object.id, status: 'canceled' }
-    case 'charge.refunded': {
-      const charge = event.data.object
-      return {
-        ...base,
-        provider_ref: idOf(charge.payment_intent),
-        status: 'refunded',
-        amount: charge.amount_refunded,
-      }
-    }
+    // charge.refunded reports a running total, which events out of order make unreliable; refunds
+    // are followed one by one through the refund.* events instead (docs/checkout.md).
+    case 'refund.created':
     case 'refund.updated':
     case 'refund.failed':
     case 'charge.refund.updated': {
       const refund = event.data.object
+      const ours = refund.metadata?.idempotency_key
       return {
         ...base,
         provider_ref: idOf(refund.payment_intent),
@@ -321,6 +321,7 @@ export function webhookUpdateOf(event: Stripe.Event): WebhookUpdate {
           status: (refund.status ?? 'pending') as RefundReport['status'],
           amount: refund.amount,
           failure_reason: refund.failure_reason ?? null,
+          ...(ours ? { ours } : {}),
         },
       }
     }
