@@ -19,6 +19,16 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     node = await startTestNode(kind, { work: true, env: { PAYMENT_CAPTURE: 'manual' } })
   })
   afterAll(() => node?.close())
+  /** Staff actions on an order, each under a fresh Idempotency-Key. */
+  const staff = (orderId: string, action: 'capture' | 'refunds', payload?: object) =>
+    node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${orderId}/${action}`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+      ...(payload ? { payload } : {}),
+    })
+  const capture = (orderId: string) => staff(orderId, 'capture')
+  const refund = (orderId: string, payload: object) => staff(orderId, 'refunds', payload)
   let store: TestStore | undefined
   const storeOnce = async () => {
     store ??= await createTestStore(node.app)
@@ -81,19 +91,10 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const cartId = await readyCart(node.app, store, 2)
     const placed = await completeCheckout(node.app, cartId)
     const order = placed.json().order
-    const capture = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/capture`,
-      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
-    })
-    expect(capture.statusCode, capture.body).toBeLessThan(300)
+    const captured = await capture(order.id)
+    expect(captured.statusCode, captured.body).toBeLessThan(300)
     const line = order.lines[0]
-    const refunded = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/refunds`,
-      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
-      payload: { lines: [{ line_id: line.id, quantity: 1 }] },
-    })
+    const refunded = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
     expect(refunded.statusCode, refunded.body).toBe(201)
     const refundId = refunded.json().refund.id as string
     const row = await db
@@ -148,12 +149,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(notes[0]!.body).toContain('failed at the processor (expired_or_canceled_card)')
     expect((await orderOf(order.id)).status).toBe('partially_refunded')
     // The units can be refunded again.
-    const again = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/refunds`,
-      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
-      payload: { lines: [{ line_id: line.id, quantity: 1 }] },
-    })
+    const again = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
     expect(again.statusCode, again.body).toBe(201)
   })
 
@@ -162,17 +158,8 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 1)
     const order = (await completeCheckout(node.app, cartId)).json().order
-    await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/capture`,
-      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
-    })
-    const all = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/refunds`,
-      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
-      payload: { amount: order.totals.total },
-    })
+    await capture(order.id)
+    const all = await refund(order.id, { amount: order.totals.total })
     expect(all.statusCode, all.body).toBe(201)
     expect((await orderOf(order.id)).status).toBe('refunded')
     const row = await db

@@ -96,7 +96,6 @@ async function start(
   await velocity.check({ ip: request.ip, cart_id: cart.id, account: cart.customer_id ?? cart.email })
   const provider = providerOf(deps.providers, request.payment.provider)
   provider.checkMethod?.(request.payment.payment_method ?? null)
-  if (cart.lines.length === 0) throw invalid('lines', 'is empty')
   // Prices, limits and tax as they are now: what the shopper saw may be a little stale.
   const { lines, notices } = currentLines(loaded!)
   if (notices.length) {
