@@ -3,6 +3,7 @@
  * request ids, security headers, CORS, rate limits, load shedding, OpenAPI) and every module's routes.
  */
 import { randomUUID } from 'node:crypto'
+import { createServer } from 'node:http'
 import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
@@ -38,6 +39,7 @@ import { orderStoreRoutes } from './modules/orders/store-routes.ts'
 import { paymentRoutes } from './modules/payments/routes.ts'
 import { taxRoutes } from './modules/tax/routes.ts'
 import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
+import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
 import { registerProblemHandler } from './platform/http/problem-handler.ts'
@@ -45,7 +47,7 @@ import { ProblemSchema } from './platform/http/schemas.ts'
 import { jobsAdminRoutes } from './platform/jobs/routes.ts'
 import { RedisKv } from './platform/kv/index.ts'
 import { healthRoutes } from './platform/observability/health.ts'
-import { registerMetrics } from './platform/observability/metrics.ts'
+import { registerMetrics, requestObserver } from './platform/observability/metrics.ts'
 import type { Runtime } from './platform/runtime.ts'
 
 // ajv-formats is CommonJS with a default export; under NodeNext it arrives as the module object.
@@ -136,6 +138,17 @@ function staticSecurityHeaders(): Record<string, string> {
 /** Builds the HTTP app over a started or starting runtime. Does not listen. */
 export async function buildApp(runtime: Runtime): Promise<App> {
   const { config } = runtime
+  const observe = requestObserver(runtime.metrics)
+  const edgeCache = new EdgeCache({
+    enabled: config.edgeCache && config.catalogCache,
+    maxEntries: config.catalogCacheMaxEntries,
+    draining: () => runtime.draining,
+    observe: (method, status, route, seconds) => {
+      observe(method, status, route, seconds)
+      runtime.metrics.edgeCacheHits.inc()
+    },
+    logger: runtime.logger,
+  })
   const app = Fastify({
     loggerInstance: runtime.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -150,6 +163,13 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     schemaController: { compilersFactory: { buildValidator: (() => validators()) as never } },
+    // Fastify's own server settings (its defaults), on a server whose requests meet the edge cache first.
+    serverFactory: (handler) => {
+      const server = createServer(edgeCache.wrap(handler))
+      server.keepAliveTimeout = 72_000
+      server.requestTimeout = 0
+      return server
+    },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.addSchema(ProblemSchema)
@@ -159,6 +179,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     for (const method of methods) routeTable.push({ method, url: route.url, config: route.config ?? {} })
+    edgeCache.onRoute(route)
   })
 
   // Fastify decodes bodies leniently (bad bytes become U+FFFD); a body that is not UTF-8 is refused.
@@ -254,7 +275,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     app.swagger(),
   )
 
-  registerMetrics(app, runtime.metrics)
+  registerMetrics(app, runtime.metrics, observe)
   await app.register(healthRoutes, { runtime })
   await app.register(jobsAdminRoutes, { runtime })
   await app.register(catalogRoutes, { runtime })

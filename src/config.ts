@@ -46,6 +46,8 @@ export interface Config {
   catalogCache: boolean
   catalogCacheTtlMs: number
   catalogCacheMaxEntries: number
+  /** Replay public catalog responses before routing (src/platform/http/edge-cache.ts). */
+  edgeCache: boolean
   /** Cache-Control max-age for anonymous storefront catalog responses (a CDN may keep them this long). */
   catalogHttpMaxAgeSeconds: number
   /** Whether the storefront's availability route tells units left, not only in stock or not. */
@@ -253,6 +255,7 @@ export function loadConfig(env: Env = process.env): Config {
     catalogCache: boolean(env, 'CATALOG_CACHE', true),
     catalogCacheTtlMs: integer(env, 'CATALOG_CACHE_TTL_MS', 60_000, 100, 3_600_000),
     catalogCacheMaxEntries: integer(env, 'CATALOG_CACHE_MAX_ENTRIES', 10_000, 1, 1_000_000),
+    edgeCache: boolean(env, 'EDGE_CACHE', true),
     catalogHttpMaxAgeSeconds: integer(env, 'CATALOG_HTTP_MAX_AGE', 30, 0, 86_400),
     storefrontStockCounts: boolean(env, 'STOREFRONT_STOCK_COUNTS', false),
     idempotencyStaleSeconds: integer(env, 'IDEMPOTENCY_STALE_SECONDS', 60, 1, 86_400),

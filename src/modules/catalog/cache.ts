@@ -28,6 +28,10 @@ export interface CachedResponse {
   /** True when the rendered value was null (nothing found). */
   empty: boolean
   etag: string
+  /** The catalog version it was built from, when the cache is on and the version was readable. */
+  version?: string
+  /** Epoch ms after which it is built again, with version. */
+  expiresAt?: number
 }
 
 interface Entry extends CachedResponse {
@@ -94,12 +98,18 @@ export class CatalogCache {
     const response = rendered(value)
     this.#entries.delete(key)
     const expiresAt = Math.min(now + this.#options.ttlMs, until ?? Number.POSITIVE_INFINITY)
-    this.#entries.set(key, { ...response, version, expiresAt })
+    const entry = { ...response, version, expiresAt }
+    this.#entries.set(key, entry)
     if (this.#entries.size > this.#options.maxEntries) {
       const oldest = this.#entries.keys().next().value
       if (oldest !== undefined) this.#entries.delete(oldest)
     }
-    return response
+    return entry
+  }
+
+  /** True while no catalog write has been seen since a response of `version` was built. */
+  async isCurrent(version: string): Promise<boolean> {
+    return ((await this.#kv.get(VERSION_KEY)) ?? '0') === version
   }
 
   /**

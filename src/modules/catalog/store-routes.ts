@@ -8,6 +8,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import { markEdgeCacheable, matchesEtag } from '../../platform/http/edge-cache.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
@@ -34,13 +35,6 @@ import {
 import { parseSearch } from './search.ts'
 import { getStoreProduct, listStoreProducts, publishedVariantIds } from './storefront.ts'
 import { categoryTree, listCollections } from './taxonomy.ts'
-
-/** True when an If-None-Match header names this ETag (or `*`); weak comparison, as RFC 9110 says. */
-export function matchesEtag(header: string | undefined, etag: string): boolean {
-  if (!header) return false
-  if (header.trim() === '*') return true
-  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag)
-}
 
 function parseAttributes(pairs: readonly string[] | undefined): Map<string, string[]> | undefined {
   if (!pairs?.length) return undefined
@@ -71,6 +65,9 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   }
 
   function send(request: FastifyRequest, reply: FastifyReply, cached: CachedResponse, personal: boolean) {
+    const { version, expiresAt } = cached
+    if (!personal && version !== undefined && expiresAt !== undefined)
+      markEdgeCacheable(request, { isCurrent: () => cache.isCurrent(version), expiresAt })
     reply.header('etag', cached.etag)
     reply.header('vary', 'Authorization')
     reply.header(
@@ -88,6 +85,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   app.get(
     '/store/products',
     {
+      config: { edgeCache: true },
       schema: {
         tags: ['store'],
         summary: 'List published products',
@@ -137,6 +135,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   app.get(
     '/store/products/:ref',
     {
+      config: { edgeCache: true },
       schema: {
         tags: ['store'],
         summary: 'A published product by id or handle, with variants, options and prices',
@@ -196,6 +195,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   app.get(
     '/store/categories',
     {
+      config: { edgeCache: true },
       schema: {
         tags: ['store'],
         summary: 'The category tree',
@@ -218,6 +218,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   app.get(
     '/store/collections',
     {
+      config: { edgeCache: true },
       schema: {
         tags: ['store'],
         summary: 'Every collection',
@@ -240,6 +241,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   app.get(
     '/store/regions',
     {
+      config: { edgeCache: true },
       schema: {
         tags: ['store'],
         summary: 'Regions: the countries served, their currency and whether prices include tax',

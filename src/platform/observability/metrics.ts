@@ -4,13 +4,15 @@
  * tests that build several apps apart.
  */
 import type { FastifyInstance } from 'fastify'
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { Database } from '../db/database.ts'
 import type { Jobs } from '../jobs/jobs.ts'
 
 export interface Metrics {
   registry: Registry
   httpDuration: Histogram<'method' | 'route' | 'status_code'>
+  /** Answers replayed by the edge cache (they are in httpDuration too). */
+  edgeCacheHits: Counter
 }
 
 /** Creates the registry and the collectors that read the database pool and the job queues. */
@@ -56,32 +58,47 @@ export function createMetrics(database: Database, jobs: Jobs | undefined): Metri
       }
     },
   })
-  return { registry, httpDuration }
+  const edgeCacheHits = new Counter({
+    name: 'http_edge_cache_hits_total',
+    help: 'Requests answered from the edge cache, before routing',
+    registers: [registry],
+  })
+  return { registry, httpDuration, edgeCacheHits }
 }
 
-/** Times every request and serves `/metrics`. */
-export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
-  // One child per series, found by a string key: prom-client would otherwise hash a labels object
-  // on every request. The series are bounded by routes × methods × status codes.
+/**
+ * Records one request in the latency histogram. One child per series, found by a string key:
+ * prom-client would otherwise hash a labels object on every request. The series are bounded by
+ * routes × methods × status codes.
+ */
+export function requestObserver(metrics: Metrics) {
   const series = new Map<string, { observe(value: number): void }>()
-  app.addHook('onResponse', (request, reply, done) => {
-    // Probe latency says nothing about the service and would only add series.
-    if (request.routeOptions.config.probe) {
-      done()
-      return
-    }
-    const route = request.routeOptions.url ?? 'unmatched'
-    const key = `${request.method} ${reply.statusCode} ${route}`
+  return (method: string, status: number, route: string, seconds: number): void => {
+    const key = `${method} ${status} ${route}`
     let child = series.get(key)
     if (!child) {
-      child = metrics.httpDuration.labels({
-        method: request.method,
-        route,
-        status_code: String(reply.statusCode),
-      })
+      child = metrics.httpDuration.labels({ method, route, status_code: String(status) })
       series.set(key, child)
     }
-    child.observe(reply.elapsedTime / 1000)
+    child.observe(seconds)
+  }
+}
+
+/** Times every request (with `observe`, shared with the edge cache) and serves `/metrics`. */
+export function registerMetrics(
+  app: FastifyInstance,
+  metrics: Metrics,
+  observe: ReturnType<typeof requestObserver>,
+): void {
+  app.addHook('onResponse', (request, reply, done) => {
+    // Probe latency says nothing about the service and would only add series.
+    if (!request.routeOptions.config.probe)
+      observe(
+        request.method,
+        reply.statusCode,
+        request.routeOptions.url ?? 'unmatched',
+        reply.elapsedTime / 1000,
+      )
     done()
   })
   app.get(
