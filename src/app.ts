@@ -24,6 +24,7 @@ import helmet from 'helmet'
 import { cartAdminRoutes } from './modules/carts/admin-routes.ts'
 import { cartRoutes } from './modules/carts/routes.ts'
 import { catalogAdminTaxonomyRoutes } from './modules/catalog/admin-taxonomy-routes.ts'
+import { catalogCacheOf } from './modules/catalog/cache.ts'
 import { catalogImportRoutes } from './modules/catalog/import-routes.ts'
 import { catalogRoutes } from './modules/catalog/routes.ts'
 import { catalogStoreRoutes } from './modules/catalog/store-routes.ts'
@@ -139,10 +140,14 @@ function staticSecurityHeaders(): Record<string, string> {
 export async function buildApp(runtime: Runtime): Promise<App> {
   const { config } = runtime
   const observe = requestObserver(runtime.metrics)
+  const allowedOrigins = new Set(config.corsOrigins)
   const edgeCache = new EdgeCache({
     enabled: config.edgeCache && config.catalogCache,
     maxEntries: config.catalogCacheMaxEntries,
     draining: () => runtime.draining,
+    originKey: config.corsOrigins.includes('*')
+      ? () => ''
+      : (origin) => (origin !== undefined && allowedOrigins.has(origin) ? origin : ''),
     observe: (method, status, route, seconds) => {
       observe(method, status, route, seconds)
       runtime.metrics.edgeCacheHits.inc()
@@ -163,15 +168,24 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     schemaController: { compilersFactory: { buildValidator: (() => validators()) as never } },
-    // Fastify's own server settings (its defaults), on a server whose requests meet the edge cache first.
-    serverFactory: (handler) => {
-      const server = createServer(edgeCache.wrap(handler))
-      server.keepAliveTimeout = 72_000
-      server.requestTimeout = 0
+    // The server Fastify would make (lib/server.js), whose requests meet the edge cache first.
+    serverFactory: (handler, options) => {
+      const server = createServer(options.http ?? {}, edgeCache.wrap(handler))
+      server.keepAliveTimeout = options.keepAliveTimeout as number
+      server.requestTimeout = options.requestTimeout as number
+      server.setTimeout(options.connectionTimeout as number)
+      const perSocket = Number(options.maxRequestsPerSocket ?? 0)
+      if (perSocket > 0) server.maxRequestsPerSocket = perSocket
       return server
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  app.addHook('preClose', (done) => {
+    edgeCache.close()
+    done()
+  })
+  // A catalog write clears this node's kept answers at once, even if its cross-node bump fails.
+  catalogCacheOf(runtime).onInvalidate(() => edgeCache.clear())
   app.addSchema(ProblemSchema)
   registerProblemHandler(app)
   const routeTable: RouteEntry[] = []

@@ -71,7 +71,8 @@ describeEachDatabase('edge cache', (kind) => {
   })
 
   it('replays a public answer byte for byte, with its own request id, and counts it', async () => {
-    await setPrice(node, variant, 7000) // so that nothing is kept yet
+    // beforeAll's inject went through Fastify and was kept too; a write makes it stale.
+    await setPrice(node, variant, 7000)
     const before = await edgeHits(base)
     const first = await fetch(product)
     const firstBody = await first.text()
@@ -94,8 +95,10 @@ describeEachDatabase('edge cache', (kind) => {
     const fresh = await fetch(product)
     await fresh.text()
     const etag = fresh.headers.get('etag') as string
+    const before = await edgeHits(base)
     const notModified = await fetch(product, { headers: { 'if-none-match': `W/${etag}` } })
     expect(notModified.status).toBe(304)
+    expect(await edgeHits(base)).toBe(before + 1)
     expect(await notModified.text()).toBe('')
     expect(notModified.headers.get('etag')).toBe(etag)
     expect(notModified.headers.get('cache-control')).toMatch(/^public/)
@@ -109,17 +112,45 @@ describeEachDatabase('edge cache', (kind) => {
     }
   })
 
-  it('keeps answers apart per origin, and never answers requests with credentials', async () => {
+  it('keeps answers apart per allowed origin, and never answers requests with credentials', async () => {
     for (const origin of ['http://a.test', 'http://b.test', 'http://a.test', 'http://b.test']) {
       const res = await fetch(product, { headers: { origin } })
       await res.text()
       expect(res.headers.get('access-control-allow-origin')).toBe(origin)
+      expect(res.headers.get('vary')).toBe('Origin, Authorization')
     }
+    // A refused origin gets what a request without one gets (no CORS grant), from the same entry.
+    await (await fetch(product)).text()
+    const refusedBefore = await edgeHits(base)
+    const refused = await fetch(product, { headers: { origin: 'http://evil.test' } })
+    await refused.text()
+    expect(refused.headers.get('access-control-allow-origin')).toBeNull()
+    expect(await edgeHits(base)).toBe(refusedBefore + 1)
     const before = await edgeHits(base)
     const signedIn = await fetch(product, { headers: adminAuth })
     await signedIn.text()
     expect(signedIn.status).toBe(200)
     expect(await edgeHits(base)).toBe(before)
+  })
+
+  it('serves a price list from the moment it starts, without a write', async () => {
+    const startsAt = new Date(Date.now() + 1_500)
+    const list = await node.app.inject({
+      method: 'POST',
+      url: '/admin/price-lists',
+      headers: adminAuth,
+      payload: {
+        name: 'Flash sale',
+        starts_at: startsAt.toISOString(),
+        prices: [{ variant_id: variant, currency: 'EUR', amount: 99 }],
+      },
+    })
+    expect(list.statusCode, list.body).toBe(201)
+    const before = ((await (await fetch(product)).json()) as Product).variants[0]?.price.amount
+    expect(before).not.toBe(99)
+    await (await fetch(product)).text()
+    await new Promise((resolve) => setTimeout(resolve, startsAt.getTime() - Date.now() + 50))
+    expect(((await (await fetch(product)).json()) as Product).variants[0]?.price.amount).toBe(99)
   })
 
   it('hands requests to the full pipeline while the node drains', async () => {

@@ -57,6 +57,7 @@ export class CatalogCache {
   readonly #entries = new Map<string, Entry>()
   readonly #options: CatalogCacheOptions
   readonly #logger: Logger | undefined
+  readonly #invalidated: Array<() => void> = []
 
   constructor(kv: Kv, options: CatalogCacheOptions, logger?: Logger) {
     this.#kv = kv
@@ -107,6 +108,11 @@ export class CatalogCache {
     return entry
   }
 
+  /** Calls listener on every invalidate(), for copies of responses kept elsewhere (the edge cache). */
+  onInvalidate(listener: () => void): void {
+    this.#invalidated.push(listener)
+  }
+
   /** True while no catalog write has been seen since a response of `version` was built. */
   async isCurrent(version: string): Promise<boolean> {
     return ((await this.#kv.get(VERSION_KEY)) ?? '0') === version
@@ -118,6 +124,7 @@ export class CatalogCache {
    */
   async invalidate(): Promise<void> {
     this.#entries.clear()
+    for (const listener of this.#invalidated) listener()
     try {
       await bumpCatalogVersion(this.#kv)
     } catch (error) {

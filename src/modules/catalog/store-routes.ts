@@ -69,7 +69,9 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
     if (!personal && version !== undefined && expiresAt !== undefined)
       markEdgeCacheable(request, { isCurrent: () => cache.isCurrent(version), expiresAt })
     reply.header('etag', cached.etag)
-    reply.header('vary', 'Authorization')
+    // Added to CORS's `Vary: Origin`, never in its place: a CDN must keep answers apart by both.
+    const vary = reply.getHeader('vary')
+    reply.header('vary', vary ? `${vary}, Authorization` : 'Authorization')
     reply.header(
       'cache-control',
       personal ? 'private, no-cache' : `public, max-age=${maxAge}, stale-while-revalidate=${maxAge * 2}`,

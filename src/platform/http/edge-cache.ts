@@ -52,6 +52,11 @@ export interface EdgeCacheOptions {
   maxEntries: number
   /** True while the node drains: answers then go through Fastify, which closes connections. */
   draining: () => boolean
+  /**
+   * The part of the request's Origin that changes the answer's CORS headers: the origin itself when
+   * it is one the store allows by name, '' otherwise (no origin, a refused one, or CORS for all).
+   */
+  originKey: (origin: string | undefined) => string
   observe: EdgeObserver
   logger: Logger
 }
@@ -89,16 +94,33 @@ function shareable(request: IncomingMessage): boolean {
   return request.method === 'GET' && request.headers.authorization === undefined
 }
 
-function keyOf(request: IncomingMessage): string {
-  return `${request.url}\n${request.headers.origin ?? ''}`
-}
-
 export class EdgeCache {
   readonly #entries = new Map<string, Entry>()
   readonly #options: EdgeCacheOptions
+  /** Set when Fastify starts closing: answers then go through it, for its 503s and closes. */
+  #closing = false
 
   constructor(options: EdgeCacheOptions) {
     this.#options = options
+  }
+
+  #keyOf(request: IncomingMessage): string {
+    return `${request.url}\n${this.#options.originKey(request.headers.origin)}`
+  }
+
+  #bypassed(): boolean {
+    return this.#closing || this.#options.draining()
+  }
+
+  /** Fastify's preClose hook: from now on every request goes through Fastify. */
+  close(): void {
+    this.#closing = true
+    this.#entries.clear()
+  }
+
+  /** Forgets every kept answer (a write whose cross-node bump may have failed, say). */
+  clear(): void {
+    this.#entries.clear()
   }
 
   get size(): number {
@@ -109,35 +131,56 @@ export class EdgeCache {
   wrap(handler: RequestListener): RequestListener {
     if (!this.#options.enabled) return handler
     return (request, response) => {
-      const entry = shareable(request) ? this.#entries.get(keyOf(request)) : undefined
-      if (!entry || this.#options.draining()) {
+      const key = shareable(request) ? this.#keyOf(request) : undefined
+      const entry = key === undefined ? undefined : this.#entries.get(key)
+      if (!entry || this.#bypassed()) {
         handler(request, response)
         return
       }
       const started = performance.now()
       if (entry.expiresAt <= Date.now()) {
-        this.#entries.delete(keyOf(request))
+        this.#forget(key as string, entry)
         handler(request, response)
         return
       }
-      entry.isCurrent().then(
-        (current) => {
-          if (current && !this.#options.draining()) this.#replay(entry, request, response, started)
-          else {
-            if (!current) this.#entries.delete(keyOf(request))
-            handler(request, response)
-          }
-        },
-        () => handler(request, response),
-      )
+      entry
+        .isCurrent()
+        .then(
+          (current) => {
+            if (current && !this.#bypassed()) this.#replay(key as string, entry, request, response, started)
+            else {
+              if (!current) this.#forget(key as string, entry)
+              handler(request, response)
+            }
+          },
+          () => handler(request, response),
+        )
+        .catch((error: unknown) => {
+          // Never an unhandled rejection (it would stop the node): hand over or drop the socket.
+          this.#options.logger.error({ err: error, url: request.url }, 'edge cache replay failed')
+          if (!response.headersSent) handler(request, response)
+          else response.destroy()
+        })
     }
   }
 
-  #replay(entry: Entry, request: IncomingMessage, response: ServerResponse, started: number): void {
-    const key = keyOf(request)
-    // Re-insert to keep Map order as recency order for eviction.
-    this.#entries.delete(key)
-    this.#entries.set(key, entry)
+  /** Drops an entry unless another request has already kept a newer one under its key. */
+  #forget(key: string, entry: Entry): void {
+    if (this.#entries.get(key) === entry) this.#entries.delete(key)
+  }
+
+  #replay(
+    key: string,
+    entry: Entry,
+    request: IncomingMessage,
+    response: ServerResponse,
+    started: number,
+  ): void {
+    // Re-insert to keep Map order as recency order for eviction (unless a newer one was kept meanwhile).
+    if (this.#entries.get(key) === entry) {
+      this.#entries.delete(key)
+      this.#entries.set(key, entry)
+    }
     const sent = request.headers['x-request-id']
     const id = typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID()
     const notModified = entry.etag !== undefined && matchesEtag(request.headers['if-none-match'], entry.etag)
@@ -152,10 +195,11 @@ export class EdgeCache {
     response.end(notModified ? undefined : entry.body)
     const seconds = (performance.now() - started) / 1000
     this.#options.observe('GET', status, entry.route, seconds)
-    this.#options.logger.debug(
-      { method: 'GET', url: request.url, status, ms: Math.round(seconds * 10_000) / 10, edge: true },
-      'request',
-    )
+    if (this.#options.logger.isLevelEnabled('debug'))
+      this.#options.logger.debug(
+        { method: 'GET', url: request.url, status, ms: Math.round(seconds * 10_000) / 10, edge: true },
+        'request',
+      )
   }
 
   /** Fastify's onRoute hook: routes with `config.edgeCache` get the onSend hook that keeps answers. */
@@ -179,6 +223,7 @@ export class EdgeCache {
   #keep(request: FastifyRequest, reply: FastifyReply, payload: unknown): void {
     const freshness = (request as Marked)[kMark]
     if (!freshness || reply.statusCode !== 200 || !Buffer.isBuffer(payload) || !shareable(request.raw)) return
+    if (this.#closing) return
     const headers: string[] = []
     for (const [name, value] of Object.entries(reply.getHeaders())) {
       if (value === undefined || PER_REQUEST.has(name) || name.startsWith('x-ratelimit-')) continue
@@ -189,7 +234,7 @@ export class EdgeCache {
       else headers.push(name, String(value))
     }
     const etag = reply.getHeader('etag')
-    const key = keyOf(request.raw)
+    const key = this.#keyOf(request.raw)
     this.#entries.delete(key)
     this.#entries.set(key, {
       ...freshness,
