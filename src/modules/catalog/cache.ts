@@ -82,7 +82,7 @@ export class CatalogCache {
     if (!this.#options.enabled) return rendered(await render())
     let version: string
     try {
-      version = (await this.#kv.get(VERSION_KEY)) ?? '0'
+      version = await this.#version()
     } catch (error) {
       this.#logger?.warn({ err: error }, 'catalog cache version unreadable; serving uncached')
       return rendered(await render())
@@ -115,7 +115,41 @@ export class CatalogCache {
 
   /** True while no catalog write has been seen since a response of `version` was built. */
   async isCurrent(version: string): Promise<boolean> {
-    return ((await this.#kv.get(VERSION_KEY)) ?? '0') === version
+    return (await this.#version()) === version
+  }
+
+  /** The read in flight, which may have been sent before its latest joiner arrived: never joined. */
+  #reading: Promise<string> | undefined
+  /** The read that starts when #reading ends, shared by everyone who arrives meanwhile. */
+  #queued: Promise<string> | undefined
+
+  /**
+   * The catalog version, read from the KV store by a read sent after the call began, so that a
+   * write committed (and bumped) before it is always seen. Concurrent callers share reads: under
+   * load a node sends about one read per round trip instead of one per request.
+   */
+  #version(): Promise<string> {
+    if (!this.#reading) return this.#startRead()
+    this.#queued ??= this.#reading.then(
+      () => this.#startQueued(),
+      () => this.#startQueued(),
+    )
+    return this.#queued
+  }
+
+  #startQueued(): Promise<string> {
+    this.#queued = undefined
+    return this.#startRead()
+  }
+
+  #startRead(): Promise<string> {
+    const read = this.#kv.get(VERSION_KEY).then((value) => value ?? '0')
+    this.#reading = read
+    const done = () => {
+      if (this.#reading === read) this.#reading = undefined
+    }
+    read.then(done, done)
+    return read
   }
 
   /**
