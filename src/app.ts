@@ -111,11 +111,11 @@ function validators() {
 }
 
 /**
- * helmet's security headers, computed once. They depend on configuration only, never on the
- * request, so running helmet's middleware per request (as @fastify/helmet does, re-parsing every
- * option each time) would only repeat the same work.
+ * helmet's security headers for the HTML pages (the API reference at /docs), computed once. They
+ * depend on configuration only, never on the request, so running helmet's middleware per request
+ * (as @fastify/helmet does, re-parsing every option each time) would only repeat the same work.
  */
-function staticSecurityHeaders(): Record<string, string> {
+function htmlSecurityHeaders(): Record<string, string> {
   const headers: Record<string, string> = {}
   const recorder = {
     setHeader: (name: string, value: string | number) => {
@@ -134,6 +134,19 @@ function staticSecurityHeaders(): Record<string, string> {
     },
   })({} as never, recorder as never, () => {})
   return headers
+}
+
+/**
+ * The headers OWASP's REST Security Cheat Sheet gives for every API response (Content-Type and
+ * Cache-Control are set per route). helmet's other headers guard HTML documents and would only add
+ * bytes, and per-header validation, to every JSON answer.
+ */
+const API_SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
 }
 
 /** Builds the HTTP app over a started or starting runtime. Does not listen. */
@@ -213,11 +226,12 @@ export async function buildApp(runtime: Runtime): Promise<App> {
 
   // The hooks on every request are written callback-style: no promise per request and hook.
   // First, so that every answer (a shed or rate-limited one too) carries them.
-  const securityHeaders = staticSecurityHeaders()
+  const htmlHeaders = htmlSecurityHeaders()
   app.addHook('onRequest', (request, reply, done) => {
     // Probes are read by balancers and orchestrators, never rendered by a browser: browser security
     // headers would only add bytes (and Node's per-header validation) to the most frequent request.
-    if (!request.routeOptions.config.probe) reply.headers(securityHeaders)
+    if (!request.routeOptions.config.probe)
+      reply.headers(request.url.startsWith('/docs') ? htmlHeaders : API_SECURITY_HEADERS)
     reply.header('x-request-id', request.id)
     done()
   })

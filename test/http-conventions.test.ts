@@ -129,10 +129,17 @@ describeEachDatabase('HTTP conventions', (kind) => {
     expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
   })
 
-  it('sends security headers', async () => {
+  it("sends OWASP's API security headers on JSON answers and helmet's on the HTML reference", async () => {
     const res = await node.app.inject('/store/products')
     expect(res.headers['x-content-type-options']).toBe('nosniff')
-    expect(res.headers['strict-transport-security']).toBeDefined()
+    expect(res.headers['x-frame-options']).toBe('DENY')
+    expect(res.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'")
+    expect(res.headers['strict-transport-security']).toMatch(/^max-age=\d+/)
+    const page = await node.app.inject('/docs/')
+    expect(page.statusCode).toBe(200)
+    expect(page.headers['content-type']).toMatch(/^text\/html/)
+    expect(page.headers['content-security-policy']).toContain("script-src 'self'")
+    expect(page.headers['x-content-type-options']).toBe('nosniff')
   })
 
   it('publishes an OpenAPI 3.1 document that lists the routes', async () => {
