@@ -6,6 +6,8 @@
  *                           for the storefront list;
  *   GET /product?handle=  → one product row by handle: the floor for the product page;
  *   GET /search?q=        → one 20-row full-text SELECT, title matches newest first: the floor for search.
+ *   GET /bytes?n=         → a JSON body of n bytes, made once: the floor for any answer of that size
+ *                           (a cached product page is about 9 KB, hello-world 15 bytes).
  *
  * Environment: PORT, HOST, and either BASELINE_DATABASE_URL (PostgreSQL: the very database the
  * server uses, through a pg.Pool of the server's default size) or BASELINE_PGLITE_DIR (a copy of the
@@ -84,6 +86,18 @@ app.get<{ Querystring: { q: string } }>('/search', async (request) =>
     ]),
   ),
 )
+
+const bodies = new Map<number, Buffer>()
+app.get<{ Querystring: { n: string } }>('/bytes', async (request, reply) => {
+  const n = Math.max(16, Math.min(Number(request.query.n) || 0, 1_000_000))
+  let body = bodies.get(n)
+  if (!body) {
+    body = Buffer.from(`{"data":"${'x'.repeat(n - 11)}"}`)
+    bodies.set(n, body)
+  }
+  reply.type('application/json; charset=utf-8')
+  return body
+})
 
 process.once('SIGTERM', () => {
   app.close().finally(() => process.exit(0))

@@ -6,7 +6,8 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-export type DatabaseMode = 'pglite' | 'postgres'
+/** The database, and `+redis` when the server's KV store (cache version, rate limits) is Redis. */
+export type DatabaseMode = 'pglite' | 'postgres' | 'postgres+redis'
 
 export interface ScenarioResult {
   scenario: string
