@@ -1,7 +1,7 @@
 /**
  * Orders follow their payments' events from the processor: a capture made there marks a pending
  * order paid, and a refund made there (Stripe's dashboard) shows on the order, once however often
- * the event is delivered.
+ * the event is delivered; a refund that fails there gives the order its money and status back.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -147,13 +147,14 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const notes = await db.selectFrom('order_notes').select('body').where('order_id', '=', order.id).execute()
     expect(notes).toHaveLength(1)
     expect(notes[0]!.body).toContain('failed at the processor (expired_or_canceled_card)')
-    expect((await orderOf(order.id)).status).toBe('partially_refunded')
+    // No refund is left: the order is paid again, as before the refund.
+    expect((await orderOf(order.id)).status).toBe('paid')
     // The units can be refunded again.
     const again = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
     expect(again.statusCode, again.body).toBe(201)
   })
 
-  it('makes a fully refunded order partially refunded when its refund fails', async () => {
+  it('puts a fully refunded order back to its status before refunds when its refund fails', async () => {
     const db = node.runtime.database.db
     const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 1)
@@ -162,6 +163,15 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const all = await refund(order.id, { amount: order.totals.total })
     expect(all.statusCode, all.body).toBe(201)
     expect((await orderOf(order.id)).status).toBe('refunded')
+    // Staff cannot move a refunded order by hand.
+    const byHand = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/transitions`,
+      headers: adminAuth,
+      payload: { to: 'processing' },
+    })
+    expect(byHand.statusCode, byHand.body).toBe(409)
+    expect(byHand.json().code).toBe('invalid_order_transition')
     const row = await db
       .selectFrom('payment_refunds')
       .select(['provider_ref', 'amount'])
@@ -178,20 +188,19 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       provider_ref: payment.provider_ref,
       refund: { provider_ref: row.provider_ref!, status: 'failed', amount: Number(row.amount) },
     })
-    await eventually(async () =>
-      (await orderOf(order.id)).status === 'partially_refunded' ? true : undefined,
-    )
+    await eventually(async () => ((await orderOf(order.id)).status === 'paid' ? true : undefined))
     expect(await orderOf(order.id)).toMatchObject({ refunded_total: 0, payment_status: 'captured' })
     const history = await db
       .selectFrom('order_transitions')
-      .select(['to_status', 'reason'])
+      .select(['from_status', 'to_status', 'reason'])
       .where('order_id', '=', order.id)
+      .orderBy('created_at')
       .orderBy('id')
       .execute()
-    expect(history.at(-1)).toEqual({
-      to_status: 'partially_refunded',
-      reason: 'a refund failed at the processor',
-    })
+    expect(history.slice(-2)).toEqual([
+      { from_status: 'paid', to_status: 'refunded', reason: null },
+      { from_status: 'refunded', to_status: 'paid', reason: 'a refund failed at the processor' },
+    ])
     // Its stock was released by the full refund: it cannot be shipped without it.
     const ship = await node.app.inject({
       method: 'POST',
@@ -201,6 +210,6 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     })
     expect(ship.statusCode, ship.body).toBe(409)
     expect(ship.json().code).toBe('conflict')
-    expect((await orderOf(order.id)).status).toBe('partially_refunded')
+    expect((await orderOf(order.id)).status).toBe('paid')
   })
 })

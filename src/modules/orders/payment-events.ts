@@ -11,7 +11,7 @@ import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { addOrderNote } from './notes.ts'
-import { recordOrderCaptured, transitionOrSet } from './state.ts'
+import { REFUND_STATUSES, recordOrderCaptured, statusBeforeRefunds, transitionOrSet } from './state.ts'
 
 const ACTOR = 'system:payment-events'
 
@@ -55,7 +55,8 @@ export function followPaymentEvents(runtime: Runtime): void {
   // A refund the processor accepted and later failed: the money never left. Once per refund (its
   // order refund, or a marker for a refund made elsewhere, turns failed), the order's refunded
   // total loses the amount, the refund's units become refundable again, a fully refunded order
-  // becomes partially refunded, and staff read why in a note.
+  // becomes partially refunded (or, with no refund left, goes back to its status before refunds),
+  // and staff read why in a note.
   runtime.outbox.on('refund.failed', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
@@ -97,10 +98,17 @@ export function followPaymentEvents(runtime: Runtime): void {
           .execute()
       }
       const refunded = Math.max(0, Number(order.refunded_total) - amount)
+      // No refund left: the order is what it was before refunding began (paid, fulfilled, …).
+      const to =
+        refunded === 0 && REFUND_STATUSES.includes(order.status)
+          ? await statusBeforeRefunds(trx, orderId)
+          : order.status === 'refunded' && refunded < Number(order.total)
+            ? 'partially_refunded'
+            : null
       await transitionOrSet(trx, outbox, order.status, {
         locked: { status: order.status, number: order.number },
         orderId,
-        to: order.status === 'refunded' && refunded < Number(order.total) ? 'partially_refunded' : null,
+        to,
         actor: ACTOR,
         reason: 'a refund failed at the processor',
         set: { refunded_total: refunded, payment_status: order.payment_status },

@@ -21,6 +21,8 @@ export const ORDER_TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatu
   completed: ['partially_refunded', 'refunded'],
   partially_refunded: [
     'partially_refunded',
+    // Only when every refund failed at the processor: back to where refunding began.
+    'paid',
     'processing',
     'partially_fulfilled',
     'fulfilled',
@@ -28,8 +30,29 @@ export const ORDER_TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatu
     'refunded',
   ],
   canceled: [],
-  // Only when a refund fails at the processor after it was booked: money is refundable again.
-  refunded: ['partially_refunded'],
+  // Only when a refund fails at the processor after it was booked: money is refundable again
+  // (partially_refunded), or, when no refund is left, the status the order had before refunds.
+  refunded: ['partially_refunded', 'paid', 'processing', 'partially_fulfilled', 'fulfilled', 'completed'],
+}
+
+/** The statuses refunds put an order in. */
+export const REFUND_STATUSES: readonly OrderStatus[] = ['partially_refunded', 'refunded']
+
+/**
+ * The status an order had before it was refunded: the last one in its history that refunds did
+ * not set. Where an order goes back to when every refund of it failed at the processor.
+ */
+export async function statusBeforeRefunds(trx: Tx, orderId: string): Promise<OrderStatus> {
+  const row = await trx
+    .selectFrom('order_transitions')
+    .select('to_status')
+    .where('order_id', '=', orderId)
+    .where('to_status', 'not in', REFUND_STATUSES)
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst()
+  return (row?.to_status as OrderStatus | undefined) ?? 'paid'
 }
 
 export const ORDER_STATUSES = Object.keys(ORDER_TRANSITIONS) as OrderStatus[]
@@ -51,6 +74,8 @@ export interface TransitionInput {
   event?: Record<string, unknown>
   /** The order's row as the caller already locked it in this transaction: not read again. */
   locked?: { status: OrderStatus; number: number | null }
+  /** Statuses this move may not start from although the table allows it (staff moves: refunded). */
+  notFrom?: readonly OrderStatus[]
 }
 
 /**
@@ -67,7 +92,7 @@ export async function transitionOrder(trx: Tx, outbox: Outbox, input: Transition
       .forUpdate()
       .executeTakeFirst())
   if (!current) throw problem('not_found', `No order ${input.orderId}`)
-  if (!canTransition(current.status, input.to)) {
+  if (!canTransition(current.status, input.to) || input.notFrom?.includes(current.status)) {
     throw problem('invalid_order_transition', `An order that is ${current.status} cannot become ${input.to}`)
   }
   await trx
