@@ -156,7 +156,7 @@ export class TestGateway implements PaymentProvider {
     const charge = await this.#charge(input.provider_ref)
     if (charge.outcome === 'captured')
       return { provider_ref: charge.charge_id, captured_amount: charge.amount }
-    if (charge.outcome !== 'authorized' || (await this.#canceled(charge.charge_id))) {
+    if (charge.outcome !== 'authorized' || charge.canceled) {
       throw problem('payment_not_capturable', `Test gateway: charge ${charge.charge_id} is ${charge.outcome}`)
     }
     if (input.amount > charge.amount) {
@@ -207,26 +207,30 @@ export class TestGateway implements PaymentProvider {
       .executeTakeFirstOrThrow()
   }
 
-  /** The authorisation a charge id names; an unknown one is a caller bug, not a shopper's error. */
+  /**
+   * The authorisation a charge id names, and whether it was canceled, in one read; an unknown one
+   * is a caller bug, not a shopper's error.
+   */
   async #charge(chargeId: string) {
     const charge = await this.#db
-      .selectFrom('test_gateway_operations')
-      .selectAll()
-      .where('charge_id', '=', chargeId)
-      .where('kind', '=', 'authorize')
+      .selectFrom('test_gateway_operations as op')
+      .selectAll('op')
+      .select((eb) =>
+        eb
+          .exists(
+            eb
+              .selectFrom('test_gateway_operations as c')
+              .select('c.idempotency_key')
+              .where('c.charge_id', '=', chargeId)
+              .where('c.kind', '=', 'cancel'),
+          )
+          .as('canceled'),
+      )
+      .where('op.charge_id', '=', chargeId)
+      .where('op.kind', '=', 'authorize')
       .executeTakeFirst()
     if (!charge) throw new Error(`Test gateway: no charge ${chargeId}`)
     return charge
-  }
-
-  async #canceled(chargeId: string): Promise<boolean> {
-    const row = await this.#db
-      .selectFrom('test_gateway_operations')
-      .select('idempotency_key')
-      .where('charge_id', '=', chargeId)
-      .where('kind', '=', 'cancel')
-      .executeTakeFirst()
-    return Boolean(row)
   }
 
   async #sum(chargeId: string, kind: 'capture' | 'refund'): Promise<number> {
