@@ -3,30 +3,69 @@
  * transaction that places or cancels the order and sent once it has committed. A service that is
  * down is retried with backoff (the order is placed meanwhile); one that never answers leaves the
  * job in the dead-letter queue, where staff see and replay it.
+ *
+ * The call's body (lines, the buyer's address) waits in `tax_service_calls` and is deleted once the
+ * service has it; the job carries only where to send it and the row's id, so the queue's history
+ * (kept for weeks, dead letters included) holds no personal data.
  */
+import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { postToTaxService, type TaxServiceCall, type TaxServiceCalls } from './providers.ts'
 import { isSaleVoided } from './sales.ts'
 
 export const TAX_SERVICE_CALL_JOB = 'tax.service-call'
 
+/** What the job carries. */
+interface QueuedCall extends Omit<TaxServiceCall, 'body'> {
+  call_id: string
+  reference: string
+}
+
 /** Defines the job that sends queued service calls. */
 export function defineTaxJobs(runtime: Runtime): void {
-  runtime.jobs.define<TaxServiceCall>(TAX_SERVICE_CALL_JOB, async (call) => {
+  const { db } = runtime.database
+  runtime.jobs.define<QueuedCall | TaxServiceCall>(TAX_SERVICE_CALL_JOB, async (job) => {
+    // Queued before the bodies moved to their table (migration 0018): the job carries its body.
+    if ('body' in job) {
+      if (job.path === 'commit' && (await isSaleVoided(db, job.body.reference))) return
+      await postToTaxService(job)
+      return
+    }
+    const row = await db
+      .selectFrom('tax_service_calls')
+      .select('body')
+      .where('id', '=', job.call_id)
+      .executeTakeFirst()
+    // Sent by an earlier run whose completion was not recorded: the service has it.
+    if (!row) return
     // The calls of one reference may run out of order (retries, two workers). A commit that
     // arrives after its order was canceled here is not sent: the service would book a sale that
     // no longer exists, and its void may already have gone (a void of an unknown reference is the
     // service's no-op).
-    if (call.path === 'commit' && (await isSaleVoided(runtime.database.db, call.body.reference))) return
-    await postToTaxService(call)
+    const skip = job.path === 'commit' && (await isSaleVoided(db, job.reference))
+    if (!skip) {
+      await postToTaxService({
+        url: job.url,
+        timeoutMs: job.timeoutMs,
+        path: job.path,
+        body: { ...row.body, reference: job.reference },
+      })
+    }
+    await db.deleteFrom('tax_service_calls').where('id', '=', job.call_id).execute()
   })
 }
 
 /** Service calls queued on this runtime's job queue, in the caller's transaction. */
 export function taxServiceCalls(runtime: Runtime): TaxServiceCalls {
   return {
-    async send(trx, call) {
-      await runtime.jobs.enqueue(trx, TAX_SERVICE_CALL_JOB, call)
+    async send(trx, { body, ...call }) {
+      const id = newId('txc')
+      await trx
+        .insertInto('tax_service_calls')
+        .values({ id, reference: body.reference, path: call.path, body: JSON.stringify(body) })
+        .execute()
+      const queued: QueuedCall = { ...call, call_id: id, reference: body.reference }
+      await runtime.jobs.enqueue(trx, TAX_SERVICE_CALL_JOB, queued)
     },
   }
 }

@@ -96,6 +96,15 @@ export interface TaxSalesTable {
   created_at: Generated<Date>
 }
 
+/** A commit or void waiting for the external tax service; deleted once sent. */
+export interface TaxServiceCallsTable {
+  id: string
+  reference: string
+  path: 'commit' | 'void'
+  body: ColumnType<Record<string, unknown>, string, never>
+  created_at: Generated<Date>
+}
+
 export interface TaxTables {
   tax_jurisdictions: TaxJurisdictionsTable
   tax_rates: TaxRatesTable
@@ -104,4 +113,5 @@ export interface TaxTables {
   tax_settings: TaxSettingsTable
   tax_registrations: TaxRegistrationsTable
   tax_sales: TaxSalesTable
+  tax_service_calls: TaxServiceCallsTable
 }

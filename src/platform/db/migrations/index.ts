@@ -18,6 +18,7 @@ import * as orders0002 from '../../../modules/orders/migrations/0002-shipping-op
 import * as orders0003 from '../../../modules/orders/migrations/0003-order-refunds.ts'
 import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
+import * as tax0002 from '../../../modules/tax/migrations/0002-service-calls.ts'
 import * as platform0001 from './0001-platform.ts'
 import * as platform0002 from './0002-idempotency-text.ts'
 
@@ -39,4 +40,5 @@ export const migrations: Record<string, Migration> = {
   '0015-orders-shipping-optional': orders0002,
   '0016-carts-lz4': carts0002,
   '0017-orders-refunds': orders0003,
+  '0018-tax-service-calls': tax0002,
 }
