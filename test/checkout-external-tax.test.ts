@@ -5,7 +5,9 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { purgeUnsendableTaxCalls } from '../src/modules/tax/jobs.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import {
   adminCall,
@@ -156,6 +158,25 @@ describe.each(DATABASE_KINDS)('%s: checkout with an external tax service', (kind
     })
     const sent = await eventually(async () => calls('/tax/void', reference).find((c) => c.status === 204))
     expect(sent.key).toBe(`void:${reference}`)
+  })
+
+  it('purges call bodies that can no longer be sent, and only those', async () => {
+    const db = node.runtime.database.db
+    const rows = [
+      { id: 'txc_purge_old', age: '32 days' },
+      { id: 'txc_purge_recent', age: '29 days' },
+    ]
+    for (const row of rows)
+      await sql`insert into tax_service_calls (id, reference, path, body, created_at)
+        values (${row.id}, ${row.id}, 'commit', '{}', now() - ${row.age}::interval)`.execute(db)
+    expect(await purgeUnsendableTaxCalls(db)).toBeGreaterThanOrEqual(1)
+    const left = await db
+      .selectFrom('tax_service_calls')
+      .select('id')
+      .where('id', 'in', ['txc_purge_old', 'txc_purge_recent'])
+      .execute()
+    expect(left).toEqual([{ id: 'txc_purge_recent' }])
+    await db.deleteFrom('tax_service_calls').where('id', '=', 'txc_purge_recent').execute()
   })
 
   it('sends nothing for a checkout that did not place an order', async () => {

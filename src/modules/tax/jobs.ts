@@ -8,12 +8,32 @@
  * service has it; the job carries only where to send it and the row's id, so the queue's history
  * (kept for weeks, dead letters included) holds no personal data.
  */
+import { sql } from 'kysely'
+import type { Queryable } from '../../platform/db/transaction.ts'
 import { newId } from '../../platform/ids.ts'
+import { DEAD_LETTER_RETENTION_SECONDS } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { postToTaxService, type TaxServiceCall, type TaxServiceCalls } from './providers.ts'
 import { isSaleVoided } from './sales.ts'
 
 export const TAX_SERVICE_CALL_JOB = 'tax.service-call'
+export const TAX_SERVICE_CALLS_PURGE_JOB = 'tax.service-calls.purge'
+
+/**
+ * Deletes the bodies of calls that can no longer be sent: their job exhausted its retries and has
+ * outlived the dead-letter queue's retention (so it can no longer be replayed), plus a day.
+ */
+export async function purgeUnsendableTaxCalls(db: Queryable): Promise<number> {
+  const result = await db
+    .deleteFrom('tax_service_calls')
+    .where(
+      'created_at',
+      '<',
+      sql<Date>`now() - make_interval(secs => ${DEAD_LETTER_RETENTION_SECONDS + 24 * 3600})`,
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
 
 /** What the job carries. */
 interface QueuedCall extends Omit<TaxServiceCall, 'body'> {
@@ -21,9 +41,13 @@ interface QueuedCall extends Omit<TaxServiceCall, 'body'> {
   reference: string
 }
 
-/** Defines the job that sends queued service calls. */
+/** Defines the job that sends queued service calls, and the daily purge of unsendable ones. */
 export function defineTaxJobs(runtime: Runtime): void {
   const { db } = runtime.database
+  runtime.jobs.define(TAX_SERVICE_CALLS_PURGE_JOB, () => purgeUnsendableTaxCalls(db).then(() => {}), {
+    cron: '41 3 * * *',
+    retryLimit: 1,
+  })
   runtime.jobs.define<QueuedCall | TaxServiceCall>(TAX_SERVICE_CALL_JOB, async (job) => {
     // Queued before the bodies moved to their table (migration 0018): the job carries its body.
     if ('body' in job) {

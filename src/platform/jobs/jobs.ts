@@ -12,6 +12,8 @@ import type { DB } from '../db/schema.ts'
 import type { Tx } from '../db/transaction.ts'
 
 export const DEAD_LETTER_QUEUE = 'dead_letter'
+/** How long a dead-lettered job can be listed and replayed before pg-boss deletes it. */
+export const DEAD_LETTER_RETENTION_SECONDS = 30 * 24 * 3600
 
 export interface DeadJob {
   id: string
@@ -81,7 +83,7 @@ export class Jobs {
   async start({ work }: { work: boolean }): Promise<void> {
     await this.boss.start()
     this.#started = true
-    await this.#ensureQueue(DEAD_LETTER_QUEUE, { retentionSeconds: 30 * 24 * 3600 })
+    await this.#ensureQueue(DEAD_LETTER_QUEUE, { retentionSeconds: DEAD_LETTER_RETENTION_SECONDS })
     for (const def of this.#definitions.values()) {
       await this.#ensureQueue(def.name, {
         retryLimit: def.retryLimit ?? this.#options.retryLimit,
