@@ -201,6 +201,15 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       { from_status: 'paid', to_status: 'refunded', reason: null },
       { from_status: 'refunded', to_status: 'paid', reason: 'a refund failed at the processor' },
     ])
+    // Consumers can tell it from a new payment.
+    const paidEvents = await db
+      .selectFrom('events')
+      .select('payload')
+      .where('subject_id', '=', order.id)
+      .where('type', '=', 'order.paid')
+      .orderBy('occurred_at')
+      .execute()
+    expect(paidEvents.map((e) => e.payload.refunds_failed ?? false)).toEqual([false, true])
     // Its stock was released by the full refund: it cannot be shipped without it.
     const ship = await node.app.inject({
       method: 'POST',

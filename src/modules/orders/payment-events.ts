@@ -105,10 +105,14 @@ export function followPaymentEvents(runtime: Runtime): void {
           : order.status === 'refunded' && refunded < Number(order.total)
             ? 'partially_refunded'
             : null
+      const restored = to !== null && !REFUND_STATUSES.includes(to)
       await transitionOrSet(trx, outbox, order.status, {
         locked: { status: order.status, number: order.number },
         orderId,
         to,
+        // `order.paid` (or fulfilled, …) again: marked, so that consumers do not take it for a new
+        // payment or shipment.
+        ...(restored ? { event: { refunds_failed: true } } : {}),
         actor: ACTOR,
         reason: 'a refund failed at the processor',
         set: { refunded_total: refunded, payment_status: order.payment_status },

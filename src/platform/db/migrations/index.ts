@@ -16,6 +16,7 @@ import * as inventory0002 from '../../../modules/inventory/migrations/0002-reser
 import * as orders0001 from '../../../modules/orders/migrations/0001-orders.ts'
 import * as orders0002 from '../../../modules/orders/migrations/0002-shipping-optional.ts'
 import * as orders0003 from '../../../modules/orders/migrations/0003-order-refunds.ts'
+import * as orders0004 from '../../../modules/orders/migrations/0004-transition-time.ts'
 import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as tax0002 from '../../../modules/tax/migrations/0002-service-calls.ts'
@@ -41,4 +42,5 @@ export const migrations: Record<string, Migration> = {
   '0016-carts-lz4': carts0002,
   '0017-orders-refunds': orders0003,
   '0018-tax-service-calls': tax0002,
+  '0019-orders-transition-time': orders0004,
 }
