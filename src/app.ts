@@ -137,16 +137,24 @@ function htmlSecurityHeaders(): Record<string, string> {
 }
 
 /**
- * The headers OWASP's REST Security Cheat Sheet gives for every API response (Content-Type and
- * Cache-Control are set per route). helmet's other headers guard HTML documents and would only add
- * bytes, and per-header validation, to every JSON answer.
+ * The headers OWASP's REST Security Cheat Sheet gives for every API response (Content-Type is set
+ * per answer; routes whose answers may be cached, the public catalog, replace Cache-Control).
+ * helmet's other headers guard HTML documents and would only add bytes, and per-header validation,
+ * to every JSON answer; Cross-Origin-Resource-Policy is left out on purpose, since storefronts on
+ * other origins read these answers (CORS governs that).
  */
 const API_SECURITY_HEADERS: Record<string, string> = {
+  'cache-control': 'no-store',
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
   'strict-transport-security': 'max-age=31536000; includeSubDomains',
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
+}
+
+/** The API reference's pages (/docs and below): the only HTML the server sends. */
+function isDocsPage(url: string): boolean {
+  return url === '/docs' || url.startsWith('/docs/') || url.startsWith('/docs?')
 }
 
 /** Builds the HTTP app over a started or starting runtime. Does not listen. */
@@ -231,7 +239,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     // Probes are read by balancers and orchestrators, never rendered by a browser: browser security
     // headers would only add bytes (and Node's per-header validation) to the most frequent request.
     if (!request.routeOptions.config.probe)
-      reply.headers(request.url.startsWith('/docs') ? htmlHeaders : API_SECURITY_HEADERS)
+      reply.headers(isDocsPage(request.url) ? htmlHeaders : API_SECURITY_HEADERS)
     reply.header('x-request-id', request.id)
     done()
   })
