@@ -143,22 +143,24 @@ export class EdgeCache {
         handler(request, response)
         return
       }
+      let handedOver = false
+      const handOver = () => {
+        handedOver = true
+        handler(request, response)
+      }
       entry
         .isCurrent()
-        .then(
-          (current) => {
-            if (current && !this.#bypassed()) this.#replay(key as string, entry, request, response, started)
-            else {
-              if (!current) this.#forget(key as string, entry)
-              handler(request, response)
-            }
-          },
-          () => handler(request, response),
-        )
+        .then((current) => {
+          if (current && !this.#bypassed()) this.#replay(key as string, entry, request, response, started)
+          else {
+            if (!current) this.#forget(key as string, entry)
+            handOver()
+          }
+        }, handOver)
         .catch((error: unknown) => {
-          // Never an unhandled rejection (it would stop the node): hand over or drop the socket.
+          // Never an unhandled rejection (it would stop the node): hand over once, else drop the socket.
           this.#options.logger.error({ err: error, url: request.url }, 'edge cache replay failed')
-          if (!response.headersSent) handler(request, response)
+          if (!handedOver && !response.headersSent) handOver()
           else response.destroy()
         })
     }
