@@ -13,19 +13,37 @@ const OPTIONS = { enabled: true, ttlMs: 60_000, maxEntries: 100 }
  * Counts the store's reads, and can hold the answer of the next one back for a while (the read
  * itself goes out at once), as a slow network would; the store itself is unchanged.
  */
-function counted(kv: Kv): { kv: Kv; reads: () => number; holdNextAnswer: (ms: number) => void } {
+function counted(kv: Kv): {
+  kv: Kv
+  reads: () => number
+  holdNextAnswer: (ms: number) => void
+  failNextRead: () => void
+} {
   let reads = 0
   let hold = 0
+  let fail = false
   const get = kv.get.bind(kv)
   kv.get = async (key: string) => {
     reads++
     const ms = hold
+    const failing = fail
     hold = 0
+    fail = false
     const value = await get(key)
     if (ms) await new Promise((resolve) => setTimeout(resolve, ms))
+    if (failing) throw new Error('connection lost')
     return value
   }
-  return { kv, reads: () => reads, holdNextAnswer: (ms) => (hold = ms) }
+  return {
+    kv,
+    reads: () => reads,
+    holdNextAnswer: (ms) => {
+      hold = ms
+    },
+    failNextRead: () => {
+      fail = true
+    },
+  }
 }
 
 const stores: Array<[string, () => Kv]> = [['memory', () => new MemoryKv()]]
@@ -71,5 +89,19 @@ describe.each(stores)('catalog cache versions (%s)', (_name, open) => {
       expect(next).not.toBe(version)
       expect(await cache.isCurrent(next)).toBe(true)
     }
+  })
+
+  it('fails the requests that shared a failed read, and reads afresh for the next ones', async () => {
+    const { kv, holdNextAnswer, failNextRead } = counted(open())
+    opened.push(kv)
+    const cache = new CatalogCache(kv, OPTIONS)
+    const version = (await cache.getOrRender('k', async () => ({ n: 1 }))).version as string
+    holdNextAnswer(50)
+    failNextRead()
+    const inFlight = cache.isCurrent(version) // its read fails
+    const queued = [cache.isCurrent(version), cache.isCurrent(version)] // the next read, which succeeds
+    await expect(inFlight).rejects.toThrow('connection lost')
+    expect(await Promise.all(queued)).toEqual([true, true])
+    expect(await cache.isCurrent(version)).toBe(true)
   })
 })
