@@ -28,6 +28,14 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       ...(payload ? { payload } : {}),
     })
   const capture = (orderId: string) => staff(orderId, 'capture')
+  /** A staff status move by hand. */
+  const move = (orderId: string, to: string) =>
+    node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${orderId}/transitions`,
+      headers: adminAuth,
+      payload: { to },
+    })
   const refund = (orderId: string, payload: object) => staff(orderId, 'refunds', payload)
   let store: TestStore | undefined
   const storeOnce = async () => {
@@ -164,12 +172,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(all.statusCode, all.body).toBe(201)
     expect((await orderOf(order.id)).status).toBe('refunded')
     // Staff cannot move a refunded order by hand.
-    const byHand = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/transitions`,
-      headers: adminAuth,
-      payload: { to: 'processing' },
-    })
+    const byHand = await move(order.id, 'processing')
     expect(byHand.statusCode, byHand.body).toBe(409)
     expect(byHand.json().code).toBe('invalid_order_transition')
     const row = await db
@@ -211,12 +214,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       .execute()
     expect(paidEvents.map((e) => e.payload.refunds_failed ?? false)).toEqual([false, true])
     // Its stock was released by the full refund: it cannot be shipped without it.
-    const ship = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/transitions`,
-      headers: adminAuth,
-      payload: { to: 'fulfilled' },
-    })
+    const ship = await move(order.id, 'fulfilled')
     expect(ship.statusCode, ship.body).toBe(409)
     expect(ship.json().code).toBe('conflict')
     expect((await orderOf(order.id)).status).toBe('paid')
