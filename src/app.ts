@@ -2,7 +2,6 @@
  * buildApp: a Fastify instance with the platform's HTTP conventions (validation, problem+json,
  * request ids, security headers, CORS, rate limits, load shedding, OpenAPI) and every module's routes.
  */
-import { randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
@@ -44,6 +43,7 @@ import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
 import { registerProblemHandler } from './platform/http/problem-handler.ts'
+import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
 import { jobsAdminRoutes } from './platform/jobs/routes.ts'
 import { RedisKv } from './platform/kv/index.ts'
@@ -95,8 +95,6 @@ class RequestLog extends LogController {
     else request.log.info(line, 'request')
   }
 }
-
-const REQUEST_ID = /^[\w.:-]{1,128}$/
 
 /**
  * Bodies are validated strictly (no type coercion, unknown fields refused); query strings and
@@ -180,10 +178,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const sent = req.headers['x-request-id']
-      return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID()
-    },
+    genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
     logController: new RequestLog({ requestIdLogLabel: 'request_id' }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',

@@ -8,6 +8,7 @@
 import { hash } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Kv } from '../../platform/kv/kv.ts'
+import { Lru } from '../../platform/lru.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 
 const VERSION_KEY = 'catalog:version'
@@ -54,7 +55,7 @@ export function etagOf(body: string | Buffer): string {
 
 export class CatalogCache {
   readonly #kv: Kv
-  readonly #entries = new Map<string, Entry>()
+  readonly #entries: Lru<Entry>
   readonly #options: CatalogCacheOptions
   readonly #logger: Logger | undefined
   readonly #invalidated: Array<() => void> = []
@@ -62,6 +63,7 @@ export class CatalogCache {
   constructor(kv: Kv, options: CatalogCacheOptions, logger?: Logger) {
     this.#kv = kv
     this.#options = options
+    this.#entries = new Lru(options.maxEntries)
     this.#logger = logger
   }
 
@@ -90,21 +92,14 @@ export class CatalogCache {
     const hit = this.#entries.get(key)
     const now = Date.now()
     if (hit && hit.version === version && hit.expiresAt > now) {
-      // Re-insert to keep Map order as recency order for the LRU eviction below.
-      this.#entries.delete(key)
-      this.#entries.set(key, hit)
+      this.#entries.touch(key, hit)
       return hit
     }
     const [value, until] = await Promise.all([render(), validUntil?.()])
     const response = rendered(value)
-    this.#entries.delete(key)
     const expiresAt = Math.min(now + this.#options.ttlMs, until ?? Number.POSITIVE_INFINITY)
     const entry = { ...response, version, expiresAt }
     this.#entries.set(key, entry)
-    if (this.#entries.size > this.#options.maxEntries) {
-      const oldest = this.#entries.keys().next().value
-      if (oldest !== undefined) this.#entries.delete(oldest)
-    }
     return entry
   }
 

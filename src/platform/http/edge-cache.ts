@@ -13,10 +13,11 @@
  * request log (they are logged at debug). They still get their own request id, are timed in the
  * request metrics, and are never served while the node drains.
  */
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Logger } from 'pino'
+import { Lru } from '../lru.ts'
+import { requestIdFrom } from './request-id.ts'
 import { appendRouteHook } from './route-hooks.ts'
 
 declare module 'fastify' {
@@ -62,7 +63,6 @@ export interface EdgeCacheOptions {
 }
 
 const kMark = Symbol('edgeCache')
-const REQUEST_ID = /^[\w.:-]{1,128}$/
 /** Headers that belong to one request or one client, never replayed. */
 const PER_REQUEST = new Set([
   'x-request-id',
@@ -95,13 +95,14 @@ function shareable(request: IncomingMessage): boolean {
 }
 
 export class EdgeCache {
-  readonly #entries = new Map<string, Entry>()
+  readonly #entries: Lru<Entry>
   readonly #options: EdgeCacheOptions
   /** Set when Fastify starts closing: answers then go through it, for its 503s and closes. */
   #closing = false
 
   constructor(options: EdgeCacheOptions) {
     this.#options = options
+    this.#entries = new Lru(options.maxEntries)
   }
 
   #keyOf(request: IncomingMessage): string {
@@ -123,10 +124,6 @@ export class EdgeCache {
     this.#entries.clear()
   }
 
-  get size(): number {
-    return this.#entries.size
-  }
-
   /** Wraps Fastify's request handler: answers from memory when it can, else hands the request on. */
   wrap(handler: RequestListener): RequestListener {
     if (!this.#options.enabled) return handler
@@ -139,7 +136,7 @@ export class EdgeCache {
       }
       const started = performance.now()
       if (entry.expiresAt <= Date.now()) {
-        this.#forget(key as string, entry)
+        this.#entries.forget(key as string, entry)
         handler(request, response)
         return
       }
@@ -153,7 +150,7 @@ export class EdgeCache {
         .then((current) => {
           if (current && !this.#bypassed()) this.#replay(key as string, entry, request, response, started)
           else {
-            if (!current) this.#forget(key as string, entry)
+            if (!current) this.#entries.forget(key as string, entry)
             handOver()
           }
         }, handOver)
@@ -166,11 +163,6 @@ export class EdgeCache {
     }
   }
 
-  /** Drops an entry unless another request has already kept a newer one under its key. */
-  #forget(key: string, entry: Entry): void {
-    if (this.#entries.get(key) === entry) this.#entries.delete(key)
-  }
-
   #replay(
     key: string,
     entry: Entry,
@@ -178,13 +170,8 @@ export class EdgeCache {
     response: ServerResponse,
     started: number,
   ): void {
-    // Re-insert to keep Map order as recency order for eviction (unless a newer one was kept meanwhile).
-    if (this.#entries.get(key) === entry) {
-      this.#entries.delete(key)
-      this.#entries.set(key, entry)
-    }
-    const sent = request.headers['x-request-id']
-    const id = typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID()
+    this.#entries.touch(key, entry)
+    const id = requestIdFrom(request.headers['x-request-id'])
     const notModified = entry.etag !== undefined && matchesEtag(request.headers['if-none-match'], entry.etag)
     const status = notModified ? 304 : 200
     const headers = ['x-request-id', id]
@@ -236,18 +223,12 @@ export class EdgeCache {
       else headers.push(name, String(value))
     }
     const etag = reply.getHeader('etag')
-    const key = this.#keyOf(request.raw)
-    this.#entries.delete(key)
-    this.#entries.set(key, {
+    this.#entries.set(this.#keyOf(request.raw), {
       ...freshness,
       headers,
       body: payload,
       etag: typeof etag === 'string' ? etag : undefined,
       route: request.routeOptions.url ?? 'unmatched',
     })
-    if (this.#entries.size > this.#options.maxEntries) {
-      const oldest = this.#entries.keys().next().value
-      if (oldest !== undefined) this.#entries.delete(oldest)
-    }
   }
 }
