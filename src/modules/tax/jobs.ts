@@ -49,33 +49,33 @@ export function defineTaxJobs(runtime: Runtime): void {
     retryLimit: 1,
   })
   runtime.jobs.define<QueuedCall | TaxServiceCall>(TAX_SERVICE_CALL_JOB, async (job) => {
-    // Queued before the bodies moved to their table (migration 0018): the job carries its body.
-    if ('body' in job) {
-      if (job.path === 'commit' && (await isSaleVoided(db, job.body.reference))) return
-      await postToTaxService(job)
-      return
-    }
-    const row = await db
-      .selectFrom('tax_service_calls')
-      .select('body')
-      .where('id', '=', job.call_id)
-      .executeTakeFirst()
+    // Jobs queued before the bodies moved to their table (migration 0018) carry their body.
+    const legacy = 'body' in job
+    const body = legacy
+      ? job.body
+      : (
+          await db
+            .selectFrom('tax_service_calls')
+            .select('body')
+            .where('id', '=', job.call_id)
+            .executeTakeFirst()
+        )?.body
     // Sent by an earlier run whose completion was not recorded: the service has it.
-    if (!row) return
+    if (!body) return
+    const reference = legacy ? job.body.reference : job.reference
     // The calls of one reference may run out of order (retries, two workers). A commit that
     // arrives after its order was canceled here is not sent: the service would book a sale that
     // no longer exists, and its void may already have gone (a void of an unknown reference is the
     // service's no-op).
-    const skip = job.path === 'commit' && (await isSaleVoided(db, job.reference))
-    if (!skip) {
+    if (job.path !== 'commit' || !(await isSaleVoided(db, reference))) {
       await postToTaxService({
         url: job.url,
         timeoutMs: job.timeoutMs,
         path: job.path,
-        body: { ...row.body, reference: job.reference },
+        body: { ...body, reference },
       })
     }
-    await db.deleteFrom('tax_service_calls').where('id', '=', job.call_id).execute()
+    if (!legacy) await db.deleteFrom('tax_service_calls').where('id', '=', job.call_id).execute()
   })
 }
 
