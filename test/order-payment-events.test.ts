@@ -50,6 +50,32 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow()
 
+  /** The processor's news that a refund it accepted has failed, as its webhook brings it. */
+  async function refundFailedEvent(refundId: string, paymentId: string, failureReason?: string) {
+    const db = node.runtime.database.db
+    const row = await db
+      .selectFrom('payment_refunds')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', refundId)
+      .executeTakeFirstOrThrow()
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref'])
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    return {
+      event_id: `evt_${randomUUID()}`,
+      type: 'refund.failed',
+      provider_ref: payment.provider_ref,
+      refund: {
+        provider_ref: row.provider_ref!,
+        status: 'failed' as const,
+        amount: Number(row.amount),
+        ...(failureReason ? { failure_reason: failureReason } : {}),
+      },
+    }
+  }
+
   it('marks an order paid on a capture at the processor, and books a refund made there', async () => {
     const store = await storeOnce()
     const cartId = await readyCart(node.app, store, 2)
@@ -105,27 +131,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const refunded = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
     expect(refunded.statusCode, refunded.body).toBe(201)
     const refundId = refunded.json().refund.id as string
-    const row = await db
-      .selectFrom('payment_refunds')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', refundId)
-      .executeTakeFirstOrThrow()
-    const payment = await db
-      .selectFrom('payments')
-      .select(['provider_ref'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
-    const failed = {
-      event_id: `evt_${randomUUID()}`,
-      type: 'refund.failed',
-      provider_ref: payment.provider_ref,
-      refund: {
-        provider_ref: row.provider_ref!,
-        status: 'failed' as const,
-        amount: Number(row.amount),
-        failure_reason: 'expired_or_canceled_card',
-      },
-    }
+    const failed = await refundFailedEvent(refundId, order.payment_id, 'expired_or_canceled_card')
     const deps = paymentDeps(node.runtime)
     await applyWebhook(deps, 'test', failed)
     // The same news in another event (Stripe sends refund.updated too): applied once.
@@ -175,22 +181,11 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     const byHand = await move(order.id, 'processing')
     expect(byHand.statusCode, byHand.body).toBe(409)
     expect(byHand.json().code).toBe('invalid_order_transition')
-    const row = await db
-      .selectFrom('payment_refunds')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', all.json().refund.id)
-      .executeTakeFirstOrThrow()
-    const payment = await db
-      .selectFrom('payments')
-      .select(['provider_ref'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
-    await applyWebhook(paymentDeps(node.runtime), 'test', {
-      event_id: `evt_${randomUUID()}`,
-      type: 'refund.failed',
-      provider_ref: payment.provider_ref,
-      refund: { provider_ref: row.provider_ref!, status: 'failed', amount: Number(row.amount) },
-    })
+    await applyWebhook(
+      paymentDeps(node.runtime),
+      'test',
+      await refundFailedEvent(all.json().refund.id, order.payment_id),
+    )
     await eventually(async () => ((await orderOf(order.id)).status === 'paid' ? true : undefined))
     expect(await orderOf(order.id)).toMatchObject({ refunded_total: 0, payment_status: 'captured' })
     const history = await db
