@@ -31,15 +31,16 @@
  * a pg.Pool of the server's size, in a process of its own. Its routes run the statements the real
  * routes run (read from PostgreSQL's statement log, log_min_duration_statement = 0), with the same
  * texts, in the same transactions and in the same order, with parameters taken from the cart row,
- * and nothing else: no validation, no pricing or tax engine, no problem handling, no hooks. As of
- * this writing (c80fe9d):
+ * and nothing else: no validation, no pricing or tax engine, no problem handling, no hooks. Both
+ * send them the same way: each connection keeps the statements it runs repeatedly prepared
+ * (src/platform/db/statements.ts, at the server's default size). As of this writing:
  *
  *   add to cart (2 statements): the cart read of src/modules/carts/load.ts (cart, variant facts,
  *     prices, limits, shipping option, region countries in one SELECT, kept prepared on both
  *     sides; its text is taken from loadCart itself); the compare-and-set UPDATE of carts on its
  *     version, returning only the new version and time (the lines and totals are in hand), also
  *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
- *   checkout (39 statements, 3 transactions), in order:
+ *   checkout (38 statements, 3 transactions), in order:
  *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
  *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
  *                 same SKU on the server; a batch of one on the baseline);
@@ -51,8 +52,8 @@
  *                 tax_sales INSERT; carts UPDATE to completed; order_sequences UPDATE … orders
  *                 UPDATE (the gapless number, last, so the counter row is locked only to commit);
  *                 events INSERT and pg-boss job INSERT (the outbox);
- *     autocommit  payments SELECT; test_gateway_operations SELECT by charge, SELECT cancel, INSERT
- *                 capture returning the row;
+ *     autocommit  payments SELECT; test_gateway_operations SELECT of the charge and whether it
+ *                 was canceled, INSERT capture returning the row;
  *     tx          payments UPDATE captured; events INSERT; pg-boss job INSERT; orders SELECT status, payment status and
  *                 number FOR UPDATE; orders UPDATE to paid;
  *                 order_transitions INSERT; events INSERT; pg-boss job INSERT;
@@ -215,9 +216,11 @@ const SQL = {
     'update "carts" set "status" = $1, "order_id" = $2, "checkout_lease_until" = $3, "updated_at" = now() ' +
     'where "id" = $4',
   selectPayment: 'select * from "payments" where "id" = $1',
-  gatewayCharge: 'select * from "test_gateway_operations" where "charge_id" = $1 and "kind" = $2',
-  gatewayCanceled:
-    'select "idempotency_key" from "test_gateway_operations" where "charge_id" = $1 and "kind" = $2',
+  // The test gateway reads a charge and whether it was canceled in one statement.
+  gatewayCharge:
+    'select "op".*, exists (select "c"."idempotency_key" from "test_gateway_operations" as "c" where ' +
+    '"c"."charge_id" = $1 and "c"."kind" = $2) as "canceled" from "test_gateway_operations" as "op" ' +
+    'where "op"."charge_id" = $3 and "op"."kind" = $4',
   capturePayment:
     'update "payments" set "status" = $1, "captured_amount" = $2, "updated_at" = now() ' +
     'where "id" = $3 and "status" in ($4, $5) returning *',
@@ -432,13 +435,16 @@ function bareTotals(lines: CartLineJson[], previous: TotalsJson): TotalsJson {
 
 async function runBaseline(): Promise<void> {
   const { default: Fastify } = await import('fastify')
-  const { PREPARE_MARK } = await import('../src/platform/db/database.ts')
+  const { keepStatementsPrepared } = await import('../src/platform/db/statements.ts')
   const url = process.env.BASELINE_DATABASE_URL
   if (!url) throw new Error('baseline: set BASELINE_DATABASE_URL')
   // As the server reads int8 (src/platform/db/database.ts), so both sides handle the same values.
   pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
   const pool = new pg.Pool({ connectionString: url, max: Number(process.env.BASELINE_POOL ?? 10) })
   pool.on('error', () => {})
+  // Statements are sent as the server's pool sends them: kept prepared per connection by the same
+  // code, at the server's default size (DATABASE_STATEMENT_CACHE).
+  pool.on('connect', (client) => keepStatementsPrepared(client, 250))
   const query = (text: string, params: unknown[]) => pool.query(text, params)
   const tx = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
     const client = await pool.connect()
@@ -454,16 +460,10 @@ async function runBaseline(): Promise<void> {
       client.release()
     }
   }
-  // The cart read is kept prepared by the server when its text carries the mark; so here too.
+  // The cart read's and the lines-only write's texts come from the server's code, marks and all.
   const cartRead = await cartReadStatement()
-  const readCart = async (cartId: string, variants: string[]) => {
-    const values = cartRead.params(cartId, variants)
-    const result = cartRead.text.trimStart().startsWith(PREPARE_MARK)
-      ? await pool.query({ name: 'cart_read', text: cartRead.text, values })
-      : await pool.query(cartRead.text, values)
-    return result.rows[0] as CartRowJson
-  }
-  // So is the write of a lines-only change.
+  const readCart = async (cartId: string, variants: string[]) =>
+    (await pool.query(cartRead.text, cartRead.params(cartId, variants))).rows[0] as CartRowJson
   const linesWrite = await linesWriteStatement()
   // The outbox's job INSERT, as pg-boss builds it for the queue's table.
   const queue = await query('select table_name from pgboss.queue where name = $1', ['events.publish'])
@@ -517,11 +517,10 @@ async function runBaseline(): Promise<void> {
               },
             ]
         const totals = bareTotals(lines, cart.totals)
-        const updated = await pool.query({
-          name: 'lines_write',
-          text: linesWrite.text,
-          values: linesWrite.params(JSON.stringify(lines), JSON.stringify(totals), cart.id, cart.version),
-        })
+        const updated = await pool.query(
+          linesWrite.text,
+          linesWrite.params(JSON.stringify(lines), JSON.stringify(totals), cart.id, cart.version),
+        )
         if (updated.rows[0]) return { ...cart, lines, totals, ...updated.rows[0] }
       }
     },
@@ -679,8 +678,7 @@ async function runBaseline(): Promise<void> {
     })
 
     await query(SQL.selectPayment, [paymentId])
-    await query(SQL.gatewayCharge, [chargeId, 'authorize'])
-    await query(SQL.gatewayCanceled, [chargeId, 'cancel'])
+    await query(SQL.gatewayCharge, [chargeId, 'cancel', chargeId, 'authorize'])
     await query(SQL.gatewayInsert, [
       `${paymentId}:capture`,
       'capture',

@@ -17,6 +17,8 @@ export interface Config {
   /** postgres:// URL; undefined selects embedded PGlite under dataDir. */
   databaseUrl: string | undefined
   databasePoolMax: number
+  /** Statements each PostgreSQL connection keeps prepared (besides marked ones); 0 for marked only. */
+  databaseStatementCache: number
   allowEmbeddedDatabase: boolean
   redisUrl: string | undefined
   natsUrl: string | undefined
@@ -222,6 +224,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir,
     databaseUrl,
     databasePoolMax: integer(env, 'DATABASE_POOL_MAX', 10, 1, 500),
+    databaseStatementCache: integer(env, 'DATABASE_STATEMENT_CACHE', 250, 0, 10_000),
     allowEmbeddedDatabase,
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     natsUrl: url(env, 'NATS_URL', ['nats:', 'tls:']),

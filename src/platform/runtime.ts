@@ -47,6 +47,7 @@ export async function createRuntime(
     url: config.databaseUrl,
     dataDir: options.inMemoryDatabase ? undefined : config.dataDir,
     poolMax: config.databasePoolMax,
+    statementCache: config.databaseStatementCache,
     logger,
   })
   const kv = createKv({ redisUrl: config.redisUrl, logger })

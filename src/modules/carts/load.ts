@@ -5,7 +5,7 @@
  * customer already bought of it, and the chosen shipping option. One statement, one round trip.
  */
 import { sql } from 'kysely'
-import { PREPARE_MARK } from '../../platform/db/database.ts'
+import { PREPARE_MARK } from '../../platform/db/statements.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
 import { shopperPrice } from '../catalog/pricing.ts'
 

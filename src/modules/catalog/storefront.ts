@@ -4,7 +4,7 @@
  * aside), because the list is most of a store's traffic and a round trip is most of its cost.
  */
 import { type RawBuilder, sql } from 'kysely'
-import { PREPARE_MARK } from '../../platform/db/database.ts'
+import { PREPARE_MARK, UNPREPARED_MARK } from '../../platform/db/statements.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { type CursorKey, decodeCursor, encodeCursor } from '../../platform/http/pagination.ts'
@@ -71,8 +71,10 @@ export interface StoreProductList {
 /** Relevance pages by offset (ranks are floats, a poor keyset); this caps how deep one can go. */
 const MAX_SEARCH_OFFSET = 10_000
 
-/** Every storefront statement has a fixed text per filter shape: worth keeping prepared. */
+/** The plain list and the product page have one fixed text each: worth keeping prepared. */
 const prepared = sql.raw(PREPARE_MARK)
+/** Filtered lists, searches and facets: the best plan depends on the values (see hasFilters). */
+const unprepared = sql.raw(UNPREPARED_MARK)
 
 interface Region {
   currency: string
@@ -167,13 +169,13 @@ async function titleFirstIds(
 ): Promise<string[]> {
   const priced = currency ? sql`and s.currencies @> array[${currency}]::text[]` : sql``
   const inTitle = await sql<{ product_id: string }>`
-    select s.product_id from product_search s
+    ${unprepared} select s.product_id from product_search s
     where s.status = 'published' and s.search @@ to_tsquery('english', ${terms.titleTsquery}) ${priced}
     order by s.product_id desc limit ${sql.lit(take)}`.execute(db)
   const ids = inTitle.rows.map((r) => r.product_id)
   if (ids.length >= take) return ids
   const elsewhere = await sql<{ product_id: string }>`
-    select s.product_id from product_search s
+    ${unprepared} select s.product_id from product_search s
     where s.status = 'published' and s.search @@ to_tsquery('english', ${terms.tsquery})
       and not s.search @@ to_tsquery('english', ${terms.titleTsquery}) ${priced}
     order by s.product_id desc limit ${sql.lit(take - ids.length)}`.execute(db)
@@ -401,7 +403,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
           where p.id = any(${pageIds}::text[])
           order by array_position(${pageIds}::text[], p.id)`.execute(db)
       : await sql<ListRow>`
-          ${sort === 'newest' && !hasFilters(input) ? prepared : sql``} ${region}
+          ${sort === 'newest' && !hasFilters(input) ? prepared : unprepared} ${region}
           select ${columns}, ${priceColumns}
           from ${productsFrom(input)} ${priceJoin}
           where ${sql.join(where, sql` and `)}
@@ -461,17 +463,17 @@ async function facetCounts(
   const where = sql.join(filterConditions(input, currency), sql` and `)
   const [categories, tags, collections, attributes] = await Promise.all([
     sql<{ value: string; count: number }>`
-      select pc.category_id as value, count(*)::int as count
+      ${unprepared} select pc.category_id as value, count(*)::int as count
       from ${productsFrom(input)} join product_categories pc on pc.product_id = p.id
       where ${where} group by 1 order by 2 desc, 1 limit 100`.execute(db),
     sql<{ value: string; count: number }>`
-      select t as value, count(*)::int as count from ${productsFrom(input)} cross join unnest(p.tags) t
+      ${unprepared} select t as value, count(*)::int as count from ${productsFrom(input)} cross join unnest(p.tags) t
       where ${where} group by 1 order by 2 desc, 1 limit 100`.execute(db),
     sql<{ value: string; count: number }>`
-      select p.collection_id as value, count(*)::int as count from ${productsFrom(input)}
+      ${unprepared} select p.collection_id as value, count(*)::int as count from ${productsFrom(input)}
       where ${where} and p.collection_id is not null group by 1 order by 2 desc, 1 limit 100`.execute(db),
     sql<{ key: string; value: string; count: number }>`
-      select a.key, a.value, count(*)::int as count from ${productsFrom(input)}
+      ${unprepared} select a.key, a.value, count(*)::int as count from ${productsFrom(input)}
         cross join jsonb_each_text(p.attributes) a
       where ${where} group by 1, 2 order by 1, 3 desc, 2 limit 1000`.execute(db),
   ])

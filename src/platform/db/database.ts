@@ -2,7 +2,6 @@
  * The database: Kysely over embedded PGlite (no DATABASE_URL) or a `pg` pool on PostgreSQL.
  * Both run the same SQL and the same migrations; only the connection differs.
  */
-import { createHash } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
@@ -11,6 +10,7 @@ import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { DB } from './schema.ts'
+import { keepStatementsPrepared } from './statements.ts'
 
 export type DatabaseKind = 'pglite' | 'postgres'
 
@@ -34,6 +34,8 @@ export interface DatabaseOptions {
   /** Directory for PGlite's files; undefined keeps an embedded database in memory (tests). */
   dataDir: string | undefined
   poolMax?: number
+  /** Statements each PostgreSQL connection keeps prepared besides marked ones; 0 for marked only. */
+  statementCache?: number
   logger?: Logger
 }
 
@@ -65,35 +67,10 @@ export function isConnectionError(error: unknown): boolean {
   )
 }
 
-/**
- * Marks a statement for the server to keep prepared: put it first in the SQL (`sql\`${PREPARE} select …\``).
- * Hot read paths with large statements (the storefront list) spend more time being parsed and planned
- * than executed; a named statement is parsed once per connection and its plan can be reused.
- * Only statements with a fixed text should be marked: each distinct text stays prepared for the
- * connection's life.
- */
-export const PREPARE_MARK = '/* prepared */'
-
-function prepareMarkedStatements(client: pg.PoolClient): void {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown
-  const names = new Map<string, string>()
-  ;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (
-    text: unknown,
-    ...rest: unknown[]
-  ) => {
-    if (typeof text !== 'string' || !text.trimStart().startsWith(PREPARE_MARK)) return query(text, ...rest)
-    let name = names.get(text)
-    if (!name) {
-      name = `sw_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`
-      names.set(text, name)
-    }
-    return query({ name, text, values: rest[0] as unknown[] })
-  }
-}
-
 /** Opens the database the options name. Does not migrate: see migrateToLatest. */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  if (options.url) return openPostgres(options.url, options.poolMax ?? 10, options.logger)
+  if (options.url)
+    return openPostgres(options.url, options.poolMax ?? 10, options.statementCache ?? 250, options.logger)
   return openPglite(options.dataDir)
 }
 
@@ -125,7 +102,12 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
   }
 }
 
-function openPostgres(url: string, max: number, logger: Logger | undefined): Database {
+function openPostgres(
+  url: string,
+  max: number,
+  statementCache: number,
+  logger: Logger | undefined,
+): Database {
   const pool = new pg.Pool({
     connectionString: url,
     max,
@@ -140,7 +122,7 @@ function openPostgres(url: string, max: number, logger: Logger | undefined): Dat
   // rejects on its own, so this listener only keeps the process alive.
   pool.on('connect', (client) => {
     client.on('error', (error) => logger?.warn({ err: error }, 'database connection lost while in use'))
-    prepareMarkedStatements(client)
+    keepStatementsPrepared(client, statementCache)
   })
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
   return {
