@@ -315,6 +315,23 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(JSON.stringify(after)).not.toContain('"available"')
     expect((await all('in_stock=true')).map((p) => p.id)).toEqual([first.id])
 
+    // An untracked variant is always sellable: its product joins the list, and no other does.
+    const [, second] = (await get('/store/products?limit=2')).json().data
+    const secondPage = (await get(`/store/products/${second.handle}`)).json()
+    const untrack = await node.app.inject({
+      method: 'PATCH',
+      url: `/admin/variants/${secondPage.variants[0].id}`,
+      headers: adminAuth,
+      payload: { manage_inventory: false },
+    })
+    expect(untrack.statusCode, untrack.body).toBe(200)
+    expect(new Set((await all('in_stock=true')).map((p) => p.id))).toEqual(new Set([first.id, second.id]))
+    expect(
+      (await get(`/store/products/${second.handle}`))
+        .json()
+        .variants.map((v: { in_stock: boolean }) => v.in_stock),
+    ).toEqual(secondPage.variants.map((_: unknown, i: number) => i === 0))
+
     // The live route: never cached, and no counts unless the store publishes them.
     const live = await get(`/store/products/${first.handle}/availability`)
     expect(live.statusCode, live.body).toBe(200)

@@ -140,7 +140,7 @@ function filterConditions(
   if (input.inStock)
     // Read model across modules: the inventory module decides what "in stock" means.
     where.push(
-      sql<boolean>`exists (select 1 from product_variants iv where iv.product_id = p.id and ${inStockSql(sql`iv.id`)})`,
+      sql<boolean>`exists (select 1 from product_variants iv where iv.product_id = p.id and ${inStockSql('iv')})`,
     )
   return where
 }
@@ -558,7 +558,7 @@ export async function getStoreProduct(
       array(select pc.category_id from product_categories pc where pc.product_id = p.id order by 1) as category_ids,
       (select coalesce(json_agg(json_build_object(
           'id', v.id, 'sku', v.sku, 'title', v.title, 'options', v.options, 'weight_g', v.weight_g,
-          'in_stock', ${inStockSql(sql`v.id`)},
+          'in_stock', ${inStockSql('v')},
           'amount', vp.amount, 'compare_at_amount', vp.compare_at_amount,
           'list_amount', best.amount, 'price_list_id', best.price_list_id) order by v.position, v.id), '[]')
         from product_variants v

@@ -73,23 +73,24 @@ export async function variantAvailability(
 }
 
 /**
- * A SQL boolean that is true when the variant in `variantIdColumn` (say `sql.ref('v.id')`) can be
- * sold now: untracked, sellable stock at an active location, or backorder/preorder room left. For
- * the catalog's "in stock only" filter, as `where(inStockSql(sql.ref('product_variants.id')))`.
+ * A SQL boolean that is true when the `product_variants` row under `alias` (say `'v'`) can be sold
+ * now: untracked, sellable stock at an active location, or backorder/preorder room left. Taken from
+ * the row in hand, so a page of variants costs no second look-up of each. For the catalog's "in
+ * stock only" filter and the product page's availability.
  */
-export function inStockSql(variantIdColumn: RawBuilder<unknown> | string): RawBuilder<boolean> {
-  const column = typeof variantIdColumn === 'string' ? sql.ref(variantIdColumn) : variantIdColumn
+export function inStockSql(alias: string): RawBuilder<boolean> {
+  const id = sql.ref(`${alias}.id`)
   return sql<boolean>`(
-    exists (select 1 from product_variants iv where iv.id = ${column} and not iv.manage_inventory)
+    not ${sql.ref(`${alias}.manage_inventory`)}
     or exists (
       select 1 from inventory_levels il
       join stock_locations isl on isl.id = il.location_id and isl.active
-      where il.variant_id = ${column} and il.on_hand - il.reserved - il.safety_stock > 0)
+      where il.variant_id = ${id} and il.on_hand - il.reserved - il.safety_stock > 0)
     or exists (
       select 1 from inventory_policies ip
-      where ip.variant_id = ${column} and (ip.allow_backorder or ip.preorder)
+      where ip.variant_id = ${id} and (ip.allow_backorder or ip.preorder)
         and (ip.backorder_limit is null or ip.backorder_limit > (
           select coalesce(sum(greatest(il2.reserved - greatest(il2.on_hand - il2.safety_stock, 0), 0)), 0)
-          from inventory_levels il2 where il2.variant_id = ${column})))
+          from inventory_levels il2 where il2.variant_id = ${id})))
   )`
 }
