@@ -17,7 +17,7 @@ export interface Config {
   /** postgres:// URL; undefined selects embedded PGlite under dataDir. */
   databaseUrl: string | undefined
   databasePoolMax: number
-  /** Statements each PostgreSQL connection keeps prepared (besides marked ones); 0 for marked only. */
+  /** Statements each PostgreSQL connection keeps prepared; 0 prepares none. */
   databaseStatementCache: number
   allowEmbeddedDatabase: boolean
   redisUrl: string | undefined

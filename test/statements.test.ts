@@ -62,6 +62,26 @@ describePostgres('postgres: prepared statements', () => {
       [],
     ])
     expect(prepared).toEqual([text])
+    const once = await onOneConnection(database, [['select $1::int as once', [1]]])
+    expect(once.prepared).not.toContain('select $1::int as once')
+  })
+
+  it('prepares a statement afresh after a change to its table made it stale', async () => {
+    const database = await open(250, 1)
+    const id = newId('prod')
+    await database.db.insertInto('products').values({ id, handle: id, title: 'Stale' }).execute()
+    const read = () => database.db.selectFrom('products').selectAll().where('id', '=', id).executeTakeFirst()
+    await read()
+    await read()
+    await sql`alter table products add column stale_test int`.execute(database.db)
+    try {
+      // The prepared form returns the old columns: PostgreSQL refuses it once, then it is prepared again.
+      await read().catch((error: { code?: string }) => expect(error.code).toBe('0A000'))
+      expect(await read()).toMatchObject({ id, title: 'Stale', stale_test: null })
+      expect(await read()).toMatchObject({ id, stale_test: null })
+    } finally {
+      await sql`alter table products drop column stale_test`.execute(database.db)
+    }
   })
 
   it('prepares marked statements at once and never unmarked ones without parameters or marked unprepared', async () => {
@@ -88,7 +108,7 @@ describePostgres('postgres: prepared statements', () => {
     expect(prepared).toEqual([marked])
   })
 
-  it('keeps at most the configured number per connection, and none but marked ones at 0', async () => {
+  it('keeps at most the configured number per connection, marked ones included, and none at 0', async () => {
     const texts = ['select $1::int as a', 'select $1::int as b', 'select $1::int as c']
     const twice = texts.flatMap(
       (text): Array<[string, unknown[]]> => [
@@ -101,8 +121,11 @@ describePostgres('postgres: prepared statements', () => {
     expect(bounded.results.at(-1)).toEqual([{ c: 2 }])
 
     const marked = `${PREPARE_MARK} select $1::int as d`
+    const full = await onOneConnection(await open(2), [...twice, [marked, [4]]])
+    expect(full.prepared).toEqual(texts.slice(0, 2))
     const off = await onOneConnection(await open(0), [...twice, [marked, [4]]])
-    expect(off.prepared).toEqual([marked])
+    expect(off.prepared).toEqual([])
+    expect(off.results.at(-1)).toEqual([{ d: 4 }])
   })
 
   it('runs Kysely queries and transactions through prepared statements', async () => {

@@ -34,7 +34,7 @@ export interface DatabaseOptions {
   /** Directory for PGlite's files; undefined keeps an embedded database in memory (tests). */
   dataDir: string | undefined
   poolMax?: number
-  /** Statements each PostgreSQL connection keeps prepared besides marked ones; 0 for marked only. */
+  /** Statements each PostgreSQL connection keeps prepared; 0 prepares none. */
   statementCache?: number
   logger?: Logger
 }
@@ -113,6 +113,8 @@ function openPostgres(
     max,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    // Renews connections now and then, and with them the statements each keeps prepared.
+    maxLifetimeSeconds: 1_800,
     application_name: 'shopwright',
   })
   // An idle client that loses its server emits here; without a listener the process would crash.
