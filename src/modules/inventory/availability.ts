@@ -76,21 +76,22 @@ export async function variantAvailability(
  * A SQL boolean that is true when the `product_variants` row under `alias` (say `'v'`) can be sold
  * now: untracked, sellable stock at an active location, or backorder/preorder room left. Taken from
  * the row in hand, so a page of variants costs no second look-up of each. For the catalog's "in
- * stock only" filter and the product page's availability.
+ * stock only" filter and the product page's availability. Its own aliases start with `in_stock_`
+ * so that they do not hide the caller's.
  */
 export function inStockSql(alias: string): RawBuilder<boolean> {
   const id = sql.ref(`${alias}.id`)
   return sql<boolean>`(
     not ${sql.ref(`${alias}.manage_inventory`)}
     or exists (
-      select 1 from inventory_levels il
-      join stock_locations isl on isl.id = il.location_id and isl.active
-      where il.variant_id = ${id} and il.on_hand - il.reserved - il.safety_stock > 0)
+      select 1 from inventory_levels in_stock_l
+      join stock_locations in_stock_loc on in_stock_loc.id = in_stock_l.location_id and in_stock_loc.active
+      where in_stock_l.variant_id = ${id} and in_stock_l.on_hand - in_stock_l.reserved - in_stock_l.safety_stock > 0)
     or exists (
-      select 1 from inventory_policies ip
-      where ip.variant_id = ${id} and (ip.allow_backorder or ip.preorder)
-        and (ip.backorder_limit is null or ip.backorder_limit > (
-          select coalesce(sum(greatest(il2.reserved - greatest(il2.on_hand - il2.safety_stock, 0), 0)), 0)
-          from inventory_levels il2 where il2.variant_id = ${id})))
+      select 1 from inventory_policies in_stock_p
+      where in_stock_p.variant_id = ${id} and (in_stock_p.allow_backorder or in_stock_p.preorder)
+        and (in_stock_p.backorder_limit is null or in_stock_p.backorder_limit > (
+          select coalesce(sum(greatest(in_stock_l2.reserved - greatest(in_stock_l2.on_hand - in_stock_l2.safety_stock, 0), 0)), 0)
+          from inventory_levels in_stock_l2 where in_stock_l2.variant_id = ${id})))
   )`
 }
