@@ -175,9 +175,19 @@ describeEachDatabase('catalog: storefront', (kind) => {
     // Swap two letters in the middle: no word matches, the similarity fallback does.
     const typo = `${word.slice(0, 2)}${word[3]}${word[2]}${word.slice(4)}`
     const fuzzy = (
-      await get(`/store/products?q=${encodeURIComponent(`${target.title.split(' ')[0]} ${typo}`)}&limit=100`)
+      await get(
+        `/store/products?q=${encodeURIComponent(`${target.title.split(' ')[0]} ${typo}`)}&limit=100&facets=true`,
+      )
     ).json()
     expect(fuzzy.data.map((p: Summary) => p.id)).toContain(target.id)
+    // The facets count what the list matched, with the typo search's own thresholds.
+    expect(fuzzy.next_cursor).toBeNull()
+    const tagCounts = new Map<string, number>()
+    for (const p of fuzzy.data as Summary[])
+      for (const t of p.tags) tagCounts.set(t, (tagCounts.get(t) ?? 0) + 1)
+    expect(
+      Object.fromEntries(fuzzy.facets.tags.map((f: { value: string; count: number }) => [f.value, f.count])),
+    ).toEqual(Object.fromEntries(tagCounts))
   })
 
   it('ranks title matches first, newest first in each tier, across pages and in a region', async () => {
@@ -282,6 +292,47 @@ describeEachDatabase('catalog: storefront', (kind) => {
       expect(res.statusCode, q).toBe(200)
     }
     expect((await publishedIds()).length).toBeGreaterThan(0)
+  })
+
+  it('refuses forged cursors and NUL characters with a 400, never a 500', async () => {
+    const forge = (key: unknown) => Buffer.from(JSON.stringify(key)).toString('base64url')
+    for (const [sort, key] of [
+      ['price_asc', [1.5, 'prod_x']],
+      ['best_selling', [2 ** 40 + 0.5, 'prod_x']],
+      ['newest', ['prod\u0000x']],
+    ] as const) {
+      const res = await get(`/store/products?sort=${sort}&region_id=${eu}&cursor=${forge(key)}`)
+      expect(res.statusCode, `${sort} ${res.body}`).toBe(400)
+      expect(res.json().code).toBe('invalid_cursor')
+    }
+    // A real price cursor beyond the int range of sales counts pages best-sellers without an overflow.
+    const big = await get(`/store/products?sort=best_selling&cursor=${forge([2 ** 40, 'prod_zzz'])}`)
+    expect(big.statusCode, big.body).toBe(200)
+    for (const url of [
+      '/store/products/%00',
+      '/store/products?tag=%00',
+      '/store/products/a%00b/availability',
+    ]) {
+      const res = await get(url)
+      expect(res.statusCode, `${url} ${res.body}`).toBe(400)
+      expect(res.json().code).toBe('validation_failed')
+    }
+    const before = await db()
+      .selectFrom('products')
+      .select(db().fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
+    const write = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products',
+      headers: adminAuth,
+      payload: { handle: 'nul-title', title: 'Nul\u0000Title' },
+    })
+    expect(write.statusCode, write.body).toBe(400)
+    const after = await db()
+      .selectFrom('products')
+      .select(db().fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow()
+    expect(Number(after.n)).toBe(Number(before.n))
   })
 
   it('refuses a cursor from another sort', async () => {

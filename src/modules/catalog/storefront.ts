@@ -266,7 +266,7 @@ function ordering(sort: StoreSort, input: StoreListInput, priced: boolean): Orde
       const k = key(['number', 'string'])
       return {
         orderBy: sql`p.sales_count desc, p.id desc`,
-        after: k ? sql<boolean>`(p.sales_count, p.id) < (${k[0]}::int, ${k[1]})` : null,
+        after: k ? sql<boolean>`(p.sales_count, p.id) < (${k[0]}::bigint, ${k[1]})` : null,
         offset: 0,
         keyOf: (row) => [row.sales_count, row.id],
         shape: ['number', 'string'],
@@ -319,16 +319,15 @@ export async function listStoreProducts(db: Queryable, input: StoreListInput): P
     const exact = await listPage(db, input)
     if (exact.data.length > 0) return withFacets(db, input, exact)
     const mode = (await trigramAvailable(db)) ? 'trigram' : 'substring'
-    const fuzzy = { ...input, search: { ...input.search, mode } as const }
-    const page =
-      mode === 'trigram' ? await withTypoThresholds(db, (q) => listPage(q, fuzzy)) : await listPage(db, fuzzy)
-    return withFacets(db, fuzzy, page)
+    return pageWithFacets(db, { ...input, search: { ...input.search, mode } })
   }
-  const page =
-    input.search?.mode === 'trigram'
-      ? await withTypoThresholds(db, (q) => listPage(q, input))
-      : await listPage(db, input)
-  return withFacets(db, input, page)
+  return pageWithFacets(db, input)
+}
+
+/** A page and its facets, counted with the same matching (a typo search's looser thresholds too). */
+function pageWithFacets(db: Queryable, input: StoreListInput): Promise<StoreProductList> {
+  const both = async (q: Queryable) => withFacets(q, input, await listPage(q, input))
+  return input.search?.mode === 'trigram' ? withTypoThresholds(db, both) : both(db)
 }
 
 /**
@@ -413,6 +412,9 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
   if (rows.length === 0 && input.regionId) await findRegionForShopper(db, input.regionId)
   const page = rows.slice(0, input.limit)
   const last = page[page.length - 1]
+  const key = rows.length > input.limit && last ? order.keyOf(last, page.length - 1) : null
+  // Relevance pages end where offsets stop being accepted, rather than with a cursor that is refused.
+  const nextKey = sort === 'relevance' && key && (key[0] as number) > MAX_SEARCH_OFFSET ? null : key
   return {
     data: page.map((row) => ({
       id: row.id,
@@ -434,7 +436,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
         : null,
       created_at: row.created_at.toISOString(),
     })),
-    next_cursor: rows.length > input.limit && last ? encodeCursor(order.keyOf(last, page.length - 1)) : null,
+    next_cursor: nextKey ? encodeCursor(nextKey) : null,
   }
 }
 

@@ -29,7 +29,14 @@ export function decodeCursor(cursor: string, shape: Array<'string' | 'number'>):
   const valid =
     Array.isArray(key) &&
     key.length === shape.length &&
-    key.every((part, i) => typeof part === shape[i] && (typeof part !== 'string' || part.length <= 256))
+    key.every(
+      (part, i) =>
+        typeof part === shape[i] &&
+        // Every numeric key is an integer (amounts, counts, offsets); a string key never holds U+0000.
+        (typeof part === 'number'
+          ? Number.isSafeInteger(part)
+          : part.length <= 1024 && !part.includes('\u0000')),
+    )
   if (!valid) {
     throw problem('invalid_cursor', 'The cursor does not belong to this list', {
       errors: [{ path: 'query.cursor', message: 'not a cursor from this list' }],

@@ -60,6 +60,11 @@ export function toProblem(error: unknown): ProblemError {
   if (e instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
     return problem('malformed_json', e.message)
   }
+  // PostgreSQL refuses U+0000 in text and JSON; it can only have come from the client's input, and
+  // the statement that met it wrote nothing.
+  if (e.code === '22021' || e.code === '22P05') {
+    return problem('validation_failed', 'Text may not contain the NUL character (\\u0000)')
+  }
   if (isConnectionError(e)) {
     return problem('unavailable', 'The database is unreachable; retry shortly', {
       headers: { 'retry-after': '5' },
