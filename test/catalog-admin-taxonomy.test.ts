@@ -370,6 +370,25 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
       expect((await admin('DELETE', `/admin/regions/${other.id}`)).statusCode).toBe(204)
     })
 
+    it('refuses to delete a region that carts were made in, with a 409 and nothing deleted', async () => {
+      const used = (
+        await admin('POST', '/admin/regions', {
+          name: 'Iceland',
+          currency: 'ISK',
+          prices_include_tax: true,
+          countries: ['IS'],
+        })
+      ).json()
+      const cart = await node.app.inject({
+        method: 'POST',
+        url: '/store/carts',
+        payload: { region_id: used.id },
+      })
+      expect(cart.statusCode, cart.body).toBe(201)
+      expectProblem(await admin('DELETE', `/admin/regions/${used.id}`), 409, 'conflict')
+      expect((await admin('GET', `/admin/regions/${used.id}`)).json().countries).toEqual(['IS'])
+    })
+
     it('replays a create sent twice with one Idempotency-Key', async () => {
       const body = { name: 'Nordics', currency: 'SEK', prices_include_tax: true, countries: ['SE'] }
       const headers = { 'idempotency-key': `region-${Date.now()}` }

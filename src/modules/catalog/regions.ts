@@ -171,9 +171,22 @@ export async function updateRegion(
   return region
 }
 
-/** Deletes a region with its country list and emits `region.deleted`. */
+/**
+ * Deletes a region with its country list and emits `region.deleted`; a 409 while carts (kept after
+ * checkout, as the record of what was bought where) still name it.
+ */
 export async function deleteRegion(trx: Tx, outbox: Outbox, id: string): Promise<boolean> {
-  const deleted = await trx.deleteFrom('regions').where('id', '=', id).returning('id').executeTakeFirst()
+  const deleted = await trx
+    .deleteFrom('regions')
+    .where('id', '=', id)
+    .returning('id')
+    .executeTakeFirst()
+    .catch((error: unknown) => {
+      // 23503 on PostgreSQL 15; 23001 (restrict_violation) where ON DELETE RESTRICT reports its own.
+      const code = (error as { code?: string }).code
+      if (code !== '23503' && code !== '23001') throw error
+      throw problem('conflict', 'Carts were made in this region, so it cannot be deleted')
+    })
   if (!deleted) return false
   await outbox.emit(trx, 'region.deleted', { id }, id)
   return true
