@@ -526,6 +526,15 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
         400,
         'validation_failed',
       )
+      // Valid RFC 3339 that PostgreSQL cannot store: an offset past ±15:59, the year 0000.
+      for (const starts_at of ['2031-06-01T00:00:00+16:00', '0000-01-01T00:00:00Z']) {
+        const refused = expectProblem(
+          await admin('POST', '/admin/price-lists', { name: 'Bad', starts_at }),
+          400,
+          'validation_failed',
+        )
+        expect(refused.errors[0].path).toBe('body.starts_at')
+      }
       const group = expectProblem(
         await admin('POST', '/admin/price-lists', {
           name: 'Bad',

@@ -1,5 +1,6 @@
 /** Wire schemas of the catalog API: products, variants, prices, taxonomy, regions and price lists. */
 import { Type } from 'typebox'
+import { DateTimeInput } from '../../platform/http/schemas.ts'
 
 export const Handle = Type.String({
   minLength: 1,
@@ -18,7 +19,7 @@ const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { m
 const Text = (max: number) => Type.String({ maxLength: max })
 const Name = Type.String({ minLength: 1, maxLength: 255 })
 const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9a-z]{26}$` })
-const Timestamp = Type.String({ format: 'date-time' })
+const Timestamp = DateTimeInput()
 const CurrencyCode = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code' })
 const CountryCode = Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2 code' })
 /** Integer minor units; 10^12 leaves room for any price and stays exact in a double. */

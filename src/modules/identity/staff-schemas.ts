@@ -1,5 +1,6 @@
 /** Wire schemas of the staff, role, API key and audit log routes. */
 import { Type } from 'typebox'
+import { DateTimeInput } from '../../platform/http/schemas.ts'
 import { Email, Password } from './schemas.ts'
 
 export const StaffSignInBody = Type.Object(
@@ -113,7 +114,7 @@ export const CreateApiKeyBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 100 }),
     permissions: PermissionList,
-    expires_at: Type.Optional(Type.String({ format: 'date-time' })),
+    expires_at: Type.Optional(DateTimeInput()),
   },
   { additionalProperties: false },
 )
@@ -140,8 +141,8 @@ export const AuditQuery = Type.Object(
     resource_type: Type.Optional(Type.String({ maxLength: 64 })),
     resource_id: Type.Optional(Type.String({ maxLength: 64 })),
     action: Type.Optional(Type.String({ maxLength: 200 })),
-    from: Type.Optional(Type.String({ format: 'date-time' })),
-    to: Type.Optional(Type.String({ format: 'date-time' })),
+    from: Type.Optional(DateTimeInput()),
+    to: Type.Optional(DateTimeInput()),
   },
   { additionalProperties: false },
 )

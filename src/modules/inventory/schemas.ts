@@ -1,5 +1,6 @@
 /** Wire schemas of the inventory API. */
 import { Type } from 'typebox'
+import { DateTimeInput } from '../../platform/http/schemas.ts'
 
 const Country = Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2 country code' })
 const Quantity = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Whole units, at least 1' })
@@ -131,7 +132,7 @@ export const UpdatePolicy = Type.Object(
     allow_backorder: Type.Optional(Type.Boolean()),
     preorder: Type.Optional(Type.Boolean()),
     backorder_limit: Type.Optional(Type.Union([Count, Type.Null()])),
-    preorder_available_at: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
+    preorder_available_at: Type.Optional(Type.Union([DateTimeInput(), Type.Null()])),
   },
   { additionalProperties: false, minProperties: 1 },
 )
@@ -228,7 +229,7 @@ export const CreateReservation = Type.Object(
       maxItems: 500,
     }),
     reference: Reference,
-    expires_at: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
+    expires_at: Type.Optional(Type.Union([DateTimeInput(), Type.Null()])),
     country: Type.Optional(Country),
     strategy: Type.Optional(Strategy),
   },

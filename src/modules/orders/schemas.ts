@@ -1,5 +1,6 @@
 /** Wire schemas of the orders API (admin and store). */
 import { Type } from 'typebox'
+import { DateTimeInput } from '../../platform/http/schemas.ts'
 import { ORDER_STATUSES } from './state.ts'
 
 const Amount = Type.Integer({ description: 'In the currency’s minor unit' })
@@ -135,8 +136,8 @@ const filterFields = {
       description: 'An order number (digits, optionally with a leading #) or the start of an email',
     }),
   ),
-  placed_after: Type.Optional(Type.String({ format: 'date-time', description: 'Placed at or after' })),
-  placed_before: Type.Optional(Type.String({ format: 'date-time', description: 'Placed before' })),
+  placed_after: Type.Optional(DateTimeInput({ description: 'Placed at or after' })),
+  placed_before: Type.Optional(DateTimeInput({ description: 'Placed before' })),
 }
 
 export const AdminOrderQuery = Type.Object(

@@ -1,6 +1,19 @@
 /** Schemas shared by every route: the problem document, list envelopes, money, ids. */
 import { type TSchema, Type } from 'typebox'
 
+/**
+ * An RFC 3339 date-time a client sends, limited to what PostgreSQL stores: no year 0000 and
+ * offsets up to ±15:59 (RFC 3339 allows
+ * ±23:59).
+ */
+export function DateTimeInput(options: { description?: string } = {}) {
+  return Type.String({
+    format: 'date-time',
+    pattern: '^(?!0000)[\\s\\S]*(?:[Zz]|[+-](?:0\\d|1[0-5]):?[0-5]\\d)$',
+    ...options,
+  })
+}
+
 export const FieldErrorSchema = Type.Object({ path: Type.String(), message: Type.String() })
 
 export const ProblemSchema = Type.Object(
