@@ -383,6 +383,19 @@ describeEachDatabase('catalog: storefront', (kind) => {
         .variants.map((v: { in_stock: boolean }) => v.in_stock),
     ).toEqual(secondPage.variants.map((_: unknown, i: number) => i === 0))
 
+    // Backorders make a sold-out variant buyable: the cached page says so on the next read.
+    const [, , third] = (await get('/store/products?limit=3')).json().data
+    const thirdPage = (await get(`/store/products/${third.handle}`)).json()
+    expect(thirdPage.variants[0].in_stock).toBe(false)
+    const backorder = await node.app.inject({
+      method: 'PUT',
+      url: `/admin/inventory/variants/${thirdPage.variants[0].id}/policy`,
+      headers: adminAuth,
+      payload: { allow_backorder: true },
+    })
+    expect(backorder.statusCode, backorder.body).toBe(200)
+    expect((await get(`/store/products/${third.handle}`)).json().variants[0].in_stock).toBe(true)
+
     // The live route: never cached, and no counts unless the store publishes them.
     const live = await get(`/store/products/${first.handle}/availability`)
     expect(live.statusCode, live.body).toBe(200)

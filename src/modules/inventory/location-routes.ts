@@ -7,6 +7,7 @@ import { problem } from '../../platform/http/errors.ts'
 import { runIdempotent } from '../../platform/http/idempotency.ts'
 import { errorResponses, ListOf, ListQuery } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
+import { bumpCatalogVersion } from '../catalog/cache.ts'
 import { createLocation, deleteLocation, findLocation, listLocations, updateLocation } from './locations.ts'
 import { CreateLocation, LocationParams, UpdateLocation } from './schemas.ts'
 
@@ -87,6 +88,8 @@ export const locationRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         updateLocation(trx, request.params.id, request.body),
       )
       if (!location) throw problem('not_found', `No location ${request.params.id}`)
+      // Stock at a location counts only while it is active: cached pages' availability follows it.
+      if (request.body.active !== undefined) await bumpCatalogVersion(runtime.kv).catch(() => {})
       return location
     },
   )

@@ -292,7 +292,11 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
     },
     async (request) => {
       const variant = await variantByRef(runtime, request.params.ref)
-      return runWrite(runtime, request, (trx) => setPolicy(trx, variant.id, request.body))
+      return runWrite(runtime, request, (trx, ctx) => {
+        // Backorder or preorder room makes a sold-out variant buyable: cached pages must say so.
+        ctx.availabilityChanged = true
+        return setPolicy(trx, variant.id, request.body)
+      })
     },
   )
 }
