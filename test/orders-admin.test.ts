@@ -10,6 +10,8 @@ import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { findReservation } from '../src/modules/inventory/reservations.ts'
 import { formatMinor } from '../src/modules/orders/admin-orders.ts'
+import { commerceDeps } from '../src/modules/orders/deps.ts'
+import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import type { OrderLineView, OrderView } from '../src/modules/orders/orders.ts'
 import { divideHalfUp, lineRefundAmount } from '../src/modules/orders/refunds.ts'
 import { findPayment } from '../src/modules/payments/service.ts'
@@ -477,6 +479,27 @@ describeEachDatabase('orders: admin and store', (kind) => {
       await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'processing' } })
       const res = await call('POST', `/admin/orders/${order.id}/capture`)
       expect(res.json()).toMatchObject({ status: 'processing', payment_status: 'captured' })
+    })
+
+    it('captures an order that shipped before its payment was taken', async () => {
+      const order = await placeTestOrder(node, catalog)
+      await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'processing' } })
+      const shipped = await call('POST', `/admin/orders/${order.id}/transitions`, {
+        payload: { to: 'fulfilled' },
+      })
+      expect(shipped.statusCode, shipped.body).toBe(200)
+      const res = await call('POST', `/admin/orders/${order.id}/capture`)
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json()).toMatchObject({ status: 'fulfilled', payment_status: 'captured' })
+    })
+
+    it('has the recovery job capture an authorisation that staff moved past pending', async () => {
+      const order = await placeTestOrder(node, catalog)
+      await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'processing' } })
+      await recoverCheckouts(commerceDeps(node.runtime), { captureAfterSeconds: 0 })
+      expect(await detail(order.id)).toMatchObject({ status: 'processing', payment_status: 'captured' })
+      const payment = await findPayment(node.runtime.database.db, order.payment_id!)
+      expect(payment).toMatchObject({ status: 'captured', captured_amount: order.totals.total })
     })
 
     it('refuses to capture a canceled order', async () => {

@@ -12,6 +12,7 @@ import { captureOrder } from './admin-orders.ts'
 import { abandonCheckout, finish, paymentMethodOf } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 import { followPaymentEvents } from './payment-events.ts'
+import { CAPTURE_FROM } from './state.ts'
 
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
 export const EXPIRE_CARTS_JOB = 'carts.expire'
@@ -80,8 +81,17 @@ export async function recoverCheckouts(
       .selectFrom('orders')
       .innerJoin('payments', 'payments.id', 'orders.payment_id')
       .select('orders.id')
-      .where('orders.status', '=', 'pending')
-      .where('payments.status', 'in', ['authorized', 'captured'])
+      // Pending orders whose capture did not finish, and orders staff moved on (to processing or
+      // even fulfilled) while their authorisation still waited to be captured.
+      .where((eb) =>
+        eb.or([
+          eb.and([
+            eb('orders.status', '=', 'pending'),
+            eb('payments.status', 'in', ['authorized', 'captured']),
+          ]),
+          eb.and([eb('orders.status', 'in', CAPTURE_FROM), eb('payments.status', '=', 'authorized')]),
+        ]),
+      )
       // Young orders are left to the request that placed them, which captures right after.
       .where(
         'orders.placed_at',

@@ -149,8 +149,19 @@ export async function recordTransition(
     .execute()
 }
 
-/** Order statuses from which the payment may still be captured. */
-export const CAPTURE_FROM: readonly OrderStatus[] = ['pending', 'processing', 'paid']
+/**
+ * Order statuses from which the payment may still be captured: every one but canceled and the
+ * refund statuses, since goods may ship before the money is taken (capture on shipment, cash on
+ * delivery) and an authorisation left behind must stay capturable.
+ */
+export const CAPTURE_FROM: readonly OrderStatus[] = [
+  'pending',
+  'processing',
+  'paid',
+  'partially_fulfilled',
+  'fulfilled',
+  'completed',
+]
 
 /**
  * Records on an order, in the caller's transaction, that its payment was captured: a pending order
