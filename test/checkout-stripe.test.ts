@@ -110,6 +110,21 @@ describe.each(DATABASE_KINDS)('%s: checkout with Stripe', (kind) => {
     expect(second.json().order.payment_status).toBe('captured')
   })
 
+  it('declines a payment Stripe refuses outright (under its minimum), reopening the cart', async () => {
+    const cartId = await readyCart(node.app, store, 1)
+    stripe.minimumAmount = 1_000_000_000
+    try {
+      const res = await complete(cartId, 'pm_card_visa')
+      expect(res.statusCode, res.body).toBe(402)
+      expect(res.json().detail).toContain('amount_too_small')
+    } finally {
+      stripe.minimumAmount = 50
+    }
+    expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
+    const again = await complete(cartId, 'pm_card_visa')
+    expect(again.statusCode, again.body).toBe(201)
+  })
+
   it('recovers from a Stripe outage with the same intent', async () => {
     const before = stripe.stats.intentsCreated
     const cartId = await readyCart(node.app, store, 1)

@@ -59,6 +59,8 @@ export interface StripeServer {
   /** The shopper's 3-D Secure answer for an intent in requires_action. */
   completeAction(id: string, passed: boolean): void
   failNext(count: number, how: Failure): void
+  /** The smallest amount a PaymentIntent may take, as Stripe's per-currency minimum (50 cents). */
+  minimumAmount: number
   close(): Promise<void>
 }
 
@@ -140,6 +142,7 @@ export async function startStripeServer(): Promise<StripeServer> {
   const refunds = new Map<string, Json & { amount: number }>()
   const replies = new Map<string, { request: string; status: number; body: Json }>()
   const failures: Failure[] = []
+  let minimumAmount = 50
   const stats: StripeStats = {
     requests: 0,
     intentsCreated: 0,
@@ -224,6 +227,12 @@ export async function startStripeServer(): Promise<StripeServer> {
       if (!Number.isInteger(amount) || amount < 1) {
         throw invalidRequest('Invalid positive integer', {
           code: 'parameter_invalid_integer',
+          param: 'amount',
+        })
+      }
+      if (amount < minimumAmount) {
+        throw invalidRequest('Amount must be at least €0.50 eur', {
+          code: 'amount_too_small',
           param: 'amount',
         })
       }
@@ -413,6 +422,12 @@ export async function startStripeServer(): Promise<StripeServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     stats,
+    get minimumAmount() {
+      return minimumAmount
+    },
+    set minimumAmount(value: number) {
+      minimumAmount = value
+    },
     intent: (intentId) => intents.get(intentId),
     intents: () => [...intents.values()],
     completeAction(intentId, passed) {

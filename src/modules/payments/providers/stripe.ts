@@ -112,6 +112,17 @@ export class StripeProvider implements PaymentProvider {
           message: error.message,
         }
       }
+      // Any other request Stripe refuses (an amount under its minimum, a currency it does not take)
+      // fails the same way on every retry: a decline reopens the cart and frees its stock, where
+      // an error would leave the checkout stuck until the recovery job gives it up.
+      if (error instanceof errors.StripeInvalidRequestError) {
+        return {
+          status: 'declined',
+          provider_ref: idOf(error.payment_intent),
+          decline_code: error.code ?? 'invalid_request',
+          message: error.message,
+        }
+      }
       throw error
     }
   }
