@@ -7,6 +7,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
+import { inventoryContext } from '../src/modules/inventory/context.ts'
+import { expireReservations } from '../src/modules/inventory/reservations.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
@@ -499,6 +501,36 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       const replay = await complete(cartId, threeDs, key)
       expect(replay.statusCode).toBe(201)
       expect(replay.body).toBe(second.body)
+    })
+
+    it('reopens the cart when 3-D Secure fails after the stock hold lapsed', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs)
+      expect(first.json().type).toBe('payment_action_required')
+      // The shopper takes longer than the hold: the inventory job expires it.
+      const db = node.runtime.database.db
+      const { reservation_id } = await db
+        .selectFrom('carts')
+        .select('reservation_id')
+        .where('id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      await db
+        .updateTable('inventory_reservations')
+        .set({ expires_at: new Date(Date.now() - 1000) })
+        .where('id', '=', reservation_id!)
+        .execute()
+      expect(
+        await expireReservations(db, inventoryContext(node.runtime, 'test:expire')),
+      ).toBeGreaterThanOrEqual(1)
+      const failed = await call('POST', `/store/payments/${first.json().payment.id}/authenticate`, {
+        result: 'fail',
+        cart_id: cartId,
+      })
+      expect(failed.statusCode, failed.body).toBeLessThan(300)
+      const declined = await complete(cartId, threeDs)
+      expect(declined.statusCode, declined.body).toBe(402)
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
     })
 
     it('checks out goods that are not shipped with a billing address and no shipping', async () => {

@@ -395,7 +395,7 @@ async function place(
   }
   const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox)
   if (answer.status === 'declined') {
-    if (cart.reservation_id) await releaseReservation(trx, cart.reservation_id, ctx)
+    if (cart.reservation_id) await releaseHold(trx, cart.reservation_id, ctx)
     await reopen(trx, cartId)
     return { type: 'declined' }
   }
@@ -452,6 +452,13 @@ async function place(
     },
   )
   return { type: 'placed', order: { ...order, reservation_id: reservationId } }
+}
+
+/** Releases a checkout's stock hold; one that already lapsed (the shopper took long) is no error. */
+async function releaseHold(trx: Tx, reservationId: string, ctx: ReturnType<typeof inventoryContext>) {
+  await releaseReservation(trx, reservationId, ctx).catch((error: unknown) => {
+    if (!(error instanceof ProblemError) || error.code !== 'reservation_not_active') throw error
+  })
 }
 
 async function reopen(trx: Tx, cartId: string): Promise<void> {
@@ -554,11 +561,7 @@ export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: 
       .forUpdate()
       .executeTakeFirst()
     if (current?.status !== 'completing') return
-    if (current.reservation_id) {
-      await releaseReservation(trx, current.reservation_id, ctx).catch((error: unknown) => {
-        if (!(error instanceof ProblemError) || error.code !== 'reservation_not_active') throw error
-      })
-    }
+    if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
     await reopen(trx, cart.id)
   })
   await ctx.publish()
