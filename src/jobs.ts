@@ -4,6 +4,7 @@
  * and an API node with in-process workers define the same set.
  */
 import { defineImportJob } from './modules/catalog/import.ts'
+import { followSales } from './modules/catalog/sales.ts'
 import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
@@ -30,6 +31,7 @@ export function registerJobs(runtime: Runtime): void {
   )
   defineMailJob(runtime.jobs, new FileMailTransport(runtime.config.dataDir, runtime.logger))
   defineImportJob(runtime)
+  followSales(runtime)
   defineInventoryJobs(runtime)
   defineCheckoutJobs(runtime)
   defineTaxJobs(runtime)

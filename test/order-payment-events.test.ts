@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { countSale } from '../src/modules/catalog/sales.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { completeCheckout, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
@@ -213,5 +214,29 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(ship.statusCode, ship.body).toBe(409)
     expect(ship.json().code).toBe('conflict')
     expect((await orderOf(order.id)).status).toBe('paid')
+  })
+  it("counts each placed order once in its product's best-selling order", async () => {
+    const { app } = node
+    const shop = await storeOnce()
+    const sold = async () =>
+      (
+        await node.runtime.database.db
+          .selectFrom('products')
+          .select('sales_count')
+          .where('id', '=', shop.product)
+          .executeTakeFirstOrThrow()
+      ).sales_count
+    const before = await sold()
+    const placed = await completeCheckout(app, await readyCart(app, shop, 3))
+    expect(placed.statusCode, placed.body).toBe(201)
+    await eventually(async () => ((await sold()) === before + 3 ? true : undefined))
+    // The event delivered again (at least once) adds nothing.
+    const orderId = placed.json().order.id as string
+    expect(
+      await countSale(node.runtime.database.db, orderId, [{ variant_id: shop.shirt, quantity: 3 }]),
+    ).toBe(false)
+    expect(await sold()).toBe(before + 3)
+    const best = (await app.inject({ url: '/store/products?sort=best_selling&limit=1' })).json().data[0]
+    expect(best.id).toBe(shop.product)
   })
 })

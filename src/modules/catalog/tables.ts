@@ -179,6 +179,12 @@ export interface CatalogImportBatchesTable {
   documents: Buffer
 }
 
+/** Orders already added to products' sales counts (see sales.ts). */
+export interface ProductSalesCountedTable {
+  order_id: string
+  counted_at: Generated<Date>
+}
+
 export interface CatalogTables {
   products: ProductsTable
   product_search: ProductSearchTable
@@ -195,4 +201,5 @@ export interface CatalogTables {
   price_list_product_prices: PriceListProductPricesTable
   catalog_imports: CatalogImportsTable
   catalog_import_batches: CatalogImportBatchesTable
+  product_sales_counted: ProductSalesCountedTable
 }

@@ -8,6 +8,7 @@ import * as carts0002 from '../../../modules/carts/migrations/0002-lz4.ts'
 import * as catalog0001 from '../../../modules/catalog/migrations/0001-products.ts'
 import * as catalog0002 from '../../../modules/catalog/migrations/0002-model.ts'
 import * as catalog0003 from '../../../modules/catalog/migrations/0003-requires-shipping.ts'
+import * as catalog0004 from '../../../modules/catalog/migrations/0004-sales-counted.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
@@ -43,4 +44,5 @@ export const migrations: Record<string, Migration> = {
   '0017-orders-refunds': orders0003,
   '0018-tax-service-calls': tax0002,
   '0019-orders-transition-time': orders0004,
+  '0020-catalog-sales-counted': catalog0004,
 }
