@@ -613,6 +613,23 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect(Number(refunds[0]!.amount)).toBe(2500)
     })
 
+    it('asks for orders:refund to cancel a captured order, even before the order row shows the capture', async () => {
+      const order = await placeTestOrder(node, catalog, { capture: true })
+      // The order's copy of the payment status lags the payment's own row (the outbox updates it).
+      await node.runtime.database.db
+        .updateTable('orders')
+        .set({ payment_status: 'authorized' })
+        .where('id', '=', order.id)
+        .execute()
+      const fulfillment = await newStaffSession(node, 'role_fulfillment')
+      const res = await call('POST', `/admin/orders/${order.id}/cancel`, {
+        headers: bearer(fulfillment.accessToken),
+      })
+      expectProblem(res, 403, 'forbidden')
+      const payment = await findPayment(node.runtime.database.db, order.payment_id!)
+      expect(payment).toMatchObject({ status: 'captured', refunded_amount: 0 })
+    })
+
     it('refuses to cancel an order that has shipped', async () => {
       const order = await placeTestOrder(node, catalog, { capture: true })
       await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'fulfilled' } })

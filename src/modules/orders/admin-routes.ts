@@ -190,13 +190,19 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
       },
     },
     async (request) => {
-      // Cancelling an order whose money was taken refunds it: that needs what a refund needs.
+      // Cancelling an order whose money was taken refunds it: that needs what a refund needs. The
+      // payment's own row says so first; the order's copy follows it through the outbox.
       const order = await runtime.database.db
         .selectFrom('orders')
-        .select('payment_status')
-        .where('id', '=', request.params.id)
+        .leftJoin('payments', 'payments.id', 'orders.payment_id')
+        .select(['orders.payment_status', 'payments.captured_amount'])
+        .where('orders.id', '=', request.params.id)
         .executeTakeFirst()
-      if (order && ['captured', 'partially_refunded'].includes(order.payment_status)) {
+      const taken =
+        order &&
+        (['captured', 'partially_refunded'].includes(order.payment_status) ||
+          Number(order.captured_amount ?? 0) > 0)
+      if (taken) {
         requirePermission(request.principal, 'orders:refund', {
           stepUp: true,
           why: 'Cancelling a paid order refunds it: requires orders:refund',
