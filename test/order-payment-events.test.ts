@@ -215,6 +215,34 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(ship.json().code).toBe('conflict')
     expect((await orderOf(order.id)).status).toBe('paid')
   })
+  it('cancels a pending order whose authorisation was voided at the processor, giving its stock back', async () => {
+    const shop = await storeOnce()
+    const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
+    const db = node.runtime.database.db
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type: 'payment_intent.canceled',
+      provider_ref: payment.provider_ref,
+      status: 'canceled' as const,
+      amount: Number(payment.amount),
+    })
+    await eventually(async () => ((await orderOf(order.id)).status === 'canceled' ? true : undefined))
+    const reservation = await db
+      .selectFrom('inventory_reservations')
+      .select('status')
+      .where('id', '=', order.reservation_id)
+      .executeTakeFirstOrThrow()
+    expect(reservation.status).toBe('released')
+  })
+
   it("counts each placed order once in its product's best-selling order", async () => {
     const { app } = node
     const shop = await storeOnce()

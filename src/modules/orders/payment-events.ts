@@ -2,7 +2,8 @@
  * Orders follow what happens to their payment at the processor. A capture made there (Stripe's
  * dashboard, a webhook that arrived before our own capture was recorded) marks a pending order
  * paid; a refund made there raises the order's refunded total and moves its status; a refund that
- * failed there after it was accepted gives its units and amount back. Listeners run
+ * failed there after it was accepted gives its units and amount back; an authorisation voided there
+ * cancels a pending order. Listeners run
  * from the outbox at least once, so each sets absolute values rather than adding to them.
  */
 import { sql } from 'kysely'
@@ -10,6 +11,8 @@ import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
+import { cancelOrder } from './cancel.ts'
+import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
 import { REFUND_STATUSES, recordOrderCaptured, statusBeforeRefunds, transitionOrSet } from './state.ts'
 
@@ -31,6 +34,20 @@ export function followPaymentEvents(runtime: Runtime): void {
         paymentStatus: 'captured',
       }),
     )
+  })
+
+  // An authorisation voided at the processor (expired after days uncaptured, voided in its
+  // dashboard) can never be captured: a pending order on it is canceled, so its stock goes back.
+  // Orders staff moved on are left to staff; cancels of our own find the order canceled already.
+  runtime.outbox.on('payment.canceled', async (event: DomainEvent) => {
+    const orderId = event.payload.order_id
+    if (typeof orderId !== 'string') return
+    const order = await db.selectFrom('orders').select('status').where('id', '=', orderId).executeTakeFirst()
+    if (order?.status !== 'pending') return
+    await cancelOrder(commerceDeps(runtime), orderId, {
+      actor: ACTOR,
+      reason: 'payment canceled at the processor',
+    })
   })
 
   runtime.outbox.on('refund.created', async (event: DomainEvent) => {
