@@ -73,6 +73,9 @@ function idOf(ref: string | { id: string } | null | undefined): string | null {
   return typeof ref === 'string' ? ref : ref.id
 }
 
+/** Stripe's codes for an amount outside what it charges: the shopper's cart, not our bug. */
+const AMOUNT_REFUSED = new Set(['amount_too_small', 'amount_too_large'])
+
 export class StripeProvider implements PaymentProvider {
   readonly id = 'stripe'
   readonly #stripe: Stripe
@@ -112,10 +115,10 @@ export class StripeProvider implements PaymentProvider {
           message: error.message,
         }
       }
-      // Any other request Stripe refuses (an amount under its minimum, a currency it does not take)
-      // fails the same way on every retry: a decline reopens the cart and frees its stock, where
-      // an error would leave the checkout stuck until the recovery job gives it up.
-      if (error instanceof errors.StripeInvalidRequestError) {
+      // An amount Stripe does not take fails the same way on every retry: a decline reopens the
+      // cart and frees its stock, where an error would leave the checkout stuck until the recovery
+      // job gives it up. Other refusals may be our own mistakes, so they stay errors (and are logged).
+      if (error instanceof errors.StripeInvalidRequestError && AMOUNT_REFUSED.has(error.code ?? '')) {
         return {
           status: 'declined',
           provider_ref: idOf(error.payment_intent),
