@@ -52,7 +52,12 @@ export const cancelRefundKey = (orderId: string) => `order:${orderId}:cancel`
 export async function cancelOrder(
   deps: CommerceDeps,
   orderId: string,
-  input: { actor: string; reason?: string | undefined },
+  input: {
+    actor: string
+    reason?: string | undefined
+    /** Statuses this cancel may start from, checked under the order's lock; CANCELABLE by default. */
+    onlyFrom?: readonly OrderStatus[]
+  },
 ): Promise<OrderView> {
   const placed = await deps.db
     .selectFrom('orders')
@@ -74,7 +79,7 @@ export async function cancelOrder(
     if (!row) throw problem('not_found', `No order ${orderId}`)
     // Canceled before: only the payment part may remain (a retry after a 503 or a crash).
     if (row.status === 'canceled') return row
-    if (!CANCELABLE.includes(row.status)) {
+    if (!(input.onlyFrom ?? CANCELABLE).includes(row.status)) {
       throw problem('invalid_order_transition', `An order that is ${row.status} cannot be canceled`)
     }
     if (row.reservation_id) {

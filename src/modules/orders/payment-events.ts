@@ -9,6 +9,7 @@
 import { sql } from 'kysely'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
+import { ProblemError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { cancelOrder } from './cancel.ts'
@@ -44,9 +45,13 @@ export function followPaymentEvents(runtime: Runtime): void {
     if (typeof orderId !== 'string') return
     const order = await db.selectFrom('orders').select('status').where('id', '=', orderId).executeTakeFirst()
     if (order?.status !== 'pending') return
+    // Checked again under the order's lock: staff may move it on meanwhile.
     await cancelOrder(commerceDeps(runtime), orderId, {
       actor: ACTOR,
       reason: 'payment canceled at the processor',
+      onlyFrom: ['pending'],
+    }).catch((error: unknown) => {
+      if (!(error instanceof ProblemError) || error.code !== 'invalid_order_transition') throw error
     })
   })
 
