@@ -272,7 +272,8 @@ export async function moveOrder(
 
 /**
  * Captures the order's payment (the whole authorisation, or confirms a manual payment arrived),
- * then records it on the order: pending becomes paid; processing stays processing. The provider is
+ * then records it on the order: pending becomes paid; an order moved on (processing, shipped) keeps
+ * its status. The provider is
  * called outside any transaction with a key derived from the payment, so a retry captures once; a
  * capture already recorded answers with the order as it is.
  */

@@ -160,7 +160,9 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
         tags,
         security,
         summary: 'Capture the order’s authorised payment (or confirm a manual payment arrived)',
-        description: 'A pending order becomes paid. Capturing a captured payment changes nothing.',
+        description:
+          'A pending order becomes paid; one already processing or shipped keeps its status and records ' +
+          'the payment. Capturing a captured payment changes nothing.',
         params: OrderParams,
         response: one,
       },

@@ -92,6 +92,10 @@ export async function recoverCheckouts(
           eb.and([eb('orders.status', 'in', CAPTURE_FROM), eb('payments.status', '=', 'authorized')]),
         ]),
       )
+      // Authorisations lapse after about a week at the processors: older ones are left to staff
+      // rather than failed every minute, and the oldest capturable come first.
+      .where('orders.placed_at', '>', sql<Date>`now() - interval '8 days'`)
+      .orderBy('orders.placed_at')
       // Young orders are left to the request that placed them, which captures right after.
       .where(
         'orders.placed_at',

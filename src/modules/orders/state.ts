@@ -165,7 +165,7 @@ export const CAPTURE_FROM: readonly OrderStatus[] = [
 
 /**
  * Records on an order, in the caller's transaction, that its payment was captured: a pending order
- * becomes paid; one that moved on (processing) only takes the new payment status; a canceled one
+ * becomes paid; one that moved on (processing, shipped) only takes the new payment status; a canceled one
  * is left alone, since the cancel owns its payment from there. True when the order became paid.
  */
 export async function recordOrderCaptured(
