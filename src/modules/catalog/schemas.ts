@@ -300,7 +300,8 @@ export const StoreSort = Type.Union(
 export const StoreListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    // A name cursor carries the title: 255 characters of four UTF-8 bytes each, in base64.
+    cursor: Type.Optional(Type.String({ maxLength: 2048 })),
     region_id: Type.Optional(Id('reg')),
     q: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     category_id: Type.Optional(Id('cat')),
@@ -526,7 +527,7 @@ export const GroupCustomerParams = Type.Object({ id: Id('cgrp'), customerId: Id(
 export const PriceListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    cursor: Type.Optional(Type.String({ maxLength: 2048 })),
     status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('draft')])),
   },
   { additionalProperties: false },
