@@ -56,6 +56,15 @@ describeEachDatabase('inventory admin API', (kind) => {
   it('manages locations and refuses a taken code', async () => {
     const list = await get('/admin/inventory/locations')
     expect(list.json().data.map((l: { code: string }) => l.code)).toEqual(['berlin', 'paris'])
+    const firstPage = (await get('/admin/inventory/locations?limit=1')).json()
+    expect(
+      (await get(`/admin/inventory/locations?limit=1&cursor=${firstPage.next_cursor}`)).json().data[0].code,
+    ).toBe('paris')
+    // A forged cursor past the integer priorities is refused, not a database error.
+    const forged = Buffer.from(JSON.stringify([2 ** 40, 'loc_x'])).toString('base64url')
+    const refused = await get(`/admin/inventory/locations?cursor=${forged}`)
+    expect(refused.statusCode, refused.body).toBe(400)
+    expect(refused.json().code).toBe('invalid_cursor')
     const taken = await post('/admin/inventory/locations', {
       code: 'berlin',
       name: 'B',

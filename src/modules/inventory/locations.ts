@@ -167,6 +167,11 @@ export async function listLocations(
     .limit(options.limit + 1)
   if (options.cursor) {
     const [priority, id] = decodeCursor(options.cursor, ['number', 'string']) as [number, string]
+    // Priorities are PostgreSQL integers: a number past them was not made by this list.
+    if (Math.abs(priority) > 2_147_483_647)
+      throw problem('invalid_cursor', 'The cursor does not belong to this list', {
+        errors: [{ path: 'query.cursor', message: 'not a cursor from this list' }],
+      })
     query = query.where((eb) =>
       eb.or([eb('priority', '>', priority), eb.and([eb('priority', '=', priority), eb('id', '>', id)])]),
     )
