@@ -43,6 +43,7 @@ export function keepStatementsPrepared(client: pg.PoolClient | pg.Client, capaci
   const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown> | undefined
   const names = new Map<string, string>()
   const seen = new Map<string, number>()
+  // Names only need to be unique on this connection: a counter, never reused.
   let generation = 0
   ;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (
     text: unknown,
@@ -52,7 +53,7 @@ export function keepStatementsPrepared(client: pg.PoolClient | pg.Client, capaci
     let name = names.get(text)
     if (!name) {
       if (!shouldPrepare(text, rest[0])) return query(text, ...rest)
-      name = `sw_${createHash('sha1').update(text).digest('hex').slice(0, 20)}_${generation++}`
+      name = `sw_${generation++}`
       names.set(text, name)
     }
     const result = query({ name, text, values: rest[0] as unknown[] }, ...rest.slice(1))
@@ -61,8 +62,7 @@ export function keepStatementsPrepared(client: pg.PoolClient | pg.Client, capaci
     return result.catch((error: unknown) => {
       if (STALE_STATEMENT.has((error as { code?: string }).code ?? '') && names.get(text) === prepared) {
         // pg would skip the Parse of a name it saw parsed; a fresh name makes the next run parse again.
-        names.delete(text)
-        names.set(text, `sw_${createHash('sha1').update(text).digest('hex').slice(0, 20)}_${generation++}`)
+        names.set(text, `sw_${generation++}`)
       }
       throw error
     })
