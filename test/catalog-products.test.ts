@@ -126,6 +126,47 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(summary.thumbnail).toEqual({ url: 'https://cdn.example.test/tee.jpg', alt: 'The tee' })
   })
 
+  it("shows a sale's from price with the compare-at of the variant it came from", async () => {
+    // The cheapest base price (2000, was 5000) and the sale price (1500, was 2800) are different variants.
+    const res = await admin('POST', '/admin/products', {
+      ...tee('sale-tee', 'SALE'),
+      variants: [
+        {
+          sku: 'SALE-S-BLK',
+          options: { Size: 'S', Colour: 'Black' },
+          prices: [{ currency: 'EUR', amount: 2000, compare_at_amount: 5000 }],
+        },
+        {
+          sku: 'SALE-M-WHT',
+          options: { Size: 'M', Colour: 'White' },
+          prices: [{ currency: 'EUR', amount: 2500, compare_at_amount: 2800 }],
+        },
+      ],
+    })
+    expect(res.statusCode, res.body).toBe(201)
+    const onSale = res.json().variants[1].id as string
+    const list = await admin('POST', '/admin/price-lists', {
+      name: 'One variant on sale',
+      status: 'active',
+      prices: [{ variant_id: onSale, currency: 'EUR', amount: 1500 }],
+    })
+    expect(list.statusCode, list.body).toBe(201)
+    const expected = {
+      amount: 1500,
+      currency: 'EUR',
+      compare_at_amount: 2800,
+      includes_tax: true,
+      price_list_id: list.json().id,
+    }
+    const page = (await store(`/store/products/sale-tee?region_id=${eu}`)).json()
+    expect(page.variants[1].price).toEqual(expected)
+    const summary = (await store(`/store/products?region_id=${eu}&limit=100`))
+      .json()
+      .data.find((p: { handle: string }) => p.handle === 'sale-tee')
+    expect(summary.price).toEqual(expected)
+    expect((await admin('DELETE', `/admin/price-lists/${list.json().id}`)).statusCode).toBe(204)
+  })
+
   it.each([
     [
       'a variant missing an option',

@@ -108,6 +108,9 @@ export function numberOrNull(value: number | string | null): number | null {
 
 /**
  * Rewrites the price read models (product_prices, price_list_product_prices) of these products.
+ * A list's row keeps, as base_amount, what its cheapest variant's sale price is compared with (the
+ * higher of that variant's base and compare-at prices): the list then shows a saving taken from
+ * the variant the "from" price belongs to, as the product page does, never from another one.
  * Locks the product rows first, in id order, so two writers of one product queue rather than
  * collide on the read model's keys.
  */
@@ -128,12 +131,12 @@ export async function refreshPriceReadModel(trx: Tx, productIds: readonly string
   await sql`
     insert into price_list_product_prices (price_list_id, product_id, currency_code, min_amount, base_amount)
     select distinct on (plp.price_list_id, v.product_id, plp.currency_code)
-      plp.price_list_id, v.product_id, plp.currency_code, plp.amount, vp.amount
+      plp.price_list_id, v.product_id, plp.currency_code, plp.amount,
+      greatest(vp.amount, vp.compare_at_amount)
     from price_list_prices plp
     join product_variants v on v.id = plp.variant_id
     left join variant_prices vp on vp.variant_id = plp.variant_id and vp.currency_code = plp.currency_code
     where v.product_id = any(${ids})
-    order by plp.price_list_id, v.product_id, plp.currency_code, plp.amount, vp.amount desc nulls last`.execute(
-    trx,
-  )
+    order by plp.price_list_id, v.product_id, plp.currency_code, plp.amount,
+      greatest(vp.amount, vp.compare_at_amount) desc nulls last`.execute(trx)
 }

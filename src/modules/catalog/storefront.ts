@@ -440,20 +440,25 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
   }
 }
 
+/**
+ * The "from" price of a list row. The product's base row and its best list row may come from two
+ * different variants, so each is priced alone: a sale shows the saving against its own variant's
+ * prices (the read model's list_base_amount), never the compare-at of the cheapest base variant.
+ */
 function priceOf(context: PricingContext, row: ListRow): ShopperPrice | null {
-  return shopperPrice(
-    context,
+  const base =
     row.base_amount === null
       ? null
-      : { amount: Number(row.base_amount), compare_at_amount: numberOrNull(row.base_compare_at) },
-    row.list_amount === null || row.price_list_id === null
-      ? null
-      : {
-          amount: Number(row.list_amount),
-          price_list_id: row.price_list_id,
-          base_amount: numberOrNull(row.list_base_amount),
-        },
-  )
+      : { amount: Number(row.base_amount), compare_at_amount: numberOrNull(row.base_compare_at) }
+  if (row.list_amount !== null && row.price_list_id !== null) {
+    const list = {
+      amount: Number(row.list_amount),
+      price_list_id: row.price_list_id,
+      base_amount: numberOrNull(row.list_base_amount),
+    }
+    if (!base || list.amount < base.amount) return shopperPrice(context, null, list)
+  }
+  return shopperPrice(context, base, null)
 }
 
 /** Counts per category, tag, collection and attribute value among the products the filter matches. */

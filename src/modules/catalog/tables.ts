@@ -83,6 +83,7 @@ export interface PriceListProductPricesTable {
   product_id: string
   currency_code: string
   min_amount: Amount
+  /** The higher of the base and compare-at prices of the variant min_amount is for. */
   base_amount: Amount | null
 }
 
