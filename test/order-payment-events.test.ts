@@ -6,6 +6,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { countSale } from '../src/modules/catalog/sales.ts'
+import { commerceDeps } from '../src/modules/orders/deps.ts'
+import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { completeCheckout, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
@@ -215,6 +217,60 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(ship.json().code).toBe('conflict')
     expect((await orderOf(order.id)).status).toBe('paid')
   })
+  it('counts a dashboard refund once when it arrives while a staff refund is still pending', async () => {
+    const db = node.runtime.database.db
+    const store = await storeOnce()
+    const order = (await completeCheckout(node.app, await readyCart(node.app, store, 2))).json().order
+    expect((await capture(order.id)).statusCode).toBeLessThan(300)
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const original = gateway.refund.bind(gateway)
+    gateway.refund = async () => {
+      throw new PaymentProviderUnavailable('simulated outage')
+    }
+    // The staff refund reserves 1000 on the payment, then cannot reach the processor.
+    const key = randomUUID()
+    const staffRefund = () =>
+      node.app.inject({
+        method: 'POST',
+        url: `/admin/orders/${order.id}/refunds`,
+        headers: { ...adminAuth, 'idempotency-key': key },
+        payload: { amount: 1000 },
+      })
+    try {
+      const pending = await staffRefund()
+      expect(pending.statusCode, pending.body).toBe(503)
+    } finally {
+      gateway.refund = original
+    }
+    // Meanwhile someone refunds 500 in the processor's dashboard.
+    const payment = await db
+      .selectFrom('payments')
+      .select('provider_ref')
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type: 'refund.created',
+      provider_ref: payment.provider_ref,
+      refund: { provider_ref: `re_dashboard_${randomUUID()}`, status: 'succeeded' as const, amount: 500 },
+    })
+    await eventually(async () =>
+      (await orderOf(order.id)).status === 'partially_refunded' ? true : undefined,
+    )
+    // Until the staff refund is booked, the order counts the dashboard's refund alone.
+    expect(Number((await orderOf(order.id)).refunded_total)).toBe(500)
+    const retried = await staffRefund()
+    expect(retried.statusCode, retried.body).toBe(201)
+    expect(retried.json().order.totals.refunded).toBe(1500)
+    const after = await db
+      .selectFrom('payments')
+      .select('refunded_amount')
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    expect(Number(after.refunded_amount)).toBe(1500)
+    expect(Number((await orderOf(order.id)).refunded_total)).toBe(1500)
+  })
+
   it('cancels a pending order whose authorisation was voided at the processor, giving its stock back', async () => {
     const shop = await storeOnce()
     const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))

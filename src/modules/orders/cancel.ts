@@ -31,6 +31,7 @@ import type { TaxProvider } from '../tax/providers.ts'
 import { voidSale } from '../tax/sales.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderView } from './orders.ts'
+import { refundedTotalOf } from './refunds.ts'
 import { transitionOrder } from './state.ts'
 import type { OrderStatus } from './tables.ts'
 
@@ -150,17 +151,13 @@ async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: str
     }
   }
   if (CAPTURED.includes(payment.status)) {
-    // What the order has not refunded yet. Derived from the order's books rather than from the
-    // payment's refunded_amount, which already counts a pending attempt of this very refund: a
-    // retry must ask again for the same amount under the same key to resume it.
-    const order = await deps.db
-      .selectFrom('orders')
-      .select('refunded_total')
-      .where('id', '=', orderId)
-      .executeTakeFirstOrThrow()
+    // What the order has not refunded yet, leaving out this very refund: the payment's
+    // refunded_amount already counts a pending attempt of it, and a retry must ask again for the
+    // same amount under the same key to resume it.
     // A staff refund still in flight (money reserved, not yet booked) makes this refund_exceeds_captured:
     // the cancel is then retried once that refund is booked.
-    const amount = payment.captured_amount - Number(order.refunded_total)
+    const refunded = await refundedTotalOf(deps.db, orderId, paymentId, cancelRefundKey(orderId))
+    const amount = payment.captured_amount - refunded
     if (amount > 0 && payment.captured_amount > 0) {
       await refundPayment(deps, paymentId, {
         amount,
@@ -175,14 +172,17 @@ async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: str
 }
 
 async function recordPaymentOutcome(deps: CommerceDeps, orderId: string, payment: PaymentView) {
-  await deps.db
-    .updateTable('orders')
-    .set({
-      payment_status: payment.status,
-      // Every refund of a canceled order's payment is the order's: mirror the payment's ledger.
-      refunded_total: sql<number>`greatest(refunded_total, ${payment.refunded_amount})`,
-      updated_at: sql<Date>`now()`,
-    })
-    .where('id', '=', orderId)
-    .execute()
+  await withTransaction(deps.db, async (trx) => {
+    // Under the order's lock, as the refund listeners write it: the last writer reads the latest.
+    await trx.selectFrom('orders').select('id').where('id', '=', orderId).forUpdate().execute()
+    await trx
+      .updateTable('orders')
+      .set({
+        payment_status: payment.status,
+        refunded_total: await refundedTotalOf(trx, orderId, payment.id),
+        updated_at: sql<Date>`now()`,
+      })
+      .where('id', '=', orderId)
+      .execute()
+  })
 }

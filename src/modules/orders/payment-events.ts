@@ -3,8 +3,9 @@
  * dashboard, a webhook that arrived before our own capture was recorded) marks a pending order
  * paid; a refund made there raises the order's refunded total and moves its status; a refund that
  * failed there after it was accepted gives its units and amount back; an authorisation voided there
- * cancels a pending order. Listeners run
- * from the outbox at least once, so each sets absolute values rather than adding to them.
+ * cancels a pending order. Listeners run from the outbox at least once and in any order relative to
+ * staff refunds, so each sets absolute values: the refunded total is derived from the payment's
+ * refunds (refundedTotalOf), never added to or subtracted from.
  */
 import { sql } from 'kysely'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
@@ -15,6 +16,7 @@ import type { Runtime } from '../../platform/runtime.ts'
 import { cancelOrder } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
+import { refundedTotalOf } from './refunds.ts'
 import { REFUND_STATUSES, recordOrderCaptured, statusBeforeRefunds, transitionOrSet } from './state.ts'
 
 const ACTOR = 'system:payment-events'
@@ -62,11 +64,12 @@ export function followPaymentEvents(runtime: Runtime): void {
     await withTransaction(db, async (trx) => {
       const order = await lockOrderWithPayment(trx, orderId)
       if (!order) return
-      const refunded = Number(order.refunded_amount)
+      const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
       const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
       await transitionOrSet(trx, outbox, order.status, {
         orderId,
-        to: order.status !== to ? to : null,
+        // Nothing left to show (the refund failed before this ran): no move.
+        to: refunded > 0 && order.status !== to ? to : null,
         actor: ACTOR,
         reason: 'refunded at the processor',
         set: { refunded_total: refunded, payment_status: order.payment_status },
@@ -119,7 +122,7 @@ export function followPaymentEvents(runtime: Runtime): void {
           .where('order_id', '=', orderId)
           .execute()
       }
-      const refunded = Math.max(0, Number(order.refunded_total) - amount)
+      const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
       // No refund left: the order is what it was before refunding began (paid, fulfilled, …).
       const to =
         refunded === 0 && REFUND_STATUSES.includes(order.status)
@@ -159,8 +162,7 @@ function lockOrderWithPayment(trx: Tx, orderId: string) {
       'orders.status',
       'orders.number',
       'orders.total',
-      'orders.refunded_total',
-      'payments.refunded_amount',
+      'payments.id as payment_id',
       'payments.status as payment_status',
     ])
     .where('orders.id', '=', orderId)

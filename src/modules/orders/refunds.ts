@@ -10,20 +10,22 @@
  *    UPDATE (concurrent refunds can never together pass what was captured), calls the processor
  *    keyed by the caller's Idempotency-Key, and records the outcome. A refusal voids the order
  *    refund, giving its units back.
- * 3. bookkeeping: one transaction locks the order row, adds the refund to the lines and to
- *    refunded_total, marks the order refund booked, moves the order to partially_refunded or
- *    refunded, and (through the route's runIdempotent) stores the response in the same transaction.
+ * 3. bookkeeping: one transaction locks the order row, adds the refund to the lines, marks the
+ *    order refund booked, sets refunded_total from the payment's refunds (refundedTotalOf), moves
+ *    the order to partially_refunded or refunded, and (through the route's runIdempotent) stores
+ *    the response in the same transaction.
  *
  * A crash or a 503 between 1 and 3 leaves the order refund pending (and the money refunded, or
  * pending at the processor); the retry under the same Idempotency-Key finds the same reservation,
  * the payments service resumes the same refund (no second refund), and step 3 books it once.
  */
 import { sql } from 'kysely'
-import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
+import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { InventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundKeysOfPayment, refundPayment } from '../payments/service.ts'
+import { liveRefundsOfPayment } from '../payments/views.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
 import { canTransition, transitionOrSet } from './state.ts'
@@ -157,6 +159,31 @@ function refundTarget(refunded: number, total: number): OrderStatus {
   return refunded >= total ? 'refunded' : 'partially_refunded'
 }
 
+/**
+ * What an order has refunded: its payment's refunds that hold money, less those a staff refund of
+ * the order reserved and has not booked yet (the reservation counts them until then: withReserved)
+ * and less `except`. Derived from the payment's refunds, the one record of the money, rather than
+ * added up event by event, so it is right whatever order refunds, their failures and the listeners
+ * that follow them come in.
+ */
+export async function refundedTotalOf(
+  db: Queryable,
+  orderId: string,
+  paymentId: string,
+  except?: string,
+): Promise<number> {
+  const refunds = await liveRefundsOfPayment(db, paymentId)
+  const reserved = await db
+    .selectFrom('order_refunds')
+    .select('refund_key')
+    .where('order_id', '=', orderId)
+    .where('status', '=', 'pending')
+    .execute()
+  const unbooked = new Set(reserved.map((r) => r.refund_key))
+  if (except !== undefined) unbooked.add(except)
+  return refunds.reduce((sum, r) => (unbooked.has(r.key) ? sum : sum + r.amount), 0)
+}
+
 /** The payment refund key of a staff refund: the caller's key, scoped to the order and caller. */
 export const staffRefundKey = (orderId: string, principal: string, key: string) =>
   `order:${orderId}:refund:${principal}:${key}`
@@ -217,7 +244,14 @@ async function reserveRefund(
     .forUpdate()
     .executeTakeFirst()
   if (!locked) throw problem('not_found', `No order ${orderId}`)
-  const order = (await findOrder(trx, orderId))!
+  const found = (await findOrder(trx, orderId))!
+  // The refunds as the payment has them now, not as the listeners have caught up with them yet.
+  const order = found.payment_id
+    ? {
+        ...found,
+        totals: { ...found.totals, refunded: await refundedTotalOf(trx, orderId, found.payment_id) },
+      }
+    : found
   const mine = await trx
     .selectFrom('order_refunds')
     .selectAll()
@@ -363,7 +397,7 @@ export async function bookRefund(
   }
 }
 
-/** Adds a refund to the order's lines and refunded_total and moves the order on. */
+/** Adds a refund to the order's lines, brings refunded_total up to date and moves the order on. */
 async function applyRefund(
   trx: Tx,
   ctx: InventoryContext,
@@ -385,7 +419,7 @@ async function applyRefund(
       .where('order_id', '=', orderId)
       .execute()
   }
-  const refunded = Number(order.refunded_total) + refund.amount
+  const refunded = await refundedTotalOf(trx, orderId, refund.payment_id)
   const target = refundTarget(refunded, Number(order.total))
   // Canceled while the money moved, the order stays canceled (the cancellation refunds the rest);
   // the books are kept exact either way.

@@ -101,6 +101,23 @@ export async function refundKeysOfPayment(db: Queryable, paymentId: string): Pro
   return new Set(rows.map((r) => r.idempotency_key))
 }
 
+/**
+ * The refunds of a payment that hold money (succeeded, or pending: accepted by the processor, or
+ * reserved while it is called), by the caller's key. Their sum is the payment's refunded_amount.
+ */
+export async function liveRefundsOfPayment(
+  db: Queryable,
+  paymentId: string,
+): Promise<Array<{ key: string; amount: number }>> {
+  const rows = await db
+    .selectFrom('payment_refunds')
+    .select(['idempotency_key', 'amount'])
+    .where('payment_id', '=', paymentId)
+    .where('status', '!=', 'failed')
+    .execute()
+  return rows.map((r) => ({ key: r.idempotency_key, amount: Number(r.amount) }))
+}
+
 /** The refunds of a payment, oldest first, failed ones included. */
 export async function refundsOfPayment(db: Queryable, paymentId: string): Promise<RefundView[]> {
   const rows = await db
