@@ -6,6 +6,7 @@
  */
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { catalogCacheOf } from '../src/modules/catalog/cache.ts'
 import { parseSearch } from '../src/modules/catalog/search.ts'
 import { seedCatalog } from '../src/modules/catalog/seed.ts'
 import { listStoreProducts } from '../src/modules/catalog/storefront.ts'
@@ -149,6 +150,45 @@ describeEachDatabase('catalog: storefront', (kind) => {
       0,
     )
     expect(materialTotal).toBe(data.length)
+  })
+
+  it('counts a category facet as the products its filter lists, descendants included, each once', async () => {
+    // One product in a leaf, its sibling and their parent: listed once under the parent, so counted once.
+    const { rows } = await sql<{ product_id: string; sibling: string; parent: string }>`
+      select pc.product_id, sib.id as sibling, leaf.parent_id as parent
+      from product_categories pc
+      join products p on p.id = pc.product_id and p.status = 'published'
+      join categories leaf on leaf.id = pc.category_id
+      join categories sib on sib.parent_id = leaf.parent_id and sib.id <> leaf.id
+      order by pc.product_id limit 1`.execute(db())
+    const twin = rows[0]!
+    await sql`insert into product_categories (product_id, category_id)
+      values (${twin.product_id}, ${twin.sibling}), (${twin.product_id}, ${twin.parent})
+      on conflict do nothing`.execute(db())
+    await catalogCacheOf(node.runtime).invalidate()
+    try {
+      const categories = await db().selectFrom('categories').select('id').execute()
+      for (const filter of ['', 'tag=new&']) {
+        const res = await get(`/store/products?${filter}facets=true&limit=1`)
+        expect(res.statusCode, res.body).toBe(200)
+        const counted = new Map<string, number>(
+          res.json().facets.categories.map((f: { value: string; count: number }) => [f.value, f.count]),
+        )
+        const listed = new Map<string, number>()
+        for (const { id } of categories) {
+          const page = await get(`/store/products?${filter}category_id=${id}&limit=100`)
+          const n = page.json().data.length
+          if (n > 0) listed.set(id, n)
+        }
+        expect(Object.fromEntries(counted)).toEqual(Object.fromEntries(listed))
+      }
+    } finally {
+      await sql`delete from product_categories
+        where product_id = ${twin.product_id} and category_id in (${twin.sibling}, ${twin.parent})`.execute(
+        db(),
+      )
+      await catalogCacheOf(node.runtime).invalidate()
+    }
   })
 
   it('finds products by words, by prefix, and despite a typo', async () => {

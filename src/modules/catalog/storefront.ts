@@ -469,9 +469,13 @@ async function facetCounts(
 ): Promise<Facets> {
   const where = sql.join(filterConditions(input, currency), sql` and `)
   const [categories, tags, collections, attributes] = await Promise.all([
+    // A category counts what its filter lists: products in it or any descendant, each once. A
+    // category's path holds its ancestors' ids and its own, so each assignment counts towards all.
     sql<{ value: string; count: number }>`
-      ${unprepared} select pc.category_id as value, count(*)::int as count
+      ${unprepared} select anc.id as value, count(distinct p.id)::int as count
       from ${productsFrom(input)} join product_categories pc on pc.product_id = p.id
+        join categories c on c.id = pc.category_id
+        cross join unnest(string_to_array(c.path, '/')) as anc(id)
       where ${where} group by 1 order by 2 desc, 1 limit 100`.execute(db),
     sql<{ value: string; count: number }>`
       ${unprepared} select t as value, count(*)::int as count from ${productsFrom(input)} cross join unnest(p.tags) t
