@@ -40,23 +40,22 @@
  *     sides; its text is taken from loadCart itself); the compare-and-set UPDATE of carts on its
  *     version, returning only the new version and time (the lines and totals are in hand), also
  *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
- *   checkout (38 statements, 3 transactions), in order:
+ *   checkout (32 statements, 3 transactions), in order:
  *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
  *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
  *                 same SKU on the server; a batch of one on the baseline);
- *     tx          carts SELECT … FOR UPDATE; payments INSERT; carts UPDATE to completing;
+ *     tx          payments INSERT; carts UPDATE to completing, on the priced version;
  *     autocommit  test_gateway_operations INSERT (authorize) returning the row;
- *     tx          carts SELECT * FOR UPDATE; payments SELECT FOR UPDATE; payments UPDATE authorized;
- *                 orders INSERT (no number yet); order_lines INSERT; order_transitions INSERT;
- *                 inventory_reservations UPDATE (held for the order); payments UPDATE order_id;
- *                 tax_sales INSERT; carts UPDATE to completed; order_sequences UPDATE … orders
+ *     tx          carts UPDATE to completed, on the checkout's payment (the lock a read would take);
+ *                 payments UPDATE authorized with the order id, unless settled; orders INSERT (no
+ *                 number yet); order_lines INSERT; order_transitions INSERT; inventory_reservations
+ *                 UPDATE (held for the order); tax_sales INSERT; order_sequences UPDATE … orders
  *                 UPDATE (the gapless number, last, so the counter row is locked only to commit);
  *                 events INSERT and pg-boss job INSERT (the outbox);
- *     autocommit  payments SELECT; test_gateway_operations SELECT of the charge and whether it
- *                 was canceled, INSERT capture returning the row;
- *     tx          payments UPDATE captured; events INSERT; pg-boss job INSERT; orders SELECT status, payment status and
- *                 number FOR UPDATE; orders UPDATE to paid;
- *                 order_transitions INSERT; events INSERT; pg-boss job INSERT;
+ *     autocommit  test_gateway_operations SELECT of the charge and whether it was canceled, INSERT
+ *                 capture returning the row (the payment is in hand from the placing phase);
+ *     tx          payments UPDATE captured; events INSERT; pg-boss job INSERT; orders UPDATE to paid
+ *                 where still pending; order_transitions INSERT; events INSERT; pg-boss job INSERT;
  *     autocommit  idempotency_keys UPDATE with the response.
  *
  * The statement audit checks this in every run: with statement logging switched on for the scratch
@@ -161,23 +160,24 @@ const SQL = {
   reserveBatch:
     'select * from inventory_reserve_batch($1, $2::text, $3, $4::text[], $5::text[], $6::text[], $7::text[], ' +
     '$8::timestamptz[], $9::text[], $10::bigint[])',
-  lockCartVersion: 'select "status", "version" from "carts" where "id" = $1 for update',
   insertPayment:
     'insert into "payments" ("id", "cart_id", "provider", "amount", "currency_code", "payment_method", ' +
     '"updated_at") values ($1, $2, $3, $4, $5, $6, now()) returning *',
   startCart:
     'update "carts" set "status" = $1, "lines" = $2, "totals" = $3, "payment_id" = $4, "reservation_id" = $5, ' +
     '"checkout" = $6, "checkout_lease_until" = now() + make_interval(secs => $7), "version" = version + 1, ' +
-    '"updated_at" = now() where "id" = $8 returning *',
+    '"updated_at" = now() where "id" = $8 and "status" = $9 and "version" = $10 returning *',
   gatewayInsert:
     'insert into "test_gateway_operations" ("idempotency_key", "kind", "charge_id", "amount", ' +
     '"currency_code", "outcome") values ($1, $2, $3, $4, $5, $6) on conflict ("idempotency_key") do nothing ' +
     'returning *',
-  lockCart: 'select * from "carts" where "id" = $1 for update',
-  lockPayment: 'select * from "payments" where "id" = $1 for update',
+  closeCart:
+    'update "carts" set "status" = $1, "order_id" = $2, "checkout_lease_until" = $3, "updated_at" = now() ' +
+    'where "id" = $4 and "status" = $5 and "payment_id" = $6 returning *',
   authorizePayment:
     'update "payments" set "status" = $1, "card_fingerprint" = $2, "next_action" = $3, "failure_code" = $4, ' +
-    '"failure_message" = $5, "provider_ref" = $6, "updated_at" = now() where "id" = $7 returning *',
+    '"failure_message" = $5, "provider_ref" = $6, "order_id" = $7, "updated_at" = now() where "id" = $8 ' +
+    'and "status" not in ($9, $10, $11, $12) returning *',
   /** The order is numbered last in its transaction (src/modules/orders/orders.ts numberOrder). */
   orderNumber:
     "\n    with taken as (\n      update order_sequences set next_value = next_value + 1 where name = 'orders'\n" +
@@ -191,7 +191,6 @@ const SQL = {
     '"tax_provider", "reservation_id", "payment_id", "promo_codes", "metadata", "updated_at") values ($1, $2, ' +
     '$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, ' +
     'now()) returning *',
-  orderStatus: 'select "status", "payment_status", "number" from "orders" where "id" = $1 for update',
   /** Followed by one `($n, …)` group of 17 parameters per line, as Kysely writes a multi-row insert. */
   insertOrderLines:
     'insert into "order_lines" ("id", "order_id", "position", "variant_id", "product_id", "sku", "title", ' +
@@ -206,16 +205,11 @@ const SQL = {
   holdReservation:
     'update "inventory_reservations" set "expires_at" = $1, "reference" = $2, "updated_at" = now() ' +
     'where "id" = $3 and "status" = $4 returning "id"',
-  attachOrder: 'update "payments" set "order_id" = $1, "updated_at" = now() where "id" = $2',
   insertTaxSale:
     'insert into "tax_sales" ("id", "reference", "date_of_supply", "origin_country", "country", "region", ' +
     '"currency", "net_amount", "tax_amount", "eur_amount", "eu_distance_sale", "b2b", "voided_at") values ($1, ' +
     '$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) on conflict ("reference") do nothing ' +
     'returning "id", "eu_distance_sale"',
-  completeCart:
-    'update "carts" set "status" = $1, "order_id" = $2, "checkout_lease_until" = $3, "updated_at" = now() ' +
-    'where "id" = $4',
-  selectPayment: 'select * from "payments" where "id" = $1',
   // The test gateway reads a charge and whether it was canceled in one statement.
   gatewayCharge:
     'select "op".*, exists (select "c"."idempotency_key" from "test_gateway_operations" as "c" where ' +
@@ -224,7 +218,9 @@ const SQL = {
   capturePayment:
     'update "payments" set "status" = $1, "captured_amount" = $2, "updated_at" = now() ' +
     'where "id" = $3 and "status" in ($4, $5) returning *',
-  payOrder: 'update "orders" set "payment_status" = $1, "status" = $2, "updated_at" = now() where "id" = $3',
+  payOrder:
+    'update "orders" set "payment_status" = $1, "status" = $2, "updated_at" = now() where "id" = $3 ' +
+    'and "status" = $4 returning "number"',
   storeResponse:
     'update "idempotency_keys" set "state" = $1, "response_status" = $2, "response_body" = $3, ' +
     '"response_text" = $4, "completed_at" = now() where "principal" = $5 and "key" = $6',
@@ -552,7 +548,6 @@ async function runBaseline(): Promise<void> {
     ])
     const paymentId = newId('pay')
     await tx(async (client) => {
-      await client.query(SQL.lockCartVersion, [cartId])
       await client.query(SQL.insertPayment, [paymentId, cartId, 'test', totals.total, 'EUR', 'pm_card_visa'])
       await client.query(SQL.startCart, [
         'completing',
@@ -563,6 +558,8 @@ async function runBaseline(): Promise<void> {
         JSON.stringify({ provider: 'test', started_by: 'guest' }),
         30,
         cartId,
+        'active',
+        cart.version,
       ])
     })
     const chargeId = newId('ch')
@@ -577,8 +574,9 @@ async function runBaseline(): Promise<void> {
 
     const orderId = newId('ord')
     const placed = await tx(async (client) => {
-      const locked = (await client.query(SQL.lockCart, [cartId])).rows[0] as CartRowJson
-      await client.query(SQL.lockPayment, [paymentId])
+      const locked = (
+        await client.query(SQL.closeCart, ['completed', orderId, null, cartId, 'completing', paymentId])
+      ).rows[0] as CartRowJson
       await client.query(SQL.authorizePayment, [
         'authorized',
         '0ac348513f4e6619',
@@ -586,7 +584,12 @@ async function runBaseline(): Promise<void> {
         null,
         null,
         chargeId,
+        orderId,
         paymentId,
+        'captured',
+        'partially_refunded',
+        'refunded',
+        'canceled',
       ])
       const order = (
         await client.query(SQL.insertOrder, [
@@ -644,7 +647,6 @@ async function runBaseline(): Promise<void> {
       ).rows
       await client.query(SQL.insertTransition, [newId('otr'), orderId, null, 'pending', 'guest', 'placed'])
       await client.query(SQL.holdReservation, [null, orderId, reservationId, 'active'])
-      await client.query(SQL.attachOrder, [orderId, paymentId])
       await client.query(SQL.insertTaxSale, [
         newId('txs'),
         orderId,
@@ -660,7 +662,6 @@ async function runBaseline(): Promise<void> {
         false,
         null,
       ])
-      await client.query(SQL.completeCart, ['completed', orderId, null, cartId])
       const number = (await client.query(SQL.orderNumber, [orderId])).rows[0].number as number
       order.number = number
       await outbox(client, 'order.placed', orderId, {
@@ -677,7 +678,6 @@ async function runBaseline(): Promise<void> {
       return { order, lines }
     })
 
-    await query(SQL.selectPayment, [paymentId])
     await query(SQL.gatewayCharge, [chargeId, 'cancel', chargeId, 'authorize'])
     await query(SQL.gatewayInsert, [
       `${paymentId}:capture`,
@@ -705,8 +705,7 @@ async function runBaseline(): Promise<void> {
         payment_id: paymentId,
       })
       // Marked paid in the capture's own transaction.
-      await client.query(SQL.orderStatus, [orderId])
-      await client.query(SQL.payOrder, ['captured', 'paid', orderId])
+      await client.query(SQL.payOrder, ['captured', 'paid', orderId, 'pending'])
       await client.query(SQL.insertTransition, [
         newId('otr'),
         orderId,

@@ -22,6 +22,7 @@ import {
   type PaymentDeps,
   paymentDeps,
   paymentsOfCart,
+  recordAuthorization,
   refundPayment,
   refundsOfPayment,
 } from '../src/modules/payments/service.ts'
@@ -125,6 +126,24 @@ describeEachDatabase('payments', (kind) => {
         .where('id', '=', created.id)
         .executeTakeFirstOrThrow()
       expect(row.card_fingerprint).toBe(testCardFingerprint(pm))
+    })
+
+    it('an answer recorded late leaves a settled payment as it is, yet links the order placed on it', async () => {
+      const created = await newPayment('test', 'pm_card_visa', 1500)
+      const record = (result: Parameters<typeof recordAuthorization>[2], orderId?: string) =>
+        withTransaction(ctx.deps.db, (trx) =>
+          recordAuthorization(trx, created.id, result, ctx.deps.outbox, orderId ? { orderId } : {}),
+        )
+      // A processor reporting more than was asked: never more than the payment's amount.
+      const captured = await record({ status: 'captured', provider_ref: 'ch_late', captured_amount: 99_999 })
+      expect(captured).toMatchObject({ status: 'captured', captured_amount: 1500, order_id: null })
+      const late = await record({ status: 'authorized', provider_ref: 'ch_late' }, 'ord_late')
+      expect(late).toMatchObject({ status: 'captured', captured_amount: 1500, order_id: 'ord_late' })
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'captured',
+        captured_amount: 1500,
+        order_id: 'ord_late',
+      })
     })
 
     it('a network error throws 503 and records nothing, so the retry is a first attempt', async () => {

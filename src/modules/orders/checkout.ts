@@ -22,6 +22,7 @@ import { sql } from 'kysely'
 import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { failpoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
+import { newId } from '../../platform/ids.ts'
 import { type CartAccess, type CartView, cartView, checkAccess, currentLines } from '../carts/carts.ts'
 import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
@@ -31,7 +32,6 @@ import type { AuthorizeResult, PaymentProvider } from '../payments/provider.ts'
 import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
 import {
-  attachOrder,
   cancelPayment,
   capturePayment,
   createPayment,
@@ -125,18 +125,6 @@ async function start(
   )
   try {
     const started = await withTransaction(deps.db, async (trx): Promise<Started> => {
-      // Locked and compared with what was priced: a change since means pricing again.
-      const current = await trx
-        .selectFrom('carts')
-        .select(['status', 'version'])
-        .where('id', '=', cart.id)
-        .forUpdate()
-        .executeTakeFirstOrThrow()
-      if (current.status !== 'active' || current.version !== cart.version) {
-        throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
-          headers: { 'retry-after': '1' },
-        })
-      }
       const payment = await createPayment(trx, {
         cart_id: cart.id,
         provider: provider.id,
@@ -144,6 +132,8 @@ async function start(
         currency: cart.currency_code,
         payment_method: request.payment.payment_method ?? null,
       })
+      // Only the cart as it was priced moves on: a change since, or another checkout, means
+      // pricing again, and the payment row above goes with this transaction.
       const updated = await trx
         .updateTable('carts')
         .set({
@@ -158,8 +148,15 @@ async function start(
           updated_at: sql<Date>`now()`,
         })
         .where('id', '=', cart.id)
+        .where('status', '=', 'active')
+        .where('version', '=', cart.version)
         .returningAll()
-        .executeTakeFirstOrThrow()
+        .executeTakeFirst()
+      if (!updated) {
+        throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
+          headers: { 'retry-after': '1' },
+        })
+      }
       return {
         cart: updated as unknown as CartRow,
         payment,
@@ -294,7 +291,7 @@ export async function finish(
   if (outcome.type === 'payment_action_required') return outcome
   if (outcome.type === 'existing') return { type: 'order', created: false, order: outcome.order }
   if (deps.runtime.config.paymentCapture === 'automatic' && outcome.order.payment_status === 'authorized') {
-    const order = await capturePlaced(deps, outcome.order, actor)
+    const order = await capturePlaced(deps, outcome.order, outcome.payment, actor)
     failpoint('checkout.after_capture')
     return { type: 'order', created: true, order }
   }
@@ -365,7 +362,7 @@ export async function paymentMethodOf(db: Queryable, paymentId: string): Promise
 }
 
 type Placed =
-  | { type: 'placed'; order: OrderView }
+  | { type: 'placed'; order: OrderView; payment: PaymentView }
   | { type: 'existing'; order: OrderView }
   | { type: 'declined' }
   | { type: 'payment_action_required'; cart: CartView; payment: PaymentView }
@@ -381,19 +378,21 @@ async function place(
   ctx: ReturnType<typeof inventoryContext>,
   sale: TaxSale | undefined,
 ): Promise<Placed> {
-  const cart = (await trx
-    .selectFrom('carts')
-    .selectAll()
-    .where('id', '=', cartId)
-    .forUpdate()
-    .executeTakeFirstOrThrow()) as unknown as CartRow
-  if (cart.status === 'completed') return { type: 'existing', order: (await findOrderOfCart(trx, cartId))! }
-  if (cart.status !== 'completing' || cart.payment_id !== paymentId) {
+  const places = answer.status !== 'declined' && answer.status !== 'requires_action'
+  const orderId = newId('ord')
+  // An answer that places the order closes the cart at once, on the condition a locking read
+  // would have checked: the row is then locked for the phase all the same, a round trip sooner.
+  const closed = places ? await closeCart(trx, cartId, paymentId, orderId) : undefined
+  const cart = closed ?? (await lockCart(trx, cartId))
+  if (cart.status === 'completed' && !closed) {
+    return { type: 'existing', order: (await findOrderOfCart(trx, cartId))! }
+  }
+  if (!closed && (places || cart.status !== 'completing' || cart.payment_id !== paymentId)) {
     throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
       headers: { 'retry-after': '1' },
     })
   }
-  const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox)
+  const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox, places ? { orderId } : {})
   if (answer.status === 'declined') {
     if (cart.reservation_id) await releaseHold(trx, cart.reservation_id, ctx)
     await reopen(trx, cartId)
@@ -412,6 +411,7 @@ async function place(
     {
       cart,
       totals,
+      id: orderId,
       paymentId,
       paymentStatus: payment.status,
       reservationId,
@@ -437,21 +437,37 @@ async function place(
           .where('id', '=', orderId)
           .execute()
       }
-      await attachOrder(trx, paymentId, orderId)
       await sale!.provider.commit(trx, orderId, sale!.input, sale!.result)
-      await trx
-        .updateTable('carts')
-        .set({
-          status: 'completed',
-          order_id: orderId,
-          checkout_lease_until: null,
-          updated_at: sql<Date>`now()`,
-        })
-        .where('id', '=', cartId)
-        .execute()
     },
   )
-  return { type: 'placed', order: { ...order, reservation_id: reservationId } }
+  return { type: 'placed', order: { ...order, reservation_id: reservationId }, payment }
+}
+
+/** Marks a completing cart completed with its order; undefined when it is not that checkout's. */
+async function closeCart(
+  trx: Tx,
+  cartId: string,
+  paymentId: string,
+  orderId: string,
+): Promise<CartRow | undefined> {
+  const row = await trx
+    .updateTable('carts')
+    .set({ status: 'completed', order_id: orderId, checkout_lease_until: null, updated_at: sql<Date>`now()` })
+    .where('id', '=', cartId)
+    .where('status', '=', 'completing')
+    .where('payment_id', '=', paymentId)
+    .returningAll()
+    .executeTakeFirst()
+  return row as unknown as CartRow | undefined
+}
+
+async function lockCart(trx: Tx, cartId: string): Promise<CartRow> {
+  return (await trx
+    .selectFrom('carts')
+    .selectAll()
+    .where('id', '=', cartId)
+    .forUpdate()
+    .executeTakeFirstOrThrow()) as unknown as CartRow
 }
 
 /** Releases a checkout's stock hold; one that already lapsed (the shopper took long) is no error. */
@@ -518,11 +534,17 @@ async function prepareTaxSale(deps: CommerceDeps, cart: CartRow): Promise<TaxSal
  * Captures a just-placed order's payment and marks it paid. The order stands whatever happens
  * here: a processor that does not answer leaves it authorised for the recovery job to capture.
  */
-async function capturePlaced(deps: CommerceDeps, order: OrderView, actor: string): Promise<OrderView> {
+async function capturePlaced(
+  deps: CommerceDeps,
+  order: OrderView,
+  payment: PaymentView,
+  actor: string,
+): Promise<OrderView> {
   let paid = false
   try {
     await capturePayment(deps, order.payment_id!, {
       actor,
+      current: payment,
       // Recorded with the capture, in one transaction: never a captured payment on a pending order.
       onCaptured: async (trx, payment) => {
         paid = await recordOrderCaptured(trx, deps.outbox, {

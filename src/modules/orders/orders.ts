@@ -69,6 +69,8 @@ export interface OrderView {
 }
 
 export interface PlaceOrderInput {
+  /** The order's id when the caller needs it before the order exists (to link it first). */
+  id?: string
   cart: CartRow
   totals: CartTotals
   paymentId: string
@@ -106,7 +108,7 @@ export async function placeOrder(
   beforeNumbering?: (orderId: string) => Promise<void>,
 ): Promise<OrderView> {
   const { cart, totals } = input
-  const id = newId('ord')
+  const id = input.id ?? newId('ord')
   const lineTotals = new Map(totals.lines.map((l) => [l.id, l]))
   const row = await trx
     .insertInto('orders')

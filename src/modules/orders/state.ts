@@ -100,14 +100,51 @@ export async function transitionOrder(trx: Tx, outbox: Outbox, input: Transition
     .set({ ...(input.set ?? {}), status: input.to, updated_at: sql<Date>`now()` })
     .where('id', '=', input.orderId)
     .execute()
-  await recordTransition(trx, input.orderId, current.status, input.to, input.actor, input.reason ?? null)
+  await recordMove(trx, outbox, input, current.status, current.number)
+  return current.status
+}
+
+/**
+ * Moves an order to `to` only if it is in `from` now, in one conditional write rather than a
+ * locking read and a write: for callers that expect one status (the capture of an order just
+ * placed). False, with nothing done, when the order is not in `from`.
+ */
+export async function transitionFrom(
+  trx: Tx,
+  outbox: Outbox,
+  from: OrderStatus,
+  input: Omit<TransitionInput, 'locked' | 'notFrom'>,
+): Promise<boolean> {
+  if (!canTransition(from, input.to)) {
+    throw problem('invalid_order_transition', `An order that is ${from} cannot become ${input.to}`)
+  }
+  const row = await trx
+    .updateTable('orders')
+    .set({ ...(input.set ?? {}), status: input.to, updated_at: sql<Date>`now()` })
+    .where('id', '=', input.orderId)
+    .where('status', '=', from)
+    .returning('number')
+    .executeTakeFirst()
+  if (!row) return false
+  await recordMove(trx, outbox, input, from, row.number)
+  return true
+}
+
+/** The history row and the `order.<status>` event of a move already written. */
+async function recordMove(
+  trx: Tx,
+  outbox: Outbox,
+  input: Pick<TransitionInput, 'orderId' | 'to' | 'actor' | 'reason' | 'event'>,
+  from: OrderStatus,
+  number: number | null,
+): Promise<void> {
+  await recordTransition(trx, input.orderId, from, input.to, input.actor, input.reason ?? null)
   await outbox.emit(
     trx,
     `order.${input.to}`,
-    { order_id: input.orderId, number: current.number, from: current.status, to: input.to, ...input.event },
+    { order_id: input.orderId, number, from, to: input.to, ...input.event },
     input.orderId,
   )
-  return current.status
 }
 
 /**
@@ -179,6 +216,16 @@ export async function recordOrderCaptured(
     event?: Record<string, unknown>
   },
 ): Promise<boolean> {
+  const toPaid = {
+    orderId: input.orderId,
+    to: 'paid' as const,
+    actor: input.actor,
+    reason: input.reason,
+    set: { payment_status: input.paymentStatus },
+    ...(input.event ? { event: input.event } : {}),
+  }
+  // Nearly always the order is still pending (checkout captures right after placing it).
+  if (await transitionFrom(trx, outbox, 'pending', toPaid)) return true
   const current = await trx
     .selectFrom('orders')
     .select(['status', 'payment_status', 'number'])
@@ -187,15 +234,7 @@ export async function recordOrderCaptured(
     .executeTakeFirst()
   if (!current) return false
   if (current.status === 'pending') {
-    await transitionOrder(trx, outbox, {
-      locked: current,
-      orderId: input.orderId,
-      to: 'paid',
-      actor: input.actor,
-      reason: input.reason,
-      set: { payment_status: input.paymentStatus },
-      ...(input.event ? { event: input.event } : {}),
-    })
+    await transitionOrder(trx, outbox, { ...toPaid, locked: current })
     return true
   }
   if (CAPTURE_FROM.includes(current.status) && current.payment_status !== input.paymentStatus) {

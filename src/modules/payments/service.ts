@@ -6,7 +6,8 @@
  * or a pooled connection); each is keyed so a retry after a crash or timeout repeats nothing at the
  * processor, and its result is recorded afterwards in a short transaction with the outbox event.
  */
-import type { Updateable } from 'kysely'
+import { sql, type UpdateObject } from 'kysely'
+import type { DB } from '../../platform/db/schema.ts'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { withTransaction } from '../../platform/db/transaction.ts'
 import type { Outbox } from '../../platform/events/outbox.ts'
@@ -25,7 +26,6 @@ import {
 } from './common.ts'
 import { type AuthorizeResult, PaymentProviderUnavailable } from './provider.ts'
 import { providerOf } from './registry.ts'
-import type { PaymentsTable } from './tables.ts'
 import { type PaymentView, toPaymentView } from './views.ts'
 
 export { type PaymentDeps, paymentDeps } from './common.ts'
@@ -62,22 +62,29 @@ export async function createPayment(
 }
 
 /**
- * Records the provider's answer to an authorisation. A payment already captured or canceled (a
+ * Records the provider's answer to an authorisation, and links the payment to `orderId` when the
+ * caller places that order in the same transaction. A payment already captured or canceled (a
  * webhook got there first) keeps its state. With an outbox, an immediate capture emits
  * `payment.captured` as capturePayment would, so listeners see every capture once.
+ *
+ * One conditional UPDATE does it: checkout runs this on every order, and a read to lock the row
+ * first would be a round trip for the rare answer that comes after a webhook's.
  */
 export async function recordAuthorization(
   trx: Tx,
   paymentId: string,
   result: AuthorizeResult,
   outbox?: Outbox,
+  options: { orderId?: string } = {},
 ): Promise<PaymentView> {
-  const current = await lockPayment(trx, paymentId)
-  if (SETTLED.includes(current.status)) return toPaymentView(current)
-  const common = { provider_ref: result.provider_ref, updated_at: now() }
+  const common = {
+    provider_ref: result.provider_ref,
+    ...(options.orderId ? { order_id: options.orderId } : {}),
+    updated_at: now(),
+  }
   const cleared = { next_action: null, failure_code: null, failure_message: null }
   const fingerprint = 'card_fingerprint' in result ? (result.card_fingerprint ?? null) : null
-  let changes: Updateable<PaymentsTable>
+  let changes: UpdateObject<DB, 'payments'>
   switch (result.status) {
     case 'authorized':
       changes = { status: 'authorized', card_fingerprint: fingerprint, ...cleared }
@@ -85,7 +92,8 @@ export async function recordAuthorization(
     case 'captured':
       changes = {
         status: 'captured',
-        captured_amount: Math.min(result.captured_amount ?? Number(current.amount), Number(current.amount)),
+        // Never more than the payment's amount, whatever the processor reports.
+        captured_amount: sql<number>`least(coalesce(${result.captured_amount ?? null}::bigint, amount), amount)`,
         card_fingerprint: fingerprint,
         ...cleared,
       }
@@ -120,9 +128,17 @@ export async function recordAuthorization(
     .updateTable('payments')
     .set({ ...changes, ...common })
     .where('id', '=', paymentId)
+    .where('status', 'not in', SETTLED)
     .returningAll()
-    .executeTakeFirstOrThrow()
-  if (outbox && result.status === 'captured' && current.status !== 'captured') {
+    .executeTakeFirst()
+  if (!row) {
+    // Settled before the answer was recorded: it keeps its state, and still gets its order.
+    const current = await lockPayment(trx, paymentId)
+    if (options.orderId) await attachOrder(trx, paymentId, options.orderId)
+    return toPaymentView({ ...current, order_id: options.orderId ?? current.order_id })
+  }
+  // Only a payment that was not captured passes the condition: this capture is news.
+  if (outbox && result.status === 'captured') {
     await outbox.emit(trx, 'payment.captured', eventPayload(row), row.id)
   }
   return toPaymentView(row)
@@ -181,17 +197,22 @@ export async function capturePayment(
   opts: {
     amount?: number
     actor: string
+    /**
+     * The payment as the caller just recorded it (checkout, right after placing the order), so it
+     * is not read again; a stale one is harmless, since the recording below is conditional.
+     */
+    current?: PaymentView
     /** Runs in the transaction that records the capture (the order marks itself paid there). */
     onCaptured?: (trx: Tx, payment: PaymentView) => Promise<void>
   } = { actor: 'system' },
 ): Promise<PaymentView> {
-  const payment = await loadPayment(deps.db, paymentId)
-  if (CAPTURED.includes(payment.status)) return toPaymentView(payment)
+  const payment = opts.current ?? toPaymentView(await loadPayment(deps.db, paymentId))
+  if (CAPTURED.includes(payment.status)) return payment
   if (!CAPTURABLE.includes(payment.status) || !payment.provider_ref) {
     throw problem('payment_not_capturable', `Payment ${paymentId} is ${payment.status}`)
   }
-  const amount = opts.amount ?? Number(payment.amount)
-  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > Number(payment.amount)) {
+  const amount = opts.amount ?? payment.amount
+  if (!Number.isSafeInteger(amount) || amount <= 0 || amount > payment.amount) {
     throw problem('payment_not_capturable', `Capture between 1 and ${payment.amount}`, {
       errors: [{ path: 'body.amount', message: `must be from 1 to ${payment.amount}` }],
     })
@@ -203,7 +224,7 @@ export async function capturePayment(
       payment_id: payment.id,
       provider_ref: payment.provider_ref,
       amount,
-      currency: payment.currency_code,
+      currency: payment.currency,
       idempotency_key: `${payment.id}:capture`,
     })
   } catch (error) {
