@@ -15,6 +15,7 @@ import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import type { OrderLineView, OrderView } from '../src/modules/orders/orders.ts'
 import { divideHalfUp, lineRefundAmount } from '../src/modules/orders/refunds.ts'
 import { findPayment } from '../src/modules/payments/service.ts'
+import { problem } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase, describePostgres } from './support/database.ts'
 import {
@@ -611,6 +612,56 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect(refunds).toHaveLength(1)
       expect(refunds[0]).toMatchObject({ status: 'succeeded' })
       expect(Number(refunds[0]!.amount)).toBe(2500)
+    })
+
+    it('lets staff refund a canceled order whose refund the processor refused, through the refund route', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { capture: true })
+      const deps = commerceDeps(node.runtime)
+      const gateway = deps.providers.get('test')!
+      const original = gateway.refund.bind(gateway)
+      gateway.refund = async () => {
+        throw problem('conflict', 'Test gateway: the card account is closed')
+      }
+      try {
+        expectProblem(await call('POST', `/admin/orders/${order.id}/cancel`), 409, 'conflict')
+      } finally {
+        gateway.refund = original
+      }
+      expect(await detail(order.id)).toMatchObject({
+        status: 'canceled',
+        payment_status: 'captured',
+        totals: { refunded: 0 },
+      })
+      // Cancelling again does not refund (its refund failed); it says where to go.
+      const again = await call('POST', `/admin/orders/${order.id}/cancel`)
+      expectProblem(again, 409, 'conflict')
+      expect(again.json().detail).toContain('/refunds')
+      // The refund route needs what it always needs.
+      const fulfillment = await newStaffSession(node, 'role_fulfillment')
+      expectProblem(
+        await refund(order.id, { amount: 2500 }, bearer(fulfillment.accessToken)),
+        403,
+        'forbidden',
+      )
+      expectProblem(await refund(order.id, { amount: 2501 }), 409, 'refund_exceeds_captured')
+      const res = await refund(order.id, { amount: 2500, reason: 'canceled' }, bearer(support.accessToken))
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().order).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { refunded: 2500 },
+      })
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'refunded',
+        refunded_amount: 2500,
+      })
+      expectProblem(await refund(order.id, { amount: 1 }), 409, 'invalid_order_transition')
+      // With the money back, cancelling again finds nothing left to do.
+      const done = await call('POST', `/admin/orders/${order.id}/cancel`)
+      expect(done.statusCode, done.body).toBe(200)
+      expect(done.json()).toMatchObject({ status: 'canceled', totals: { refunded: 2500 } })
+      expect((await detail(order.id)).transitions.at(-1)).toMatchObject({ to: 'canceled' })
     })
 
     it('asks for orders:refund to cancel a captured order, even before the order row shows the capture', async () => {

@@ -181,7 +181,9 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
         description:
           'Only a pending, paid or processing order. When the payment processor cannot be reached ' +
           '(503 `payment_provider_unavailable`), the order is canceled but its payment is not yet ' +
-          'returned: send the same request again to finish.',
+          'returned: send the same request again to finish. When the processor refuses the refund ' +
+          '(409 `conflict`), the order is canceled with its money still captured: refund it through ' +
+          '`POST /admin/orders/{id}/refunds`.',
         params: OrderParams,
         body: CancelOrder,
         response: one,
@@ -225,7 +227,8 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
         description:
           'Needs a fresh MFA step-up and an Idempotency-Key. A refund larger than what remains is 409 ' +
           '`refund_exceeds_captured`; more units than remain on a line is `validation_failed` naming ' +
-          'the line. The order becomes partially_refunded, or refunded when nothing remains.',
+          'the line. The order becomes partially_refunded, or refunded when nothing remains. A ' +
+          'canceled order whose refund failed at the processor can be refunded here too; it stays canceled.',
         params: OrderParams,
         body: CreateRefund,
         response: { 201: OrderRefundResult, ...errorResponses },

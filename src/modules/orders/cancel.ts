@@ -159,12 +159,24 @@ async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: str
     const refunded = await refundedTotalOf(deps.db, orderId, paymentId, cancelRefundKey(orderId))
     const amount = payment.captured_amount - refunded
     if (amount > 0 && payment.captured_amount > 0) {
-      await refundPayment(deps, paymentId, {
-        amount,
-        reason: 'order canceled',
-        actor,
-        key: cancelRefundKey(orderId),
-      })
+      try {
+        await refundPayment(deps, paymentId, {
+          amount,
+          reason: 'order canceled',
+          actor,
+          key: cancelRefundKey(orderId),
+        })
+      } catch (error) {
+        // Refused by the processor, now or on an earlier attempt under this key: cancelling again
+        // would only repeat the refusal. Staff refund the rest through the refund route, with a
+        // new key (and orders:refund and a step-up, as any refund).
+        if (!(error instanceof ProblemError && error.code === 'conflict')) throw error
+        throw problem(
+          'conflict',
+          `The order is canceled, but its refund failed (${error.detail ?? error.message}); ` +
+            `refund what remains with POST /admin/orders/${orderId}/refunds`,
+        )
+      }
       payment = (await findPayment(deps.db, paymentId))!
     }
   }

@@ -89,9 +89,15 @@ export function shippingRefundable(order: OrderView): number {
 /**
  * The refund a request asks for, checked against the order as it is. Throws validation_failed for
  * unknown lines or more units than remain, refund_exceeds_captured for more money than remains, and
- * invalid_order_transition for an order that cannot be refunded (not paid yet, canceled, refunded).
+ * invalid_order_transition for an order that cannot be refunded (not paid yet, refunded, canceled
+ * with nothing left on its payment). `paymentHeld` is what the payment still holds (captured, not
+ * refunded nor being refunded): only a canceled order needs it.
  */
-export function planRefund(order: OrderView, input: RefundInput): RefundPlan {
+export function planRefund(
+  order: OrderView,
+  input: RefundInput,
+  options: { paymentHeld?: number } = {},
+): RefundPlan {
   const reason = input.reason ?? null
   let plan: RefundPlan
   if ('amount' in input) {
@@ -142,7 +148,11 @@ export function planRefund(order: OrderView, input: RefundInput): RefundPlan {
   }
   const left = order.totals.total - order.totals.refunded
   const target = refundTarget(order.totals.refunded + plan.amount, order.totals.total)
-  if (!order.payment_id || !canTransition(order.status, target)) {
+  // A canceled order stays canceled, but money its cancel could not return (the processor refused
+  // that refund, or failed it later) must not be stuck: it is refunded here like any other order's.
+  const refundable =
+    order.status === 'canceled' ? (options.paymentHeld ?? 0) > 0 : canTransition(order.status, target)
+  if (!order.payment_id || !refundable) {
     throw problem('invalid_order_transition', `An order that is ${order.status} cannot be refunded`)
   }
   if (plan.amount > left) {
@@ -270,7 +280,10 @@ async function reserveRefund(
     }
   }
   const pending = await liveReservations(trx, order)
-  const plan = planRefund(withReserved(order, pending), input)
+  const payment = order.status === 'canceled' ? await findPayment(trx, order.payment_id!) : undefined
+  const plan = planRefund(withReserved(order, pending), input, {
+    paymentHeld: payment ? payment.captured_amount - payment.refunded_amount : 0,
+  })
   const values = {
     amount: plan.amount,
     shipping_amount: plan.shipping_amount,
