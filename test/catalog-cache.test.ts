@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
-import { bumpCatalogVersion, CatalogCache } from '../src/modules/catalog/cache.ts'
+import { bumpCatalogVersion, CatalogCache, sharedCaching } from '../src/modules/catalog/cache.ts'
 import { type Kv, MemoryKv, RedisKv } from '../src/platform/kv/index.ts'
 
 const OPTIONS = { enabled: true, ttlMs: 60_000, maxEntries: 100 }
@@ -103,5 +103,33 @@ describe.each(stores)('catalog cache versions (%s)', (_name, open) => {
     await expect(inFlight).rejects.toThrow('connection lost')
     expect(await Promise.all(queued)).toEqual([true, true])
     expect(await cache.isCurrent(version)).toBe(true)
+  })
+})
+
+describe('shared caching of catalog answers', () => {
+  const windowOf = (header: string) => header.match(/\d+/g)?.map(Number) as [number, number]
+
+  it('keeps the whole window when no price change is due', () => {
+    expect(sharedCaching(30, 0, undefined, 60_000)).toEqual({
+      cacheControl: 'public, max-age=30, stale-while-revalidate=60',
+      replayUntil: 60_000,
+    })
+    expect(sharedCaching(30, 0, 3_600_000, 60_000)).toEqual({
+      cacheControl: 'public, max-age=30, stale-while-revalidate=60',
+      replayUntil: 60_000,
+    })
+  })
+
+  it('ends every replay and what a CDN keeps from it by the next price-list start or end', () => {
+    for (const left of [0, 999, 1_000, 5_500, 20_000, 45_000, 89_000, 90_000, 179_999, 180_000, 600_000]) {
+      const now = 1_000_000
+      const changesAt = now + left
+      const { cacheControl, replayUntil } = sharedCaching(30, now, changesAt, now + 60_000)
+      const [maxAge, stale] = windowOf(cacheControl)
+      expect(maxAge).toBeLessThanOrEqual(30)
+      expect(replayUntil).toBeGreaterThanOrEqual(now)
+      expect((replayUntil as number) + (maxAge + stale) * 1000).toBeLessThanOrEqual(changesAt)
+      if (left >= 180_000) expect([maxAge, stale]).toEqual([30, 60])
+    }
   })
 })

@@ -517,6 +517,53 @@ describeEachDatabase('catalog: storefront', (kind) => {
     ).toEqual(['EUR', 'GBP', 'USD'])
   })
 
+  it('never lets a CDN keep a priced answer past the next price-list start or end', async () => {
+    const [first] = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data
+    const page = (await get(`/store/products/${first.handle}?region_id=${eu}`)).json()
+    const windowOf = (res: { headers: Record<string, unknown> }) => {
+      const match = /^public, max-age=(\d+), stale-while-revalidate=(\d+)$/.exec(
+        String(res.headers['cache-control']),
+      )
+      expect(match, String(res.headers['cache-control'])).not.toBeNull()
+      return [Number(match?.[1]), Number(match?.[2])] as const
+    }
+    for (const when of ['starts_at', 'ends_at'] as const) {
+      const at = Date.now() + 20_000
+      const list = await node.app.inject({
+        method: 'POST',
+        url: '/admin/price-lists',
+        headers: adminAuth,
+        payload: {
+          name: `Flash sale (${when})`,
+          status: 'active',
+          [when]: new Date(at).toISOString(),
+          prices: [{ variant_id: page.variants[0].id, currency: 'EUR', amount: 1 }],
+        },
+      })
+      expect(list.statusCode, list.body).toBe(201)
+      try {
+        for (const url of [
+          `/store/products?limit=3&region_id=${eu}`,
+          `/store/products/${first.handle}?region_id=${eu}`,
+        ]) {
+          // Rendered, then served from the node's cache: neither may outlive the change at a CDN.
+          for (let round = 0; round < 2; round++) {
+            const [maxAge, stale] = windowOf(await get(url))
+            expect(Date.now() + (maxAge + stale) * 1000).toBeLessThanOrEqual(at)
+          }
+        }
+        // No price list changes an answer without prices: it keeps the whole window.
+        expect(windowOf(await get('/store/products?limit=3'))).toEqual([30, 60])
+      } finally {
+        await node.app.inject({
+          method: 'DELETE',
+          url: `/admin/price-lists/${list.json().id}`,
+          headers: adminAuth,
+        })
+      }
+    }
+  })
+
   it('sends an ETag and Cache-Control, answers a matching If-None-Match with 304, and a change with a new tag', async () => {
     const [first] = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data
     const url = `/store/products/${first.handle}?region_id=${eu}`

@@ -33,6 +33,8 @@ export interface CachedResponse {
   version?: string
   /** Epoch ms after which it is built again, with version. */
   expiresAt?: number
+  /** When the answer stops being true on its own (the next price-list start or end), epoch ms. */
+  changesAt?: number
 }
 
 interface Entry extends CachedResponse {
@@ -81,13 +83,18 @@ export class CatalogCache {
     /** When the rendered answer stops being true on its own (a price list starting), epoch ms. */
     validUntil?: () => Promise<number | undefined>,
   ): Promise<CachedResponse> {
-    if (!this.#options.enabled) return rendered(await render())
+    // Uncached answers still say when they change: HTTP caches downstream must not outlive it.
+    const uncached = async () => {
+      const [value, changesAt] = await Promise.all([render(), validUntil?.()])
+      return { ...rendered(value), changesAt }
+    }
+    if (!this.#options.enabled) return uncached()
     let version: string
     try {
       version = await this.#version()
     } catch (error) {
       this.#logger?.warn({ err: error }, 'catalog cache version unreadable; serving uncached')
-      return rendered(await render())
+      return uncached()
     }
     const hit = this.#entries.get(key)
     const now = Date.now()
@@ -98,7 +105,7 @@ export class CatalogCache {
     const [value, until] = await Promise.all([render(), validUntil?.()])
     const response = rendered(value)
     const expiresAt = Math.min(now + this.#options.ttlMs, until ?? Number.POSITIVE_INFINITY)
-    const entry = { ...response, version, expiresAt }
+    const entry = { ...response, version, expiresAt, changesAt: until }
     this.#entries.set(key, entry)
     return entry
   }
@@ -161,6 +168,32 @@ export class CatalogCache {
       this.#logger?.error({ err: error }, 'catalog cache invalidation failed')
     }
   }
+}
+
+/**
+ * The Cache-Control of an answer anyone may share, and until when this node's edge cache may
+ * replay it. A CDN keeps an answer for max-age from when it gets it, then serves it stale for up to
+ * stale-while-revalidate more, and a replay repeats the header as first sent: so replays plus both
+ * windows must end by the answer's next change (a price list starting or ending), or the CDN shows
+ * the old price after it. Near a change the time left is split: half for replays, half for the CDN.
+ */
+export function sharedCaching(
+  maxAgeSeconds: number,
+  now: number,
+  changesAt: number | undefined,
+  expiresAt: number | undefined,
+): { cacheControl: string; replayUntil: number | undefined } {
+  let maxAge = maxAgeSeconds
+  let stale = 2 * maxAgeSeconds
+  let replayUntil = expiresAt
+  if (changesAt !== undefined) {
+    const left = Math.max(0, Math.floor((changesAt - now) / 1000))
+    const downstream = Math.min(maxAge + stale, Math.floor(left / 2))
+    maxAge = Math.min(maxAge, downstream)
+    stale = Math.min(stale, downstream - maxAge)
+    replayUntil = Math.min(expiresAt ?? Number.POSITIVE_INFINITY, changesAt - downstream * 1000)
+  }
+  return { cacheControl: `public, max-age=${maxAge}, stale-while-revalidate=${stale}`, replayUntil }
 }
 
 function rendered(value: unknown): CachedResponse {

@@ -14,7 +14,7 @@ import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { customerGroupIdsOf } from '../identity/customer-groups.ts'
 import { variantAvailability } from '../inventory/availability.ts'
-import { type CachedResponse, catalogCacheOf } from './cache.ts'
+import { type CachedResponse, catalogCacheOf, sharedCaching } from './cache.ts'
 import { nextPriceChange } from './price-lists.ts'
 import { listRegions } from './regions.ts'
 import {
@@ -65,17 +65,15 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   }
 
   function send(request: FastifyRequest, reply: FastifyReply, cached: CachedResponse, personal: boolean) {
-    const { version, expiresAt } = cached
-    if (!personal && version !== undefined && expiresAt !== undefined)
-      markEdgeCacheable(request, { isCurrent: () => cache.isCurrent(version), expiresAt })
+    const { version, expiresAt, changesAt } = cached
+    const shared = sharedCaching(maxAge, Date.now(), changesAt, expiresAt)
+    if (!personal && version !== undefined && shared.replayUntil !== undefined)
+      markEdgeCacheable(request, { isCurrent: () => cache.isCurrent(version), expiresAt: shared.replayUntil })
     reply.header('etag', cached.etag)
     // Added to CORS's `Vary: Origin`, never in its place: a CDN must keep answers apart by both.
     const vary = reply.getHeader('vary')
     reply.header('vary', vary ? `${vary}, Authorization` : 'Authorization')
-    reply.header(
-      'cache-control',
-      personal ? 'private, no-cache' : `public, max-age=${maxAge}, stale-while-revalidate=${maxAge * 2}`,
-    )
+    reply.header('cache-control', personal ? 'private, no-cache' : shared.cacheControl)
     if (matchesEtag(request.headers['if-none-match'], cached.etag)) {
       reply.code(304)
       return reply.send()
@@ -128,7 +126,8 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
             customerGroupIds: groups,
             at: new Date(),
           }),
-        () => nextPriceChange(db),
+        // Without a region nothing is priced, so no price list can change the answer.
+        query.region_id === undefined ? undefined : () => nextPriceChange(db),
       )
       return send(request, reply, cached, personal)
     },
@@ -158,7 +157,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
             customerGroupIds: groups,
             at: new Date(),
           })) ?? null,
-        () => nextPriceChange(db),
+        request.query.region_id === undefined ? undefined : () => nextPriceChange(db),
       )
       if (cached.empty) throw problem('not_found', `No product ${ref}`)
       return send(request, reply, cached, personal)
