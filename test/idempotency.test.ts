@@ -119,6 +119,48 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     expect(left.map((r) => r.key)).not.toContain('key-old')
   })
 
+  it("scopes a guest's key to the resource path, so two guests' keys never meet", async () => {
+    const { db } = node.runtime.database
+    const app = Fastify()
+    registerProblemHandler(app)
+    registerIdempotency(app, db)
+    let runs = 0
+    app.post<{ Params: { id: string } }>(
+      '/guest-carts/:id/complete',
+      { config: { idempotency: 'required' } },
+      async (request, reply) => {
+        reply.code(201)
+        return runIdempotent(db, request, reply, async () => ({ cart: request.params.id, run: ++runs }))
+      },
+    )
+    const complete = (cart: string, payload: object) =>
+      app.inject({
+        method: 'POST',
+        url: `/guest-carts/${cart}/complete`,
+        payload,
+        headers: { 'idempotency-key': 'guest-key-1' },
+      })
+    const first = await complete('cart_a', { method: 'card' })
+    expect(first.json()).toEqual({ cart: 'cart_a', run: 1 })
+    // Another guest, the same poor key: the same body gets its own answer, another body no 422.
+    const second = await complete('cart_b', { method: 'card' })
+    expect(second.statusCode, second.body).toBe(201)
+    expect(second.headers['idempotent-replayed']).toBeUndefined()
+    expect(second.json()).toEqual({ cart: 'cart_b', run: 2 })
+    const third = await complete('cart_c', { method: 'transfer' })
+    expect(third.statusCode, third.body).toBe(201)
+    expect(third.json()).toEqual({ cart: 'cart_c', run: 3 })
+    // The same request again still replays, and another body on the same path is still refused.
+    const replay = await complete('cart_a', { method: 'card' })
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.json()).toEqual(first.json())
+    const reused = await complete('cart_a', { method: 'transfer' })
+    expect(reused.statusCode).toBe(422)
+    expect(reused.json().code).toBe('idempotency_key_reused')
+    expect(runs).toBe(3)
+    await app.close()
+  })
+
   it('requires the header on routes that demand it, and releases the key after a server error', async () => {
     const { db } = node.runtime.database
     const app = Fastify()

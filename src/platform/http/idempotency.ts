@@ -3,6 +3,10 @@
  * the same key and body replays the stored response; the same key with another body is refused
  * (422); a request still running under the key gets 409; keys are kept at least 24 hours.
  *
+ * Keys are scoped to the caller: the authenticated principal, or, for callers without a credential
+ * (guests), the resource path, so that two guests who happen to send the same key only ever meet on
+ * the same resource (the same cart), never one's request answered with the other's response.
+ *
  * The key is claimed in its own short transaction, and the response is stored in the same
  * transaction as the work (see runIdempotent), so a crash between the two leaves either nothing
  * done and the key reclaimable, or the work and its response both committed.
@@ -75,6 +79,17 @@ function canonical(value: unknown): string {
   return JSON.stringify(value) ?? 'null'
 }
 
+/**
+ * Whose keys a key is among. Guests have no credential to tell them apart, so their scope is the
+ * path of the resource (hashed: a path may be longer than an index entry allows): a guest's key can
+ * only match requests to that same resource.
+ */
+function scopeOf(request: FastifyRequest): string {
+  if (request.principal) return request.principal.id
+  const path = request.url.split('?', 1)[0]!
+  return `anonymous:${createHash('sha256').update(path).digest('hex')}`
+}
+
 function requestHash(request: FastifyRequest): string {
   return createHash('sha256')
     .update(`${request.method} ${request.url}\n${canonical(request.body ?? null)}`)
@@ -118,7 +133,7 @@ export function registerIdempotency(
         errors: [{ path: 'headers.idempotency-key', message: 'must be 1 to 255 printable ASCII characters' }],
       })
     }
-    const principal = request.principal?.id ?? 'anonymous'
+    const principal = scopeOf(request)
     const hash = requestHash(request)
     const claimed = await db
       .insertInto('idempotency_keys')
