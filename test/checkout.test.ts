@@ -330,6 +330,74 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(within.statusCode, within.body).toBe(200)
     })
 
+    it("counts a customer's checkout still under way against the limit, so a second cart cannot pass it", async () => {
+      const limited = await createTestStore(node.app, { stock: 50, reuse: store })
+      const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }
+      await call(
+        'PUT',
+        `/admin/purchase-limits/${limited.shirt}`,
+        { max_per_line: null, max_per_customer: 1 },
+        admin,
+      )
+      const customer = await createTestCustomer(node)
+      // Two carts of one customer, each within the limit on its own.
+      const cartWithOne = async () => {
+        const cart = (
+          await call(
+            'POST',
+            '/store/carts',
+            {
+              region_id: store.euRegion,
+              email: 'limit-two-carts@example.com',
+              lines: [{ variant_id: limited.shirt, quantity: 1 }],
+            },
+            customer.headers,
+          )
+        ).json()
+        await call(
+          'PATCH',
+          `/store/carts/${cart.id}`,
+          { shipping_address: berlin, shipping_option_id: store.euShipping },
+          customer.headers,
+        )
+        return cart.id as string
+      }
+      const first = await cartWithOne()
+      const second = await cartWithOne()
+      const checkout = (cartId: string, payment_method: string, key = randomUUID()) =>
+        call(
+          'POST',
+          `/store/carts/${cartId}/complete`,
+          { payment: { provider: 'test', payment_method } },
+          { ...customer.headers, 'idempotency-key': key },
+        )
+      // The first waits for the shopper's 3-D Secure step: no order yet, but it is being bought.
+      const key = randomUUID()
+      const challenged = await checkout(first, 'pm_card_threeDSecureRequired', key)
+      expect(challenged.json().type).toBe('payment_action_required')
+      const over = await checkout(second, 'pm_card_visa')
+      expect(over.statusCode, over.body).toBe(422)
+      expect(over.json().code).toBe('purchase_limit_exceeded')
+      const paymentId = challenged.json().payment.id
+      const passed = await call(
+        'POST',
+        `/store/payments/${paymentId}/authenticate`,
+        { result: 'pass', cart_id: first },
+        customer.headers,
+      )
+      expect(passed.statusCode, passed.body).toBe(200)
+      const placed = await checkout(first, 'pm_card_threeDSecureRequired', key)
+      expect(placed.statusCode, placed.body).toBe(201)
+      const bought = await db()
+        .selectFrom('order_lines')
+        .innerJoin('orders', 'orders.id', 'order_lines.order_id')
+        .select((eb) => eb.fn.sum<number>('order_lines.quantity').as('units'))
+        .where('orders.customer_id', '=', customer.id)
+        .where('order_lines.variant_id', '=', limited.shirt)
+        .executeTakeFirstOrThrow()
+      expect(Number(bought.units)).toBe(1)
+    })
+
     it('refuses a variant with no price in the cart currency', async () => {
       const res = await adminCall(node.app, 'POST', '/admin/products', {
         handle: `eu-only-${randomUUID().slice(0, 8)}`,

@@ -2,7 +2,7 @@
  * The one read behind every cart change: the cart row, and for each variant it holds (plus the
  * ones being added) the product facts, the shopper's price in the cart's currency (base price or
  * the best price list for the cart's customer groups, now), purchase limits and what the
- * customer already bought of it, and the chosen shipping option. One statement, one round trip.
+ * customer already bought of it or is buying in another checkout, and the chosen shipping option. One statement, one round trip.
  */
 import { sql } from 'kysely'
 import { PREPARE_MARK } from '../../platform/db/statements.ts'
@@ -57,7 +57,10 @@ export interface VariantFacts {
   price: { amount: number; compare_at_amount: number | null; price_list_id: string | null } | null
   max_per_line: number | null
   max_per_customer: number | null
-  /** Units of it in the customer's orders that were not cancelled (a guest's: by their email). */
+  /**
+   * Units of it in the customer's orders that were not cancelled and in their other carts being
+   * checked out (a guest's: by their email).
+   */
   bought: number
 }
 
@@ -115,6 +118,13 @@ export async function loadCart(
               select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
               where ol.variant_id = v.id and o.status <> 'canceled'
                 and (o.customer_id = c.customer_id or (c.customer_id is null and lower(o.email) = c.email))
+            ) + (
+              -- The customer's other checkouts under way (waiting on the processor or on 3-D
+              -- Secure) have no order yet, but their lines are frozen and about to become one.
+              select coalesce(sum((l ->> 'quantity')::bigint), 0)
+              from carts o, jsonb_array_elements(o.lines) l
+              where o.status = 'completing' and o.id <> c.id and l ->> 'variant_id' = v.id
+                and (o.customer_id = c.customer_id or (c.customer_id is null and o.email = c.email))
             ) else 0 end as bought
           from (
             select l ->> 'variant_id' as id from jsonb_array_elements(c.lines) l
