@@ -11,7 +11,7 @@ import { sql } from 'kysely'
 import { ulid } from 'ulid'
 import type { DB } from '../../platform/db/schema.ts'
 import { PREPARE_MARK } from '../../platform/db/statements.ts'
-import { asynchronousCommit, type Queryable } from '../../platform/db/transaction.ts'
+import { asynchronousCommit, type Queryable, type Tx } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
@@ -399,6 +399,27 @@ function checkLineQuantity(facts: VariantFacts, quantity: number, path: string):
       errors: [{ path: `${path}.quantity`, message: `must be at most ${max}` }],
     })
   }
+}
+
+/**
+ * The per-customer limits checked again, one checkout of a customer at a time: for the transaction
+ * in which checkout moves the cart to `completing`. The check before it (currentLines) reads
+ * without a lock, so two carts of one customer checked out at once would both pass it, neither
+ * counting the other. A transaction-scoped advisory lock on the customer (a guest: their email)
+ * makes the second wait until the first commits; the cart read again then counts the first as a
+ * cart being checked out (loadCart). Lines with no per-customer limit take no lock.
+ */
+export async function lockCustomerLimits(
+  trx: Tx,
+  loaded: LoadedCart,
+  lines: readonly CartLine[],
+): Promise<void> {
+  if (!lines.some((l) => (loaded.variants.get(l.variant_id)?.max_per_customer ?? null) !== null)) return
+  const { cart } = loaded
+  const customer = cart.customer_id ?? `email:${cart.email ?? cart.id}`
+  await sql`select pg_advisory_xact_lock(hashtext(${`carts.purchase_limits:${customer}`}))`.execute(trx)
+  const now = await loadCart(trx, cart.id)
+  if (now) checkCustomerLimits(lines, now)
 }
 
 /** Per-customer limits: what the customer bought before plus what the cart holds. */
