@@ -3,9 +3,15 @@
  * and deleted through /admin; bad documents get 4xx problem+json and leave nothing half-written;
  * every change shows on the storefront's next read.
  */
+import { randomBytes } from 'node:crypto'
+import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import * as backfillSales from '../src/modules/catalog/migrations/0005-sales-backfill.ts'
+import { countSale, uncountSale } from '../src/modules/catalog/sales.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
+import { eventually } from './support/eventually.ts'
+import { createOrderCatalog, type OrderCatalog, placeTestOrder } from './support/orders.ts'
 import { bearer, createStaffMember, signInAndEnrol } from './support/staff.ts'
 
 const tee = (handle = 'tee', sku = 'TEE') => ({
@@ -387,5 +393,87 @@ describeEachDatabase('catalog: product admin', (kind) => {
       expect(write.statusCode).toBe(403)
       expect(write.json().code).toBe('forbidden')
     })
+  })
+})
+
+describeEachDatabase('catalog: best-selling counts', (kind) => {
+  let node: TestNode
+  let catalog: OrderCatalog
+
+  beforeAll(async () => {
+    node = await startTestNode(kind, { work: true })
+    catalog = await createOrderCatalog(node)
+  })
+  afterAll(() => node.close())
+
+  const db = () => node.runtime.database.db
+  const productOf = async () =>
+    (
+      await db()
+        .selectFrom('product_variants')
+        .select('product_id')
+        .where('id', '=', catalog.variants[0]!.id)
+        .executeTakeFirstOrThrow()
+    ).product_id
+  const sold = async () =>
+    (
+      await db()
+        .selectFrom('products')
+        .select('sales_count')
+        .where('id', '=', await productOf())
+        .executeTakeFirstOrThrow()
+    ).sales_count
+  const cancel = async (orderId: string) => {
+    const res = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${orderId}/cancel`,
+      headers: adminAuth,
+      payload: {},
+    })
+    expect(res.statusCode, res.body).toBe(200)
+  }
+
+  it("takes a canceled order's units back out, once whatever the redeliveries", async () => {
+    const before = await sold()
+    const kept = await placeTestOrder(node, catalog, { quantities: [2] })
+    const canceled = await placeTestOrder(node, catalog, { quantities: [3] })
+    await eventually(async () => ((await sold()) === before + 5 ? true : undefined))
+    await cancel(canceled.id)
+    await eventually(async () => ((await sold()) === before + 2 ? true : undefined))
+    // Both events delivered again (at least once): nothing moves.
+    expect(await uncountSale(db(), canceled.id)).toBe(false)
+    expect(await countSale(db(), canceled.id, [{ variant_id: catalog.variants[0]!.id, quantity: 3 }])).toBe(
+      false,
+    )
+    expect(await sold()).toBe(before + 2)
+    expect(kept.status).not.toBe('canceled')
+  })
+
+  it('never counts an order whose cancellation arrives before its placing', async () => {
+    const before = await sold()
+    const orderId = `ord_${randomBytes(8).toString('hex')}`
+    expect(await uncountSale(db(), orderId)).toBe(false)
+    expect(await countSale(db(), orderId, [{ variant_id: catalog.variants[0]!.id, quantity: 4 }])).toBe(false)
+    expect(await sold()).toBe(before)
+  })
+
+  it('backfills orders placed before sales were counted, canceled ones excepted, once', async () => {
+    const before = await sold()
+    const old = await placeTestOrder(node, catalog, { quantities: [2] })
+    const oldCanceled = await placeTestOrder(node, catalog, { quantities: [5] })
+    await eventually(async () => ((await sold()) === before + 7 ? true : undefined))
+    await cancel(oldCanceled.id)
+    await eventually(async () => ((await sold()) === before + 2 ? true : undefined))
+    // As if both had been placed before the count existed.
+    await sql`delete from product_sales_counted where order_id like ${`${old.id}%`} or order_id like ${`${oldCanceled.id}%`}`.execute(
+      db(),
+    )
+    await sql`update products set sales_count = ${before} where id = ${await productOf()}`.execute(db())
+    await backfillSales.up(db() as unknown as Kysely<unknown>)
+    expect(await sold()).toBe(before + 2)
+    await backfillSales.up(db() as unknown as Kysely<unknown>)
+    expect(await sold()).toBe(before + 2)
+    expect(await countSale(db(), old.id, [{ variant_id: catalog.variants[0]!.id, quantity: 2 }])).toBe(false)
+    expect(await sold()).toBe(before + 2)
   })
 })

@@ -180,8 +180,9 @@ export interface CatalogImportBatchesTable {
   documents: Buffer
 }
 
-/** Orders already added to products' sales counts (see sales.ts). */
+/** Orders already added to products' sales counts, and cancellations already taken back out (see sales.ts). */
 export interface ProductSalesCountedTable {
+  /** An order id, or `<order id>:canceled` once its cancellation has been seen. */
   order_id: string
   counted_at: Generated<Date>
 }
