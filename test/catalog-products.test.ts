@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as backfillSales from '../src/modules/catalog/migrations/0005-sales-backfill.ts'
+import * as listReferencePrices from '../src/modules/catalog/migrations/0006-list-reference-prices.ts'
 import { countSale, uncountSale } from '../src/modules/catalog/sales.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
@@ -170,6 +171,18 @@ describeEachDatabase('catalog: product admin', (kind) => {
       .json()
       .data.find((p: { handle: string }) => p.handle === 'sale-tee')
     expect(summary.price).toEqual(expected)
+    // A row written before this rule held the sale variant's base price alone: the migration fixes it.
+    const db = node.runtime.database.db
+    const row = () =>
+      db
+        .selectFrom('price_list_product_prices')
+        .select('base_amount')
+        .where('price_list_id', '=', list.json().id)
+        .executeTakeFirstOrThrow()
+    await sql`update price_list_product_prices set base_amount = 2500
+      where price_list_id = ${list.json().id}`.execute(db)
+    await listReferencePrices.up(db as unknown as Kysely<unknown>)
+    expect(Number((await row()).base_amount)).toBe(2800)
     expect((await admin('DELETE', `/admin/price-lists/${list.json().id}`)).statusCode).toBe(204)
   })
 
