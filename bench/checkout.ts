@@ -40,7 +40,7 @@
  *     sides; its text is taken from loadCart itself); the compare-and-set UPDATE of carts on its
  *     version, returning only the new version and time (the lines and totals are in hand), also
  *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
- *   checkout (32 statements, 3 transactions), in order:
+ *   checkout (31 statements, 3 transactions), in order:
  *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
  *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
  *                 same SKU on the server; a batch of one on the baseline);
@@ -49,9 +49,10 @@
  *     tx          carts UPDATE to completed, on the checkout's payment (the lock a read would take);
  *                 payments UPDATE authorized with the order id, unless settled; orders INSERT (no
  *                 number yet); order_lines INSERT; order_transitions INSERT; inventory_reservations
- *                 UPDATE (held for the order); tax_sales INSERT; order_sequences UPDATE … orders
- *                 UPDATE (the gapless number, last, so the counter row is locked only to commit);
- *                 events INSERT and pg-boss job INSERT (the outbox);
+ *                 UPDATE (held for the order); tax_sales INSERT; pg-boss job INSERT (delivery of
+ *                 order.placed); order_sequences UPDATE … orders UPDATE … events INSERT in one
+ *                 statement (the gapless number and the event that carries it, last, so the
+ *                 counter row is locked only for that statement and the commit);
  *     autocommit  test_gateway_operations SELECT of the charge and whether it was canceled, INSERT
  *                 capture returning the row (the payment is in hand from the placing phase);
  *     tx          payments UPDATE captured; events INSERT; pg-boss job INSERT; orders UPDATE to paid
@@ -178,12 +179,16 @@ const SQL = {
     'update "payments" set "status" = $1, "card_fingerprint" = $2, "next_action" = $3, "failure_code" = $4, ' +
     '"failure_message" = $5, "provider_ref" = $6, "order_id" = $7, "updated_at" = now() where "id" = $8 ' +
     'and "status" not in ($9, $10, $11, $12) returning *',
-  /** The order is numbered last in its transaction (src/modules/orders/orders.ts numberOrder). */
-  orderNumber:
-    "\n    with taken as (\n      update order_sequences set next_value = next_value + 1 where name = 'orders'\n" +
-    '      returning next_value - 1 as number)\n' +
-    '    update orders set number = taken.number from taken where orders.id = $1\n' +
-    '    returning orders.number',
+  /**
+   * The order is numbered last in its transaction, in one statement with its order.placed event
+   * (Outbox.emitWith with src/modules/orders/orders.ts nextNumber).
+   */
+  numberAndEvent:
+    "with taken as ( update order_sequences set next_value = next_value + 1 where name = 'orders' " +
+    'returning next_value - 1 as number), source as ( update orders set number = taken.number from taken ' +
+    'where orders.id = $1 returning orders.number as value) insert into events (id, type, subject_id, payload) ' +
+    'select $2, $3, $4, $5::jsonb || jsonb_build_object($6::text, source.value) from source ' +
+    'returning payload -> $7::text as value',
   insertOrder:
     'insert into "orders" ("id", "cart_id", "status", "payment_status", "customer_id", "email", ' +
     '"region_id", "currency_code", "prices_include_tax", "shipping_address", "billing_address", ' +
@@ -464,9 +469,7 @@ async function runBaseline(): Promise<void> {
   // The outbox's job INSERT, as pg-boss builds it for the queue's table.
   const queue = await query('select table_name from pgboss.queue where name = $1', ['events.publish'])
   const JOB_SQL = insertJobs('pgboss', { table: queue.rows[0].table_name, name: 'events.publish' })
-  const outbox = async (client: pg.PoolClient, type: string, subject: string, payload: object) => {
-    const id = newId('evt')
-    await client.query(SQL.insertEvent, [id, type, subject, JSON.stringify(payload)])
+  const enqueue = async (client: pg.PoolClient, id: string) => {
     const job = {
       id: null,
       name: 'events.publish',
@@ -480,6 +483,11 @@ async function runBaseline(): Promise<void> {
       __traceContext: null,
     }
     await client.query(JOB_SQL, [JSON.stringify([job])])
+  }
+  const outbox = async (client: pg.PoolClient, type: string, subject: string, payload: object) => {
+    const id = newId('evt')
+    await client.query(SQL.insertEvent, [id, type, subject, JSON.stringify(payload)])
+    await enqueue(client, id)
   }
 
   const app = Fastify()
@@ -662,11 +670,10 @@ async function runBaseline(): Promise<void> {
         false,
         null,
       ])
-      const number = (await client.query(SQL.orderNumber, [orderId])).rows[0].number as number
-      order.number = number
-      await outbox(client, 'order.placed', orderId, {
+      const eventId = newId('evt')
+      await enqueue(client, eventId)
+      const placedEvent = {
         order_id: orderId,
-        number,
         cart_id: cartId,
         customer_id: null,
         email: locked.email,
@@ -674,7 +681,17 @@ async function runBaseline(): Promise<void> {
         total: totals.total,
         tax_total: totals.tax_total,
         lines: locked.lines.map((l) => ({ variant_id: l.variant_id, sku: l.sku, quantity: l.quantity })),
-      })
+      }
+      const numbered = await client.query(SQL.numberAndEvent, [
+        orderId,
+        eventId,
+        'order.placed',
+        orderId,
+        JSON.stringify(placedEvent),
+        'number',
+        'number',
+      ])
+      order.number = Number(numbered.rows[0].value)
       return { order, lines }
     })
 

@@ -485,10 +485,16 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(charges.filter((c) => c.kind === 'authorize')).toHaveLength(1)
       const events = await db()
         .selectFrom('events')
-        .select('type')
+        .select(['type', 'payload'])
         .where('subject_id', '=', order.id)
         .execute()
       expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['order.placed', 'order.paid']))
+      // The number is written with the event, in the statement that takes it.
+      expect(events.find((e) => e.type === 'order.placed')?.payload).toMatchObject({
+        order_id: order.id,
+        number: order.number,
+        cart_id: cartId,
+      })
     })
 
     it('takes stock out when the order ships, and gives it back when refunded before shipping', async () => {

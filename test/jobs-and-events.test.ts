@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import type { DomainEvent } from '../src/platform/events/nats-publisher.ts'
@@ -75,6 +76,36 @@ describeEachDatabase('jobs and events', (kind) => {
         .executeTakeFirst()
       return published?.published_at ?? undefined
     })
+  })
+
+  it("writes an event with a value from the caller's write, in one statement, and delivers it", async () => {
+    const { db } = node.runtime.database
+    const counter = `test_${kind}_${Date.now()}`
+    await sql`insert into order_sequences (name, next_value) values (${counter}, 7)`.execute(db)
+    const next = () =>
+      sql`source as (update order_sequences set next_value = next_value + 1 where name = ${counter}
+        returning next_value - 1 as value)`
+    const value = await withTransaction(db, (trx) =>
+      node.runtime.outbox.emitWith(trx, 'test.happened', { n: 3 }, 'prod_y', { ctes: next(), field: 'seq' }),
+    )
+    expect(value).toBe(7)
+    const got = await eventually(async () => delivered.find((e) => e.subject_id === 'prod_y'))
+    expect(got).toMatchObject({ type: 'test.happened', payload: { n: 3, seq: 7 } })
+
+    // A write that writes nothing leaves no event: the caller learns of it, and nothing commits.
+    const missing = () => sql`source as (update order_sequences set next_value = next_value + 1
+      where name = 'no such counter' returning next_value as value)`
+    await expect(
+      withTransaction(db, (trx) =>
+        node.runtime.outbox.emitWith(trx, 'test.happened', { n: 4 }, 'prod_z', {
+          ctes: missing(),
+          field: 'seq',
+        }),
+      ),
+    ).rejects.toThrow(/wrote nothing/)
+    expect(await db.selectFrom('events').select('id').where('subject_id', '=', 'prod_z').execute()).toEqual(
+      [],
+    )
   })
 
   it('retries a failing job, dead-letters it, lists it for staff, and replays it', async () => {

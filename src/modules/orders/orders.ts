@@ -82,18 +82,18 @@ export interface PlaceOrderInput {
 }
 
 /**
- * Gives the order the next number. The counter row is updated in the caller's transaction, so a
- * rolled-back checkout gives its number back: numbers are gapless and unique. That row is the one
- * point every checkout contends on, locked from this statement to commit, so it comes last.
+ * The next order number, for Outbox.emitWith: the counter row is updated in the caller's
+ * transaction, so a rolled-back checkout gives its number back: numbers are gapless and unique.
+ * That row is the one point every checkout contends on, locked from this statement to commit, so
+ * it comes last, in one statement with the order.placed event that carries the number.
  */
-async function numberOrder(trx: Tx, orderId: string): Promise<number> {
-  const { rows } = await sql<{ number: number }>`
-    with taken as (
+function nextNumber(orderId: string) {
+  return sql`taken as (
       update order_sequences set next_value = next_value + 1 where name = 'orders'
-      returning next_value - 1 as number)
-    update orders set number = taken.number from taken where orders.id = ${orderId}
-    returning orders.number`.execute(trx)
-  return Number(rows[0]!.number)
+      returning next_value - 1 as number),
+    source as (
+      update orders set number = taken.number from taken where orders.id = ${orderId}
+      returning orders.number as value)`
 }
 
 /**
@@ -170,22 +170,23 @@ export async function placeOrder(
     .execute()
   await recordTransition(trx, id, null, input.status, input.actor, 'placed')
   await beforeNumbering?.(id)
-  const number = await numberOrder(trx, id)
-  await outbox.emit(
-    trx,
-    'order.placed',
-    {
-      order_id: id,
-      number,
-      cart_id: cart.id,
-      customer_id: cart.customer_id,
-      email: cart.email,
-      currency: cart.currency_code,
-      total: totals.total,
-      tax_total: totals.tax_total,
-      lines: cart.lines.map((l) => ({ variant_id: l.variant_id, sku: l.sku, quantity: l.quantity })),
-    },
-    id,
+  const number = Number(
+    await outbox.emitWith(
+      trx,
+      'order.placed',
+      {
+        order_id: id,
+        cart_id: cart.id,
+        customer_id: cart.customer_id,
+        email: cart.email,
+        currency: cart.currency_code,
+        total: totals.total,
+        tax_total: totals.tax_total,
+        lines: cart.lines.map((l) => ({ variant_id: l.variant_id, sku: l.sku, quantity: l.quantity })),
+      },
+      id,
+      { ctes: nextNumber(id), field: 'number' },
+    ),
   )
   return orderView(
     { ...row, number },

@@ -4,7 +4,7 @@
  * describes committed. Delivery to NATS JetStream is at least once; the event id is the JetStream
  * message id, so redeliveries inside the duplicate window are dropped by the server.
  */
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import type { Logger } from 'pino'
 import type { Database } from '../db/database.ts'
 import type { Tx } from '../db/transaction.ts'
@@ -39,6 +39,34 @@ export class Outbox {
       .executeTakeFirstOrThrow()
     await this.#jobs.enqueue(trx, PUBLISH_EVENT_JOB, { id })
     return { id, type, subject_id: subjectId, payload, occurred_at: row.occurred_at.toISOString() }
+  }
+
+  /**
+   * Records an event one of whose payload fields comes from a write of the caller's, in one
+   * statement with that write. `ctes` are the write as common table expressions, the last named
+   * `source` and returning one row with a column `value`; the event is written only if it does,
+   * with `value` under `field` in the payload. For a write that locks a row every writer waits on
+   * (the order counter): the lock is then held for this statement and the commit, not for
+   * further round trips. Returns the value.
+   */
+  async emitWith(
+    trx: Tx,
+    type: string,
+    payload: Record<string, unknown>,
+    subjectId: string | null,
+    source: { ctes: RawBuilder<unknown>; field: string },
+  ): Promise<unknown> {
+    const id = newId('evt')
+    // The job only names the event, and both commit or neither: it can go first.
+    await this.#jobs.enqueue(trx, PUBLISH_EVENT_JOB, { id })
+    const { rows } = await sql<{ value: unknown }>`
+      with ${source.ctes}
+      insert into events (id, type, subject_id, payload)
+      select ${id}, ${type}, ${subjectId}, ${JSON.stringify(payload)}::jsonb || jsonb_build_object(${source.field}::text, source.value)
+      from source
+      returning payload -> ${source.field}::text as value`.execute(trx)
+    if (!rows[0]) throw new Error(`${type}: the statement its event depends on wrote nothing`)
+    return rows[0].value
   }
 
   /** Runs listener (at least once, from a worker) for every event of this type. */
