@@ -9,6 +9,8 @@ import * as catalog0001 from '../../../modules/catalog/migrations/0001-products.
 import * as catalog0002 from '../../../modules/catalog/migrations/0002-model.ts'
 import * as catalog0003 from '../../../modules/catalog/migrations/0003-requires-shipping.ts'
 import * as catalog0004 from '../../../modules/catalog/migrations/0004-sales-counted.ts'
+import * as catalog0005 from '../../../modules/catalog/migrations/0005-sales-backfill.ts'
+import * as catalog0006 from '../../../modules/catalog/migrations/0006-list-reference-prices.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
@@ -45,4 +47,6 @@ export const migrations: Record<string, Migration> = {
   '0018-tax-service-calls': tax0002,
   '0019-orders-transition-time': orders0004,
   '0020-catalog-sales-counted': catalog0004,
+  '0021-catalog-sales-backfill': catalog0005,
+  '0022-catalog-list-reference-prices': catalog0006,
 }
