@@ -40,7 +40,7 @@
  *     sides; its text is taken from loadCart itself); the compare-and-set UPDATE of carts on its
  *     version, returning only the new version and time (the lines and totals are in hand), also
  *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
- *   checkout (31 statements, 3 transactions), in order:
+ *   checkout (29 statements, 3 transactions), in order:
  *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
  *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
  *                 same SKU on the server; a batch of one on the baseline);
@@ -48,8 +48,8 @@
  *     autocommit  test_gateway_operations INSERT (authorize) returning the row;
  *     tx          carts UPDATE to completed, on the checkout's payment (the lock a read would take);
  *                 payments UPDATE authorized with the order id, unless settled; orders INSERT (no
- *                 number yet); order_lines INSERT; order_transitions INSERT; inventory_reservations
- *                 UPDATE (held for the order); tax_sales INSERT; pg-boss job INSERT (delivery of
+ *                 number yet) with its order_lines and order_transitions INSERTs as CTEs of the same
+ *                 statement; inventory_reservations UPDATE (held for the order); tax_sales INSERT; pg-boss job INSERT (delivery of
  *                 order.placed); order_sequences UPDATE … orders UPDATE … events INSERT in one
  *                 statement (the gapless number and the event that carries it, last, so the
  *                 counter row is locked only for that statement and the commit);
@@ -189,19 +189,22 @@ const SQL = {
     'where orders.id = $1 returning orders.number as value) insert into events (id, type, subject_id, payload) ' +
     'select $2, $3, $4, $5::jsonb || jsonb_build_object($6::text, source.value) from source ' +
     'returning payload -> $7::text as value',
-  insertOrder:
-    'insert into "orders" ("id", "cart_id", "status", "payment_status", "customer_id", "email", ' +
+  /**
+   * The order with its lines and first history row in one statement (src/modules/orders/orders.ts
+   * placeOrder): placeOrderSql gives the text for a number of lines.
+   */
+  placeOrderLines:
+    'with "lines" as (insert into "order_lines" ("id", "order_id", "position", "variant_id", "product_id", ' +
+    '"sku", "title", "product_title", "quantity", "unit_amount", "subtotal", "discount_amount", "tax_amount", ' +
+    '"total", "taxes", "tax_category", "fulfilled_quantity", "refunded_quantity", "refunded_amount") values ',
+  placeOrderHistory:
+    '), "history" as (insert into "order_transitions" ("id", "order_id", "from_status", "to_status", "actor", ' +
+    '"reason") values ',
+  placeOrderOrder:
+    ') insert into "orders" ("id", "cart_id", "status", "payment_status", "customer_id", "email", ' +
     '"region_id", "currency_code", "prices_include_tax", "shipping_address", "billing_address", ' +
     '"shipping_method", "subtotal", "discount_total", "shipping_total", "tax_total", "total", "taxes", ' +
-    '"tax_provider", "reservation_id", "payment_id", "promo_codes", "metadata", "updated_at") values ($1, $2, ' +
-    '$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, ' +
-    'now()) returning *',
-  /** Followed by one `($n, …)` group of 17 parameters per line, as Kysely writes a multi-row insert. */
-  insertOrderLines:
-    'insert into "order_lines" ("id", "order_id", "position", "variant_id", "product_id", "sku", "title", ' +
-    '"product_title", "quantity", "unit_amount", "subtotal", "discount_amount", "tax_amount", "total", "taxes", ' +
-    '"tax_category", "refunded_amount") values ',
-  insertOrderLinesEnd: ' returning *',
+    '"tax_provider", "reservation_id", "payment_id", "promo_codes", "metadata", "updated_at") values ',
   insertTransition:
     'insert into "order_transitions" ("id", "order_id", "from_status", "to_status", "actor", "reason") ' +
     'values ($1, $2, $3, $4, $5, $6)',
@@ -232,11 +235,27 @@ const SQL = {
 } as const
 
 /** The `values` groups of a multi-row insert of `rows` rows of `columns` parameters each. */
-function valueGroups(rows: number, columns: number): string {
+function valueGroups(rows: number, columns: number, from = 1): string {
   return Array.from(
     { length: rows },
-    (_, r) => `(${Array.from({ length: columns }, (_, c) => `$${r * columns + c + 1}`).join(', ')})`,
+    (_, r) => `(${Array.from({ length: columns }, (_, c) => `$${from + r * columns + c}`).join(', ')})`,
   ).join(', ')
+}
+
+/** The placing statement's text for an order of `lines` lines (19 parameters a line). */
+function placeOrderSql(lines: number): string {
+  const history = 19 * lines + 1
+  const order = history + 6
+  const orderValues = valueGroups(1, 23, order).replace(/\)$/, ', now())')
+  return (
+    SQL.placeOrderLines +
+    valueGroups(lines, 19) +
+    SQL.placeOrderHistory +
+    valueGroups(1, 6, history) +
+    SQL.placeOrderOrder +
+    orderValues +
+    ' returning *'
+  )
 }
 
 /**
@@ -599,8 +618,39 @@ async function runBaseline(): Promise<void> {
         'refunded',
         'canceled',
       ])
+      const lines = locked.lines.map((l, position) => {
+        const t = totals.lines[position]!
+        return {
+          id: newId('ordl'),
+          order_id: orderId,
+          position,
+          variant_id: l.variant_id,
+          product_id: l.product_id,
+          sku: l.sku,
+          title: l.title,
+          product_title: l.product_title,
+          quantity: l.quantity,
+          unit_amount: l.unit_amount,
+          subtotal: t.subtotal,
+          discount_amount: t.discount_amount,
+          tax_amount: t.tax_amount,
+          total: t.total,
+          taxes: t.taxes,
+          tax_category: l.tax_category,
+          fulfilled_quantity: 0,
+          refunded_quantity: 0,
+          refunded_amount: 0,
+        }
+      })
       const order = (
-        await client.query(SQL.insertOrder, [
+        await client.query(placeOrderSql(lines.length), [
+          ...lines.flatMap((l) => Object.values({ ...l, taxes: JSON.stringify(l.taxes) })),
+          newId('otr'),
+          orderId,
+          null,
+          'pending',
+          'guest',
+          'placed',
           orderId,
           cartId,
           'pending',
@@ -626,34 +676,6 @@ async function runBaseline(): Promise<void> {
           JSON.stringify(locked.metadata),
         ])
       ).rows[0]
-      const lines = (
-        await client.query(
-          SQL.insertOrderLines + valueGroups(locked.lines.length, 17) + SQL.insertOrderLinesEnd,
-          locked.lines.flatMap((l, position) => {
-            const t = totals.lines[position]!
-            return [
-              newId('ordl'),
-              orderId,
-              position,
-              l.variant_id,
-              l.product_id,
-              l.sku,
-              l.title,
-              l.product_title,
-              l.quantity,
-              l.unit_amount,
-              t.subtotal,
-              t.discount_amount,
-              t.tax_amount,
-              t.total,
-              JSON.stringify(t.taxes),
-              l.tax_category,
-              0,
-            ]
-          }),
-        )
-      ).rows
-      await client.query(SQL.insertTransition, [newId('otr'), orderId, null, 'pending', 'guest', 'placed'])
       await client.query(SQL.holdReservation, [null, orderId, reservationId, 'active'])
       await client.query(SQL.insertTaxSale, [
         newId('txs'),

@@ -11,6 +11,7 @@ import { inventoryContext } from '../src/modules/inventory/context.ts'
 import { expireReservations } from '../src/modules/inventory/reservations.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import { findOrder } from '../src/modules/orders/orders.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
@@ -447,6 +448,19 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       })
       expect(order.totals.total).toBe(2 * 1999 + 490)
       expect(order.number).toBeGreaterThanOrEqual(1001)
+      // The answer is the order as stored, lines and history included.
+      const stored = (await findOrder(db(), order.id))!
+      expect(order).toEqual({ ...JSON.parse(JSON.stringify(stored)), updated_at: order.updated_at })
+      const history = await db()
+        .selectFrom('order_transitions')
+        .select(['from_status', 'to_status', 'reason'])
+        .where('order_id', '=', order.id)
+        .orderBy('created_at')
+        .execute()
+      expect(history).toEqual([
+        { from_status: null, to_status: 'pending', reason: 'placed' },
+        { from_status: 'pending', to_status: 'paid', reason: 'payment captured' },
+      ])
       const after = await levelOf(store.shirt)
       expect(after.reserved - before.reserved).toBe(2)
       const reservation = await db()

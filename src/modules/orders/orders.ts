@@ -10,7 +10,7 @@ import { newId } from '../../platform/ids.ts'
 import type { CartRow } from '../carts/load.ts'
 import type { Address } from '../carts/tables.ts'
 import type { CartTotals } from '../carts/totals.ts'
-import { recordTransition } from './state.ts'
+import { transitionRow } from './state.ts'
 import type { OrderStatus } from './tables.ts'
 
 export interface OrderLineView {
@@ -110,7 +110,39 @@ export async function placeOrder(
   const { cart, totals } = input
   const id = input.id ?? newId('ord')
   const lineTotals = new Map(totals.lines.map((l) => [l.id, l]))
+  const lines = cart.lines.map((line, position) => {
+    const t = lineTotals.get(line.id)!
+    return {
+      id: newId('ordl'),
+      order_id: id,
+      position,
+      variant_id: line.variant_id,
+      product_id: line.product_id,
+      sku: line.sku,
+      title: line.title,
+      product_title: line.product_title,
+      quantity: line.quantity,
+      unit_amount: line.unit_amount,
+      subtotal: t.subtotal,
+      discount_amount: t.discount_amount,
+      tax_amount: t.tax_amount,
+      total: t.total,
+      taxes: t.taxes as unknown[],
+      tax_category: line.tax_category,
+      fulfilled_quantity: 0,
+      refunded_quantity: 0,
+      refunded_amount: 0,
+    }
+  })
+  // The order, its lines and its first history row in one statement: checkout's placing
+  // transaction is a row of round trips, and these three need nothing from one another.
   const row = await trx
+    .with('lines', (db) =>
+      db.insertInto('order_lines').values(lines.map((l) => ({ ...l, taxes: JSON.stringify(l.taxes) }))),
+    )
+    .with('history', (db) =>
+      db.insertInto('order_transitions').values(transitionRow(id, null, input.status, input.actor, 'placed')),
+    )
     .insertInto('orders')
     .values({
       id,
@@ -140,35 +172,6 @@ export async function placeOrder(
     })
     .returningAll()
     .executeTakeFirstOrThrow()
-  const lines = await trx
-    .insertInto('order_lines')
-    .values(
-      cart.lines.map((line, position) => {
-        const t = lineTotals.get(line.id)!
-        return {
-          id: newId('ordl'),
-          order_id: id,
-          position,
-          variant_id: line.variant_id,
-          product_id: line.product_id,
-          sku: line.sku,
-          title: line.title,
-          product_title: line.product_title,
-          quantity: line.quantity,
-          unit_amount: line.unit_amount,
-          subtotal: t.subtotal,
-          discount_amount: t.discount_amount,
-          tax_amount: t.tax_amount,
-          total: t.total,
-          taxes: JSON.stringify(t.taxes),
-          tax_category: line.tax_category,
-          refunded_amount: 0,
-        }
-      }),
-    )
-    .returningAll()
-    .execute()
-  await recordTransition(trx, id, null, input.status, input.actor, 'placed')
   await beforeNumbering?.(id)
   const number = Number(
     await outbox.emitWith(
@@ -188,10 +191,7 @@ export async function placeOrder(
       { ctes: nextNumber(id), field: 'number' },
     ),
   )
-  return orderView(
-    { ...row, number },
-    lines.sort((a, b) => a.position - b.position),
-  )
+  return orderView({ ...row, number }, lines)
 }
 
 /** An order with its lines; undefined when unknown (or, with customerId, not that customer's). */

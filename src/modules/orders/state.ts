@@ -182,8 +182,19 @@ export async function recordTransition(
 ): Promise<void> {
   await trx
     .insertInto('order_transitions')
-    .values({ id: newId('otr'), order_id: orderId, from_status: from, to_status: to, actor, reason })
+    .values(transitionRow(orderId, from, to, actor, reason))
     .execute()
+}
+
+/** A row of the order's history, for callers that write it within a statement of their own. */
+export function transitionRow(
+  orderId: string,
+  from: OrderStatus | null,
+  to: OrderStatus,
+  actor: string,
+  reason: string | null,
+) {
+  return { id: newId('otr'), order_id: orderId, from_status: from, to_status: to, actor, reason }
 }
 
 /**
