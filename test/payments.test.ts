@@ -6,6 +6,7 @@
  * concurrency (Postgres), and the card-testing velocity limits on both key-value stores.
  */
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
@@ -927,4 +928,55 @@ for (const kvKind of KV_KINDS) {
       expect(wait).toBeLessThanOrEqual(900)
     })
   })
+}
+
+describePostgres('postgres: a void racing the recording of an authorisation', () => {
+  const { ctx, newPayment, ledgerOf } = setup('postgres')
+
+  it('voids the authorisation at the processor instead of marking it canceled over it', async () => {
+    // The recovery job gives up a checkout whose request is still recording its authorisation: its
+    // cancel reads the payment pending (nothing to void at the processor yet) and then waits on
+    // the row the placing transaction holds.
+    const created = await newPayment('test', 'pm_card_visa', 1000)
+    const answer = await providerOf(ctx.deps.providers, 'test').authorize({
+      payment_id: created.id,
+      amount: created.amount,
+      currency: 'EUR',
+      payment_method: 'pm_card_visa',
+      provider_ref: null,
+      email: null,
+      capture: false,
+    })
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let recorded: Awaited<ReturnType<typeof recordAuthorization>> | undefined
+    const placing = withTransaction(ctx.deps.db, async (trx) => {
+      recorded = await recordAuthorization(trx, created.id, answer, ctx.deps.outbox, {
+        orderId: newId('ord'),
+      })
+      await held
+    })
+    await eventuallyTrue(() => recorded !== undefined)
+    const canceling = cancelPayment(ctx.deps, created.id, 'system:checkout-recovery')
+    await sleep(200)
+    release()
+    await placing
+    expect(await canceling).toMatchObject({ status: 'canceled' })
+    // The checkout then captures with the payment it recorded: the processor refuses, the void stands.
+    await capturePayment(ctx.deps, created.id, { actor: 'guest', current: recorded! }).catch(() => undefined)
+    const ledger = await ledgerOf(created.id)
+    expect(ledger.map((op) => op.kind).sort()).toContain('cancel')
+    expect(ledger.filter((op) => op.kind === 'capture' && op.outcome === 'captured')).toEqual([])
+    expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+      status: 'canceled',
+      captured_amount: 0,
+    })
+  })
+})
+
+async function eventuallyTrue(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) await sleep(10)
+  expect(check()).toBe(true)
 }

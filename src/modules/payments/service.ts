@@ -255,11 +255,20 @@ export async function capturePayment(
 /**
  * Voids a payment that will not be captured (an order canceled before capture). Already canceled
  * or failed: no-op. Captured: refused with payment_not_capturable, since that takes a refund.
+ *
+ * Marked canceled only in the state it was voided in: a payment authorised meanwhile (its
+ * checkout's answer recorded while this waited on the row) is voided at the processor first,
+ * never marked canceled over an authorisation that still stands.
  */
-export async function cancelPayment(
+export function cancelPayment(deps: PaymentDeps, paymentId: string, actor: string): Promise<PaymentView> {
+  return voidPayment(deps, paymentId, actor, 1)
+}
+
+async function voidPayment(
   deps: PaymentDeps,
   paymentId: string,
   actor: string,
+  attempt: number,
 ): Promise<PaymentView> {
   const payment = await loadPayment(deps.db, paymentId)
   if (payment.status === 'canceled' || payment.status === 'failed') return toPaymentView(payment)
@@ -278,18 +287,26 @@ export async function cancelPayment(
       throw error
     }
   }
-  return withTransaction(deps.db, async (trx) => {
+  const voided = await withTransaction(deps.db, async (trx) => {
     const row = await trx
       .updateTable('payments')
       .set({ status: 'canceled', next_action: null, updated_at: now() })
       .where('id', '=', paymentId)
-      .where('status', 'not in', [...SETTLED, 'failed'])
+      .where('status', '=', payment.status)
+      .where((eb) =>
+        payment.provider_ref === null
+          ? eb('provider_ref', 'is', null)
+          : eb('provider_ref', '=', payment.provider_ref),
+      )
       .returningAll()
       .executeTakeFirst()
     if (!row) {
       const current = await loadPayment(trx, paymentId)
       if (current.status === 'canceled' || current.status === 'failed') return toPaymentView(current)
-      throw problem('payment_not_capturable', `Payment ${paymentId} is ${current.status}`)
+      if (CAPTURED.includes(current.status)) {
+        throw problem('payment_not_capturable', `Payment ${paymentId} is ${current.status}`)
+      }
+      return undefined
     }
     await deps.outbox.emit(
       trx,
@@ -299,4 +316,8 @@ export async function cancelPayment(
     )
     return toPaymentView(row)
   })
+  if (voided) return voided
+  // It moved on (authorised, or waiting on 3-D Secure) since it was read: void that state instead.
+  if (attempt >= 3) throw problem('conflict', `Payment ${paymentId} keeps changing; retry`)
+  return voidPayment(deps, paymentId, actor, attempt + 1)
 }
