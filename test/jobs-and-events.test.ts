@@ -85,22 +85,36 @@ describeEachDatabase('jobs and events', (kind) => {
     const next = () =>
       sql`source as (update order_sequences set next_value = next_value + 1 where name = ${counter}
         returning next_value - 1 as value)`
-    const value = await withTransaction(db, (trx) =>
+    const written = await withTransaction(db, (trx) =>
       node.runtime.outbox.emitWith(trx, 'test.happened', { n: 3 }, 'prod_y', { ctes: next(), field: 'seq' }),
     )
-    expect(value).toBe(7)
+    expect(written).toEqual({ value: 7 })
     const got = await eventually(async () => delivered.find((e) => e.subject_id === 'prod_y'))
     expect(got).toMatchObject({ type: 'test.happened', payload: { n: 3, seq: 7 } })
 
-    // A write that writes nothing leaves no event: the caller learns of it, and nothing commits.
+    // A write that writes nothing leaves no event and no delivery job; under a held lock (the job
+    // went first) the caller learns of it instead, and nothing commits.
     const missing = () => sql`source as (update order_sequences set next_value = next_value + 1
       where name = 'no such counter' returning next_value as value)`
+    const jobsBefore = (await node.runtime.jobs.boss.findJobs(PUBLISH_EVENT_JOB)).length
+    const nothing = await withTransaction(db, (trx) =>
+      node.runtime.outbox.emitWith(trx, 'test.happened', { n: 4 }, 'prod_z', {
+        ctes: missing(),
+        field: 'seq',
+      }),
+    )
+    expect(nothing).toBeUndefined()
+    expect((await node.runtime.jobs.boss.findJobs(PUBLISH_EVENT_JOB)).length).toBe(jobsBefore)
     await expect(
       withTransaction(db, (trx) =>
-        node.runtime.outbox.emitWith(trx, 'test.happened', { n: 4 }, 'prod_z', {
-          ctes: missing(),
-          field: 'seq',
-        }),
+        node.runtime.outbox.emitWith(
+          trx,
+          'test.happened',
+          { n: 5 },
+          'prod_z',
+          { ctes: missing(), field: 'seq' },
+          { whileLocked: true },
+        ),
       ),
     ).rejects.toThrow(/wrote nothing/)
     expect(await db.selectFrom('events').select('id').where('subject_id', '=', 'prod_z').execute()).toEqual(

@@ -173,24 +173,24 @@ export async function placeOrder(
     .returningAll()
     .executeTakeFirstOrThrow()
   await beforeNumbering?.(id)
-  const number = Number(
-    await outbox.emitWith(
-      trx,
-      'order.placed',
-      {
-        order_id: id,
-        cart_id: cart.id,
-        customer_id: cart.customer_id,
-        email: cart.email,
-        currency: cart.currency_code,
-        total: totals.total,
-        tax_total: totals.tax_total,
-        lines: cart.lines.map((l) => ({ variant_id: l.variant_id, sku: l.sku, quantity: l.quantity })),
-      },
-      id,
-      { ctes: nextNumber(id), field: 'number' },
-    ),
+  const numbered = await outbox.emitWith(
+    trx,
+    'order.placed',
+    {
+      order_id: id,
+      cart_id: cart.id,
+      customer_id: cart.customer_id,
+      email: cart.email,
+      currency: cart.currency_code,
+      total: totals.total,
+      tax_total: totals.tax_total,
+      lines: cart.lines.map((l) => ({ variant_id: l.variant_id, sku: l.sku, quantity: l.quantity })),
+    },
+    id,
+    { ctes: nextNumber(id), field: 'number' },
+    { whileLocked: true },
   )
+  const number = Number(numbered!.value)
   return orderView({ ...row, number }, lines)
 }
 

@@ -1,7 +1,8 @@
 /**
- * The order state machine. Every status change goes through `transitionOrder`, which refuses a
- * move the table below does not allow, records the transition with its actor and time, and emits
- * `order.<status>` in the same transaction, so what happened to an order is never lost or invented.
+ * The order state machine. Every status change goes through `transitionOrder` (or, for a caller
+ * that expects one status, `transitionFrom`), which refuses a move the table below does not allow,
+ * records the transition with its actor and time, and emits `order.<status>` in the same
+ * transaction, so what happened to an order is never lost or invented.
  */
 import { sql } from 'kysely'
 import type { Tx } from '../../platform/db/transaction.ts'
@@ -118,16 +119,31 @@ export async function transitionFrom(
   if (!canTransition(from, input.to)) {
     throw problem('invalid_order_transition', `An order that is ${from} cannot become ${input.to}`)
   }
-  const row = await trx
+  const move = trx
     .updateTable('orders')
     .set({ ...(input.set ?? {}), status: input.to, updated_at: sql<Date>`now()` })
     .where('id', '=', input.orderId)
     .where('status', '=', from)
     .returning('number')
-    .executeTakeFirst()
-  if (!row) return false
-  await recordMove(trx, outbox, input, from, row.number)
-  return true
+  const history = transitionRow(input.orderId, from, input.to, input.actor, input.reason ?? null)
+  // The move, its history row and its event in one statement; none of it when the order is not
+  // in `from`.
+  const moved = await outbox.emitWith(
+    trx,
+    `order.${input.to}`,
+    { order_id: input.orderId, from, to: input.to, ...input.event },
+    input.orderId,
+    {
+      ctes: sql`moved as (${move}),
+        history as (
+          insert into order_transitions (id, order_id, from_status, to_status, actor, reason)
+          select ${history.id}, ${history.order_id}, ${history.from_status}, ${history.to_status},
+            ${history.actor}, ${history.reason} from moved),
+        source as (select number as value from moved)`,
+      field: 'number',
+    },
+  )
+  return moved !== undefined
 }
 
 /** The history row and the `order.<status>` event of a move already written. */

@@ -44,10 +44,13 @@ export class Outbox {
   /**
    * Records an event one of whose payload fields comes from a write of the caller's, in one
    * statement with that write. `ctes` are the write as common table expressions, the last named
-   * `source` and returning one row with a column `value`; the event is written only if it does,
-   * with `value` under `field` in the payload. For a write that locks a row every writer waits on
-   * (the order counter): the lock is then held for this statement and the commit, not for
-   * further round trips. Returns the value.
+   * `source` and returning at most one row with a column `value`; the event is written only if it
+   * does, with `value` under `field` in the payload. Returns `{ value }`, or undefined (and no
+   * event, no delivery) when the write wrote nothing.
+   *
+   * `whileLocked` is for a write that locks a row every writer waits on (the order counter): the
+   * delivery job goes first, so the lock is held for this statement and the commit only; nothing
+   * written then throws, since the job would name no event: let the transaction roll back.
    */
   async emitWith(
     trx: Tx,
@@ -55,18 +58,23 @@ export class Outbox {
     payload: Record<string, unknown>,
     subjectId: string | null,
     source: { ctes: RawBuilder<unknown>; field: string },
-  ): Promise<unknown> {
+    options: { whileLocked?: boolean } = {},
+  ): Promise<{ value: unknown } | undefined> {
     const id = newId('evt')
-    // The job only names the event, and both commit or neither: it can go first.
-    await this.#jobs.enqueue(trx, PUBLISH_EVENT_JOB, { id })
+    // The job only names the event, and both commit or neither: it may go first.
+    if (options.whileLocked) await this.#jobs.enqueue(trx, PUBLISH_EVENT_JOB, { id })
     const { rows } = await sql<{ value: unknown }>`
       with ${source.ctes}
       insert into events (id, type, subject_id, payload)
       select ${id}, ${type}, ${subjectId}, ${JSON.stringify(payload)}::jsonb || jsonb_build_object(${source.field}::text, source.value)
       from source
       returning payload -> ${source.field}::text as value`.execute(trx)
-    if (!rows[0]) throw new Error(`${type}: the statement its event depends on wrote nothing`)
-    return rows[0].value
+    if (!rows[0]) {
+      if (options.whileLocked) throw new Error(`${type}: the statement its event depends on wrote nothing`)
+      return undefined
+    }
+    if (!options.whileLocked) await this.#jobs.enqueue(trx, PUBLISH_EVENT_JOB, { id })
+    return { value: rows[0].value }
   }
 
   /** Runs listener (at least once, from a worker) for every event of this type. */
