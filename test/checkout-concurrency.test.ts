@@ -134,10 +134,7 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     }
   })
 
-  // Passes once checkout's phase-1 transaction (src/modules/orders/checkout.ts, start()) calls
-  // lockCustomerLimits(trx, loaded, lines) before moving the cart to completing; until then the
-  // unlocked check lets concurrent checkouts of one customer through together.
-  it.skip("never lets one shopper's concurrent checkouts together pass a per-customer purchase limit", async () => {
+  it("never lets one shopper's concurrent checkouts together pass a per-customer purchase limit", async () => {
     const app = nodes[0]!.app
     const limited = await createTestStore(app, { stock: 1000, reuse: store })
     const limit = await app.inject({

@@ -23,7 +23,14 @@ import { type Queryable, type Tx, withTransaction } from '../../platform/db/tran
 import { failpoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import { type CartAccess, type CartView, cartView, checkAccess, currentLines } from '../carts/carts.ts'
+import {
+  type CartAccess,
+  type CartView,
+  cartView,
+  checkAccess,
+  currentLines,
+  lockCustomerLimits,
+} from '../carts/carts.ts'
 import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
@@ -125,6 +132,8 @@ async function start(
   )
   try {
     const started = await withTransaction(deps.db, async (trx): Promise<Started> => {
+      // One checkout of a customer's limited items at a time, each counting the others'.
+      await lockCustomerLimits(trx, loaded!, lines)
       const payment = await createPayment(trx, {
         cart_id: cart.id,
         provider: provider.id,
