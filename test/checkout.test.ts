@@ -12,7 +12,9 @@ import { expireReservations } from '../src/modules/inventory/reservations.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
+import type { AuthorizeInput } from '../src/modules/payments/provider.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
+import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
@@ -619,6 +621,59 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       const declined = await complete(cartId, threeDs)
       expect(declined.statusCode, declined.body).toBe(402)
       expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+    })
+
+    it('places no order on a payment canceled at the processor while the checkout was placing it', async () => {
+      const before = await levelOf(store.shirt)
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs)
+      expect(first.json().type).toBe('payment_action_required')
+      const paymentId = first.json().payment.id as string
+      await call('POST', `/store/payments/${paymentId}/authenticate`, { result: 'pass', cart_id: cartId })
+      // The processor authorises, then the intent is canceled there (its dashboard) and the webhook
+      // lands before the checkout records the answer.
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      gateway.authorize = async (input: AuthorizeInput) => {
+        const answer = await authorize(input)
+        await gateway.cancel({
+          payment_id: input.payment_id,
+          provider_ref: answer.provider_ref!,
+          idempotency_key: `dashboard:${input.payment_id}`,
+        })
+        await applyWebhook(paymentDeps(node.runtime), 'test', {
+          event_id: `evt_${randomUUID()}`,
+          type: 'payment_intent.canceled',
+          provider_ref: answer.provider_ref,
+          status: 'canceled',
+        })
+        return answer
+      }
+      let res: Awaited<ReturnType<typeof complete>>
+      try {
+        res = await complete(cartId, threeDs)
+      } finally {
+        gateway.authorize = authorize
+      }
+      expect(res.statusCode, res.body).toBe(402)
+      expect(res.json().code).toBe('payment_required')
+      const orders = await db().selectFrom('orders').select('id').where('cart_id', '=', cartId).execute()
+      expect(orders).toEqual([])
+      expect((await call('GET', `/store/carts/${cartId}`)).json()).toMatchObject({
+        status: 'active',
+        order_id: null,
+      })
+      expect(await levelOf(store.shirt)).toEqual(before)
+      const payment = await db()
+        .selectFrom('payments')
+        .select(['status', 'order_id'])
+        .where('id', '=', paymentId)
+        .executeTakeFirstOrThrow()
+      expect(payment).toEqual({ status: 'canceled', order_id: null })
+      // The shopper can pay again.
+      const again = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(again.statusCode, again.body).toBe(201)
     })
 
     it('checks out goods that are not shipped with a billing address and no shipping', async () => {

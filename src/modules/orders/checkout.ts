@@ -297,6 +297,18 @@ export async function finish(
     const decline = answer as Extract<AuthorizeResult, { status: 'declined' }>
     throw problem('payment_required', `${decline.message} (${decline.decline_code}); the cart is open again`)
   }
+  if (outcome.type === 'voided') {
+    // A webhook's cancel voided it at the processor already; our own give-up may have marked it
+    // canceled before the processor named the charge, so the charge is voided here by its name.
+    await voidAuthorization(deps, payment, answer).catch((failure: unknown) =>
+      // Left standing, the authorisation lapses at the processor on its own.
+      deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation'),
+    )
+    throw problem(
+      'payment_required',
+      'The payment was canceled before the order was placed; the cart is open again',
+    )
+  }
   if (outcome.type === 'payment_action_required') return outcome
   if (outcome.type === 'existing') return { type: 'order', created: false, order: outcome.order }
   if (deps.runtime.config.paymentCapture === 'automatic' && outcome.order.payment_status === 'authorized') {
@@ -360,6 +372,26 @@ async function cardOverLimit(
   }
 }
 
+/**
+ * Voids at the processor an authorisation its answer names, keyed as cancelPayment keys it, for a
+ * checkout that will place no order with it; nothing for an answer that holds no money.
+ */
+async function voidAuthorization(deps: CommerceDeps, payment: PaymentView, answer: AuthorizeResult) {
+  if (answer.status !== 'authorized' && answer.status !== 'requires_action') return
+  try {
+    await providerOf(deps.providers, payment.provider).cancel({
+      payment_id: payment.id,
+      provider_ref: answer.provider_ref,
+      idempotency_key: `${payment.id}:cancel`,
+    })
+  } catch (error) {
+    if (error instanceof PaymentProviderUnavailable) {
+      throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
+    }
+    throw error
+  }
+}
+
 /** The processor token a payment was started with. */
 export async function paymentMethodOf(db: Queryable, paymentId: string): Promise<string | null> {
   const row = await db
@@ -374,6 +406,8 @@ type Placed =
   | { type: 'placed'; order: OrderView; payment: PaymentView }
   | { type: 'existing'; order: OrderView }
   | { type: 'declined' }
+  /** The payment was canceled before its answer was recorded: no order, the cart is open again. */
+  | { type: 'voided' }
   | { type: 'payment_action_required'; cart: CartView; payment: PaymentView }
 
 /** Phase 3: record the provider's answer and place the order, or reopen the cart. */
@@ -402,6 +436,14 @@ async function place(
     })
   }
   const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox, places ? { orderId } : {})
+  if (places && payment.status === 'canceled') {
+    // Voided while the answer was on its way (payment_intent.canceled, or the recovery job giving
+    // up a checkout that looked stalled): an order on it could never be paid, and its
+    // payment.canceled event, emitted before the order existed, would cancel nothing.
+    if (cart.reservation_id) await releaseHold(trx, cart.reservation_id, ctx)
+    await reopen(trx, cartId, { order_id: null })
+    return { type: 'voided' }
+  }
   if (answer.status === 'declined') {
     if (cart.reservation_id) await releaseHold(trx, cart.reservation_id, ctx)
     await reopen(trx, cartId)
@@ -486,10 +528,12 @@ async function releaseHold(trx: Tx, reservationId: string, ctx: ReturnType<typeo
   })
 }
 
-async function reopen(trx: Tx, cartId: string): Promise<void> {
+/** Opens a completing cart for changes again; `also` clears what the phase set before (its order). */
+async function reopen(trx: Tx, cartId: string, also: { order_id?: null } = {}): Promise<void> {
   await trx
     .updateTable('carts')
     .set({
+      ...also,
       status: 'active',
       payment_id: null,
       reservation_id: null,

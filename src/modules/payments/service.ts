@@ -64,7 +64,8 @@ export async function createPayment(
 /**
  * Records the provider's answer to an authorisation, and links the payment to `orderId` when the
  * caller places that order in the same transaction. A payment already captured or canceled (a
- * webhook got there first) keeps its state. With an outbox, an immediate capture emits
+ * webhook got there first) keeps its state; a canceled one is not linked, and the caller must not
+ * place the order. With an outbox, an immediate capture emits
  * `payment.captured` as capturePayment would, so listeners see every capture once.
  *
  * One conditional UPDATE does it: checkout runs this on every order, and a read to lock the row
@@ -132,10 +133,12 @@ export async function recordAuthorization(
     .returningAll()
     .executeTakeFirst()
   if (!row) {
-    // Settled before the answer was recorded: it keeps its state, and still gets its order.
+    // Settled before the answer was recorded: it keeps its state. A captured one still gets its
+    // order; a canceled one gets none, since its checkout places no order on it (checkout.ts).
     const current = await lockPayment(trx, paymentId)
-    if (options.orderId) await attachOrder(trx, paymentId, options.orderId)
-    return toPaymentView({ ...current, order_id: options.orderId ?? current.order_id })
+    const orderId = current.status === 'canceled' ? undefined : options.orderId
+    if (orderId) await attachOrder(trx, paymentId, orderId)
+    return toPaymentView({ ...current, order_id: orderId ?? current.order_id })
   }
   // Only a payment that was not captured passes the condition: this capture is news.
   if (outbox && result.status === 'captured') {
