@@ -106,6 +106,45 @@ describe.each(stores)('catalog cache versions (%s)', (_name, open) => {
   })
 })
 
+describe('when prices next change', () => {
+  it('is read once per catalog version, again once that moment has come, and each second with the cache off', async () => {
+    const kv = new MemoryKv()
+    let reads = 0
+    let next = Date.now() + 60_000
+    const changes = async () => {
+      reads++
+      return next
+    }
+    const cache = new CatalogCache(kv, OPTIONS)
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => cache.getOrRender(`k${i}`, async () => ({ i }), changes)),
+    )
+    expect(answers.map((a) => a.changesAt)).toEqual(Array(5).fill(next))
+    expect(reads).toBe(1)
+    // A price-list write bumps the version: the next answer reads afresh.
+    next = Date.now() + 30_000
+    await bumpCatalogVersion(kv)
+    expect((await cache.getOrRender('k9', async () => ({}), changes)).changesAt).toBe(next)
+    expect(reads).toBe(2)
+    // The moment passing is a change of its own.
+    next = Date.now() + 5
+    await bumpCatalogVersion(kv)
+    await cache.getOrRender('k10', async () => ({}), changes)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    next = Date.now() + 90_000
+    expect((await cache.getOrRender('k11', async () => ({}), changes)).changesAt).toBe(next)
+    expect(reads).toBe(4)
+
+    const off = new CatalogCache(kv, { ...OPTIONS, enabled: false })
+    reads = 0
+    await Promise.all([1, 2, 3].map((i) => off.getOrRender(`k${i}`, async () => ({ i }), changes)))
+    expect(reads).toBe(1)
+    await new Promise((resolve) => setTimeout(resolve, 1_050))
+    await off.getOrRender('k4', async () => ({}), changes)
+    expect(reads).toBe(2)
+  })
+})
+
 describe('shared caching of catalog answers', () => {
   const windowOf = (header: string) => header.match(/\d+/g)?.map(Number) as [number, number]
 

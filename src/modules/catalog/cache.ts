@@ -61,12 +61,43 @@ export class CatalogCache {
   readonly #options: CatalogCacheOptions
   readonly #logger: Logger | undefined
   readonly #invalidated: Array<() => void> = []
+  /** The last read of when prices next change, shared by every request (see #changesAt). */
+  #changes: { version: string | undefined; readAt: number; at: Promise<number | undefined> } | undefined
 
   constructor(kv: Kv, options: CatalogCacheOptions, logger?: Logger) {
     this.#kv = kv
     this.#options = options
     this.#entries = new Lru(options.maxEntries)
     this.#logger = logger
+  }
+
+  /**
+   * When prices next change on their own, read once per catalog version and again once that moment
+   * has come (every price-list write bumps the version, so a new start or end is seen at once).
+   * With the cache off there is no version to go by: read at most once a second, which can only
+   * leave a `max-age` a second too long when a price list is written to start at once.
+   */
+  #changesAt(
+    version: string | undefined,
+    read: () => Promise<number | undefined>,
+  ): Promise<number | undefined> {
+    const now = Date.now()
+    const last = this.#changes
+    if (last && last.version === version && (version !== undefined || now - last.readAt < 1000)) {
+      return last.at.then((at) => (at !== undefined && at <= now ? this.#readChanges(version, read) : at))
+    }
+    return this.#readChanges(version, read)
+  }
+
+  #readChanges(version: string | undefined, read: () => Promise<number | undefined>) {
+    const at = read()
+    const entry = { version, readAt: Date.now(), at }
+    this.#changes = entry
+    // A failed read is not kept: the next request reads again.
+    at.catch(() => {
+      if (this.#changes === entry) this.#changes = undefined
+    })
+    return at
   }
 
   get enabled(): boolean {
@@ -80,12 +111,18 @@ export class CatalogCache {
   async getOrRender(
     key: string,
     render: () => Promise<unknown>,
-    /** When the rendered answer stops being true on its own (a price list starting), epoch ms. */
+    /**
+     * When the rendered answer stops being true on its own (a price list starting), epoch ms. A
+     * store-wide moment: read once per catalog version (see #changesAt), not per answer.
+     */
     validUntil?: () => Promise<number | undefined>,
   ): Promise<CachedResponse> {
     // Uncached answers still say when they change: HTTP caches downstream must not outlive it.
     const uncached = async () => {
-      const [value, changesAt] = await Promise.all([render(), validUntil?.()])
+      const [value, changesAt] = await Promise.all([
+        render(),
+        validUntil && this.#changesAt(undefined, validUntil),
+      ])
       return { ...rendered(value), changesAt }
     }
     if (!this.#options.enabled) return uncached()
@@ -102,7 +139,7 @@ export class CatalogCache {
       this.#entries.touch(key, hit)
       return hit
     }
-    const [value, until] = await Promise.all([render(), validUntil?.()])
+    const [value, until] = await Promise.all([render(), validUntil && this.#changesAt(version, validUntil)])
     const response = rendered(value)
     const expiresAt = Math.min(now + this.#options.ttlMs, until ?? Number.POSITIVE_INFINITY)
     const entry = { ...response, version, expiresAt, changesAt: until }
