@@ -25,6 +25,8 @@ export interface Config {
   natsStream: string
   natsSubjectPrefix: string
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  /** Log bytes buffered before a write (also flushed each second and on exit); 0 writes each line. */
+  logBufferBytes: number
   corsOrigins: string[]
   bodyLimitBytes: number
   trustProxy: boolean
@@ -230,6 +232,7 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl: url(env, 'NATS_URL', ['nats:', 'tls:']),
     natsStream: read(env, 'NATS_STREAM') ?? 'SHOPWRIGHT_EVENTS',
     natsSubjectPrefix: read(env, 'NATS_SUBJECT_PREFIX') ?? 'shopwright.events',
+    logBufferBytes: integer(env, 'LOG_BUFFER_BYTES', 4096, 0, 16_000),
     logLevel: oneOf(env, 'LOG_LEVEL', nodeEnv === 'test' ? 'silent' : 'info', [
       'fatal',
       'error',

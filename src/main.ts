@@ -28,7 +28,7 @@ function configOrExit() {
 }
 
 const config = configOrExit()
-const logger = createLogger(config.logLevel)
+const logger = createLogger(config.logLevel, config.logBufferBytes)
 const runtime = await createRuntime(config, logger)
 const app = await buildApp(runtime)
 

@@ -28,7 +28,7 @@ commands:
 
 async function withRuntime(fn: (runtime: Runtime) => Promise<void>): Promise<void> {
   const config = loadConfig()
-  const runtime = await createRuntime(config, createLogger(config.logLevel))
+  const runtime = await createRuntime(config, createLogger(config.logLevel, config.logBufferBytes))
   try {
     await fn(runtime)
   } finally {
@@ -74,7 +74,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   },
   async worker() {
     const config = loadConfig()
-    const logger = createLogger(config.logLevel)
+    const logger = createLogger(config.logLevel, config.logBufferBytes)
     const runtime = await createRuntime(config, logger)
     closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async () => {
       logger.info('worker draining')
