@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { inventoryContext } from '../src/modules/inventory/context.ts'
-import { expireReservations } from '../src/modules/inventory/reservations.ts'
+import { expireReservations, reserveNow } from '../src/modules/inventory/reservations.ts'
+import { abandonCheckout } from '../src/modules/orders/checkout.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
@@ -674,6 +675,96 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       // The shopper can pay again.
       const again = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
       expect(again.statusCode, again.body).toBe(201)
+    })
+
+    /** Runs `meanwhile` after the test gateway authorises and before checkout hears its answer. */
+    async function completeWhileAuthorizing(
+      cartId: string,
+      meanwhile: (input: AuthorizeInput) => Promise<void>,
+    ) {
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      gateway.authorize = async (input: AuthorizeInput) => {
+        const answer = await authorize(input)
+        await meanwhile(input)
+        return answer
+      }
+      try {
+        return await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      } finally {
+        gateway.authorize = authorize
+      }
+    }
+    const operationsOf = async (cartId: string) => {
+      const payment = await db()
+        .selectFrom('payments')
+        .select(['id', 'status'])
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      const ops = await db()
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where('idempotency_key', 'like', `${payment.id}:%`)
+        .execute()
+      return { payment, kinds: ops.map((o) => o.kind).sort() }
+    }
+
+    it('voids a first authorisation at the processor when the stock went while it was asked for', async () => {
+      const only = await createTestStore(node.app, { reuse: store, stock: 1 })
+      const cartId = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email: 'late@example.com',
+          lines: [{ variant_id: only.shirt, quantity: 1 }],
+        })
+      ).json().id
+      await call('PATCH', `/store/carts/${cartId}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      const res = await completeWhileAuthorizing(cartId, async () => {
+        // The hold lapses and another shopper takes the last unit.
+        await db()
+          .updateTable('inventory_reservations')
+          .set({ expires_at: new Date(Date.now() - 1000) })
+          .where('reference', '=', cartId)
+          .execute()
+        await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
+        const ctx = inventoryContext(node.runtime, 'test:other')
+        await reserveNow(
+          db(),
+          { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
+          ctx,
+        )
+        await ctx.publish()
+      })
+      expect(res.statusCode, res.body).toBe(409)
+      expect(res.json().code).toBe('insufficient_stock')
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      const { payment, kinds } = await operationsOf(cartId)
+      expect(payment.status).toBe('canceled')
+      expect(kinds).toEqual(['authorize', 'cancel'])
+    })
+
+    it('voids an authorisation that comes after its checkout was given up', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const before = await levelOf(store.shirt)
+      const res = await completeWhileAuthorizing(cartId, async () => {
+        // The processor took longer than the lease and the recovery job gave the checkout up,
+        // voiding a payment that had no charge yet.
+        const cart = (await db()
+          .selectFrom('carts')
+          .selectAll()
+          .where('id', '=', cartId)
+          .executeTakeFirstOrThrow()) as never
+        await abandonCheckout(commerceDeps(node.runtime), cart, 'system:checkout-recovery')
+      })
+      expect(res.statusCode, res.body).toBe(409)
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      expect(await levelOf(store.shirt)).toEqual(before)
+      const { payment, kinds } = await operationsOf(cartId)
+      expect(payment.status).toBe('canceled')
+      expect(kinds).toEqual(['authorize', 'cancel'])
     })
 
     it('checks out goods that are not shipped with a billing address and no shipping', async () => {

@@ -274,7 +274,7 @@ export async function finish(
   } catch (error) {
     // The stock went while the payment was pending and cannot be reserved again: give up cleanly.
     if (error instanceof ProblemError && error.code === 'insufficient_stock') {
-      await abandonCheckout(deps, cart, actor).catch((failure: unknown) =>
+      await giveUpAuthorized(deps, cart, payment, answer, actor).catch((failure: unknown) =>
         // The recovery job gives it up again later; the shopper learns of the stock now.
         deps.runtime.logger.warn({ err: failure, cartId: cart.id }, 'could not give up the checkout yet'),
       )
@@ -296,6 +296,18 @@ export async function finish(
     }
     const decline = answer as Extract<AuthorizeResult, { status: 'declined' }>
     throw problem('payment_required', `${decline.message} (${decline.decline_code}); the cart is open again`)
+  }
+  if (outcome.type === 'orphaned') {
+    // The checkout was given up (or the cart moved on) while the processor answered: this payment
+    // gets no order, so what the answer holds goes back. Its row was canceled by whoever gave the
+    // checkout up, perhaps before the processor named the charge: voided here by its name.
+    await voidAuthorization(deps, payment, answer).catch((failure: unknown) =>
+      deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation'),
+    )
+    if (outcome.order) return { type: 'order', created: false, order: outcome.order }
+    throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
+      headers: { 'retry-after': '1' },
+    })
   }
   if (outcome.type === 'voided') {
     // A webhook's cancel voided it at the processor already; our own give-up may have marked it
@@ -405,6 +417,8 @@ export async function paymentMethodOf(db: Queryable, paymentId: string): Promise
 type Placed =
   | { type: 'placed'; order: OrderView; payment: PaymentView }
   | { type: 'existing'; order: OrderView }
+  /** The cart is no longer this payment's checkout (given up, or completed with another payment). */
+  | { type: 'orphaned'; order?: OrderView }
   | { type: 'declined' }
   /** The payment was canceled before its answer was recorded: no order, the cart is open again. */
   | { type: 'voided' }
@@ -428,12 +442,11 @@ async function place(
   const closed = places ? await closeCart(trx, cartId, paymentId, orderId) : undefined
   const cart = closed ?? (await lockCart(trx, cartId))
   if (cart.status === 'completed' && !closed) {
-    return { type: 'existing', order: (await findOrderOfCart(trx, cartId))! }
+    const order = (await findOrderOfCart(trx, cartId))!
+    return cart.payment_id === paymentId ? { type: 'existing', order } : { type: 'orphaned', order }
   }
   if (!closed && (places || cart.status !== 'completing' || cart.payment_id !== paymentId)) {
-    throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
-      headers: { 'retry-after': '1' },
-    })
+    return { type: 'orphaned' }
   }
   const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox, places ? { orderId } : {})
   if (places && payment.status === 'canceled') {
@@ -617,6 +630,26 @@ async function capturePlaced(
   return paid
     ? { ...order, status: 'paid', payment_status: 'captured' }
     : (await findOrder(deps.db, order.id))!
+}
+
+/**
+ * Gives up a checkout whose order could not be placed after the processor authorised it (the stock
+ * went). The placing transaction that would have recorded the charge rolled back, and a first
+ * authorisation is named only by the answer: it is recorded first, so that abandonCheckout voids
+ * it at the processor rather than only here. Should the void fail, the cart stays completing with
+ * an authorised payment, which the recovery job resumes and gives up again.
+ */
+async function giveUpAuthorized(
+  deps: CommerceDeps,
+  cart: CartRow,
+  payment: PaymentView,
+  answer: AuthorizeResult,
+  actor: string,
+): Promise<void> {
+  if (answer.status === 'authorized') {
+    await withTransaction(deps.db, (trx) => recordAuthorization(trx, payment.id, answer))
+  }
+  await abandonCheckout(deps, cart, actor)
 }
 
 /**
