@@ -15,9 +15,11 @@ import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import type { OrderLineView, OrderView } from '../src/modules/orders/orders.ts'
 import { divideHalfUp, lineRefundAmount } from '../src/modules/orders/refunds.ts'
 import { findPayment } from '../src/modules/payments/service.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
 import { problem } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase, describePostgres } from './support/database.ts'
+import { eventually } from './support/eventually.ts'
 import {
   createOrderCatalog,
   createTestCustomer,
@@ -956,5 +958,66 @@ describePostgres('orders: concurrent refunds (Postgres)', () => {
       .where('order_id', '=', order.id)
       .execute()
     expect(reservations.map((r) => r.status)).toEqual(['booked'])
+  })
+
+  it('refunds a capture that the processor made while a staff cancel ran, never keeping money on a canceled order', async () => {
+    const db = node.runtime.database.db
+    const order = await placeTestOrder(node, catalog, { reserve: true })
+    // The capture's recording waits on the payment row, held here, after the processor captured.
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let locked!: () => void
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve
+    })
+    const holding = withTransaction(db, async (trx) => {
+      await trx.selectFrom('payments').select('id').where('id', '=', order.payment_id!).forUpdate().execute()
+      locked()
+      await held
+    })
+    await isLocked
+    const capturing = node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/capture`,
+      headers: adminAuth,
+    })
+    await eventually(async () =>
+      (await db
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where('idempotency_key', '=', `${order.payment_id}:capture`)
+        .executeTakeFirst())
+        ? true
+        : undefined,
+    )
+    // Staff cancel meanwhile: the void is refused (the processor captured), the payment row still
+    // reads authorised.
+    const canceled = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/cancel`,
+      headers: adminAuth,
+    })
+    expect(canceled.statusCode, canceled.body).toBe(200)
+    release()
+    await holding
+    await capturing
+    const payment = await findPayment(db, order.payment_id!)
+    expect(payment).toMatchObject({
+      status: 'refunded',
+      captured_amount: order.totals.total,
+      refunded_amount: order.totals.total,
+    })
+    const after = await db
+      .selectFrom('orders')
+      .select(['status', 'payment_status', 'refunded_total'])
+      .where('id', '=', order.id)
+      .executeTakeFirstOrThrow()
+    expect(after).toEqual({
+      status: 'canceled',
+      payment_status: 'refunded',
+      refunded_total: order.totals.total,
+    })
   })
 })

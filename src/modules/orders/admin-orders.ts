@@ -13,6 +13,7 @@ import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
 import { formatMinor as formatMinorUnits, isCurrency, minorUnits } from '../../platform/money.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { capturePayment, findPayment } from '../payments/service.ts'
+import { refundCaptureOfCanceled } from './cancel.ts'
 import type { CommerceDeps } from './deps.ts'
 import { notesOf, type OrderNoteView } from './notes.ts'
 import { findOrder, type OrderView, orderView } from './orders.ts'
@@ -275,13 +276,10 @@ export async function moveOrder(
  * then records it on the order: pending becomes paid; an order moved on (processing, shipped) keeps
  * its status. The provider is
  * called outside any transaction with a key derived from the payment, so a retry captures once; a
- * capture already recorded answers with the order as it is.
+ * capture already recorded answers with the order as it is. An order canceled while the processor
+ * captured has the capture refunded, and the answer is 409 invalid_order_transition.
  */
-export async function captureOrder(
-  deps: Pick<CommerceDeps, 'db' | 'outbox' | 'providers'>,
-  orderId: string,
-  actor: string,
-): Promise<OrderView> {
+export async function captureOrder(deps: CommerceDeps, orderId: string, actor: string): Promise<OrderView> {
   const order = await findOrder(deps.db, orderId)
   if (!order) throw problem('not_found', `No order ${orderId}`)
   if (!CAPTURE_FROM.includes(order.status)) {
@@ -291,7 +289,7 @@ export async function captureOrder(
   const existing = await findPayment(deps.db, order.payment_id)
   if (!existing) throw problem('payment_not_capturable', `Order ${orderId} has no payment`)
   const payment = await capturePayment(deps, order.payment_id, { actor })
-  return withTransaction(deps.db, async (trx) => {
+  const captured = await withTransaction(deps.db, async (trx) => {
     await recordOrderCaptured(trx, deps.outbox, {
       orderId,
       actor,
@@ -301,4 +299,12 @@ export async function captureOrder(
     })
     return (await findOrder(trx, orderId))!
   })
+  // Canceled while the processor captured: the cancel had nothing to refund yet, so it is done here.
+  if (captured.status === 'canceled' && (await refundCaptureOfCanceled(deps, orderId, actor))) {
+    throw problem(
+      'invalid_order_transition',
+      `Order ${orderId} was canceled while its payment was captured: the capture was refunded`,
+    )
+  }
+  return captured
 }

@@ -15,6 +15,12 @@
  *    payment (void) or the order id (refund), so repeating it repeats nothing at the processor.
  * 3. A short transaction records the payment's outcome on the order (payment_status, refunded_total).
  *
+ * A capture already under way when step 1 commits (staff, the checkout's, the recovery job's) may
+ * take the money at the processor after all: the void of step 2 is then refused while the payment
+ * row still reads authorised, so there is nothing to refund yet. Whoever records that capture finds
+ * the order canceled and refunds it (refundCaptureOfCanceled), as does the payment.captured
+ * listener: money never stays on a canceled order.
+ *
  * A crash or a 503 (payment_provider_unavailable) after step 1 leaves a canceled order whose
  * payment is still authorised or captured; cancelling it again skips step 1 (already canceled) and
  * finishes steps 2 and 3. Doing the payment first would risk the opposite: money returned on an
@@ -135,6 +141,29 @@ async function taxProviderOf(deps: CommerceDeps, placedAt: Date): Promise<TaxPro
     // No tax settings (no origin country): there is no provider, only the local record.
     return undefined
   }
+}
+
+/**
+ * Returns the money of an order canceled while its payment was being captured. The cancel found the
+ * payment still authorised (its void refused: the processor had captured) and so had nothing to
+ * refund; the capture, recorded after it, is refunded here, under the cancel's own refund key, so a
+ * cancel that did see it refunds once. False, with nothing done, for an order that is not canceled.
+ * Every capture path calls it after recording a capture (and the payment.captured listener, should
+ * that caller die first).
+ */
+export async function refundCaptureOfCanceled(
+  deps: CommerceDeps,
+  orderId: string,
+  actor: string,
+): Promise<boolean> {
+  const order = await deps.db
+    .selectFrom('orders')
+    .select(['status', 'payment_id'])
+    .where('id', '=', orderId)
+    .executeTakeFirst()
+  if (order?.status !== 'canceled' || !order.payment_id) return false
+  await settlePayment(deps, orderId, order.payment_id, actor)
+  return true
 }
 
 /** Steps 2 and 3: returns the money of a canceled order and records it on the order. */

@@ -49,6 +49,7 @@ import {
 import { PaymentVelocity } from '../payments/velocity.ts'
 import type { TaxInput, TaxResult } from '../tax/engine.ts'
 import type { TaxProvider } from '../tax/providers.ts'
+import { refundCaptureOfCanceled } from './cancel.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, findOrderOfCart, type OrderView, placeOrder } from './orders.ts'
 import { recordOrderCaptured } from './state.ts'
@@ -627,9 +628,12 @@ async function capturePlaced(
     deps.runtime.logger.warn({ err: error, orderId: order.id }, 'capture after checkout failed')
     return order
   }
-  return paid
-    ? { ...order, status: 'paid', payment_status: 'captured' }
-    : (await findOrder(deps.db, order.id))!
+  if (paid) return { ...order, status: 'paid', payment_status: 'captured' }
+  // Staff canceled it while the processor captured: the money goes back.
+  await refundCaptureOfCanceled(deps, order.id, actor).catch((error: unknown) =>
+    deps.runtime.logger.warn({ err: error, orderId: order.id }, 'refund of a canceled order failed'),
+  )
+  return (await findOrder(deps.db, order.id))!
 }
 
 /**

@@ -13,7 +13,7 @@ import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { ProblemError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { cancelOrder } from './cancel.ts'
+import { cancelOrder, refundCaptureOfCanceled } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
 import { refundedTotalOf } from './refunds.ts'
@@ -29,7 +29,7 @@ export function followPaymentEvents(runtime: Runtime): void {
   runtime.outbox.on('payment.captured', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
-    await withTransaction(db, (trx) =>
+    const paid = await withTransaction(db, (trx) =>
       recordOrderCaptured(trx, outbox, {
         orderId,
         actor: ACTOR,
@@ -37,6 +37,14 @@ export function followPaymentEvents(runtime: Runtime): void {
         paymentStatus: 'captured',
       }),
     )
+    // A capture that landed while the order was being canceled: its refund, in case whoever
+    // captured died before making it (a second one under the cancel's key refunds nothing more).
+    if (!paid) {
+      await refundCaptureOfCanceled(commerceDeps(runtime), orderId, ACTOR).catch((error: unknown) => {
+        // Refused by the processor: staff refund it through the refund route, as the cancel says.
+        if (!(error instanceof ProblemError) || error.code !== 'conflict') throw error
+      })
+    }
   })
 
   // An authorisation voided at the processor (expired after days uncaptured, voided in its
