@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
@@ -14,6 +15,7 @@ import { StripeProvider } from '../src/modules/payments/providers/stripe.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { providerOf } from '../src/modules/payments/registry.ts'
 import {
+  applyWebhook,
   attachOrder,
   authorizePayment,
   cancelPayment,
@@ -980,3 +982,95 @@ async function eventuallyTrue(check: () => boolean): Promise<void> {
   for (let i = 0; i < 100 && !check(); i++) await sleep(10)
   expect(check()).toBe(true)
 }
+
+describePostgres('postgres: a refused refund racing its webhook', () => {
+  const { ctx, newPayment } = setup('postgres')
+
+  it('releases the refund and applies the webhook without a deadlock', async () => {
+    const created = await newPayment('test', 'pm_card_visa', 1000)
+    const { payment } = await authorizePayment(ctx.deps, created.id, { capture: true })
+    const db = ctx.deps.db
+    // Held on the refund's row, so that the refusal's release and the webhook queue on it in turn.
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let locked!: () => void
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve
+    })
+    let holding: Promise<void> | undefined
+    const gateway = providerOf(ctx.deps.providers, 'test')
+    const refund = gateway.refund.bind(gateway)
+    gateway.refund = async () => {
+      holding = withTransaction(db, async (trx) => {
+        await trx
+          .selectFrom('payment_refunds')
+          .select('id')
+          .where('payment_id', '=', created.id)
+          .forUpdate()
+          .execute()
+        locked()
+        await held
+      })
+      await isLocked
+      // The processor refuses the refund, and reports it failed by webhook at once.
+      throw new ProblemError('conflict', 'Test gateway: refund refused')
+    }
+    const waiting = async (count: number) => {
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await sql<{ n: number }>`
+          select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock'`.execute(db)
+        if (rows[0]!.n >= count) return
+        await sleep(20)
+      }
+      throw new Error(`fewer than ${count} transactions wait on a lock`)
+    }
+    // withTransaction retries a deadlock, so only the server's count shows one happened.
+    const deadlocks = async () => {
+      const { rows } = await sql<{ n: number }>`
+        select deadlocks::int as n from pg_stat_database where datname = current_database()`.execute(db)
+      return rows[0]!.n
+    }
+    const deadlocksBefore = await deadlocks()
+    let refusing: Promise<unknown>
+    let webhook: Promise<unknown>
+    try {
+      refusing = refundPayment(ctx.deps, created.id, { amount: 400, actor: 'staff_1', key: 'refused' }).then(
+        () => 'refunded',
+        (error: unknown) => error,
+      )
+      await waiting(1)
+      webhook = applyWebhook(ctx.deps, 'test', {
+        event_id: `evt_${newId('x')}`,
+        type: 'refund.failed',
+        provider_ref: payment.provider_ref,
+        refund: {
+          provider_ref: 're_refused',
+          status: 'failed',
+          amount: 400,
+          ours: `${created.id}:refund:refused`,
+        },
+      }).then(
+        () => 'applied',
+        (error: unknown) => error,
+      )
+      await waiting(2)
+    } finally {
+      gateway.refund = refund
+      release()
+    }
+    await holding
+    const refused = await refusing!
+    expect(refused).toBeInstanceOf(ProblemError)
+    expect((refused as ProblemError).code).toBe('conflict')
+    expect(await webhook!).toBe('applied')
+    expect(await findPayment(db, created.id)).toMatchObject({ status: 'captured', refunded_amount: 0 })
+    const rows = await refundsOfPayment(db, created.id)
+    expect(rows.map((r) => r.status)).toEqual(['failed'])
+    // Backends report their counts within about a second of going idle.
+    for (let i = 0; i < 30 && (await deadlocks()) === deadlocksBefore; i++) await sleep(100)
+    expect((await deadlocks()) - deadlocksBefore).toBe(0)
+  })
+})

@@ -11,7 +11,7 @@ import { type RawBuilder, sql } from 'kysely'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import { CAPTURED, loadPayment, now, type PaymentDeps, providerUnavailable } from './common.ts'
+import { CAPTURED, loadPayment, lockPayment, now, type PaymentDeps, providerUnavailable } from './common.ts'
 import { PaymentProviderUnavailable, type RefundReport } from './provider.ts'
 import { providerOf } from './registry.ts'
 import { type PaymentRow, type RefundRow, type RefundView, toRefundView } from './views.ts'
@@ -248,12 +248,17 @@ export async function settleRefundReport(
 /**
  * The refund did not happen (refused, or failed later): mark it failed and give its amount back,
  * once. True when this call did it.
+ *
+ * The payment's row is locked before the refund's, the order a webhook about the refund takes them
+ * in (applyWebhook, then settleRefundReport): the other way round, a refusal released while the
+ * processor's refund.failed event is applied deadlocks the two.
  */
 async function release(
   trx: Tx,
   refund: RefundRow,
   from: ReadonlyArray<'pending' | 'succeeded'> = ['pending'],
 ): Promise<boolean> {
+  await lockPayment(trx, refund.payment_id)
   const failed = await trx
     .updateTable('payment_refunds')
     .set({ status: 'failed' })
