@@ -5,6 +5,7 @@
  * a 3-D Secure step, and the recovery job finishing a checkout its request abandoned.
  */
 import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { inventoryContext } from '../src/modules/inventory/context.ts'
@@ -17,6 +18,7 @@ import type { AuthorizeInput } from '../src/modules/payments/provider.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
@@ -766,6 +768,55 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(payment.status).toBe('canceled')
       expect(kinds).toEqual(['authorize', 'cancel'])
     })
+
+    it.runIf(kind === 'postgres')(
+      'places no order when the payment is canceled while the placing transaction waits on it',
+      async () => {
+        const before = await levelOf(store.shirt)
+        const cartId = await readyCart(node.app, store, 1)
+        let release!: () => void
+        const held = new Promise<void>((resolve) => {
+          release = resolve
+        })
+        let holding: Promise<void> | undefined
+        const res = completeWhileAuthorizing(cartId, async (input) => {
+          // A webhook's transaction cancels the payment and commits only once checkout's placing
+          // transaction waits on the row.
+          let locked!: () => void
+          const isLocked = new Promise<void>((resolve) => {
+            locked = resolve
+          })
+          holding = withTransaction(db(), async (trx) => {
+            await trx
+              .updateTable('payments')
+              .set({ status: 'canceled' })
+              .where('id', '=', input.payment_id)
+              .execute()
+            locked()
+            await held
+          })
+          await isLocked
+        })
+        for (let i = 0; i < 100; i++) {
+          const { rows } = await sql<{ n: number }>`
+            select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock'`.execute(db())
+          if (rows[0]!.n > 0) break
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+        release()
+        await holding
+        const answer = await res
+        expect(answer.statusCode, answer.body).toBe(402)
+        const orders = await db().selectFrom('orders').select('id').where('cart_id', '=', cartId).execute()
+        expect(orders).toEqual([])
+        expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+        expect(await levelOf(store.shirt)).toEqual(before)
+        const { payment, kinds } = await operationsOf(cartId)
+        expect(payment.status).toBe('canceled')
+        expect(kinds).toEqual(['authorize', 'cancel'])
+      },
+    )
 
     it('checks out goods that are not shipped with a billing address and no shipping', async () => {
       const tag = randomUUID().slice(0, 8)
