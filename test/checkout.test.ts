@@ -818,6 +818,32 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       },
     )
 
+    it('reopens a cart waiting on 3-D Secure whose payment was canceled at the processor', async () => {
+      const before = await levelOf(store.shirt)
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs)
+      expect(first.json().type).toBe('payment_action_required')
+      const paymentId = first.json().payment.id as string
+      const { provider_ref } = await db()
+        .selectFrom('payments')
+        .select('provider_ref')
+        .where('id', '=', paymentId)
+        .executeTakeFirstOrThrow()
+      // The shopper never answers; the intent is canceled at the processor (its dashboard, its expiry).
+      await applyWebhook(paymentDeps(node.runtime), 'test', {
+        event_id: `evt_${randomUUID()}`,
+        type: 'payment_intent.canceled',
+        provider_ref,
+        status: 'canceled',
+      })
+      // Asking again cannot resume a canceled payment: the cart opens again for another card.
+      const again = await complete(cartId, threeDs)
+      expect(again.statusCode, again.body).toBe(402)
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      expect(await levelOf(store.shirt)).toEqual(before)
+    })
+
     it('checks out goods that are not shipped with a billing address and no shipping', async () => {
       const tag = randomUUID().slice(0, 8)
       const ebook = await adminCall(node.app, 'POST', '/admin/products', {

@@ -450,10 +450,11 @@ async function place(
     return { type: 'orphaned' }
   }
   const payment = await recordAuthorization(trx, paymentId, answer, deps.outbox, places ? { orderId } : {})
-  if (places && payment.status === 'canceled') {
+  if (answer.status !== 'declined' && payment.status === 'canceled') {
     // Voided while the answer was on its way (payment_intent.canceled, or the recovery job giving
     // up a checkout that looked stalled): an order on it could never be paid, and its
-    // payment.canceled event, emitted before the order existed, would cancel nothing.
+    // payment.canceled event, emitted before the order existed, would cancel nothing. Nor can a
+    // 3-D Secure step resume it: the cart would wait on a payment that is gone.
     if (cart.reservation_id) await releaseHold(trx, cart.reservation_id, ctx)
     await reopen(trx, cartId, { order_id: null })
     return { type: 'voided' }
