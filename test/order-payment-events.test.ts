@@ -299,6 +299,49 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(reservation.status).toBe('released')
   })
 
+  it('refunds a capture reported after its order was canceled, when whoever captured did not', async () => {
+    const shop = await storeOnce()
+    const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    const db = node.runtime.database.db
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    // A capture reaches the processor and its caller dies before recording it.
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    await gateway.capture({
+      payment_id: order.payment_id,
+      provider_ref: payment.provider_ref!,
+      amount: Number(payment.amount),
+      currency: 'EUR',
+      idempotency_key: `${order.payment_id}:capture`,
+    })
+    // Staff cancel: the processor refuses the void, and there is nothing captured to refund yet.
+    const canceled = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/cancel`,
+      headers: adminAuth,
+    })
+    expect(canceled.statusCode, canceled.body).toBe(200)
+    // The processor reports the capture.
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type: 'payment_intent.succeeded',
+      provider_ref: payment.provider_ref,
+      status: 'captured' as const,
+      amount: Number(payment.amount),
+    })
+    await eventually(async () => ((await orderOf(order.id)).payment_status === 'refunded' ? true : undefined))
+    expect(await orderOf(order.id)).toEqual({
+      status: 'canceled',
+      payment_status: 'refunded',
+      refunded_total: Number(payment.amount),
+    })
+  })
+
   it("counts each placed order once in its product's best-selling order", async () => {
     const { app } = node
     const shop = await storeOnce()
