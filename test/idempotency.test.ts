@@ -6,7 +6,9 @@
 import Fastify from 'fastify'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { registerIdempotency, runIdempotent } from '../src/platform/http/idempotency.ts'
+import * as guestScopeMigration from '../src/platform/db/migrations/0003-idempotency-guest-scope.ts'
+import { problem } from '../src/platform/http/errors.ts'
+import { anonymousScope, registerIdempotency, runIdempotent } from '../src/platform/http/idempotency.ts'
 import { registerProblemHandler } from '../src/platform/http/problem-handler.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase, describePostgres } from './support/database.ts'
@@ -121,7 +123,7 @@ describeEachDatabase('Idempotency-Key', (kind) => {
 
   it("scopes a guest's key to the resource path, so two guests' keys never meet", async () => {
     const { db } = node.runtime.database
-    const app = Fastify()
+    const app = Fastify({ routerOptions: { ignoreTrailingSlash: true } })
     registerProblemHandler(app)
     registerIdempotency(app, db)
     let runs = 0
@@ -157,7 +159,61 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     const reused = await complete('cart_a', { method: 'transfer' })
     expect(reused.statusCode).toBe(422)
     expect(reused.json().code).toBe('idempotency_key_reused')
+    // The router takes a trailing slash for the same route: so does the scope.
+    const slashed = await app.inject({
+      method: 'POST',
+      url: '/guest-carts/cart_a/complete/',
+      payload: { method: 'card' },
+      headers: { 'idempotency-key': 'guest-key-1' },
+    })
+    expect(slashed.statusCode).toBe(422)
     expect(runs).toBe(3)
+
+    // A key a guest stored before keys were scoped (under `anonymous`) replays after the upgrade.
+    const old = await complete('cart_old', { method: 'card' })
+    expect(runs).toBe(4)
+    await db
+      .updateTable('idempotency_keys')
+      .set({ principal: 'anonymous', path: '/guest-carts/cart_old/complete/?from=before' })
+      .where('principal', '=', anonymousScope('/guest-carts/cart_old/complete'))
+      .execute()
+    await guestScopeMigration.up(db as never)
+    const replayed = await complete('cart_old', { method: 'card' })
+    expect(replayed.headers['idempotent-replayed']).toBe('true')
+    expect(replayed.json()).toEqual(old.json())
+    expect(runs).toBe(4)
+    await app.close()
+  })
+
+  it('releases the key after an answer that describes a passing state, such as a purchase limit', async () => {
+    const { db } = node.runtime.database
+    const app = Fastify()
+    registerProblemHandler(app)
+    registerIdempotency(app, db)
+    let limited = true
+    let runs = 0
+    app.post('/buy', { config: { idempotency: 'required' } }, async (request, reply) => {
+      reply.code(201)
+      return runIdempotent(db, request, reply, async () => {
+        runs++
+        // Another checkout of the customer's held the units, and then failed.
+        if (limited) throw problem('purchase_limit_exceeded', 'limited to 1 per customer; 0 left')
+        return { bought: true }
+      })
+    })
+    const buy = () =>
+      app.inject({
+        method: 'POST',
+        url: '/buy',
+        payload: { n: 1 },
+        headers: { 'idempotency-key': 'k-limit' },
+      })
+    expect((await buy()).statusCode).toBe(422)
+    limited = false
+    const again = await buy()
+    expect(again.statusCode, again.body).toBe(201)
+    expect(again.headers['idempotent-replayed']).toBeUndefined()
+    expect(runs).toBe(2)
     await app.close()
   })
 

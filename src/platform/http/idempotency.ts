@@ -32,6 +32,8 @@ const TRANSIENT = new Set([
   'rate_limited',
   'too_many_attempts',
   'payment_attempts_exceeded',
+  // Another checkout of the customer's may hold the units it counts, and may yet fail.
+  'purchase_limit_exceeded',
 ])
 
 interface Claim {
@@ -86,7 +88,15 @@ function canonical(value: unknown): string {
  */
 function scopeOf(request: FastifyRequest): string {
   if (request.principal) return request.principal.id
-  const path = request.url.split('?', 1)[0]!
+  return anonymousScope(request.url)
+}
+
+/**
+ * A guest's scope for a URL: the path without its query or a trailing slash (the router takes
+ * both spellings for the same route), hashed. Migration 0023 gave keys stored before this the same.
+ */
+export function anonymousScope(url: string): string {
+  const path = url.split('?', 1)[0]!.replace(/(.)\/+$/, '$1')
   return `anonymous:${createHash('sha256').update(path).digest('hex')}`
 }
 

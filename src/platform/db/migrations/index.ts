@@ -25,6 +25,7 @@ import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as tax0002 from '../../../modules/tax/migrations/0002-service-calls.ts'
 import * as platform0001 from './0001-platform.ts'
 import * as platform0002 from './0002-idempotency-text.ts'
+import * as platform0003 from './0003-idempotency-guest-scope.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001-platform': platform0001,
@@ -49,4 +50,5 @@ export const migrations: Record<string, Migration> = {
   '0020-catalog-sales-counted': catalog0004,
   '0021-catalog-sales-backfill': catalog0005,
   '0022-catalog-list-reference-prices': catalog0006,
+  '0023-platform-idempotency-guest-scope': platform0003,
 }
