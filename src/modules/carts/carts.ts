@@ -416,8 +416,15 @@ export async function lockCustomerLimits(
 ): Promise<void> {
   if (!lines.some((l) => (loaded.variants.get(l.variant_id)?.max_per_customer ?? null) !== null)) return
   const { cart } = loaded
-  const customer = cart.customer_id ?? `email:${cart.email ?? cart.id}`
-  await sql`select pg_advisory_xact_lock(hashtext(${`carts.purchase_limits:${customer}`}))`.execute(trx)
+  // A guest's count takes in every order and checkout under its email, a customer's their own:
+  // so a customer's checkout also takes its email's lock, after its own (one order: no deadlock).
+  const keys = [
+    ...(cart.customer_id ? [`customer:${cart.customer_id}`] : []),
+    `email:${cart.email ?? cart.id}`,
+  ]
+  for (const key of keys) {
+    await sql`select pg_advisory_xact_lock(hashtext(${`carts.purchase_limits:${key}`}))`.execute(trx)
+  }
   const now = await loadCart(trx, cart.id)
   if (now) checkCustomerLimits(lines, now)
 }
