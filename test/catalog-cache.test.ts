@@ -135,6 +135,16 @@ describe('when prices next change', () => {
     expect((await cache.getOrRender('k11', async () => ({}), changes)).changesAt).toBe(next)
     expect(reads).toBe(4)
 
+    // A bump lost to a KV outage: the moment is read again once an entry's lifetime has passed.
+    const short = new CatalogCache(kv, { ...OPTIONS, ttlMs: 50 })
+    reads = 0
+    await short.getOrRender('s1', async () => ({}), changes)
+    await short.getOrRender('s2', async () => ({}), changes)
+    expect(reads).toBe(1)
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    await short.getOrRender('s3', async () => ({}), changes)
+    expect(reads).toBe(2)
+
     const off = new CatalogCache(kv, { ...OPTIONS, enabled: false })
     reads = 0
     await Promise.all([1, 2, 3].map((i) => off.getOrRender(`k${i}`, async () => ({ i }), changes)))

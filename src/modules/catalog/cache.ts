@@ -73,9 +73,10 @@ export class CatalogCache {
 
   /**
    * When prices next change on their own, read once per catalog version and again once that moment
-   * has come (every price-list write bumps the version, so a new start or end is seen at once).
-   * With the cache off there is no version to go by: read at most once a second, which can only
-   * leave a `max-age` a second too long when a price list is written to start at once.
+   * has come (every price-list write bumps the version, so a new start or end is seen at once),
+   * and at least once per entry lifetime, so a version bump lost to a KV outage heals as entries
+   * do. With the cache off there is no version to go by: read at most once a second, which can
+   * only leave a `max-age` a second too long when a price list is written to start at once.
    */
   #changesAt(
     version: string | undefined,
@@ -83,7 +84,9 @@ export class CatalogCache {
   ): Promise<number | undefined> {
     const now = Date.now()
     const last = this.#changes
-    if (last && last.version === version && (version !== undefined || now - last.readAt < 1000)) {
+    // Kept no longer than an entry (a lost version bump heals as entries do), a second uncached.
+    const keep = version === undefined ? 1000 : this.#options.ttlMs
+    if (last && last.version === version && now - last.readAt < keep) {
       return last.at.then((at) => (at !== undefined && at <= now ? this.#readChanges(version, read) : at))
     }
     return this.#readChanges(version, read)
