@@ -626,7 +626,9 @@ describeEachDatabase('orders: admin and store', (kind) => {
         throw problem('conflict', 'Test gateway: the card account is closed')
       }
       try {
-        expectProblem(await call('POST', `/admin/orders/${order.id}/cancel`), 409, 'conflict')
+        const refused = await call('POST', `/admin/orders/${order.id}/cancel`)
+        expectProblem(refused, 409, 'conflict')
+        expect(refused.json().detail).toContain(`/admin/orders/${order.id}/refunds`)
       } finally {
         gateway.refund = original
       }
@@ -647,7 +649,13 @@ describeEachDatabase('orders: admin and store', (kind) => {
         'forbidden',
       )
       expectProblem(await refund(order.id, { amount: 2501 }), 409, 'refund_exceeds_captured')
-      const res = await refund(order.id, { amount: 2500, reason: 'canceled' }, bearer(support.accessToken))
+      // Part of it first: cancelling again still says where to go (not that its key was reused).
+      const part = await refund(order.id, { amount: 1000, reason: 'canceled' }, bearer(support.accessToken))
+      expect(part.statusCode, part.body).toBe(201)
+      const partly = await call('POST', `/admin/orders/${order.id}/cancel`)
+      expectProblem(partly, 409, 'conflict')
+      expect(partly.json().detail).toContain('/refunds')
+      const res = await refund(order.id, { amount: 1500, reason: 'canceled' }, bearer(support.accessToken))
       expect(res.statusCode, res.body).toBe(201)
       expect(res.json().order).toMatchObject({
         status: 'canceled',

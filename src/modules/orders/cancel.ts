@@ -185,31 +185,43 @@ async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: str
     // same amount under the same key to resume it.
     // A staff refund still in flight (money reserved, not yet booked) makes this refund_exceeds_captured:
     // the cancel is then retried once that refund is booked.
-    const refunded = await refundedTotalOf(deps.db, orderId, paymentId, cancelRefundKey(orderId))
+    const key = cancelRefundKey(orderId)
+    const refunded = await refundedTotalOf(deps.db, orderId, paymentId, key)
     const amount = payment.captured_amount - refunded
     if (amount > 0 && payment.captured_amount > 0) {
-      try {
-        await refundPayment(deps, paymentId, {
-          amount,
-          reason: 'order canceled',
-          actor,
-          key: cancelRefundKey(orderId),
-        })
-      } catch (error) {
-        // Refused by the processor, now or on an earlier attempt under this key: cancelling again
-        // would only repeat the refusal. Staff refund the rest through the refund route, with a
-        // new key (and orders:refund and a step-up, as any refund).
-        if (!(error instanceof ProblemError && error.code === 'conflict')) throw error
-        throw problem(
+      // Refused by the processor, now or on an earlier attempt under this key (whatever staff have
+      // refunded since): cancelling again would only repeat the refusal. Staff refund the rest
+      // through the refund route, with a new key (and orders:refund and a step-up, as any refund).
+      const refused = (detail: string) =>
+        problem(
           'conflict',
-          `The order is canceled, but its refund failed (${error.detail ?? error.message}); ` +
+          `The order is canceled, but its refund failed (${detail}); ` +
             `refund what remains with POST /admin/orders/${orderId}/refunds`,
         )
+      if ((await cancelRefundStatus(deps, paymentId, key)) === 'failed')
+        throw refused('refused by the processor')
+      try {
+        await refundPayment(deps, paymentId, { amount, reason: 'order canceled', actor, key })
+      } catch (error) {
+        if (error instanceof ProblemError && error.code === 'payment_provider_unavailable') throw error
+        if ((await cancelRefundStatus(deps, paymentId, key)) !== 'failed') throw error
+        throw refused(error instanceof ProblemError ? (error.detail ?? error.message) : String(error))
       }
       payment = (await findPayment(deps.db, paymentId))!
     }
   }
   await recordPaymentOutcome(deps, orderId, payment)
+}
+
+/** The status of the cancel's own refund (under its key), if it made one. */
+async function cancelRefundStatus(deps: CommerceDeps, paymentId: string, key: string) {
+  const row = await deps.db
+    .selectFrom('payment_refunds')
+    .select('status')
+    .where('payment_id', '=', paymentId)
+    .where('idempotency_key', '=', key)
+    .executeTakeFirst()
+  return row?.status
 }
 
 async function recordPaymentOutcome(deps: CommerceDeps, orderId: string, payment: PaymentView) {
