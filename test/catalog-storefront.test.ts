@@ -268,11 +268,11 @@ describeEachDatabase('catalog: storefront', (kind) => {
         inText.push(await create(`Plain thing ${i}`, 'Woven from zephyrine yarn'))
         inTitle.push(await create(`Zephyrine scarf ${i}`, 'Soft'))
       }
-      const pages = async (query: string) => {
+      const pages = async (query: string, limit = 7) => {
         const items: Summary[] = []
         let cursor: string | null = null
         do {
-          const url: string = `/store/products?limit=7&${query}${cursor ? `&cursor=${cursor}` : ''}`
+          const url: string = `/store/products?limit=${limit}&${query}${cursor ? `&cursor=${cursor}` : ''}`
           const res = await own.app.inject({ url })
           expect(res.statusCode, res.body).toBe(200)
           const body = res.json() as { data: Summary[]; next_cursor: string | null }
@@ -283,6 +283,10 @@ describeEachDatabase('catalog: storefront', (kind) => {
       }
       const expected = [...inTitle.reverse(), ...inText.reverse()]
       expect((await pages('q=zephyrine')).map((p) => p.id)).toEqual(expected)
+      // Pages the title matches fill alone, one that straddles the tiers, and ones past them.
+      for (const limit of [2, 3, 4]) {
+        expect((await pages(`q=zephyrine&region_id=${euro}`, limit)).map((p) => p.id)).toEqual(expected)
+      }
       const priced = await pages(`q=zephyrine&region_id=${euro}`)
       expect(priced.map((p) => p.id)).toEqual(expected)
       expect(priced.every((p) => p.price?.currency === 'EUR')).toBe(true)
