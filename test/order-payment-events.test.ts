@@ -9,6 +9,7 @@ import { countSale } from '../src/modules/catalog/sales.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
+import { problem } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { completeCheckout, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
@@ -340,6 +341,63 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       payment_status: 'refunded',
       refunded_total: Number(payment.amount),
     })
+  })
+
+  it('shows money held on a canceled order when the processor refuses the refund its late capture needs', async () => {
+    const shop = await storeOnce()
+    const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    const db = node.runtime.database.db
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    await gateway.capture({
+      payment_id: order.payment_id,
+      provider_ref: payment.provider_ref!,
+      amount: Number(payment.amount),
+      currency: 'EUR',
+      idempotency_key: `${order.payment_id}:capture`,
+    })
+    const canceled = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/cancel`,
+      headers: adminAuth,
+    })
+    expect(canceled.statusCode, canceled.body).toBe(200)
+    const refund = gateway.refund.bind(gateway)
+    gateway.refund = async () => {
+      throw problem('conflict', 'Test gateway: the card account is closed')
+    }
+    try {
+      await applyWebhook(paymentDeps(node.runtime), 'test', {
+        event_id: `evt_${randomUUID()}`,
+        type: 'payment_intent.succeeded',
+        provider_ref: payment.provider_ref,
+        status: 'captured' as const,
+        amount: Number(payment.amount),
+      })
+      // The order says its money is held, and a note says what to do.
+      await eventually(async () =>
+        (await orderOf(order.id)).payment_status === 'captured' ? true : undefined,
+      )
+      expect(await orderOf(order.id)).toEqual({
+        status: 'canceled',
+        payment_status: 'captured',
+        refunded_total: 0,
+      })
+      const notes = await db
+        .selectFrom('order_notes')
+        .select('body')
+        .where('order_id', '=', order.id)
+        .execute()
+      expect(notes.map((n) => n.body)).toEqual([expect.stringContaining(`/admin/orders/${order.id}/refunds`)])
+    } finally {
+      gateway.refund = refund
+    }
   })
 
   it("counts each placed order once in its product's best-selling order", async () => {

@@ -36,6 +36,7 @@ import { cancelPayment, findPayment, type PaymentView, refundPayment } from '../
 import type { TaxProvider } from '../tax/providers.ts'
 import { voidSale } from '../tax/sales.ts'
 import type { CommerceDeps } from './deps.ts'
+import { addOrderNote } from './notes.ts'
 import { findOrder, type OrderView } from './orders.ts'
 import { refundedTotalOf } from './refunds.ts'
 import { transitionOrder } from './state.ts'
@@ -205,7 +206,17 @@ async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: str
       } catch (error) {
         if (error instanceof ProblemError && error.code === 'payment_provider_unavailable') throw error
         if ((await cancelRefundStatus(deps, paymentId, key)) !== 'failed') throw error
-        throw refused(error instanceof ProblemError ? (error.detail ?? error.message) : String(error))
+        const detail = error instanceof ProblemError ? (error.detail ?? error.message) : String(error)
+        // Money held on a canceled order must show: on the order's payment status, which staff
+        // filter by, and in a note on it (the refusal may come from a listener nobody watches).
+        await recordPaymentOutcome(deps, orderId, (await findPayment(deps.db, paymentId))!)
+        await addOrderNote(deps.db, orderId, {
+          author: actor,
+          body:
+            `The processor refused the refund of ${amount} (${payment.currency}) this canceled order's ` +
+            `payment needs (${detail}): refund it with POST /admin/orders/${orderId}/refunds.`,
+        })
+        throw refused(detail)
       }
       payment = (await findPayment(deps.db, paymentId))!
     }

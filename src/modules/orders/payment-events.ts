@@ -41,8 +41,10 @@ export function followPaymentEvents(runtime: Runtime): void {
     // captured died before making it (a second one under the cancel's key refunds nothing more).
     if (!paid) {
       await refundCaptureOfCanceled(commerceDeps(runtime), orderId, ACTOR).catch((error: unknown) => {
-        // Refused by the processor: staff refund it through the refund route, as the cancel says.
+        // Refused by the processor: staff refund it through the refund route, as the note on the
+        // order says (other failures are retried with the event).
         if (!(error instanceof ProblemError) || error.code !== 'conflict') throw error
+        runtime.logger.warn({ err: error, orderId }, 'refund of a capture on a canceled order refused')
       })
     }
   })
