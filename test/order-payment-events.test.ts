@@ -300,86 +300,67 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(reservation.status).toBe('released')
   })
 
-  it('refunds a capture reported after its order was canceled, when whoever captured did not', async () => {
+  /**
+   * An order whose capture reached the processor but whose capturer died before recording it, then
+   * canceled by staff (the processor refuses the void; nothing is captured here yet to refund).
+   * Returns the order and its payment's reference and amount, for the capture's webhook.
+   */
+  const canceledAfterUnrecordedCapture = async () => {
     const shop = await storeOnce()
     const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))
     expect(placed.statusCode, placed.body).toBe(201)
     const order = placed.json().order
-    const db = node.runtime.database.db
-    const payment = await db
+    const payment = await node.runtime.database.db
       .selectFrom('payments')
       .select(['provider_ref', 'amount'])
       .where('id', '=', order.payment_id)
       .executeTakeFirstOrThrow()
-    // A capture reaches the processor and its caller dies before recording it.
-    const gateway = commerceDeps(node.runtime).providers.get('test')!
-    await gateway.capture({
-      payment_id: order.payment_id,
-      provider_ref: payment.provider_ref!,
-      amount: Number(payment.amount),
-      currency: 'EUR',
-      idempotency_key: `${order.payment_id}:capture`,
-    })
-    // Staff cancel: the processor refuses the void, and there is nothing captured to refund yet.
+    await commerceDeps(node.runtime)
+      .providers.get('test')!
+      .capture({
+        payment_id: order.payment_id,
+        provider_ref: payment.provider_ref!,
+        amount: Number(payment.amount),
+        currency: 'EUR',
+        idempotency_key: `${order.payment_id}:capture`,
+      })
     const canceled = await node.app.inject({
       method: 'POST',
       url: `/admin/orders/${order.id}/cancel`,
       headers: adminAuth,
     })
     expect(canceled.statusCode, canceled.body).toBe(200)
-    // The processor reports the capture.
-    await applyWebhook(paymentDeps(node.runtime), 'test', {
-      event_id: `evt_${randomUUID()}`,
-      type: 'payment_intent.succeeded',
-      provider_ref: payment.provider_ref,
-      status: 'captured' as const,
-      amount: Number(payment.amount),
-    })
-    await eventually(async () => ((await orderOf(order.id)).payment_status === 'refunded' ? true : undefined))
-    expect(await orderOf(order.id)).toEqual({
-      status: 'canceled',
-      payment_status: 'refunded',
-      refunded_total: Number(payment.amount),
-    })
-  })
-
-  it('shows money held on a canceled order when the processor refuses the refund its late capture needs', async () => {
-    const shop = await storeOnce()
-    const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))
-    expect(placed.statusCode, placed.body).toBe(201)
-    const order = placed.json().order
-    const db = node.runtime.database.db
-    const payment = await db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
-    const gateway = commerceDeps(node.runtime).providers.get('test')!
-    await gateway.capture({
-      payment_id: order.payment_id,
-      provider_ref: payment.provider_ref!,
-      amount: Number(payment.amount),
-      currency: 'EUR',
-      idempotency_key: `${order.payment_id}:capture`,
-    })
-    const canceled = await node.app.inject({
-      method: 'POST',
-      url: `/admin/orders/${order.id}/cancel`,
-      headers: adminAuth,
-    })
-    expect(canceled.statusCode, canceled.body).toBe(200)
-    const refund = gateway.refund.bind(gateway)
-    gateway.refund = async () => {
-      throw problem('conflict', 'Test gateway: the card account is closed')
-    }
-    try {
-      await applyWebhook(paymentDeps(node.runtime), 'test', {
+    const reportCapture = () =>
+      applyWebhook(paymentDeps(node.runtime), 'test', {
         event_id: `evt_${randomUUID()}`,
         type: 'payment_intent.succeeded',
         provider_ref: payment.provider_ref,
         status: 'captured' as const,
         amount: Number(payment.amount),
       })
+    return { order, amount: Number(payment.amount), reportCapture }
+  }
+
+  it('refunds a capture reported after its order was canceled, when whoever captured did not', async () => {
+    const { order, amount, reportCapture } = await canceledAfterUnrecordedCapture()
+    await reportCapture()
+    await eventually(async () => ((await orderOf(order.id)).payment_status === 'refunded' ? true : undefined))
+    expect(await orderOf(order.id)).toEqual({
+      status: 'canceled',
+      payment_status: 'refunded',
+      refunded_total: amount,
+    })
+  })
+
+  it('shows money held on a canceled order when the processor refuses the refund its late capture needs', async () => {
+    const { order, reportCapture } = await canceledAfterUnrecordedCapture()
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const refund = gateway.refund.bind(gateway)
+    gateway.refund = async () => {
+      throw problem('conflict', 'Test gateway: the card account is closed')
+    }
+    try {
+      await reportCapture()
       // The order says its money is held, and a note says what to do.
       await eventually(async () =>
         (await orderOf(order.id)).payment_status === 'captured' ? true : undefined,
@@ -389,7 +370,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
         payment_status: 'captured',
         refunded_total: 0,
       })
-      const notes = await db
+      const notes = await node.runtime.database.db
         .selectFrom('order_notes')
         .select('body')
         .where('order_id', '=', order.id)
