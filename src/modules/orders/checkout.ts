@@ -45,6 +45,7 @@ import {
   findPayment,
   type PaymentView,
   recordAuthorization,
+  voidAtProcessor,
 } from '../payments/service.ts'
 import { PaymentVelocity } from '../payments/velocity.ts'
 import type { TaxInput, TaxResult } from '../tax/engine.ts'
@@ -255,7 +256,7 @@ export async function finish(
     if (!(error instanceof PaymentProviderUnavailable)) throw error
     // Give the lease back so that the shopper's retry resumes at once rather than waiting it out.
     await deps.db.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cart.id).execute()
-    throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
+    processorUnavailable(error)
   }
   failpoint('checkout.after_authorize')
   const blocked = await cardOverLimit(provider, payment, cart, answer, options)
@@ -357,20 +358,7 @@ async function cardOverLimit(
   } catch (error) {
     if (!(error instanceof ProblemError)) throw error
     if (answer.status === 'authorized' || answer.status === 'requires_action') {
-      await provider
-        .cancel({
-          payment_id: payment.id,
-          provider_ref: answer.provider_ref,
-          idempotency_key: `${payment.id}:cancel`,
-        })
-        .catch((failure: unknown) => {
-          if (failure instanceof PaymentProviderUnavailable) {
-            throw problem('payment_provider_unavailable', failure.message, {
-              headers: { 'retry-after': '2' },
-            })
-          }
-          throw failure
-        })
+      await voidAtProcessor(provider, payment.id, answer.provider_ref).catch(processorUnavailable)
     }
     return {
       problem: error,
@@ -391,18 +379,17 @@ async function cardOverLimit(
  */
 async function voidAuthorization(deps: CommerceDeps, payment: PaymentView, answer: AuthorizeResult) {
   if (answer.status !== 'authorized' && answer.status !== 'requires_action') return
-  try {
-    await providerOf(deps.providers, payment.provider).cancel({
-      payment_id: payment.id,
-      provider_ref: answer.provider_ref,
-      idempotency_key: `${payment.id}:cancel`,
-    })
-  } catch (error) {
-    if (error instanceof PaymentProviderUnavailable) {
-      throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
-    }
-    throw error
+  await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, answer.provider_ref).catch(
+    processorUnavailable,
+  )
+}
+
+/** A processor that did not answer is 503 (a shopper's retry soon goes through); other errors stand. */
+function processorUnavailable(error: unknown): never {
+  if (error instanceof PaymentProviderUnavailable) {
+    throw problem('payment_provider_unavailable', error.message, { headers: { 'retry-after': '2' } })
   }
+  throw error
 }
 
 /** The processor token a payment was started with. */

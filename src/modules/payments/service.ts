@@ -24,7 +24,7 @@ import {
   providerUnavailable,
   SETTLED,
 } from './common.ts'
-import { type AuthorizeResult, PaymentProviderUnavailable } from './provider.ts'
+import { type AuthorizeResult, type PaymentProvider, PaymentProviderUnavailable } from './provider.ts'
 import { providerOf } from './registry.ts'
 import { type PaymentView, toPaymentView } from './views.ts'
 
@@ -256,6 +256,23 @@ export async function capturePayment(
 }
 
 /**
+ * Voids an authorisation at the processor under the key every void of this payment shares, so
+ * that however many callers void it, the processor voids once. Our row is not touched: for
+ * callers holding an answer the row does not record (cancelPayment records its own).
+ */
+export function voidAtProcessor(
+  provider: PaymentProvider,
+  paymentId: string,
+  providerRef: string,
+): Promise<void> {
+  return provider.cancel({
+    payment_id: paymentId,
+    provider_ref: providerRef,
+    idempotency_key: `${paymentId}:cancel`,
+  })
+}
+
+/**
  * Voids a payment that will not be captured (an order canceled before capture). Already canceled
  * or failed: no-op. Captured: refused with payment_not_capturable, since that takes a refund.
  *
@@ -280,11 +297,7 @@ async function voidPayment(
   }
   if (payment.provider_ref) {
     try {
-      await providerOf(deps.providers, payment.provider).cancel({
-        payment_id: payment.id,
-        provider_ref: payment.provider_ref,
-        idempotency_key: `${payment.id}:cancel`,
-      })
+      await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, payment.provider_ref)
     } catch (error) {
       if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
       throw error
