@@ -91,18 +91,24 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     expect(reused.json().code).toBe('idempotency_key_reused')
   })
 
-  it('lets one customer through the per-customer limit one checkout at a time (lockCustomerLimits)', async () => {
+  /** A store whose shirt a customer (a guest's email) may buy `max` of across their orders. */
+  const storeLimitedTo = async (max: number) => {
     const app = nodes[0]!.app
     const limited = await createTestStore(app, { stock: 1000, reuse: store })
     const limit = await app.inject({
       method: 'PUT',
       url: `/admin/purchase-limits/${limited.shirt}`,
       headers: adminAuth,
-      payload: { max_per_line: null, max_per_customer: 2 },
+      payload: { max_per_line: null, max_per_customer: max },
     })
     expect(limit.statusCode, limit.body).toBe(200)
+    return limited
+  }
+
+  it('lets one customer through the per-customer limit one checkout at a time (lockCustomerLimits)', async () => {
+    const limited = await storeLimitedTo(2)
     const carts: string[] = []
-    for (let i = 0; i < 8; i++) carts.push(await readyCart(app, limited, 1))
+    for (let i = 0; i < 8; i++) carts.push(await readyCart(nodes[0]!.app, limited, 1))
     // Checkout's first phase, on two nodes at once: the unlocked check each passes alone, then the
     // transaction that moves the cart to completing.
     const results = await Promise.allSettled(
@@ -135,18 +141,10 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
   })
 
   it("never lets one shopper's concurrent checkouts together pass a per-customer purchase limit", async () => {
-    const app = nodes[0]!.app
-    const limited = await createTestStore(app, { stock: 1000, reuse: store })
-    const limit = await app.inject({
-      method: 'PUT',
-      url: `/admin/purchase-limits/${limited.shirt}`,
-      headers: adminAuth,
-      payload: { max_per_line: null, max_per_customer: 2 },
-    })
-    expect(limit.statusCode, limit.body).toBe(200)
+    const limited = await storeLimitedTo(2)
     // One guest (one email), eight carts of one unit each, all checked out at once on two nodes.
     const carts: string[] = []
-    for (let i = 0; i < 8; i++) carts.push(await readyCart(app, limited, 1))
+    for (let i = 0; i < 8; i++) carts.push(await readyCart(nodes[0]!.app, limited, 1))
     const responses = await Promise.all(
       carts.map((cartId, i) => complete(nodes[i % 2]!, cartId, randomUUID())),
     )
