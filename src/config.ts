@@ -232,7 +232,7 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl: url(env, 'NATS_URL', ['nats:', 'tls:']),
     natsStream: read(env, 'NATS_STREAM') ?? 'SHOPWRIGHT_EVENTS',
     natsSubjectPrefix: read(env, 'NATS_SUBJECT_PREFIX') ?? 'shopwright.events',
-    logBufferBytes: integer(env, 'LOG_BUFFER_BYTES', 4096, 0, 16_000),
+    logBufferBytes: integer(env, 'LOG_BUFFER_BYTES', 0, 0, 16_000),
     logLevel: oneOf(env, 'LOG_LEVEL', nodeEnv === 'test' ? 'silent' : 'info', [
       'fatal',
       'error',

@@ -1,12 +1,16 @@
 /**
- * Buffered logging: lines are written in batches, yet none is lost on exit and none waits longer
- * than the periodic flush when traffic is light.
+ * Logging to standard output: by default each line is written at once, and none is lost at exit
+ * even when the reader falls behind; with LOG_BUFFER_BYTES, lines go in batches, all of them by
+ * exit for a reader that keeps up, and none waits longer than the periodic flush.
  */
 import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { eventually } from './support/eventually.ts'
 
-function run(script: string): { output: () => string; exited: Promise<number | null> } {
+function run(
+  script: string,
+  options: { slowReader?: boolean } = {},
+): { output: () => string; exited: Promise<number | null> } {
   let output = ''
   const proc = spawn(process.execPath, ['--input-type=module', '-e', script], {
     cwd: process.cwd(),
@@ -15,23 +19,43 @@ function run(script: string): { output: () => string; exited: Promise<number | n
   proc.stdout!.on('data', (d) => {
     output += d
   })
+  if (options.slowReader) {
+    // A reader that falls behind (a busy log shipper): the pipe fills and writes must wait.
+    proc.stdout!.pause()
+    setTimeout(() => proc.stdout!.resume(), 300)
+  }
   return { output: () => output, exited: new Promise((resolve) => proc.once('exit', resolve)) }
 }
 
 const LOGGER = `import { createLogger } from '${process.cwd()}/src/platform/observability/logger.ts'`
 
-describe('buffered logs', () => {
-  it('writes every line, in order, by the time the process exits', async () => {
+const numbers = (output: string) =>
+  output
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { i: number }).i)
+const ALL = Array.from({ length: 2000 }, (_, i) => i)
+
+describe('logs', () => {
+  it('writes every line by default, in order, even to a reader that falls behind', async () => {
+    const { output, exited } = run(
+      `${LOGGER}
+      const log = createLogger('info')
+      for (let i = 0; i < 2000; i++) log.info({ i }, 'line')
+      process.exit(0)`,
+      { slowReader: true },
+    )
+    expect(await exited).toBe(0)
+    expect(numbers(output())).toEqual(ALL)
+  })
+
+  it('writes every buffered line, in order, by the time the process exits', async () => {
     const { output, exited } = run(`${LOGGER}
       const log = createLogger('info', 4096)
-      for (let i = 0; i < 200; i++) log.info({ i }, 'line')
+      for (let i = 0; i < 2000; i++) log.info({ i }, 'line')
       process.exit(0)`)
     expect(await exited).toBe(0)
-    const lines = output()
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { i: number })
-    expect(lines.map((l) => l.i)).toEqual(Array.from({ length: 200 }, (_, i) => i))
+    expect(numbers(output())).toEqual(ALL)
   })
 
   it('writes a lone line within the periodic flush, without exiting', async () => {
