@@ -5,7 +5,6 @@
  * a 3-D Secure step, and the recovery job finishing a checkout its request abandoned.
  */
 import { randomUUID } from 'node:crypto'
-import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { inventoryContext } from '../src/modules/inventory/context.ts'
@@ -22,6 +21,7 @@ import { withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
+import { waitForLockWaits } from './support/locks.ts'
 import { createTestCustomer } from './support/orders.ts'
 
 describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
@@ -797,14 +797,11 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           })
           await isLocked
         })
-        for (let i = 0; i < 100; i++) {
-          const { rows } = await sql<{ n: number }>`
-            select count(*)::int as n from pg_stat_activity
-            where datname = current_database() and wait_event_type = 'Lock'`.execute(db())
-          if (rows[0]!.n > 0) break
-          await new Promise((resolve) => setTimeout(resolve, 20))
+        try {
+          await waitForLockWaits(db())
+        } finally {
+          release()
         }
-        release()
         await holding
         const answer = await res
         expect(answer.statusCode, answer.body).toBe(402)

@@ -36,6 +36,7 @@ import { newId } from '../src/platform/ids.ts'
 import { createKv, type Kv } from '../src/platform/kv/index.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase, describePostgres } from './support/database.ts'
+import { waitForLockWaits } from './support/locks.ts'
 import { type StripeServer, startStripeServer } from './support/stripe-server.ts'
 
 const WEBHOOK_SECRET = 'whsec_test_0123456789abcdef'
@@ -962,8 +963,11 @@ describePostgres('postgres: a void racing the recording of an authorisation', ()
     })
     await eventuallyTrue(() => recorded !== undefined)
     const canceling = cancelPayment(ctx.deps, created.id, 'system:checkout-recovery')
-    await sleep(200)
-    release()
+    try {
+      await waitForLockWaits(ctx.deps.db)
+    } finally {
+      release()
+    }
     await placing
     expect(await canceling).toMatchObject({ status: 'canceled' })
     // The checkout then captures with the payment it recorded: the processor refuses, the void stands.
@@ -1017,16 +1021,6 @@ describePostgres('postgres: a refused refund racing its webhook', () => {
       // The processor refuses the refund, and reports it failed by webhook at once.
       throw new ProblemError('conflict', 'Test gateway: refund refused')
     }
-    const waiting = async (count: number) => {
-      for (let i = 0; i < 100; i++) {
-        const { rows } = await sql<{ n: number }>`
-          select count(*)::int as n from pg_stat_activity
-          where datname = current_database() and wait_event_type = 'Lock'`.execute(db)
-        if (rows[0]!.n >= count) return
-        await sleep(20)
-      }
-      throw new Error(`fewer than ${count} transactions wait on a lock`)
-    }
     // withTransaction retries a deadlock, so only the server's count shows one happened.
     const deadlocks = async () => {
       const { rows } = await sql<{ n: number }>`
@@ -1041,7 +1035,7 @@ describePostgres('postgres: a refused refund racing its webhook', () => {
         () => 'refunded',
         (error: unknown) => error,
       )
-      await waiting(1)
+      await waitForLockWaits(db, 1)
       webhook = applyWebhook(ctx.deps, 'test', {
         event_id: `evt_${newId('x')}`,
         type: 'refund.failed',
@@ -1056,7 +1050,7 @@ describePostgres('postgres: a refused refund racing its webhook', () => {
         () => 'applied',
         (error: unknown) => error,
       )
-      await waiting(2)
+      await waitForLockWaits(db, 2)
     } finally {
       gateway.refund = refund
       release()
