@@ -26,7 +26,7 @@ describeEachDatabase('jobs and events', (kind) => {
       work: true,
       env: { JOB_RETRY_DELAY_SECONDS: '1' },
       beforeStart(runtime) {
-        runtime.outbox.on('test.happened', async (event) => {
+        runtime.outbox.on('test.happened', 'test.record', async (event) => {
           delivered.push(event)
         })
         runtime.jobs.define<{ n: number }>(

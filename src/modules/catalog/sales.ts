@@ -76,12 +76,12 @@ export async function uncountSale(db: Queryable, orderId: string): Promise<boole
 
 /** Has the catalog follow placed and canceled orders (from the outbox, at least once). */
 export function followSales(runtime: Runtime): void {
-  runtime.outbox.on('order.placed', async (event: DomainEvent) => {
+  runtime.outbox.on('order.placed', 'catalog.count-sale', async (event: DomainEvent) => {
     const payload = event.payload as { order_id?: string; lines?: PlacedLine[] }
     if (!payload.order_id || !Array.isArray(payload.lines)) return
     await countSale(runtime.database.db, payload.order_id, payload.lines)
   })
-  runtime.outbox.on('order.canceled', async (event: DomainEvent) => {
+  runtime.outbox.on('order.canceled', 'catalog.uncount-sale', async (event: DomainEvent) => {
     const payload = event.payload as { order_id?: string }
     if (!payload.order_id) return
     await uncountSale(runtime.database.db, payload.order_id)

@@ -26,7 +26,7 @@ export function followPaymentEvents(runtime: Runtime): void {
   const { db } = runtime.database
   const { outbox } = runtime
 
-  runtime.outbox.on('payment.captured', async (event: DomainEvent) => {
+  runtime.outbox.on('payment.captured', 'orders.record-capture', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
     const paid = await withTransaction(db, (trx) =>
@@ -52,7 +52,7 @@ export function followPaymentEvents(runtime: Runtime): void {
   // An authorisation voided at the processor (expired after days uncaptured, voided in its
   // dashboard) can never be captured: a pending order on it is canceled, so its stock goes back.
   // Orders staff moved on are left to staff; cancels of our own find the order canceled already.
-  runtime.outbox.on('payment.canceled', async (event: DomainEvent) => {
+  runtime.outbox.on('payment.canceled', 'orders.cancel-on-void', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
     const order = await db.selectFrom('orders').select('status').where('id', '=', orderId).executeTakeFirst()
@@ -67,7 +67,7 @@ export function followPaymentEvents(runtime: Runtime): void {
     })
   })
 
-  runtime.outbox.on('refund.created', async (event: DomainEvent) => {
+  runtime.outbox.on('refund.created', 'orders.book-processor-refund', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     // Refunds staff made through the order are booked on it already (refunds.ts).
     if (typeof orderId !== 'string' || !String(event.payload.actor ?? '').startsWith('webhook:')) return
@@ -92,7 +92,7 @@ export function followPaymentEvents(runtime: Runtime): void {
   // total loses the amount, the refund's units become refundable again, a fully refunded order
   // becomes partially refunded (or, with no refund left, goes back to its status before refunds),
   // and staff read why in a note.
-  runtime.outbox.on('refund.failed', async (event: DomainEvent) => {
+  runtime.outbox.on('refund.failed', 'orders.reverse-failed-refund', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
     const amount = Number(event.payload.amount)

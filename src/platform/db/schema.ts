@@ -33,12 +33,22 @@ export interface EventsTable {
   subject_id: string | null
   payload: ColumnType<Record<string, unknown>, string, string>
   occurred_at: Generated<Date>
+  /** When every consumer (NATS, each listener) had the event; null while any has not. */
   published_at: Date | null
+}
+
+/** Consumers an in-flight event has been delivered to; see migration 0024. */
+export interface EventDeliveriesTable {
+  event_id: string
+  /** `nats`, or the name a listener was registered under (`Outbox.on`). */
+  consumer: string
+  delivered_at: Generated<Date>
 }
 
 export interface PlatformTables {
   idempotency_keys: IdempotencyKeysTable
   events: EventsTable
+  event_deliveries: EventDeliveriesTable
 }
 
 export interface DB

@@ -26,6 +26,7 @@ import * as tax0002 from '../../../modules/tax/migrations/0002-service-calls.ts'
 import * as platform0001 from './0001-platform.ts'
 import * as platform0002 from './0002-idempotency-text.ts'
 import * as platform0003 from './0003-idempotency-guest-scope.ts'
+import * as platform0004 from './0004-event-deliveries.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001-platform': platform0001,
@@ -51,4 +52,5 @@ export const migrations: Record<string, Migration> = {
   '0021-catalog-sales-backfill': catalog0005,
   '0022-catalog-list-reference-prices': catalog0006,
   '0023-platform-idempotency-guest-scope': platform0003,
+  '0024-platform-event-deliveries': platform0004,
 }
