@@ -9,6 +9,7 @@ import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
 import { defineCheckoutJobs } from './modules/orders/jobs.ts'
+import { definePaymentJobs } from './modules/payments/jobs.ts'
 import { defineTaxJobs } from './modules/tax/jobs.ts'
 import { ensureTaxReferenceData } from './modules/tax/reference-data.ts'
 import { purgeExpiredIdempotencyKeys } from './platform/http/idempotency.ts'
@@ -34,6 +35,7 @@ export function registerJobs(runtime: Runtime): void {
   followSales(runtime)
   defineInventoryJobs(runtime)
   defineCheckoutJobs(runtime)
+  definePaymentJobs(runtime)
   defineTaxJobs(runtime)
 }
 

@@ -13,7 +13,7 @@ import { abandonCheckout } from '../src/modules/orders/checkout.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
-import type { AuthorizeInput } from '../src/modules/payments/provider.ts'
+import { type AuthorizeInput, PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
@@ -21,6 +21,7 @@ import { withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
+import { eventually } from './support/eventually.ts'
 import { waitForLockWaits } from './support/locks.ts'
 import { createTestCustomer } from './support/orders.ts'
 
@@ -1115,6 +1116,94 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         .executeTakeFirstOrThrow()
       expect(order.status).toBe('paid')
     })
+  })
+})
+
+describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', (kind) => {
+  let node: TestNode
+  let store: TestStore
+  const db = () => node.runtime.database.db
+
+  beforeAll(async () => {
+    // Workers run the void job, retrying a failed run a second later.
+    node = await startTestNode(kind, {
+      work: true,
+      env: { RATE_LIMIT_PER_MINUTE: '100000', CHECKOUT_LEASE_SECONDS: '1', JOB_RETRY_DELAY_SECONDS: '1' },
+    })
+    store = await createTestStore(node.app)
+  })
+  afterAll(() => node?.close())
+
+  const complete = (cartId: string) =>
+    node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+    })
+  /** The cart's payment and what the test gateway did with it (its ledger, by kind). */
+  const operationsOf = async (cartId: string) => {
+    const payment = await db()
+      .selectFrom('payments')
+      .select(['id', 'status', 'order_id'])
+      .where('cart_id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    const ops = await db()
+      .selectFrom('test_gateway_operations')
+      .select('kind')
+      .where('idempotency_key', 'like', `${payment.id}:%`)
+      .execute()
+    return { payment, kinds: ops.map((o) => o.kind).sort() }
+  }
+  /** The test gateway out of reach for its next `count` voids. */
+  function voidsFail(count: number) {
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const cancel = gateway.cancel.bind(gateway)
+    const state = { refused: 0 }
+    gateway.cancel = async (input) => {
+      if (state.refused < count) {
+        state.refused++
+        throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+      }
+      return cancel(input)
+    }
+    return { state, restore: () => (gateway.cancel = cancel) }
+  }
+
+  it('voids from a job an authorisation that came after its checkout was given up', async () => {
+    const cartId = await readyCart(node.app, store, 1)
+    // The checkout's own void and the job's first run fail; the job's retry gets through.
+    const outage = voidsFail(2)
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const authorize = gateway.authorize.bind(gateway)
+    gateway.authorize = async (input: AuthorizeInput) => {
+      const answer = await authorize(input)
+      // The processor took longer than the lease and the recovery job gave the checkout up.
+      const cart = await db()
+        .selectFrom('carts')
+        .selectAll()
+        .where('id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      await abandonCheckout(commerceDeps(node.runtime), cart as never, 'system:checkout-recovery')
+      return answer
+    }
+    try {
+      const res = await complete(cartId)
+      expect(res.statusCode, res.body).toBe(409)
+      expect((await operationsOf(cartId)).kinds).toEqual(['authorize'])
+      await eventually(
+        async () => ((await operationsOf(cartId)).kinds.includes('cancel') ? true : undefined),
+        15_000,
+      )
+    } finally {
+      gateway.authorize = authorize
+      outage.restore()
+    }
+    expect(outage.state.refused).toBe(2)
+    const { payment, kinds } = await operationsOf(cartId)
+    expect(payment).toMatchObject({ status: 'canceled', order_id: null })
+    expect(kinds).toEqual(['authorize', 'cancel'])
+    expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
   })
 })
 

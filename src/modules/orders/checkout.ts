@@ -35,6 +35,7 @@ import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
+import { voidLater } from '../payments/jobs.ts'
 import type { AuthorizeResult, PaymentProvider } from '../payments/provider.ts'
 import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
@@ -303,9 +304,7 @@ export async function finish(
     // The checkout was given up (or the cart moved on) while the processor answered: this payment
     // gets no order, so what the answer holds goes back. Its row was canceled by whoever gave the
     // checkout up, perhaps before the processor named the charge: voided here by its name.
-    await voidAuthorization(deps, payment, answer).catch((failure: unknown) =>
-      deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation'),
-    )
+    await voidAuthorization(deps, payment, answer)
     if (outcome.order) return { type: 'order', created: false, order: outcome.order }
     throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
       headers: { 'retry-after': '1' },
@@ -314,10 +313,7 @@ export async function finish(
   if (outcome.type === 'voided') {
     // A webhook's cancel voided it at the processor already; our own give-up may have marked it
     // canceled before the processor named the charge, so the charge is voided here by its name.
-    await voidAuthorization(deps, payment, answer).catch((failure: unknown) =>
-      // Left standing, the authorisation lapses at the processor on its own.
-      deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation'),
-    )
+    await voidAuthorization(deps, payment, answer)
     throw problem(
       'payment_required',
       'The payment was canceled before the order was placed; the cart is open again',
@@ -375,13 +371,23 @@ async function cardOverLimit(
 
 /**
  * Voids at the processor an authorisation its answer names, keyed as cancelPayment keys it, for a
- * checkout that will place no order with it; nothing for an answer that holds no money.
+ * checkout that will place no order with it; nothing for an answer that holds no money. The
+ * checkout's answer does not wait on it: a processor out of reach gets the void later from the void
+ * job, which retries until it takes it, so the shopper's card does not carry this hold beside the
+ * next attempt's until it lapses.
  */
 async function voidAuthorization(deps: CommerceDeps, payment: PaymentView, answer: AuthorizeResult) {
   if (answer.status !== 'authorized' && answer.status !== 'requires_action') return
-  await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, answer.provider_ref).catch(
-    processorUnavailable,
-  )
+  try {
+    try {
+      await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, answer.provider_ref)
+    } catch (error) {
+      if (!(error instanceof PaymentProviderUnavailable)) throw error
+      await voidLater(deps, deps.runtime.jobs, payment.id, answer.provider_ref)
+    }
+  } catch (failure) {
+    deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation')
+  }
 }
 
 /** A processor that did not answer is 503 (a shopper's retry soon goes through); other errors stand. */

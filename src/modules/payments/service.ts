@@ -26,6 +26,7 @@ import {
 } from './common.ts'
 import { type AuthorizeResult, type PaymentProvider, PaymentProviderUnavailable } from './provider.ts'
 import { providerOf } from './registry.ts'
+import type { PaymentStatus } from './tables.ts'
 import { type PaymentView, toPaymentView } from './views.ts'
 
 export { type PaymentDeps, paymentDeps } from './common.ts'
@@ -271,6 +272,28 @@ export function voidAtProcessor(
     idempotency_key: `${paymentId}:cancel`,
   })
 }
+
+/**
+ * Voids what a payment that will get no order still holds at the processor (its checkout was given
+ * up), for the void job (jobs.ts) to call until the processor takes it. The row decides, so a run
+ * repeated or overtaken changes nothing: a payment canceled here, perhaps before the processor
+ * named the charge, has the charge its row names voided under the key every void of it shares; one
+ * still authorised or waiting is voided and marked canceled by cancelPayment; one that an order
+ * holds, or that settled otherwise (captured, failed), is not this job's.
+ */
+export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: string): Promise<void> {
+  const payment = await loadPayment(deps.db, paymentId)
+  if (payment.order_id) return
+  if (payment.status === 'canceled') {
+    if (!payment.provider_ref) return
+    await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, payment.provider_ref)
+    return
+  }
+  if (UNPLACED_VOIDABLE.includes(payment.status)) await cancelPayment(deps, paymentId, actor)
+}
+
+/** States of a payment with no order whose money a void returns. */
+const UNPLACED_VOIDABLE: readonly PaymentStatus[] = ['pending', 'requires_action', ...CAPTURABLE]
 
 /**
  * Voids a payment that will not be captured (an order canceled before capture). Already canceled

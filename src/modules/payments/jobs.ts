@@ -1,0 +1,50 @@
+/**
+ * Background jobs of the payments module: the void of an authorisation that no order will capture,
+ * when the processor could not take it at once. Left alone it would hold the shopper's money until
+ * it lapses (about a week for cards), beside the second authorisation their retry makes.
+ */
+import { withTransaction } from '../../platform/db/transaction.ts'
+import type { Jobs } from '../../platform/jobs/jobs.ts'
+import type { Runtime } from '../../platform/runtime.ts'
+import { now, type PaymentDeps, paymentDeps } from './common.ts'
+import { voidUnplaced } from './service.ts'
+
+export const VOID_PAYMENT_JOB = 'payments.void'
+const ACTOR = 'system:payment-voids'
+/**
+ * Backoff reaches an hour after about ten runs; 180 runs then cover about a week, by when the
+ * processor has let the authorisation lapse anyway. A job that runs out is dead-lettered, for staff.
+ */
+const VOID_RETRIES = 180
+
+/** Defines the void job; its runs retry with the queue's exponential backoff. */
+export function definePaymentJobs(runtime: Runtime): void {
+  const deps = paymentDeps(runtime)
+  runtime.jobs.define<{ payment_id: string }>(
+    VOID_PAYMENT_JOB,
+    ({ payment_id }) => voidUnplaced(deps, payment_id, ACTOR),
+    { retryLimit: VOID_RETRIES },
+  )
+}
+
+/**
+ * Queues the void of a payment that will get no order, whose void at the processor failed. The
+ * charge the processor's answer named is recorded on a row canceled before the processor named it,
+ * so that the job (and the processor's webhooks) find it there.
+ */
+export async function voidLater(
+  deps: PaymentDeps,
+  jobs: Jobs,
+  paymentId: string,
+  providerRef: string,
+): Promise<void> {
+  await withTransaction(deps.db, async (trx) => {
+    await trx
+      .updateTable('payments')
+      .set({ provider_ref: providerRef, updated_at: now() })
+      .where('id', '=', paymentId)
+      .where('provider_ref', 'is', null)
+      .execute()
+    await jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: paymentId })
+  })
+}
