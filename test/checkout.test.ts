@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { inventoryContext } from '../src/modules/inventory/context.ts'
-import { expireReservations, reserveNow } from '../src/modules/inventory/reservations.ts'
+import { expireReservations, releaseReservation, reserveNow } from '../src/modules/inventory/reservations.ts'
 import { abandonCheckout } from '../src/modules/orders/checkout.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
@@ -17,7 +17,7 @@ import { type AuthorizeInput, PaymentProviderUnavailable } from '../src/modules/
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
-import { withTransaction } from '../src/platform/db/transaction.ts'
+import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
@@ -816,6 +816,146 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       },
     )
 
+    it.runIf(kind === 'postgres')(
+      'keeps the order a take-over placed while a checkout that lost its stock gave up',
+      async () => {
+        // Checkout A loses the last unit while the processor answers and gives up; meanwhile its
+        // lease ran out and a retry, B, took the same checkout over, and places the order once the
+        // unit is back. A's give-up starts while B's placing transaction is open.
+        const only = await createTestStore(node.app, { reuse: store, stock: 1 })
+        const cartId = (
+          await call('POST', '/store/carts', {
+            region_id: store.euRegion,
+            email: 'raced@example.com',
+            lines: [{ variant_id: only.shirt, quantity: 1 }],
+          })
+        ).json().id as string
+        await call('PATCH', `/store/carts/${cartId}`, {
+          shipping_address: berlin,
+          shipping_option_id: store.euShipping,
+        })
+        const visa = { provider: 'test', payment_method: 'pm_card_visa' }
+        /** A transaction holding `lock`'s rows until released. */
+        const hold = (lock: (trx: Tx) => Promise<unknown>) => {
+          let release!: () => void
+          const released = new Promise<void>((resolve) => {
+            release = resolve
+          })
+          let locked!: () => void
+          const isLocked = new Promise<void>((resolve) => {
+            locked = resolve
+          })
+          const done = withTransaction(db(), async (trx) => {
+            await lock(trx)
+            locked()
+            await released
+          })
+          return { isLocked, release, done }
+        }
+        const stockRow = (trx: Tx) =>
+          trx
+            .selectFrom('inventory_levels')
+            .select('variant_id')
+            .where('variant_id', '=', only.shirt)
+            .forUpdate()
+            .execute()
+        let stock: ReturnType<typeof hold> | undefined
+        let payment: ReturnType<typeof hold> | undefined
+        let other: { id: string } | undefined
+        let takeOver: ReturnType<typeof complete> | undefined
+        let takenOver!: () => void
+        const isTakenOver = new Promise<void>((resolve) => {
+          takenOver = resolve
+        })
+        const gateway = commerceDeps(node.runtime).providers.get('test')!
+        const authorize = gateway.authorize.bind(gateway)
+        const capture = gateway.capture.bind(gateway)
+        // The take-over's order stays authorised, as it would until its capture: a void finds it.
+        gateway.capture = async () => {
+          throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+        }
+        let calls = 0
+        gateway.authorize = async (input: AuthorizeInput) => {
+          if (++calls > 1) {
+            // B: once A waits on the stock row with the cart locked, B's own placing queues behind it.
+            takenOver()
+            await waitForLockWaits(db(), 1)
+            return authorize(input)
+          }
+          const answer = await authorize(input)
+          await db()
+            .updateTable('inventory_reservations')
+            .set({ expires_at: new Date(Date.now() - 1000) })
+            .where('reference', '=', cartId)
+            .execute()
+          await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
+          const ctx = inventoryContext(node.runtime, 'test:other')
+          other = await reserveNow(
+            db(),
+            { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
+            ctx,
+          )
+          await ctx.publish()
+          await db()
+            .updateTable('carts')
+            .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+            .where('id', '=', cartId)
+            .execute()
+          takeOver = complete(cartId, visa)
+          await isTakenOver
+          stock = hold(stockRow)
+          await stock.isLocked
+          return answer
+        }
+        try {
+          const first = complete(cartId, visa)
+          // A waits on the stock row holding the cart; B waits on the cart.
+          await waitForLockWaits(db(), 2)
+          const { id: paymentId } = await db()
+            .selectFrom('payments')
+            .select('id')
+            .where('cart_id', '=', cartId)
+            .executeTakeFirstOrThrow()
+          // The payment row, next in line after A's placing transaction, keeps B from placing at once.
+          payment = hold((trx) =>
+            trx.selectFrom('payments').select('id').where('id', '=', paymentId).forUpdate().execute(),
+          )
+          await waitForLockWaits(db(), 3)
+          // A finds no stock and rolls back: B takes the cart and waits on the payment row, and A
+          // begins to give up.
+          stock!.release()
+          await stock!.done
+          await payment.isLocked
+          await waitForLockWaits(db(), 2)
+          // The unit comes back, and B places the order.
+          const ctx = inventoryContext(node.runtime, 'test:other')
+          await withTransaction(db(), (trx) => releaseReservation(trx, other!.id, ctx))
+          await ctx.publish()
+          payment.release()
+          const [a, b] = await Promise.all([first, takeOver!])
+          expect(a.statusCode, a.body).toBe(409)
+          expect(a.json().code).toBe('insufficient_stock')
+          expect(b.statusCode, b.body).toBe(201)
+        } finally {
+          gateway.authorize = authorize
+          gateway.capture = capture
+          stock?.release()
+          payment?.release()
+          await Promise.allSettled([stock?.done, payment?.done])
+        }
+        const orders = await db()
+          .selectFrom('orders')
+          .select(['id', 'status', 'payment_status'])
+          .where('cart_id', '=', cartId)
+          .execute()
+        expect(orders).toMatchObject([{ status: 'pending', payment_status: 'authorized' }])
+        const { payment: paid, kinds } = await operationsOf(cartId)
+        expect(paid.status).toBe('authorized')
+        expect(kinds).toEqual(['authorize'])
+        expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('completed')
+      },
+    )
+
     it('reopens a cart waiting on 3-D Secure whose payment was canceled at the processor', async () => {
       const before = await levelOf(store.shirt)
       const cartId = await readyCart(node.app, store, 1)
@@ -1155,6 +1295,12 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       .execute()
     return { payment, kinds: ops.map((o) => o.kind).sort() }
   }
+  /** Waits for the void job: the processor's void of the cart's payment, and the row canceled. */
+  const voided = (cartId: string) =>
+    eventually(async () => {
+      const { payment, kinds } = await operationsOf(cartId)
+      return kinds.includes('cancel') && payment.status === 'canceled' ? true : undefined
+    }, 15_000)
   /** The test gateway out of reach for its next `count` voids. */
   function voidsFail(count: number) {
     const gateway = commerceDeps(node.runtime).providers.get('test')!
@@ -1191,10 +1337,7 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       const res = await complete(cartId)
       expect(res.statusCode, res.body).toBe(409)
       expect((await operationsOf(cartId)).kinds).toEqual(['authorize'])
-      await eventually(
-        async () => ((await operationsOf(cartId)).kinds.includes('cancel') ? true : undefined),
-        15_000,
-      )
+      await voided(cartId)
     } finally {
       gateway.authorize = authorize
       outage.restore()
@@ -1204,6 +1347,61 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
     expect(payment).toMatchObject({ status: 'canceled', order_id: null })
     expect(kinds).toEqual(['authorize', 'cancel'])
     expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
+  })
+
+  it('reopens at once a cart whose stock went, and voids its authorisation from a job', async () => {
+    const only = await createTestStore(node.app, { reuse: store, stock: 1 })
+    const created = await node.app.inject({
+      method: 'POST',
+      url: '/store/carts',
+      payload: {
+        region_id: store.euRegion,
+        email: 'late-and-down@example.com',
+        lines: [{ variant_id: only.shirt, quantity: 1 }],
+      },
+    })
+    const cartId = created.json().id as string
+    await node.app.inject({
+      method: 'PATCH',
+      url: `/store/carts/${cartId}`,
+      payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
+    })
+    const outage = voidsFail(1)
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const authorize = gateway.authorize.bind(gateway)
+    gateway.authorize = async (input: AuthorizeInput) => {
+      const answer = await authorize(input)
+      // The hold lapses and another shopper takes the last unit.
+      await db()
+        .updateTable('inventory_reservations')
+        .set({ expires_at: new Date(Date.now() - 1000) })
+        .where('reference', '=', cartId)
+        .execute()
+      await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
+      const ctx = inventoryContext(node.runtime, 'test:other')
+      await reserveNow(
+        db(),
+        { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
+        ctx,
+      )
+      await ctx.publish()
+      return answer
+    }
+    try {
+      const res = await complete(cartId)
+      expect(res.statusCode, res.body).toBe(409)
+      expect(res.json().code).toBe('insufficient_stock')
+      // The shopper may change the cart or pay again at once, while the old hold waits on the job.
+      expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
+      await voided(cartId)
+    } finally {
+      gateway.authorize = authorize
+      outage.restore()
+    }
+    expect(outage.state.refused).toBe(1)
+    const { payment, kinds } = await operationsOf(cartId)
+    expect(payment).toMatchObject({ status: 'canceled', order_id: null })
+    expect(kinds).toEqual(['authorize', 'cancel'])
   })
 })
 

@@ -278,7 +278,8 @@ export async function finish(
     // The stock went while the payment was pending and cannot be reserved again: give up cleanly.
     if (error instanceof ProblemError && error.code === 'insufficient_stock') {
       await giveUpAuthorized(deps, cart, payment, answer, actor).catch((failure: unknown) =>
-        // The recovery job gives it up again later; the shopper learns of the stock now.
+        // Still completing (the database failed us), the recovery job resumes it; reopened, the
+        // void was refused: either way the shopper learns of the stock now.
         deps.runtime.logger.warn({ err: failure, cartId: cart.id }, 'could not give up the checkout yet'),
       )
     }
@@ -632,10 +633,14 @@ async function capturePlaced(
 
 /**
  * Gives up a checkout whose order could not be placed after the processor authorised it (the stock
- * went). The placing transaction that would have recorded the charge rolled back, and a first
- * authorisation is named only by the answer: it is recorded first, so that abandonCheckout voids
- * it at the processor rather than only here. Should the void fail, the cart stays completing with
- * an authorised payment, which the recovery job resumes and gives up again.
+ * went). Decided under the cart's row lock: a take-over of the same checkout may have placed the
+ * order meanwhile (the stock came back), and that order keeps its payment. Otherwise the cart is
+ * opened again in the same transaction, so no take-over can place an order on this payment after
+ * it, and only then is the payment voided (the hold it releases had lapsed already: that is why
+ * the stock went). The placing transaction that would have recorded the charge rolled back, and a
+ * first authorisation is named only by the answer: it is recorded first, so that cancelPayment
+ * voids it at the processor rather than only here. A processor out of reach gets the void later
+ * from the void job; the shopper, told the stock went, has the cart back now.
  */
 async function giveUpAuthorized(
   deps: CommerceDeps,
@@ -644,15 +649,28 @@ async function giveUpAuthorized(
   answer: AuthorizeResult,
   actor: string,
 ): Promise<void> {
-  if (answer.status === 'authorized') {
-    await withTransaction(deps.db, (trx) => recordAuthorization(trx, payment.id, answer))
+  const ctx = inventoryContext(deps, actor)
+  const gaveUp = await withTransaction(deps.db, async (trx) => {
+    const current = await lockCart(trx, cart.id)
+    if (current.status !== 'completing' || current.payment_id !== payment.id) return false
+    if (answer.status === 'authorized') await recordAuthorization(trx, payment.id, answer)
+    if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
+    await reopen(trx, cart.id)
+    return true
+  })
+  await ctx.publish()
+  if (!gaveUp) return
+  try {
+    await cancelPayment(deps, payment.id, actor)
+  } catch (error) {
+    if (!(error instanceof ProblemError) || error.code !== 'payment_provider_unavailable') throw error
+    await voidLater(deps, deps.runtime.jobs, payment.id)
   }
-  await abandonCheckout(deps, cart, actor)
 }
 
 /**
- * Gives up a checkout (the shopper left at 3-D Secure, the processor stayed away, the stock went):
- * void the payment, release the stock, reopen the cart. A void the processor does not take throws,
+ * Gives up a checkout for the recovery job (the shopper left at 3-D Secure, the processor stayed
+ * away): void the payment, release the stock, reopen the cart. A void the processor does not take throws,
  * leaving the checkout as it was for the recovery job to try again: never stock released while
  * an authorisation still stands.
  */

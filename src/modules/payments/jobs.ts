@@ -29,22 +29,25 @@ export function definePaymentJobs(runtime: Runtime): void {
 
 /**
  * Queues the void of a payment that will get no order, whose void at the processor failed. The
- * charge the processor's answer named is recorded on a row canceled before the processor named it,
- * so that the job (and the processor's webhooks) find it there.
+ * charge the processor's answer named (`providerRef`, for a caller holding an answer its row does
+ * not record) is recorded on a row canceled before the processor named it, so that the job (and
+ * the processor's webhooks) find it there.
  */
 export async function voidLater(
   deps: PaymentDeps,
   jobs: Jobs,
   paymentId: string,
-  providerRef: string,
+  providerRef?: string,
 ): Promise<void> {
   await withTransaction(deps.db, async (trx) => {
-    await trx
-      .updateTable('payments')
-      .set({ provider_ref: providerRef, updated_at: now() })
-      .where('id', '=', paymentId)
-      .where('provider_ref', 'is', null)
-      .execute()
+    if (providerRef) {
+      await trx
+        .updateTable('payments')
+        .set({ provider_ref: providerRef, updated_at: now() })
+        .where('id', '=', paymentId)
+        .where('provider_ref', 'is', null)
+        .execute()
+    }
     await jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: paymentId })
   })
 }
