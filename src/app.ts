@@ -42,7 +42,7 @@ import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
 import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
-import { registerProblemHandler } from './platform/http/problem-handler.ts'
+import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
 import { jobsAdminRoutes } from './platform/jobs/routes.ts'
@@ -182,7 +182,13 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     logController: new RequestLog({ requestIdLogLabel: 'request_id' }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    // A path that is not valid percent-encoded UTF-8, or a parameter over the length limit, is
+    // refused by the router before any route or hook runs: answer it as a problem all the same.
+    frameworkErrors: (error, request, reply) => {
+      reply.headers(API_SECURITY_HEADERS).header('x-request-id', request.id)
+      sendProblem(error, request, reply)
+    },
     schemaController: { compilersFactory: { buildValidator: (() => validators()) as never } },
     // The server Fastify would make (lib/server.js), whose requests meet the edge cache first.
     serverFactory: (handler, options) => {

@@ -110,6 +110,19 @@ describeEachDatabase('HTTP conventions', (kind) => {
     expect(expectProblem(unknown, 400, 'validation_failed').errors[0].path).toBe('query.colour')
   })
 
+  it('answers paths the router refuses (bad percent-encoding, over-long parameters) with a problem', async () => {
+    for (const url of ['/admin/products/%ED%A0%80', '/store/carts/%FF', '/store/carts/%E0%A4%A']) {
+      const res = await node.app.inject({ url, headers: adminAuth })
+      expect(expectProblem(res, 400, 'validation_failed').errors).toEqual([
+        { path: 'url', message: 'is not valid percent-encoded UTF-8' },
+      ])
+      expect(res.headers['x-content-type-options']).toBe('nosniff')
+      expect(res.headers['x-request-id']).toBeDefined()
+    }
+    const long = await node.app.inject({ url: `/admin/products/${'x'.repeat(201)}`, headers: adminAuth })
+    expect(expectProblem(long, 414, 'uri_too_long').errors[0].path).toBe('params')
+  })
+
   it('answers unknown routes with route_not_found', async () => {
     expectProblem(await node.app.inject('/nope'), 404, 'route_not_found')
   })

@@ -45,6 +45,7 @@ export const problems = {
   payment_not_capturable: { status: 409, title: 'The payment cannot be captured in its current state' },
   payment_required: { status: 402, title: 'The payment was declined' },
   payload_too_large: { status: 413, title: 'The body is larger than allowed' },
+  uri_too_long: { status: 414, title: 'A segment of the URL path is longer than allowed' },
   unsupported_media_type: { status: 415, title: 'The content type is not supported' },
   idempotency_key_reused: {
     status: 422,

@@ -2,7 +2,7 @@
  * Turns every error into an RFC 9457 problem document with a stable code. Anything a client can
  * cause maps to a 4xx here; only a genuine bug reaches `internal_error`.
  */
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isConnectionError } from '../db/database.ts'
 import { type FieldError, type ProblemCode, ProblemError, problem, problemBody } from './errors.ts'
 
@@ -56,6 +56,15 @@ export function toProblem(error: unknown): ProblemError {
       return problem('unsupported_media_type', 'Send application/json')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return problem('malformed_json', 'The body is empty but the content type is application/json')
+    // The router's own refusals (frameworkErrors), before any route runs.
+    case 'FST_ERR_BAD_URL':
+      return problem('validation_failed', 'The URL path is not valid percent-encoded UTF-8', {
+        errors: [{ path: 'url', message: 'is not valid percent-encoded UTF-8' }],
+      })
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return problem('uri_too_long', `A path parameter is longer than ${MAX_PARAM_LENGTH} characters`, {
+        errors: [{ path: 'params', message: `is longer than ${MAX_PARAM_LENGTH} characters` }],
+      })
   }
   if (e instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
     return problem('malformed_json', e.message)
@@ -77,18 +86,24 @@ export function toProblem(error: unknown): ProblemError {
   return problem('internal_error')
 }
 
+/** The longest path parameter the router takes (Fastify's `maxParamLength`). */
+export const MAX_PARAM_LENGTH = 200
+
+/** Answers an error as its problem document. */
+export function sendProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const p = toProblem(error)
+  if (p.status >= 500 && p.code === 'internal_error') request.log.error({ err: error }, 'request failed')
+  else if (p.status >= 500) request.log.warn({ err: error }, p.message)
+  if (p.headers) reply.headers(p.headers)
+  reply
+    .code(p.status)
+    .type('application/problem+json')
+    .send(problemBody(p.code, p.detail, p.errors))
+}
+
 /** Installs the error and not-found handlers. */
 export function registerProblemHandler(app: FastifyInstance): void {
-  app.setErrorHandler((error, request, reply) => {
-    const p = toProblem(error)
-    if (p.status >= 500 && p.code === 'internal_error') request.log.error({ err: error }, 'request failed')
-    else if (p.status >= 500) request.log.warn({ err: error }, p.message)
-    if (p.headers) reply.headers(p.headers)
-    reply
-      .code(p.status)
-      .type('application/problem+json')
-      .send(problemBody(p.code, p.detail, p.errors))
-  })
+  app.setErrorHandler(sendProblem)
   app.setNotFoundHandler((request, reply) => {
     reply
       .code(404)
