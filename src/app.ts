@@ -42,6 +42,7 @@ import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
 import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
+import { jsonBodyError } from './platform/http/json-body.ts'
 import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
@@ -218,7 +219,8 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     edgeCache.onRoute(route)
   })
 
-  // Fastify decodes bodies leniently (bad bytes become U+FFFD); a body that is not UTF-8 is refused.
+  // Fastify decodes bodies leniently (bad bytes become U+FFFD); a body that is not UTF-8 is refused,
+  // and so is one that no route could take (see json-body.ts).
   const utf8 = new TextDecoder('utf-8', { fatal: true })
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
@@ -230,7 +232,11 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       done(problem('invalid_encoding'), undefined)
       return
     }
-    parseJson(request, text, done)
+    parseJson(request, text, (error, body) => {
+      const bad = error ? undefined : jsonBodyError(body)
+      if (bad) done(problem('validation_failed', `${bad.path} ${bad.message}`, { errors: [bad] }), undefined)
+      else done(error, body)
+    })
   })
 
   // The hooks on every request are written callback-style: no promise per request and hook.

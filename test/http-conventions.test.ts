@@ -82,6 +82,20 @@ describeEachDatabase('HTTP conventions', (kind) => {
     expect(body.errors).toContainEqual({ path: 'body.title', message: expect.any(String) })
   })
 
+  it('refuses bodies nested more than 32 levels deep, naming where', async () => {
+    const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`
+    // The body is the first level: metadata and 30 more make 32.
+    const ok = await post(`{"handle":"deep-ok","title":"T","metadata":${nested(31)}}`)
+    expect(ok.statusCode, ok.body).toBe(201)
+    const deep = await post(`{"handle":"deep","title":"T","metadata":${nested(32)}}`)
+    const body = expectProblem(deep, 400, 'validation_failed')
+    expect(body.errors).toEqual([
+      { path: `body.metadata${'.a'.repeat(31)}`, message: 'is nested more than 32 levels deep' },
+    ])
+    const arrays = expectProblem(await post(`${'['.repeat(900)}${']'.repeat(900)}`), 400, 'validation_failed')
+    expect(arrays.errors[0].path).toBe(`body${'.0'.repeat(32)}`)
+  })
+
   it('refuses oversize bodies', async () => {
     expectProblem(
       await post(JSON.stringify({ handle: 'big', title: 'x'.repeat(5000) })),

@@ -100,6 +100,30 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     expect(await countByHandle('idem-crash')).toBe(1)
   })
 
+  it('refuses a body nested thousands of levels deep before hashing it for the key', async () => {
+    // Found by the bad-input fuzz test: hashing such a body for its key ran out of stack (500).
+    const metadata = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`
+    const res = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products',
+      headers: { ...adminAuth, 'idempotency-key': 'key-deep', 'content-type': 'application/json' },
+      payload: `{"handle":"idem-deep","title":"Deep","metadata":${metadata}}`,
+    })
+    expect(res.statusCode, res.body).toBe(400)
+    expect(res.json()).toMatchObject({
+      code: 'validation_failed',
+      errors: [{ path: expect.stringMatching(/^body\.metadata\.a/) }],
+    })
+    const capture = await node.app.inject({
+      method: 'POST',
+      url: '/admin/orders/ord_00000000000000000000000000/capture',
+      headers: { ...adminAuth, 'idempotency-key': 'key-deep-capture', 'content-type': 'application/json' },
+      payload: `${'['.repeat(100_000)}${']'.repeat(100_000)}`,
+    })
+    expect(capture.statusCode, capture.body).toBe(400)
+    expect(await countByHandle('idem-deep')).toBe(0)
+  })
+
   it('refuses keys that are too long or not printable ASCII', async () => {
     const res = await create('x'.repeat(256), { handle: 'idem-long', title: 'Long' })
     expect(res.statusCode).toBe(400)
