@@ -3,6 +3,7 @@
  * The HTTP conventions every route shares: bad input of each kind gets a 4xx problem document
  * naming the field, never a 500; request ids; security headers; OpenAPI.
  */
+import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
@@ -94,6 +95,33 @@ describeEachDatabase('HTTP conventions', (kind) => {
     ])
     const arrays = expectProblem(await post(`${'['.repeat(900)}${']'.repeat(900)}`), 400, 'validation_failed')
     expect(arrays.errors[0].path).toBe(`body${'.0'.repeat(32)}`)
+  })
+
+  it('refuses text that is not Unicode or that PostgreSQL cannot store, naming where', async () => {
+    // Found by the bad-input fuzz test: jsonb refused these mid-handler, and answers echoing the
+    // text could not be stored for idempotent replay (500).
+    const cases: Array<[string, string, string]> = [
+      [
+        '"metadata":{"fuzz":"a\\ud800b"}',
+        'body.metadata.fuzz',
+        'contains a lone surrogate (not valid Unicode)',
+      ],
+      [
+        '"media":[{"url":"https://x.test/a.png","alt":"\\udfff"}]',
+        'body.media.0.alt',
+        'contains a lone surrogate (not valid Unicode)',
+      ],
+      ['"options":[{"name":"a\\u0000b","values":["x"]}]', 'body.options.0.name', 'contains U+0000 (NUL)'],
+      ['"attributes":{"a\\u0000b":"x"}', 'body.attributes', 'has a property name that contains U+0000 (NUL)'],
+    ]
+    for (const [field, path, message] of cases) {
+      const res = await post(`{"handle":"text","title":"T",${field}}`, { 'idempotency-key': randomUUID() })
+      expect(expectProblem(res, 400, 'validation_failed').errors).toEqual([{ path, message }])
+    }
+    // A well-formed pair of escapes is an ordinary character.
+    const emoji = await post('{"handle":"emoji","title":"\\ud83d\\ude00"}')
+    expect(emoji.statusCode, emoji.body).toBe(201)
+    expect(emoji.json().title).toBe('😀')
   })
 
   it('refuses oversize bodies', async () => {
