@@ -124,6 +124,23 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     expect(await countByHandle('idem-deep')).toBe(0)
   })
 
+  it('stores and replays an answer that echoes U+0000 from an uploaded file', async () => {
+    // Found by the bad-input fuzz test: jsonb refused the stored answer, and the client got a 500.
+    const upload = () =>
+      node.app.inject({
+        method: 'POST',
+        url: '/admin/products/import',
+        headers: { ...adminAuth, 'idempotency-key': 'key-nul-file', 'content-type': 'text/csv' },
+        payload: 'handle,title,attributes,sku\nnul-file,T,"a\u0000b",NUL-1\n',
+      })
+    const first = await upload()
+    expect(first.statusCode, first.body).toBe(422)
+    expect(first.body).toContain('\\u0000')
+    const replay = await upload()
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.body).toBe(first.body)
+  })
+
   it('refuses keys that are too long or not printable ASCII', async () => {
     const res = await create('x'.repeat(256), { handle: 'idem-long', title: 'Long' })
     expect(res.statusCode).toBe(400)

@@ -258,6 +258,9 @@ export function registerIdempotency(
   }
 }
 
+/** What jsonb refuses in JSON text: U+0000, and lone surrogates (JSON.stringify escapes only those). */
+const UNSTORABLE_IN_JSONB = /\\u(?:0000|d[89a-f])/i
+
 async function storeResponse(
   db: Kysely<DB> | Tx,
   claim: Claim,
@@ -265,12 +268,15 @@ async function storeResponse(
   body: unknown,
   text: string | null = null,
 ): Promise<void> {
+  const json = JSON.stringify(body ?? null)
   await db
     .updateTable('idempotency_keys')
     .set({
       state: 'done',
       response_status: status,
-      response_body: JSON.stringify(body ?? null),
+      // An answer may echo text the client sent in a file or URL that jsonb cannot hold; then the
+      // exact bytes sent, kept beside it, are what a replay answers with.
+      response_body: text !== null && UNSTORABLE_IN_JSONB.test(json) ? null : json,
       response_text: text,
       completed_at: sql<Date>`now()`,
     })
