@@ -306,8 +306,8 @@ export const MovementQuery = Type.Object(
     kind: Type.Optional(MovementKind),
     reference: Type.Optional(Reference),
     reservation_id: Type.Optional(Type.String({ pattern: '^res_[0-9a-z]{26}$' })),
-    since: Type.Optional(Type.String({ format: 'date-time' })),
-    until: Type.Optional(Type.String({ format: 'date-time' })),
+    since: Type.Optional(DateTimeInput()),
+    until: Type.Optional(DateTimeInput()),
   },
   { additionalProperties: false },
 )
