@@ -526,8 +526,9 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
         400,
         'validation_failed',
       )
-      // Valid RFC 3339 that PostgreSQL cannot store: an offset past ±15:59, the year 0000.
-      for (const starts_at of ['2031-06-01T00:00:00+16:00', '0000-01-01T00:00:00Z']) {
+      // Valid RFC 3339 that PostgreSQL cannot store (an offset past ±15:59, the year 0000) or that a
+      // JavaScript Date cannot hold (a leap second).
+      for (const starts_at of ['2031-06-01T00:00:00+16:00', '0000-01-01T00:00:00Z', '2016-12-31T23:59:60Z']) {
         const refused = expectProblem(
           await admin('POST', '/admin/price-lists', { name: 'Bad', starts_at }),
           400,

@@ -996,6 +996,12 @@ describeEachDatabase('staff identity', (kind) => {
         400,
         'invalid_cursor',
       )
+      // Found by the bad-input fuzz test: a leap second is RFC 3339 but no JavaScript Date (500).
+      for (const bound of ['from', 'to']) {
+        const refused = await call('GET', `/admin/audit-log?${bound}=2016-12-31T23:59:60Z`, owner.accessToken)
+        expectProblem(refused, 400, 'validation_failed')
+        expect(refused.json().errors[0].path).toBe(`query.${bound}`)
+      }
     })
 
     it('cannot be changed through the API or in the database', async () => {

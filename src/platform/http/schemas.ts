@@ -2,14 +2,15 @@
 import { type TSchema, Type } from 'typebox'
 
 /**
- * An RFC 3339 date-time a client sends, limited to what PostgreSQL stores: no year 0000 and
- * offsets up to ±15:59 (RFC 3339 allows
- * ±23:59).
+ * An RFC 3339 date-time a client sends, limited to what PostgreSQL stores and JavaScript's Date
+ * reads: no year 0000, offsets up to ±15:59 (RFC 3339 allows ±23:59) and no leap second (`:60`,
+ * which Date cannot represent).
  */
 export function DateTimeInput(options: { description?: string } = {}) {
   return Type.String({
     format: 'date-time',
-    pattern: '^(?!0000)[\\s\\S]*(?:[Zz]|[+-](?:0\\d|1[0-5]):?[0-5]\\d)$',
+    pattern:
+      '^(?!0000)(?!\\d{4}-\\d\\d-\\d\\d[Tt\\s]\\d\\d:\\d\\d:60)[\\s\\S]*(?:[Zz]|[+-](?:0\\d|1[0-5]):?[0-5]\\d)$',
     ...options,
   })
 }
