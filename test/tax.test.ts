@@ -412,6 +412,21 @@ describeEachDatabase('tax admin API', (kind) => {
         'body.valid_to',
       )
       expectProblem(await call('GET', '/admin/tax/rates/txr_missing'), 404, 'not_found')
+      // Found by the bad-input fuzz test: the year 0000 is a valid date format but no PostgreSQL
+      // date (500).
+      expectProblem(
+        await call('POST', '/admin/tax/rates', rate({ valid_from: '0000-01-01' })),
+        400,
+        'validation_failed',
+        'body.valid_from',
+      )
+      expectProblem(
+        await call('PATCH', '/admin/tax/rates/txr_de_standard_2024-01-01', { valid_to: '0000-12-31' }),
+        400,
+        'validation_failed',
+        'body.valid_to',
+      )
+      expectProblem(await call('GET', '/admin/tax/rates?on=0000-06-01'), 400, 'validation_failed', 'query.on')
     })
 
     it('local rates by ZIP prefix add to the state rate', async () => {

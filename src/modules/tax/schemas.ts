@@ -14,7 +14,8 @@ export const JurisdictionCode = Type.String({
   description: '`DE`, `CA-QC`, `US-NY`',
 })
 export const CategoryCode = Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' })
-export const DateOnly = Type.String({ format: 'date', description: 'YYYY-MM-DD' })
+/** A calendar date; the year 0000 passes the format but is no PostgreSQL date. */
+export const DateOnly = Type.String({ format: 'date', pattern: '^(?!0000)', description: 'YYYY-MM-DD' })
 export const RateKind = Type.Union(RATE_KINDS.map((k) => Type.Literal(k)))
 export const PositiveRateKind = Type.Union(
   RATE_KINDS.filter((k) => k !== 'zero' && k !== 'exempt').map((k) => Type.Literal(k)),
