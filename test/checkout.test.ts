@@ -749,6 +749,115 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(kinds).toEqual(['authorize', 'cancel'])
     })
 
+    /**
+     * Completes the cart while the charge is captured at the processor outside the app (its
+     * dashboard) before checkout hears the answer, which therefore says captured; `meanwhile` runs
+     * first, as in completeWhileAuthorizing.
+     */
+    async function completeCapturedElsewhere(
+      cartId: string,
+      meanwhile: (input: AuthorizeInput) => Promise<void>,
+    ) {
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      gateway.authorize = async (input: AuthorizeInput) => {
+        const answer = await authorize(input)
+        await meanwhile(input)
+        const { captured_amount } = await gateway.capture({
+          payment_id: input.payment_id,
+          provider_ref: answer.provider_ref!,
+          amount: input.amount,
+          currency: input.currency,
+          idempotency_key: `dashboard:${input.payment_id}`,
+        })
+        return { status: 'captured', provider_ref: answer.provider_ref!, captured_amount }
+      }
+      try {
+        return await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      } finally {
+        gateway.authorize = authorize
+      }
+    }
+    /** The cart's payment, which got no order, and what the gateway did with its charge. */
+    const refundedWithoutOrder = async (cartId: string) => {
+      const payment = await db()
+        .selectFrom('payments')
+        .select(['status', 'order_id', 'amount', 'captured_amount', 'refunded_amount', 'provider_ref'])
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      const ops = await db()
+        .selectFrom('test_gateway_operations')
+        .select(['kind', 'amount'])
+        .where('charge_id', '=', payment.provider_ref!)
+        .execute()
+      return { payment, ops: ops.map((o) => `${o.kind} ${o.amount}`).sort() }
+    }
+
+    it('refunds a charge captured outside the app when its checkout gives up for the stock', async () => {
+      const only = await createTestStore(node.app, { reuse: store, stock: 1 })
+      const cartId = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email: 'captured-late@example.com',
+          lines: [{ variant_id: only.shirt, quantity: 1 }],
+        })
+      ).json().id
+      await call('PATCH', `/store/carts/${cartId}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      const res = await completeCapturedElsewhere(cartId, async () => {
+        await db()
+          .updateTable('inventory_reservations')
+          .set({ expires_at: new Date(Date.now() - 1000) })
+          .where('reference', '=', cartId)
+          .execute()
+        await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
+        const ctx = inventoryContext(node.runtime, 'test:other')
+        await reserveNow(
+          db(),
+          { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
+          ctx,
+        )
+        await ctx.publish()
+      })
+      expect(res.statusCode, res.body).toBe(409)
+      expect(res.json().code).toBe('insufficient_stock')
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      const { payment, ops } = await refundedWithoutOrder(cartId)
+      const amount = Number(payment.amount)
+      expect(payment).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        captured_amount: amount,
+        refunded_amount: amount,
+      })
+      expect(ops).toEqual([`authorize ${amount}`, `capture ${amount}`, `refund ${amount}`])
+    })
+
+    it('refunds a charge captured outside the app when its answer comes after the checkout was given up', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const res = await completeCapturedElsewhere(cartId, async () => {
+        // The recovery job gave the checkout up first, canceling a payment that had no charge yet.
+        const cart = (await db()
+          .selectFrom('carts')
+          .selectAll()
+          .where('id', '=', cartId)
+          .executeTakeFirstOrThrow()) as never
+        await abandonCheckout(commerceDeps(node.runtime), cart, 'system:checkout-recovery')
+      })
+      expect(res.statusCode, res.body).toBe(409)
+      const { payment, ops } = await refundedWithoutOrder(cartId)
+      const amount = Number(payment.amount)
+      expect(payment).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        captured_amount: amount,
+        refunded_amount: amount,
+      })
+      expect(ops).toEqual([`authorize ${amount}`, `capture ${amount}`, `refund ${amount}`])
+    })
+
     it('voids an authorisation that comes after its checkout was given up', async () => {
       const cartId = await readyCart(node.app, store, 1)
       const before = await levelOf(store.shirt)
@@ -1402,6 +1511,71 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
     const { payment, kinds } = await operationsOf(cartId)
     expect(payment).toMatchObject({ status: 'canceled', order_id: null })
     expect(kinds).toEqual(['authorize', 'cancel'])
+  })
+
+  it('refunds from a job a charge captured outside the app that its given-up checkout could not refund', async () => {
+    const cartId = await readyCart(node.app, store, 1)
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const authorize = gateway.authorize.bind(gateway)
+    const refund = gateway.refund.bind(gateway)
+    let refusals = 1
+    gateway.refund = async (input) => {
+      if (refusals-- > 0) throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+      return refund(input)
+    }
+    gateway.authorize = async (input: AuthorizeInput) => {
+      const answer = await authorize(input)
+      // The recovery job gives the checkout up, and the charge is captured in the dashboard.
+      const cart = await db()
+        .selectFrom('carts')
+        .selectAll()
+        .where('id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      await abandonCheckout(commerceDeps(node.runtime), cart as never, 'system:checkout-recovery')
+      const { captured_amount } = await gateway.capture({
+        payment_id: input.payment_id,
+        provider_ref: answer.provider_ref!,
+        amount: input.amount,
+        currency: input.currency,
+        idempotency_key: `dashboard:${input.payment_id}`,
+      })
+      return { status: 'captured', provider_ref: answer.provider_ref!, captured_amount }
+    }
+    try {
+      const res = await complete(cartId)
+      expect(res.statusCode, res.body).toBe(409)
+      await eventually(async () => {
+        const { kinds } = await operationsOf(cartId)
+        const refunds = await db()
+          .selectFrom('payment_refunds')
+          .innerJoin('payments', 'payments.id', 'payment_refunds.payment_id')
+          .select('payment_refunds.status')
+          .where('payments.cart_id', '=', cartId)
+          .execute()
+        return kinds.includes('refund') && refunds[0]?.status === 'succeeded' ? true : undefined
+      }, 15_000)
+    } finally {
+      gateway.authorize = authorize
+      gateway.refund = refund
+    }
+    expect(refusals).toBe(-1)
+    const payment = await db()
+      .selectFrom('payments')
+      .select(['status', 'order_id', 'amount', 'captured_amount', 'refunded_amount', 'provider_ref'])
+      .where('cart_id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    expect(payment).toMatchObject({
+      status: 'refunded',
+      order_id: null,
+      captured_amount: payment.amount,
+      refunded_amount: payment.amount,
+    })
+    const charge = await db()
+      .selectFrom('test_gateway_operations')
+      .select('kind')
+      .where('charge_id', '=', payment.provider_ref!)
+      .execute()
+    expect(charge.map((o) => o.kind).sort()).toEqual(['authorize', 'capture', 'refund'])
   })
 })
 

@@ -46,6 +46,8 @@ import {
   findPayment,
   type PaymentView,
   recordAuthorization,
+  recordUnplacedCapture,
+  refundUnplaced,
   voidAtProcessor,
 } from '../payments/service.ts'
 import { PaymentVelocity } from '../payments/velocity.ts'
@@ -304,8 +306,8 @@ export async function finish(
   if (outcome.type === 'orphaned') {
     // The checkout was given up (or the cart moved on) while the processor answered: this payment
     // gets no order, so what the answer holds goes back. Its row was canceled by whoever gave the
-    // checkout up, perhaps before the processor named the charge: voided here by its name.
-    await voidAuthorization(deps, payment, answer)
+    // checkout up, perhaps before the processor named the charge: given back here by its name.
+    await giveBack(deps, payment, answer, actor)
     if (outcome.order) return { type: 'order', created: false, order: outcome.order }
     throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
       headers: { 'retry-after': '1' },
@@ -313,8 +315,8 @@ export async function finish(
   }
   if (outcome.type === 'voided') {
     // A webhook's cancel voided it at the processor already; our own give-up may have marked it
-    // canceled before the processor named the charge, so the charge is voided here by its name.
-    await voidAuthorization(deps, payment, answer)
+    // canceled before the processor named the charge, so the charge is given back here by its name.
+    await giveBack(deps, payment, answer, actor)
     throw problem(
       'payment_required',
       'The payment was canceled before the order was placed; the cart is open again',
@@ -371,24 +373,38 @@ async function cardOverLimit(
 }
 
 /**
- * Voids at the processor an authorisation its answer names, keyed as cancelPayment keys it, for a
- * checkout that will place no order with it; nothing for an answer that holds no money. The
- * checkout's answer does not wait on it: a processor out of reach gets the void later from the void
- * job, which retries until it takes it, so the shopper's card does not carry this hold beside the
- * next attempt's until it lapses.
+ * Gives back what a payment that gets no order holds at the processor, as the processor's answer
+ * names it: an authorisation is voided, keyed as cancelPayment keys it; a capture (made outside the
+ * app, in the processor's dashboard: checkout only authorises) is recorded and refunded, since no
+ * void returns it; an answer that holds no money needs nothing. The checkout's answer does not
+ * wait on it: a processor out of reach gets it later from the void job, which retries until it
+ * takes it, so the shopper's card does not carry this hold beside the next attempt's until it
+ * lapses.
  */
-async function voidAuthorization(deps: CommerceDeps, payment: PaymentView, answer: AuthorizeResult) {
-  if (answer.status !== 'authorized' && answer.status !== 'requires_action') return
+async function giveBack(deps: CommerceDeps, payment: PaymentView, answer: AuthorizeResult, actor: string) {
   try {
     try {
-      await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, answer.provider_ref)
+      if (answer.status === 'captured') {
+        await withTransaction(deps.db, (trx) => recordUnplacedCapture(trx, deps.outbox, payment.id, answer))
+        await refundUnplaced(deps, payment.id, actor)
+      } else if (answer.status === 'authorized' || answer.status === 'requires_action') {
+        await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, answer.provider_ref)
+      }
     } catch (error) {
-      if (!(error instanceof PaymentProviderUnavailable)) throw error
+      if (!outOfReach(error) || !answer.provider_ref) throw error
       await voidLater(deps, deps.runtime.jobs, payment.id, answer.provider_ref)
     }
   } catch (failure) {
     deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation')
   }
+}
+
+/** The processor did not answer (its outcome is unknown): the same call later may go through. */
+function outOfReach(error: unknown): boolean {
+  return (
+    error instanceof PaymentProviderUnavailable ||
+    (error instanceof ProblemError && error.code === 'payment_provider_unavailable')
+  )
 }
 
 /** A processor that did not answer is 503 (a shopper's retry soon goes through); other errors stand. */
@@ -639,8 +655,9 @@ async function capturePlaced(
  * it, and only then is the payment voided (the hold it releases had lapsed already: that is why
  * the stock went). The placing transaction that would have recorded the charge rolled back, and a
  * first authorisation is named only by the answer: it is recorded first, so that cancelPayment
- * voids it at the processor rather than only here. A processor out of reach gets the void later
- * from the void job; the shopper, told the stock went, has the cart back now.
+ * voids it at the processor rather than only here. An answer that says captured (a capture made
+ * in the processor's dashboard) is refunded instead. A processor out of reach gets the void or the
+ * refund later from the void job; the shopper, told the stock went, has the cart back now.
  */
 async function giveUpAuthorized(
   deps: CommerceDeps,
@@ -660,10 +677,11 @@ async function giveUpAuthorized(
   })
   await ctx.publish()
   if (!gaveUp) return
+  if (answer.status === 'captured') return giveBack(deps, payment, answer, actor)
   try {
     await cancelPayment(deps, payment.id, actor)
   } catch (error) {
-    if (!(error instanceof ProblemError) || error.code !== 'payment_provider_unavailable') throw error
+    if (!outOfReach(error)) throw error
     await voidLater(deps, deps.runtime.jobs, payment.id)
   }
 }

@@ -25,15 +25,16 @@ import {
   SETTLED,
 } from './common.ts'
 import { type AuthorizeResult, type PaymentProvider, PaymentProviderUnavailable } from './provider.ts'
+import { refundPayment } from './refunds.ts'
 import { providerOf } from './registry.ts'
 import type { PaymentStatus } from './tables.ts'
 import { type PaymentView, toPaymentView } from './views.ts'
 
 export { type PaymentDeps, paymentDeps } from './common.ts'
-export { refundPayment } from './refunds.ts'
 export type { PaymentView, RefundView } from './views.ts'
 export { findPayment, paymentsOfCart, refundKeysOfPayment, refundsOfPayment } from './views.ts'
 export { applyWebhook } from './webhooks.ts'
+export { refundPayment }
 
 /** Records a new payment attempt of a cart, status pending, before the provider is called. */
 export async function createPayment(
@@ -274,12 +275,13 @@ export function voidAtProcessor(
 }
 
 /**
- * Voids what a payment that will get no order still holds at the processor (its checkout was given
- * up), for the void job (jobs.ts) to call until the processor takes it. The row decides, so a run
- * repeated or overtaken changes nothing: a payment canceled here, perhaps before the processor
+ * Returns what a payment that will get no order still holds at the processor (its checkout was
+ * given up), for the void job (jobs.ts) to call until the processor takes it. The row decides, so a
+ * run repeated or overtaken changes nothing: a payment canceled here, perhaps before the processor
  * named the charge, has the charge its row names voided under the key every void of it shares; one
- * still authorised or waiting is voided and marked canceled by cancelPayment; one that an order
- * holds, or that settled otherwise (captured, failed), is not this job's.
+ * still authorised or waiting is voided and marked canceled by cancelPayment; one captured (at the
+ * processor, outside the app: recordUnplacedCapture) is refunded by refundUnplaced; one that an
+ * order holds, or that failed, is not this job's.
  */
 export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: string): Promise<void> {
   const payment = await loadPayment(deps.db, paymentId)
@@ -290,6 +292,67 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
     return
   }
   if (UNPLACED_VOIDABLE.includes(payment.status)) await cancelPayment(deps, paymentId, actor)
+  else if (CAPTURED.includes(payment.status)) await refundUnplaced(deps, paymentId, actor)
+}
+
+/** The refund key of a payment that got no order: one per payment, so that it is refunded once. */
+const UNPLACED_REFUND_KEY = 'unplaced'
+
+/**
+ * Records a capture the processor reports for a payment that will get no order: we only ever
+ * authorise, so it was made outside the app (the processor's dashboard) before the checkout gave
+ * up. Recorded even over a cancel made here before the processor named the charge, which voided
+ * nothing there: the money is at the processor, and only a refund (refundUnplaced) returns it. A
+ * payment an order holds is left to that order.
+ */
+export async function recordUnplacedCapture(
+  trx: Tx,
+  outbox: Outbox,
+  paymentId: string,
+  answer: { provider_ref: string; captured_amount?: number },
+): Promise<void> {
+  const row = await trx
+    .updateTable('payments')
+    .set({
+      status: 'captured',
+      provider_ref: answer.provider_ref,
+      captured_amount: sql<number>`least(coalesce(${answer.captured_amount ?? null}::bigint, amount), amount)`,
+      next_action: null,
+      updated_at: now(),
+    })
+    .where('id', '=', paymentId)
+    .where('order_id', 'is', null)
+    .where('status', 'in', [...UNPLACED_VOIDABLE, 'canceled'])
+    .returningAll()
+    .executeTakeFirst()
+  if (row) await outbox.emit(trx, 'payment.captured', eventPayload(row), row.id)
+}
+
+/**
+ * Refunds what a payment that got no order has captured (recordUnplacedCapture), all under one key,
+ * as an order's cancel refunds under its own (orders/cancel.ts): a retry, or the void job resuming
+ * a refund the processor did not answer, refunds once. Nothing for a payment an order holds.
+ */
+export async function refundUnplaced(deps: PaymentDeps, paymentId: string, actor: string): Promise<void> {
+  const payment = await loadPayment(deps.db, paymentId)
+  if (payment.order_id || !CAPTURED.includes(payment.status)) return
+  // A refund begun under the key is resumed for its own amount (the payment already counts it).
+  const earlier = await deps.db
+    .selectFrom('payment_refunds')
+    .select('amount')
+    .where('payment_id', '=', paymentId)
+    .where('idempotency_key', '=', UNPLACED_REFUND_KEY)
+    .executeTakeFirst()
+  const amount = earlier
+    ? Number(earlier.amount)
+    : Number(payment.captured_amount) - Number(payment.refunded_amount)
+  if (amount <= 0) return
+  await refundPayment(deps, paymentId, {
+    amount,
+    reason: 'checkout given up',
+    actor,
+    key: UNPLACED_REFUND_KEY,
+  })
 }
 
 /** States of a payment with no order whose money a void returns. */
