@@ -99,6 +99,25 @@ describeEachDatabase('tax admin API', (kind) => {
       expect(ro.json().rates[0].source_url).toMatch(/^https:\/\//)
     })
 
+    it('sets a nexus threshold within bigint and JavaScript number range only', async () => {
+      const set = (nexus_threshold_usd: unknown) =>
+        call('PATCH', '/admin/tax/jurisdictions/US-TX', { nexus_threshold_usd })
+      const ok = await set(500_000)
+      expect(ok.statusCode, ok.body).toBe(200)
+      expect(ok.json().nexus_threshold_usd).toBe(500_000)
+      // Found by the bad-input fuzz test: these passed the schema and overflowed the bigint (500).
+      for (const huge of [1e21, 2 ** 63, 1e12 + 1]) {
+        expectProblem(await set(huge), 400, 'validation_failed', 'body.nexus_threshold_usd')
+      }
+      const infinity = await node.app.inject({
+        method: 'PATCH',
+        url: '/admin/tax/jurisdictions/US-TX',
+        headers: { ...adminAuth, 'content-type': 'application/json' },
+        payload: '{"nexus_threshold_usd":1e400}',
+      })
+      expectProblem(infinity, 400, 'validation_failed', 'body.nexus_threshold_usd')
+    })
+
     it('pages through jurisdictions with a cursor', async () => {
       const first = await call('GET', '/admin/tax/jurisdictions?limit=5')
       const second = await call('GET', `/admin/tax/jurisdictions?limit=5&cursor=${first.json().next_cursor}`)

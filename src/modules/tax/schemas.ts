@@ -201,7 +201,9 @@ export const JurisdictionDetail = Type.Object({
 export const UpdateJurisdiction = Type.Object(
   {
     rounding: Type.Optional(Type.Union([Type.Literal('line'), Type.Literal('invoice')])),
-    nexus_threshold_usd: Type.Optional(Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])),
+    nexus_threshold_usd: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }), Type.Null()]),
+    ),
     source_name: Type.Optional(Type.String({ minLength: 1, maxLength: 300 })),
     source_url: Type.Optional(Type.String({ format: 'uri', maxLength: 500 })),
   },
