@@ -209,9 +209,21 @@ export async function* exportOrders(db: Queryable, filters: OrderFilters): Async
   }
 }
 
-/** The export as a readable stream, for `reply.send`. */
-export function exportOrdersStream(db: Queryable, filters: OrderFilters): Readable {
-  return Readable.from(exportOrders(db, filters), { objectMode: false })
+/**
+ * The export as a readable stream, for `reply.send`. The first page is read before the stream is
+ * handed over: a query that fails on what the filters hold (text PostgreSQL refuses, say) is then
+ * answered as a problem, where once streaming it could only cut the 200 off mid-file.
+ */
+export async function exportOrdersStream(db: Queryable, filters: OrderFilters): Promise<Readable> {
+  const chunks = exportOrders(db, filters)
+  const header = await chunks.next()
+  const firstPage = await chunks.next()
+  async function* rest() {
+    if (!header.done) yield header.value
+    if (!firstPage.done) yield firstPage.value
+    yield* chunks
+  }
+  return Readable.from(rest(), { objectMode: false })
 }
 
 /** Statuses staff may move an order to by hand; the others have their own routes. */

@@ -81,12 +81,13 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
       },
     },
     async (request, reply) => {
+      const stream = await exportOrdersStream(db, request.query)
       const day = new Date().toISOString().slice(0, 10)
       reply
         .type('text/csv; charset=utf-8')
         .header('content-disposition', `attachment; filename="orders-${day}.csv"`)
         .header('cache-control', 'no-store')
-      return reply.send(exportOrdersStream(db, request.query))
+      return reply.send(stream)
     },
   )
 
