@@ -1365,6 +1365,22 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         .executeTakeFirstOrThrow()
       expect(order.status).toBe('paid')
     })
+
+    it('counts a checkout it resumed into a decline as settled, not failed', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const stopped = await complete(cartId, { provider: 'test', payment_method: 'pm_card_networkError' })
+      expect(stopped.statusCode, stopped.body).toBe(503)
+      // The processor answers the resumed checkout with a decline: the cart opens again.
+      await db()
+        .updateTable('payments')
+        .set({ payment_method: 'pm_card_chargeDeclined' })
+        .where('cart_id', '=', cartId)
+        .execute()
+      const report = await recoverCheckouts(commerceDeps(node.runtime))
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      expect(report.settled).toBeGreaterThanOrEqual(1)
+      expect(report.failed).toBe(0)
+    })
   })
 })
 

@@ -4,6 +4,7 @@
  * capture did not happen, and the expiry of abandoned carts.
  */
 import { sql } from 'kysely'
+import { ProblemError } from '../../platform/http/errors.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { expireCarts } from '../carts/carts.ts'
 import type { CartRow } from '../carts/load.ts'
@@ -25,10 +26,19 @@ const GIVE_UP_MINUTES = 30
 
 export interface RecoveryReport {
   resumed: number
+  /** Resumed into an outcome that ends the checkout without an order, the cart open again. */
+  settled: number
   abandoned: number
   captured: number
   failed: number
 }
+
+/**
+ * What a resumed checkout answers when it ends without an order and has nothing left to retry: a
+ * decline or a payment canceled meanwhile (402), the stock gone (409, given up), or another request
+ * that finished or gave up the checkout first (409).
+ */
+const SETTLED_OUTCOMES = ['payment_required', 'insufficient_stock', 'checkout_in_progress']
 
 /**
  * One pass of recovery. Each checkout is taken with the same lease a request takes, so the job and
@@ -38,7 +48,7 @@ export async function recoverCheckouts(
   deps: CommerceDeps,
   options: { batchSize?: number; captureAfterSeconds?: number } = {},
 ): Promise<RecoveryReport> {
-  const report: RecoveryReport = { resumed: 0, abandoned: 0, captured: 0, failed: 0 }
+  const report: RecoveryReport = { resumed: 0, settled: 0, abandoned: 0, captured: 0, failed: 0 }
   const lease = deps.runtime.config.checkoutLeaseSeconds
   const { rows: stalled } = await sql<CartRow>`
     update carts set checkout_lease_until = now() + make_interval(secs => ${lease})
@@ -72,6 +82,10 @@ export async function recoverCheckouts(
         report.resumed++
       }
     } catch (error) {
+      if (error instanceof ProblemError && SETTLED_OUTCOMES.includes(error.code)) {
+        report.settled++
+        continue
+      }
       report.failed++
       deps.runtime.logger.warn({ err: error, cartId: cart.id }, 'checkout recovery failed; will retry')
     }
@@ -127,7 +141,7 @@ export function defineCheckoutJobs(runtime: Runtime): void {
     RECOVER_CHECKOUTS_JOB,
     async () => {
       const report = await recoverCheckouts(commerceDeps(runtime))
-      if (report.resumed + report.abandoned + report.captured + report.failed > 0)
+      if (report.resumed + report.settled + report.abandoned + report.captured + report.failed > 0)
         runtime.logger.info(report, 'checkout recovery pass')
     },
     { cron: '* * * * *', retryLimit: 1, concurrency: 1 },
