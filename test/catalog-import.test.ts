@@ -475,6 +475,25 @@ describeEachDatabase('catalog import and export', (kind) => {
     expect(noFormat.json()).toMatchObject({ status: 400, errors: [{ path: 'query.format' }] })
   })
 
+  it('refuses documents nested too deep or holding text PostgreSQL refuses, as a JSON body would be', async () => {
+    // Found by the bad-input fuzz test: staging a metadata nested 5,000 deep overflowed the stack (500).
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`
+    const file = `[{"handle":"deep-meta","title":"T","metadata":${deep}},{"handle":"nul-title","title":"a\\u0000b"},${JSON.stringify(doc('fine-doc'))}]`
+    for (const dry_run of [true, false]) {
+      const res = await post(file, { format: 'json', mode: 'per_row', dry_run })
+      expect(res.statusCode, res.body).toBe(dry_run ? 200 : 202)
+      expect(res.json().errors).toEqual([
+        { row: 1, path: `/metadata${'/a'.repeat(31)}`, message: 'is nested more than 32 levels deep' },
+        { row: 2, path: '/title', message: 'contains U+0000 (NUL)' },
+      ])
+    }
+    const ndjson = await post(`{"handle":"lone","title":"\\ud800"}\n`, { format: 'ndjson', dry_run: true })
+    expect(ndjson.statusCode, ndjson.body).toBe(422)
+    expect(ndjson.json().errors).toEqual([
+      { row: 1, path: '/title', message: 'contains a lone surrogate (not valid Unicode)' },
+    ])
+  })
+
   it('shows progress while the job runs, in both modes', async () => {
     importTuning.batchSize = 10
     try {

@@ -26,6 +26,7 @@ import { type Selectable, sql } from 'kysely'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { withTransaction } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
+import { jsonDocumentFault } from '../../platform/http/json-body.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Jobs } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
@@ -241,6 +242,9 @@ export async function validateImport(
   const { candidates, rowErrors } = parseFile(format, text)
   const passed: Candidate[] = []
   for (const candidate of candidates) {
+    // What no JSON body may hold either: nesting too deep for the writes, text PostgreSQL refuses.
+    const fault = candidate.errors.length === 0 ? jsonDocumentFault(candidate.document) : undefined
+    if (fault) candidate.errors.push({ ...locate(format, candidate, fault.segments), message: fault.message })
     if (candidate.errors.length === 0 && !validateDocument(candidate.document))
       candidate.errors.push(...schemaErrors(format, candidate, validateDocument.errors ?? []))
     if (candidate.errors.length === 0) passed.push(candidate)

@@ -7,35 +7,49 @@
  * - text that is not Unicode or that PostgreSQL cannot store: JSON escapes can spell a lone
  *   surrogate (`"\ud800"`) or U+0000 (`"\u0000"`), which jsonb columns refuse, and which answers
  *   echoing the text could not be stored for idempotent replay either.
+ * The same rules hold for documents that arrive inside files (product imports).
  */
 import type { FieldError } from './errors.ts'
 
 /** The deepest nesting of objects and arrays a body may have; the deepest route needs about 6. */
 export const MAX_JSON_DEPTH = 32
 
-/** The first part of a parsed body that no route takes, as a field error, or undefined. */
-export function jsonBodyError(value: unknown, path = 'body', depth = 0): FieldError | undefined {
-  if (typeof value === 'string') return textError(value, path)
+/** Where in a document a rule is broken (property names and array indexes), and how. */
+export interface DocumentFault {
+  segments: string[]
+  message: string
+}
+
+/** The first part of a parsed body that no route takes, as a field error under `body`, or undefined. */
+export function jsonBodyError(value: unknown): FieldError | undefined {
+  const fault = jsonDocumentFault(value)
+  return fault && { path: ['body', ...fault.segments].join('.'), message: fault.message }
+}
+
+/** The first part of a parsed JSON document that breaks the rules above, or undefined. */
+export function jsonDocumentFault(value: unknown, segments: string[] = []): DocumentFault | undefined {
+  if (typeof value === 'string') return textFault(value, segments)
   if (value === null || typeof value !== 'object') return undefined
-  if (depth >= MAX_JSON_DEPTH) return { path, message: `is nested more than ${MAX_JSON_DEPTH} levels deep` }
+  if (segments.length >= MAX_JSON_DEPTH)
+    return { segments, message: `is nested more than ${MAX_JSON_DEPTH} levels deep` }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = jsonBodyError(value[i], `${path}.${i}`, depth + 1)
+      const found = jsonDocumentFault(value[i], [...segments, String(i)])
       if (found) return found
     }
     return undefined
   }
   for (const key in value) {
-    const keyError = textError(key, path)
-    if (keyError) return { path, message: `has a property name that ${keyError.message}` }
-    const found = jsonBodyError((value as Record<string, unknown>)[key], `${path}.${key}`, depth + 1)
+    const keyFault = textFault(key, segments)
+    if (keyFault) return { segments, message: `has a property name that ${keyFault.message}` }
+    const found = jsonDocumentFault((value as Record<string, unknown>)[key], [...segments, key])
     if (found) return found
   }
   return undefined
 }
 
-function textError(text: string, path: string): FieldError | undefined {
-  if (text.includes('\u0000')) return { path, message: 'contains U+0000 (NUL)' }
-  if (!text.isWellFormed()) return { path, message: 'contains a lone surrogate (not valid Unicode)' }
+function textFault(text: string, segments: string[]): DocumentFault | undefined {
+  if (text.includes('\u0000')) return { segments, message: 'contains U+0000 (NUL)' }
+  if (!text.isWellFormed()) return { segments, message: 'contains a lone surrogate (not valid Unicode)' }
   return undefined
 }
