@@ -395,7 +395,7 @@ async function giveBack(deps: CommerceDeps, payment: PaymentView, answer: Author
       await voidLater(deps, deps.runtime.jobs, payment.id, answer.provider_ref)
     }
   } catch (failure) {
-    deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not void the authorisation')
+    deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not give the payment back')
   }
 }
 
@@ -688,9 +688,9 @@ async function giveUpAuthorized(
 
 /**
  * Gives up a checkout for the recovery job (the shopper left at 3-D Secure, the processor stayed
- * away): void the payment, release the stock, reopen the cart. A void the processor does not take throws,
- * leaving the checkout as it was for the recovery job to try again: never stock released while
- * an authorisation still stands.
+ * away): void the payment, release the stock, reopen the cart. A void the processor does not take
+ * throws, leaving the checkout as it was for the recovery job to try again: never stock released
+ * while an authorisation still stands.
  */
 export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<void> {
   if (cart.payment_id) await cancelPayment(deps, cart.payment_id, actor)
