@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRole } from '../src/modules/identity/staff.ts'
 import { currentStep, totpCode } from '../src/modules/identity/totp.ts'
 import type { Principal } from '../src/platform/http/auth.ts'
-import { startTestNode, type TestNode } from './support/app.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import {
   bearer,
@@ -656,6 +656,27 @@ describeEachDatabase('staff identity', (kind) => {
       )
       expectProblem(await patchStaff(created.json().id, { role_id: 'role_nope' }), 400, 'validation_failed')
       expectProblem(await patchStaff(MISSING_ID, { name: 'x' }), 404, 'not_found')
+    })
+
+    it('answers 409 email_taken to the losers of creations racing for one email', async () => {
+      // Found by the bad-input fuzz test on PostgreSQL: both passed the check for a taken email, and
+      // the unique index refused the second insert with a 500.
+      for (let round = 0; round < 3; round++) {
+        const email = uniqueEmail('race')
+        const answers = await Promise.all(
+          Array.from({ length: 4 }, () =>
+            call(
+              'POST',
+              '/admin/staff',
+              undefined,
+              { email, password: strongPassword(), role_id: 'role_analyst' },
+              adminAuth,
+            ),
+          ),
+        )
+        expect(answers.map((a) => a.statusCode).sort()).toEqual([201, 409, 409, 409])
+        for (const a of answers.filter((a) => a.statusCode === 409)) expect(a.json().code).toBe('email_taken')
+      }
     })
   })
 

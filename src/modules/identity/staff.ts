@@ -116,7 +116,9 @@ export async function createStaff(
         errors: [{ path: 'body.email', message: 'is already in use' }],
       })
     const id = newId('stf')
-    await trx
+    // Two creations for one new email can race past the check above; the unique index settles it,
+    // and the loser answers as the check would have.
+    const inserted = await trx
       .insertInto('staff_users')
       .values({
         id,
@@ -125,7 +127,13 @@ export async function createStaff(
         password_hash: passwordHash,
         role_id: input.roleId,
       })
-      .execute()
+      .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+      .returning('id')
+      .executeTakeFirst()
+    if (!inserted)
+      throw problem('email_taken', undefined, {
+        errors: [{ path: 'body.email', message: 'is already in use' }],
+      })
     return (await staffView(trx, id))!
   })
 }
