@@ -1474,6 +1474,47 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
     expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
   })
 
+  it('refuses a card over its failure limit when the void fails, and voids it from a job', async () => {
+    // A 503 here would leave the checkout to the recovery job, which cannot check the limit.
+    const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
+    const card = testCardFingerprint('pm_card_mastercard')
+    for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
+      await velocity.recordFailure({
+        ip: `198.51.100.${i}`,
+        cart_id: `cart_elsewhere_${i}`,
+        fingerprint: card,
+      })
+    const cartId = await readyCart(node.app, store, 1)
+    await node.app.inject({
+      method: 'PATCH',
+      url: `/store/carts/${cartId}`,
+      payload: { email: `card-${randomUUID()}@example.com` },
+    })
+    const outage = voidsFail(1)
+    try {
+      const res = await node.app.inject({
+        method: 'POST',
+        url: `/store/carts/${cartId}/complete`,
+        headers: { 'idempotency-key': randomUUID() },
+        payload: { payment: { provider: 'test', payment_method: 'pm_card_mastercard' } },
+        remoteAddress: `2001:db8::${randomUUID().slice(0, 4)}`,
+      })
+      expect(res.statusCode, res.body).toBe(429)
+      expect(res.json().code).toBe('payment_attempts_exceeded')
+      expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
+      await eventually(
+        async () => ((await operationsOf(cartId)).kinds.includes('cancel') ? true : undefined),
+        15_000,
+      )
+    } finally {
+      outage.restore()
+    }
+    expect(outage.state.refused).toBe(1)
+    const { payment, kinds } = await operationsOf(cartId)
+    expect(payment).toMatchObject({ status: 'failed', order_id: null })
+    expect(kinds).toEqual(['authorize', 'cancel'])
+  })
+
   it('reopens at once a cart whose stock went, and voids its authorisation from a job', async () => {
     const only = await createTestStore(node.app, { reuse: store, stock: 1 })
     const created = await node.app.inject({

@@ -50,7 +50,7 @@ import {
   refundUnplaced,
   voidAtProcessor,
 } from '../payments/service.ts'
-import { PaymentVelocity } from '../payments/velocity.ts'
+import { PaymentVelocity, VELOCITY_DECLINE } from '../payments/velocity.ts'
 import type { TaxInput, TaxResult } from '../tax/engine.ts'
 import type { TaxProvider } from '../tax/providers.ts'
 import { refundCaptureOfCanceled } from './cancel.ts'
@@ -291,7 +291,15 @@ export async function finish(
   failpoint('checkout.after_place')
 
   if (outcome.type === 'declined') {
-    if (blocked) throw blocked.problem
+    if (blocked) {
+      // Recorded as declined first, so that the void job finds the payment refused here.
+      if (blocked.voidPending)
+        await voidLater(deps, deps.runtime.jobs, payment.id, blocked.answer.provider_ref ?? undefined).catch(
+          (failure: unknown) =>
+            deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not queue the void'),
+        )
+      throw blocked.problem
+    }
     if (options.velocity && options.ip) {
       await options.velocity.recordFailure({
         ip: options.ip,
@@ -343,7 +351,7 @@ async function cardOverLimit(
   cart: CartRow,
   answer: AuthorizeResult,
   options: FinishOptions,
-): Promise<{ answer: AuthorizeResult; problem: ProblemError } | undefined> {
+): Promise<{ answer: AuthorizeResult; problem: ProblemError; voidPending: boolean } | undefined> {
   const fingerprint = 'card_fingerprint' in answer ? answer.card_fingerprint : null
   if (!options.velocity || !options.ip || !fingerprint || answer.status === 'declined') return undefined
   try {
@@ -356,15 +364,24 @@ async function cardOverLimit(
     return undefined
   } catch (error) {
     if (!(error instanceof ProblemError)) throw error
+    let voidPending = false
     if (answer.status === 'authorized' || answer.status === 'requires_action') {
-      await voidAtProcessor(provider, payment.id, answer.provider_ref).catch(processorUnavailable)
+      try {
+        await voidAtProcessor(provider, payment.id, answer.provider_ref)
+      } catch (failure) {
+        // Answering 503 would leave the checkout to the recovery job, which has no IP to check the
+        // limit with and would place the order: the refusal stands, the void job takes the void.
+        if (!(failure instanceof PaymentProviderUnavailable)) throw failure
+        voidPending = true
+      }
     }
     return {
       problem: error,
+      voidPending,
       answer: {
         status: 'declined',
         provider_ref: answer.provider_ref,
-        decline_code: 'card_velocity_exceeded',
+        decline_code: VELOCITY_DECLINE,
         message: 'This card failed too often in the last hour',
         card_fingerprint: fingerprint,
       },

@@ -28,6 +28,7 @@ import { type AuthorizeResult, type PaymentProvider, PaymentProviderUnavailable 
 import { refundPayment } from './refunds.ts'
 import { providerOf } from './registry.ts'
 import type { PaymentStatus } from './tables.ts'
+import { VELOCITY_DECLINE } from './velocity.ts'
 import { type PaymentView, toPaymentView } from './views.ts'
 
 export { type PaymentDeps, paymentDeps } from './common.ts'
@@ -280,8 +281,9 @@ export function voidAtProcessor(
  * run repeated or overtaken changes nothing: a payment canceled here, perhaps before the processor
  * named the charge, has the charge its row names voided under the key every void of it shares; one
  * still authorised or waiting is voided and marked canceled by cancelPayment; one captured (at the
- * processor, outside the app: recordUnplacedCapture) is refunded by refundUnplaced; one that an
- * order holds, or that failed, is not this job's.
+ * processor, outside the app: recordUnplacedCapture) is refunded by refundUnplaced; one refused
+ * here over its card's failure limit has the authorisation its row names voided; one that an order
+ * holds, or that the processor declined, is not this job's.
  */
 export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: string): Promise<void> {
   const payment = await loadPayment(deps.db, paymentId)
@@ -289,6 +291,13 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
   if (payment.status === 'canceled') {
     if (!payment.provider_ref) return
     await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, payment.provider_ref)
+    return
+  }
+  if (payment.status === 'failed') {
+    // Declined by the processor, it holds nothing; declined here over the card's failure limit, the
+    // processor had authorised it.
+    if (payment.failure_code === VELOCITY_DECLINE && payment.provider_ref)
+      await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, payment.provider_ref)
     return
   }
   if (UNPLACED_VOIDABLE.includes(payment.status)) await cancelPayment(deps, paymentId, actor)

@@ -11,6 +11,11 @@ import { problem } from '../../platform/http/errors.ts'
 import type { Kv } from '../../platform/kv/index.ts'
 
 const WINDOW_MS = 60 * 60_000
+/**
+ * The decline code of a payment refused here, after the processor authorised it, because its card
+ * failed too often: unlike the processor's own declines it holds money until voided.
+ */
+export const VELOCITY_DECLINE = 'card_velocity_exceeded'
 const CART_LOCK_MS = 15 * 60_000
 /** Counters outlive their window a little so a read at the boundary still finds them. */
 const COUNTER_TTL_MS = WINDOW_MS + 60_000
