@@ -5,6 +5,7 @@
  * a 3-D Secure step, and the recovery job finishing a checkout its request abandoned.
  */
 import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { inventoryContext } from '../src/modules/inventory/context.ts'
@@ -15,7 +16,7 @@ import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
 import { type AuthorizeInput, PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
-import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
+import { applyWebhook, paymentDeps, voidUnplaced } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
@@ -1427,14 +1428,17 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       return kinds.includes('cancel') && payment.status === 'canceled' ? true : undefined
     }, 15_000)
   /** The test gateway out of reach for its next `count` voids. */
-  function voidsFail(count: number) {
+  function voidsFail(
+    count: number,
+    failure = () => new PaymentProviderUnavailable('Test gateway: simulated network error'),
+  ) {
     const gateway = commerceDeps(node.runtime).providers.get('test')!
     const cancel = gateway.cancel.bind(gateway)
     const state = { refused: 0 }
     gateway.cancel = async (input) => {
       if (state.refused < count) {
         state.refused++
-        throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+        throw failure()
       }
       return cancel(input)
     }
@@ -1515,16 +1519,16 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
     expect(kinds).toEqual(['authorize', 'cancel'])
   })
 
-  it('reopens at once a cart whose stock went, and voids its authorisation from a job', async () => {
+  /**
+   * A cart of the last unit of a shirt whose stock goes while the processor authorises: the hold
+   * lapses and another shopper takes the unit. Returns the cart and how to put the gateway back.
+   */
+  async function stockGoesWhileAuthorizing(email: string) {
     const only = await createTestStore(node.app, { reuse: store, stock: 1 })
     const created = await node.app.inject({
       method: 'POST',
       url: '/store/carts',
-      payload: {
-        region_id: store.euRegion,
-        email: 'late-and-down@example.com',
-        lines: [{ variant_id: only.shirt, quantity: 1 }],
-      },
+      payload: { region_id: store.euRegion, email, lines: [{ variant_id: only.shirt, quantity: 1 }] },
     })
     const cartId = created.json().id as string
     await node.app.inject({
@@ -1532,12 +1536,10 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       url: `/store/carts/${cartId}`,
       payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
     })
-    const outage = voidsFail(1)
     const gateway = commerceDeps(node.runtime).providers.get('test')!
     const authorize = gateway.authorize.bind(gateway)
     gateway.authorize = async (input: AuthorizeInput) => {
       const answer = await authorize(input)
-      // The hold lapses and another shopper takes the last unit.
       await db()
         .updateTable('inventory_reservations')
         .set({ expires_at: new Date(Date.now() - 1000) })
@@ -1547,12 +1549,22 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       const ctx = inventoryContext(node.runtime, 'test:other')
       await reserveNow(
         db(),
-        { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
+        {
+          lines: [{ variant_id: only.shirt, quantity: 1 }],
+          reference: `cart_other_${cartId}`,
+          country: 'DE',
+        },
         ctx,
       )
       await ctx.publish()
       return answer
     }
+    return { cartId, restore: () => (gateway.authorize = authorize) }
+  }
+
+  it('reopens at once a cart whose stock went, and voids its authorisation from a job', async () => {
+    const { cartId, restore } = await stockGoesWhileAuthorizing('late-and-down@example.com')
+    const outage = voidsFail(1)
     try {
       const res = await complete(cartId)
       expect(res.statusCode, res.body).toBe(409)
@@ -1561,13 +1573,37 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
       await voided(cartId)
     } finally {
-      gateway.authorize = authorize
+      restore()
       outage.restore()
     }
     expect(outage.state.refused).toBe(1)
     const { payment, kinds } = await operationsOf(cartId)
     expect(payment).toMatchObject({ status: 'canceled', order_id: null })
     expect(kinds).toEqual(['authorize', 'cancel'])
+  })
+
+  it('queues the void with the give-up, for a node that dies before it voids', async () => {
+    const { cartId, restore } = await stockGoesWhileAuthorizing('late-and-gone@example.com')
+    // Not an outage the checkout recognises: as if the node had died after the give-up committed.
+    const outage = voidsFail(1, () => new Error('the node died'))
+    try {
+      const res = await complete(cartId)
+      expect(res.statusCode, res.body).toBe(409)
+    } finally {
+      restore()
+      outage.restore()
+    }
+    const { payment } = await operationsOf(cartId)
+    expect(payment).toMatchObject({ status: 'authorized', order_id: null })
+    const queued = await sql<{ n: number }>`
+      select count(*)::int as n from pgboss.job
+      where name = 'payments.void' and data ->> 'payment_id' = ${payment.id}`.execute(db())
+    expect(queued.rows[0]?.n).toBe(1)
+    // What that job does when it comes due.
+    await voidUnplaced(paymentDeps(node.runtime), payment.id, 'system:payment-voids')
+    const after = await operationsOf(cartId)
+    expect(after.payment).toMatchObject({ status: 'canceled', order_id: null })
+    expect(after.kinds).toEqual(['authorize', 'cancel'])
   })
 
   it('refunds from a job a charge captured outside the app that its given-up checkout could not refund', async () => {

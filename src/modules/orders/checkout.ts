@@ -35,7 +35,7 @@ import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
-import { voidLater } from '../payments/jobs.ts'
+import { VOID_PAYMENT_JOB, voidLater } from '../payments/jobs.ts'
 import type { AuthorizeResult, PaymentProvider } from '../payments/provider.ts'
 import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
@@ -688,20 +688,34 @@ async function giveUpAuthorized(
     const current = await lockCart(trx, cart.id)
     if (current.status !== 'completing' || current.payment_id !== payment.id) return false
     if (answer.status === 'authorized') await recordAuthorization(trx, payment.id, answer)
+    else if (answer.status === 'captured') await recordUnplacedCapture(trx, deps.outbox, payment.id, answer)
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
     await reopen(trx, cart.id)
+    // Once the cart is open again the recovery job no longer sees this payment: the void job,
+    // committed with the give-up, is what gives the money back if this node dies before the void
+    // below. It runs after that void has normally been made, and repeats it under its key.
+    await deps.runtime.jobs.enqueue(
+      trx,
+      VOID_PAYMENT_JOB,
+      { payment_id: payment.id },
+      { startAfter: GIVE_BACK_BACKSTOP_SECONDS },
+    )
     return true
   })
   await ctx.publish()
   if (!gaveUp) return
-  if (answer.status === 'captured') return giveBack(deps, payment, answer, actor)
   try {
-    await cancelPayment(deps, payment.id, actor)
+    if (answer.status === 'captured') await refundUnplaced(deps, payment.id, actor)
+    else await cancelPayment(deps, payment.id, actor)
   } catch (error) {
     if (!outOfReach(error)) throw error
+    // Now rather than when the backstop comes due: the shopper's card carries the hold till then.
     await voidLater(deps, deps.runtime.jobs, payment.id)
   }
 }
+
+/** How long the void job queued with a give-up waits before making sure the money went back. */
+const GIVE_BACK_BACKSTOP_SECONDS = 60
 
 /**
  * Gives up a checkout for the recovery job (the shopper left at 3-D Secure, the processor stayed
