@@ -11,6 +11,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import underPressure from '@fastify/under-pressure'
 import { Ajv } from 'ajv'
 import addFormatsModule from 'ajv-formats'
+import { fullFormats } from 'ajv-formats/dist/formats.js'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyContextConfig,
@@ -97,14 +98,34 @@ class RequestLog extends LogController {
   }
 }
 
+const rfc3339 = fullFormats['date-time'] as { validate: (text: string) => boolean }
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z')
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z')
+
+/**
+ * `date-time` input, narrowed to instants between the years 0001 and 9999 in UTC: the text may say
+ * 0001 or 9999 and its offset still carry it to year 0 or 10000, which PostgreSQL refuses (a 500
+ * from the query, where a 400 naming the field is due).
+ */
+function storableDateTimes(ajv: Ajv): Ajv {
+  return ajv.addFormat('date-time', {
+    type: 'string',
+    validate: (text: string) => {
+      if (!rfc3339.validate(text)) return false
+      const at = Date.parse(text)
+      return at >= EARLIEST && at <= LATEST
+    },
+  })
+}
+
 /**
  * Bodies are validated strictly (no type coercion, unknown fields refused); query strings and
  * params arrive as text, so there numbers and booleans are coerced from their string form.
  */
 function validators() {
   const common = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false } as const
-  const body = addFormats(new Ajv({ ...common, coerceTypes: false }))
-  const text = addFormats(new Ajv({ ...common, coerceTypes: 'array' }))
+  const body = storableDateTimes(addFormats(new Ajv({ ...common, coerceTypes: false })))
+  const text = storableDateTimes(addFormats(new Ajv({ ...common, coerceTypes: 'array' })))
   return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
     (httpPart === 'body' ? body : text).compile(schema)
 }

@@ -526,9 +526,16 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
         400,
         'validation_failed',
       )
-      // Valid RFC 3339 that PostgreSQL cannot store (an offset past ±15:59, the year 0000) or that a
-      // JavaScript Date cannot hold (a leap second).
-      for (const starts_at of ['2031-06-01T00:00:00+16:00', '0000-01-01T00:00:00Z', '2016-12-31T23:59:60Z']) {
+      // Valid RFC 3339 that PostgreSQL cannot store (an offset past ±15:59, the year 0000, or an
+      // offset that carries the year to 0 or 10000 in UTC) or that a JavaScript Date cannot hold (a
+      // leap second).
+      for (const starts_at of [
+        '2031-06-01T00:00:00+16:00',
+        '0000-01-01T00:00:00Z',
+        '0001-01-01T00:00:00+01:00',
+        '9999-12-31T23:00:00-05:00',
+        '2016-12-31T23:59:60Z',
+      ]) {
         const refused = expectProblem(
           await admin('POST', '/admin/price-lists', { name: 'Bad', starts_at }),
           400,
