@@ -28,22 +28,37 @@ export function jsonBodyError(value: unknown): FieldError | undefined {
 
 /** The first part of a parsed JSON document that breaks the rules above, or undefined. */
 export function jsonDocumentFault(value: unknown, segments: string[] = []): DocumentFault | undefined {
-  if (typeof value === 'string') return textFault(value, segments)
+  const fault = faultIn(value, segments.length)
+  return fault && { ...fault, segments: [...segments, ...fault.segments] }
+}
+
+/**
+ * The walk behind jsonDocumentFault. It runs over every node of every body and of every imported
+ * document, so the path is built only on the way back from a fault, not copied at every step.
+ */
+function faultIn(value: unknown, depth: number): DocumentFault | undefined {
+  if (typeof value === 'string') return textFault(value, [])
   if (value === null || typeof value !== 'object') return undefined
-  if (segments.length >= MAX_JSON_DEPTH)
-    return { segments, message: `is nested more than ${MAX_JSON_DEPTH} levels deep` }
+  if (depth >= MAX_JSON_DEPTH)
+    return { segments: [], message: `is nested more than ${MAX_JSON_DEPTH} levels deep` }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = jsonDocumentFault(value[i], [...segments, String(i)])
-      if (found) return found
+      const found = faultIn(value[i], depth + 1)
+      if (found) {
+        found.segments.unshift(String(i))
+        return found
+      }
     }
     return undefined
   }
   for (const key in value) {
-    const keyFault = textFault(key, segments)
-    if (keyFault) return { segments, message: `has a property name that ${keyFault.message}` }
-    const found = jsonDocumentFault((value as Record<string, unknown>)[key], [...segments, key])
-    if (found) return found
+    const keyFault = textFault(key, [])
+    if (keyFault) return { segments: [], message: `has a property name that ${keyFault.message}` }
+    const found = faultIn((value as Record<string, unknown>)[key], depth + 1)
+    if (found) {
+      found.segments.unshift(key)
+      return found
+    }
   }
   return undefined
 }
