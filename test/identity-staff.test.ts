@@ -897,6 +897,25 @@ describeEachDatabase('staff identity', (kind) => {
       })
     })
 
+    it('records an attempt on a resource id holding U+0000, which PostgreSQL cannot store', async () => {
+      // Found by the bad-input fuzz test: the entry's write failed, so the attempt went unrecorded.
+      const id = requestId()
+      const res = await call('GET', '/admin/customers/a%00b', owner.accessToken, undefined, {
+        'x-request-id': id,
+      })
+      expect(res.statusCode).toBe(400)
+      let entry: Entry | undefined
+      for (let i = 0; i < 60 && !entry; i++) {
+        entry = (await audit({ actor_id: owner.id, limit: '100' })).data.find((e) => e.request_id === id)
+        if (!entry) await sleep(50)
+      }
+      expect(entry).toMatchObject({
+        action: 'GET /admin/customers/:id',
+        resource_id: 'a\ufffdb',
+        status: 400,
+      })
+    })
+
     it('records reads of personal data but not plain catalog reads', async () => {
       const email = uniqueEmail('shopper')
       const signUp = await call('POST', '/store/auth/sign-up', undefined, {

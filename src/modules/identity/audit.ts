@@ -78,7 +78,9 @@ export function registerAuditHook(app: FastifyInstance, db: Kysely<DB>): void {
             actorId: principal.id,
             action: `${request.method} ${route.url}`,
             resourceType: audited ?? resourceOf(route.url),
-            resourceId: params?.id ?? null,
+            // The id is the caller's claim, straight from the path: PostgreSQL refuses U+0000 in
+            // text, and the attempt must be recorded all the same.
+            resourceId: params?.id?.replaceAll('\u0000', '\ufffd') ?? null,
             status: reply.statusCode,
           },
           request,
