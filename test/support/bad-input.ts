@@ -231,6 +231,8 @@ export const DATE_TIMES: Array<[string, string]> = [
   ['year 9999', '9999-12-31T23:59:59.999Z'],
   ['February 30', '2024-02-30T10:00:00Z'],
   ['leap second', '2016-12-31T23:59:60Z'],
+  ['year 1 that is year 0 in UTC', '0001-01-01T00:00:00+01:00'],
+  ['year 9999 that is year 10000 in UTC', '9999-12-31T23:59:59-01:00'],
 ]
 
 export const DATES: Array<[string, string]> = [
