@@ -651,6 +651,48 @@ describeEachDatabase('payments', (kind) => {
       expect(await eventsOf(payment.id, 'payment.canceled')).toHaveLength(1)
     })
 
+    it('refuses a signed event that lacks what its type promises with 400, applying nothing', async () => {
+      const { payment, intent } = await authorized()
+      const succeeded = event('payment_intent.succeeded', { ...intent, amount_received: 2500 })
+      const refund = { id: 're_1', amount: 100, payment_intent: intent.id, status: 'succeeded' }
+      const malformed: Array<[string, object]> = [
+        ['no id', { ...succeeded, id: undefined }],
+        ['null type', { ...succeeded, type: null }],
+        ['no data', { ...succeeded, data: undefined }],
+        ['null object', { ...succeeded, data: { object: null } }],
+        ['array id', { ...succeeded, data: { object: { ...intent, id: [intent.id] } } }],
+        ['negative amount', { ...succeeded, data: { object: { ...intent, amount_received: -1 } } }],
+        ['refund without amount', event('refund.updated', { ...refund, amount: undefined })],
+        ['refund amount 1e21', event('refund.updated', { ...refund, amount: 1e21 })],
+      ]
+      for (const [label, body] of malformed) {
+        const res = await deliver(body)
+        expect(res.statusCode, label).toBe(400)
+        expect(res.headers['content-type'], label).toContain('application/problem+json')
+        expect(res.json().code, label).toBe('invalid_webhook')
+      }
+      // A JSON value that is no event at all, signed.
+      for (const payload of ['null', '[]', '"evt"']) {
+        const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })
+        const res = await ctx.node.app.inject({
+          method: 'POST',
+          url: '/webhooks/stripe',
+          headers: { 'content-type': 'application/json', 'stripe-signature': header },
+          payload,
+        })
+        expect(res.statusCode, payload).toBe(400)
+        expect(res.json().code, payload).toBe('invalid_webhook')
+      }
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({ status: 'authorized' })
+      // Types we do not act on need only an id and a type, whatever else Stripe adds or leaves out.
+      expect(
+        (await deliver({ id: `evt_${randomBytes(8).toString('hex')}`, type: 'customer.created' })).statusCode,
+      ).toBe(200)
+      expect((await deliver(event('customer.updated', { id: 42 }))).statusCode).toBe(200)
+      expect((await deliver(succeeded)).statusCode).toBe(200)
+      expect(await findPayment(ctx.deps.db, payment.id)).toMatchObject({ status: 'captured' })
+    })
+
     it('records a refund made in the Stripe dashboard once; our own refunds are not counted twice', async () => {
       const { payment, intent } = await authorized()
       await capturePayment(ctx.deps, payment.id, { actor: 'staff_1' })

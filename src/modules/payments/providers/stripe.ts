@@ -23,6 +23,7 @@ import {
   type RefundReport,
   type WebhookUpdate,
 } from '../provider.ts'
+import { assertEventShape } from './stripe-events.ts'
 
 export interface StripeProviderOptions {
   secretKey: string
@@ -290,6 +291,7 @@ export class StripeProvider implements PaymentProvider {
         cause: error,
       })
     }
+    assertEventShape(event)
     return webhookUpdateOf(event)
   }
 }
