@@ -1382,6 +1382,59 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(report.settled).toBeGreaterThanOrEqual(1)
       expect(report.failed).toBe(0)
     })
+
+    it('counts a checkout whose stock went but whose give-up could not be written as failed, then gives it up', async () => {
+      const { cartId, restore } = await stockGoesWhileAuthorizing(node, store, 'give-up-refused@example.com')
+      const stopped = await node.app.inject({
+        method: 'POST',
+        url: `/store/carts/${cartId}/complete`,
+        headers: { 'idempotency-key': randomUUID() },
+        payload: { payment: { provider: 'test', payment_method: 'pm_card_networkError' } },
+      })
+      expect(stopped.statusCode, stopped.body).toBe(503)
+      await db()
+        .updateTable('payments')
+        .set({ payment_method: 'pm_card_visa' })
+        .where('cart_id', '=', cartId)
+        .execute()
+      await db().updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cartId).execute()
+      // The database refuses to reopen this cart: the give-up's transaction fails.
+      const trigger = `refuse_reopen_${randomUUID().slice(0, 8)}`
+      await sql
+        .raw(`create function ${trigger}() returns trigger language plpgsql as $$
+          begin
+            if old.id = '${cartId}' and new.status = 'active' then
+              raise exception 'refused by the test';
+            end if;
+            return new;
+          end $$`)
+        .execute(db())
+      await sql
+        .raw(`create trigger ${trigger} before update on carts for each row execute function ${trigger}()`)
+        .execute(db())
+      let report: Awaited<ReturnType<typeof recoverCheckouts>>
+      try {
+        report = await recoverCheckouts(commerceDeps(node.runtime))
+      } finally {
+        await sql.raw(`drop trigger ${trigger} on carts`).execute(db())
+        await sql.raw(`drop function ${trigger}()`).execute(db())
+        restore()
+      }
+      expect(report).toMatchObject({ settled: 0, failed: 1 })
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('completing')
+
+      // The next pass, once the lease has run out, gives it up: the cart open, the payment voided.
+      await db().updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cartId).execute()
+      const again = await recoverCheckouts(commerceDeps(node.runtime))
+      expect(again).toMatchObject({ settled: 1, failed: 0 })
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      const payment = await db()
+        .selectFrom('payments')
+        .select(['status', 'order_id'])
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(payment).toMatchObject({ status: 'canceled', order_id: null })
+    })
   })
 })
 
@@ -1519,51 +1572,8 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
     expect(kinds).toEqual(['authorize', 'cancel'])
   })
 
-  /**
-   * A cart of the last unit of a shirt whose stock goes while the processor authorises: the hold
-   * lapses and another shopper takes the unit. Returns the cart and how to put the gateway back.
-   */
-  async function stockGoesWhileAuthorizing(email: string) {
-    const only = await createTestStore(node.app, { reuse: store, stock: 1 })
-    const created = await node.app.inject({
-      method: 'POST',
-      url: '/store/carts',
-      payload: { region_id: store.euRegion, email, lines: [{ variant_id: only.shirt, quantity: 1 }] },
-    })
-    const cartId = created.json().id as string
-    await node.app.inject({
-      method: 'PATCH',
-      url: `/store/carts/${cartId}`,
-      payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
-    })
-    const gateway = commerceDeps(node.runtime).providers.get('test')!
-    const authorize = gateway.authorize.bind(gateway)
-    gateway.authorize = async (input: AuthorizeInput) => {
-      const answer = await authorize(input)
-      await db()
-        .updateTable('inventory_reservations')
-        .set({ expires_at: new Date(Date.now() - 1000) })
-        .where('reference', '=', cartId)
-        .execute()
-      await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
-      const ctx = inventoryContext(node.runtime, 'test:other')
-      await reserveNow(
-        db(),
-        {
-          lines: [{ variant_id: only.shirt, quantity: 1 }],
-          reference: `cart_other_${cartId}`,
-          country: 'DE',
-        },
-        ctx,
-      )
-      await ctx.publish()
-      return answer
-    }
-    return { cartId, restore: () => (gateway.authorize = authorize) }
-  }
-
   it('reopens at once a cart whose stock went, and voids its authorisation from a job', async () => {
-    const { cartId, restore } = await stockGoesWhileAuthorizing('late-and-down@example.com')
+    const { cartId, restore } = await stockGoesWhileAuthorizing(node, store, 'late-and-down@example.com')
     const outage = voidsFail(1)
     try {
       const res = await complete(cartId)
@@ -1583,7 +1593,7 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
   })
 
   it('queues the void with the give-up, for a node that dies before it voids', async () => {
-    const { cartId, restore } = await stockGoesWhileAuthorizing('late-and-gone@example.com')
+    const { cartId, restore } = await stockGoesWhileAuthorizing(node, store, 'late-and-gone@example.com')
     // Not an outage the checkout recognises: as if the node had died after the give-up committed.
     const outage = voidsFail(1, () => new Error('the node died'))
     try {
@@ -1737,3 +1747,47 @@ describe('manual payments as configured', () => {
     }
   })
 })
+
+/**
+ * A cart of the last unit of a shirt whose stock goes while the processor authorises: the hold
+ * lapses and another shopper takes the unit. Returns the cart and how to put the gateway back.
+ */
+async function stockGoesWhileAuthorizing(node: TestNode, store: TestStore, email: string) {
+  const db = () => node.runtime.database.db
+  const only = await createTestStore(node.app, { reuse: store, stock: 1 })
+  const created = await node.app.inject({
+    method: 'POST',
+    url: '/store/carts',
+    payload: { region_id: store.euRegion, email, lines: [{ variant_id: only.shirt, quantity: 1 }] },
+  })
+  const cartId = created.json().id as string
+  await node.app.inject({
+    method: 'PATCH',
+    url: `/store/carts/${cartId}`,
+    payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
+  })
+  const gateway = commerceDeps(node.runtime).providers.get('test')!
+  const authorize = gateway.authorize.bind(gateway)
+  gateway.authorize = async (input: AuthorizeInput) => {
+    const answer = await authorize(input)
+    await db()
+      .updateTable('inventory_reservations')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('reference', '=', cartId)
+      .execute()
+    await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
+    const ctx = inventoryContext(node.runtime, 'test:other')
+    await reserveNow(
+      db(),
+      {
+        lines: [{ variant_id: only.shirt, quantity: 1 }],
+        reference: `cart_other_${cartId}`,
+        country: 'DE',
+      },
+      ctx,
+    )
+    await ctx.publish()
+    return answer
+  }
+  return { cartId, restore: () => (gateway.authorize = authorize) }
+}

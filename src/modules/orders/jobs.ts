@@ -41,6 +41,20 @@ export interface RecoveryReport {
 const SETTLED_OUTCOMES = ['payment_required', 'insufficient_stock', 'checkout_in_progress']
 
 /**
+ * True while the cart still waits on the payment the job found it with. A checkout that lost its
+ * stock answers insufficient_stock even when its give-up could not be written (the database failed
+ * it): that checkout is not settled, and the next pass gives it up again.
+ */
+async function stillCompleting(deps: CommerceDeps, cart: CartRow): Promise<boolean> {
+  const current = await deps.db
+    .selectFrom('carts')
+    .select(['status', 'payment_id'])
+    .where('id', '=', cart.id)
+    .executeTakeFirst()
+  return current?.status === 'completing' && current.payment_id === cart.payment_id
+}
+
+/**
  * One pass of recovery. Each checkout is taken with the same lease a request takes, so the job and
  * a shopper's retry never work on one cart at once.
  */
@@ -82,7 +96,11 @@ export async function recoverCheckouts(
         report.resumed++
       }
     } catch (error) {
-      if (error instanceof ProblemError && SETTLED_OUTCOMES.includes(error.code)) {
+      if (
+        error instanceof ProblemError &&
+        SETTLED_OUTCOMES.includes(error.code) &&
+        !(error.code === 'insufficient_stock' && (await stillCompleting(deps, cart).catch(() => true)))
+      ) {
         report.settled++
         continue
       }
