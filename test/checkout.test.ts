@@ -714,33 +714,10 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     }
 
     it('voids a first authorisation at the processor when the stock went while it was asked for', async () => {
-      const only = await createTestStore(node.app, { reuse: store, stock: 1 })
-      const cartId = (
-        await call('POST', '/store/carts', {
-          region_id: store.euRegion,
-          email: 'late@example.com',
-          lines: [{ variant_id: only.shirt, quantity: 1 }],
-        })
-      ).json().id
-      await call('PATCH', `/store/carts/${cartId}`, {
-        shipping_address: berlin,
-        shipping_option_id: store.euShipping,
-      })
+      const { cartId, variantId } = await lastUnitCart(node, store, 'late@example.com')
       const res = await completeWhileAuthorizing(cartId, async () => {
         // The hold lapses and another shopper takes the last unit.
-        await db()
-          .updateTable('inventory_reservations')
-          .set({ expires_at: new Date(Date.now() - 1000) })
-          .where('reference', '=', cartId)
-          .execute()
-        await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
-        const ctx = inventoryContext(node.runtime, 'test:other')
-        await reserveNow(
-          db(),
-          { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
-          ctx,
-        )
-        await ctx.publish()
+        await takeLastUnit(node, cartId, variantId)
       })
       expect(res.statusCode, res.body).toBe(409)
       expect(res.json().code).toBe('insufficient_stock')
@@ -795,32 +772,9 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     }
 
     it('refunds a charge captured outside the app when its checkout gives up for the stock', async () => {
-      const only = await createTestStore(node.app, { reuse: store, stock: 1 })
-      const cartId = (
-        await call('POST', '/store/carts', {
-          region_id: store.euRegion,
-          email: 'captured-late@example.com',
-          lines: [{ variant_id: only.shirt, quantity: 1 }],
-        })
-      ).json().id
-      await call('PATCH', `/store/carts/${cartId}`, {
-        shipping_address: berlin,
-        shipping_option_id: store.euShipping,
-      })
+      const { cartId, variantId } = await lastUnitCart(node, store, 'captured-late@example.com')
       const res = await completeCapturedElsewhere(cartId, async () => {
-        await db()
-          .updateTable('inventory_reservations')
-          .set({ expires_at: new Date(Date.now() - 1000) })
-          .where('reference', '=', cartId)
-          .execute()
-        await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
-        const ctx = inventoryContext(node.runtime, 'test:other')
-        await reserveNow(
-          db(),
-          { lines: [{ variant_id: only.shirt, quantity: 1 }], reference: 'cart_other', country: 'DE' },
-          ctx,
-        )
-        await ctx.publish()
+        await takeLastUnit(node, cartId, variantId)
       })
       expect(res.statusCode, res.body).toBe(409)
       expect(res.json().code).toBe('insufficient_stock')
@@ -1753,7 +1707,19 @@ describe('manual payments as configured', () => {
  * lapses and another shopper takes the unit. Returns the cart and how to put the gateway back.
  */
 async function stockGoesWhileAuthorizing(node: TestNode, store: TestStore, email: string) {
-  const db = () => node.runtime.database.db
+  const { cartId, variantId } = await lastUnitCart(node, store, email)
+  const gateway = commerceDeps(node.runtime).providers.get('test')!
+  const authorize = gateway.authorize.bind(gateway)
+  gateway.authorize = async (input: AuthorizeInput) => {
+    const answer = await authorize(input)
+    await takeLastUnit(node, cartId, variantId)
+    return answer
+  }
+  return { cartId, restore: () => (gateway.authorize = authorize) }
+}
+
+/** A cart, ready to check out, of the last unit of a shirt. */
+async function lastUnitCart(node: TestNode, store: TestStore, email: string) {
   const only = await createTestStore(node.app, { reuse: store, stock: 1 })
   const created = await node.app.inject({
     method: 'POST',
@@ -1766,28 +1732,23 @@ async function stockGoesWhileAuthorizing(node: TestNode, store: TestStore, email
     url: `/store/carts/${cartId}`,
     payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
   })
-  const gateway = commerceDeps(node.runtime).providers.get('test')!
-  const authorize = gateway.authorize.bind(gateway)
-  gateway.authorize = async (input: AuthorizeInput) => {
-    const answer = await authorize(input)
-    await db()
-      .updateTable('inventory_reservations')
-      .set({ expires_at: new Date(Date.now() - 1000) })
-      .where('reference', '=', cartId)
-      .execute()
-    await expireReservations(db(), inventoryContext(node.runtime, 'test:expire'))
-    const ctx = inventoryContext(node.runtime, 'test:other')
-    await reserveNow(
-      db(),
-      {
-        lines: [{ variant_id: only.shirt, quantity: 1 }],
-        reference: `cart_other_${cartId}`,
-        country: 'DE',
-      },
-      ctx,
-    )
-    await ctx.publish()
-    return answer
-  }
-  return { cartId, restore: () => (gateway.authorize = authorize) }
+  return { cartId, variantId: only.shirt }
+}
+
+/** The cart's hold lapses and another shopper takes the unit. */
+async function takeLastUnit(node: TestNode, cartId: string, variantId: string) {
+  const db = node.runtime.database.db
+  await db
+    .updateTable('inventory_reservations')
+    .set({ expires_at: new Date(Date.now() - 1000) })
+    .where('reference', '=', cartId)
+    .execute()
+  await expireReservations(db, inventoryContext(node.runtime, 'test:expire'))
+  const ctx = inventoryContext(node.runtime, 'test:other')
+  await reserveNow(
+    db,
+    { lines: [{ variant_id: variantId, quantity: 1 }], reference: `cart_other_${cartId}`, country: 'DE' },
+    ctx,
+  )
+  await ctx.publish()
 }
