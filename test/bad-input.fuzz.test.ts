@@ -54,7 +54,7 @@ import {
 } from './support/bad-input-store.ts'
 import { DATABASE_KINDS, describeEachDatabase } from './support/database.ts'
 import { bearer } from './support/staff.ts'
-import { type StripeServer, startStripeServer } from './support/stripe-server.ts'
+import { type StripeServer, startStripeServer, stripeEvent } from './support/stripe-server.ts'
 
 const WEBHOOK_SECRET = 'whsec_fuzz_0123456789abcdef'
 const SEED = Number(process.env.FUZZ_SEED ?? 20_240_607)
@@ -444,18 +444,7 @@ describeEachDatabase('bad input on every route', (kind) => {
   /** Stripe events, signed with the webhook secret so that they get past the signature check. */
   function* webhookProbes(op: Operation): Generator<Probe> {
     const intent = stripe.intent(fx.stripeIntent)!
-    const event = (type: string, object: Value) => () =>
-      ({
-        id: `evt_${randomUUID().replaceAll('-', '')}`,
-        object: 'event',
-        api_version: '2026-10-28.endive',
-        created: Math.floor(Date.now() / 1000),
-        livemode: false,
-        pending_webhooks: 1,
-        request: { id: null, idempotency_key: null },
-        type,
-        data: { object },
-      }) as Value
+    const event = (type: string, object: Value) => () => stripeEvent(type, object) as Value
     const refund = {
       id: `re_${randomUUID().replaceAll('-', '')}`,
       object: 'refund',

@@ -37,7 +37,7 @@ import { createKv, type Kv } from '../src/platform/kv/index.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase, describePostgres } from './support/database.ts'
 import { waitForLockWaits } from './support/locks.ts'
-import { type StripeServer, startStripeServer } from './support/stripe-server.ts'
+import { type StripeServer, startStripeServer, stripeEvent } from './support/stripe-server.ts'
 
 const WEBHOOK_SECRET = 'whsec_test_0123456789abcdef'
 const stripeEnv = (server: StripeServer) => ({
@@ -586,17 +586,7 @@ describeEachDatabase('payments', (kind) => {
         payload,
       })
     }
-    const event = (type: string, object: object) => ({
-      id: `evt_${randomBytes(8).toString('hex')}`,
-      object: 'event',
-      api_version: '2026-10-28.endive',
-      created: Math.floor(Date.now() / 1000),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      type,
-      data: { object },
-    })
+    const event = stripeEvent
     const authorized = async () => {
       const created = await newPayment('stripe', 'pm_card_visa', 2500)
       const { payment } = await authorize(created.id)

@@ -137,6 +137,21 @@ function paymentMethodObject(pm: string) {
 }
 
 /** Starts the stand-in on a free local port. */
+/** A Stripe event as its webhooks deliver it, with a fresh id, about `object`. */
+export function stripeEvent(type: string, object: unknown) {
+  return {
+    id: `evt_${randomBytes(12).toString('hex')}`,
+    object: 'event',
+    api_version: '2026-10-28.endive',
+    created: Math.floor(Date.now() / 1000),
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    type,
+    data: { object },
+  }
+}
+
 export async function startStripeServer(): Promise<StripeServer> {
   const intents = new Map<string, StripeIntent>()
   const refunds = new Map<string, Json & { amount: number }>()
