@@ -12,18 +12,21 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { currentLines, lockCustomerLimits } from '../src/modules/carts/carts.ts'
 import { loadCart } from '../src/modules/carts/load.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import type { AuthorizeInput } from '../src/modules/payments/provider.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import type { ProblemError } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
-import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import { createTestStore, lastUnitCart, readyCart, type TestStore, takeLastUnit } from './support/commerce.ts'
 import { createTestDatabase, describePostgres, type TestDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 import { expectLedgerBalanced } from './support/inventory.ts'
+import { waitForLockWaits } from './support/locks.ts'
 
 const visa = { provider: 'test', payment_method: 'pm_card_visa' }
 
@@ -215,6 +218,71 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     expect(Number(count)).toBe(0)
     await expectLedgerBalanced(db())
   }, 180_000)
+
+  it('gives back the authorisation of a checkout that lost its stock while the recovery job reopened its cart', async () => {
+    const node = nodes[0]!
+    const { cartId, variantId } = await lastUnitCart(node, store, 'reopened-meanwhile@example.com')
+    // The payment's row is held while the processor answers, so that placing the order waits on it
+    // holding the cart; the recovery job's reopening then queues behind it on the cart and goes
+    // first once placing fails for the stock, before the checkout's give-up takes the cart.
+    let releasePayment!: () => void
+    const paymentReleased = new Promise<void>((resolve) => (releasePayment = resolve))
+    let holder: Promise<unknown> | undefined
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const authorize = gateway.authorize.bind(gateway)
+    gateway.authorize = async (input: AuthorizeInput) => {
+      const answer = await authorize(input)
+      await takeLastUnit(node, cartId, variantId)
+      let held!: () => void
+      const locked = new Promise<void>((resolve) => (held = resolve))
+      holder = withTransaction(db(), async (trx) => {
+        await sql`select 1 from payments where id = ${input.payment_id} for update`.execute(trx)
+        held()
+        await paymentReleased
+      })
+      await locked
+      return answer
+    }
+    let reopened: Promise<unknown> | undefined
+    try {
+      const answer = complete(node, cartId, randomUUID())
+      await waitForLockWaits(db(), 1)
+      reopened = withTransaction(db(), async (trx) => {
+        await sql`select 1 from carts where id = ${cartId} for update`.execute(trx)
+        // As the recovery job gives up a checkout whose processor has not answered: the payment,
+        // which names no charge yet, is canceled here only, and the cart is open again.
+        await trx.updateTable('payments').set({ status: 'canceled' }).where('cart_id', '=', cartId).execute()
+        await trx
+          .updateTable('carts')
+          .set({ status: 'active', checkout_lease_until: null })
+          .where('id', '=', cartId)
+          .execute()
+      })
+      await waitForLockWaits(db(), 2)
+      releasePayment()
+      const res = await answer
+      expect(res.statusCode, res.body).toBe(409)
+      expect(res.json().code).toBe('insufficient_stock')
+    } finally {
+      releasePayment()
+      gateway.authorize = authorize
+      await holder
+      await reopened
+    }
+    const payment = await db()
+      .selectFrom('payments')
+      .select(['id', 'status', 'order_id'])
+      .where('cart_id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    expect(payment).toMatchObject({ status: 'canceled', order_id: null })
+    // The authorisation the processor gave is voided there, not left to hold the shopper's money.
+    const ops = await db()
+      .selectFrom('test_gateway_operations')
+      .select('kind')
+      .where('idempotency_key', 'like', `${payment.id}:%`)
+      .execute()
+    expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+  })
 
   async function freePort(): Promise<number> {
     const server = createServer()

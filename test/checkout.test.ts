@@ -20,7 +20,15 @@ import { applyWebhook, paymentDeps, voidUnplaced } from '../src/modules/payments
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
-import { adminCall, berlin, createTestStore, readyCart, type TestStore } from './support/commerce.ts'
+import {
+  adminCall,
+  berlin,
+  createTestStore,
+  lastUnitCart,
+  readyCart,
+  type TestStore,
+  takeLastUnit,
+} from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 import { waitForLockWaits } from './support/locks.ts'
@@ -997,9 +1005,10 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           await ctx.publish()
           payment.release()
           const [a, b] = await Promise.all([first, takeOver!])
-          expect(a.statusCode, a.body).toBe(409)
-          expect(a.json().code).toBe('insufficient_stock')
           expect(b.statusCode, b.body).toBe(201)
+          // A finds the order placed on its own payment and answers with it, not with the stock.
+          expect(a.statusCode, a.body).toBe(200)
+          expect(a.json().order.id).toBe(b.json().order.id)
         } finally {
           gateway.authorize = authorize
           gateway.capture = capture
@@ -1261,6 +1270,98 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         .where('charge_id', '=', payment.provider_ref!)
         .execute()
       expect(voided.map((v) => v.kind).sort()).toEqual(['authorize', 'cancel'])
+    })
+
+    it('queues the void of a card refused over its limit in the transaction that records the refusal', async () => {
+      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
+      const card = testCardFingerprint('pm_card_mastercard')
+      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
+        await velocity.recordFailure({
+          ip: `198.51.100.${i}`,
+          cart_id: `cart_elsewhere_${i}`,
+          fingerprint: card,
+        })
+      const cartId = await readyCart(node.app, store, 1)
+      await call('PATCH', `/store/carts/${cartId}`, { email: `refused-${randomUUID()}@example.com` })
+      // The processor is out of reach for the void: the refusal stands and a job must void it.
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const cancel = gateway.cancel.bind(gateway)
+      gateway.cancel = async () => {
+        throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+      }
+      try {
+        const res = await complete(
+          cartId,
+          { provider: 'test', payment_method: 'pm_card_mastercard' },
+          randomUUID(),
+          '192.0.2.78',
+        )
+        expect(res.statusCode, res.body).toBe(429)
+      } finally {
+        gateway.cancel = cancel
+      }
+      // Written by one transaction (this node runs no workers, so the job is as it was queued): a
+      // node that died once the refusal committed still has the void to do.
+      const { rows } = await sql<{ id: string; same: boolean }>`
+        select p.id, p.xmin::text = j.xmin::text as same
+        from payments p join pgboss.job j on j.name = 'payments.void' and j.data ->> 'payment_id' = p.id
+        where p.cart_id = ${cartId}`.execute(db())
+      expect(rows).toHaveLength(1)
+      expect(rows[0]!.same).toBe(true)
+      await voidUnplaced(paymentDeps(node.runtime), rows[0]!.id, 'system:payment-voids')
+      const ops = await db()
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where('idempotency_key', 'like', `${rows[0]!.id}:%`)
+        .execute()
+      expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+    })
+
+    it('places the order of a card over its limit whose charge was captured at the processor', async () => {
+      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
+      const card = testCardFingerprint('pm_card_mastercard')
+      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
+        await velocity.recordFailure({
+          ip: `198.51.100.${i}`,
+          cart_id: `cart_elsewhere_${i}`,
+          fingerprint: card,
+        })
+      const cartId = await readyCart(node.app, store, 1)
+      await call('PATCH', `/store/carts/${cartId}`, { email: `captured-${randomUUID()}@example.com` })
+      // Staff captured the charge in the processor's dashboard before checkout heard the answer.
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      gateway.authorize = async (input: AuthorizeInput) => {
+        const answer = await authorize(input)
+        const { captured_amount } = await gateway.capture({
+          payment_id: input.payment_id,
+          provider_ref: answer.provider_ref!,
+          amount: input.amount,
+          currency: input.currency,
+          idempotency_key: `dashboard:${input.payment_id}`,
+        })
+        const fingerprint = 'card_fingerprint' in answer ? answer.card_fingerprint : null
+        return {
+          status: 'captured',
+          provider_ref: answer.provider_ref!,
+          captured_amount,
+          card_fingerprint: fingerprint,
+        }
+      }
+      let res: Awaited<ReturnType<typeof complete>>
+      try {
+        res = await complete(
+          cartId,
+          { provider: 'test', payment_method: 'pm_card_mastercard' },
+          randomUUID(),
+          '192.0.2.79',
+        )
+      } finally {
+        gateway.authorize = authorize
+      }
+      // Refused, the money would stay taken with no order: the capture is the store's own doing.
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().order).toMatchObject({ status: 'paid', payment_status: 'captured' })
     })
 
     it('gives up a checkout the processor never answered, releasing its stock', async () => {
@@ -1716,39 +1817,4 @@ async function stockGoesWhileAuthorizing(node: TestNode, store: TestStore, email
     return answer
   }
   return { cartId, restore: () => (gateway.authorize = authorize) }
-}
-
-/** A cart, ready to check out, of the last unit of a shirt. */
-async function lastUnitCart(node: TestNode, store: TestStore, email: string) {
-  const only = await createTestStore(node.app, { reuse: store, stock: 1 })
-  const created = await node.app.inject({
-    method: 'POST',
-    url: '/store/carts',
-    payload: { region_id: store.euRegion, email, lines: [{ variant_id: only.shirt, quantity: 1 }] },
-  })
-  const cartId = created.json().id as string
-  await node.app.inject({
-    method: 'PATCH',
-    url: `/store/carts/${cartId}`,
-    payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
-  })
-  return { cartId, variantId: only.shirt }
-}
-
-/** The cart's hold lapses and another shopper takes the unit. */
-async function takeLastUnit(node: TestNode, cartId: string, variantId: string) {
-  const db = node.runtime.database.db
-  await db
-    .updateTable('inventory_reservations')
-    .set({ expires_at: new Date(Date.now() - 1000) })
-    .where('reference', '=', cartId)
-    .execute()
-  await expireReservations(db, inventoryContext(node.runtime, 'test:expire'))
-  const ctx = inventoryContext(node.runtime, 'test:other')
-  await reserveNow(
-    db,
-    { lines: [{ variant_id: variantId, quantity: 1 }], reference: `cart_other_${cartId}`, country: 'DE' },
-    ctx,
-  )
-  await ctx.publish()
 }

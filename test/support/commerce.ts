@@ -6,7 +6,9 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { expect } from 'vitest'
-import { adminAuth } from './app.ts'
+import { inventoryContext } from '../../src/modules/inventory/context.ts'
+import { expireReservations, reserveNow } from '../../src/modules/inventory/reservations.ts'
+import { adminAuth, type TestNode } from './app.ts'
 
 export interface TestStore {
   euRegion: string
@@ -180,4 +182,39 @@ export function completeCheckout(
     headers: { 'idempotency-key': randomUUID() },
     payload: { payment },
   })
+}
+
+/** A cart, ready to check out, of the last unit of a shirt. */
+export async function lastUnitCart(node: TestNode, store: TestStore, email: string) {
+  const only = await createTestStore(node.app, { reuse: store, stock: 1 })
+  const created = await node.app.inject({
+    method: 'POST',
+    url: '/store/carts',
+    payload: { region_id: store.euRegion, email, lines: [{ variant_id: only.shirt, quantity: 1 }] },
+  })
+  const cartId = created.json().id as string
+  await node.app.inject({
+    method: 'PATCH',
+    url: `/store/carts/${cartId}`,
+    payload: { shipping_address: berlin, shipping_option_id: store.euShipping },
+  })
+  return { cartId, variantId: only.shirt }
+}
+
+/** The cart's hold lapses and another shopper takes the unit. */
+export async function takeLastUnit(node: TestNode, cartId: string, variantId: string) {
+  const db = node.runtime.database.db
+  await db
+    .updateTable('inventory_reservations')
+    .set({ expires_at: new Date(Date.now() - 1000) })
+    .where('reference', '=', cartId)
+    .execute()
+  await expireReservations(db, inventoryContext(node.runtime, 'test:expire'))
+  const ctx = inventoryContext(node.runtime, 'test:other')
+  await reserveNow(
+    db,
+    { lines: [{ variant_id: variantId, quantity: 1 }], reference: `cart_other_${cartId}`, country: 'DE' },
+    ctx,
+  )
+  await ctx.publish()
 }

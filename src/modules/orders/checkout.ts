@@ -263,6 +263,9 @@ export async function finish(
   }
   failpoint('checkout.after_authorize')
   const blocked = await cardOverLimit(provider, payment, cart, answer, options)
+  // What the processor still holds for this payment, should it get no order: the authorisation a
+  // refusal over the card's limit could not void yet, or the answer itself.
+  const held = blocked && !blocked.voidPending ? blocked.answer : answer
   if (blocked) answer = blocked.answer
 
   const ctx = inventoryContext(deps, actor)
@@ -273,17 +276,23 @@ export async function finish(
       : await prepareTaxSale(deps, cart)
   let outcome: Placed
   try {
-    outcome = await withTransaction(deps.db, (trx) =>
-      place(deps, trx, cart.id, payment.id, answer, actor, ctx, sale),
-    )
+    outcome = await withTransaction(deps.db, async (trx) => {
+      const placed = await place(deps, trx, cart.id, payment.id, answer, actor, ctx, sale)
+      // Queued with the refusal, so that a node dying after it commits still voids the hold.
+      if (placed.type === 'declined' && blocked?.voidPending)
+        await deps.runtime.jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: payment.id })
+      return placed
+    })
   } catch (error) {
     // The stock went while the payment was pending and cannot be reserved again: give up cleanly.
     if (error instanceof ProblemError && error.code === 'insufficient_stock') {
-      await giveUpAuthorized(deps, cart, payment, answer, actor).catch((failure: unknown) =>
+      const order = await giveUpAuthorized(deps, cart, payment, answer, actor).catch((failure: unknown) => {
         // Still completing (the database failed us), the recovery job resumes it; reopened, the
         // void was refused: either way the shopper learns of the stock now.
-        deps.runtime.logger.warn({ err: failure, cartId: cart.id }, 'could not give up the checkout yet'),
-      )
+        deps.runtime.logger.warn({ err: failure, cartId: cart.id }, 'could not give up the checkout yet')
+        return undefined
+      })
+      if (order) return { type: 'order', created: false, order }
     }
     throw error
   }
@@ -291,15 +300,7 @@ export async function finish(
   failpoint('checkout.after_place')
 
   if (outcome.type === 'declined') {
-    if (blocked) {
-      // Recorded as declined first, so that the void job finds the payment refused here.
-      if (blocked.voidPending)
-        await voidLater(deps, deps.runtime.jobs, payment.id, blocked.answer.provider_ref ?? undefined).catch(
-          (failure: unknown) =>
-            deps.runtime.logger.warn({ err: failure, paymentId: payment.id }, 'could not queue the void'),
-        )
-      throw blocked.problem
-    }
+    if (blocked) throw blocked.problem
     if (options.velocity && options.ip) {
       await options.velocity.recordFailure({
         ip: options.ip,
@@ -315,7 +316,7 @@ export async function finish(
     // The checkout was given up (or the cart moved on) while the processor answered: this payment
     // gets no order, so what the answer holds goes back. Its row was canceled by whoever gave the
     // checkout up, perhaps before the processor named the charge: given back here by its name.
-    await giveBack(deps, payment, answer, actor)
+    await giveBack(deps, payment, held, actor)
     if (outcome.order) return { type: 'order', created: false, order: outcome.order }
     throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
       headers: { 'retry-after': '1' },
@@ -324,7 +325,7 @@ export async function finish(
   if (outcome.type === 'voided') {
     // A webhook's cancel voided it at the processor already; our own give-up may have marked it
     // canceled before the processor named the charge, so the charge is given back here by its name.
-    await giveBack(deps, payment, answer, actor)
+    await giveBack(deps, payment, held, actor)
     throw problem(
       'payment_required',
       'The payment was canceled before the order was placed; the cart is open again',
@@ -353,7 +354,10 @@ async function cardOverLimit(
   options: FinishOptions,
 ): Promise<{ answer: AuthorizeResult; problem: ProblemError; voidPending: boolean } | undefined> {
   const fingerprint = 'card_fingerprint' in answer ? answer.card_fingerprint : null
-  if (!options.velocity || !options.ip || !fingerprint || answer.status === 'declined') return undefined
+  // A captured answer is money staff took at the processor (checkout only authorises): refusing it
+  // would leave the money without an order, and card testers cannot capture.
+  if (!options.velocity || !options.ip || !fingerprint) return undefined
+  if (answer.status === 'declined' || answer.status === 'captured') return undefined
   try {
     await options.velocity.check({
       ip: options.ip,
@@ -675,6 +679,10 @@ async function capturePlaced(
  * voids it at the processor rather than only here. An answer that says captured (a capture made
  * in the processor's dashboard) is refunded instead. A processor out of reach gets the void or the
  * refund later from the void job; the shopper, told the stock went, has the cart back now.
+ *
+ * Returns the order a take-over placed on this payment. A cart that moved on otherwise (the
+ * recovery job gave the checkout up, perhaps before the processor named the charge, or the
+ * shopper paid with another payment) gets nothing from this answer, which is given back.
  */
 async function giveUpAuthorized(
   deps: CommerceDeps,
@@ -682,10 +690,12 @@ async function giveUpAuthorized(
   payment: PaymentView,
   answer: AuthorizeResult,
   actor: string,
-): Promise<void> {
+): Promise<OrderView | undefined> {
   const ctx = inventoryContext(deps, actor)
   const gaveUp = await withTransaction(deps.db, async (trx) => {
     const current = await lockCart(trx, cart.id)
+    if (current.status === 'completed' && current.payment_id === payment.id)
+      return { order: await findOrderOfCart(trx, cart.id) }
     if (current.status !== 'completing' || current.payment_id !== payment.id) return false
     if (answer.status === 'authorized') await recordAuthorization(trx, payment.id, answer)
     else if (answer.status === 'captured') await recordUnplacedCapture(trx, deps.outbox, payment.id, answer)
@@ -703,7 +713,11 @@ async function giveUpAuthorized(
     return true
   })
   await ctx.publish()
-  if (!gaveUp) return
+  if (typeof gaveUp === 'object') return gaveUp.order
+  if (!gaveUp) {
+    await giveBack(deps, payment, answer, actor)
+    return undefined
+  }
   try {
     if (answer.status === 'captured') await refundUnplaced(deps, payment.id, actor)
     else await cancelPayment(deps, payment.id, actor)
