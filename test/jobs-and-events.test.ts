@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import type { DomainEvent } from '../src/platform/events/nats-publisher.ts'
 import { PUBLISH_EVENT_JOB } from '../src/platform/events/outbox.ts'
+import { UnretryableJobError } from '../src/platform/jobs/jobs.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
@@ -20,6 +21,7 @@ describeEachDatabase('jobs and events', (kind) => {
   let node: TestNode
   const delivered: DomainEvent[] = []
   const flaky = { failing: true, runs: 0, succeeded: 0 }
+  const deadEnd = { runs: 0 }
 
   beforeAll(async () => {
     node = await startTestNode(kind, {
@@ -37,6 +39,14 @@ describeEachDatabase('jobs and events', (kind) => {
             flaky.succeeded++
           },
           { retryLimit: 1 },
+        )
+        runtime.jobs.define<{ n: number }>(
+          'test.dead-end',
+          async () => {
+            deadEnd.runs++
+            throw new UnretryableJobError('refused for good')
+          },
+          { retryLimit: 5 },
         )
       },
     })
@@ -151,6 +161,20 @@ describeEachDatabase('jobs and events', (kind) => {
       headers: adminAuth,
     })
     expect(again.statusCode).toBe(404)
+  })
+
+  it('dead-letters at once a job that fails in a way no retry mends', async () => {
+    const { db } = node.runtime.database
+    await withTransaction(db, (trx) => node.runtime.jobs.enqueue(trx, 'test.dead-end', { n: 8 }))
+    type Failed = { queue: string; data: { n: number }; retries: number; error: unknown }
+    const failed = await eventually(async () => {
+      const res = await node.app.inject({ url: '/admin/jobs/failed', headers: adminAuth })
+      return (res.json().data as Failed[]).find((j) => j.queue === 'test.dead-end' && j.data.n === 8)
+    }, 20_000)
+    // None of its five retries was spent.
+    expect(deadEnd.runs).toBe(1)
+    expect(failed.retries).toBe(0)
+    expect(JSON.stringify(failed.error)).toContain('refused for good')
   })
 })
 

@@ -25,6 +25,15 @@ export interface DeadJob {
   failedOn: Date
 }
 
+/**
+ * Thrown by a job handler for a failure no retry can mend (a processor refusing for good): the job
+ * skips the retries it has left and goes to the dead letters at once, where staff see it now
+ * rather than when its backoff runs out days later.
+ */
+export class UnretryableJobError extends Error {
+  override name = 'UnretryableJobError'
+}
+
 export type JobHandler<T> = (data: T, meta: { id: string; retryCount: number }) => Promise<void>
 
 interface Definition {
@@ -101,10 +110,19 @@ export class Jobs {
         {
           localConcurrency: def.concurrency,
           pollingIntervalSeconds: this.#options.pollingIntervalSeconds ?? 2,
+          // Each job's outcome is reported, so that one can skip its retries (UnretryableJobError).
+          perJobResults: true,
         },
         async ([job]) => {
-          if (!job) return
-          await def.handler(job.data, { id: job.id, retryCount: job.retryCount })
+          if (!job) return []
+          try {
+            await def.handler(job.data, { id: job.id, retryCount: job.retryCount })
+          } catch (error) {
+            if (!(error instanceof UnretryableJobError)) throw error
+            this.#options.logger.error({ err: error, job: def.name, jobId: job.id }, 'job dead-lettered')
+            return [{ id: job.id, status: 'deadletter', output: error }]
+          }
+          return [{ id: job.id, status: 'completed' }]
         },
       )
     }
