@@ -14,12 +14,14 @@ import { abandonCheckout } from '../src/modules/orders/checkout.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
+import { VOID_PAYMENT_JOB } from '../src/modules/payments/jobs.ts'
 import { type AuthorizeInput, PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
-import { applyWebhook, paymentDeps, voidUnplaced } from '../src/modules/payments/service.ts'
+import { applyWebhook, createPayment, paymentDeps, voidUnplaced } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
-import { startTestNode, type TestNode } from './support/app.ts'
+import { problem } from '../src/platform/http/errors.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import {
   adminCall,
   berlin,
@@ -1734,6 +1736,80 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
       .where('charge_id', '=', payment.provider_ref!)
       .execute()
     expect(charge.map((o) => o.kind).sort()).toEqual(['authorize', 'capture', 'refund'])
+  })
+
+  /** A payment of a ready cart with no order, charged (and captured) at the test gateway. */
+  async function capturedWithoutOrder() {
+    const cartId = await readyCart(node.app, store, 1)
+    const payment = await withTransaction(db(), (trx) =>
+      createPayment(trx, {
+        cart_id: cartId,
+        provider: 'test',
+        amount: 2500,
+        currency: 'EUR',
+        payment_method: 'pm_card_visa',
+      }),
+    )
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const answer = await gateway.authorize({
+      payment_id: payment.id,
+      amount: 2500,
+      currency: 'EUR',
+      payment_method: 'pm_card_visa',
+      provider_ref: null,
+      email: null,
+      capture: true,
+    })
+    return { payment, gateway, providerRef: answer.provider_ref! }
+  }
+  /** The void job's run for the payment, as staff see it among the failed jobs once it is there. */
+  const deadLettered = (paymentId: string) =>
+    eventually(async () => {
+      const res = await node.app.inject({ url: '/admin/jobs/failed?limit=100', headers: adminAuth })
+      type Failed = { queue: string; data: { payment_id: string }; retries: number; error: unknown }
+      return (res.json().data as Failed[]).find(
+        (j) => j.queue === VOID_PAYMENT_JOB && j.data.payment_id === paymentId,
+      )
+    }, 15_000)
+
+  it('dead-letters at once the void of a charge the processor captured after the checkout was given up', async () => {
+    const { payment, providerRef } = await capturedWithoutOrder()
+    // Canceled here, the charge then captured in the processor's dashboard: no void returns it.
+    await db()
+      .updateTable('payments')
+      .set({ status: 'canceled', provider_ref: providerRef })
+      .where('id', '=', payment.id)
+      .execute()
+    await withTransaction(db(), (trx) =>
+      node.runtime.jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: payment.id }),
+    )
+    const failed = await deadLettered(payment.id)
+    expect(failed.retries).toBe(0)
+    expect(JSON.stringify(failed.error)).toContain('refuses to void')
+  })
+
+  it('dead-letters the refund of a charge captured with no order once the processor has refused it', async () => {
+    const { payment, gateway, providerRef } = await capturedWithoutOrder()
+    await db()
+      .updateTable('payments')
+      .set({ status: 'captured', captured_amount: 2500, provider_ref: providerRef })
+      .where('id', '=', payment.id)
+      .execute()
+    const refund = gateway.refund.bind(gateway)
+    gateway.refund = async () => {
+      throw problem('conflict', 'Test gateway: the refund was refused')
+    }
+    try {
+      await withTransaction(db(), (trx) =>
+        node.runtime.jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: payment.id }),
+      )
+      // The refusal is recorded on the first run; the next sees it and stops retrying.
+      const failed = await deadLettered(payment.id)
+      expect(failed.retries).toBe(1)
+      expect(JSON.stringify(failed.error)).toContain('refused the refund')
+    } finally {
+      gateway.refund = refund
+    }
   })
 })
 

@@ -4,16 +4,18 @@
  * it lapses (about a week for cards), beside the second authorisation their retry makes.
  */
 import { withTransaction } from '../../platform/db/transaction.ts'
-import type { Jobs } from '../../platform/jobs/jobs.ts'
+import { type Jobs, UnretryableJobError } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { now, type PaymentDeps, paymentDeps } from './common.ts'
+import { PaymentGiveBackRefused } from './provider.ts'
 import { voidUnplaced } from './service.ts'
 
 export const VOID_PAYMENT_JOB = 'payments.void'
 const ACTOR = 'system:payment-voids'
 /**
  * Backoff reaches an hour after about ten runs; 180 runs then cover about a week, by when the
- * processor has let the authorisation lapse anyway. A job that runs out is dead-lettered, for staff.
+ * processor has let the authorisation lapse anyway. A job that runs out is dead-lettered, for staff,
+ * and so at once is one the processor refuses for good (PaymentGiveBackRefused).
  */
 const VOID_RETRIES = 180
 
@@ -22,7 +24,12 @@ export function definePaymentJobs(runtime: Runtime): void {
   const deps = paymentDeps(runtime)
   runtime.jobs.define<{ payment_id: string }>(
     VOID_PAYMENT_JOB,
-    ({ payment_id }) => voidUnplaced(deps, payment_id, ACTOR),
+    ({ payment_id }) =>
+      voidUnplaced(deps, payment_id, ACTOR).catch((error: unknown) => {
+        if (error instanceof PaymentGiveBackRefused)
+          throw new UnretryableJobError(error.message, { cause: error })
+        throw error
+      }),
     { retryLimit: VOID_RETRIES },
   )
 }

@@ -118,6 +118,15 @@ export class PaymentProviderUnavailable extends Error {
   override name = 'PaymentProviderUnavailable'
 }
 
+/**
+ * The processor refuses, for good, to give back what a payment with no order holds: a void of a
+ * charge captured there meanwhile, a refund it turned down. Retrying changes nothing; staff must
+ * look the payment up at the processor.
+ */
+export class PaymentGiveBackRefused extends Error {
+  override name = 'PaymentGiveBackRefused'
+}
+
 /** A webhook whose signature or timestamp does not verify. */
 export class PaymentWebhookInvalid extends Error {
   override name = 'PaymentWebhookInvalid'

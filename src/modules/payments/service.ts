@@ -11,7 +11,7 @@ import type { DB } from '../../platform/db/schema.ts'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { withTransaction } from '../../platform/db/transaction.ts'
 import type { Outbox } from '../../platform/events/outbox.ts'
-import { problem } from '../../platform/http/errors.ts'
+import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import {
   CAPTURABLE,
@@ -24,7 +24,12 @@ import {
   providerUnavailable,
   SETTLED,
 } from './common.ts'
-import { type AuthorizeResult, type PaymentProvider, PaymentProviderUnavailable } from './provider.ts'
+import {
+  type AuthorizeResult,
+  PaymentGiveBackRefused,
+  type PaymentProvider,
+  PaymentProviderUnavailable,
+} from './provider.ts'
 import { refundPayment } from './refunds.ts'
 import { providerOf } from './registry.ts'
 import type { PaymentStatus } from './tables.ts'
@@ -288,16 +293,27 @@ export function voidAtProcessor(
 export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: string): Promise<void> {
   const payment = await loadPayment(deps.db, paymentId)
   if (payment.order_id) return
+  // Settled here, these rows change no more: a processor that refuses their void refuses for good
+  // (it captured the charge meanwhile, in its dashboard), and only staff can act on it there.
+  const voidSettled = (providerRef: string) =>
+    voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, providerRef).catch(
+      (error: unknown) => {
+        if (!(error instanceof ProblemError) || error.code === 'payment_provider_unavailable') throw error
+        throw new PaymentGiveBackRefused(
+          `The processor refuses to void charge ${providerRef} of payment ${paymentId}: ${error.message}`,
+          { cause: error },
+        )
+      },
+    )
   if (payment.status === 'canceled') {
-    if (!payment.provider_ref) return
-    await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, payment.provider_ref)
+    if (payment.provider_ref) await voidSettled(payment.provider_ref)
     return
   }
   if (payment.status === 'failed') {
     // Declined by the processor, it holds nothing; declined here over the card's failure limit, the
     // processor had authorised it.
     if (payment.failure_code === VELOCITY_DECLINE && payment.provider_ref)
-      await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, payment.provider_ref)
+      await voidSettled(payment.provider_ref)
     return
   }
   if (UNPLACED_VOIDABLE.includes(payment.status)) await cancelPayment(deps, paymentId, actor)
@@ -348,10 +364,15 @@ export async function refundUnplaced(deps: PaymentDeps, paymentId: string, actor
   // A refund begun under the key is resumed for its own amount (the payment already counts it).
   const earlier = await deps.db
     .selectFrom('payment_refunds')
-    .select('amount')
+    .select(['amount', 'status'])
     .where('payment_id', '=', paymentId)
     .where('idempotency_key', '=', UNPLACED_REFUND_KEY)
     .executeTakeFirst()
+  if (earlier?.status === 'failed') {
+    throw new PaymentGiveBackRefused(
+      `The processor refused the refund of payment ${paymentId}, captured with no order: refund it there`,
+    )
+  }
   const amount = earlier
     ? Number(earlier.amount)
     : Number(payment.captured_amount) - Number(payment.refunded_amount)
