@@ -282,6 +282,11 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
       .where('idempotency_key', 'like', `${payment.id}:%`)
       .execute()
     expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+    // Queued with the give-up's look at the cart, in case the node had died before that void.
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from pgboss.job
+      where name = 'payments.void' and data ->> 'payment_id' = ${payment.id}`.execute(db())
+    expect(rows[0]!.n).toBe(1)
   })
 
   async function freePort(): Promise<number> {

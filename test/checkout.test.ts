@@ -1302,21 +1302,78 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       } finally {
         gateway.cancel = cancel
       }
-      // Written by one transaction (this node runs no workers, so the job is as it was queued): a
-      // node that died once the refusal committed still has the void to do.
+      // One void job was written by the refusal's own transaction (this node runs no workers, so
+      // jobs are as they were queued): a node that died once the refusal committed still has the
+      // void to do. (Another, queued when the void failed, makes it sooner.)
       const { rows } = await sql<{ id: string; same: boolean }>`
         select p.id, p.xmin::text = j.xmin::text as same
         from payments p join pgboss.job j on j.name = 'payments.void' and j.data ->> 'payment_id' = p.id
         where p.cart_id = ${cartId}`.execute(db())
-      expect(rows).toHaveLength(1)
-      expect(rows[0]!.same).toBe(true)
-      await voidUnplaced(paymentDeps(node.runtime), rows[0]!.id, 'system:payment-voids')
+      expect(rows.filter((r) => r.same)).toHaveLength(1)
+      const paymentId = rows[0]!.id
+      await voidUnplaced(paymentDeps(node.runtime), paymentId, 'system:payment-voids')
       const ops = await db()
         .selectFrom('test_gateway_operations')
         .select('kind')
-        .where('idempotency_key', 'like', `${rows[0]!.id}:%`)
+        .where('idempotency_key', 'like', `${paymentId}:%`)
         .execute()
       expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+    })
+
+    it("keeps the authorisation of an order a take-over placed while the card's refusal was on its way", async () => {
+      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
+      const card = testCardFingerprint('pm_card_mastercard')
+      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
+        await velocity.recordFailure({
+          ip: `198.51.100.${i}`,
+          cart_id: `cart_elsewhere_${i}`,
+          fingerprint: card,
+        })
+      const cartId = await readyCart(node.app, store, 1)
+      await call('PATCH', `/store/carts/${cartId}`, { email: `taken-over-${randomUUID()}@example.com` })
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      const capture = gateway.capture.bind(gateway)
+      // The order stays authorised, as it would until its capture: a void would find it.
+      gateway.capture = async () => {
+        throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+      }
+      let calls = 0
+      gateway.authorize = async (input: AuthorizeInput) => {
+        const answer = await authorize(input)
+        if (++calls === 1) {
+          // The processor took its time: the lease ran out and the recovery job, which checks no
+          // client IP, resumed the checkout and placed the order on this same payment.
+          await db()
+            .updateTable('carts')
+            .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+            .where('id', '=', cartId)
+            .execute()
+          await recoverCheckouts(commerceDeps(node.runtime))
+        }
+        return answer
+      }
+      let res: Awaited<ReturnType<typeof complete>>
+      try {
+        res = await complete(
+          cartId,
+          { provider: 'test', payment_method: 'pm_card_mastercard' },
+          randomUUID(),
+          '192.0.2.80',
+        )
+      } finally {
+        gateway.authorize = authorize
+        gateway.capture = capture
+      }
+      expect(res.statusCode, res.body).toBe(200)
+      const order = res.json().order
+      expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
+      const ops = await db()
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where('idempotency_key', 'like', `${order.payment_id}:%`)
+        .execute()
+      expect(ops.map((o) => o.kind)).toEqual(['authorize'])
     })
 
     it('places the order of a card over its limit whose charge was captured at the processor', async () => {

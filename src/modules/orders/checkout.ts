@@ -35,8 +35,8 @@ import { type CartRow, loadCart } from '../carts/load.ts'
 import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
-import { VOID_PAYMENT_JOB, voidLater } from '../payments/jobs.ts'
-import type { AuthorizeResult, PaymentProvider } from '../payments/provider.ts'
+import { queueVoid, voidLater } from '../payments/jobs.ts'
+import type { AuthorizeResult } from '../payments/provider.ts'
 import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
 import {
@@ -262,10 +262,10 @@ export async function finish(
     processorUnavailable(error)
   }
   failpoint('checkout.after_authorize')
-  const blocked = await cardOverLimit(provider, payment, cart, answer, options)
-  // What the processor still holds for this payment, should it get no order: the authorisation a
-  // refusal over the card's limit could not void yet, or the answer itself.
-  const held = blocked && !blocked.voidPending ? blocked.answer : answer
+  const blocked = await cardOverLimit(answer, cart, options)
+  // What the processor holds for this payment, to give back should it get no order (a refusal over
+  // the card's limit replaces the answer it is recorded with, not what the processor holds).
+  const held = answer
   if (blocked) answer = blocked.answer
 
   const ctx = inventoryContext(deps, actor)
@@ -278,9 +278,12 @@ export async function finish(
   try {
     outcome = await withTransaction(deps.db, async (trx) => {
       const placed = await place(deps, trx, cart.id, payment.id, answer, actor, ctx, sale)
-      // Queued with the refusal, so that a node dying after it commits still voids the hold.
-      if (placed.type === 'declined' && blocked?.voidPending)
-        await deps.runtime.jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: payment.id })
+      // Each outcome that leaves the payment without an order queues its give-back with it, due
+      // once the give-back below has normally been made: a node dying after the commit is covered.
+      const orderless =
+        placed.type === 'orphaned' || placed.type === 'voided' || (blocked && placed.type === 'declined')
+      if (orderless && holdsMoney(held))
+        await queueVoid(trx, deps.runtime.jobs, payment.id, held.provider_ref, GIVE_BACK_BACKSTOP_SECONDS)
       return placed
     })
   } catch (error) {
@@ -300,7 +303,12 @@ export async function finish(
   failpoint('checkout.after_place')
 
   if (outcome.type === 'declined') {
-    if (blocked) throw blocked.problem
+    if (blocked) {
+      // Voided only now that the cart is known to be this checkout's: a take-over may have placed
+      // the order on this very payment meanwhile ('existing' below), and that order keeps it.
+      await giveBack(deps, payment, held, actor)
+      throw blocked.problem
+    }
     if (options.velocity && options.ip) {
       await options.velocity.recordFailure({
         ip: options.ip,
@@ -343,16 +351,15 @@ export async function finish(
 
 /**
  * The card's own limit, known only once the processor names the card: a card that failed too
- * often elsewhere this hour is refused even where it would pay now. Its authorisation is voided and
- * the attempt becomes a decline, so the cart reopens and its stock goes back.
+ * often elsewhere this hour is refused even where it would pay now. The attempt becomes a decline,
+ * so the cart reopens and its stock goes back; finish voids the authorisation once that decline is
+ * recorded.
  */
 async function cardOverLimit(
-  provider: PaymentProvider,
-  payment: PaymentView,
-  cart: CartRow,
   answer: AuthorizeResult,
+  cart: CartRow,
   options: FinishOptions,
-): Promise<{ answer: AuthorizeResult; problem: ProblemError; voidPending: boolean } | undefined> {
+): Promise<{ answer: AuthorizeResult; problem: ProblemError } | undefined> {
   const fingerprint = 'card_fingerprint' in answer ? answer.card_fingerprint : null
   // A captured answer is money staff took at the processor (checkout only authorises): refusing it
   // would leave the money without an order, and card testers cannot capture.
@@ -368,20 +375,8 @@ async function cardOverLimit(
     return undefined
   } catch (error) {
     if (!(error instanceof ProblemError)) throw error
-    let voidPending = false
-    if (answer.status === 'authorized' || answer.status === 'requires_action') {
-      try {
-        await voidAtProcessor(provider, payment.id, answer.provider_ref)
-      } catch (failure) {
-        // Answering 503 would leave the checkout to the recovery job, which has no IP to check the
-        // limit with and would place the order: the refusal stands, the void job takes the void.
-        if (!(failure instanceof PaymentProviderUnavailable)) throw failure
-        voidPending = true
-      }
-    }
     return {
       problem: error,
-      voidPending,
       answer: {
         status: 'declined',
         provider_ref: answer.provider_ref,
@@ -391,6 +386,14 @@ async function cardOverLimit(
       },
     }
   }
+}
+
+/** True when the processor's answer leaves money held there (an authorisation or a capture). */
+function holdsMoney(answer: AuthorizeResult): boolean {
+  return (
+    Boolean(answer.provider_ref) &&
+    (answer.status === 'authorized' || answer.status === 'requires_action' || answer.status === 'captured')
+  )
 }
 
 /**
@@ -696,7 +699,12 @@ async function giveUpAuthorized(
     const current = await lockCart(trx, cart.id)
     if (current.status === 'completed' && current.payment_id === payment.id)
       return { order: await findOrderOfCart(trx, cart.id) }
-    if (current.status !== 'completing' || current.payment_id !== payment.id) return false
+    if (current.status !== 'completing' || current.payment_id !== payment.id) {
+      // Moved on without this payment: the give-back below, with its backstop queued here.
+      if (holdsMoney(answer))
+        await queueVoid(trx, deps.runtime.jobs, payment.id, answer.provider_ref, GIVE_BACK_BACKSTOP_SECONDS)
+      return false
+    }
     if (answer.status === 'authorized') await recordAuthorization(trx, payment.id, answer)
     else if (answer.status === 'captured') await recordUnplacedCapture(trx, deps.outbox, payment.id, answer)
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
@@ -704,12 +712,7 @@ async function giveUpAuthorized(
     // Once the cart is open again the recovery job no longer sees this payment: the void job,
     // committed with the give-up, is what gives the money back if this node dies before the void
     // below. It runs after that void has normally been made, and repeats it under its key.
-    await deps.runtime.jobs.enqueue(
-      trx,
-      VOID_PAYMENT_JOB,
-      { payment_id: payment.id },
-      { startAfter: GIVE_BACK_BACKSTOP_SECONDS },
-    )
+    await queueVoid(trx, deps.runtime.jobs, payment.id, null, GIVE_BACK_BACKSTOP_SECONDS)
     return true
   })
   await ctx.publish()

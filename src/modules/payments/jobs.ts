@@ -3,7 +3,7 @@
  * when the processor could not take it at once. Left alone it would hold the shopper's money until
  * it lapses (about a week for cards), beside the second authorisation their retry makes.
  */
-import { withTransaction } from '../../platform/db/transaction.ts'
+import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { type Jobs, UnretryableJobError } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { now, type PaymentDeps, paymentDeps } from './common.ts'
@@ -46,15 +46,28 @@ export async function voidLater(
   paymentId: string,
   providerRef?: string,
 ): Promise<void> {
-  await withTransaction(deps.db, async (trx) => {
-    if (providerRef) {
-      await trx
-        .updateTable('payments')
-        .set({ provider_ref: providerRef, updated_at: now() })
-        .where('id', '=', paymentId)
-        .where('provider_ref', 'is', null)
-        .execute()
-    }
-    await jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: paymentId })
-  })
+  await withTransaction(deps.db, (trx) => queueVoid(trx, jobs, paymentId, providerRef))
+}
+
+/**
+ * voidLater inside the caller's transaction: the job exists if and only if what makes the payment
+ * orderless commits, so a node that dies right after still gives the money back. `startAfter`
+ * (seconds) makes it a backstop for a void the caller is about to make itself.
+ */
+export async function queueVoid(
+  trx: Tx,
+  jobs: Jobs,
+  paymentId: string,
+  providerRef?: string | null,
+  startAfter?: number,
+): Promise<void> {
+  if (providerRef) {
+    await trx
+      .updateTable('payments')
+      .set({ provider_ref: providerRef, updated_at: now() })
+      .where('id', '=', paymentId)
+      .where('provider_ref', 'is', null)
+      .execute()
+  }
+  await jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: paymentId }, startAfter ? { startAfter } : {})
 }
