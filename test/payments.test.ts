@@ -5,7 +5,7 @@
  * capture / refund / cancel with their events, refunds that never exceed the capture under
  * concurrency (Postgres), and the card-testing velocity limits on both key-value stores.
  */
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import Stripe from 'stripe'
@@ -563,6 +563,27 @@ describeEachDatabase('payments', (kind) => {
       const { payment } = await authorize(created.id)
       expect((await cancelPayment(ctx.deps, created.id, 'staff_1')).status).toBe('canceled')
       expect(ctx.stripe.intent(payment.provider_ref!)?.status).toBe('canceled')
+    })
+
+    it('calls a void Stripe refuses unknown, not refused, while it cannot say why', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, true)
+      const stripe = ctx.deps.providers.get('stripe')!
+      const cancel = () =>
+        stripe.cancel({
+          payment_id: created.id,
+          provider_ref: payment.provider_ref!,
+          idempotency_key: randomUUID(),
+        })
+      // Captured: the void is refused, and Stripe, asked, says the intent succeeded.
+      expect((await problemOf(cancel())).code).toBe('payment_not_capturable')
+      // The void refused, then Stripe out of reach when asked about the intent (every retry).
+      ctx.stripe.failNext(1, 'pass')
+      ctx.stripe.failNext(5, 500)
+      await expect(cancel()).rejects.toBeInstanceOf(PaymentProviderUnavailable)
+      // Still processing at Stripe: it may yet be voided.
+      ctx.stripe.intent(payment.provider_ref!)!.status = 'processing'
+      await expect(cancel()).rejects.toBeInstanceOf(PaymentProviderUnavailable)
     })
   })
 

@@ -38,7 +38,8 @@ export interface StripeIntent extends Json {
  * request is processed, `drop_after` processes it (recording the idempotent response) and then
  * closes the connection, as when the answer is lost on the way back.
  */
-export type Failure = 500 | 'drop' | 'drop_after'
+/** How the next requests fail; `pass` answers one normally, to fail the request after it. */
+export type Failure = 500 | 'drop' | 'drop_after' | 'pass'
 
 export interface StripeStats {
   requests: number
@@ -315,7 +316,8 @@ export async function startStripeServer(): Promise<StripeServer> {
         stats.captures++
         return view(intent, expand)
       }
-      if (['succeeded', 'canceled'].includes(intent.status)) throw unexpected()
+      // Stripe voids a processing intent only in rare cases: refused here.
+      if (['succeeded', 'canceled', 'processing'].includes(intent.status)) throw unexpected()
       intent.status = 'canceled'
       intent.amount_capturable = 0
       intent.next_action = null

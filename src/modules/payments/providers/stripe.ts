@@ -265,9 +265,15 @@ export class StripeProvider implements PaymentProvider {
     } catch (error) {
       if (isUnavailable(error)) throw unavailable(error)
       if (error instanceof errors.StripeInvalidRequestError) {
-        // Canceled already (by a webhook's twin, or in the dashboard) is what we wanted.
-        const intent = await this.#stripe.paymentIntents.retrieve(input.provider_ref).catch(() => null)
+        // Canceled already (by a webhook's twin, or in the dashboard) is what we wanted; still
+        // processing, it may yet be voidable; unknown for now if Stripe cannot be asked.
+        const intent = await this.#stripe.paymentIntents.retrieve(input.provider_ref).catch((failure) => {
+          if (isUnavailable(failure)) throw unavailable(failure)
+          return null
+        })
         if (intent?.status === 'canceled') return
+        if (intent?.status === 'processing')
+          throw new PaymentProviderUnavailable('Stripe: the intent is processing')
         throw problem('payment_not_capturable', `Stripe: ${error.message}`)
       }
       throw error
