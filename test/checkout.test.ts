@@ -1238,15 +1238,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it('refuses a card that failed too often elsewhere, voiding its authorisation', async () => {
-      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
-      const card = testCardFingerprint('pm_card_mastercard')
-      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++) {
-        await velocity.recordFailure({
-          ip: `198.51.100.${i}`,
-          cart_id: `cart_elsewhere_${i}`,
-          fingerprint: card,
-        })
-      }
+      await failTooOftenElsewhere(node, 'pm_card_mastercard')
       const before = await levelOf(store.shirt)
       const cartId = await readyCart(node.app, store, 1)
       await call('PATCH', `/store/carts/${cartId}`, { email: 'new-shopper@example.com' })
@@ -1275,14 +1267,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it('queues the void of a card refused over its limit in the transaction that records the refusal', async () => {
-      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
-      const card = testCardFingerprint('pm_card_mastercard')
-      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
-        await velocity.recordFailure({
-          ip: `198.51.100.${i}`,
-          cart_id: `cart_elsewhere_${i}`,
-          fingerprint: card,
-        })
+      await failTooOftenElsewhere(node, 'pm_card_mastercard')
       const cartId = await readyCart(node.app, store, 1)
       await call('PATCH', `/store/carts/${cartId}`, { email: `refused-${randomUUID()}@example.com` })
       // The processor is out of reach for the void: the refusal stands and a job must void it.
@@ -1321,14 +1306,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it("keeps the authorisation of an order a take-over placed while the card's refusal was on its way", async () => {
-      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
-      const card = testCardFingerprint('pm_card_mastercard')
-      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
-        await velocity.recordFailure({
-          ip: `198.51.100.${i}`,
-          cart_id: `cart_elsewhere_${i}`,
-          fingerprint: card,
-        })
+      await failTooOftenElsewhere(node, 'pm_card_mastercard')
       const cartId = await readyCart(node.app, store, 1)
       await call('PATCH', `/store/carts/${cartId}`, { email: `taken-over-${randomUUID()}@example.com` })
       const gateway = commerceDeps(node.runtime).providers.get('test')!
@@ -1377,14 +1355,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it('places the order of a card over its limit whose charge was captured at the processor', async () => {
-      const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
-      const card = testCardFingerprint('pm_card_mastercard')
-      for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
-        await velocity.recordFailure({
-          ip: `198.51.100.${i}`,
-          cart_id: `cart_elsewhere_${i}`,
-          fingerprint: card,
-        })
+      await failTooOftenElsewhere(node, 'pm_card_mastercard')
       const cartId = await readyCart(node.app, store, 1)
       await call('PATCH', `/store/carts/${cartId}`, { email: `captured-${randomUUID()}@example.com` })
       // Staff captured the charge in the processor's dashboard before checkout heard the answer.
@@ -1647,14 +1618,7 @@ describe.each(DATABASE_KINDS)('%s: voids the processor could not take at once', 
 
   it('refuses a card over its failure limit when the void fails, and voids it from a job', async () => {
     // A 503 here would leave the checkout to the recovery job, which cannot check the limit.
-    const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
-    const card = testCardFingerprint('pm_card_mastercard')
-    for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
-      await velocity.recordFailure({
-        ip: `198.51.100.${i}`,
-        cart_id: `cart_elsewhere_${i}`,
-        fingerprint: card,
-      })
+    await failTooOftenElsewhere(node, 'pm_card_mastercard')
     const cartId = await readyCart(node.app, store, 1)
     await node.app.inject({
       method: 'PATCH',
@@ -1950,4 +1914,12 @@ async function stockGoesWhileAuthorizing(node: TestNode, store: TestStore, email
     return answer
   }
   return { cartId, restore: () => (gateway.authorize = authorize) }
+}
+
+/** Puts a test card over its failure limit, as if it had been declined that often elsewhere. */
+async function failTooOftenElsewhere(node: TestNode, paymentMethod: string) {
+  const velocity = new PaymentVelocity(node.runtime.kv, node.runtime.config.paymentFailureLimit)
+  const card = testCardFingerprint(paymentMethod)
+  for (let i = 0; i < node.runtime.config.paymentFailureLimit; i++)
+    await velocity.recordFailure({ ip: `198.51.100.${i}`, cart_id: `cart_elsewhere_${i}`, fingerprint: card })
 }
