@@ -289,6 +289,69 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     expect(rows[0]!.n).toBe(1)
   })
 
+  it('voids the authorisation of a checkout that lost its stock while the recovery job canceled its payment', async () => {
+    const node = nodes[0]!
+    const { cartId, variantId } = await lastUnitCart(node, store, 'canceled-meanwhile@example.com')
+    // The payment's row is held while the processor answers, so that placing the order waits on
+    // it; the recovery job's cancel of the payment queues behind it and goes first once placing
+    // fails for the stock (its cart, not yet reopened, is still this checkout's at the give-up).
+    let releasePayment!: () => void
+    const paymentReleased = new Promise<void>((resolve) => (releasePayment = resolve))
+    let holder: Promise<unknown> | undefined
+    const gateway = commerceDeps(node.runtime).providers.get('test')!
+    const authorize = gateway.authorize.bind(gateway)
+    gateway.authorize = async (input: AuthorizeInput) => {
+      const answer = await authorize(input)
+      await takeLastUnit(node, cartId, variantId)
+      let held!: () => void
+      const locked = new Promise<void>((resolve) => (held = resolve))
+      holder = withTransaction(db(), async (trx) => {
+        await sql`select 1 from payments where id = ${input.payment_id} for update`.execute(trx)
+        held()
+        await paymentReleased
+      })
+      await locked
+      return answer
+    }
+    let canceled: Promise<unknown> | undefined
+    try {
+      const answer = complete(node, cartId, randomUUID())
+      await waitForLockWaits(db(), 1)
+      // As cancelPayment does for a payment that names no charge yet: canceled here only.
+      canceled = db()
+        .updateTable('payments')
+        .set({ status: 'canceled' })
+        .where('cart_id', '=', cartId)
+        .where('status', '=', 'pending')
+        .where('provider_ref', 'is', null)
+        .execute()
+      await waitForLockWaits(db(), 2)
+      releasePayment()
+      const res = await answer
+      expect(res.statusCode, res.body).toBe(409)
+      expect(res.json().code).toBe('insufficient_stock')
+    } finally {
+      releasePayment()
+      gateway.authorize = authorize
+      await holder
+      await canceled
+    }
+    const payment = await db()
+      .selectFrom('payments')
+      .select(['id', 'status', 'order_id', 'provider_ref'])
+      .where('cart_id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    expect(payment).toMatchObject({ status: 'canceled', order_id: null })
+    // The charge is named on the row, for the void job and the processor's webhooks to find.
+    expect(payment.provider_ref).not.toBeNull()
+    const ops = await db()
+      .selectFrom('test_gateway_operations')
+      .select('kind')
+      .where('idempotency_key', 'like', `${payment.id}:%`)
+      .execute()
+    expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+  })
+
   async function freePort(): Promise<number> {
     const server = createServer()
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -705,19 +705,25 @@ async function giveUpAuthorized(
         await queueVoid(trx, deps.runtime.jobs, payment.id, answer.provider_ref, GIVE_BACK_BACKSTOP_SECONDS)
       return false
     }
-    if (answer.status === 'authorized') await recordAuthorization(trx, payment.id, answer)
+    // The recovery job giving the checkout up cancels the payment before it reopens the cart: one
+    // canceled in between, before the processor named the charge, voided nothing there.
+    let canceled = false
+    if (answer.status === 'authorized')
+      canceled = (await recordAuthorization(trx, payment.id, answer)).status === 'canceled'
     else if (answer.status === 'captured') await recordUnplacedCapture(trx, deps.outbox, payment.id, answer)
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
     await reopen(trx, cart.id)
     // Once the cart is open again the recovery job no longer sees this payment: the void job,
     // committed with the give-up, is what gives the money back if this node dies before the void
-    // below. It runs after that void has normally been made, and repeats it under its key.
-    await queueVoid(trx, deps.runtime.jobs, payment.id, null, GIVE_BACK_BACKSTOP_SECONDS)
-    return true
+    // below. It runs after that void has normally been made, and repeats it under its key; the
+    // charge is named on a canceled row for it.
+    await queueVoid(trx, deps.runtime.jobs, payment.id, answer.provider_ref, GIVE_BACK_BACKSTOP_SECONDS)
+    return canceled ? 'canceled' : true
   })
   await ctx.publish()
   if (typeof gaveUp === 'object') return gaveUp.order
-  if (!gaveUp) {
+  if (gaveUp !== true) {
+    // Moved on, or canceled here only: the charge the answer names is given back by that name.
     await giveBack(deps, payment, answer, actor)
     return undefined
   }
