@@ -1354,6 +1354,53 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(ops.map((o) => o.kind)).toEqual(['authorize'])
     })
 
+    it('refuses a card over its limit whose checkout the recovery job gave up while it was refused', async () => {
+      await failTooOftenElsewhere(node, 'pm_card_mastercard')
+      const cartId = await readyCart(node.app, store, 1)
+      await call('PATCH', `/store/carts/${cartId}`, { email: `given-up-${randomUUID()}@example.com` })
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      gateway.authorize = async (input: AuthorizeInput) => {
+        const answer = await authorize(input)
+        // The processor took longer than the lease: the recovery job gave the checkout up,
+        // canceling a payment that named no charge yet, and opened the cart again.
+        const cart = (await db()
+          .selectFrom('carts')
+          .selectAll()
+          .where('id', '=', cartId)
+          .executeTakeFirstOrThrow()) as never
+        await abandonCheckout(commerceDeps(node.runtime), cart, 'system:checkout-recovery')
+        return answer
+      }
+      let res: Awaited<ReturnType<typeof complete>>
+      try {
+        res = await complete(
+          cartId,
+          { provider: 'test', payment_method: 'pm_card_mastercard' },
+          randomUUID(),
+          '192.0.2.81',
+        )
+      } finally {
+        gateway.authorize = authorize
+      }
+      // Told its card is refused, not to retry a checkout that a retry would only refuse again.
+      expect(res.statusCode, res.body).toBe(429)
+      expect(res.json().code).toBe('payment_attempts_exceeded')
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      const payment = await db()
+        .selectFrom('payments')
+        .select(['id', 'status', 'order_id'])
+        .where('cart_id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(payment).toMatchObject({ status: 'canceled', order_id: null })
+      const ops = await db()
+        .selectFrom('test_gateway_operations')
+        .select('kind')
+        .where('idempotency_key', 'like', `${payment.id}:%`)
+        .execute()
+      expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+    })
+
     it('places the order of a card over its limit whose charge was captured at the processor', async () => {
       await failTooOftenElsewhere(node, 'pm_card_mastercard')
       const cartId = await readyCart(node.app, store, 1)

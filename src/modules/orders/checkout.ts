@@ -326,6 +326,8 @@ export async function finish(
     // checkout up, perhaps before the processor named the charge: given back here by its name.
     await giveBack(deps, payment, held, actor)
     if (outcome.order) return { type: 'order', created: false, order: outcome.order }
+    // A card refused over its limit is told so, whoever moved the cart on: its retry is refused too.
+    if (blocked) throw blocked.problem
     throw problem('checkout_in_progress', 'The checkout was restarted by another request', {
       headers: { 'retry-after': '1' },
     })
