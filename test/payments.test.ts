@@ -585,6 +585,27 @@ describeEachDatabase('payments', (kind) => {
       ctx.stripe.intent(payment.provider_ref!)!.status = 'processing'
       await expect(cancel()).rejects.toBeInstanceOf(PaymentProviderUnavailable)
     })
+
+    it('voids an intent whose void Stripe refused while it was processing, once it is voidable', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, false)
+      const intent = ctx.stripe.intent(payment.provider_ref!)!
+      const stripe = ctx.deps.providers.get('stripe')!
+      // The void job retries under one key, whose refusal Stripe replays for a day.
+      const cancel = () =>
+        stripe.cancel({
+          payment_id: created.id,
+          provider_ref: payment.provider_ref!,
+          idempotency_key: `${created.id}:cancel`,
+        })
+      intent.status = 'processing'
+      await expect(cancel()).rejects.toBeInstanceOf(PaymentProviderUnavailable)
+      intent.status = 'requires_capture'
+      await cancel()
+      expect(ctx.stripe.intent(payment.provider_ref!)?.status).toBe('canceled')
+      // Repeated, the void is done already.
+      await cancel()
+    })
   })
 
   describe('Stripe webhooks', () => {

@@ -76,6 +76,13 @@ function idOf(ref: string | { id: string } | null | undefined): string | null {
 
 /** Stripe's codes for an amount outside what it charges: the shopper's cart, not our bug. */
 const AMOUNT_REFUSED = new Set(['amount_too_small', 'amount_too_large'])
+/** Intent states Stripe voids (cancels). */
+const CANCELABLE = new Set<string>([
+  'requires_payment_method',
+  'requires_confirmation',
+  'requires_action',
+  'requires_capture',
+])
 
 export class StripeProvider implements PaymentProvider {
   readonly id = 'stripe'
@@ -274,6 +281,11 @@ export class StripeProvider implements PaymentProvider {
         if (intent?.status === 'canceled') return
         if (intent?.status === 'processing')
           throw new PaymentProviderUnavailable('Stripe: the intent is processing')
+        // Stripe replays a refusal under its key for a day: one made while the intent was
+        // processing would refuse this retry's void too. Asked again under a key of its state.
+        const fresh = `${input.idempotency_key}:${intent?.status}`
+        if (intent && CANCELABLE.has(intent.status) && !input.idempotency_key.endsWith(`:${intent.status}`))
+          return this.cancel({ ...input, idempotency_key: fresh })
         throw problem('payment_not_capturable', `Stripe: ${error.message}`)
       }
       throw error
