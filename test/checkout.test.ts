@@ -821,6 +821,16 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         refunded_amount: amount,
       })
       expect(ops).toEqual([`authorize ${amount}`, `capture ${amount}`, `refund ${amount}`])
+      // The capture was recorded by the transaction that queued the backstop void job (this node
+      // runs no workers, so jobs are as they were queued): a node dying before its own give-back
+      // leaves the job a captured row to refund, not a canceled one whose void would be refused.
+      const { rows } = await sql<{ same: boolean }>`
+        select e.xmin::text = j.xmin::text as same
+        from payments p
+        join events e on e.type = 'payment.captured' and e.subject_id = p.id
+        join pgboss.job j on j.name = 'payments.void' and j.data ->> 'payment_id' = p.id
+        where p.cart_id = ${cartId}`.execute(db())
+      expect(rows.filter((r) => r.same)).toHaveLength(1)
     })
 
     it('voids an authorisation that comes after its checkout was given up', async () => {

@@ -282,8 +282,16 @@ export async function finish(
       // once the give-back below has normally been made: a node dying after the commit is covered.
       const orderless =
         placed.type === 'orphaned' || placed.type === 'voided' || (blocked && placed.type === 'declined')
-      if (orderless && holdsMoney(held))
+      if (orderless && holdsMoney(held)) {
+        // A capture (made in the processor's dashboard) is recorded with it: the job refunds a
+        // captured row, while a void of the charge a canceled row names would be refused.
+        if (held.status === 'captured')
+          await recordUnplacedCapture(trx, deps.outbox, payment.id, {
+            provider_ref: held.provider_ref!,
+            captured_amount: held.captured_amount,
+          })
         await queueVoid(trx, deps.runtime.jobs, payment.id, held.provider_ref, GIVE_BACK_BACKSTOP_SECONDS)
+      }
       return placed
     })
   } catch (error) {
