@@ -219,12 +219,15 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     await expectLedgerBalanced(db())
   }, 180_000)
 
-  it('gives back the authorisation of a checkout that lost its stock while the recovery job reopened its cart', async () => {
+  /**
+   * Checks out a cart of the last unit while its stock goes as the processor answers, with the
+   * payment's row held meanwhile so that placing the order waits on it (holding the cart).
+   * `meanwhile` then starts a write that queues behind it, and goes first once placing fails for
+   * the stock, before the checkout's give-up. Returns the checkout's answer and its payment.
+   */
+  async function loseStockWhile(email: string, meanwhile: (cartId: string) => Promise<unknown>) {
     const node = nodes[0]!
-    const { cartId, variantId } = await lastUnitCart(node, store, 'reopened-meanwhile@example.com')
-    // The payment's row is held while the processor answers, so that placing the order waits on it
-    // holding the cart; the recovery job's reopening then queues behind it on the cart and goes
-    // first once placing fails for the stock, before the checkout's give-up takes the cart.
+    const { cartId, variantId } = await lastUnitCart(node, store, email)
     let releasePayment!: () => void
     const paymentReleased = new Promise<void>((resolve) => (releasePayment = resolve))
     let holder: Promise<unknown> | undefined
@@ -243,45 +246,54 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
       await locked
       return answer
     }
-    let reopened: Promise<unknown> | undefined
+    let queued: Promise<unknown> | undefined
+    let res: Awaited<ReturnType<typeof complete>>
     try {
       const answer = complete(node, cartId, randomUUID())
       await waitForLockWaits(db(), 1)
-      reopened = withTransaction(db(), async (trx) => {
+      queued = meanwhile(cartId)
+      await waitForLockWaits(db(), 2)
+      releasePayment()
+      res = await answer
+    } finally {
+      releasePayment()
+      gateway.authorize = authorize
+      await holder
+      await queued
+    }
+    const payment = await db()
+      .selectFrom('payments')
+      .select(['id', 'status', 'order_id', 'provider_ref'])
+      .where('cart_id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    const ops = await db()
+      .selectFrom('test_gateway_operations')
+      .select('kind')
+      .where('idempotency_key', 'like', `${payment.id}:%`)
+      .execute()
+    return { res, payment, kinds: ops.map((o) => o.kind).sort() }
+  }
+
+  it('gives back the authorisation of a checkout that lost its stock while the recovery job reopened its cart', async () => {
+    const { res, payment, kinds } = await loseStockWhile('reopened-meanwhile@example.com', (cartId) =>
+      withTransaction(db(), async (trx) => {
+        // Queued behind the placing transaction on the cart. As the recovery job gives up a
+        // checkout whose processor has not answered: the payment, which names no charge yet, is
+        // canceled here only, and the cart is open again.
         await sql`select 1 from carts where id = ${cartId} for update`.execute(trx)
-        // As the recovery job gives up a checkout whose processor has not answered: the payment,
-        // which names no charge yet, is canceled here only, and the cart is open again.
         await trx.updateTable('payments').set({ status: 'canceled' }).where('cart_id', '=', cartId).execute()
         await trx
           .updateTable('carts')
           .set({ status: 'active', checkout_lease_until: null })
           .where('id', '=', cartId)
           .execute()
-      })
-      await waitForLockWaits(db(), 2)
-      releasePayment()
-      const res = await answer
-      expect(res.statusCode, res.body).toBe(409)
-      expect(res.json().code).toBe('insufficient_stock')
-    } finally {
-      releasePayment()
-      gateway.authorize = authorize
-      await holder
-      await reopened
-    }
-    const payment = await db()
-      .selectFrom('payments')
-      .select(['id', 'status', 'order_id'])
-      .where('cart_id', '=', cartId)
-      .executeTakeFirstOrThrow()
+      }),
+    )
+    expect(res.statusCode, res.body).toBe(409)
+    expect(res.json().code).toBe('insufficient_stock')
     expect(payment).toMatchObject({ status: 'canceled', order_id: null })
     // The authorisation the processor gave is voided there, not left to hold the shopper's money.
-    const ops = await db()
-      .selectFrom('test_gateway_operations')
-      .select('kind')
-      .where('idempotency_key', 'like', `${payment.id}:%`)
-      .execute()
-    expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+    expect(kinds).toEqual(['authorize', 'cancel'])
     // Queued with the give-up's look at the cart, in case the node had died before that void.
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pgboss.job
@@ -290,66 +302,23 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
   })
 
   it('voids the authorisation of a checkout that lost its stock while the recovery job canceled its payment', async () => {
-    const node = nodes[0]!
-    const { cartId, variantId } = await lastUnitCart(node, store, 'canceled-meanwhile@example.com')
-    // The payment's row is held while the processor answers, so that placing the order waits on
-    // it; the recovery job's cancel of the payment queues behind it and goes first once placing
-    // fails for the stock (its cart, not yet reopened, is still this checkout's at the give-up).
-    let releasePayment!: () => void
-    const paymentReleased = new Promise<void>((resolve) => (releasePayment = resolve))
-    let holder: Promise<unknown> | undefined
-    const gateway = commerceDeps(node.runtime).providers.get('test')!
-    const authorize = gateway.authorize.bind(gateway)
-    gateway.authorize = async (input: AuthorizeInput) => {
-      const answer = await authorize(input)
-      await takeLastUnit(node, cartId, variantId)
-      let held!: () => void
-      const locked = new Promise<void>((resolve) => (held = resolve))
-      holder = withTransaction(db(), async (trx) => {
-        await sql`select 1 from payments where id = ${input.payment_id} for update`.execute(trx)
-        held()
-        await paymentReleased
-      })
-      await locked
-      return answer
-    }
-    let canceled: Promise<unknown> | undefined
-    try {
-      const answer = complete(node, cartId, randomUUID())
-      await waitForLockWaits(db(), 1)
-      // As cancelPayment does for a payment that names no charge yet: canceled here only.
-      canceled = db()
+    const { res, payment, kinds } = await loseStockWhile('canceled-meanwhile@example.com', (cartId) =>
+      // Queued behind the placing transaction on the payment. As cancelPayment does for a payment
+      // that names no charge yet: canceled here only; the recovery job reopens the cart after.
+      db()
         .updateTable('payments')
         .set({ status: 'canceled' })
         .where('cart_id', '=', cartId)
         .where('status', '=', 'pending')
         .where('provider_ref', 'is', null)
-        .execute()
-      await waitForLockWaits(db(), 2)
-      releasePayment()
-      const res = await answer
-      expect(res.statusCode, res.body).toBe(409)
-      expect(res.json().code).toBe('insufficient_stock')
-    } finally {
-      releasePayment()
-      gateway.authorize = authorize
-      await holder
-      await canceled
-    }
-    const payment = await db()
-      .selectFrom('payments')
-      .select(['id', 'status', 'order_id', 'provider_ref'])
-      .where('cart_id', '=', cartId)
-      .executeTakeFirstOrThrow()
+        .execute(),
+    )
+    expect(res.statusCode, res.body).toBe(409)
+    expect(res.json().code).toBe('insufficient_stock')
     expect(payment).toMatchObject({ status: 'canceled', order_id: null })
     // The charge is named on the row, for the void job and the processor's webhooks to find.
     expect(payment.provider_ref).not.toBeNull()
-    const ops = await db()
-      .selectFrom('test_gateway_operations')
-      .select('kind')
-      .where('idempotency_key', 'like', `${payment.id}:%`)
-      .execute()
-    expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
+    expect(kinds).toEqual(['authorize', 'cancel'])
   })
 
   async function freePort(): Promise<number> {
