@@ -15,7 +15,11 @@ import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
 import { VOID_PAYMENT_JOB } from '../src/modules/payments/jobs.ts'
-import { type AuthorizeInput, PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
+import {
+  type AuthorizeInput,
+  type AuthorizeResult,
+  PaymentProviderUnavailable,
+} from '../src/modules/payments/provider.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { applyWebhook, createPayment, paymentDeps, voidUnplaced } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
@@ -1315,42 +1319,57 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(ops.map((o) => o.kind).sort()).toEqual(['authorize', 'cancel'])
     })
 
-    it("keeps the authorisation of an order a take-over placed while the card's refusal was on its way", async () => {
+    /**
+     * A card over its failure limit checks a new cart out from `ip`; the test gateway's answer
+     * goes through `around` first (what happens while the processor answers).
+     */
+    async function completeOverLimit(
+      email: string,
+      ip: string,
+      around: (input: AuthorizeInput, answer: AuthorizeResult, cartId: string) => Promise<AuthorizeResult>,
+    ) {
       await failTooOftenElsewhere(node, 'pm_card_mastercard')
       const cartId = await readyCart(node.app, store, 1)
-      await call('PATCH', `/store/carts/${cartId}`, { email: `taken-over-${randomUUID()}@example.com` })
+      await call('PATCH', `/store/carts/${cartId}`, { email })
       const gateway = commerceDeps(node.runtime).providers.get('test')!
       const authorize = gateway.authorize.bind(gateway)
+      gateway.authorize = async (input: AuthorizeInput) => around(input, await authorize(input), cartId)
+      try {
+        const card = { provider: 'test', payment_method: 'pm_card_mastercard' }
+        return { cartId, res: await complete(cartId, card, randomUUID(), ip) }
+      } finally {
+        gateway.authorize = authorize
+      }
+    }
+
+    it("keeps the authorisation of an order a take-over placed while the card's refusal was on its way", async () => {
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
       const capture = gateway.capture.bind(gateway)
       // The order stays authorised, as it would until its capture: a void would find it.
       gateway.capture = async () => {
         throw new PaymentProviderUnavailable('Test gateway: simulated network error')
       }
       let calls = 0
-      gateway.authorize = async (input: AuthorizeInput) => {
-        const answer = await authorize(input)
-        if (++calls === 1) {
-          // The processor took its time: the lease ran out and the recovery job, which checks no
-          // client IP, resumed the checkout and placed the order on this same payment.
-          await db()
-            .updateTable('carts')
-            .set({ checkout_lease_until: new Date(Date.now() - 1000) })
-            .where('id', '=', cartId)
-            .execute()
-          await recoverCheckouts(commerceDeps(node.runtime))
-        }
-        return answer
-      }
       let res: Awaited<ReturnType<typeof complete>>
       try {
-        res = await complete(
-          cartId,
-          { provider: 'test', payment_method: 'pm_card_mastercard' },
-          randomUUID(),
+        ;({ res } = await completeOverLimit(
+          `taken-over-${randomUUID()}@example.com`,
           '192.0.2.80',
-        )
+          async (_input, answer, cartId) => {
+            if (++calls === 1) {
+              // The processor took its time: the lease ran out and the recovery job, which checks
+              // no client IP, resumed the checkout and placed the order on this same payment.
+              await db()
+                .updateTable('carts')
+                .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+                .where('id', '=', cartId)
+                .execute()
+              await recoverCheckouts(commerceDeps(node.runtime))
+            }
+            return answer
+          },
+        ))
       } finally {
-        gateway.authorize = authorize
         gateway.capture = capture
       }
       expect(res.statusCode, res.body).toBe(200)
@@ -1365,13 +1384,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it('refuses a card over its limit whose checkout the recovery job gave up while it was refused', async () => {
-      await failTooOftenElsewhere(node, 'pm_card_mastercard')
-      const cartId = await readyCart(node.app, store, 1)
-      await call('PATCH', `/store/carts/${cartId}`, { email: `given-up-${randomUUID()}@example.com` })
-      const gateway = commerceDeps(node.runtime).providers.get('test')!
-      const authorize = gateway.authorize.bind(gateway)
-      gateway.authorize = async (input: AuthorizeInput) => {
-        const answer = await authorize(input)
+      const email = `given-up-${randomUUID()}@example.com`
+      const { cartId, res } = await completeOverLimit(email, '192.0.2.81', async (_input, answer, cartId) => {
         // The processor took longer than the lease: the recovery job gave the checkout up,
         // canceling a payment that named no charge yet, and opened the cart again.
         const cart = (await db()
@@ -1381,18 +1395,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           .executeTakeFirstOrThrow()) as never
         await abandonCheckout(commerceDeps(node.runtime), cart, 'system:checkout-recovery')
         return answer
-      }
-      let res: Awaited<ReturnType<typeof complete>>
-      try {
-        res = await complete(
-          cartId,
-          { provider: 'test', payment_method: 'pm_card_mastercard' },
-          randomUUID(),
-          '192.0.2.81',
-        )
-      } finally {
-        gateway.authorize = authorize
-      }
+      })
       // Told its card is refused, not to retry a checkout that a retry would only refuse again.
       expect(res.statusCode, res.body).toBe(429)
       expect(res.json().code).toBe('payment_attempts_exceeded')
@@ -1412,14 +1415,10 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it('places the order of a card over its limit whose charge was captured at the processor', async () => {
-      await failTooOftenElsewhere(node, 'pm_card_mastercard')
-      const cartId = await readyCart(node.app, store, 1)
-      await call('PATCH', `/store/carts/${cartId}`, { email: `captured-${randomUUID()}@example.com` })
-      // Staff captured the charge in the processor's dashboard before checkout heard the answer.
       const gateway = commerceDeps(node.runtime).providers.get('test')!
-      const authorize = gateway.authorize.bind(gateway)
-      gateway.authorize = async (input: AuthorizeInput) => {
-        const answer = await authorize(input)
+      const email = `captured-${randomUUID()}@example.com`
+      const { res } = await completeOverLimit(email, '192.0.2.79', async (input, answer) => {
+        // Staff captured the charge in the processor's dashboard before checkout heard the answer.
         const { captured_amount } = await gateway.capture({
           payment_id: input.payment_id,
           provider_ref: answer.provider_ref!,
@@ -1434,18 +1433,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           captured_amount,
           card_fingerprint: fingerprint,
         }
-      }
-      let res: Awaited<ReturnType<typeof complete>>
-      try {
-        res = await complete(
-          cartId,
-          { provider: 'test', payment_method: 'pm_card_mastercard' },
-          randomUUID(),
-          '192.0.2.79',
-        )
-      } finally {
-        gateway.authorize = authorize
-      }
+      })
       // Refused, the money would stay taken with no order: the capture is the store's own doing.
       expect(res.statusCode, res.body).toBe(201)
       expect(res.json().order).toMatchObject({ status: 'paid', payment_status: 'captured' })
