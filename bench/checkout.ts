@@ -41,7 +41,9 @@
  *     version, returning only the new version and time (the lines and totals are in hand), also
  *     prepared on both sides, its text taken from linesWrite in src/modules/carts/carts.ts.
  *   checkout (27 statements, 3 transactions), in order:
- *     autocommit  idempotency_keys INSERT … ON CONFLICT DO NOTHING (the claim); the cart read;
+ *     autocommit  idempotency_keys INSERT … SELECT … ON CONFLICT DO NOTHING (the claim, committed
+ *                 without waiting for the disk, as the test gateway's INSERTs and the stored
+ *                 response are: asynchronousCommit in src/platform/db/transaction.ts); the cart read;
  *                 inventory_reserve_batch() (the single-line stock hold, coalesced with others of the
  *                 same SKU on the server; a batch of one on the baseline);
  *     tx          payments INSERT; carts UPDATE to completing, on the priced version;
@@ -159,9 +161,11 @@ const SCENARIOS: ScenarioName[] = ['add-to-cart', 'checkout', 'checkout-hot-sku'
 // top; the statement audit compares them with the server's in every run).
 
 const SQL = {
+  // Claimed, and the response stored, committing without waiting for the disk (asynchronousCommit).
   claimKey:
-    'insert into "idempotency_keys" ("principal", "key", "method", "path", "request_hash", "state") ' +
-    'values ($1, $2, $3, $4, $5, $6) on conflict ("principal", "key") do nothing returning "key"',
+    '/* prepared */ insert into idempotency_keys (principal, key, method, path, request_hash, state) ' +
+    "select $1, $2, $3, $4, $5, 'running' where set_config('synchronous_commit', 'off', true) = 'off' " +
+    'on conflict (principal, key) do nothing returning key',
   // The coalesced single-line hold (src/modules/inventory/coalesce.ts), as a batch of one.
   reserveBatch:
     'select * from inventory_reserve_batch($1, $2::text, $3, $4::text[], $5::text[], $6::text[], $7::text[], ' +
@@ -173,10 +177,11 @@ const SQL = {
     'update "carts" set "status" = $1, "lines" = $2, "totals" = $3, "payment_id" = $4, "reservation_id" = $5, ' +
     '"checkout" = $6, "checkout_lease_until" = now() + make_interval(secs => $7), "version" = version + 1, ' +
     '"updated_at" = now() where "id" = $8 and "status" = $9 and "version" = $10 returning *',
+  // The test gateway's ledger commits without waiting for the disk, as the claim does.
   gatewayInsert:
-    'insert into "test_gateway_operations" ("idempotency_key", "kind", "charge_id", "amount", ' +
-    '"currency_code", "outcome") values ($1, $2, $3, $4, $5, $6) on conflict ("idempotency_key") do nothing ' +
-    'returning *',
+    '/* prepared */ insert into test_gateway_operations (idempotency_key, kind, charge_id, amount, ' +
+    "currency_code, outcome) select $1, $2, $3, $4, $5, $6 where set_config('synchronous_commit', 'off', true) " +
+    "= 'off' on conflict (idempotency_key) do nothing returning *",
   closeCart:
     'update "carts" set "status" = $1, "order_id" = $2, "checkout_lease_until" = $3, "updated_at" = now() ' +
     'where "id" = $4 and "status" = $5 and "payment_id" = $6 returning *',
@@ -237,7 +242,8 @@ const SQL = {
     'as value',
   storeResponse:
     'update "idempotency_keys" set "state" = $1, "response_status" = $2, "response_body" = $3, ' +
-    '"response_text" = $4, "completed_at" = now() where "principal" = $5 and "key" = $6',
+    '"response_text" = $4, "completed_at" = now() where "principal" = $5 and "key" = $6 ' +
+    "and set_config('synchronous_commit', 'off', true) = 'off'",
 } as const
 
 /** The `values` groups of a multi-row insert of `rows` rows of `columns` parameters each. */
@@ -561,7 +567,7 @@ async function runBaseline(): Promise<void> {
     const hash = createHash('sha256')
       .update(`POST ${request.url}\n${JSON.stringify(request.body)}`)
       .digest('hex')
-    await query(SQL.claimKey, ['anonymous', key, 'POST', request.url, hash, 'running'])
+    await query(SQL.claimKey, ['anonymous', key, 'POST', request.url, hash])
     const cart = await readCart(cartId, [])
     // As the server does, totals are worked out afresh at checkout, not read back.
     const totals = bareTotals(cart.lines, cart.totals)

@@ -50,6 +50,8 @@ export async function withTransaction<T>(
  * transaction). Add it to the WHERE of an autocommitted write whose loss in a database crash is
  * acceptable (the last fraction of a second of them can be lost; none is ever half-applied, and a
  * later synchronous commit makes every earlier one durable). Only for data that is not money,
- * stock or order state: a cart's lines, say.
+ * stock or order state: a cart's lines, an idempotency claim or stored answer (a forgotten one is
+ * a request that died before it), the test gateway's ledger (a stand-in for the processor's).
+ * Never in a transaction that writes such state: the setting covers the whole transaction.
  */
 export const asynchronousCommit = sql<boolean>`set_config('synchronous_commit', 'off', true) = 'off'`

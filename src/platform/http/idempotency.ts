@@ -16,7 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { type Kysely, sql } from 'kysely'
 import type { DB } from '../db/schema.ts'
-import { type Tx, withTransaction } from '../db/transaction.ts'
+import { PREPARE_MARK } from '../db/statements.ts'
+import { asynchronousCommit, type Tx, withTransaction } from '../db/transaction.ts'
 import { problem } from './errors.ts'
 import { appendRouteHook } from './route-hooks.ts'
 
@@ -145,20 +146,16 @@ export function registerIdempotency(
     }
     const principal = scopeOf(request)
     const hash = requestHash(request)
-    const claimed = await db
-      .insertInto('idempotency_keys')
-      .values({
-        principal,
-        key,
-        method: request.method,
-        path: request.url,
-        request_hash: hash,
-        state: 'running',
-      })
-      .onConflict((oc) => oc.columns(['principal', 'key']).doNothing())
-      .returning('key')
-      .executeTakeFirst()
-    if (claimed) {
+    // Committed without waiting for the disk: a claim that a database crash forgets had nothing
+    // committed after it (any later synchronous commit makes it durable), so the retry that finds
+    // no claim finds no work done under it either.
+    const { rows: claimed } = await sql<{ key: string }>`
+      ${sql.raw(PREPARE_MARK)} insert into idempotency_keys (principal, key, method, path, request_hash, state)
+      select ${principal}, ${key}, ${request.method}, ${request.url}, ${hash}, 'running'
+      where ${asynchronousCommit}
+      on conflict (principal, key) do nothing
+      returning key`.execute(db)
+    if (claimed.length) {
       request.idempotency = { principal, key, completed: false }
       return
     }
@@ -253,7 +250,9 @@ export function registerIdempotency(
       return payload
     }
     // A client error (or a route that did no transactional work) is a final answer: replay it.
-    await storeResponse(db, claim, reply.statusCode, body, typeof payload === 'string' ? payload : null)
+    // In a transaction of its own after the work's: a database crash that forgets it leaves the
+    // claim as a request that died before storing its answer (the retry runs the work again).
+    await storeResponse(db, claim, reply.statusCode, body, typeof payload === 'string' ? payload : null, true)
     return payload
   }
 }
@@ -267,6 +266,8 @@ async function storeResponse(
   status: number,
   body: unknown,
   text: string | null = null,
+  /** Its own transaction, committed as asynchronousCommit says; never the work's transaction. */
+  asynchronous = false,
 ): Promise<void> {
   const json = JSON.stringify(body ?? null)
   await db
@@ -282,6 +283,7 @@ async function storeResponse(
     })
     .where('principal', '=', claim.principal)
     .where('key', '=', claim.key)
+    .$if(asynchronous, (qb) => qb.where(asynchronousCommit))
     .execute()
 }
 

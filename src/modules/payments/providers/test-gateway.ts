@@ -14,8 +14,10 @@
  * | anything else                            | declined `invalid_payment_method`             |
  */
 import { createHash } from 'node:crypto'
-import { type Kysely, sql } from 'kysely'
+import { type Kysely, type Selectable, sql } from 'kysely'
 import type { DB } from '../../../platform/db/schema.ts'
+import { PREPARE_MARK } from '../../../platform/db/statements.ts'
+import { asynchronousCommit } from '../../../platform/db/transaction.ts'
 import { problem } from '../../../platform/http/errors.ts'
 import { newId } from '../../../platform/ids.ts'
 import {
@@ -26,6 +28,7 @@ import {
   PaymentProviderUnavailable,
   type RefundInput,
 } from '../provider.ts'
+import type { TestGatewayOperationsTable } from '../tables.ts'
 
 type Outcome =
   | 'authorized'
@@ -90,19 +93,14 @@ export class TestGateway implements PaymentProvider {
       throw new PaymentProviderUnavailable('Test gateway: simulated network error')
     }
     const key = authorizeKey(input.payment_id)
-    const inserted = await this.#db
-      .insertInto('test_gateway_operations')
-      .values({
-        idempotency_key: key,
-        kind: 'authorize',
-        charge_id: newId('ch'),
-        amount: input.amount,
-        currency_code: input.currency,
-        outcome: firstOutcome(input.payment_method, input.capture),
-      })
-      .onConflict((oc) => oc.column('idempotency_key').doNothing())
-      .returningAll()
-      .executeTakeFirst()
+    const inserted = await this.#insertOnce({
+      idempotency_key: key,
+      kind: 'authorize',
+      charge_id: newId('ch'),
+      amount: input.amount,
+      currency_code: input.currency,
+      outcome: firstOutcome(input.payment_method, input.capture),
+    })
     // Nothing inserted: a retry, which answers as the first attempt did.
     let op = inserted ?? (await this.#operation(key))
     if (op.outcome === 'challenge_passed' || op.outcome === 'challenge_failed') {
@@ -251,20 +249,32 @@ export class TestGateway implements PaymentProvider {
     amount: number,
     currency: string,
   ) {
-    const inserted = await this.#db
-      .insertInto('test_gateway_operations')
-      .values({
-        idempotency_key: key,
-        kind,
-        charge_id: chargeId,
-        amount,
-        currency_code: currency,
-        outcome: kind === 'capture' ? 'captured' : kind === 'refund' ? 'refunded' : 'canceled',
-      })
-      .onConflict((oc) => oc.column('idempotency_key').doNothing())
-      .returningAll()
-      .executeTakeFirst()
+    const inserted = await this.#insertOnce({
+      idempotency_key: key,
+      kind,
+      charge_id: chargeId,
+      amount,
+      currency_code: currency,
+      outcome: kind === 'capture' ? 'captured' : kind === 'refund' ? 'refunded' : 'canceled',
+    })
     return inserted ?? this.#operation(key)
+  }
+
+  /**
+   * Records an operation unless its key has one (undefined then). Committed without waiting for
+   * the disk, as the carts' writes are: this ledger stands in for the processor's own, outside our
+   * database, and what the app records of an operation it commits synchronously after it, which
+   * makes the operation durable too (a database crash that forgets one forgot all that followed).
+   */
+  async #insertOnce(op: Omit<Selectable<TestGatewayOperationsTable>, 'created_at'>) {
+    const { rows } = await sql<Selectable<TestGatewayOperationsTable>>`
+      ${sql.raw(PREPARE_MARK)} insert into test_gateway_operations
+        (idempotency_key, kind, charge_id, amount, currency_code, outcome)
+      select ${op.idempotency_key}, ${op.kind}, ${op.charge_id}, ${op.amount}, ${op.currency_code}, ${op.outcome}
+      where ${asynchronousCommit}
+      on conflict (idempotency_key) do nothing
+      returning *`.execute(this.#db)
+    return rows[0]
   }
 }
 
