@@ -125,6 +125,22 @@ describe.each(DATABASE_KINDS)('%s: checkout with Stripe', (kind) => {
     expect(again.statusCode, again.body).toBe(201)
   })
 
+  it('refuses a Stripe checkout without a payment method before holding anything', async () => {
+    const cartId = await readyCart(node.app, store, 1)
+    const res = await node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'stripe' } },
+    })
+    expect(res.statusCode, res.body).toBe(422)
+    expect(res.json().code).toBe('unsupported_payment_method')
+    // Still the shopper's to change and pay, not held until the recovery job gives it up.
+    expect((await node.app.inject({ url: `/store/carts/${cartId}` })).json().status).toBe('active')
+    const paid = await complete(cartId, 'pm_card_visa')
+    expect(paid.statusCode, paid.body).toBe(201)
+  })
+
   it('recovers from a Stripe outage with the same intent', async () => {
     const before = stripe.stats.intentsCreated
     const cartId = await readyCart(node.app, store, 1)

@@ -99,6 +99,21 @@ export class StripeProvider implements PaymentProvider {
     this.#webhookSecret = options.webhookSecret
   }
 
+  /**
+   * Intents are confirmed here, on the server, with the method Stripe.js collected: without one,
+   * Stripe refuses every attempt alike, and checkout would hold the stock of a cart it cannot pay.
+   */
+  checkMethod(paymentMethod: string | null): void {
+    if (paymentMethod) return
+    throw problem(
+      'unsupported_payment_method',
+      'Stripe payments need the payment method Stripe.js collected',
+      {
+        errors: [{ path: 'body.payment.payment_method', message: 'is required for Stripe (a pm_… id)' }],
+      },
+    )
+  }
+
   async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
     try {
       return this.#resultOf(await this.#intentFor(input))
