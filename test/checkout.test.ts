@@ -837,6 +837,35 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(rows.filter((r) => r.same)).toHaveLength(1)
     })
 
+    it('leaves the payment of an order a take-over placed after the recovery job looked at its cart', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const capture = gateway.capture.bind(gateway)
+      // The order stays authorised, as it would until its capture: a void would find it.
+      gateway.capture = async () => {
+        throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+      }
+      // The recovery job read the cart while the processor answered (the checkout looked stalled).
+      let seen: unknown
+      let res: Awaited<ReturnType<typeof complete>>
+      try {
+        res = await completeWhileAuthorizing(cartId, async () => {
+          seen = await db().selectFrom('carts').selectAll().where('id', '=', cartId).executeTakeFirstOrThrow()
+        })
+      } finally {
+        gateway.capture = capture
+      }
+      expect(res.statusCode, res.body).toBe(201)
+      const order = res.json().order
+      // The job gives up the checkout as it saw it, after the order was placed on its payment.
+      await abandonCheckout(commerceDeps(node.runtime), seen as never, 'system:checkout-recovery')
+      const { payment, kinds } = await operationsOf(cartId)
+      expect(payment.status).toBe('authorized')
+      expect(kinds).toEqual(['authorize'])
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('completed')
+      expect((await findOrder(db(), order.id))?.status).toBe('pending')
+    })
+
     it('voids an authorisation that comes after its checkout was given up', async () => {
       const cartId = await readyCart(node.app, store, 1)
       const before = await levelOf(store.shirt)
@@ -1471,6 +1500,34 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         .where('cart_id', '=', cartId)
         .executeTakeFirstOrThrow()
       expect(payment.status).toBe('canceled')
+    })
+
+    it('gives up a checkout left at 3-D Secure, voiding its authorisation at the processor', async () => {
+      const before = await levelOf(store.shirt)
+      const cartId = await readyCart(node.app, store, 1)
+      const first = await complete(cartId, {
+        provider: 'test',
+        payment_method: 'pm_card_threeDSecureRequired',
+      })
+      expect(first.json().type).toBe('payment_action_required')
+      // Half an hour later the shopper has still not answered the challenge.
+      await db()
+        .updateTable('carts')
+        .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
+        .where('id', '=', cartId)
+        .execute()
+      const report = await recoverCheckouts(commerceDeps(node.runtime))
+      expect(report.abandoned).toBeGreaterThanOrEqual(1)
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      expect(await levelOf(store.shirt)).toEqual(before)
+      const { payment, kinds } = await operationsOf(cartId)
+      expect(payment.status).toBe('canceled')
+      expect(kinds).toEqual(['authorize', 'cancel'])
+      // Queued with the give-up, in case the node had died before that void.
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pgboss.job
+        where name = ${VOID_PAYMENT_JOB} and data ->> 'payment_id' = ${payment.id}`.execute(db())
+      expect(rows[0]!.n).toBe(1)
     })
 
     it('recovers a checkout whose request stopped after reserving stock', async () => {

@@ -41,6 +41,7 @@ import { PaymentProviderUnavailable } from '../payments/provider.ts'
 import { providerOf } from '../payments/registry.ts'
 import {
   cancelPayment,
+  cancelUnanswered,
   capturePayment,
   createPayment,
   findPayment,
@@ -752,23 +753,36 @@ const GIVE_BACK_BACKSTOP_SECONDS = 60
 
 /**
  * Gives up a checkout for the recovery job (the shopper left at 3-D Secure, the processor stayed
- * away): void the payment, release the stock, reopen the cart. A void the processor does not take
- * throws, leaving the checkout as it was for the recovery job to try again: never stock released
- * while an authorisation still stands.
+ * away): under the cart's row lock, and only while the cart still waits on the payment it was
+ * found with, the payment is marked canceled, the stock released and the cart reopened, in one
+ * transaction. Decided before anything is voided: a take-over of the same checkout may record its
+ * answer meanwhile, and then the order it places keeps the payment (nothing here changes); one
+ * that records its answer after this gets no order and gives its answer back itself (orphaned).
+ * The charge the payment names (a 3-D Secure one) is then voided at the processor; the void job,
+ * queued with the decision, makes or repeats that void if this node dies or the processor is away.
  */
 export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<void> {
-  if (cart.payment_id) await cancelPayment(deps, cart.payment_id, actor)
   const ctx = inventoryContext(deps, actor)
-  await withTransaction(deps.db, async (trx) => {
-    const current = await trx
-      .selectFrom('carts')
-      .select(['status', 'reservation_id'])
-      .where('id', '=', cart.id)
-      .forUpdate()
-      .executeTakeFirst()
-    if (current?.status !== 'completing') return
+  const canceled = await withTransaction(deps.db, async (trx) => {
+    const current = await lockCart(trx, cart.id)
+    if (current.status !== 'completing' || current.payment_id !== cart.payment_id) return undefined
+    const payment = cart.payment_id
+      ? await cancelUnanswered(trx, deps.outbox, cart.payment_id, actor)
+      : undefined
+    // Answered since the job looked: the next pass resumes the checkout instead.
+    if (cart.payment_id && !payment) return undefined
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
     await reopen(trx, cart.id)
+    if (payment?.provider_ref)
+      await queueVoid(trx, deps.runtime.jobs, payment.id, null, GIVE_BACK_BACKSTOP_SECONDS)
+    return payment
   })
   await ctx.publish()
+  if (!canceled?.provider_ref) return
+  try {
+    await voidAtProcessor(providerOf(deps.providers, canceled.provider), canceled.id, canceled.provider_ref)
+  } catch (error) {
+    if (!outOfReach(error)) throw error
+    await voidLater(deps, deps.runtime.jobs, canceled.id)
+  }
 }

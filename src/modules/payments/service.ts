@@ -385,6 +385,38 @@ export async function refundUnplaced(deps: PaymentDeps, paymentId: string, actor
   })
 }
 
+/**
+ * Marks canceled, in the caller's transaction, a payment the processor has not answered (pending)
+ * or that waits on the shopper (3-D Secure), and that no order holds; undefined, with nothing
+ * written, for one that has moved on (an answer recorded meanwhile belongs to whoever recorded
+ * it). For a checkout given up before its payment is voided at the processor: decided first, so
+ * that no answer recorded after it can place an order on the payment, then voided by the charge
+ * it names (voidUnplaced, or the caller). `payment.canceled` is emitted as cancelPayment does.
+ */
+export async function cancelUnanswered(
+  trx: Tx,
+  outbox: Outbox,
+  paymentId: string,
+  actor: string,
+): Promise<PaymentView | undefined> {
+  const row = await trx
+    .updateTable('payments')
+    .set({ status: 'canceled', next_action: null, updated_at: now() })
+    .where('id', '=', paymentId)
+    .where('status', 'in', ['pending', 'requires_action'])
+    .where('order_id', 'is', null)
+    .returningAll()
+    .executeTakeFirst()
+  if (!row) return undefined
+  await outbox.emit(
+    trx,
+    'payment.canceled',
+    { ...eventPayload(row), amount: Number(row.amount), actor },
+    row.id,
+  )
+  return toPaymentView(row)
+}
+
 /** States of a payment with no order whose money a void returns. */
 const UNPLACED_VOIDABLE: readonly PaymentStatus[] = ['pending', 'requires_action', ...CAPTURABLE]
 
