@@ -1530,6 +1530,46 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(rows[0]!.n).toBe(1)
     })
 
+    it('voids the charge of a checkout given up after every answer to its authorisation was lost', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      // The processor authorises, and then its answers never arrive: every attempt times out.
+      gateway.authorize = async (input: AuthorizeInput) => {
+        await authorize(input)
+        throw new PaymentProviderUnavailable('Test gateway: simulated timeout')
+      }
+      try {
+        const res = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(res.statusCode, res.body).toBe(503)
+        await db()
+          .updateTable('carts')
+          .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
+          .where('id', '=', cartId)
+          .execute()
+        const report = await recoverCheckouts(commerceDeps(node.runtime))
+        expect(report.abandoned).toBeGreaterThanOrEqual(1)
+      } finally {
+        gateway.authorize = authorize
+      }
+      expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
+      const { payment } = await operationsOf(cartId)
+      expect(payment.status).toBe('canceled')
+      // The give-up queued the void job, which asks the processor for the charge no answer named.
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pgboss.job
+        where name = ${VOID_PAYMENT_JOB} and data ->> 'payment_id' = ${payment.id}`.execute(db())
+      expect(rows[0]!.n).toBe(1)
+      await voidUnplaced(paymentDeps(node.runtime), payment.id, 'system:payment-voids')
+      expect((await operationsOf(cartId)).kinds).toEqual(['authorize', 'cancel'])
+      const named = await db()
+        .selectFrom('payments')
+        .select('provider_ref')
+        .where('id', '=', payment.id)
+        .executeTakeFirstOrThrow()
+      expect(named.provider_ref).not.toBeNull()
+    })
+
     it('recovers a checkout whose request stopped after reserving stock', async () => {
       const cartId = await readyCart(node.app, store, 1)
       // As a request that died after phase 1 leaves it: completing, payment pending, lease run out.

@@ -28,6 +28,7 @@ import {
   recordAuthorization,
   refundPayment,
   refundsOfPayment,
+  voidUnplaced,
 } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
@@ -584,6 +585,23 @@ describeEachDatabase('payments', (kind) => {
       // Still processing at Stripe: it may yet be voided.
       ctx.stripe.intent(payment.provider_ref!)!.status = 'processing'
       await expect(cancel()).rejects.toBeInstanceOf(PaymentProviderUnavailable)
+    })
+
+    it('finds and voids the intent of a payment canceled before any answer named it', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, false)
+      // As a give-up after every answer was lost leaves it: canceled here, no charge named.
+      await ctx.deps.db
+        .updateTable('payments')
+        .set({ status: 'canceled', provider_ref: null })
+        .where('id', '=', created.id)
+        .execute()
+      const stripe = ctx.deps.providers.get('stripe')!
+      expect(await stripe.findCharge!(created.id)).toBe(payment.provider_ref)
+      expect(await stripe.findCharge!('pay_never_sent')).toBeNull()
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(ctx.stripe.intent(payment.provider_ref!)?.status).toBe('canceled')
+      expect((await findPayment(ctx.deps.db, created.id))?.provider_ref).toBe(payment.provider_ref)
     })
 
     it('voids an intent whose void Stripe refused while it was processing, once it is voidable', async () => {

@@ -283,6 +283,19 @@ export async function startStripeServer(): Promise<StripeServer> {
       if (params.confirm === 'true') confirm(intent, expand)
       return view(intent, expand)
     }
+    if (method === 'GET' && path === '/v1/payment_intents/search') {
+      // Only the query Shopwright sends: one metadata field equal to a value.
+      const query = /^metadata\['(\w+)'\]:'([^']*)'$/.exec(String(params.query))
+      if (!query)
+        throw invalidRequest(`Unsupported search query: ${String(params.query)}`, { param: 'query' })
+      const data = [...intents.values()].filter((i) => i.metadata[query[1]!] === query[2])
+      return {
+        object: 'search_result',
+        data: data.map((i) => view(i, expand)),
+        has_more: false,
+        next_page: null,
+      }
+    }
     const one = path.match(/^\/v1\/payment_intents\/([^/]+)$/)
     if (one && method === 'GET') {
       return view(found(one[1]!), expand)

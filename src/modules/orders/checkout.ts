@@ -759,7 +759,8 @@ const GIVE_BACK_BACKSTOP_SECONDS = 60
  * answer meanwhile, and then the order it places keeps the payment (nothing here changes); one
  * that records its answer after this gets no order and gives its answer back itself (orphaned).
  * The charge the payment names (a 3-D Secure one) is then voided at the processor; the void job,
- * queued with the decision, makes or repeats that void if this node dies or the processor is away.
+ * queued with the decision, makes or repeats that void if this node dies or the processor is away,
+ * and asks the processor for a charge it made though every answer was lost (findCharge).
  */
 export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<void> {
   const ctx = inventoryContext(deps, actor)
@@ -773,8 +774,8 @@ export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: 
     if (cart.payment_id && !payment) return undefined
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
     await reopen(trx, cart.id)
-    if (payment?.provider_ref)
-      await queueVoid(trx, deps.runtime.jobs, payment.id, null, GIVE_BACK_BACKSTOP_SECONDS)
+    // Also for a payment no answer named: the job asks the processor for a charge made all the same.
+    if (payment) await queueVoid(trx, deps.runtime.jobs, payment.id, null, GIVE_BACK_BACKSTOP_SECONDS)
     return payment
   })
   await ctx.publish()

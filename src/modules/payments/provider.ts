@@ -107,6 +107,13 @@ export interface PaymentProvider {
   /** Voids an authorisation that will not be captured. */
   cancel(input: { payment_id: string; provider_ref: string; idempotency_key: string }): Promise<void>
   /**
+   * The charge the processor made for our payment, found by the payment's id rather than by an
+   * answer: for a payment given up after every answer to its authorisation was lost (the processor
+   * out of reach each time), whose charge only the processor can name. null when it has none;
+   * PaymentProviderUnavailable when it cannot say. Providers that hold no money leave it out.
+   */
+  findCharge?(paymentId: string): Promise<string | null>
+  /**
    * Verifies and parses a webhook delivery; throws PaymentWebhookInvalid for a bad signature or a
    * stale timestamp. Providers without webhooks leave it out.
    */

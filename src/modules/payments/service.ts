@@ -306,7 +306,8 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
       },
     )
   if (payment.status === 'canceled') {
-    if (payment.provider_ref) await voidSettled(payment.provider_ref)
+    const charge = payment.provider_ref ?? (await chargeFoundFor(deps, payment.id, payment.provider))
+    if (charge) await voidSettled(charge)
     return
   }
   if (payment.status === 'failed') {
@@ -318,6 +319,25 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
   }
   if (UNPLACED_VOIDABLE.includes(payment.status)) await cancelPayment(deps, paymentId, actor)
   else if (CAPTURED.includes(payment.status)) await refundUnplaced(deps, paymentId, actor)
+}
+
+/**
+ * The charge the processor holds for a payment canceled here before any answer named one (every
+ * answer was lost), asked of the processor by the payment's id and named on the row, so that the
+ * processor's webhooks find it too. null when the processor has none, or cannot look one up.
+ */
+async function chargeFoundFor(deps: PaymentDeps, paymentId: string, providerId: string) {
+  const provider = providerOf(deps.providers, providerId)
+  const charge = provider.findCharge ? await provider.findCharge(paymentId) : null
+  if (charge) {
+    await deps.db
+      .updateTable('payments')
+      .set({ provider_ref: charge, updated_at: now() })
+      .where('id', '=', paymentId)
+      .where('provider_ref', 'is', null)
+      .execute()
+  }
+  return charge
 }
 
 /** The refund key of a payment that got no order: one per payment, so that it is refunded once. */

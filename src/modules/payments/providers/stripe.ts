@@ -307,6 +307,24 @@ export class StripeProvider implements PaymentProvider {
     }
   }
 
+  /**
+   * By the `payment_id` metadata every intent is created with, through Stripe's search, which may
+   * lag new intents by about a minute: asked only of payments given up half an hour after they
+   * began.
+   */
+  async findCharge(paymentId: string): Promise<string | null> {
+    try {
+      const found = await this.#stripe.paymentIntents.search({
+        query: `metadata['payment_id']:'${paymentId}'`,
+        limit: 1,
+      })
+      return found.data[0]?.id ?? null
+    } catch (error) {
+      if (isUnavailable(error)) throw unavailable(error)
+      throw error
+    }
+  }
+
   parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate {
     const signature = headers['stripe-signature']
     if (!this.#webhookSecret) throw new PaymentWebhookInvalid('No Stripe webhook secret is configured')

@@ -241,6 +241,15 @@ export class TestGateway implements PaymentProvider {
     return Number(row.total)
   }
 
+  async findCharge(paymentId: string): Promise<string | null> {
+    const op = await this.#db
+      .selectFrom('test_gateway_operations')
+      .select('charge_id')
+      .where('idempotency_key', '=', authorizeKey(paymentId))
+      .executeTakeFirst()
+    return op?.charge_id ?? null
+  }
+
   /** Records an operation once per key and returns what was recorded first. */
   async #record(
     key: string,
