@@ -858,7 +858,9 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(res.statusCode, res.body).toBe(201)
       const order = res.json().order
       // The job gives up the checkout as it saw it, after the order was placed on its payment.
-      await abandonCheckout(commerceDeps(node.runtime), seen as never, 'system:checkout-recovery')
+      expect(
+        await abandonCheckout(commerceDeps(node.runtime), seen as never, 'system:checkout-recovery'),
+      ).toBe(false)
       const { payment, kinds } = await operationsOf(cartId)
       expect(payment.status).toBe('authorized')
       expect(kinds).toEqual(['authorize'])

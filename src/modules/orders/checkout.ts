@@ -761,10 +761,11 @@ const GIVE_BACK_BACKSTOP_SECONDS = 60
  * The charge the payment names (a 3-D Secure one) is then voided at the processor; the void job,
  * queued with the decision, makes or repeats that void if this node dies or the processor is away,
  * and asks the processor for a charge it made though every answer was lost (findCharge).
+ * False, with nothing done, when the cart or its payment moved on since the job read it.
  */
-export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<void> {
+export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<boolean> {
   const ctx = inventoryContext(deps, actor)
-  const canceled = await withTransaction(deps.db, async (trx) => {
+  const gaveUp = await withTransaction(deps.db, async (trx) => {
     const current = await lockCart(trx, cart.id)
     if (current.status !== 'completing' || current.payment_id !== cart.payment_id) return undefined
     const payment = cart.payment_id
@@ -776,14 +777,17 @@ export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: 
     await reopen(trx, cart.id)
     // Also for a payment no answer named: the job asks the processor for a charge made all the same.
     if (payment) await queueVoid(trx, deps.runtime.jobs, payment.id, null, GIVE_BACK_BACKSTOP_SECONDS)
-    return payment
+    return { payment }
   })
   await ctx.publish()
-  if (!canceled?.provider_ref) return
+  if (!gaveUp) return false
+  const canceled = gaveUp.payment
+  if (!canceled?.provider_ref) return true
   try {
     await voidAtProcessor(providerOf(deps.providers, canceled.provider), canceled.id, canceled.provider_ref)
   } catch (error) {
     if (!outOfReach(error)) throw error
     await voidLater(deps, deps.runtime.jobs, canceled.id)
   }
+  return true
 }

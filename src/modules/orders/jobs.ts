@@ -78,8 +78,8 @@ export async function recoverCheckouts(
       const waitedTooLong = Date.now() - new Date(cart.updated_at).getTime() > GIVE_UP_MINUTES * 60_000
       const unanswered = payment?.status === 'requires_action' || payment?.status === 'pending'
       if (!payment || (unanswered && waitedTooLong)) {
-        await abandonCheckout(deps, cart, ACTOR)
-        report.abandoned++
+        // Moved on since it was read (answered, or taken over): the next pass sees it as it is.
+        if (await abandonCheckout(deps, cart, ACTOR)) report.abandoned++
       } else if (payment.status === 'requires_action') {
         // Still the shopper's turn: hand the cart back to them.
         await deps.db
