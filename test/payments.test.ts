@@ -597,8 +597,21 @@ describeEachDatabase('payments', (kind) => {
         .where('id', '=', created.id)
         .execute()
       const stripe = ctx.deps.providers.get('stripe')!
-      expect(await stripe.findCharge!(created.id)).toBe(payment.provider_ref)
-      expect(await stripe.findCharge!('pay_never_sent')).toBeNull()
+      const now = new Date()
+      expect(await stripe.findCharge!(created.id, now)).toBe(payment.provider_ref)
+      // Stripe's search lags new intents: "none" is believed only well after the give-up.
+      await expect(stripe.findCharge!('pay_never_sent', now)).rejects.toBeInstanceOf(
+        PaymentProviderUnavailable,
+      )
+      expect(await stripe.findCharge!('pay_never_sent', new Date(Date.now() - 3 * 3600_000))).toBeNull()
+      // Not searchable yet: the void job is told to come back, not that there is nothing to void.
+      const intent = ctx.stripe.intent(payment.provider_ref!)!
+      const metadata = intent.metadata
+      intent.metadata = {}
+      await expect(voidUnplaced(ctx.deps, created.id, 'system:payment-voids')).rejects.toBeInstanceOf(
+        PaymentProviderUnavailable,
+      )
+      intent.metadata = metadata
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
       expect(ctx.stripe.intent(payment.provider_ref!)?.status).toBe('canceled')
       expect((await findPayment(ctx.deps.db, created.id))?.provider_ref).toBe(payment.provider_ref)

@@ -110,9 +110,10 @@ export interface PaymentProvider {
    * The charge the processor made for our payment, found by the payment's id rather than by an
    * answer: for a payment given up after every answer to its authorisation was lost (the processor
    * out of reach each time), whose charge only the processor can name. null when it has none;
-   * PaymentProviderUnavailable when it cannot say. Providers that hold no money leave it out.
+   * PaymentProviderUnavailable when it cannot say (yet: a processor whose lookup lags new charges
+   * answers so for a payment `givenUpAt` too recently). Providers that hold no money leave it out.
    */
-  findCharge?(paymentId: string): Promise<string | null>
+  findCharge?(paymentId: string, givenUpAt: Date): Promise<string | null>
   /**
    * Verifies and parses a webhook delivery; throws PaymentWebhookInvalid for a bad signature or a
    * stale timestamp. Providers without webhooks leave it out.

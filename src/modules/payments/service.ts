@@ -306,7 +306,8 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
       },
     )
   if (payment.status === 'canceled') {
-    const charge = payment.provider_ref ?? (await chargeFoundFor(deps, payment.id, payment.provider))
+    const charge =
+      payment.provider_ref ?? (await chargeFoundFor(deps, payment.id, payment.provider, payment.updated_at))
     if (charge) await voidSettled(charge)
     return
   }
@@ -324,11 +325,12 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
 /**
  * The charge the processor holds for a payment canceled here before any answer named one (every
  * answer was lost), asked of the processor by the payment's id and named on the row, so that the
- * processor's webhooks find it too. null when the processor has none, or cannot look one up.
+ * processor's webhooks find it too. null when the processor has none, or cannot look one up;
+ * PaymentProviderUnavailable (the job retries) while it cannot say yet.
  */
-async function chargeFoundFor(deps: PaymentDeps, paymentId: string, providerId: string) {
+async function chargeFoundFor(deps: PaymentDeps, paymentId: string, providerId: string, canceledAt: Date) {
   const provider = providerOf(deps.providers, providerId)
-  const charge = provider.findCharge ? await provider.findCharge(paymentId) : null
+  const charge = provider.findCharge ? await provider.findCharge(paymentId, new Date(canceledAt)) : null
   if (charge) {
     await deps.db
       .updateTable('payments')

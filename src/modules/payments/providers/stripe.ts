@@ -76,6 +76,8 @@ function idOf(ref: string | { id: string } | null | undefined): string | null {
 
 /** Stripe's codes for an amount outside what it charges: the shopper's cart, not our bug. */
 const AMOUNT_REFUSED = new Set(['amount_too_small', 'amount_too_large'])
+/** How long Stripe's search may not show a new intent. */
+const SEARCH_LAG_MS = 2 * 60 * 60_000
 /** Intent states Stripe voids (cancels). */
 const CANCELABLE = new Set<string>([
   'requires_payment_method',
@@ -308,21 +310,27 @@ export class StripeProvider implements PaymentProvider {
   }
 
   /**
-   * By the `payment_id` metadata every intent is created with, through Stripe's search, which may
-   * lag new intents by about a minute: asked only of payments given up half an hour after they
-   * began.
+   * By the `payment_id` metadata every intent is created with, through Stripe's search. Search lags
+   * new intents (under a minute as a rule, up to an hour in Stripe's incidents, which is when
+   * answers get lost), and an intent may be created up to a request's timeout before the give-up:
+   * "none" is believed only SEARCH_LAG_MS after it, and is "not yet" (unavailable) before.
    */
-  async findCharge(paymentId: string): Promise<string | null> {
+  async findCharge(paymentId: string, givenUpAt: Date): Promise<string | null> {
+    let found: Stripe.ApiSearchResult<Stripe.PaymentIntent>
     try {
-      const found = await this.#stripe.paymentIntents.search({
+      found = await this.#stripe.paymentIntents.search({
         query: `metadata['payment_id']:'${paymentId}'`,
         limit: 1,
       })
-      return found.data[0]?.id ?? null
     } catch (error) {
       if (isUnavailable(error)) throw unavailable(error)
       throw error
     }
+    const intent = found.data[0]
+    if (intent) return intent.id
+    if (Date.now() - givenUpAt.getTime() < SEARCH_LAG_MS)
+      throw new PaymentProviderUnavailable(`Stripe: no intent of payment ${paymentId} found yet`)
+    return null
   }
 
   parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate {

@@ -241,6 +241,7 @@ export class TestGateway implements PaymentProvider {
     return Number(row.total)
   }
 
+  /** The ledger has no lag: a charge not in it was never made. */
   async findCharge(paymentId: string): Promise<string | null> {
     const op = await this.#db
       .selectFrom('test_gateway_operations')
