@@ -278,6 +278,59 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(await counts()).toEqual(before)
   })
 
+  it('refuses attribute keys and values, option names and metadata keys outside their schema', async () => {
+    const before = await counts()
+    const refused = (res: Awaited<ReturnType<typeof admin>>) => {
+      expect(res.statusCode, res.body).toBe(400)
+      expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
+      expect(res.json().code).toBe('validation_failed')
+      return res.json().errors.map((e: { path: string }) => e.path) as string[]
+    }
+    const paths = refused(
+      await admin('POST', '/admin/products', {
+        ...tee('bad-attrs', 'BAD-ATTRS'),
+        attributes: { Colour: { nested: [1, 2] }, 'a:b': 'x', '': 7 },
+      }),
+    )
+    expect(paths).toEqual(
+      expect.arrayContaining(['body.attributes.Colour', 'body.attributes.a:b', 'body.attributes.']),
+    )
+    for (const attributes of [
+      { colour: { nested: [1, 2] } },
+      { colour: 7 },
+      { Colour: 'black' },
+      { 'a:b': 'x' },
+      { '': 'x' },
+      { [`k${'x'.repeat(64)}`]: 'x' },
+    ])
+      refused(await admin('POST', '/admin/products', { ...tee('bad-attrs', 'BAD-ATTRS'), attributes }))
+    refused(
+      await admin('POST', '/admin/products', {
+        ...tee('bad-attrs', 'BAD-ATTRS'),
+        variants: [{ sku: 'BAD-ATTRS-1', options: { 'Size\n': { nested: true } } }],
+      }),
+    )
+    for (const metadata of [{ [`k${'x'.repeat(64)}`]: 1 }])
+      refused(await admin('POST', '/admin/products', { ...tee('bad-attrs', 'BAD-ATTRS'), metadata }))
+    expect(await counts()).toEqual(before)
+
+    // Metadata keys are free-form up to 64 characters; attribute keys are a documented slug.
+    const fine = await admin('POST', '/admin/products', {
+      ...tee('fine-attrs', 'FINE-ATTRS'),
+      attributes: { fit_2: 'slim' },
+      metadata: { 'Größe / a:b\n': { any: ['thing'] }, [`k${'x'.repeat(63)}`]: 1 },
+    })
+    expect(fine.statusCode, fine.body).toBe(201)
+    const created = fine.json()
+    refused(await admin('PATCH', `/admin/products/${created.id}`, { attributes: { 'a:b': 'x' } }))
+    refused(
+      await admin('PATCH', `/admin/variants/${created.variants[0].id}`, {
+        options: { [`${'S'.repeat(65)}`]: 'x' },
+      }),
+    )
+    expect((await admin('DELETE', `/admin/products/${created.id}`)).statusCode).toBe(204)
+  })
+
   it('refuses a taken handle or SKU with 409, writing nothing', async () => {
     await admin('POST', '/admin/products', tee('taken', 'TAKEN'))
     const before = await counts()

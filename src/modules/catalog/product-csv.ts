@@ -477,6 +477,15 @@ function defaultTitle(variant: NonNullable<ProductDocument['variants']>[number])
   return Object.values(variant.options ?? {}).join(' / ') || variant.sku
 }
 
+/**
+ * Rows stored before attribute values were validated may hold numbers or objects: written as JSON
+ * text, so that one such row shows up in the file (and is refused if imported back) instead of
+ * ending the export mid-stream.
+ */
+function attributeText(value: unknown): string {
+  return typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value))
+}
+
 /** A writer of product documents as CSV lines under `header` (from csvHeader). */
 export function productCsvWriter(header: readonly string[]): (doc: ProductDocument) => string {
   const at = new Map(header.map((name, i) => [name, i]))
@@ -504,7 +513,7 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
     productCells,
     'attributes',
     Object.entries(doc.attributes ?? {})
-      .map(([k, v]) => `${escapeItem(k)}=${escapeItem(v)}`)
+      .map(([k, v]) => `${escapeItem(k)}=${escapeItem(attributeText(v))}`)
       .join('|'),
   )
   const media = doc.media ?? []

@@ -15,9 +15,17 @@ export const ProductStatus = Type.Union([
   Type.Literal('archived'),
 ])
 
-const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 50 })
+/**
+ * TypeBox turns a record's key schema into `patternProperties` alone: the key's other limits are
+ * dropped, and a key that misses the pattern is not checked at all (nor is its value). So each
+ * record below states `propertyNames` and `additionalProperties` itself.
+ */
+const MetadataKey = Type.String({ maxLength: 64 })
+/** Free-form keys (any text up to 64 characters) and values. */
+const Metadata = Type.Record(MetadataKey, Type.Unknown(), { maxProperties: 50, propertyNames: MetadataKey })
 const Text = (max: number) => Type.String({ maxLength: max })
-const Name = Type.String({ minLength: 1, maxLength: 255 })
+const NAME_MAX_LENGTH = 255
+const Name = Type.String({ minLength: 1, maxLength: NAME_MAX_LENGTH })
 const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9a-z]{26}$` })
 const Timestamp = DateTimeInput()
 const CurrencyCode = Type.String({ pattern: '^[A-Z]{3}$', description: 'ISO 4217 code' })
@@ -50,9 +58,11 @@ export const MediaItem = Type.Object(
 )
 
 const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[^,]+$' })
-const AttributeKey = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9_]+$' })
+// The length is in the pattern so that a key out of bounds is named as such (an unknown field).
+const AttributeKey = Type.String({ pattern: '^[a-z0-9_]{1,64}$' })
 const Attributes = Type.Record(AttributeKey, Type.String({ minLength: 1, maxLength: 128 }), {
   maxProperties: 50,
+  additionalProperties: false,
 })
 
 export const PriceInput = Type.Object(
@@ -68,7 +78,14 @@ const Dimension = Type.Union([Type.Integer({ minimum: 0, maximum: 10_000_000 }),
 
 const variantFields = {
   title: Type.Optional(Name),
-  options: Type.Optional(Type.Record(OptionName, OptionValue, { maxProperties: 10 })),
+  // Option names are as free as the product's (any text): every key's value is checked.
+  options: Type.Optional(
+    Type.Record(OptionName, OptionValue, {
+      maxProperties: 10,
+      propertyNames: OptionName,
+      additionalProperties: OptionValue,
+    }),
+  ),
   barcode: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()])),
   weight_g: Type.Optional(Dimension),
   length_mm: Type.Optional(Dimension),
