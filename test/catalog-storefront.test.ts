@@ -341,16 +341,18 @@ describeEachDatabase('catalog: storefront', (kind) => {
   it('refuses forged cursors and NUL characters with a 400, never a 500', async () => {
     const forge = (key: unknown) => Buffer.from(JSON.stringify(key)).toString('base64url')
     for (const [sort, key] of [
-      ['price_asc', [1.5, 'prod_x']],
-      ['best_selling', [2 ** 40 + 0.5, 'prod_x']],
-      ['newest', ['prod\u0000x']],
+      ['price_asc', ['price_asc', 1.5, 'prod_x']],
+      ['best_selling', ['best_selling', 2 ** 40 + 0.5, 'prod_x']],
+      ['newest', ['newest', 'prod\u0000x']],
     ] as const) {
       const res = await get(`/store/products?sort=${sort}&region_id=${eu}&cursor=${forge(key)}`)
       expect(res.statusCode, `${sort} ${res.body}`).toBe(400)
       expect(res.json().code).toBe('invalid_cursor')
     }
     // A real price cursor beyond the int range of sales counts pages best-sellers without an overflow.
-    const big = await get(`/store/products?sort=best_selling&cursor=${forge([2 ** 40, 'prod_zzz'])}`)
+    const big = await get(
+      `/store/products?sort=best_selling&cursor=${forge(['best_selling', 2 ** 40, 'prod_zzz'])}`,
+    )
     expect(big.statusCode, big.body).toBe(200)
     for (const url of [
       '/store/products/%00',
@@ -384,6 +386,34 @@ describeEachDatabase('catalog: storefront', (kind) => {
     const res = await get(`/store/products?sort=price_asc&region_id=${eu}&cursor=${byName.next_cursor}`)
     expect(res.statusCode).toBe(400)
     expect(res.json().code).toBe('invalid_cursor')
+  })
+
+  it('refuses a cursor from another sort whose key has the same shape', async () => {
+    const cursorOf = async (query: string) => {
+      const res = await get(`/store/products?limit=2&${query}`)
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json().next_cursor, query).toEqual(expect.any(String))
+      return res.json().next_cursor as string
+    }
+    const queries = {
+      price_asc: `sort=price_asc&region_id=${eu}`,
+      price_desc: `sort=price_desc&region_id=${eu}`,
+      best_selling: 'sort=best_selling',
+      // Every seeded description says "designed for".
+      relevance: 'q=designed&sort=relevance',
+    }
+    const cursors = Object.fromEntries(
+      await Promise.all(Object.entries(queries).map(async ([sort, q]) => [sort, await cursorOf(q)])),
+    ) as Record<keyof typeof queries, string>
+    for (const [from, cursor] of Object.entries(cursors))
+      for (const [to, query] of Object.entries(queries)) {
+        const res = await get(`/store/products?limit=2&${query}&cursor=${cursor}`)
+        if (from === to) expect(res.statusCode, `${from} ${res.body}`).toBe(200)
+        else {
+          expect(res.statusCode, `${from} cursor on ${to}: ${res.body}`).toBe(400)
+          expect(res.json()).toMatchObject({ code: 'invalid_cursor', errors: [{ path: 'query.cursor' }] })
+        }
+      }
   })
 
   it("filters to products in stock and shows each variant's availability, fresh after a receipt", async () => {
@@ -594,6 +624,42 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(changed.json().variants[0].price.amount).toBe(123)
     const list = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data[0]
     expect(list.price.amount).toBe(123)
+  })
+
+  it('pages by name across titles whose cursors are the longest the API issues', async () => {
+    // JSON escapes a control character as six bytes: the title that makes the longest name cursor.
+    const titles = ['\u0001', '\u0002', '\u001f'].map((c) => c.repeat(255))
+    const ids: string[] = []
+    for (const [i, title] of titles.entries()) {
+      const res = await node.app.inject({
+        method: 'POST',
+        url: '/admin/products',
+        headers: adminAuth,
+        payload: { handle: `control-title-${i}`, title, status: 'published', tags: ['control-titles'] },
+      })
+      expect(res.statusCode, res.body).toBe(201)
+      ids.push(res.json().id)
+    }
+    try {
+      const seen: string[] = []
+      let longest = 0
+      let cursor: string | null = null
+      for (let pages = 0; pages < 10; pages++) {
+        const res = await get(
+          `/store/products?sort=name&tag=control-titles&limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+        )
+        expect(res.statusCode, res.body).toBe(200)
+        seen.push(...res.json().data.map((p: Summary) => p.id))
+        cursor = res.json().next_cursor
+        if (!cursor) break
+        longest = Math.max(longest, cursor.length)
+      }
+      expect(seen.sort()).toEqual([...ids].sort())
+      expect(longest).toBeGreaterThan(2048)
+    } finally {
+      for (const id of ids)
+        await node.app.inject({ method: 'DELETE', url: `/admin/products/${id}`, headers: adminAuth })
+    }
   })
 })
 

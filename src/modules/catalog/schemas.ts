@@ -314,11 +314,20 @@ export const StoreSort = Type.Union(
   { description: 'Default: relevance with `q`, newest otherwise. Price sorts need `region_id`.' },
 )
 
+/**
+ * The longest cursor the list issues, so that every one it issues is accepted back: a name cursor
+ * (`[sort, title, id]` as JSON in base64url, storefront.ts) whose title is control characters, which
+ * JSON escapes as six bytes each (`\u0001`), more than any other character costs. Sized with the
+ * longest sort name.
+ */
+const STORE_CURSOR_MAX_LENGTH = Math.ceil(
+  ((JSON.stringify(['best_selling', '', `prod_${'0'.repeat(26)}`]).length + 6 * NAME_MAX_LENGTH) * 4) / 3,
+)
+
 export const StoreListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-    // A name cursor carries the title: 255 characters of four UTF-8 bytes each, in base64.
-    cursor: Type.Optional(Type.String({ maxLength: 2048 })),
+    cursor: Type.Optional(Type.String({ maxLength: STORE_CURSOR_MAX_LENGTH })),
     region_id: Type.Optional(Id('reg')),
     q: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     category_id: Type.Optional(Id('cat')),

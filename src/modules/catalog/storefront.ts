@@ -219,8 +219,23 @@ interface Ordering {
   shape: Array<'string' | 'number'>
 }
 
+/**
+ * A cursor is its sort's name and then the sort key of the last row served. Several sorts share a
+ * key's shape (an amount or a count, then an id), so without the name a cursor of one sort would
+ * be read as another's key and silently skip or repeat products.
+ */
+function cursorKey(cursor: string, sort: StoreSort, shape: Array<'string' | 'number'>): CursorKey {
+  const [name, ...key] = decodeCursor(cursor, ['string', ...shape])
+  if (name !== sort)
+    throw problem('invalid_cursor', 'The cursor belongs to another sort', {
+      errors: [{ path: 'query.cursor', message: 'not a cursor from this sort' }],
+    })
+  return key
+}
+
 function ordering(sort: StoreSort, input: StoreListInput, priced: boolean): Ordering {
-  const key = (shape: Array<'string' | 'number'>) => (input.cursor ? decodeCursor(input.cursor, shape) : null)
+  const key = (shape: Array<'string' | 'number'>) =>
+    input.cursor ? cursorKey(input.cursor, sort, shape) : null
   switch (sort) {
     case 'relevance': {
       if (!input.search)
@@ -229,7 +244,9 @@ function ordering(sort: StoreSort, input: StoreListInput, priced: boolean): Orde
         })
       const [offset = 0] = (key(['number', 'string']) ?? []) as number[]
       if (!Number.isInteger(offset) || offset < 0 || offset > MAX_SEARCH_OFFSET)
-        throw problem('invalid_cursor', 'The cursor does not belong to this list')
+        throw problem('invalid_cursor', 'The cursor does not belong to this list', {
+          errors: [{ path: 'query.cursor', message: 'not a cursor from this list' }],
+        })
       return {
         orderBy: sql`${searchRank(input.search)} desc, p.id desc`,
         after: null,
@@ -310,9 +327,11 @@ export async function listStoreProducts(db: Queryable, input: StoreListInput): P
   const relevance = input.search && (input.sort ?? 'relevance') === 'relevance'
   if (relevance && input.search && input.cursor) {
     // A relevance cursor carries the search mode its first page settled on.
-    const [, mode] = decodeCursor(input.cursor, ['number', 'string'])
+    const [, mode] = cursorKey(input.cursor, 'relevance', ['number', 'string'])
     if (mode !== 'words' && mode !== 'trigram' && mode !== 'substring')
-      throw problem('invalid_cursor', 'The cursor does not belong to this list')
+      throw problem('invalid_cursor', 'The cursor does not belong to this list', {
+        errors: [{ path: 'query.cursor', message: 'not a cursor from this list' }],
+      })
     input = { ...input, search: { ...input.search, mode } }
   } else if (relevance && input.search) {
     // Typo tolerance: when the words find nothing, search again by similarity (or substring).
@@ -436,7 +455,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
         : null,
       created_at: row.created_at.toISOString(),
     })),
-    next_cursor: nextKey ? encodeCursor(nextKey) : null,
+    next_cursor: nextKey ? encodeCursor([sort, ...nextKey]) : null,
   }
 }
 
