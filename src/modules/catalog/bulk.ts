@@ -379,7 +379,11 @@ async function analyzeIfStale(trx: Tx): Promise<void> {
   if (rows[0]?.stale) await sql`analyze products, product_variants, variant_prices`.execute(trx)
 }
 
-/** Variants a document did not name must still fit the product's (possibly new) options. */
+/**
+ * Variants a document does not name are kept, so they must still fit its (possibly new) option set.
+ * The file has no row for such a variant, so each misfit is reported on the option set, naming the
+ * kept SKU: otherwise two kept variants would give the same cell the same error twice.
+ */
 async function assertKeptVariantsMatch(
   trx: Tx,
   docs: readonly ProductDocument[],
@@ -400,8 +404,19 @@ async function assertKeptVariantsMatch(
     const variants = byProduct.get(productIds[index] as string)
     if (!variants || !existing.has(doc.handle)) return
     const options: ProductOption[] = doc.options ?? []
-    for (const e of checkVariantOptions(options, variants, (i) => `${index}.variants.${i}`))
-      errors.push({ ...e, index })
+    // The named ones were checked against the document with its other rules.
+    const named = new Set((doc.variants ?? []).map((v) => v.sku))
+    const kept = variants.filter((v) => !named.has(v.sku))
+    for (const e of checkVariantOptions(options, kept, String)) {
+      const [, i, name] = /^(\d+)\.options(?:\.(.*))?$/s.exec(e.path) ?? []
+      if (i === undefined) continue
+      const k = options.findIndex((o) => o.name === name)
+      errors.push({
+        index,
+        path: `[${index}].options${k >= 0 ? `.${k}` : ''}`,
+        message: `kept variant ${kept[Number(i)]?.sku} (not in the import): ${name ?? 'options'} ${e.message}`,
+      })
+    }
   })
   if (errors.length > 0) throw new BulkDocumentError(errors)
 }

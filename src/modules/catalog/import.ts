@@ -35,7 +35,7 @@ import { catalogCacheOf } from './cache.ts'
 import { csvCellOf, parseProductCsv } from './product-csv.ts'
 import { translateWriteError } from './products.ts'
 import { CreateProduct } from './schemas.ts'
-import type { CatalogImportsTable, ImportError } from './tables.ts'
+import type { CatalogImportsTable, ImportError, ProductOption } from './tables.ts'
 
 export type ImportFormat = 'csv' | 'json' | 'ndjson'
 export type ImportMode = 'all_or_nothing' | 'per_row'
@@ -222,6 +222,29 @@ function parseFile(
   }
 }
 
+/**
+ * A CSV's option set is read off its rows, and an upsert may name only some of a stored product's
+ * variants; the others are kept, so the stored values they use stay in the set, after the file's
+ * own. Done before validation, so that a dry run judges the very document the job will write.
+ */
+async function keepStoredOptionValues(db: Queryable, candidates: readonly Candidate[]): Promise<void> {
+  const docs = candidates.flatMap((c) => {
+    const doc = c.document as Partial<ProductDocument>
+    return c.errors.length === 0 && doc.options?.length ? [doc] : []
+  })
+  if (docs.length === 0) return
+  const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
+    select handle, options from products where handle = any(${docs.map((d) => d.handle)})`.execute(db)
+  const storedOf = new Map(rows.map((r) => [r.handle, r.options]))
+  for (const doc of docs) {
+    const stored = storedOf.get(doc.handle as string) ?? []
+    for (const option of doc.options ?? []) {
+      const values = stored.find((o) => o.name === option.name)?.values ?? []
+      option.values = [...option.values, ...values.filter((v) => !option.values.includes(v))]
+    }
+  }
+}
+
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
@@ -240,6 +263,8 @@ export async function validateImport(
   text: string,
 ): Promise<ValidatedImport> {
   const { candidates, rowErrors } = parseFile(format, text)
+  // A JSON document states its option set whole; only CSV derives it from the rows present.
+  if (format === 'csv') await keepStoredOptionValues(db, candidates)
   const passed: Candidate[] = []
   for (const candidate of candidates) {
     // What no JSON body may hold either: nesting too deep for the writes, text PostgreSQL refuses.
