@@ -1470,6 +1470,25 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(res.json().order).toMatchObject({ status: 'paid', payment_status: 'captured' })
     })
 
+    /** Half an hour on, the recovery job gives up the cart's checkout, still unanswered. */
+    async function giveUpHalfAnHourLater(cartId: string) {
+      await db()
+        .updateTable('carts')
+        .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
+        .where('id', '=', cartId)
+        .execute()
+      const report = await recoverCheckouts(commerceDeps(node.runtime))
+      expect(report.abandoned).toBeGreaterThanOrEqual(1)
+    }
+
+    /** The payments.void jobs queued for a payment (this node runs no workers: as queued). */
+    async function voidJobsOf(paymentId: string) {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from pgboss.job
+        where name = ${VOID_PAYMENT_JOB} and data ->> 'payment_id' = ${paymentId}`.execute(db())
+      return rows[0]!.n
+    }
+
     it('gives up a checkout the processor never answered, releasing its stock', async () => {
       const before = await levelOf(store.jacket)
       const cartId = (
@@ -1487,13 +1506,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(res.statusCode).toBe(503)
       expect((await levelOf(store.jacket)).reserved).toBe(before.reserved + 1)
       // Half an hour later the processor still has not answered.
-      await db()
-        .updateTable('carts')
-        .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
-        .where('id', '=', cartId)
-        .execute()
-      const report = await recoverCheckouts(commerceDeps(node.runtime))
-      expect(report.abandoned).toBeGreaterThanOrEqual(1)
+      await giveUpHalfAnHourLater(cartId)
       expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
       expect(await levelOf(store.jacket)).toEqual(before)
       const payment = await db()
@@ -1513,23 +1526,14 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       })
       expect(first.json().type).toBe('payment_action_required')
       // Half an hour later the shopper has still not answered the challenge.
-      await db()
-        .updateTable('carts')
-        .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
-        .where('id', '=', cartId)
-        .execute()
-      const report = await recoverCheckouts(commerceDeps(node.runtime))
-      expect(report.abandoned).toBeGreaterThanOrEqual(1)
+      await giveUpHalfAnHourLater(cartId)
       expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
       expect(await levelOf(store.shirt)).toEqual(before)
       const { payment, kinds } = await operationsOf(cartId)
       expect(payment.status).toBe('canceled')
       expect(kinds).toEqual(['authorize', 'cancel'])
       // Queued with the give-up, in case the node had died before that void.
-      const { rows } = await sql<{ n: number }>`
-        select count(*)::int as n from pgboss.job
-        where name = ${VOID_PAYMENT_JOB} and data ->> 'payment_id' = ${payment.id}`.execute(db())
-      expect(rows[0]!.n).toBe(1)
+      expect(await voidJobsOf(payment.id)).toBe(1)
     })
 
     it('voids the charge of a checkout given up after every answer to its authorisation was lost', async () => {
@@ -1544,13 +1548,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       try {
         const res = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
         expect(res.statusCode, res.body).toBe(503)
-        await db()
-          .updateTable('carts')
-          .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
-          .where('id', '=', cartId)
-          .execute()
-        const report = await recoverCheckouts(commerceDeps(node.runtime))
-        expect(report.abandoned).toBeGreaterThanOrEqual(1)
+        await giveUpHalfAnHourLater(cartId)
       } finally {
         gateway.authorize = authorize
       }
@@ -1558,10 +1556,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       const { payment } = await operationsOf(cartId)
       expect(payment.status).toBe('canceled')
       // The give-up queued the void job, which asks the processor for the charge no answer named.
-      const { rows } = await sql<{ n: number }>`
-        select count(*)::int as n from pgboss.job
-        where name = ${VOID_PAYMENT_JOB} and data ->> 'payment_id' = ${payment.id}`.execute(db())
-      expect(rows[0]!.n).toBe(1)
+      expect(await voidJobsOf(payment.id)).toBe(1)
       await voidUnplaced(paymentDeps(node.runtime), payment.id, 'system:payment-voids')
       expect((await operationsOf(cartId)).kinds).toEqual(['authorize', 'cancel'])
       const named = await db()
