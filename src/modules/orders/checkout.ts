@@ -729,11 +729,11 @@ async function giveUpAuthorized(
     // below. It runs after that void has normally been made, and repeats it under its key; the
     // charge is named on a canceled row for it.
     await queueVoid(trx, deps.runtime.jobs, payment.id, answer.provider_ref, GIVE_BACK_BACKSTOP_SECONDS)
-    return canceled ? 'canceled' : true
+    return !canceled
   })
   await ctx.publish()
   if (typeof gaveUp === 'object') return gaveUp.order
-  if (gaveUp !== true) {
+  if (!gaveUp) {
     // Moved on, or canceled here only: the charge the answer names is given back by that name.
     await giveBack(deps, payment, answer, actor)
     return undefined

@@ -6,9 +6,9 @@
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { type Jobs, UnretryableJobError } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { now, type PaymentDeps, paymentDeps } from './common.ts'
+import { type PaymentDeps, paymentDeps } from './common.ts'
 import { PaymentGiveBackRefused } from './provider.ts'
-import { voidUnplaced } from './service.ts'
+import { nameCharge, voidUnplaced } from './service.ts'
 
 export const VOID_PAYMENT_JOB = 'payments.void'
 const ACTOR = 'system:payment-voids'
@@ -61,13 +61,6 @@ export async function queueVoid(
   providerRef?: string | null,
   startAfter?: number,
 ): Promise<void> {
-  if (providerRef) {
-    await trx
-      .updateTable('payments')
-      .set({ provider_ref: providerRef, updated_at: now() })
-      .where('id', '=', paymentId)
-      .where('provider_ref', 'is', null)
-      .execute()
-  }
+  if (providerRef) await nameCharge(trx, paymentId, providerRef)
   await jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: paymentId }, startAfter ? { startAfter } : {})
 }

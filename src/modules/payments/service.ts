@@ -34,7 +34,7 @@ import { refundPayment } from './refunds.ts'
 import { providerOf } from './registry.ts'
 import type { PaymentStatus } from './tables.ts'
 import { VELOCITY_DECLINE } from './velocity.ts'
-import { type PaymentView, toPaymentView } from './views.ts'
+import { type PaymentRow, type PaymentView, toPaymentView } from './views.ts'
 
 export { type PaymentDeps, paymentDeps } from './common.ts'
 export type { PaymentView, RefundView } from './views.ts'
@@ -324,21 +324,13 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
 
 /**
  * The charge the processor holds for a payment canceled here before any answer named one (every
- * answer was lost), asked of the processor by the payment's id and named on the row, so that the
- * processor's webhooks find it too. null when the processor has none, or cannot look one up;
+ * answer was lost), asked of the processor by the payment's id and named on the row (nameCharge). null when the processor has none, or cannot look one up;
  * PaymentProviderUnavailable (the job retries) while it cannot say yet.
  */
 async function chargeFoundFor(deps: PaymentDeps, paymentId: string, providerId: string, canceledAt: Date) {
   const provider = providerOf(deps.providers, providerId)
   const charge = provider.findCharge ? await provider.findCharge(paymentId, new Date(canceledAt)) : null
-  if (charge) {
-    await deps.db
-      .updateTable('payments')
-      .set({ provider_ref: charge, updated_at: now() })
-      .where('id', '=', paymentId)
-      .where('provider_ref', 'is', null)
-      .execute()
-  }
+  if (charge) await nameCharge(deps.db, paymentId, charge)
   return charge
 }
 
@@ -430,13 +422,32 @@ export async function cancelUnanswered(
     .returningAll()
     .executeTakeFirst()
   if (!row) return undefined
-  await outbox.emit(
+  await emitCanceled(trx, outbox, row, actor)
+  return toPaymentView(row)
+}
+
+/** `payment.canceled` for a row this transaction canceled, by whoever canceled it. */
+function emitCanceled(trx: Tx, outbox: Outbox, row: PaymentRow, actor: string) {
+  return outbox.emit(
     trx,
     'payment.canceled',
     { ...eventPayload(row), amount: Number(row.amount), actor },
     row.id,
   )
-  return toPaymentView(row)
+}
+
+/**
+ * Names on a payment the charge the processor made for it, unless the row names one already: for
+ * a row canceled before any answer named its charge, so that the void job and the processor's
+ * webhooks find it.
+ */
+export async function nameCharge(db: Queryable, paymentId: string, providerRef: string): Promise<void> {
+  await db
+    .updateTable('payments')
+    .set({ provider_ref: providerRef, updated_at: now() })
+    .where('id', '=', paymentId)
+    .where('provider_ref', 'is', null)
+    .execute()
 }
 
 /** States of a payment with no order whose money a void returns. */
@@ -494,12 +505,7 @@ async function voidPayment(
       }
       return undefined
     }
-    await deps.outbox.emit(
-      trx,
-      'payment.canceled',
-      { ...eventPayload(row), amount: Number(row.amount), actor },
-      row.id,
-    )
+    await emitCanceled(trx, deps.outbox, row, actor)
     return toPaymentView(row)
   })
   if (voided) return voided
