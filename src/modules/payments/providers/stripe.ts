@@ -300,9 +300,9 @@ export class StripeProvider implements PaymentProvider {
           throw new PaymentProviderUnavailable('Stripe: the intent is processing')
         // Stripe replays a refusal under its key for a day: one made while the intent was
         // processing would refuse this retry's void too. Asked again under a key of its state.
-        const fresh = `${input.idempotency_key}:${intent?.status}`
-        if (intent && CANCELABLE.has(intent.status) && !input.idempotency_key.endsWith(`:${intent.status}`))
-          return this.cancel({ ...input, idempotency_key: fresh })
+        const stateKey = `:${intent?.status}`
+        if (intent && CANCELABLE.has(intent.status) && !input.idempotency_key.endsWith(stateKey))
+          return this.cancel({ ...input, idempotency_key: input.idempotency_key + stateKey })
         throw problem('payment_not_capturable', `Stripe: ${error.message}`)
       }
       throw error
