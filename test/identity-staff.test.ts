@@ -934,7 +934,12 @@ describeEachDatabase('staff identity', (kind) => {
         'x-request-id': readId,
       })
       expect(read.statusCode).toBe(200)
-      const [entry] = await waitFor({ actor_id: owner.id, resource_type: 'customer' })
+      // By its resource: the owner's other customer attempts (the U+0000 one above) are logged too.
+      const [entry] = await waitFor({
+        actor_id: owner.id,
+        resource_type: 'customer',
+        resource_id: customer.id,
+      })
       expect(entry).toMatchObject({
         action: 'GET /admin/customers/:id',
         resource_type: 'customer',
