@@ -8,8 +8,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { importTuning, runImport } from '../src/modules/catalog/import.ts'
-import { refreshReadModels } from '../src/modules/catalog/products.ts'
+import { importTuning, runImport, stageImport, validateImport } from '../src/modules/catalog/import.ts'
+import { refreshReadModels, variantOptionFaults } from '../src/modules/catalog/products.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import { newId } from '../src/platform/ids.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
@@ -528,13 +528,27 @@ describeEachDatabase('catalog import and export', (kind) => {
   })
 
   it('finds write-time failures: per_row skips the product, all_or_nothing rolls the file back', async () => {
-    // Stored variants S and M stay with the product, so an option set without them cannot apply.
-    await imported(JSON.stringify([doc('kept-variants', ['S', 'M'])]), { format: 'json' })
+    const { db } = node.runtime.database
     const narrowed = { ...doc('kept-variants', ['L']) }
-    const perRow = await imported(JSON.stringify([doc('beside-a'), narrowed, doc('beside-b')]), {
-      format: 'json',
-      mode: 'per_row',
-    })
+    // Validated while the product does not exist yet, as if it were stored while the file waited
+    // for its job: only the write can see that its variants S and M do not fit an option set of L.
+    const perRowFile = await validateImport(
+      db,
+      'json',
+      'per_row',
+      JSON.stringify([doc('beside-a'), narrowed, doc('beside-b')]),
+    )
+    const wholeFile = await validateImport(
+      db,
+      'json',
+      'all_or_nothing',
+      JSON.stringify([doc('aon-beside'), narrowed]),
+    )
+    expect([perRowFile.errors, wholeFile.errors]).toEqual([[], []])
+    await imported(JSON.stringify([doc('kept-variants', ['S', 'M'])]), { format: 'json' })
+    const staged = async (validated: typeof perRowFile) =>
+      finished((await withTransaction(db, (trx) => stageImport(trx, node.runtime.jobs, validated, null))).id)
+    const perRow = await staged(perRowFile)
     expect(perRow).toMatchObject({ status: 'succeeded', created_count: 2, updated_count: 0, failed_count: 1 })
     expect(perRow.errors).toEqual([
       {
@@ -550,7 +564,7 @@ describeEachDatabase('catalog import and export', (kind) => {
     ])
     expect((await product('kept-variants')).options).toEqual([{ name: 'Size', values: ['S', 'M'] }])
 
-    const whole = await imported(JSON.stringify([doc('aon-beside'), narrowed]), { format: 'json' })
+    const whole = await staged(wholeFile)
     expect(whole).toMatchObject({ status: 'failed', created_count: 0, updated_count: 0, failed_count: 2 })
     expect(whole.errors[0]).toMatchObject({ row: 2, message: expect.stringContaining('must be one of L') })
     expect(await product('aon-beside')).toBeUndefined()
@@ -774,4 +788,162 @@ describeEachDatabase('catalog import and export', (kind) => {
     expect((await product('tee')).options).toEqual([{ name: 'Size', values: ['XL', 'S', 'M', 'L'] }])
     await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'tee').execute()
   })
+
+  /** A stored product of sizes S and M in black, for the tests of what an upsert keeps. */
+  async function storeNarrow(handle: string) {
+    const prefix = handle.toUpperCase()
+    const stored = {
+      handle,
+      title: 'Narrow',
+      options: [
+        { name: 'Size', values: ['S', 'M'] },
+        { name: 'Colour', values: ['Black'] },
+      ],
+      variants: ['S', 'M'].map((size) => ({
+        sku: `${prefix}-${size}`,
+        options: { Size: size, Colour: 'Black' } as Record<string, string>,
+        prices: [{ currency: 'EUR', amount: 1500 }],
+      })),
+    }
+    expect(await imported(JSON.stringify([stored]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+    })
+    return { stored, small: stored.variants[0]!, before: await product(handle) }
+  }
+
+  /** The dry run's report, the refusal of all_or_nothing and a per_row job's report all agree. */
+  async function expectRefusedAlike(file: string, format: 'csv' | 'json', errors: unknown[]) {
+    const dry = await post(file, { format, mode: 'per_row', dry_run: true })
+    expect(dry.statusCode, dry.body).toBe(200)
+    expect(dry.json()).toMatchObject({ valid_rows: 0, failed_count: 1, errors })
+    const whole = await post(file, { format })
+    expect(whole.statusCode, whole.body).toBe(422)
+    expect(whole.json()).toMatchObject({ code: 'import_invalid', errors })
+    const perRow = await imported(file, { format, mode: 'per_row' })
+    expect(perRow).toMatchObject({ status: 'succeeded', updated_count: 0, failed_count: 1, errors })
+  }
+
+  it('reports in the dry run a kept variant that a JSON file narrowing the options would strand', async () => {
+    const { stored, small, before } = await storeNarrow('narrow')
+    const kept = 'kept variant NARROW-M (not in the import):'
+    const cases: Array<[object, { path: string; message: string }]> = [
+      [
+        { ...stored, options: [{ name: 'Size', values: ['S'] }, stored.options[1]], variants: [small] },
+        { path: '/options/0', message: `${kept} Size must be one of S` },
+      ],
+      [
+        { ...stored, options: [stored.options[0]], variants: [{ ...small, options: { Size: 'S' } }] },
+        { path: '/options', message: `${kept} Colour is not an option of the product` },
+      ],
+      [
+        {
+          ...stored,
+          variants: [small, { ...small, sku: 'NARROW-M2', options: { Size: 'M', Colour: 'Black' } }],
+        },
+        { path: '/options', message: `${kept} another variant has the same options` },
+      ],
+    ]
+    for (const [file, error] of cases)
+      await expectRefusedAlike(JSON.stringify([file]), 'json', [{ row: 1, ...error }])
+    // A CSV's option set drops an option its columns leave out, just as JSON's does.
+    await expectRefusedAlike(
+      csv('handle,title,option1_name,option1_value,sku,price_EUR', [
+        ['narrow', 'Narrow', 'Size', 'S', 'NARROW-S', 900],
+      ]),
+      'csv',
+      [{ row: 1, path: 'option1_name', message: `${kept} Colour is not an option of the product` }],
+    )
+    expect(await product('narrow')).toEqual(before)
+    // Naming every variant, the file may drop the option.
+    const sizesOnly = {
+      ...stored,
+      options: [stored.options[0]],
+      variants: stored.variants.map((v) => ({ ...v, options: { Size: v.options.Size as string } })),
+    }
+    const dry = await post(JSON.stringify([sizesOnly]), { format: 'json', dry_run: true })
+    expect(dry.json()).toMatchObject({ valid_rows: 1, errors: [] })
+    expect(await imported(JSON.stringify([sizesOnly]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+      updated_count: 1,
+    })
+    expect((await product('narrow')).options).toEqual([{ name: 'Size', values: ['S', 'M'] }])
+  })
+
+  it('points a kept variant missing a new option at that option', async () => {
+    const { stored, small } = await storeNarrow('widen')
+    const fit = { ...stored, options: [...stored.options, { name: 'Fit', values: ['Slim'] }] }
+    const file = { ...fit, variants: [{ ...small, options: { ...small.options, Fit: 'Slim' } }] }
+    await expectRefusedAlike(JSON.stringify([file]), 'json', [
+      { row: 1, path: '/options/2', message: 'kept variant WIDEN-M (not in the import): needs Fit' },
+    ])
+    const header =
+      'handle,title,option1_name,option1_value,option2_name,option2_value,option3_name,option3_value,sku'
+    await expectRefusedAlike(
+      csv(header, [['widen', 'Narrow', 'Size', 'S', 'Colour', 'Black', 'Fit', 'Slim', 'WIDEN-S']]),
+      'csv',
+      [{ row: 1, path: 'option3_name', message: 'kept variant WIDEN-M (not in the import): needs Fit' }],
+    )
+  })
+
+  it('removes an option value by CSV once no variant the file leaves out uses it', async () => {
+    const sizes = ['S', 'M', 'L']
+    const stored = {
+      handle: 'cap',
+      title: 'Cap',
+      options: [{ name: 'Size', values: sizes }],
+      variants: sizes.map((size) => ({
+        sku: `CAP-${size}`,
+        options: { Size: size },
+        prices: [{ currency: 'EUR', amount: 1500 }],
+      })),
+    }
+    expect(await imported(JSON.stringify([stored]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+    })
+    const header = 'handle,title,option1_name,option1_value,sku,price_EUR'
+    // M renamed on its variant's row; L stays, since CAP-L, which the file leaves out, is kept.
+    const renamed = csv(header, [
+      ['cap', 'Cap', 'Size', 'S', 'CAP-S', 1500],
+      ['cap', 'Cap', 'Size', 'Medium', 'CAP-M', 1500],
+    ])
+    const dry = await post(renamed, { dry_run: true })
+    expect(dry.json()).toMatchObject({ valid_rows: 1, errors: [] })
+    expect(await imported(renamed)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    const cap = await product('cap')
+    expect(cap.options).toEqual([{ name: 'Size', values: ['S', 'Medium', 'L'] }])
+    expect(cap.variants.map((v: any) => [v.sku, v.options.Size])).toEqual([
+      ['CAP-S', 'S'],
+      ['CAP-M', 'Medium'],
+      ['CAP-L', 'L'],
+    ])
+    // A value left behind by a deleted variant goes with the next file.
+    const large = cap.variants.find((v: any) => v.sku === 'CAP-L')
+    const deleted = await node.app.inject({
+      method: 'DELETE',
+      url: `/admin/variants/${large.id}`,
+      headers: adminAuth,
+    })
+    expect(deleted.statusCode, deleted.body).toBe(200)
+    expect(deleted.json().options).toEqual([{ name: 'Size', values: ['S', 'Medium', 'L'] }])
+    expect(await imported(csv(header, [['cap', 'Cap', 'Size', 'S', 'CAP-S', 1200]]))).toMatchObject({
+      status: 'succeeded',
+    })
+    expect((await product('cap')).options).toEqual([{ name: 'Size', values: ['S', 'Medium'] }])
+  })
+})
+
+it('tells which variant, option and value misfit the option set, without a path to read back', () => {
+  const options = [{ name: 'Size', values: ['S'] }]
+  const variants: Array<{ sku: string; options: Record<string, string> }> = [
+    { sku: 'A', options: { Size: 'S' } },
+    { sku: 'B', options: { Size: 'M', Colour: 'Red' } },
+    { sku: 'C', options: {} },
+    { sku: 'D', options: { Size: 'S' } },
+  ]
+  expect(variantOptionFaults(options, variants)).toEqual([
+    { kind: 'not_allowed', variant: 1, sku: 'B', option: 'Size', value: 'M', allowed: ['S'] },
+    { kind: 'unknown_option', variant: 1, sku: 'B', option: 'Colour', value: 'Red' },
+    { kind: 'missing', variant: 2, sku: 'C', option: 'Size' },
+    { kind: 'same_options', variant: 3, sku: 'D' },
+  ])
 })

@@ -9,7 +9,12 @@ import type { Static } from 'typebox'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { FieldError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import { checkVariantOptions, refreshReadModels, validateProductInput } from './products.ts'
+import {
+  refreshReadModels,
+  validateProductInput,
+  variantOptionFaults,
+  variantOptionMessage,
+} from './products.ts'
 import type { CreateProduct } from './schemas.ts'
 import type { ProductOption } from './tables.ts'
 
@@ -28,7 +33,9 @@ export interface BulkResult {
 
 /**
  * Everything that would make a batch fail, found before writing: document rules, handles or SKUs
- * repeated within the batch, SKUs owned by a product outside it, unknown categories or collections.
+ * repeated within the batch, SKUs owned by a product outside it, unknown categories or collections,
+ * and stored variants an upsert would keep that no longer fit, so that a dry run reports what the
+ * write would refuse.
  */
 export async function checkDocuments(
   db: Queryable,
@@ -76,7 +83,7 @@ export async function checkDocuments(
   }
   const categoryIds = new Set(docs.flatMap((d) => d.category_ids ?? []))
   const collectionIds = new Set(docs.flatMap((d) => (d.collection_id ? [d.collection_id] : [])))
-  const [categories, collections] = await Promise.all([
+  const [categories, collections, stored] = await Promise.all([
     categoryIds.size
       ? db
           .selectFrom('categories')
@@ -91,6 +98,7 @@ export async function checkDocuments(
           .where('id', 'in', [...collectionIds])
           .execute()
       : [],
+    storedVariantsOf(db, [...handles.keys()]),
   ])
   const knownCategories = new Set(categories.map((c) => c.id))
   const knownCollections = new Set(collections.map((c) => c.id))
@@ -104,6 +112,7 @@ export async function checkDocuments(
         path: `${pathOf(index)}.collection_id`,
         message: `no collection ${doc.collection_id}`,
       })
+    errors.push(...keptVariantErrors(doc, index, stored.get(doc.handle) ?? [], pathOf))
   })
   return errors
 }
@@ -273,7 +282,7 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
   }
 
   await analyzeIfStale(trx)
-  if (existing.size > 0) await assertKeptVariantsMatch(trx, docs, productIds, existing)
+  if (existing.size > 0) await assertKeptVariantsMatch(trx, docs, existing)
   await refreshReadModels(trx, [...existing.values()])
   await writeFreshReadModels(
     trx,
@@ -380,44 +389,63 @@ async function analyzeIfStale(trx: Tx): Promise<void> {
 }
 
 /**
- * Variants a document does not name are kept, so they must still fit its (possibly new) option set.
- * The file has no row for such a variant, so each misfit is reported on the option set, naming the
- * kept SKU: otherwise two kept variants would give the same cell the same error twice.
+ * Variants a document does not name are kept, so they must still fit its (possibly new) option set
+ * and differ from its variants. The file has no row for a kept variant, so each misfit is reported
+ * on the option set (on the option at fault when there is one), naming the kept SKU: otherwise two
+ * kept variants would give the same cell the same error twice.
  */
+function keptVariantErrors(
+  doc: ProductDocument,
+  index: number,
+  stored: ReadonlyArray<{ sku: string; options: Record<string, string> }>,
+  pathOf: (index: number) => string,
+): DocumentError[] {
+  const named = doc.variants ?? []
+  const skus = new Set(named.map((v) => v.sku))
+  const kept = stored.filter((v) => !skus.has(v.sku))
+  if (kept.length === 0) return []
+  const options: ProductOption[] = doc.options ?? []
+  const errors: DocumentError[] = []
+  // Named variants first, so that a kept one repeating a named one's options is the one reported;
+  // the named ones' own faults are validateProductInput's to report.
+  for (const fault of variantOptionFaults(options, [...named, ...kept])) {
+    if (fault.kind === 'repeated_option_name' || fault.variant < named.length) continue
+    const option = fault.kind === 'same_options' ? undefined : fault.option
+    const k = options.findIndex((o) => o.name === option)
+    // A message about a value reads after its option's name ("Size must be one of S").
+    const subject = fault.kind === 'not_allowed' || fault.kind === 'unknown_option' ? `${fault.option} ` : ''
+    errors.push({
+      index,
+      path: `${pathOf(index)}.options${k >= 0 ? `.${k}` : ''}`,
+      message: `kept variant ${fault.sku} (not in the import): ${subject}${variantOptionMessage(fault)}`,
+    })
+  }
+  return errors
+}
+
+/** The variants stored for each handle, by handle: those an upsert of that handle would keep. */
+async function storedVariantsOf(
+  db: Queryable,
+  handles: readonly string[],
+): Promise<Map<string, Array<{ sku: string; options: Record<string, string> }>>> {
+  if (handles.length === 0) return new Map()
+  const { rows } = await sql<{ handle: string; sku: string; options: Record<string, string> }>`
+    select p.handle, v.sku, v.options from products p join product_variants v on v.product_id = p.id
+    where p.handle = any(${handles as string[]})
+    order by p.handle, v.position, v.id`.execute(db)
+  return Map.groupBy(rows, (r) => r.handle)
+}
+
+/** After the writes, in case variants were added since the documents were checked. */
 async function assertKeptVariantsMatch(
   trx: Tx,
   docs: readonly ProductDocument[],
-  productIds: readonly string[],
   existing: Map<string, string>,
 ): Promise<void> {
-  const ids = [...existing.values()]
-  const stored = await trx
-    .selectFrom('product_variants')
-    .select(['product_id', 'sku', 'options'])
-    .where('product_id', 'in', ids)
-    .orderBy('product_id')
-    .orderBy('position')
-    .execute()
-  const byProduct = Map.groupBy(stored, (v) => v.product_id)
-  const errors: DocumentError[] = []
-  docs.forEach((doc, index) => {
-    const variants = byProduct.get(productIds[index] as string)
-    if (!variants || !existing.has(doc.handle)) return
-    const options: ProductOption[] = doc.options ?? []
-    // The named ones were checked against the document with its other rules.
-    const named = new Set((doc.variants ?? []).map((v) => v.sku))
-    const kept = variants.filter((v) => !named.has(v.sku))
-    for (const e of checkVariantOptions(options, kept, String)) {
-      const [, i, name] = /^(\d+)\.options(?:\.(.*))?$/s.exec(e.path) ?? []
-      if (i === undefined) continue
-      const k = options.findIndex((o) => o.name === name)
-      errors.push({
-        index,
-        path: `[${index}].options${k >= 0 ? `.${k}` : ''}`,
-        message: `kept variant ${kept[Number(i)]?.sku} (not in the import): ${name ?? 'options'} ${e.message}`,
-      })
-    }
-  })
+  const stored = await storedVariantsOf(trx, [...existing.keys()])
+  const errors = docs.flatMap((doc, index) =>
+    keptVariantErrors(doc, index, stored.get(doc.handle) ?? [], (i) => `[${i}]`),
+  )
   if (errors.length > 0) throw new BulkDocumentError(errors)
 }
 

@@ -225,7 +225,9 @@ function parseFile(
 /**
  * A CSV's option set is read off its rows, and an upsert may name only some of a stored product's
  * variants; the others are kept, so the stored values they use stay in the set, after the file's
- * own. Done before validation, so that a dry run judges the very document the job will write.
+ * own. Only those: a value no kept variant uses is one the file may drop (renamed on the rows that
+ * name its variants, or left behind by a deleted variant). Done before validation, so that a dry
+ * run judges the very document the job will write.
  */
 async function keepStoredOptionValues(db: Queryable, candidates: readonly Candidate[]): Promise<void> {
   const docs = candidates.flatMap((c) => {
@@ -233,14 +235,24 @@ async function keepStoredOptionValues(db: Queryable, candidates: readonly Candid
     return c.errors.length === 0 && doc.options?.length ? [doc] : []
   })
   if (docs.length === 0) return
-  const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
-    select handle, options from products where handle = any(${docs.map((d) => d.handle)})`.execute(db)
-  const storedOf = new Map(rows.map((r) => [r.handle, r.options]))
+  const { rows } = await sql<{
+    handle: string
+    options: ProductOption[]
+    sku: string | null
+    variant_options: Record<string, string> | null
+  }>`
+    select p.handle, p.options, v.sku, v.options as variant_options
+    from products p left join product_variants v on v.product_id = p.id
+    where p.handle = any(${docs.map((d) => d.handle)})`.execute(db)
+  const storedOf = Map.groupBy(rows, (r) => r.handle)
   for (const doc of docs) {
     const stored = storedOf.get(doc.handle as string) ?? []
+    const named = new Set((doc.variants ?? []).map((v) => v.sku))
+    const kept = stored.filter((r) => r.sku !== null && !named.has(r.sku))
     for (const option of doc.options ?? []) {
-      const values = stored.find((o) => o.name === option.name)?.values ?? []
-      option.values = [...option.values, ...values.filter((v) => !option.values.includes(v))]
+      const used = new Set(kept.map((r) => r.variant_options?.[option.name]))
+      const values = stored[0]?.options.find((o) => o.name === option.name)?.values ?? []
+      option.values = [...option.values, ...values.filter((v) => used.has(v) && !option.values.includes(v))]
     }
   }
 }

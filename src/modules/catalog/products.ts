@@ -54,39 +54,80 @@ export interface ProductView {
   updated_at: string
 }
 
+/**
+ * One way variants misfit a product's option set. `variant` indexes the list checked (with its SKU
+ * when it has one), so a caller can name the variant and the option without reading a path back.
+ */
+export type VariantOptionFault =
+  | { kind: 'repeated_option_name' }
+  | { kind: 'missing'; variant: number; sku?: string; option: string }
+  | { kind: 'not_allowed'; variant: number; sku?: string; option: string; value: string; allowed: string[] }
+  | { kind: 'unknown_option'; variant: number; sku?: string; option: string; value: string }
+  | { kind: 'same_options'; variant: number; sku?: string }
+
+/** Every fault of the variants against the options, in the order checkVariantOptions reports them. */
+export function variantOptionFaults(
+  options: readonly ProductOption[],
+  variants: ReadonlyArray<{ sku?: string; options?: Record<string, string> }>,
+): VariantOptionFault[] {
+  const faults: VariantOptionFault[] = []
+  const names = new Set(options.map((o) => o.name))
+  if (names.size !== options.length) faults.push({ kind: 'repeated_option_name' })
+  const seen = new Set<string>()
+  variants.forEach((v, variant) => {
+    const given = v.options ?? {}
+    const sku = v.sku === undefined ? {} : { sku: v.sku }
+    for (const option of options) {
+      const value = given[option.name]
+      if (value === undefined) faults.push({ kind: 'missing', variant, ...sku, option: option.name })
+      else if (!option.values.includes(value))
+        faults.push({
+          kind: 'not_allowed',
+          variant,
+          ...sku,
+          option: option.name,
+          value,
+          allowed: option.values,
+        })
+    }
+    for (const [name, value] of Object.entries(given))
+      if (!names.has(name)) faults.push({ kind: 'unknown_option', variant, ...sku, option: name, value })
+    const key = JSON.stringify(options.map((o) => given[o.name]))
+    if (seen.has(key)) faults.push({ kind: 'same_options', variant, ...sku })
+    seen.add(key)
+  })
+  return faults
+}
+
+/** What a fault says about the field its path names. */
+export function variantOptionMessage(fault: VariantOptionFault): string {
+  switch (fault.kind) {
+    case 'repeated_option_name':
+      return 'option names must be unique'
+    case 'missing':
+      return `needs ${fault.option}`
+    case 'not_allowed':
+      return `must be one of ${fault.allowed.join(', ')}`
+    case 'unknown_option':
+      return 'is not an option of the product'
+    case 'same_options':
+      return 'another variant has the same options'
+  }
+}
+
 /** Checks that every variant names exactly the product's options with allowed values. */
 export function checkVariantOptions(
   options: readonly ProductOption[],
   variants: ReadonlyArray<{ options?: Record<string, string> }>,
   pathOf: (index: number) => string,
 ): FieldError[] {
-  const errors: FieldError[] = []
-  const names = new Set(options.map((o) => o.name))
-  if (names.size !== options.length)
-    errors.push({ path: 'body.options', message: 'option names must be unique' })
-  const seen = new Set<string>()
-  variants.forEach((variant, index) => {
-    const given = variant.options ?? {}
-    for (const option of options) {
-      const value = given[option.name]
-      if (value === undefined)
-        errors.push({ path: `${pathOf(index)}.options`, message: `needs ${option.name}` })
-      else if (!option.values.includes(value))
-        errors.push({
-          path: `${pathOf(index)}.options.${option.name}`,
-          message: `must be one of ${option.values.join(', ')}`,
-        })
-    }
-    for (const name of Object.keys(given)) {
-      if (!names.has(name))
-        errors.push({ path: `${pathOf(index)}.options.${name}`, message: 'is not an option of the product' })
-    }
-    const key = JSON.stringify(options.map((o) => given[o.name]))
-    if (seen.has(key))
-      errors.push({ path: `${pathOf(index)}.options`, message: 'another variant has the same options' })
-    seen.add(key)
+  return variantOptionFaults(options, variants).map((fault) => {
+    const message = variantOptionMessage(fault)
+    if (fault.kind === 'repeated_option_name') return { path: 'body.options', message }
+    const at = `${pathOf(fault.variant)}.options`
+    const named = fault.kind === 'not_allowed' || fault.kind === 'unknown_option'
+    return { path: named ? `${at}.${fault.option}` : at, message }
   })
-  return errors
 }
 
 function checkPrices(
