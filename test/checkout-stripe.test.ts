@@ -1,16 +1,28 @@
 /**
  * Checkout through Stripe, end to end, against the local stand-in of Stripe's API: an order paid
  * with one PaymentIntent however often the shopper retries, a decline that reopens the cart, 3-D
- * Secure completed at Stripe, an outage the retry recovers from with one intent, and Stripe's
- * webhook for the capture accepted once.
+ * Secure completed at Stripe, an outage the retry recovers from with one intent, Stripe's webhook
+ * for the capture accepted once, a cart handed back at once when the recovery job finds its
+ * checkout answered meanwhile (PostgreSQL), and the void job giving back what a given-up checkout's
+ * intent holds: refunded when captured in the dashboard, dead-lettered at once when Stripe offers
+ * the account no search to find it with.
  */
 import { randomUUID } from 'node:crypto'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestNode, type TestNode } from './support/app.ts'
+import { abandonCheckout } from '../src/modules/orders/checkout.ts'
+import { commerceDeps } from '../src/modules/orders/deps.ts'
+import { type RecoveryReport, recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import { VOID_PAYMENT_JOB } from '../src/modules/payments/jobs.ts'
+import { providerOf } from '../src/modules/payments/registry.ts'
+import { createPayment, findPayment, refundsOfPayment } from '../src/modules/payments/service.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
-import { type StripeServer, startStripeServer } from './support/stripe-server.ts'
+import { eventually } from './support/eventually.ts'
+import { waitForLockWaits } from './support/locks.ts'
+import { type StripeServer, startStripeServer, stripeEvent } from './support/stripe-server.ts'
 
 const WEBHOOK_SECRET = 'whsec_checkout_0123456789abcdef'
 
@@ -152,5 +164,209 @@ describe.each(DATABASE_KINDS)('%s: checkout with Stripe', (kind) => {
     const retried = await complete(cartId, 'pm_card_visa')
     expect(retried.statusCode, retried.body).toBe(201)
     expect(stripe.stats.intentsCreated - before).toBe(1)
+  })
+
+  it.runIf(kind === 'postgres')(
+    'hands the cart back at once when the recovery job finds its checkout answered meanwhile',
+    async () => {
+      const db = node.runtime.database.db
+      const before = stripe.stats.intentsCreated
+      const cartId = await readyCart(node.app, store, 1)
+      const first = await complete(cartId, 'pm_card_threeDSecureRequired')
+      expect(first.json().type).toBe('payment_action_required')
+      const { id: paymentId, provider_ref: intentId } = first.json().payment
+      // Half an hour on, the shopper passes 3-D Secure just as the recovery job gives the checkout up.
+      stripe.completeAction(intentId, true)
+      await db
+        .updateTable('carts')
+        .set({ updated_at: new Date(Date.now() - 31 * 60_000) })
+        .where('id', '=', cartId)
+        .execute()
+      // Stripe's webhook for the authorisation takes the payment's row first; the job queues behind it.
+      const payload = JSON.stringify(
+        stripeEvent('payment_intent.amount_capturable_updated', stripe.intent(intentId)),
+      )
+      let webhook!: ReturnType<typeof complete>
+      let recovery!: Promise<RecoveryReport>
+      await db.transaction().execute(async (trx) => {
+        await trx.selectFrom('payments').select('id').where('id', '=', paymentId).forUpdate().execute()
+        webhook = node.app.inject({
+          method: 'POST',
+          url: '/webhooks/stripe',
+          headers: {
+            'content-type': 'application/json',
+            'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+          },
+          payload,
+        })
+        await waitForLockWaits(db, 1)
+        recovery = recoverCheckouts(commerceDeps(node.runtime))
+        await waitForLockWaits(db, 2)
+      })
+      expect((await webhook).statusCode).toBe(200)
+      expect((await recovery).abandoned).toBe(0)
+      const cart = await db
+        .selectFrom('carts')
+        .select(['status', 'payment_id', 'checkout_lease_until'])
+        .where('id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(cart).toMatchObject({ status: 'completing', payment_id: paymentId, checkout_lease_until: null })
+      expect((await findPayment(db, paymentId))?.status).toBe('authorized')
+      // The storefront calls again after 3-D Secure: the checkout resumes now, on the same intent.
+      const resumed = await complete(cartId, 'pm_card_threeDSecureRequired')
+      expect(resumed.statusCode, resumed.body).toBe(201)
+      expect(resumed.json().order).toMatchObject({ payment_id: paymentId, payment_status: 'captured' })
+      expect(stripe.stats.intentsCreated - before).toBe(1)
+    },
+  )
+
+  it("leaves a take-over's lease when the recovery job finds the checkout answered after its own ran out", async () => {
+    const db = node.runtime.database.db
+    const cartId = await readyCart(node.app, store, 1)
+    const first = await complete(cartId, 'pm_card_threeDSecureRequired')
+    expect(first.json().type).toBe('payment_action_required')
+    const { provider_ref: intentId } = first.json().payment
+    // The job claimed the cart, and its lease ran out while it worked through the rest of its batch.
+    await db
+      .updateTable('carts')
+      .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+      .where('id', '=', cartId)
+      .execute()
+    const claimed = await db
+      .selectFrom('carts')
+      .selectAll()
+      .where('id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    // The shopper, back from 3-D Secure, takes the checkout over: the lease is theirs now.
+    const takeOverLease = new Date(Date.now() + 30_000)
+    await db
+      .updateTable('carts')
+      .set({ checkout_lease_until: takeOverLease })
+      .where('id', '=', cartId)
+      .execute()
+    stripe.completeAction(intentId, true)
+    const payload = JSON.stringify(
+      stripeEvent('payment_intent.amount_capturable_updated', stripe.intent(intentId)),
+    )
+    const webhook = await node.app.inject({
+      method: 'POST',
+      url: '/webhooks/stripe',
+      headers: {
+        'content-type': 'application/json',
+        'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+      },
+      payload,
+    })
+    expect(webhook.statusCode).toBe(200)
+    expect(
+      await abandonCheckout(commerceDeps(node.runtime), claimed as never, 'system:checkout-recovery'),
+    ).toBe(false)
+    const cart = await db
+      .selectFrom('carts')
+      .select(['status', 'checkout_lease_until'])
+      .where('id', '=', cartId)
+      .executeTakeFirstOrThrow()
+    expect(cart.status).toBe('completing')
+    expect(cart.checkout_lease_until?.getTime()).toBe(takeOverLease.getTime())
+  })
+})
+
+describe.each(DATABASE_KINDS)('%s: the void job with Stripe', (kind) => {
+  let node: TestNode
+  let stripe: StripeServer
+  let store: TestStore
+
+  beforeAll(async () => {
+    stripe = await startStripeServer()
+    node = await startTestNode(kind, {
+      work: true,
+      env: {
+        STRIPE_SECRET_KEY: 'sk_test_shopwright',
+        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        STRIPE_API_URL: stripe.url,
+      },
+    })
+    store = await createTestStore(node.app)
+  })
+  afterAll(async () => {
+    await node?.close()
+    await stripe?.close()
+  })
+
+  /**
+   * A payment of a ready cart that Stripe authorised and that was canceled here before any answer
+   * named its intent, as the recovery job leaves a checkout whose every answer was lost; then the
+   * void job queued for it.
+   */
+  async function givenUpUnnamed() {
+    const db = node.runtime.database.db
+    const cartId = await readyCart(node.app, store, 1)
+    const payment = await withTransaction(db, (trx) =>
+      createPayment(trx, {
+        cart_id: cartId,
+        provider: 'stripe',
+        amount: 2500,
+        currency: 'EUR',
+        payment_method: 'pm_card_visa',
+      }),
+    )
+    const answer = await providerOf(commerceDeps(node.runtime).providers, 'stripe').authorize({
+      payment_id: payment.id,
+      amount: 2500,
+      currency: 'EUR',
+      payment_method: 'pm_card_visa',
+      provider_ref: null,
+      email: null,
+      capture: false,
+    })
+    await db.updateTable('payments').set({ status: 'canceled' }).where('id', '=', payment.id).execute()
+    const queue = () =>
+      withTransaction(db, (trx) =>
+        node.runtime.jobs.enqueue(trx, VOID_PAYMENT_JOB, { payment_id: payment.id }),
+      )
+    return { paymentId: payment.id, intentId: answer.provider_ref!, queue }
+  }
+
+  it('refunds from the void job an intent captured in the dashboard after its checkout was given up', async () => {
+    const { paymentId, intentId, queue } = await givenUpUnnamed()
+    const dashboard = new Stripe('sk_test_shopwright', {
+      host: '127.0.0.1',
+      port: new URL(stripe.url).port,
+      protocol: 'http',
+    })
+    await dashboard.paymentIntents.capture(intentId)
+    const refunds = stripe.stats.refunds
+    await queue()
+    const refunded = await eventually(async () => {
+      const payment = await findPayment(node.runtime.database.db, paymentId)
+      return payment?.status === 'refunded' ? payment : undefined
+    }, 15_000)
+    expect(refunded).toMatchObject({ order_id: null, provider_ref: intentId, refunded_amount: 2500 })
+    expect(await refundsOfPayment(node.runtime.database.db, paymentId)).toMatchObject([
+      { amount: 2500, status: 'succeeded' },
+    ])
+    expect(stripe.stats.refunds - refunds).toBe(1)
+  })
+
+  it('dead-letters at once the void of a given-up payment whose intent Stripe offers no search to find', async () => {
+    const { paymentId, intentId, queue } = await givenUpUnnamed()
+    stripe.searchUnavailable = true
+    try {
+      await queue()
+      const failed = await eventually(async () => {
+        const res = await node.app.inject({ url: '/admin/jobs/failed?limit=100', headers: adminAuth })
+        type Failed = { queue: string; data: { payment_id: string }; retries: number; error: unknown }
+        return (res.json().data as Failed[]).find(
+          (j) => j.queue === VOID_PAYMENT_JOB && j.data.payment_id === paymentId,
+        )
+      }, 15_000)
+      expect(failed.retries).toBe(0)
+      expect(JSON.stringify(failed.error)).toContain('Stripe offers this account no search')
+    } finally {
+      stripe.searchUnavailable = false
+    }
+    // Left to staff as it was: nothing voided or named by the job.
+    expect(stripe.intent(intentId)?.status).toBe('requires_capture')
+    expect((await findPayment(node.runtime.database.db, paymentId))?.provider_ref).toBeNull()
   })
 })

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
+import { PaymentGiveBackRefused, PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { StripeProvider } from '../src/modules/payments/providers/stripe.ts'
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { providerOf } from '../src/modules/payments/registry.ts'
@@ -397,6 +397,41 @@ describeEachDatabase('payments', (kind) => {
       const created = await newPayment('paypal', 'x')
       expect((await problemOf(authorize(created.id))).code).toBe('unknown_payment_provider')
     })
+
+    it('refunds what the processor captured of a charge the void job finds for a payment no answer named', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      const { payment } = await authorize(created.id)
+      // As a give-up after every answer was lost leaves it: canceled here, no charge named.
+      await ctx.deps.db
+        .updateTable('payments')
+        .set({ status: 'canceled', provider_ref: null })
+        .where('id', '=', created.id)
+        .execute()
+      // Part of it captured at the processor meanwhile, outside the app: a void would be refused.
+      await providerOf(ctx.deps.providers, 'test').capture({
+        payment_id: created.id,
+        provider_ref: payment.provider_ref!,
+        amount: 600,
+        currency: 'EUR',
+        idempotency_key: `dashboard:${created.id}`,
+      })
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        provider_ref: payment.provider_ref,
+        captured_amount: 600,
+        refunded_amount: 600,
+      })
+      const ours = await ledgerOf(created.id)
+      expect(ours.map((op) => [op.kind, op.amount]).sort()).toEqual([
+        ['authorize', 1000],
+        ['refund', 600],
+      ])
+      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
+      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
+    })
   })
 
   describe('Stripe', () => {
@@ -598,7 +633,10 @@ describeEachDatabase('payments', (kind) => {
         .execute()
       const stripe = ctx.deps.providers.get('stripe')!
       const now = new Date()
-      expect(await stripe.findCharge!(created.id, now)).toBe(payment.provider_ref)
+      expect(await stripe.findCharge!(created.id, now)).toEqual({
+        provider_ref: payment.provider_ref,
+        captured_amount: 0,
+      })
       // Stripe's search lags new intents: "none" is believed only well after the give-up.
       await expect(stripe.findCharge!('pay_never_sent', now)).rejects.toBeInstanceOf(
         PaymentProviderUnavailable,
@@ -615,6 +653,84 @@ describeEachDatabase('payments', (kind) => {
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
       expect(ctx.stripe.intent(payment.provider_ref!)?.status).toBe('canceled')
       expect((await findPayment(ctx.deps.db, created.id))?.provider_ref).toBe(payment.provider_ref)
+    })
+
+    /** Stripe's API as its dashboard (or anything but this app) uses it. */
+    const dashboard = () =>
+      new Stripe('sk_test_shopwright', {
+        host: '127.0.0.1',
+        port: new URL(ctx.stripe.url).port,
+        protocol: 'http',
+      })
+    /** A Stripe payment authorised there and canceled here before any answer named its intent. */
+    const canceledUnnamed = async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, false)
+      await ctx.deps.db
+        .updateTable('payments')
+        .set({ status: 'canceled', provider_ref: null })
+        .where('id', '=', created.id)
+        .execute()
+      return { paymentId: created.id, intentId: payment.provider_ref! }
+    }
+
+    it('refunds once an intent captured in the dashboard that the void job finds for a payment no answer named', async () => {
+      const { paymentId, intentId } = await canceledUnnamed()
+      await dashboard().paymentIntents.capture(intentId, { amount_to_capture: 2000 })
+      const refunds = ctx.stripe.stats.refunds
+      // The search and the intent answer; Stripe makes the refund and its answer is lost, twice.
+      ctx.stripe.failNext(2, 'pass')
+      ctx.stripe.failNext(1, 'drop_after')
+      ctx.stripe.failNext(2, 500)
+      const lost = await problemOf(voidUnplaced(ctx.deps, paymentId, 'system:payment-voids'))
+      expect(lost.code).toBe('payment_provider_unavailable')
+      expect(ctx.stripe.stats.refunds - refunds).toBe(1)
+      // The capture is recorded before the refund is asked for: the job's next run resumes it.
+      expect(await findPayment(ctx.deps.db, paymentId)).toMatchObject({
+        provider_ref: intentId,
+        captured_amount: 2000,
+        refunded_amount: 2000,
+      })
+      await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
+      await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
+      expect(ctx.stripe.stats.refunds - refunds).toBe(1)
+      expect(await findPayment(ctx.deps.db, paymentId)).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        captured_amount: 2000,
+        refunded_amount: 2000,
+      })
+      const [refund, ...more] = await refundsOfPayment(ctx.deps.db, paymentId)
+      expect(more).toEqual([])
+      expect(refund).toMatchObject({
+        status: 'succeeded',
+        amount: 2000,
+        provider_ref: expect.stringMatching(/^re_/),
+      })
+      expect(await eventsOf(paymentId, 'payment.captured')).toHaveLength(1)
+      expect(await eventsOf(paymentId, 'refund.created')).toHaveLength(1)
+    })
+
+    it('refuses for good to look up an intent where Stripe offers the account no search', async () => {
+      const { paymentId, intentId } = await canceledUnnamed()
+      ctx.stripe.searchUnavailable = true
+      let refused: unknown
+      try {
+        refused = await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids').then(
+          () => undefined,
+          (error: unknown) => error,
+        )
+      } finally {
+        ctx.stripe.searchUnavailable = false
+      }
+      // For the void job, which dead-letters it at once: a retry would be refused alike.
+      expect(refused).toBeInstanceOf(PaymentGiveBackRefused)
+      expect((refused as Error).message).toContain(paymentId)
+      expect((refused as Error).message).toContain('search feature is temporarily unavailable')
+      expect(ctx.stripe.intent(intentId)?.status).toBe('requires_capture')
+      // Replayed by staff once search works (or the intent is voided in the dashboard): done.
+      await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
+      expect(ctx.stripe.intent(intentId)?.status).toBe('canceled')
     })
 
     it('voids an intent whose void Stripe refused while it was processing, once it is voidable', async () => {

@@ -62,6 +62,12 @@ export interface StripeServer {
   failNext(count: number, how: Failure): void
   /** The smallest amount a PaymentIntent may take, as Stripe's per-currency minimum (50 cents). */
   minimumAmount: number
+  /**
+   * Refuses every search as Stripe does on an account it offers no search (India, among others):
+   * HTTP 400 `invalid_request_error` with this message, as reported in
+   * github.com/SAP-archive/btp-create-api-integrations/issues/7 (no error code is documented).
+   */
+  searchUnavailable: boolean
   close(): Promise<void>
 }
 
@@ -159,6 +165,7 @@ export async function startStripeServer(): Promise<StripeServer> {
   const replies = new Map<string, { request: string; status: number; body: Json }>()
   const failures: Failure[] = []
   let minimumAmount = 50
+  let searchUnavailable = false
   const stats: StripeStats = {
     requests: 0,
     intentsCreated: 0,
@@ -284,6 +291,8 @@ export async function startStripeServer(): Promise<StripeServer> {
       return view(intent, expand)
     }
     if (method === 'GET' && path === '/v1/payment_intents/search') {
+      if (searchUnavailable)
+        throw invalidRequest('The search feature is temporarily unavailable in your region.')
       // Only the query Shopwright sends: one metadata field equal to a value.
       const query = /^metadata\['(\w+)'\]:'([^']*)'$/.exec(String(params.query))
       if (!query)
@@ -457,6 +466,12 @@ export async function startStripeServer(): Promise<StripeServer> {
     },
     set minimumAmount(value: number) {
       minimumAmount = value
+    },
+    get searchUnavailable() {
+      return searchUnavailable
+    },
+    set searchUnavailable(value: boolean) {
+      searchUnavailable = value
     },
     intent: (intentId) => intents.get(intentId),
     intents: () => [...intents.values()],

@@ -748,6 +748,11 @@ async function giveUpAuthorized(
   }
 }
 
+/** True when two timestamps, as the database driver returned them, name the same instant. */
+function sameInstant(a: Date | string | null, b: Date | string | null): boolean {
+  return a !== null && b !== null && new Date(a).getTime() === new Date(b).getTime()
+}
+
 /** How long the void job queued with a give-up waits before making sure the money went back. */
 const GIVE_BACK_BACKSTOP_SECONDS = 60
 
@@ -761,18 +766,27 @@ const GIVE_BACK_BACKSTOP_SECONDS = 60
  * The charge the payment names (a 3-D Secure one) is then voided at the processor; the void job,
  * queued with the decision, makes or repeats that void if this node dies or the processor is away,
  * and asks the processor for a charge it made though every answer was lost (findCharge).
- * False, with nothing done, when the cart or its payment moved on since the job read it.
+ * False, with nothing given up, when the cart or its payment moved on since the job read it: a
+ * payment answered meanwhile (a webhook) leaves the checkout to be resumed, and the lease `cart`
+ * carries (the one the job took when it claimed the cart) is handed back if the cart still holds it.
  */
 export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<boolean> {
   const ctx = inventoryContext(deps, actor)
   const gaveUp = await withTransaction(deps.db, async (trx) => {
     const current = await lockCart(trx, cart.id)
+    // Reopened, completed or checked out again: whoever did it set or cleared the lease already.
     if (current.status !== 'completing' || current.payment_id !== cart.payment_id) return undefined
     const payment = cart.payment_id
       ? await cancelUnanswered(trx, deps.outbox, cart.payment_id, actor)
       : undefined
-    // Answered since the job looked: the next pass resumes the checkout instead.
-    if (cart.payment_id && !payment) return undefined
+    if (cart.payment_id && !payment) {
+      // Answered since the job looked: the shopper's retry (or the next pass) resumes the checkout,
+      // at once rather than when the job's lease runs out. A lease of another value is a take-over's
+      // (the job's ran out while it worked through its batch), and only its holder may give it up.
+      if (sameInstant(current.checkout_lease_until, cart.checkout_lease_until))
+        await trx.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cart.id).execute()
+      return undefined
+    }
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)
     await reopen(trx, cart.id)
     // Also for a payment no answer named: the job asks the processor for a charge made all the same.

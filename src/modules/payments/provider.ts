@@ -109,16 +109,28 @@ export interface PaymentProvider {
   /**
    * The charge the processor made for our payment, found by the payment's id rather than by an
    * answer: for a payment given up after every answer to its authorisation was lost (the processor
-   * out of reach each time), whose charge only the processor can name. null when it has none;
-   * PaymentProviderUnavailable when it cannot say (yet: a processor whose lookup lags new charges
-   * answers so for a payment `givenUpAt` too recently). Providers that hold no money leave it out.
+   * out of reach each time), whose charge only the processor can name, with what it captured of it
+   * (in its dashboard) since. null when it has none; PaymentProviderUnavailable when it cannot say
+   * (yet: a processor whose lookup lags new charges answers so for a payment `givenUpAt` too
+   * recently); PaymentGiveBackRefused when it will never look charges up for this account. Providers
+   * that hold no money leave it out.
    */
-  findCharge?(paymentId: string, givenUpAt: Date): Promise<string | null>
+  findCharge?(paymentId: string, givenUpAt: Date): Promise<FoundCharge | null>
   /**
    * Verifies and parses a webhook delivery; throws PaymentWebhookInvalid for a bad signature or a
    * stale timestamp. Providers without webhooks leave it out.
    */
   parseWebhook?(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate
+}
+
+/** A charge findCharge found at the processor. */
+export interface FoundCharge {
+  provider_ref: string
+  /**
+   * Minor units the processor has captured of it: 0 for an authorisation. More means a capture
+   * made there (we only authorise), which a void would not return: it takes a refund.
+   */
+  captured_amount: number
 }
 
 /** The processor could not be reached or its answer is unknown: retry later with the same key. */
@@ -128,8 +140,9 @@ export class PaymentProviderUnavailable extends Error {
 
 /**
  * The processor refuses, for good, to give back what a payment with no order holds: a void of a
- * charge captured there meanwhile, a refund it turned down. Retrying changes nothing; staff must
- * look the payment up at the processor.
+ * charge captured there meanwhile, a refund it turned down, a lookup of the charge (findCharge) it
+ * does not offer this account. Retrying changes nothing; staff must look the payment up at the
+ * processor.
  */
 export class PaymentGiveBackRefused extends Error {
   override name = 'PaymentGiveBackRefused'

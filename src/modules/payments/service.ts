@@ -284,7 +284,8 @@ export function voidAtProcessor(
  * Returns what a payment that will get no order still holds at the processor (its checkout was
  * given up), for the void job (jobs.ts) to call until the processor takes it. The row decides, so a
  * run repeated or overtaken changes nothing: a payment canceled here, perhaps before the processor
- * named the charge, has the charge its row names voided under the key every void of it shares; one
+ * named the charge, has the charge its row names voided under the key every void of it shares (one
+ * the processor finds for it, captured there meanwhile, is refunded instead: chargeFoundFor); one
  * still authorised or waiting is voided and marked canceled by cancelPayment; one captured (at the
  * processor, outside the app: recordUnplacedCapture) is refunded by refundUnplaced; one refused
  * here over its card's failure limit has the authorisation its row names voided; one that an order
@@ -306,9 +307,10 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
       },
     )
   if (payment.status === 'canceled') {
-    const charge =
-      payment.provider_ref ?? (await chargeFoundFor(deps, payment.id, payment.provider, payment.updated_at))
-    if (charge) await voidSettled(charge)
+    if (payment.provider_ref) return voidSettled(payment.provider_ref)
+    const found = await chargeFoundFor(deps, payment)
+    if (found?.captured) await refundUnplaced(deps, paymentId, actor)
+    else if (found) await voidSettled(found.provider_ref)
     return
   }
   if (payment.status === 'failed') {
@@ -324,14 +326,29 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
 
 /**
  * The charge the processor holds for a payment canceled here before any answer named one (every
- * answer was lost), asked of the processor by the payment's id and named on the row (nameCharge). null when the processor has none, or cannot look one up;
- * PaymentProviderUnavailable (the job retries) while it cannot say yet.
+ * answer was lost), asked of the processor by the payment's id and recorded on the row before
+ * anything is asked of it, so that a run repeated after a crash or an outage picks up from the
+ * row: an authorisation is named (nameCharge), for its void; a charge captured there meanwhile (its
+ * dashboard) is recorded as that capture (recordUnplacedCapture, which names it too), for its
+ * refund, since the processor would refuse a void of it for good. null when the processor has
+ * none, or cannot look one up; PaymentProviderUnavailable (the job retries) while it cannot say
+ * yet; PaymentGiveBackRefused when it never will.
  */
-async function chargeFoundFor(deps: PaymentDeps, paymentId: string, providerId: string, canceledAt: Date) {
-  const provider = providerOf(deps.providers, providerId)
-  const charge = provider.findCharge ? await provider.findCharge(paymentId, new Date(canceledAt)) : null
-  if (charge) await nameCharge(deps.db, paymentId, charge)
-  return charge
+async function chargeFoundFor(
+  deps: PaymentDeps,
+  payment: PaymentRow,
+): Promise<{ provider_ref: string; captured: boolean } | null> {
+  const provider = providerOf(deps.providers, payment.provider)
+  const found = provider.findCharge
+    ? await provider.findCharge(payment.id, new Date(payment.updated_at))
+    : null
+  if (!found) return null
+  if (found.captured_amount > 0) {
+    await withTransaction(deps.db, (trx) => recordUnplacedCapture(trx, deps.outbox, payment.id, found))
+    return { provider_ref: found.provider_ref, captured: true }
+  }
+  await nameCharge(deps.db, payment.id, found.provider_ref)
+  return { provider_ref: found.provider_ref, captured: false }
 }
 
 /** The refund key of a payment that got no order: one per payment, so that it is refunded once. */

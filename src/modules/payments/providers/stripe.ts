@@ -16,6 +16,8 @@ import {
   type AuthorizeInput,
   type AuthorizeResult,
   type CaptureInput,
+  type FoundCharge,
+  PaymentGiveBackRefused,
   type PaymentProvider,
   PaymentProviderUnavailable,
   PaymentWebhookInvalid,
@@ -78,6 +80,15 @@ function idOf(ref: string | { id: string } | null | undefined): string | null {
 const AMOUNT_REFUSED = new Set(['amount_too_small', 'amount_too_large'])
 /** How long Stripe's search may not show a new intent. */
 const SEARCH_LAG_MS = 2 * 60 * 60_000
+/**
+ * How Stripe answers a search on an account it offers none (India, among others). No error code is
+ * documented for it, so its message tells it apart: HTTP 400 `invalid_request_error` "The search
+ * feature is temporarily unavailable in your region." on an Indian account
+ * (github.com/SAP-archive/btp-create-api-integrations/issues/7), and "search feature unavailable
+ * for merchant" (github.com/better-auth/better-auth/issues/7959, pointing at Stripe's list of the
+ * countries search supports). "Temporarily" notwithstanding, it lasts as long as the account's country.
+ */
+const SEARCH_REFUSED = /\bsearch\b.*\b(unavailable|not available)\b/i
 /** Intent states Stripe voids (cancels). */
 const CANCELABLE = new Set<string>([
   'requires_payment_method',
@@ -313,9 +324,11 @@ export class StripeProvider implements PaymentProvider {
    * By the `payment_id` metadata every intent is created with, through Stripe's search. Search lags
    * new intents (under a minute as a rule, up to an hour in Stripe's incidents, which is when
    * answers get lost), and an intent may be created up to a request's timeout before the give-up:
-   * "none" is believed only SEARCH_LAG_MS after it, and is "not yet" (unavailable) before.
+   * "none" is believed only SEARCH_LAG_MS after it, and is "not yet" (unavailable) before. An
+   * account Stripe offers no search would answer so every time: refused for good instead, so that
+   * staff hear of it now rather than after a week of retries.
    */
-  async findCharge(paymentId: string, givenUpAt: Date): Promise<string | null> {
+  async findCharge(paymentId: string, givenUpAt: Date): Promise<FoundCharge | null> {
     let found: Stripe.ApiSearchResult<Stripe.PaymentIntent>
     try {
       found = await this.#stripe.paymentIntents.search({
@@ -324,13 +337,32 @@ export class StripeProvider implements PaymentProvider {
       })
     } catch (error) {
       if (isUnavailable(error)) throw unavailable(error)
+      if (error instanceof errors.StripeError && SEARCH_REFUSED.test(error.message)) {
+        throw new PaymentGiveBackRefused(
+          `Stripe offers this account no search (${error.message}), so the intent of payment ${paymentId} ` +
+            'cannot be found: look it up in the Stripe dashboard by its payment_id metadata, and cancel it ' +
+            'there (or refund it if it was captured)',
+          { cause: error },
+        )
+      }
       throw error
     }
-    const intent = found.data[0]
-    if (intent) return intent.id
-    if (Date.now() - givenUpAt.getTime() < SEARCH_LAG_MS)
-      throw new PaymentProviderUnavailable(`Stripe: no intent of payment ${paymentId} found yet`)
-    return null
+    const hit = found.data[0]
+    if (!hit) {
+      if (Date.now() - givenUpAt.getTime() < SEARCH_LAG_MS)
+        throw new PaymentProviderUnavailable(`Stripe: no intent of payment ${paymentId} found yet`)
+      return null
+    }
+    // Search shows the intent as it was indexed, up to its lag ago: whether it was captured since (in
+    // the dashboard), which decides between a void and a refund, is read from the intent itself.
+    let intent: Stripe.PaymentIntent
+    try {
+      intent = await this.#stripe.paymentIntents.retrieve(hit.id)
+    } catch (error) {
+      if (isUnavailable(error)) throw unavailable(error)
+      throw error
+    }
+    return { provider_ref: intent.id, captured_amount: intent.amount_received }
   }
 
   parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate {

@@ -24,6 +24,7 @@ import {
   type AuthorizeInput,
   type AuthorizeResult,
   type CaptureInput,
+  type FoundCharge,
   type PaymentProvider,
   PaymentProviderUnavailable,
   type RefundInput,
@@ -242,13 +243,15 @@ export class TestGateway implements PaymentProvider {
   }
 
   /** The ledger has no lag: a charge not in it was never made. */
-  async findCharge(paymentId: string): Promise<string | null> {
+  async findCharge(paymentId: string): Promise<FoundCharge | null> {
     const op = await this.#db
       .selectFrom('test_gateway_operations')
-      .select('charge_id')
+      .select(['charge_id', 'outcome', 'amount'])
       .where('idempotency_key', '=', authorizeKey(paymentId))
       .executeTakeFirst()
-    return op?.charge_id ?? null
+    if (!op) return null
+    const captured = op.outcome === 'captured' ? Number(op.amount) : await this.#sum(op.charge_id, 'capture')
+    return { provider_ref: op.charge_id, captured_amount: captured }
   }
 
   /** Records an operation once per key and returns what was recorded first. */
