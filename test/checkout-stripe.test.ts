@@ -335,17 +335,21 @@ describe.each(DATABASE_KINDS)('%s: the void job with Stripe', (kind) => {
       protocol: 'http',
     })
     await dashboard.paymentIntents.capture(intentId)
-    const refunds = stripe.stats.refunds
+    const refundsBefore = stripe.stats.refunds
     await queue()
-    const refunded = await eventually(async () => {
-      const payment = await findPayment(node.runtime.database.db, paymentId)
-      return payment?.status === 'refunded' ? payment : undefined
+    // The payment reads refunded from the moment its refund is reserved; the refund row settles after.
+    const refunds = await eventually(async () => {
+      const rows = await refundsOfPayment(node.runtime.database.db, paymentId)
+      return rows.some((r) => r.status !== 'pending') ? rows : undefined
     }, 15_000)
-    expect(refunded).toMatchObject({ order_id: null, provider_ref: intentId, refunded_amount: 2500 })
-    expect(await refundsOfPayment(node.runtime.database.db, paymentId)).toMatchObject([
-      { amount: 2500, status: 'succeeded' },
-    ])
-    expect(stripe.stats.refunds - refunds).toBe(1)
+    expect(refunds).toMatchObject([{ amount: 2500, status: 'succeeded' }])
+    expect(await findPayment(node.runtime.database.db, paymentId)).toMatchObject({
+      status: 'refunded',
+      order_id: null,
+      provider_ref: intentId,
+      refunded_amount: 2500,
+    })
+    expect(stripe.stats.refunds - refundsBefore).toBe(1)
   })
 
   it('dead-letters at once the void of a given-up payment whose intent Stripe offers no search to find', async () => {
