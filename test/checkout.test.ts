@@ -24,6 +24,7 @@ import { testCardFingerprint } from '../src/modules/payments/providers/test-gate
 import { applyWebhook, createPayment, paymentDeps, voidUnplaced } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
 import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
+import { pauseAt } from '../src/platform/failpoints.ts'
 import { problem } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import {
@@ -1041,11 +1042,19 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           )
           await waitForLockWaits(db(), 3)
           // A finds no stock and rolls back: B takes the cart and waits on the payment row, and A
-          // begins to give up.
-          stock!.release()
-          await stock!.done
-          await payment.isLocked
-          await waitForLockWaits(db(), 2)
+          // begins to give up. Woken together by A's rollback, A's give-up could lock the cart before
+          // B's update gets to run: A gives up only once B waits on the payment row.
+          const unpause = pauseAt('checkout.give_up', () =>
+            waitForLockWaits(db(), 1, { statement: 'update "payments"' }),
+          )
+          try {
+            stock!.release()
+            await stock!.done
+            await payment.isLocked
+            await waitForLockWaits(db(), 1, { statement: 'select * from "carts"' })
+          } finally {
+            unpause()
+          }
           // The unit comes back, and B places the order.
           const ctx = inventoryContext(node.runtime, 'test:other')
           await withTransaction(db(), (trx) => releaseReservation(trx, other!.id, ctx))

@@ -4,17 +4,24 @@ import { type Kysely, sql } from 'kysely'
 import type { DB } from '../../src/platform/db/schema.ts'
 
 /**
- * Resolves once at least `count` sessions of this database wait on a lock, and throws if that does
- * not happen within timeoutMs: a test staged on a transaction waiting behind a held row must not
- * go on (and perhaps pass) when nothing waits.
+ * Resolves once at least `count` sessions of this database wait on a lock (only those running a
+ * statement that starts with `statement`, when given), and throws if that does not happen within
+ * timeoutMs: a test staged on a transaction waiting behind a held row must not go on (and perhaps
+ * pass) when nothing waits. A session the database has just woken still reads as waiting until it
+ * runs, so a stage that follows a release names the statement it waits for.
  */
-export async function waitForLockWaits(db: Kysely<DB>, count = 1, timeoutMs = 10_000): Promise<void> {
+export async function waitForLockWaits(
+  db: Kysely<DB>,
+  count = 1,
+  { statement = '', timeoutMs = 10_000 }: { statement?: string; timeoutMs?: number } = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let waiting = 0
   for (;;) {
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock'`.execute(db)
+      where datname = current_database() and wait_event_type = 'Lock'
+        and starts_with(query, ${statement})`.execute(db)
     waiting = rows[0]!.n
     if (waiting >= count) return
     if (Date.now() > deadline) break

@@ -20,7 +20,7 @@
  */
 import { sql } from 'kysely'
 import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
-import { failpoint } from '../../platform/failpoints.ts'
+import { failpoint, pausepoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import {
@@ -705,6 +705,7 @@ async function giveUpAuthorized(
   answer: AuthorizeResult,
   actor: string,
 ): Promise<OrderView | undefined> {
+  await pausepoint('checkout.give_up')
   const ctx = inventoryContext(deps, actor)
   const gaveUp = await withTransaction(deps.db, async (trx) => {
     const current = await lockCart(trx, cart.id)
