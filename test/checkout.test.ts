@@ -1576,6 +1576,199 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(named.provider_ref).not.toBeNull()
     })
 
+    /** The cart's lease as it holds it now. */
+    const leaseOf = async (cartId: string) =>
+      (
+        await db()
+          .selectFrom('carts')
+          .select('checkout_lease_until')
+          .where('id', '=', cartId)
+          .executeTakeFirstOrThrow()
+      ).checkout_lease_until
+
+    /**
+     * Checks `cartId` out with a first authorisation that outlives its lease: the shopper's retry
+     * takes the checkout over meanwhile and waits in its own authorisation until the first request
+     * has answered. The take-over's lease, and the lease as the first request left it, are read
+     * while the take-over is still authorising.
+     */
+    async function completeWhileTakenOver(cartId: string, payment: object) {
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      let release!: () => void
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let authorizing!: () => void
+      const isAuthorizing = new Promise<void>((resolve) => {
+        authorizing = resolve
+      })
+      let takeOver: ReturnType<typeof complete> | undefined
+      let taken: Date | null = null
+      let calls = 0
+      gateway.authorize = async (input: AuthorizeInput) => {
+        if (++calls > 1) {
+          authorizing()
+          await released
+          return authorize(input)
+        }
+        await db()
+          .updateTable('carts')
+          .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+          .where('id', '=', cartId)
+          .execute()
+        takeOver = complete(cartId, payment)
+        await isAuthorizing
+        taken = await leaseOf(cartId)
+        return authorize(input)
+      }
+      try {
+        const first = await complete(cartId, payment)
+        const left = await leaseOf(cartId)
+        return { first, taken, left, takeOver: takeOver! }
+      } finally {
+        release()
+        gateway.authorize = authorize
+      }
+    }
+
+    it("leaves a take-over's lease when the request it took over from finds the processor unavailable", async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      // The processor hangs up only once its timeout is past the lease.
+      const card = { provider: 'test', payment_method: 'pm_card_networkError' }
+      const { first, taken, left, takeOver } = await completeWhileTakenOver(cartId, card)
+      expect(first.statusCode, first.body).toBe(503)
+      expect(taken).not.toBeNull()
+      // Still the take-over's: no third request can take the checkout over beside it.
+      expect(left).toEqual(taken)
+      const second = await takeOver
+      expect(second.statusCode, second.body).toBe(503)
+      // The take-over's own lease is given back, so the shopper's retry resumes at once.
+      expect(await leaseOf(cartId)).toBeNull()
+      await giveUpHalfAnHourLater(cartId)
+    })
+
+    it("leaves a take-over's lease when the request it took over from is asked for 3-D Secure", async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const { first, taken, left, takeOver } = await completeWhileTakenOver(cartId, threeDs)
+      expect(first.statusCode, first.body).toBe(200)
+      expect(first.json().type).toBe('payment_action_required')
+      expect(taken).not.toBeNull()
+      expect(left).toEqual(taken)
+      const second = await takeOver
+      expect(second.statusCode, second.body).toBe(200)
+      expect(second.json()).toMatchObject({
+        type: 'payment_action_required',
+        payment: { id: first.json().payment.id },
+      })
+      expect(await leaseOf(cartId)).toBeNull()
+      await giveUpHalfAnHourLater(cartId)
+    })
+
+    it("leaves a take-over's lease when the recovery job hands back a 3-D Secure checkout after its own ran out", async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs)
+      expect(first.json().type).toBe('payment_action_required')
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      let release!: () => void
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let authorizing!: () => void
+      const isAuthorizing = new Promise<void>((resolve) => {
+        authorizing = resolve
+      })
+      gateway.authorize = async (input: AuthorizeInput) => {
+        if (input.payment_id === first.json().payment.id) {
+          authorizing()
+          await released
+        }
+        return authorize(input)
+      }
+      let takeOver: ReturnType<typeof complete> | undefined
+      let taken: Date | null = null
+      // The job claims the cart, and its lease runs out while it works through the rest of its
+      // batch: the shopper, back from the challenge, takes the checkout over meanwhile.
+      const unpause = pauseAt('checkout.recovery_claimed', async () => {
+        await db()
+          .updateTable('carts')
+          .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+          .where('id', '=', cartId)
+          .execute()
+        takeOver = complete(cartId, threeDs)
+        await isAuthorizing
+        taken = await leaseOf(cartId)
+      })
+      let left: Date | null
+      try {
+        await recoverCheckouts(commerceDeps(node.runtime))
+        left = await leaseOf(cartId)
+      } finally {
+        unpause()
+        release()
+        gateway.authorize = authorize
+      }
+      expect(taken).not.toBeNull()
+      expect(left).toEqual(taken)
+      const second = await takeOver!
+      expect(second.statusCode, second.body).toBe(200)
+      expect(second.json().type).toBe('payment_action_required')
+      expect(await leaseOf(cartId)).toBeNull()
+      await giveUpHalfAnHourLater(cartId)
+    })
+
+    it('gives back its own lease to the microsecond when the recovery job finds the checkout answered', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs)
+      expect(first.json().type).toBe('payment_action_required')
+      const { id: paymentId, provider_ref } = first.json().payment
+      const leaseText = async () =>
+        (
+          await sql<{ lease: string | null }>`
+            select checkout_lease_until::text as lease from carts where id = ${cartId}`.execute(db())
+        ).rows[0]!.lease
+      // The job's claim, as it holds it: a lease with microseconds, as now() gives them.
+      const {
+        rows: [claimed],
+      } = await sql<{ lease: string }>`
+        update carts set checkout_lease_until =
+          date_trunc('milliseconds', now() + interval '1 minute') + interval '123 microseconds'
+        where id = ${cartId} returning *, checkout_lease_until::text as lease`.execute(db())
+      const { lease: own, ...cart } = claimed!
+      // The shopper passes the challenge and the processor says so before the job gives up.
+      const passed = await call('POST', `/store/payments/${paymentId}/authenticate`, {
+        result: 'pass',
+        cart_id: cartId,
+      })
+      expect(passed.statusCode, passed.body).toBeLessThan(300)
+      await applyWebhook(paymentDeps(node.runtime), 'test', {
+        event_id: `evt_${randomUUID()}`,
+        type: 'payment_intent.amount_capturable_updated',
+        provider_ref,
+        status: 'authorized',
+      })
+      // A take-over's lease within the same millisecond: a Date (milliseconds) cannot tell them apart.
+      await sql`
+        update carts set checkout_lease_until = checkout_lease_until + interval '456 microseconds'
+        where id = ${cartId}`.execute(db())
+      const taken = await leaseText()
+      const deps = commerceDeps(node.runtime)
+      expect(await abandonCheckout(deps, cart as never, 'system:checkout-recovery', own)).toBe(false)
+      expect(await leaseText()).toBe(taken)
+      // The job's own lease is given back, so the shopper's retry resumes at once.
+      await sql`update carts set checkout_lease_until = ${own}::timestamptz where id = ${cartId}`.execute(
+        db(),
+      )
+      expect(await abandonCheckout(deps, cart as never, 'system:checkout-recovery', own)).toBe(false)
+      expect(await leaseText()).toBeNull()
+      const resumed = await complete(cartId, threeDs)
+      expect(resumed.statusCode, resumed.body).toBe(201)
+    })
+
     it('recovers a checkout whose request stopped after reserving stock', async () => {
       const cartId = await readyCart(node.app, store, 1)
       // As a request that died after phase 1 leaves it: completing, payment pending, lease run out.

@@ -80,6 +80,31 @@ interface Started {
   payment: PaymentView
   /** The processor token the payment was started with. */
   paymentMethod: string | null
+  /** The lease this caller set on the cart, as `leaseText` returns it: all it may give back. */
+  lease: string
+}
+
+/**
+ * A cart's lease as PostgreSQL's own text of it, selected with the UPDATE that sets it, for
+ * `releaseLease` to compare in SQL. Not the Date the driver returns: the column keeps microseconds
+ * and a Date milliseconds, so a Date sent back would miss the lease it came from, and compared in
+ * milliseconds it would match another lease set within the same millisecond. The text keeps every digit and the
+ * offset, so it reads back as the very same instant.
+ */
+const leaseText = sql<string>`checkout_lease_until::text`.as('lease')
+
+/**
+ * Gives a checkout's lease back so that the next request resumes it at once, only while the lease
+ * is still the caller's: one that ran out meanwhile may be a take-over's, busy with the same
+ * checkout, and clearing it would let a third request take over beside that one.
+ */
+export async function releaseLease(db: Queryable, cartId: string, lease: string): Promise<void> {
+  await db
+    .updateTable('carts')
+    .set({ checkout_lease_until: null })
+    .where('id', '=', cartId)
+    .where('checkout_lease_until', '=', sql<Date>`${lease}::timestamptz`)
+    .execute()
 }
 
 /** Completes a cart: the order (placed now or before), or the payment step the shopper must take. */
@@ -166,16 +191,19 @@ async function start(
         .where('status', '=', 'active')
         .where('version', '=', cart.version)
         .returningAll()
+        .returning(leaseText)
         .executeTakeFirst()
       if (!updated) {
         throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
           headers: { 'retry-after': '1' },
         })
       }
+      const { lease: held, ...row } = updated
       return {
-        cart: updated as unknown as CartRow,
+        cart: row as unknown as CartRow,
         payment,
         paymentMethod: request.payment.payment_method ?? null,
+        lease: held,
       }
     })
     return started
@@ -198,15 +226,17 @@ async function takeOver(trx: Tx, cartId: string, leaseSeconds: number): Promise<
       eb.or([eb('checkout_lease_until', 'is', null), eb('checkout_lease_until', '<=', sql<Date>`now()`)]),
     )
     .returningAll()
+    .returning(leaseText)
     .executeTakeFirst()
   if (!taken) {
     throw problem('checkout_in_progress', 'Another request is completing this cart; retry shortly', {
       headers: { 'retry-after': '1' },
     })
   }
-  const cart = taken as unknown as CartRow
+  const { lease, ...row } = taken
+  const cart = row as unknown as CartRow
   const payment = (await findPayment(trx, cart.payment_id!))!
-  return { cart, payment, paymentMethod: await paymentMethodOf(trx, payment.id) }
+  return { cart, payment, paymentMethod: await paymentMethodOf(trx, payment.id), lease }
 }
 
 function invalid(field: string, message: string): ProblemError {
@@ -240,7 +270,7 @@ interface FinishOptions {
 /** Phases 2 to 4 for a completing cart whose lease this caller holds. */
 export async function finish(
   deps: CommerceDeps,
-  { cart, payment, paymentMethod }: Started,
+  { cart, payment, paymentMethod, lease }: Started,
   actor: string,
   options: FinishOptions = {},
 ): Promise<CheckoutResult> {
@@ -258,8 +288,9 @@ export async function finish(
     })
   } catch (error) {
     if (!(error instanceof PaymentProviderUnavailable)) throw error
-    // Give the lease back so that the shopper's retry resumes at once rather than waiting it out.
-    await deps.db.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cart.id).execute()
+    // The shopper's retry resumes at once rather than waiting the lease out. The processor may
+    // have kept this call past the lease, and a retry taken the checkout over meanwhile.
+    await releaseLease(deps.db, cart.id, lease)
     processorUnavailable(error)
   }
   failpoint('checkout.after_authorize')
@@ -278,7 +309,7 @@ export async function finish(
   let outcome: Placed
   try {
     outcome = await withTransaction(deps.db, async (trx) => {
-      const placed = await place(deps, trx, cart.id, payment.id, answer, actor, ctx, sale)
+      const placed = await place(deps, trx, cart.id, payment.id, lease, answer, actor, ctx, sale)
       // Each outcome that leaves the payment without an order queues its give-back with it, due
       // once the give-back below has normally been made: a node dying after the commit is covered.
       const orderless =
@@ -476,6 +507,8 @@ async function place(
   trx: Tx,
   cartId: string,
   paymentId: string,
+  /** The lease the caller holds on the cart (`Started.lease`). */
+  lease: string,
   answer: AuthorizeResult,
   actor: string,
   ctx: ReturnType<typeof inventoryContext>,
@@ -510,8 +543,9 @@ async function place(
     return { type: 'declined' }
   }
   if (answer.status === 'requires_action') {
-    // The shopper must act (3-D Secure): their next complete call resumes from here at once.
-    await trx.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cartId).execute()
+    // The shopper must act (3-D Secure): their next complete call resumes from here at once. Only
+    // this caller's lease: a take-over's (this answer came after the lease ran out) is still at work.
+    await releaseLease(trx, cartId, lease)
     return { type: 'payment_action_required', cart: cartView(cart), payment }
   }
   const totals = cart.totals as unknown as CartTotals
@@ -749,11 +783,6 @@ async function giveUpAuthorized(
   }
 }
 
-/** True when two timestamps, as the database driver returned them, name the same instant. */
-function sameInstant(a: Date | string | null, b: Date | string | null): boolean {
-  return a !== null && b !== null && new Date(a).getTime() === new Date(b).getTime()
-}
-
 /** How long the void job queued with a give-up waits before making sure the money went back. */
 const GIVE_BACK_BACKSTOP_SECONDS = 60
 
@@ -768,10 +797,16 @@ const GIVE_BACK_BACKSTOP_SECONDS = 60
  * queued with the decision, makes or repeats that void if this node dies or the processor is away,
  * and asks the processor for a charge it made though every answer was lost (findCharge).
  * False, with nothing given up, when the cart or its payment moved on since the job read it: a
- * payment answered meanwhile (a webhook) leaves the checkout to be resumed, and the lease `cart`
- * carries (the one the job took when it claimed the cart) is handed back if the cart still holds it.
+ * payment answered meanwhile (a webhook) leaves the checkout to be resumed, and `lease` (the one the
+ * job took when it claimed the cart, as `leaseText` returns it) is handed back if the cart still
+ * holds it; a caller that names no lease holds none and hands none back.
  */
-export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: string): Promise<boolean> {
+export async function abandonCheckout(
+  deps: CommerceDeps,
+  cart: CartRow,
+  actor: string,
+  lease?: string,
+): Promise<boolean> {
   const ctx = inventoryContext(deps, actor)
   const gaveUp = await withTransaction(deps.db, async (trx) => {
     const current = await lockCart(trx, cart.id)
@@ -784,8 +819,7 @@ export async function abandonCheckout(deps: CommerceDeps, cart: CartRow, actor: 
       // Answered since the job looked: the shopper's retry (or the next pass) resumes the checkout,
       // at once rather than when the job's lease runs out. A lease of another value is a take-over's
       // (the job's ran out while it worked through its batch), and only its holder may give it up.
-      if (sameInstant(current.checkout_lease_until, cart.checkout_lease_until))
-        await trx.updateTable('carts').set({ checkout_lease_until: null }).where('id', '=', cart.id).execute()
+      if (lease !== undefined) await releaseLease(trx, cart.id, lease)
       return undefined
     }
     if (current.reservation_id) await releaseHold(trx, current.reservation_id, ctx)

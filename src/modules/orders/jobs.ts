@@ -4,13 +4,14 @@
  * capture did not happen, and the expiry of abandoned carts.
  */
 import { sql } from 'kysely'
+import { pausepoint } from '../../platform/failpoints.ts'
 import { ProblemError } from '../../platform/http/errors.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { expireCarts } from '../carts/carts.ts'
 import type { CartRow } from '../carts/load.ts'
 import { findPayment } from '../payments/service.ts'
 import { captureOrder } from './admin-orders.ts'
-import { abandonCheckout, finish, paymentMethodOf } from './checkout.ts'
+import { abandonCheckout, finish, paymentMethodOf, releaseLease } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 import { followPaymentEvents } from './payment-events.ts'
 import { CAPTURE_FROM } from './state.ts'
@@ -64,33 +65,33 @@ export async function recoverCheckouts(
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { resumed: 0, settled: 0, abandoned: 0, captured: 0, failed: 0 }
   const lease = deps.runtime.config.checkoutLeaseSeconds
-  const { rows: stalled } = await sql<CartRow>`
+  // Each claim carries its lease as text (checkout.ts, leaseText): only that one may be given back.
+  const { rows: stalled } = await sql<CartRow & { lease: string }>`
     update carts set checkout_lease_until = now() + make_interval(secs => ${lease})
     where id in (
       select id from carts
       where status = 'completing' and (checkout_lease_until is null or checkout_lease_until <= now())
       order by updated_at limit ${options.batchSize ?? 50}
       for update skip locked)
-    returning *`.execute(deps.db)
-  for (const cart of stalled) {
+    returning *, checkout_lease_until::text as lease`.execute(deps.db)
+  // Working through a batch can outlast the leases it claimed: a test stages a take-over here.
+  await pausepoint('checkout.recovery_claimed')
+  for (const { lease: claimed, ...cart } of stalled) {
     try {
       const payment = cart.payment_id ? await findPayment(deps.db, cart.payment_id) : undefined
       const waitedTooLong = Date.now() - new Date(cart.updated_at).getTime() > GIVE_UP_MINUTES * 60_000
       const unanswered = payment?.status === 'requires_action' || payment?.status === 'pending'
       if (!payment || (unanswered && waitedTooLong)) {
         // Moved on since it was read (answered, or taken over): the next pass sees it as it is.
-        if (await abandonCheckout(deps, cart, ACTOR)) report.abandoned++
+        if (await abandonCheckout(deps, cart, ACTOR, claimed)) report.abandoned++
       } else if (payment.status === 'requires_action') {
-        // Still the shopper's turn: hand the cart back to them.
-        await deps.db
-          .updateTable('carts')
-          .set({ checkout_lease_until: null })
-          .where('id', '=', cart.id)
-          .execute()
+        // Still the shopper's turn: hand the cart back to them, unless the job's lease ran out while
+        // it worked through the batch and the shopper's retry has taken the checkout over since.
+        await releaseLease(deps.db, cart.id, claimed)
       } else {
         await finish(
           deps,
-          { cart, payment, paymentMethod: await paymentMethodOf(deps.db, payment.id) },
+          { cart, payment, paymentMethod: await paymentMethodOf(deps.db, payment.id), lease: claimed },
           ACTOR,
         )
         report.resumed++
