@@ -30,9 +30,9 @@ import {
   refundsOfPayment,
   voidUnplaced,
 } from '../src/modules/payments/service.ts'
-import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
+import { PaymentVelocity, VELOCITY_DECLINE } from '../src/modules/payments/velocity.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
-import { ProblemError } from '../src/platform/http/errors.ts'
+import { ProblemError, problem } from '../src/platform/http/errors.ts'
 import { newId } from '../src/platform/ids.ts'
 import { createKv, type Kv } from '../src/platform/kv/index.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
@@ -432,6 +432,139 @@ describeEachDatabase('payments', (kind) => {
       expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
       expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
     })
+
+    it('refunds once what the processor captured of a charge it refused to void for a payment canceled here', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      const { payment } = await authorize(created.id)
+      // Given up: canceled here with its charge named, which is then captured in part at the
+      // processor (its dashboard) before the void job's void reaches it.
+      await ctx.deps.db
+        .updateTable('payments')
+        .set({ status: 'canceled' })
+        .where('id', '=', created.id)
+        .execute()
+      const gateway = providerOf(ctx.deps.providers, 'test')
+      await gateway.capture({
+        payment_id: created.id,
+        provider_ref: payment.provider_ref!,
+        amount: 600,
+        currency: 'EUR',
+        idempotency_key: `dashboard:${created.id}`,
+      })
+      // The run stops between recording the capture and the refund (the processor out of reach).
+      const refund = gateway.refund.bind(gateway)
+      gateway.refund = async () => {
+        throw new PaymentProviderUnavailable('Test gateway: simulated network error')
+      }
+      try {
+        const lost = await problemOf(voidUnplaced(ctx.deps, created.id, 'system:payment-voids'))
+        expect(lost.code).toBe('payment_provider_unavailable')
+      } finally {
+        gateway.refund = refund
+      }
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        provider_ref: payment.provider_ref,
+        captured_amount: 600,
+        refunded_amount: 600,
+      })
+      // The next runs resume the refund from the row, once.
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        captured_amount: 600,
+        refunded_amount: 600,
+      })
+      expect(await refundsOfPayment(ctx.deps.db, created.id)).toMatchObject([
+        { amount: 600, status: 'succeeded' },
+      ])
+      const ours = await ledgerOf(created.id)
+      expect(ours.map((op) => [op.kind, op.amount]).sort()).toEqual([
+        ['authorize', 1000],
+        ['refund', 600],
+      ])
+      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
+      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
+    })
+
+    it('refunds the capture of a card refused here over its limit, whose void the processor refused', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      const { payment } = await authorize(created.id)
+      // Refused here over its card's failure limit after the processor authorised it.
+      await ctx.deps.db
+        .updateTable('payments')
+        .set({ status: 'failed', failure_code: VELOCITY_DECLINE, failure_message: 'over the limit' })
+        .where('id', '=', created.id)
+        .execute()
+      const gateway = providerOf(ctx.deps.providers, 'test')
+      // A refusal with nothing captured stays for staff: the void job dead-letters it, as before.
+      const cancel = gateway.cancel.bind(gateway)
+      gateway.cancel = async () => {
+        throw problem('payment_not_capturable', 'Test gateway: the void was refused')
+      }
+      let refused: unknown
+      try {
+        refused = await voidUnplaced(ctx.deps, created.id, 'system:payment-voids').then(
+          () => undefined,
+          (error: unknown) => error,
+        )
+      } finally {
+        gateway.cancel = cancel
+      }
+      expect(refused).toBeInstanceOf(PaymentGiveBackRefused)
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'failed',
+        captured_amount: 0,
+      })
+      // Captured in full at the processor (its dashboard): the void is refused, the capture refunded.
+      await gateway.capture({
+        payment_id: created.id,
+        provider_ref: payment.provider_ref!,
+        amount: 1000,
+        currency: 'EUR',
+        idempotency_key: `dashboard:${created.id}`,
+      })
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        failure_code: VELOCITY_DECLINE,
+        captured_amount: 1000,
+        refunded_amount: 1000,
+      })
+      const ours = await ledgerOf(created.id)
+      expect(ours.map((op) => [op.kind, op.amount]).sort()).toEqual([
+        ['authorize', 1000],
+        ['refund', 1000],
+      ])
+      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
+    })
+
+    it('refunds the capture of an authorised payment with no order whose void the processor refused', async () => {
+      const created = await newPayment('test', 'pm_card_visa')
+      const { payment } = await authorize(created.id)
+      // As a give-up for lost stock leaves it: authorised, no order; then captured at the processor.
+      await providerOf(ctx.deps.providers, 'test').capture({
+        payment_id: created.id,
+        provider_ref: payment.provider_ref!,
+        amount: 1000,
+        currency: 'EUR',
+        idempotency_key: `dashboard:${created.id}`,
+      })
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        captured_amount: 1000,
+        refunded_amount: 1000,
+      })
+      expect((await ledgerOf(created.id)).map((op) => op.kind).sort()).toEqual(['authorize', 'refund'])
+      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
+      expect(await eventsOf(created.id, 'payment.canceled')).toHaveLength(0)
+    })
   })
 
   describe('Stripe', () => {
@@ -731,6 +864,60 @@ describeEachDatabase('payments', (kind) => {
       // Replayed by staff once search works (or the intent is voided in the dashboard): done.
       await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
       expect(ctx.stripe.intent(intentId)?.status).toBe('canceled')
+    })
+
+    it('refunds once what the dashboard captured of an intent the payment names, whose void Stripe refused', async () => {
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, false)
+      const intentId = payment.provider_ref!
+      // Given up: canceled here with its intent named, which is then captured in part in the dashboard.
+      await ctx.deps.db
+        .updateTable('payments')
+        .set({ status: 'canceled' })
+        .where('id', '=', created.id)
+        .execute()
+      await dashboard().paymentIntents.capture(intentId, { amount_to_capture: 2000 })
+      const refunds = ctx.stripe.stats.refunds
+      // The intent is named: read directly, with no search (here none is offered) and no search lag.
+      ctx.stripe.searchUnavailable = true
+      try {
+        // The void refused, the intent read (by the void, then for its capture); Stripe makes the
+        // refund and its answer is lost, twice.
+        ctx.stripe.failNext(3, 'pass')
+        ctx.stripe.failNext(1, 'drop_after')
+        ctx.stripe.failNext(2, 500)
+        const lost = await problemOf(voidUnplaced(ctx.deps, created.id, 'system:payment-voids'))
+        expect(lost.code).toBe('payment_provider_unavailable')
+        expect(ctx.stripe.stats.refunds - refunds).toBe(1)
+        // The capture is recorded before the refund is asked for: the job's next run resumes it.
+        expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+          provider_ref: intentId,
+          captured_amount: 2000,
+          refunded_amount: 2000,
+        })
+        await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+        await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      } finally {
+        ctx.stripe.searchUnavailable = false
+      }
+      expect(ctx.stripe.stats.refunds - refunds).toBe(1)
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'refunded',
+        order_id: null,
+        captured_amount: 2000,
+        refunded_amount: 2000,
+      })
+      const [refund, ...more] = await refundsOfPayment(ctx.deps.db, created.id)
+      expect(more).toEqual([])
+      expect(refund).toMatchObject({
+        status: 'succeeded',
+        amount: 2000,
+        provider_ref: expect.stringMatching(/^re_/),
+      })
+      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
+      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
+      // Asked of Stripe by its name, an intent it does not know holds nothing to give back.
+      expect(await stripeProvider().findCharge!(created.id, new Date(), 'pi_unknown')).toBeNull()
     })
 
     it('voids an intent whose void Stripe refused while it was processing, once it is voidable', async () => {

@@ -107,15 +107,17 @@ export interface PaymentProvider {
   /** Voids an authorisation that will not be captured. */
   cancel(input: { payment_id: string; provider_ref: string; idempotency_key: string }): Promise<void>
   /**
-   * The charge the processor made for our payment, found by the payment's id rather than by an
-   * answer: for a payment given up after every answer to its authorisation was lost (the processor
-   * out of reach each time), whose charge only the processor can name, with what it captured of it
-   * (in its dashboard) since. null when it has none; PaymentProviderUnavailable when it cannot say
-   * (yet: a processor whose lookup lags new charges answers so for a payment `givenUpAt` too
-   * recently); PaymentGiveBackRefused when it will never look charges up for this account. Providers
-   * that hold no money leave it out.
+   * The charge the processor made for our payment, with what it captured of it (in its dashboard)
+   * since. Found by the payment's id rather than by an answer for a payment given up after every
+   * answer to its authorisation was lost (the processor out of reach each time), whose charge only
+   * the processor can name; read by `providerRef` instead when our row names the charge and the
+   * processor refused its void, since the refusal does not say how much was captured. null when it
+   * has none; PaymentProviderUnavailable when it cannot say (yet: a processor whose lookup by
+   * payment lags new charges answers so for a payment `givenUpAt` too recently); PaymentGiveBackRefused
+   * when it will never look charges up by payment for this account. Providers that hold no money
+   * leave it out.
    */
-  findCharge?(paymentId: string, givenUpAt: Date): Promise<FoundCharge | null>
+  findCharge?(paymentId: string, givenUpAt: Date, providerRef?: string): Promise<FoundCharge | null>
   /**
    * Verifies and parses a webhook delivery; throws PaymentWebhookInvalid for a bad signature or a
    * stale timestamp. Providers without webhooks leave it out.
@@ -139,10 +141,10 @@ export class PaymentProviderUnavailable extends Error {
 }
 
 /**
- * The processor refuses, for good, to give back what a payment with no order holds: a void of a
- * charge captured there meanwhile, a refund it turned down, a lookup of the charge (findCharge) it
- * does not offer this account. Retrying changes nothing; staff must look the payment up at the
- * processor.
+ * The processor refuses, for good, to give back what a payment with no order holds: a void it
+ * turns down of a charge it reports nothing captured of (one it captured is refunded instead), a
+ * refund it turned down, a lookup of the charge (findCharge) it does not offer this account.
+ * Retrying changes nothing; staff must look the payment up at the processor.
  */
 export class PaymentGiveBackRefused extends Error {
   override name = 'PaymentGiveBackRefused'

@@ -289,65 +289,109 @@ export function voidAtProcessor(
  * still authorised or waiting is voided and marked canceled by cancelPayment; one captured (at the
  * processor, outside the app: recordUnplacedCapture) is refunded by refundUnplaced; one refused
  * here over its card's failure limit has the authorisation its row names voided; one that an order
- * holds, or that the processor declined, is not this job's.
+ * holds, or that the processor declined, is not this job's. A void the processor refuses because
+ * the charge was captured there meanwhile (its dashboard) is followed by the refund of what it
+ * reports captured (refundRefusedVoid).
  */
 export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: string): Promise<void> {
   const payment = await loadPayment(deps.db, paymentId)
   if (payment.order_id) return
-  // Settled here, these rows change no more: a processor that refuses their void refuses for good
-  // (it captured the charge meanwhile, in its dashboard), and only staff can act on it there.
-  const voidSettled = (providerRef: string) =>
-    voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, providerRef).catch(
-      (error: unknown) => {
-        if (!(error instanceof ProblemError) || error.code === 'payment_provider_unavailable') throw error
-        throw new PaymentGiveBackRefused(
-          `The processor refuses to void charge ${providerRef} of payment ${paymentId}: ${error.message}`,
-          { cause: error },
-        )
-      },
-    )
   if (payment.status === 'canceled') {
-    if (payment.provider_ref) return voidSettled(payment.provider_ref)
+    if (payment.provider_ref) return voidSettled(deps, payment, payment.provider_ref, actor)
     const found = await chargeFoundFor(deps, payment)
     if (found?.captured) await refundUnplaced(deps, paymentId, actor)
-    else if (found) await voidSettled(found.provider_ref)
+    else if (found) await voidSettled(deps, payment, found.provider_ref, actor)
     return
   }
   if (payment.status === 'failed') {
     // Declined by the processor, it holds nothing; declined here over the card's failure limit, the
     // processor had authorised it.
     if (payment.failure_code === VELOCITY_DECLINE && payment.provider_ref)
-      await voidSettled(payment.provider_ref)
+      await voidSettled(deps, payment, payment.provider_ref, actor)
     return
   }
-  if (UNPLACED_VOIDABLE.includes(payment.status)) await cancelPayment(deps, paymentId, actor)
-  else if (CAPTURED.includes(payment.status)) await refundUnplaced(deps, paymentId, actor)
+  if (UNPLACED_VOIDABLE.includes(payment.status)) {
+    await cancelPayment(deps, paymentId, actor).catch(async (error: unknown) => {
+      if (!(error instanceof ProblemError) || error.code !== 'payment_not_capturable') throw error
+      // Refused by the processor, or the row captured meanwhile: the row tells which.
+      const current = await loadPayment(deps.db, paymentId)
+      if (current.order_id || !current.provider_ref || !UNPLACED_VOIDABLE.includes(current.status))
+        throw error
+      // Refused with nothing captured, it is retried as any void that did not go through.
+      await refundRefusedVoid(deps, current, current.provider_ref, actor, error)
+    })
+  } else if (CAPTURED.includes(payment.status)) await refundUnplaced(deps, paymentId, actor)
 }
 
 /**
- * The charge the processor holds for a payment canceled here before any answer named one (every
- * answer was lost), asked of the processor by the payment's id and recorded on the row before
- * anything is asked of it, so that a run repeated after a crash or an outage picks up from the
- * row: an authorisation is named (nameCharge), for its void; a charge captured there meanwhile (its
- * dashboard) is recorded as that capture (recordUnplacedCapture, which names it too), for its
- * refund, since the processor would refuse a void of it for good. null when the processor has
- * none, or cannot look one up; PaymentProviderUnavailable (the job retries) while it cannot say
- * yet; PaymentGiveBackRefused when it never will.
+ * Voids the charge `providerRef` of a payment settled here with no order (canceled, or refused over
+ * its card's failure limit), whose row changes no more. A refusal is for good: the charge was
+ * captured meanwhile (its dashboard), and then its capture is refunded; with nothing captured,
+ * only staff can act on it at the processor (PaymentGiveBackRefused).
+ */
+async function voidSettled(
+  deps: PaymentDeps,
+  payment: PaymentRow,
+  providerRef: string,
+  actor: string,
+): Promise<void> {
+  try {
+    await voidAtProcessor(providerOf(deps.providers, payment.provider), payment.id, providerRef)
+  } catch (error) {
+    if (!(error instanceof ProblemError) || error.code === 'payment_provider_unavailable') throw error
+    const refusal = new PaymentGiveBackRefused(
+      `The processor refuses to void charge ${providerRef} of payment ${payment.id}: ${error.message}`,
+      { cause: error },
+    )
+    await refundRefusedVoid(deps, payment, providerRef, actor, refusal)
+  }
+}
+
+/**
+ * After the processor refused to void the charge a payment with no order names: a refusal does not
+ * say how much was captured, so that is asked of the processor by the charge's name and, when it is
+ * more than nothing, recorded (chargeFoundFor) before it is refunded once under the unplaced key
+ * (refundUnplaced). A run that stops between the two finds the row captured and resumes the refund.
+ * Throws `refusal` when the processor reports nothing captured.
+ */
+async function refundRefusedVoid(
+  deps: PaymentDeps,
+  payment: PaymentRow,
+  providerRef: string,
+  actor: string,
+  refusal: Error,
+): Promise<void> {
+  const found = await chargeFoundFor(deps, payment, providerRef)
+  if (!found?.captured) throw refusal
+  await refundUnplaced(deps, payment.id, actor)
+}
+
+/**
+ * The charge the processor holds for a payment with no order, asked of the processor and recorded
+ * on the row before anything is asked of it, so that a run repeated after a crash or an outage
+ * picks up from the row: by the payment's id for a payment canceled here before any answer named
+ * one (every answer was lost), or by `providerRef`, the charge the row names, when the processor
+ * refused its void. An authorisation is named (nameCharge), for its void; a charge captured there
+ * meanwhile (its dashboard) is recorded as that capture (recordUnplacedCapture, which names it
+ * too), for its refund, since the processor refuses a void of it for good. null when the processor
+ * has none, or cannot look one up; PaymentProviderUnavailable (the job retries) while it cannot
+ * say yet; PaymentGiveBackRefused when it never will.
  */
 async function chargeFoundFor(
   deps: PaymentDeps,
   payment: PaymentRow,
+  providerRef?: string,
 ): Promise<{ provider_ref: string; captured: boolean } | null> {
   const provider = providerOf(deps.providers, payment.provider)
   const found = provider.findCharge
-    ? await provider.findCharge(payment.id, new Date(payment.updated_at))
+    ? await provider.findCharge(payment.id, new Date(payment.updated_at), providerRef)
     : null
   if (!found) return null
   if (found.captured_amount > 0) {
     await withTransaction(deps.db, (trx) => recordUnplacedCapture(trx, deps.outbox, payment.id, found))
     return { provider_ref: found.provider_ref, captured: true }
   }
-  await nameCharge(deps.db, payment.id, found.provider_ref)
+  if (!payment.provider_ref) await nameCharge(deps.db, payment.id, found.provider_ref)
   return { provider_ref: found.provider_ref, captured: false }
 }
 
@@ -357,9 +401,11 @@ const UNPLACED_REFUND_KEY = 'unplaced'
 /**
  * Records a capture the processor reports for a payment that will get no order: we only ever
  * authorise, so it was made outside the app (the processor's dashboard) before the checkout gave
- * up. Recorded even over a cancel made here before the processor named the charge, which voided
- * nothing there: the money is at the processor, and only a refund (refundUnplaced) returns it. A
- * payment an order holds is left to that order.
+ * up, or before its void reached the processor. Recorded even over a cancel made here (before the
+ * processor named the charge, or a void it then refused) and over a refusal here of a card over
+ * its failure limit (whose failure code stays, saying why no order came): either way the money is
+ * at the processor, and only a refund (refundUnplaced) returns it. A payment an order holds is left
+ * to that order, and one the processor declined holds nothing to record.
  */
 export async function recordUnplacedCapture(
   trx: Tx,
@@ -378,7 +424,12 @@ export async function recordUnplacedCapture(
     })
     .where('id', '=', paymentId)
     .where('order_id', 'is', null)
-    .where('status', 'in', [...UNPLACED_VOIDABLE, 'canceled'])
+    .where((eb) =>
+      eb.or([
+        eb('status', 'in', [...UNPLACED_VOIDABLE, 'canceled']),
+        eb.and([eb('status', '=', 'failed'), eb('failure_code', '=', VELOCITY_DECLINE)]),
+      ]),
+    )
     .returningAll()
     .executeTakeFirst()
   if (row) await outbox.emit(trx, 'payment.captured', eventPayload(row), row.id)

@@ -326,9 +326,18 @@ export class StripeProvider implements PaymentProvider {
    * answers get lost), and an intent may be created up to a request's timeout before the give-up:
    * "none" is believed only SEARCH_LAG_MS after it, and is "not yet" (unavailable) before. An
    * account Stripe offers no search would answer so every time: refused for good instead, so that
-   * staff hear of it now rather than after a week of retries.
+   * staff hear of it now rather than after a week of retries. An intent our row names
+   * (`providerRef`) needs no search: it is retrieved, so neither the lag nor a refused search holds
+   * up the refund of what was captured of it.
    */
-  async findCharge(paymentId: string, givenUpAt: Date): Promise<FoundCharge | null> {
+  async findCharge(paymentId: string, givenUpAt: Date, providerRef?: string): Promise<FoundCharge | null> {
+    if (providerRef) {
+      return this.#capturedOf(providerRef).catch((error: unknown) => {
+        // Not an intent of this account: nothing of it to give back, and asking again changes nothing.
+        if (error instanceof errors.StripeInvalidRequestError && error.statusCode === 404) return null
+        throw error
+      })
+    }
     let found: Stripe.ApiSearchResult<Stripe.PaymentIntent>
     try {
       found = await this.#stripe.paymentIntents.search({
@@ -355,9 +364,14 @@ export class StripeProvider implements PaymentProvider {
     }
     // Search shows the intent as it was indexed, up to its lag ago: whether it was captured since (in
     // the dashboard), which decides between a void and a refund, is read from the intent itself.
+    return this.#capturedOf(hit.id)
+  }
+
+  /** What Stripe has captured of an intent as it stands now, not as a search indexed it. */
+  async #capturedOf(intentId: string): Promise<FoundCharge> {
     let intent: Stripe.PaymentIntent
     try {
-      intent = await this.#stripe.paymentIntents.retrieve(hit.id)
+      intent = await this.#stripe.paymentIntents.retrieve(intentId)
     } catch (error) {
       if (isUnavailable(error)) throw unavailable(error)
       throw error

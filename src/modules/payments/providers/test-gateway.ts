@@ -242,12 +242,19 @@ export class TestGateway implements PaymentProvider {
     return Number(row.total)
   }
 
-  /** The ledger has no lag: a charge not in it was never made. */
-  async findCharge(paymentId: string): Promise<FoundCharge | null> {
+  /**
+   * The ledger has no lag: a charge not in it was never made. By the authorisation's key, or by
+   * the charge id our row names (`providerRef`).
+   */
+  async findCharge(paymentId: string, _givenUpAt?: Date, providerRef?: string): Promise<FoundCharge | null> {
     const op = await this.#db
       .selectFrom('test_gateway_operations')
       .select(['charge_id', 'outcome', 'amount'])
-      .where('idempotency_key', '=', authorizeKey(paymentId))
+      .where((eb) =>
+        providerRef
+          ? eb.and([eb('charge_id', '=', providerRef), eb('kind', '=', 'authorize')])
+          : eb('idempotency_key', '=', authorizeKey(paymentId)),
+      )
       .executeTakeFirst()
     if (!op) return null
     const captured = op.outcome === 'captured' ? Number(op.amount) : await this.#sum(op.charge_id, 'capture')
