@@ -766,15 +766,15 @@ describeEachDatabase('payments', (kind) => {
         .execute()
       const stripe = ctx.deps.providers.get('stripe')!
       const now = new Date()
-      expect(await stripe.findCharge!(created.id, now)).toEqual({
+      const lookup = (payment_id: string, given_up_at: Date) =>
+        stripe.findCharge!({ payment_id, created_at: given_up_at, given_up_at })
+      expect(await lookup(created.id, now)).toEqual({
         provider_ref: payment.provider_ref,
         captured_amount: 0,
       })
       // Stripe's search lags new intents: "none" is believed only well after the give-up.
-      await expect(stripe.findCharge!('pay_never_sent', now)).rejects.toBeInstanceOf(
-        PaymentProviderUnavailable,
-      )
-      expect(await stripe.findCharge!('pay_never_sent', new Date(Date.now() - 3 * 3600_000))).toBeNull()
+      await expect(lookup('pay_never_sent', now)).rejects.toBeInstanceOf(PaymentProviderUnavailable)
+      expect(await lookup('pay_never_sent', new Date(Date.now() - 3 * 3600_000))).toBeNull()
       // Not searchable yet: the void job is told to come back, not that there is nothing to void.
       const intent = ctx.stripe.intent(payment.provider_ref!)!
       const metadata = intent.metadata
@@ -844,19 +844,59 @@ describeEachDatabase('payments', (kind) => {
       expect(await eventsOf(paymentId, 'refund.created')).toHaveLength(1)
     })
 
-    it('refuses for good to look up an intent where Stripe offers the account no search', async () => {
+    it("lists the intents of the payment's lifetime where Stripe offers the account no search", async () => {
       const { paymentId, intentId } = await canceledUnnamed()
+      // Intents of other payments, made since: the list holds them too, newest first.
+      const others = await Promise.all(
+        [1, 2, 3].map((n) =>
+          dashboard().paymentIntents.create({
+            amount: 1000,
+            currency: 'eur',
+            metadata: { payment_id: `pay_other_${n}` },
+          }),
+        ),
+      )
       ctx.stripe.searchUnavailable = true
+      ctx.stripe.listPageSize = 2
+      try {
+        await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
+        expect(ctx.stripe.intent(intentId)?.status).toBe('canceled')
+        expect((await findPayment(ctx.deps.db, paymentId))?.provider_ref).toBe(intentId)
+        expect(others.map((o) => ctx.stripe.intent(o.id)?.status)).not.toContain('canceled')
+        // Listed, not searched: "none" is believed at once, as a list does not lag.
+        const now = new Date()
+        const stripe = ctx.deps.providers.get('stripe')!
+        expect(
+          await stripe.findCharge!({ payment_id: 'pay_never_sent', created_at: now, given_up_at: now }),
+        ).toBeNull()
+      } finally {
+        ctx.stripe.searchUnavailable = false
+        ctx.stripe.listPageSize = 100
+      }
+    })
+
+    it('leaves to staff an intent Stripe offers no search for, among more intents than it pages through', async () => {
+      const { paymentId, intentId } = await canceledUnnamed()
+      // One intent a page: the lookup gives up after its last page, before reaching this payment's.
+      ctx.stripe.searchUnavailable = true
+      ctx.stripe.listPageSize = 1
       let refused: unknown
       try {
+        for (let n = 0; n < 20; n++)
+          await dashboard().paymentIntents.create({
+            amount: 1000,
+            currency: 'eur',
+            metadata: { payment_id: `pay_busy_${n}` },
+          })
         refused = await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids').then(
           () => undefined,
           (error: unknown) => error,
         )
       } finally {
         ctx.stripe.searchUnavailable = false
+        ctx.stripe.listPageSize = 100
       }
-      // For the void job, which dead-letters it at once: a retry would be refused alike.
+      // For the void job, which dead-letters it at once: a retry would page through the same window.
       expect(refused).toBeInstanceOf(PaymentGiveBackRefused)
       expect((refused as Error).message).toContain(paymentId)
       expect((refused as Error).message).toContain('search feature is temporarily unavailable')
@@ -917,7 +957,15 @@ describeEachDatabase('payments', (kind) => {
       expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
       expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
       // Asked of Stripe by its name, an intent it does not know holds nothing to give back.
-      expect(await stripeProvider().findCharge!(created.id, new Date(), 'pi_unknown')).toBeNull()
+      const now = new Date()
+      expect(
+        await stripeProvider().findCharge!({
+          payment_id: created.id,
+          created_at: now,
+          given_up_at: now,
+          provider_ref: 'pi_unknown',
+        }),
+      ).toBeNull()
     })
 
     it('voids an intent whose void Stripe refused while it was processing, once it is voidable', async () => {

@@ -68,6 +68,8 @@ export interface StripeServer {
    * github.com/SAP-archive/btp-create-api-integrations/issues/7 (no error code is documented).
    */
   searchUnavailable: boolean
+  /** The most intents one page of a list holds, whatever the request's `limit` (Stripe's: 100). */
+  listPageSize: number
   close(): Promise<void>
 }
 
@@ -166,6 +168,7 @@ export async function startStripeServer(): Promise<StripeServer> {
   const failures: Failure[] = []
   let minimumAmount = 50
   let searchUnavailable = false
+  let listPageSize = 100
   const stats: StripeStats = {
     requests: 0,
     intentsCreated: 0,
@@ -303,6 +306,24 @@ export async function startStripeServer(): Promise<StripeServer> {
         data: data.map((i) => view(i, expand)),
         has_more: false,
         next_page: null,
+      }
+    }
+    if (method === 'GET' && path === '/v1/payment_intents') {
+      // Newest first, as Stripe lists, within the `created` bounds given (unix seconds).
+      const bounds = (params.created ?? {}) as { gte?: string; lte?: string }
+      const newestFirst = [...intents.values()]
+        .reverse()
+        .filter((i) => bounds.gte === undefined || i.created >= Number(bounds.gte))
+        .filter((i) => bounds.lte === undefined || i.created <= Number(bounds.lte))
+      const after = typeof params.starting_after === 'string' ? params.starting_after : undefined
+      const from = after ? newestFirst.findIndex((i) => i.id === after) + 1 : 0
+      const size = Math.min(Number(params.limit ?? 10), listPageSize)
+      const page = newestFirst.slice(from, from + size)
+      return {
+        object: 'list',
+        url: '/v1/payment_intents',
+        data: page.map((i) => view(i, expand)),
+        has_more: from + size < newestFirst.length,
       }
     }
     const one = path.match(/^\/v1\/payment_intents\/([^/]+)$/)
@@ -469,6 +490,12 @@ export async function startStripeServer(): Promise<StripeServer> {
     },
     get searchUnavailable() {
       return searchUnavailable
+    },
+    get listPageSize() {
+      return listPageSize
+    },
+    set listPageSize(value: number) {
+      listPageSize = value
     },
     set searchUnavailable(value: boolean) {
       searchUnavailable = value

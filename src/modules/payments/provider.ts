@@ -110,19 +110,29 @@ export interface PaymentProvider {
    * The charge the processor made for our payment, with what it captured of it (in its dashboard)
    * since. Found by the payment's id rather than by an answer for a payment given up after every
    * answer to its authorisation was lost (the processor out of reach each time), whose charge only
-   * the processor can name; read by `providerRef` instead when our row names the charge and the
+   * the processor can name; read by `provider_ref` instead when our row names the charge and the
    * processor refused its void, since the refusal does not say how much was captured. null when it
    * has none; PaymentProviderUnavailable when it cannot say (yet: a processor whose lookup by
-   * payment lags new charges answers so for a payment `givenUpAt` too recently); PaymentGiveBackRefused
-   * when it will never look charges up by payment for this account. Providers that hold no money
-   * leave it out.
+   * payment lags new charges answers so for a payment given up too recently); PaymentGiveBackRefused
+   * when it never will. Providers that hold no money leave it out.
    */
-  findCharge?(paymentId: string, givenUpAt: Date, providerRef?: string): Promise<FoundCharge | null>
+  findCharge?(lookup: ChargeLookup): Promise<FoundCharge | null>
   /**
    * Verifies and parses a webhook delivery; throws PaymentWebhookInvalid for a bad signature or a
    * stale timestamp. Providers without webhooks leave it out.
    */
   parseWebhook?(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate
+}
+
+/** What findCharge looks a payment's charge up by. */
+export interface ChargeLookup {
+  payment_id: string
+  /** When the payment was created: no charge made for it is older. */
+  created_at: Date
+  /** When it was given up here: no charge made for it is much younger. */
+  given_up_at: Date
+  /** The charge our row names, when it names one. */
+  provider_ref?: string | undefined
 }
 
 /** A charge findCharge found at the processor. */

@@ -384,7 +384,12 @@ async function chargeFoundFor(
 ): Promise<{ provider_ref: string; captured: boolean } | null> {
   const provider = providerOf(deps.providers, payment.provider)
   const found = provider.findCharge
-    ? await provider.findCharge(payment.id, new Date(payment.updated_at), providerRef)
+    ? await provider.findCharge({
+        payment_id: payment.id,
+        created_at: new Date(payment.created_at),
+        given_up_at: new Date(payment.updated_at),
+        provider_ref: providerRef,
+      })
     : null
   if (!found) return null
   if (found.captured_amount > 0) {

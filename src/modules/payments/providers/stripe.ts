@@ -16,6 +16,7 @@ import {
   type AuthorizeInput,
   type AuthorizeResult,
   type CaptureInput,
+  type ChargeLookup,
   type FoundCharge,
   PaymentGiveBackRefused,
   type PaymentProvider,
@@ -89,6 +90,10 @@ const SEARCH_LAG_MS = 2 * 60 * 60_000
  * countries search supports). "Temporarily" notwithstanding, it lasts as long as the account's country.
  */
 const SEARCH_REFUSED = /\bsearch\b.*\b(unavailable|not available)\b/i
+/** Pages of 100 intents listed, where search is refused, before the lookup is left to staff. */
+const LIST_PAGES_MAX = 20
+/** Seconds either side of a payment's life in which its intent may have been created, by Stripe's clock. */
+const CLOCK_MARGIN_S = 300
 /** Intent states Stripe voids (cancels). */
 const CANCELABLE = new Set<string>([
   'requires_payment_method',
@@ -325,14 +330,13 @@ export class StripeProvider implements PaymentProvider {
    * new intents (under a minute as a rule, up to an hour in Stripe's incidents, which is when
    * answers get lost), and an intent may be created up to a request's timeout before the give-up:
    * "none" is believed only SEARCH_LAG_MS after it, and is "not yet" (unavailable) before. An
-   * account Stripe offers no search would answer so every time: refused for good instead, so that
-   * staff hear of it now rather than after a week of retries. An intent our row names
-   * (`providerRef`) needs no search: it is retrieved, so neither the lag nor a refused search holds
-   * up the refund of what was captured of it.
+   * account Stripe offers no search has the intents of the payment's lifetime listed instead. An
+   * intent our row names (`provider_ref`) needs neither: it is retrieved, so no lag holds up the
+   * refund of what was captured of it.
    */
-  async findCharge(paymentId: string, givenUpAt: Date, providerRef?: string): Promise<FoundCharge | null> {
-    if (providerRef) {
-      return this.#capturedOf(providerRef).catch((error: unknown) => {
+  async findCharge(lookup: ChargeLookup): Promise<FoundCharge | null> {
+    if (lookup.provider_ref) {
+      return this.#capturedOf(lookup.provider_ref).catch((error: unknown) => {
         // Not an intent of this account: nothing of it to give back, and asking again changes nothing.
         if (error instanceof errors.StripeInvalidRequestError && error.statusCode === 404) return null
         throw error
@@ -341,30 +345,60 @@ export class StripeProvider implements PaymentProvider {
     let found: Stripe.ApiSearchResult<Stripe.PaymentIntent>
     try {
       found = await this.#stripe.paymentIntents.search({
-        query: `metadata['payment_id']:'${paymentId}'`,
+        query: `metadata['payment_id']:'${lookup.payment_id}'`,
         limit: 1,
       })
     } catch (error) {
       if (isUnavailable(error)) throw unavailable(error)
-      if (error instanceof errors.StripeError && SEARCH_REFUSED.test(error.message)) {
-        throw new PaymentGiveBackRefused(
-          `Stripe offers this account no search (${error.message}), so the intent of payment ${paymentId} ` +
-            'cannot be found: look it up in the Stripe dashboard by its payment_id metadata, and cancel it ' +
-            'there (or refund it if it was captured)',
-          { cause: error },
-        )
-      }
+      if (error instanceof errors.StripeError && SEARCH_REFUSED.test(error.message))
+        return this.#listedFor(lookup, error.message)
       throw error
     }
     const hit = found.data[0]
     if (!hit) {
-      if (Date.now() - givenUpAt.getTime() < SEARCH_LAG_MS)
-        throw new PaymentProviderUnavailable(`Stripe: no intent of payment ${paymentId} found yet`)
+      if (Date.now() - lookup.given_up_at.getTime() < SEARCH_LAG_MS)
+        throw new PaymentProviderUnavailable(`Stripe: no intent of payment ${lookup.payment_id} found yet`)
       return null
     }
     // Search shows the intent as it was indexed, up to its lag ago: whether it was captured since (in
     // the dashboard), which decides between a void and a refund, is read from the intent itself.
     return this.#capturedOf(hit.id)
+  }
+
+  /**
+   * For an account Stripe offers no search: the intents created between the payment's creation
+   * and its give-up (with a margin for the two clocks), listed page by page (a list does not lag,
+   * so "none" is believed at once) and matched by their `payment_id` metadata. A window too busy to
+   * page through (LIST_PAGES_MAX) is refused for good, for staff to look up in the dashboard.
+   */
+  async #listedFor(lookup: ChargeLookup, searchRefusal: string): Promise<FoundCharge | null> {
+    const created = {
+      gte: Math.floor(lookup.created_at.getTime() / 1000) - CLOCK_MARGIN_S,
+      lte: Math.ceil(lookup.given_up_at.getTime() / 1000) + CLOCK_MARGIN_S,
+    }
+    let startingAfter: string | undefined
+    for (let page = 0; page < LIST_PAGES_MAX; page++) {
+      let listed: Stripe.ApiList<Stripe.PaymentIntent>
+      try {
+        listed = await this.#stripe.paymentIntents.list({
+          created,
+          limit: 100,
+          ...(startingAfter ? { starting_after: startingAfter } : {}),
+        })
+      } catch (error) {
+        if (isUnavailable(error)) throw unavailable(error)
+        throw error
+      }
+      const intent = listed.data.find((i) => i.metadata.payment_id === lookup.payment_id)
+      if (intent) return { provider_ref: intent.id, captured_amount: intent.amount_received }
+      if (!listed.has_more || listed.data.length === 0) return null
+      startingAfter = listed.data[listed.data.length - 1]!.id
+    }
+    throw new PaymentGiveBackRefused(
+      `Stripe offers this account no search (${searchRefusal}), and over ${LIST_PAGES_MAX * 100} intents ` +
+        `were created while payment ${lookup.payment_id} was open: look its intent up in the Stripe ` +
+        'dashboard by its payment_id metadata, and cancel it there (or refund it if it was captured)',
+    )
   }
 
   /** What Stripe has captured of an intent as it stands now, not as a search indexed it. */

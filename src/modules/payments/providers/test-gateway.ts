@@ -24,6 +24,7 @@ import {
   type AuthorizeInput,
   type AuthorizeResult,
   type CaptureInput,
+  type ChargeLookup,
   type FoundCharge,
   type PaymentProvider,
   PaymentProviderUnavailable,
@@ -244,16 +245,16 @@ export class TestGateway implements PaymentProvider {
 
   /**
    * The ledger has no lag: a charge not in it was never made. By the authorisation's key, or by
-   * the charge id our row names (`providerRef`).
+   * the charge id our row names.
    */
-  async findCharge(paymentId: string, _givenUpAt?: Date, providerRef?: string): Promise<FoundCharge | null> {
+  async findCharge({ payment_id, provider_ref }: ChargeLookup): Promise<FoundCharge | null> {
     const op = await this.#db
       .selectFrom('test_gateway_operations')
       .select(['charge_id', 'outcome', 'amount'])
       .where((eb) =>
-        providerRef
-          ? eb.and([eb('charge_id', '=', providerRef), eb('kind', '=', 'authorize')])
-          : eb('idempotency_key', '=', authorizeKey(paymentId)),
+        provider_ref
+          ? eb.and([eb('charge_id', '=', provider_ref), eb('kind', '=', 'authorize')])
+          : eb('idempotency_key', '=', authorizeKey(payment_id)),
       )
       .executeTakeFirst()
     if (!op) return null
