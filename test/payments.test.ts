@@ -105,11 +105,34 @@ function setup(kind: Parameters<typeof startTestNode>[0]) {
       .selectAll()
       .where('idempotency_key', 'like', `${paymentId}:%`)
       .execute()
-  return { ctx, newPayment, eventsOf, ledgerOf }
+  /** A capture made at the test gateway outside the app, as in its dashboard. */
+  const captureAtGateway = (paymentId: string, providerRef: string, amount: number) =>
+    providerOf(ctx.deps.providers, 'test').capture({
+      payment_id: paymentId,
+      provider_ref: providerRef,
+      amount,
+      currency: 'EUR',
+      idempotency_key: `dashboard:${paymentId}`,
+    })
+  /** A payment with no order whose capture of `amount` was refunded once: one refund, one event each. */
+  const expectRefundedOnce = async (paymentId: string, amount: number) => {
+    expect(await findPayment(ctx.deps.db, paymentId)).toMatchObject({
+      status: 'refunded',
+      order_id: null,
+      captured_amount: amount,
+      refunded_amount: amount,
+    })
+    expect(await refundsOfPayment(ctx.deps.db, paymentId)).toMatchObject([
+      { amount, status: 'succeeded', provider_ref: expect.any(String) },
+    ])
+    expect(await eventsOf(paymentId, 'payment.captured')).toHaveLength(1)
+    expect(await eventsOf(paymentId, 'refund.created')).toHaveLength(1)
+  }
+  return { ctx, newPayment, eventsOf, ledgerOf, captureAtGateway, expectRefundedOnce }
 }
 
 describeEachDatabase('payments', (kind) => {
-  const { ctx, newPayment, eventsOf, ledgerOf } = setup(kind)
+  const { ctx, newPayment, eventsOf, ledgerOf, captureAtGateway, expectRefundedOnce } = setup(kind)
   const authorize = (id: string, capture = false) => authorizePayment(ctx.deps, id, { capture })
 
   describe('test gateway', () => {
@@ -408,29 +431,16 @@ describeEachDatabase('payments', (kind) => {
         .where('id', '=', created.id)
         .execute()
       // Part of it captured at the processor meanwhile, outside the app: a void would be refused.
-      await providerOf(ctx.deps.providers, 'test').capture({
-        payment_id: created.id,
-        provider_ref: payment.provider_ref!,
-        amount: 600,
-        currency: 'EUR',
-        idempotency_key: `dashboard:${created.id}`,
-      })
+      await captureAtGateway(created.id, payment.provider_ref!, 600)
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
-      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
-        status: 'refunded',
-        order_id: null,
-        provider_ref: payment.provider_ref,
-        captured_amount: 600,
-        refunded_amount: 600,
-      })
+      await expectRefundedOnce(created.id, 600)
+      expect((await findPayment(ctx.deps.db, created.id))?.provider_ref).toBe(payment.provider_ref)
       const ours = await ledgerOf(created.id)
       expect(ours.map((op) => [op.kind, op.amount]).sort()).toEqual([
         ['authorize', 1000],
         ['refund', 600],
       ])
-      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
-      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
     })
 
     it('refunds once what the processor captured of a charge it refused to void for a payment canceled here', async () => {
@@ -444,13 +454,7 @@ describeEachDatabase('payments', (kind) => {
         .where('id', '=', created.id)
         .execute()
       const gateway = providerOf(ctx.deps.providers, 'test')
-      await gateway.capture({
-        payment_id: created.id,
-        provider_ref: payment.provider_ref!,
-        amount: 600,
-        currency: 'EUR',
-        idempotency_key: `dashboard:${created.id}`,
-      })
+      await captureAtGateway(created.id, payment.provider_ref!, 600)
       // The run stops between recording the capture and the refund (the processor out of reach).
       const refund = gateway.refund.bind(gateway)
       gateway.refund = async () => {
@@ -470,22 +474,12 @@ describeEachDatabase('payments', (kind) => {
       // The next runs resume the refund from the row, once.
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
-      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
-        status: 'refunded',
-        order_id: null,
-        captured_amount: 600,
-        refunded_amount: 600,
-      })
-      expect(await refundsOfPayment(ctx.deps.db, created.id)).toMatchObject([
-        { amount: 600, status: 'succeeded' },
-      ])
+      await expectRefundedOnce(created.id, 600)
       const ours = await ledgerOf(created.id)
       expect(ours.map((op) => [op.kind, op.amount]).sort()).toEqual([
         ['authorize', 1000],
         ['refund', 600],
       ])
-      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
-      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
     })
 
     it('refunds the capture of a card refused here over its limit, whose void the processor refused', async () => {
@@ -518,51 +512,28 @@ describeEachDatabase('payments', (kind) => {
         captured_amount: 0,
       })
       // Captured in full at the processor (its dashboard): the void is refused, the capture refunded.
-      await gateway.capture({
-        payment_id: created.id,
-        provider_ref: payment.provider_ref!,
-        amount: 1000,
-        currency: 'EUR',
-        idempotency_key: `dashboard:${created.id}`,
-      })
+      await captureAtGateway(created.id, payment.provider_ref!, 1000)
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
-      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
-        status: 'refunded',
-        order_id: null,
-        failure_code: VELOCITY_DECLINE,
-        captured_amount: 1000,
-        refunded_amount: 1000,
-      })
+      await expectRefundedOnce(created.id, 1000)
+      // Why no order came stays on the row.
+      expect((await findPayment(ctx.deps.db, created.id))?.failure_code).toBe(VELOCITY_DECLINE)
       const ours = await ledgerOf(created.id)
       expect(ours.map((op) => [op.kind, op.amount]).sort()).toEqual([
         ['authorize', 1000],
         ['refund', 1000],
       ])
-      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
     })
 
     it('refunds the capture of an authorised payment with no order whose void the processor refused', async () => {
       const created = await newPayment('test', 'pm_card_visa')
       const { payment } = await authorize(created.id)
       // As a give-up for lost stock leaves it: authorised, no order; then captured at the processor.
-      await providerOf(ctx.deps.providers, 'test').capture({
-        payment_id: created.id,
-        provider_ref: payment.provider_ref!,
-        amount: 1000,
-        currency: 'EUR',
-        idempotency_key: `dashboard:${created.id}`,
-      })
+      await captureAtGateway(created.id, payment.provider_ref!, 1000)
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
       await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
-      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
-        status: 'refunded',
-        order_id: null,
-        captured_amount: 1000,
-        refunded_amount: 1000,
-      })
+      await expectRefundedOnce(created.id, 1000)
       expect((await ledgerOf(created.id)).map((op) => op.kind).sort()).toEqual(['authorize', 'refund'])
-      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
       expect(await eventsOf(created.id, 'payment.canceled')).toHaveLength(0)
     })
   })
@@ -827,21 +798,7 @@ describeEachDatabase('payments', (kind) => {
       await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
       await voidUnplaced(ctx.deps, paymentId, 'system:payment-voids')
       expect(ctx.stripe.stats.refunds - refunds).toBe(1)
-      expect(await findPayment(ctx.deps.db, paymentId)).toMatchObject({
-        status: 'refunded',
-        order_id: null,
-        captured_amount: 2000,
-        refunded_amount: 2000,
-      })
-      const [refund, ...more] = await refundsOfPayment(ctx.deps.db, paymentId)
-      expect(more).toEqual([])
-      expect(refund).toMatchObject({
-        status: 'succeeded',
-        amount: 2000,
-        provider_ref: expect.stringMatching(/^re_/),
-      })
-      expect(await eventsOf(paymentId, 'payment.captured')).toHaveLength(1)
-      expect(await eventsOf(paymentId, 'refund.created')).toHaveLength(1)
+      await expectRefundedOnce(paymentId, 2000)
     })
 
     it("lists the intents of the payment's lifetime where Stripe offers the account no search", async () => {
@@ -941,21 +898,7 @@ describeEachDatabase('payments', (kind) => {
         ctx.stripe.searchUnavailable = false
       }
       expect(ctx.stripe.stats.refunds - refunds).toBe(1)
-      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
-        status: 'refunded',
-        order_id: null,
-        captured_amount: 2000,
-        refunded_amount: 2000,
-      })
-      const [refund, ...more] = await refundsOfPayment(ctx.deps.db, created.id)
-      expect(more).toEqual([])
-      expect(refund).toMatchObject({
-        status: 'succeeded',
-        amount: 2000,
-        provider_ref: expect.stringMatching(/^re_/),
-      })
-      expect(await eventsOf(created.id, 'payment.captured')).toHaveLength(1)
-      expect(await eventsOf(created.id, 'refund.created')).toHaveLength(1)
+      await expectRefundedOnce(created.id, 2000)
       // Asked of Stripe by its name, an intent it does not know holds nothing to give back.
       const now = new Date()
       expect(
