@@ -805,14 +805,8 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
   // committed, which is exactly the window a missing lock would let a conflicting write through.
   describe('overlapping transactions', () => {
     async function overlap<T>(first: (trx: Tx) => Promise<unknown>, second: (trx: Tx) => Promise<T>) {
-      let release!: () => void
-      const gate = new Promise<void>((resolve) => {
-        release = resolve
-      })
-      let written!: () => void
-      const firstWrote = new Promise<void>((resolve) => {
-        written = resolve
-      })
+      const { promise: gate, resolve: release } = Promise.withResolvers<void>()
+      const { promise: firstWrote, resolve: written } = Promise.withResolvers<void>()
       const one = withTransaction(db(), async (trx) => {
         await first(trx)
         written()

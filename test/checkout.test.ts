@@ -895,18 +895,12 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       async () => {
         const before = await levelOf(store.shirt)
         const cartId = await readyCart(node.app, store, 1)
-        let release!: () => void
-        const held = new Promise<void>((resolve) => {
-          release = resolve
-        })
+        const { promise: held, resolve: release } = Promise.withResolvers<void>()
         let holding: Promise<void> | undefined
         const res = completeWhileAuthorizing(cartId, async (input) => {
           // A webhook's transaction cancels the payment and commits only once checkout's placing
           // transaction waits on the row.
-          let locked!: () => void
-          const isLocked = new Promise<void>((resolve) => {
-            locked = resolve
-          })
+          const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
           holding = withTransaction(db(), async (trx) => {
             await trx
               .updateTable('payments')
@@ -957,14 +951,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         const visa = { provider: 'test', payment_method: 'pm_card_visa' }
         /** A transaction holding `lock`'s rows until released. */
         const hold = (lock: (trx: Tx) => Promise<unknown>) => {
-          let release!: () => void
-          const released = new Promise<void>((resolve) => {
-            release = resolve
-          })
-          let locked!: () => void
-          const isLocked = new Promise<void>((resolve) => {
-            locked = resolve
-          })
+          const { promise: released, resolve: release } = Promise.withResolvers<void>()
+          const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
           const done = withTransaction(db(), async (trx) => {
             await lock(trx)
             locked()
@@ -983,10 +971,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         let payment: ReturnType<typeof hold> | undefined
         let other: { id: string } | undefined
         let takeOver: ReturnType<typeof complete> | undefined
-        let takenOver!: () => void
-        const isTakenOver = new Promise<void>((resolve) => {
-          takenOver = resolve
-        })
+        const { promise: isTakenOver, resolve: takenOver } = Promise.withResolvers<void>()
         const gateway = commerceDeps(node.runtime).providers.get('test')!
         const authorize = gateway.authorize.bind(gateway)
         const capture = gateway.capture.bind(gateway)
@@ -1595,14 +1580,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     async function completeWhileTakenOver(cartId: string, payment: object) {
       const gateway = commerceDeps(node.runtime).providers.get('test')!
       const authorize = gateway.authorize.bind(gateway)
-      let release!: () => void
-      const released = new Promise<void>((resolve) => {
-        release = resolve
-      })
-      let authorizing!: () => void
-      const isAuthorizing = new Promise<void>((resolve) => {
-        authorizing = resolve
-      })
+      const { promise: released, resolve: release } = Promise.withResolvers<void>()
+      const { promise: isAuthorizing, resolve: authorizing } = Promise.withResolvers<void>()
       let takeOver: ReturnType<typeof complete> | undefined
       let taken: Date | null = null
       let calls = 0
@@ -1673,14 +1652,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(first.json().type).toBe('payment_action_required')
       const gateway = commerceDeps(node.runtime).providers.get('test')!
       const authorize = gateway.authorize.bind(gateway)
-      let release!: () => void
-      const released = new Promise<void>((resolve) => {
-        release = resolve
-      })
-      let authorizing!: () => void
-      const isAuthorizing = new Promise<void>((resolve) => {
-        authorizing = resolve
-      })
+      const { promise: released, resolve: release } = Promise.withResolvers<void>()
+      const { promise: isAuthorizing, resolve: authorizing } = Promise.withResolvers<void>()
       gateway.authorize = async (input: AuthorizeInput) => {
         if (input.payment_id === first.json().payment.id) {
           authorizing()

@@ -123,14 +123,8 @@ describeEachDatabase('database layer', (kind) => {
     // inside the transaction and vanish with its rollback. On Postgres it takes another connection.
     const inside = newId('prod')
     const outside = newId('prod')
-    let releaseTransaction!: () => void
-    const held = new Promise<void>((resolve) => {
-      releaseTransaction = resolve
-    })
-    let began!: () => void
-    const begun = new Promise<void>((resolve) => {
-      began = resolve
-    })
+    const { promise: held, resolve: releaseTransaction } = Promise.withResolvers<void>()
+    const { promise: begun, resolve: began } = Promise.withResolvers<void>()
     const transaction = withTransaction(database.db, async (trx) => {
       await trx.insertInto('products').values({ id: inside, handle: inside, title: 'inside' }).execute()
       began()

@@ -976,14 +976,8 @@ describePostgres('orders: concurrent refunds (Postgres)', () => {
     const db = node.runtime.database.db
     const order = await placeTestOrder(node, catalog, { reserve: true })
     // The capture's recording waits on the payment row, held here, after the processor captured.
-    let release!: () => void
-    const held = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    let locked!: () => void
-    const isLocked = new Promise<void>((resolve) => {
-      locked = resolve
-    })
+    const { promise: held, resolve: release } = Promise.withResolvers<void>()
+    const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
     const holding = withTransaction(db, async (trx) => {
       await trx.selectFrom('payments').select('id').where('id', '=', order.payment_id!).forUpdate().execute()
       locked()

@@ -1349,10 +1349,7 @@ describePostgres('postgres: a void racing the recording of an authorisation', ()
       email: null,
       capture: false,
     })
-    let release!: () => void
-    const held = new Promise<void>((resolve) => {
-      release = resolve
-    })
+    const { promise: held, resolve: release } = Promise.withResolvers<void>()
     let recorded: Awaited<ReturnType<typeof recordAuthorization>> | undefined
     const placing = withTransaction(ctx.deps.db, async (trx) => {
       recorded = await recordAuthorization(trx, created.id, answer, ctx.deps.outbox, {
@@ -1394,14 +1391,8 @@ describePostgres('postgres: a refused refund racing its webhook', () => {
     const { payment } = await authorizePayment(ctx.deps, created.id, { capture: true })
     const db = ctx.deps.db
     // Held on the refund's row, so that the refusal's release and the webhook queue on it in turn.
-    let release!: () => void
-    const held = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    let locked!: () => void
-    const isLocked = new Promise<void>((resolve) => {
-      locked = resolve
-    })
+    const { promise: held, resolve: release } = Promise.withResolvers<void>()
+    const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
     let holding: Promise<void> | undefined
     const gateway = providerOf(ctx.deps.providers, 'test')
     const refund = gateway.refund.bind(gateway)
