@@ -16,6 +16,7 @@ import { type RecoveryReport, recoverCheckouts } from '../src/modules/orders/job
 import { VOID_PAYMENT_JOB } from '../src/modules/payments/jobs.ts'
 import { providerOf } from '../src/modules/payments/registry.ts'
 import { createPayment, findPayment, refundsOfPayment } from '../src/modules/payments/service.ts'
+import type { DatabaseKind } from '../src/platform/db/database.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
 import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
@@ -26,22 +27,28 @@ import { type StripeServer, startStripeServer, stripeEvent } from './support/str
 
 const WEBHOOK_SECRET = 'whsec_checkout_0123456789abcdef'
 
+/** The Stripe stand-in and a node of a demo store that pays through it (running jobs, with `work`). */
+async function startStripeStore(kind: DatabaseKind, { work }: { work: boolean }) {
+  const stripe = await startStripeServer()
+  const node = await startTestNode(kind, {
+    work,
+    env: {
+      STRIPE_SECRET_KEY: 'sk_test_shopwright',
+      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      STRIPE_API_URL: stripe.url,
+      RATE_LIMIT_PER_MINUTE: '100000',
+    },
+  })
+  return { stripe, node, store: await createTestStore(node.app) }
+}
+
 describe.each(DATABASE_KINDS)('%s: checkout with Stripe', (kind) => {
   let node: TestNode
   let stripe: StripeServer
   let store: TestStore
 
   beforeAll(async () => {
-    stripe = await startStripeServer()
-    node = await startTestNode(kind, {
-      env: {
-        STRIPE_SECRET_KEY: 'sk_test_shopwright',
-        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-        STRIPE_API_URL: stripe.url,
-        RATE_LIMIT_PER_MINUTE: '100000',
-      },
-    })
-    store = await createTestStore(node.app)
+    ;({ stripe, node, store } = await startStripeStore(kind, { work: false }))
   })
   afterAll(async () => {
     await node?.close()
@@ -227,16 +234,7 @@ describe.each(DATABASE_KINDS)('%s: the void job with Stripe', (kind) => {
   let store: TestStore
 
   beforeAll(async () => {
-    stripe = await startStripeServer()
-    node = await startTestNode(kind, {
-      work: true,
-      env: {
-        STRIPE_SECRET_KEY: 'sk_test_shopwright',
-        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-        STRIPE_API_URL: stripe.url,
-      },
-    })
-    store = await createTestStore(node.app)
+    ;({ stripe, node, store } = await startStripeStore(kind, { work: true }))
   })
   afterAll(async () => {
     await node?.close()
