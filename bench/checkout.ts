@@ -177,7 +177,7 @@ const SQL = {
     'update "carts" set "status" = $1, "lines" = $2, "totals" = $3, "payment_id" = $4, "reservation_id" = $5, ' +
     '"checkout" = $6, "checkout_lease_until" = now() + make_interval(secs => $7), "version" = version + 1, ' +
     '"updated_at" = now() where "id" = $8 and "status" = $9 and "version" = $10 ' +
-    'returning *, checkout_lease_until::text as "lease"',
+    'returning *, (extract(epoch from checkout_lease_until) * 1000000)::int8::text as "lease"',
   // The test gateway's ledger commits without waiting for the disk, as the claim does.
   gatewayInsert:
     '/* prepared */ insert into test_gateway_operations (idempotency_key, kind, charge_id, amount, ' +

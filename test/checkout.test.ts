@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
 import { inventoryContext } from '../src/modules/inventory/context.ts'
 import { expireReservations, releaseReservation, reserveNow } from '../src/modules/inventory/reservations.ts'
-import { abandonCheckout } from '../src/modules/orders/checkout.ts'
+import { abandonCheckout, LEASE_MICROS } from '../src/modules/orders/checkout.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
 import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
 import { findOrder } from '../src/modules/orders/orders.ts'
@@ -1693,6 +1693,59 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       await giveUpHalfAnHourLater(cartId)
     })
 
+    it('leaves to the shopper a checkout taken over from the recovery job that came to give it up', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
+      const first = await complete(cartId, threeDs)
+      const paymentId = first.json().payment.id as string
+      // Half an hour at the challenge: the job comes to give the checkout up.
+      await db()
+        .updateTable('carts')
+        .set({ updated_at: new Date(Date.now() - 31 * 60_000), checkout_lease_until: null })
+        .where('id', '=', cartId)
+        .execute()
+      const gateway = commerceDeps(node.runtime).providers.get('test')!
+      const authorize = gateway.authorize.bind(gateway)
+      const { promise: released, resolve: release } = Promise.withResolvers<void>()
+      const { promise: isAuthorizing, resolve: authorizing } = Promise.withResolvers<void>()
+      gateway.authorize = async (input: AuthorizeInput) => {
+        if (input.payment_id === paymentId) {
+          authorizing()
+          await released
+        }
+        return authorize(input)
+      }
+      let takeOver: ReturnType<typeof complete> | undefined
+      // The job's lease runs out while it works through its batch, and the shopper, back from the
+      // challenge they passed, takes the checkout over meanwhile.
+      const unpause = pauseAt('checkout.recovery_claimed', async () => {
+        await db()
+          .updateTable('carts')
+          .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+          .where('id', '=', cartId)
+          .execute()
+        const passed = await call('POST', `/store/payments/${paymentId}/authenticate`, {
+          result: 'pass',
+          cart_id: cartId,
+        })
+        expect(passed.statusCode, passed.body).toBeLessThan(300)
+        takeOver = complete(cartId, threeDs)
+        await isAuthorizing
+      })
+      let report: Awaited<ReturnType<typeof recoverCheckouts>>
+      try {
+        report = await recoverCheckouts(commerceDeps(node.runtime))
+      } finally {
+        unpause()
+        release()
+        gateway.authorize = authorize
+      }
+      expect(report.abandoned).toBe(0)
+      const second = await takeOver!
+      expect(second.statusCode, second.body).toBe(201)
+      expect(second.json().order).toMatchObject({ payment_id: paymentId })
+    })
+
     it('gives back its own lease to the microsecond when the recovery job finds the checkout answered', async () => {
       const cartId = await readyCart(node.app, store, 1)
       const threeDs = { provider: 'test', payment_method: 'pm_card_threeDSecureRequired' }
@@ -1702,7 +1755,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       const leaseText = async () =>
         (
           await sql<{ lease: string | null }>`
-            select checkout_lease_until::text as lease from carts where id = ${cartId}`.execute(db())
+            select ${LEASE_MICROS} as lease from carts where id = ${cartId}`.execute(db())
         ).rows[0]!.lease
       // The job's claim, as it holds it: a lease with microseconds, as now() gives them.
       const {
@@ -1710,7 +1763,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       } = await sql<{ lease: string }>`
         update carts set checkout_lease_until =
           date_trunc('milliseconds', now() + interval '1 minute') + interval '123 microseconds'
-        where id = ${cartId} returning *, checkout_lease_until::text as lease`.execute(db())
+        where id = ${cartId} returning *, ${LEASE_MICROS} as lease`.execute(db())
       const { lease: own, ...cart } = claimed!
       // The shopper passes the challenge and the processor says so before the job gives up.
       const passed = await call('POST', `/store/payments/${paymentId}/authenticate`, {
@@ -1733,9 +1786,10 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(await abandonCheckout(deps, cart as never, 'system:checkout-recovery', own)).toBe(false)
       expect(await leaseText()).toBe(taken)
       // The job's own lease is given back, so the shopper's retry resumes at once.
-      await sql`update carts set checkout_lease_until = ${own}::timestamptz where id = ${cartId}`.execute(
-        db(),
-      )
+      await sql`
+        update carts set checkout_lease_until = checkout_lease_until - interval '456 microseconds'
+        where id = ${cartId}`.execute(db())
+      expect(await leaseText()).toBe(own)
       expect(await abandonCheckout(deps, cart as never, 'system:checkout-recovery', own)).toBe(false)
       expect(await leaseText()).toBeNull()
       const resumed = await complete(cartId, threeDs)

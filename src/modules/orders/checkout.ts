@@ -80,18 +80,20 @@ interface Started {
   payment: PaymentView
   /** The processor token the payment was started with. */
   paymentMethod: string | null
-  /** The lease this caller set on the cart, as `leaseText` returns it: all it may give back. */
+  /** The lease this caller set on the cart (LEASE_MICROS): all it may give back. */
   lease: string
 }
 
 /**
- * A cart's lease as PostgreSQL's own text of it, selected with the UPDATE that sets it, for
+ * A cart's lease as the microseconds since the epoch, exact (numeric since PostgreSQL 14), for
  * `releaseLease` to compare in SQL. Not the Date the driver returns: the column keeps microseconds
  * and a Date milliseconds, so a Date sent back would miss the lease it came from, and compared in
- * milliseconds it would match another lease set within the same millisecond. The text keeps every digit and the
- * offset, so it reads back as the very same instant.
+ * milliseconds it would match another lease set within the same millisecond. Nor the column's
+ * text, which the session's DateStyle and TimeZone shape (`IST` reads back as Israel's).
  */
-const leaseText = sql<string>`checkout_lease_until::text`.as('lease')
+export const LEASE_MICROS = sql<string>`(extract(epoch from checkout_lease_until) * 1000000)::int8::text`
+
+const leaseText = LEASE_MICROS.as('lease')
 
 /**
  * Gives a checkout's lease back so that the next request resumes it at once, only while the lease
@@ -103,7 +105,7 @@ export async function releaseLease(db: Queryable, cartId: string, lease: string)
     .updateTable('carts')
     .set({ checkout_lease_until: null })
     .where('id', '=', cartId)
-    .where('checkout_lease_until', '=', sql<Date>`${lease}::timestamptz`)
+    .where(LEASE_MICROS, '=', lease)
     .execute()
 }
 
@@ -783,6 +785,17 @@ async function giveUpAuthorized(
   }
 }
 
+/** Whether the cart, locked by the caller, still holds `lease` (LEASE_MICROS). */
+async function holdsLease(trx: Tx, cartId: string, lease: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('carts')
+    .select('id')
+    .where('id', '=', cartId)
+    .where(LEASE_MICROS, '=', lease)
+    .executeTakeFirst()
+  return row !== undefined
+}
+
 /** How long the void job queued with a give-up waits before making sure the money went back. */
 const GIVE_BACK_BACKSTOP_SECONDS = 60
 
@@ -796,10 +809,11 @@ const GIVE_BACK_BACKSTOP_SECONDS = 60
  * The charge the payment names (a 3-D Secure one) is then voided at the processor; the void job,
  * queued with the decision, makes or repeats that void if this node dies or the processor is away,
  * and asks the processor for a charge it made though every answer was lost (findCharge).
- * False, with nothing given up, when the cart or its payment moved on since the job read it: a
- * payment answered meanwhile (a webhook) leaves the checkout to be resumed, and `lease` (the one the
- * job took when it claimed the cart, as `leaseText` returns it) is handed back if the cart still
- * holds it; a caller that names no lease holds none and hands none back.
+ * False, with nothing given up, when the cart or its payment moved on since the job read it, or
+ * the cart no longer holds `lease` (the one the job took when it claimed the cart, LEASE_MICROS):
+ * a take-over is at work on it. A payment answered meanwhile (a webhook) leaves the checkout to be
+ * resumed, and the job's lease is handed back if the cart still holds it. A caller that names no
+ * lease holds none, and hands none back.
  */
 export async function abandonCheckout(
   deps: CommerceDeps,
@@ -812,13 +826,15 @@ export async function abandonCheckout(
     const current = await lockCart(trx, cart.id)
     // Reopened, completed or checked out again: whoever did it set or cleared the lease already.
     if (current.status !== 'completing' || current.payment_id !== cart.payment_id) return undefined
+    // Taken over since the job claimed it (the job's lease ran out while it worked through its
+    // batch): the shopper is back at it, and the take-over's own answer decides.
+    if (lease !== undefined && !(await holdsLease(trx, cart.id, lease))) return undefined
     const payment = cart.payment_id
       ? await cancelUnanswered(trx, deps.outbox, cart.payment_id, actor)
       : undefined
     if (cart.payment_id && !payment) {
       // Answered since the job looked: the shopper's retry (or the next pass) resumes the checkout,
-      // at once rather than when the job's lease runs out. A lease of another value is a take-over's
-      // (the job's ran out while it worked through its batch), and only its holder may give it up.
+      // at once rather than when the job's lease runs out.
       if (lease !== undefined) await releaseLease(trx, cart.id, lease)
       return undefined
     }

@@ -11,7 +11,7 @@ import { expireCarts } from '../carts/carts.ts'
 import type { CartRow } from '../carts/load.ts'
 import { findPayment } from '../payments/service.ts'
 import { captureOrder } from './admin-orders.ts'
-import { abandonCheckout, finish, paymentMethodOf, releaseLease } from './checkout.ts'
+import { abandonCheckout, finish, LEASE_MICROS, paymentMethodOf, releaseLease } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 import { followPaymentEvents } from './payment-events.ts'
 import { CAPTURE_FROM } from './state.ts'
@@ -65,7 +65,7 @@ export async function recoverCheckouts(
 ): Promise<RecoveryReport> {
   const report: RecoveryReport = { resumed: 0, settled: 0, abandoned: 0, captured: 0, failed: 0 }
   const lease = deps.runtime.config.checkoutLeaseSeconds
-  // Each claim carries its lease as text (checkout.ts, leaseText): only that one may be given back.
+  // Each claim carries its lease (checkout.ts, LEASE_MICROS): only that one may be given back.
   const { rows: stalled } = await sql<CartRow & { lease: string }>`
     update carts set checkout_lease_until = now() + make_interval(secs => ${lease})
     where id in (
@@ -73,7 +73,7 @@ export async function recoverCheckouts(
       where status = 'completing' and (checkout_lease_until is null or checkout_lease_until <= now())
       order by updated_at limit ${options.batchSize ?? 50}
       for update skip locked)
-    returning *, checkout_lease_until::text as lease`.execute(deps.db)
+    returning *, ${LEASE_MICROS} as lease`.execute(deps.db)
   // Working through a batch can outlast the leases it claimed: a test stages a take-over here.
   await pausepoint('checkout.recovery_claimed')
   for (const { lease: claimed, ...cart } of stalled) {
