@@ -10,6 +10,8 @@
  *                        unset: embedded PGlite in memory.
  *   BENCH_IMPORT_FORMAT  csv (default) or ndjson.
  *   BENCH_IMPORT_MODE    all_or_nothing (default) or per_row.
+ *   BENCH_IMPORT_TWICE   1: then imports the same file again, an upsert of every product and
+ *                        variant (a catalog re-imported from its own export), and times that too.
  * Results go to bench/results/import-<date>.json, one entry per format, mode and database.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -27,7 +29,7 @@ import { csvHeader, csvHeaderLine, productCsvWriter } from '../src/modules/catal
 import { generatedProduct, seedTaxonomy } from '../src/modules/catalog/seed.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import { createLogger } from '../src/platform/observability/logger.ts'
-import { createRuntime, startRuntime, stopRuntime } from '../src/platform/runtime.ts'
+import { createRuntime, type Runtime, startRuntime, stopRuntime } from '../src/platform/runtime.ts'
 import { type BenchDatabase, createBenchDatabase } from './postgres.ts'
 
 const RESULTS_DIR = resolve(import.meta.dirname, 'results')
@@ -36,6 +38,7 @@ const TARGET_SECONDS = 120
 const count = Number(process.argv[2] ?? 100_000)
 const format = (process.env.BENCH_IMPORT_FORMAT ?? 'csv') as ImportFormat
 const mode = (process.env.BENCH_IMPORT_MODE ?? 'all_or_nothing') as ImportMode
+const twice = process.env.BENCH_IMPORT_TWICE === '1'
 if (!Number.isInteger(count) || count < 1)
   throw new Error(`count must be a positive integer, got ${process.argv[2]}`)
 if (!['csv', 'ndjson'].includes(format)) throw new Error('BENCH_IMPORT_FORMAT must be csv or ndjson')
@@ -58,10 +61,9 @@ async function main(): Promise<void> {
   const runtime = await createRuntime(config, createLogger(config.logLevel), { inMemoryDatabase: true })
   try {
     await startRuntime(runtime, { work: false })
-    const { db } = runtime.database
     const taxonomy = await seedTaxonomy(runtime)
 
-    let started = performance.now()
+    const started = performance.now()
     const parts: string[] = []
     let variants = 0
     if (format === 'csv') {
@@ -87,29 +89,9 @@ async function main(): Promise<void> {
       `file: ${count} products, ${variants} variants, ${megabytes} MB ${format} (built in ${seconds(started)} s)`,
     )
 
-    const total = performance.now()
-    started = performance.now()
-    const validated = await validateImport(db, format, mode, file)
-    const validateSeconds = seconds(started)
-    if (validated.errors.length > 0)
-      throw new Error(`the generated file has errors: ${JSON.stringify(validated.errors.slice(0, 5))}`)
-    started = performance.now()
-    const staged = await withTransaction(db, (trx) => stageImport(trx, runtime.jobs, validated, null))
-    const stageSeconds = seconds(started)
-    started = performance.now()
-    await runImport(runtime, staged.id)
-    const jobSeconds = seconds(started)
-    const totalSeconds = seconds(total)
-
-    const result = await db
-      .selectFrom('catalog_imports')
-      .selectAll()
-      .where('id', '=', staged.id)
-      .executeTakeFirstOrThrow()
-    if (result.status !== 'succeeded' || result.created_count !== count)
-      throw new Error(
-        `import ended ${result.status} with ${result.created_count} created: ${JSON.stringify(result.errors.slice(0, 5))}`,
-      )
+    const first = await timedImport(runtime, file, 'created')
+    const again = twice ? await timedImport(runtime, file, 'updated') : undefined
+    const { validateSeconds, stageSeconds, jobSeconds, totalSeconds } = first
     const rate = Math.round(count / totalSeconds)
     const databaseKind = runtime.database.kind
     console.table([
@@ -117,6 +99,14 @@ async function main(): Promise<void> {
       { step: 'stage (request transaction)', seconds: stageSeconds },
       { step: 'job (write)', seconds: jobSeconds },
       { step: 'total', seconds: totalSeconds },
+      ...(again
+        ? [
+            { step: 're-import: parse + validate', seconds: again.validateSeconds },
+            { step: 're-import: stage', seconds: again.stageSeconds },
+            { step: 're-import: job (write)', seconds: again.jobSeconds },
+            { step: 're-import: total', seconds: again.totalSeconds },
+          ]
+        : []),
     ])
     console.log(
       `${count} products (${variants} variants) imported from ${format}, ${mode}, on ${databaseKind}: ` +
@@ -137,6 +127,16 @@ async function main(): Promise<void> {
       job_s: jobSeconds,
       total_s: totalSeconds,
       products_per_s: rate,
+      ...(again
+        ? {
+            reimport: {
+              validate_s: again.validateSeconds,
+              stage_s: again.stageSeconds,
+              job_s: again.jobSeconds,
+              total_s: again.totalSeconds,
+            },
+          }
+        : {}),
       target_s_for_100k: TARGET_SECONDS,
       node: process.version,
     }
@@ -156,6 +156,35 @@ async function main(): Promise<void> {
     await database?.drop()
     rmSync(dataDir, { recursive: true, force: true })
   }
+}
+
+/** Validates, stages and runs one import of the file; every product must come out `outcome`. */
+async function timedImport(runtime: Runtime, file: string, outcome: 'created' | 'updated') {
+  const { db } = runtime.database
+  const total = performance.now()
+  let started = performance.now()
+  const validated = await validateImport(db, format, mode, file)
+  const validateSeconds = seconds(started)
+  if (validated.errors.length > 0)
+    throw new Error(`the generated file has errors: ${JSON.stringify(validated.errors.slice(0, 5))}`)
+  started = performance.now()
+  const staged = await withTransaction(db, (trx) => stageImport(trx, runtime.jobs, validated, null))
+  const stageSeconds = seconds(started)
+  started = performance.now()
+  await runImport(runtime, staged.id)
+  const jobSeconds = seconds(started)
+  const totalSeconds = seconds(total)
+  const result = await db
+    .selectFrom('catalog_imports')
+    .selectAll()
+    .where('id', '=', staged.id)
+    .executeTakeFirstOrThrow()
+  const counted = outcome === 'created' ? result.created_count : result.updated_count
+  if (result.status !== 'succeeded' || counted !== count)
+    throw new Error(
+      `import ended ${result.status} with ${counted} ${outcome}: ${JSON.stringify(result.errors.slice(0, 5))}`,
+    )
+  return { validateSeconds, stageSeconds, jobSeconds, totalSeconds }
 }
 
 await main()

@@ -930,6 +930,99 @@ describeEachDatabase('catalog import and export', (kind) => {
     })
     expect((await product('cap')).options).toEqual([{ name: 'Size', values: ['S', 'Medium'] }])
   })
+
+  it('lets an upsert trade options between stored variants, in JSON and CSV, in both modes', async () => {
+    const sizes = ['S', 'M', 'L']
+    const stored = {
+      handle: 'swap',
+      title: 'Swap',
+      options: [{ name: 'Size', values: sizes }],
+      variants: sizes.map((size) => ({
+        sku: `SWAP-${size}`,
+        options: { Size: size },
+        prices: [{ currency: 'EUR', amount: 1500 }],
+      })),
+    }
+    expect(await imported(JSON.stringify([stored]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+    })
+    const sizesOf = async () =>
+      Object.fromEntries((await product('swap')).variants.map((v: any) => [v.sku, v.options.Size]))
+    const traded = {
+      ...stored,
+      variants: [
+        { sku: 'SWAP-S', options: { Size: 'M' } },
+        { sku: 'SWAP-M', options: { Size: 'S' } },
+      ],
+    }
+    const json = JSON.stringify([traded])
+    const dry = await post(json, { format: 'json', dry_run: true })
+    expect(dry.json()).toMatchObject({ valid_rows: 1, errors: [] })
+    expect(await imported(json, { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+      updated_count: 1,
+      errors: [],
+    })
+    expect(await sizesOf()).toEqual({ 'SWAP-S': 'M', 'SWAP-M': 'S', 'SWAP-L': 'L' })
+    // Three variants passing their sizes round, by CSV, one product at a time (per_row).
+    const rotated = csv('handle,title,option1_name,option1_value,sku', [
+      ['swap', 'Swap', 'Size', 'S', 'SWAP-S'],
+      ['swap', 'Swap', 'Size', 'L', 'SWAP-M'],
+      ['swap', 'Swap', 'Size', 'M', 'SWAP-L'],
+    ])
+    expect(await imported(rotated, { mode: 'per_row' })).toMatchObject({
+      status: 'succeeded',
+      updated_count: 1,
+      failed_count: 0,
+      errors: [],
+    })
+    expect(await sizesOf()).toEqual({ 'SWAP-S': 'S', 'SWAP-M': 'L', 'SWAP-L': 'M' })
+    // Two of them trading by CSV beside a kept one, whose size stays in the option set.
+    const swapped = await imported(
+      csv('handle,title,option1_name,option1_value,sku', [
+        ['swap', 'Swap', 'Size', 'M', 'SWAP-S'],
+        ['swap', 'Swap', 'Size', 'S', 'SWAP-L'],
+      ]),
+    )
+    expect(swapped).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    expect(await sizesOf()).toEqual({ 'SWAP-S': 'M', 'SWAP-M': 'L', 'SWAP-L': 'S' })
+    expect((await product('swap')).options).toEqual([{ name: 'Size', values: ['M', 'S', 'L'] }])
+    await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'swap').execute()
+  })
+
+  it('reads the stored variants a CSV upsert keeps a batch at a time, never the whole file at once', async () => {
+    const sizes = ['S', 'M', 'L']
+    const stored = ['batch-a', 'batch-b', 'batch-c'].map((handle) => doc(handle, sizes))
+    expect(await imported(JSON.stringify(stored), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+    })
+    // Each product named by its S variant alone: its M and L are kept, and so are their sizes.
+    const file = csv(
+      'handle,title,option1_name,option1_value,sku',
+      stored.map((p) => [p.handle, p.title, 'Size', 'S', `${p.handle.toUpperCase()}-S`]),
+    )
+    let largest = 0
+    const watched = node.runtime.database.db.withPlugin({
+      transformQuery: ({ node }) => node,
+      transformResult: async ({ result }) => {
+        largest = Math.max(largest, result.rows.length)
+        return result
+      },
+    })
+    importTuning.batchSize = 2
+    try {
+      const validated = await validateImport(watched, 'csv', 'all_or_nothing', file)
+      expect(validated.errors).toEqual([])
+      expect(validated.valid.map((v) => v.document.options)).toEqual(
+        stored.map(() => [{ name: 'Size', values: sizes }]),
+      )
+    } finally {
+      importTuning.batchSize = 1000
+    }
+    // A batch of two products holds six stored variants; the file, nine.
+    expect(largest).toBeGreaterThan(0)
+    expect(largest).toBeLessThanOrEqual(6)
+  })
 })
 
 it('tells which variant, option and value misfit the option set, without a path to read back', () => {

@@ -10,7 +10,9 @@ import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { FieldError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import {
+  parkedOptions,
   refreshReadModels,
+  unparkVariantOptions,
   validateProductInput,
   variantOptionFaults,
   variantOptionMessage,
@@ -83,7 +85,7 @@ export async function checkDocuments(
   }
   const categoryIds = new Set(docs.flatMap((d) => d.category_ids ?? []))
   const collectionIds = new Set(docs.flatMap((d) => (d.collection_id ? [d.collection_id] : [])))
-  const [categories, collections, stored] = await Promise.all([
+  const [categories, collections, kept] = await Promise.all([
     categoryIds.size
       ? db
           .selectFrom('categories')
@@ -98,7 +100,7 @@ export async function checkDocuments(
           .where('id', 'in', [...collectionIds])
           .execute()
       : [],
-    storedVariantsOf(db, [...handles.keys()]),
+    keptVariantsOf(db, docs),
   ])
   const knownCategories = new Set(categories.map((c) => c.id))
   const knownCollections = new Set(collections.map((c) => c.id))
@@ -112,7 +114,7 @@ export async function checkDocuments(
         path: `${pathOf(index)}.collection_id`,
         message: `no collection ${doc.collection_id}`,
       })
-    errors.push(...keptVariantErrors(doc, index, stored.get(doc.handle) ?? [], pathOf))
+    errors.push(...keptVariantErrors(doc, index, kept.get(index) ?? [], pathOf))
   })
   return errors
 }
@@ -215,18 +217,29 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
     const existingIds = new Set(existing.values())
     const candidates = variants.filter((v) => existingIds.has(v.product_id))
     if (candidates.length > 0) {
-      const changed = await sql<{ id: string; sku: string }>`
-        update product_variants v set title = x.title, options = x.options, barcode = x.barcode,
-          weight_g = x.weight_g, length_mm = x.length_mm, width_mm = x.width_mm, height_mm = x.height_mm,
-          position = x.position, manage_inventory = x.manage_inventory, requires_shipping = x.requires_shipping,
-          metadata = x.metadata, updated_at = now()
+      // Variants whose options change are parked (see parkedOptions) and given their options after,
+      // so that stored variants may trade options; a re-import that changes none pays nothing more.
+      // After the update, only a parked variant's options differ from the document's.
+      const changed = await sql<{ id: string; sku: string; parked: boolean }>`
+        update product_variants v set title = x.title,
+          options = case when v.options = x.options then v.options else ${parkedOptions(sql.ref<string>('v.id'))} end,
+          barcode = x.barcode, weight_g = x.weight_g, length_mm = x.length_mm, width_mm = x.width_mm,
+          height_mm = x.height_mm, position = x.position, manage_inventory = x.manage_inventory,
+          requires_shipping = x.requires_shipping, metadata = x.metadata, updated_at = now()
         from jsonb_to_recordset(${JSON.stringify(candidates)}::jsonb) as x(
           sku text, product_id text, title text, options jsonb, barcode text, weight_g int, length_mm int,
           width_mm int, height_mm int, position int, manage_inventory boolean, requires_shipping boolean,
           metadata jsonb)
         where v.sku = x.sku and v.product_id = x.product_id
-        returning v.id, v.sku`.execute(trx)
+        returning v.id, v.sku, v.options <> x.options as parked`.execute(trx)
       for (const row of changed.rows) variantIdBySku.set(row.sku, row.id)
+      const parked = new Set(changed.rows.flatMap((r) => (r.parked ? [r.sku] : [])))
+      await unparkVariantOptions(
+        trx,
+        candidates.flatMap((v) =>
+          parked.has(v.sku) ? [{ id: variantIdBySku.get(v.sku) as string, options: v.options }] : [],
+        ),
+      )
     }
   }
   // Variants found above are updates: only they can have prices to replace.
@@ -397,13 +410,11 @@ async function analyzeIfStale(trx: Tx): Promise<void> {
 function keptVariantErrors(
   doc: ProductDocument,
   index: number,
-  stored: ReadonlyArray<{ sku: string; options: Record<string, string> }>,
+  kept: ReadonlyArray<{ sku: string; options: Record<string, string> }>,
   pathOf: (index: number) => string,
 ): DocumentError[] {
-  const named = doc.variants ?? []
-  const skus = new Set(named.map((v) => v.sku))
-  const kept = stored.filter((v) => !skus.has(v.sku))
   if (kept.length === 0) return []
+  const named = doc.variants ?? []
   const options: ProductOption[] = doc.options ?? []
   const errors: DocumentError[] = []
   // Named variants first, so that a kept one repeating a named one's options is the one reported;
@@ -423,17 +434,27 @@ function keptVariantErrors(
   return errors
 }
 
-/** The variants stored for each handle, by handle: those an upsert of that handle would keep. */
-async function storedVariantsOf(
+/**
+ * The stored variants each document would keep, by the document's index: those of the product with
+ * its handle that it does not name. Only those, since a catalog re-imported whole names them all.
+ */
+async function keptVariantsOf(
   db: Queryable,
-  handles: readonly string[],
-): Promise<Map<string, Array<{ sku: string; options: Record<string, string> }>>> {
-  if (handles.length === 0) return new Map()
-  const { rows } = await sql<{ handle: string; sku: string; options: Record<string, string> }>`
-    select p.handle, v.sku, v.options from products p join product_variants v on v.product_id = p.id
-    where p.handle = any(${handles as string[]})
-    order by p.handle, v.position, v.id`.execute(db)
-  return Map.groupBy(rows, (r) => r.handle)
+  docs: readonly ProductDocument[],
+  include: (doc: ProductDocument) => boolean = () => true,
+): Promise<Map<number, Array<{ sku: string; options: Record<string, string> }>>> {
+  const file = docs.flatMap((doc, i) =>
+    include(doc) ? [{ i, handle: doc.handle, skus: (doc.variants ?? []).map((v) => v.sku) }] : [],
+  )
+  if (file.length === 0) return new Map()
+  const { rows } = await sql<{ i: number; sku: string; options: Record<string, string> }>`
+    select x.i, v.sku, v.options
+    from jsonb_to_recordset(${JSON.stringify(file)}::jsonb) as x(i int, handle text, skus jsonb)
+    join products p on p.handle = x.handle
+    join product_variants v on v.product_id = p.id
+    where not jsonb_exists(x.skus, v.sku)
+    order by x.i, v.position, v.id`.execute(db)
+  return Map.groupBy(rows, (r) => r.i)
 }
 
 /** After the writes, in case variants were added since the documents were checked. */
@@ -442,9 +463,9 @@ async function assertKeptVariantsMatch(
   docs: readonly ProductDocument[],
   existing: Map<string, string>,
 ): Promise<void> {
-  const stored = await storedVariantsOf(trx, [...existing.keys()])
+  const kept = await keptVariantsOf(trx, docs, (doc) => existing.has(doc.handle))
   const errors = docs.flatMap((doc, index) =>
-    keptVariantErrors(doc, index, stored.get(doc.handle) ?? [], (i) => `[${i}]`),
+    keptVariantErrors(doc, index, kept.get(index) ?? [], (i) => `[${i}]`),
   )
   if (errors.length > 0) throw new BulkDocumentError(errors)
 }

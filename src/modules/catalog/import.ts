@@ -234,25 +234,34 @@ async function keepStoredOptionValues(db: Queryable, candidates: readonly Candid
     const doc = c.document as Partial<ProductDocument>
     return c.errors.length === 0 && doc.options?.length ? [doc] : []
   })
-  if (docs.length === 0) return
-  const { rows } = await sql<{
-    handle: string
-    options: ProductOption[]
-    sku: string | null
-    variant_options: Record<string, string> | null
-  }>`
-    select p.handle, p.options, v.sku, v.options as variant_options
-    from products p left join product_variants v on v.product_id = p.id
-    where p.handle = any(${docs.map((d) => d.handle)})`.execute(db)
-  const storedOf = Map.groupBy(rows, (r) => r.handle)
-  for (const doc of docs) {
-    const stored = storedOf.get(doc.handle as string) ?? []
-    const named = new Set((doc.variants ?? []).map((v) => v.sku))
-    const kept = stored.filter((r) => r.sku !== null && !named.has(r.sku))
-    for (const option of doc.options ?? []) {
-      const used = new Set(kept.map((r) => r.variant_options?.[option.name]))
-      const values = stored[0]?.options.find((o) => o.name === option.name)?.values ?? []
-      option.values = [...option.values, ...values.filter((v) => used.has(v) && !option.values.includes(v))]
+  // One batch at a time, on one connection: a re-imported catalog names a million stored variants.
+  for (const batch of chunks(docs, importTuning.batchSize)) {
+    const file = batch.map((doc, i) => ({
+      i,
+      handle: doc.handle,
+      skus: (doc.variants ?? []).map((v) => v.sku),
+    }))
+    // Per document: the stored option set, and per option the values its kept variants use.
+    const { rows } = await sql<{
+      i: number
+      options: ProductOption[]
+      used: Record<string, string[]> | null
+    }>`
+      select x.i, p.options,
+        (select jsonb_object_agg(u.name, u.values) from (
+          select o.key as name, jsonb_agg(distinct o.value) as values
+          from product_variants v cross join lateral jsonb_each_text(v.options) o
+          where v.product_id = p.id and not jsonb_exists(x.skus, v.sku)
+          group by o.key) u) as used
+      from jsonb_to_recordset(${JSON.stringify(file)}::jsonb) as x(i int, handle text, skus jsonb)
+      join products p on p.handle = x.handle`.execute(db)
+    for (const row of rows) {
+      const doc = batch[row.i] as Partial<ProductDocument>
+      for (const option of doc.options ?? []) {
+        const used = new Set(row.used?.[option.name])
+        const values = row.options.find((o) => o.name === option.name)?.values ?? []
+        option.values = [...option.values, ...values.filter((v) => used.has(v) && !option.values.includes(v))]
+      }
     }
   }
 }

@@ -3,7 +3,7 @@
  * product whole (variants match the option set, SKUs are unique, prices are in known currencies)
  * and the read models the storefront list uses (search vector, lowest prices) kept in step.
  */
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import type { Static } from 'typebox'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { Outbox } from '../../platform/events/outbox.ts'
@@ -386,6 +386,35 @@ async function insertVariant(
   return id
 }
 
+/**
+ * Option names are at most 64 characters (schemas.ts), so no variant's options can hold this key,
+ * and options parked under it with the variant's own id collide with no other variant's.
+ */
+const PARKING_KEY = 'parked while variants trade options: longer than any option name may be'
+
+/**
+ * What a variant's options hold while a write gives variants new ones. The unique index on
+ * (product_id, options) is checked row by row, so variants trading options (S becoming M while M
+ * becomes S) would collide halfway through; parked first, then set by unparkVariantOptions, they
+ * cannot, and a real duplicate still fails on the index when it is set.
+ */
+export function parkedOptions(variantId: RawBuilder<string>): RawBuilder<string> {
+  return sql<string>`jsonb_build_object(${PARKING_KEY}::text, ${variantId})`
+}
+
+/** Gives parked variants (parkedOptions) their real options, in one statement. */
+export async function unparkVariantOptions(
+  trx: Tx,
+  variants: ReadonlyArray<{ id: string; options: Record<string, string> }>,
+): Promise<void> {
+  if (variants.length === 0) return
+  await sql`
+    update product_variants v set options = x.options::jsonb
+    from unnest(${variants.map((p) => p.id)}::text[], ${variants.map((p) => JSON.stringify(p.options))}::text[])
+      as x(id, options)
+    where v.id = x.id`.execute(trx)
+}
+
 function variantChanges(variant: Partial<VariantData>) {
   return {
     ...(variant.sku !== undefined ? { sku: variant.sku } : {}),
@@ -510,17 +539,25 @@ export async function overwriteProduct(
         throw problem('sku_taken', `SKU ${variant.sku} belongs to another product`, {
           errors: [{ path: `${prefix}.variants`, message: `SKU ${variant.sku} is in use` }],
         })
-      if (!found) {
-        await insertVariant(trx, productId, variant, position++)
-        continue
-      }
+    }
+    // Stored variants first and new ones last, so that a new variant may take options a stored one
+    // gives up.
+    const parked: Array<{ id: string; options: Record<string, string> }> = []
+    for (const variant of input.variants ?? []) {
+      const found = bySku.get(variant.sku)
+      if (!found) continue
+      const options = variant.options ? { options: parkedOptions(sql.ref<string>('id')) } : {}
       await trx
         .updateTable('product_variants')
-        .set({ ...variantChanges(variant), updated_at: sql<Date>`now()` })
+        .set({ ...variantChanges(variant), ...options, updated_at: sql<Date>`now()` })
         .where('id', '=', found.id)
         .execute()
+      if (variant.options) parked.push({ id: found.id, options: variant.options })
       if (variant.prices) await writeVariantPrices(trx, found.id, variant.prices)
     }
+    await unparkVariantOptions(trx, parked)
+    for (const variant of input.variants ?? [])
+      if (!bySku.has(variant.sku)) await insertVariant(trx, productId, variant, position++)
     await assertStoredVariantsMatch(trx, productId, prefix)
   } catch (error) {
     throw translateWriteError(error, prefix)
