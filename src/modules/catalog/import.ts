@@ -30,7 +30,13 @@ import { jsonDocumentFault } from '../../platform/http/json-body.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Jobs } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { BulkDocumentError, bulkUpsertProducts, checkDocuments, type ProductDocument } from './bulk.ts'
+import {
+  BulkDocumentError,
+  bulkUpsertProducts,
+  checkDocuments,
+  keptVariantsOf,
+  type ProductDocument,
+} from './bulk.ts'
 import { catalogCacheOf } from './cache.ts'
 import { csvCellOf, parseProductCsv } from './product-csv.ts'
 import { translateWriteError } from './products.ts'
@@ -235,34 +241,20 @@ async function keepStoredOptionValues(db: Queryable, candidates: readonly Candid
     return c.errors.length === 0 && doc.options?.length ? [doc] : []
   })
   // One batch at a time, on one connection: a re-imported catalog names a million stored variants.
-  for (const batch of chunks(docs, importTuning.batchSize)) {
-    const file = batch.map((doc, i) => ({
-      i,
-      handle: doc.handle,
-      skus: (doc.variants ?? []).map((v) => v.sku),
-    }))
-    // Per document: the stored option set, and per option the values its kept variants use.
-    const { rows } = await sql<{
-      i: number
-      options: ProductOption[]
-      used: Record<string, string[]> | null
-    }>`
-      select x.i, p.options,
-        (select jsonb_object_agg(u.name, u.values) from (
-          select o.key as name, jsonb_agg(distinct o.value) as values
-          from product_variants v cross join lateral jsonb_each_text(v.options) o
-          where v.product_id = p.id and not jsonb_exists(x.skus, v.sku)
-          group by o.key) u) as used
-      from jsonb_to_recordset(${JSON.stringify(file)}::jsonb) as x(i int, handle text, skus jsonb)
-      join products p on p.handle = x.handle`.execute(db)
-    for (const row of rows) {
-      const doc = batch[row.i] as Partial<ProductDocument>
+  for (const batch of chunks(docs as ProductDocument[], importTuning.batchSize)) {
+    const kept = await keptVariantsOf(db, batch)
+    const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
+      select handle, options from products where handle = any(${batch.map((d) => d.handle)})`.execute(db)
+    const storedOf = new Map(rows.map((r) => [r.handle, r.options]))
+    batch.forEach((doc, i) => {
+      const stored = storedOf.get(doc.handle) ?? []
+      const keptVariants = kept.get(i) ?? []
       for (const option of doc.options ?? []) {
-        const used = new Set(row.used?.[option.name])
-        const values = row.options.find((o) => o.name === option.name)?.values ?? []
+        const used = new Set(keptVariants.map((v) => v.options[option.name]))
+        const values = stored.find((o) => o.name === option.name)?.values ?? []
         option.values = [...option.values, ...values.filter((v) => used.has(v) && !option.values.includes(v))]
       }
-    }
+    })
   }
 }
 

@@ -93,7 +93,7 @@ interface Started {
  */
 export const LEASE_MICROS = sql<string>`(extract(epoch from checkout_lease_until) * 1000000)::int8::text`
 
-const leaseText = LEASE_MICROS.as('lease')
+const leaseColumn = LEASE_MICROS.as('lease')
 
 /**
  * Gives a checkout's lease back so that the next request resumes it at once, only while the lease
@@ -193,7 +193,7 @@ async function start(
         .where('status', '=', 'active')
         .where('version', '=', cart.version)
         .returningAll()
-        .returning(leaseText)
+        .returning(leaseColumn)
         .executeTakeFirst()
       if (!updated) {
         throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
@@ -228,7 +228,7 @@ async function takeOver(trx: Tx, cartId: string, leaseSeconds: number): Promise<
       eb.or([eb('checkout_lease_until', 'is', null), eb('checkout_lease_until', '<=', sql<Date>`now()`)]),
     )
     .returningAll()
-    .returning(leaseText)
+    .returning(leaseColumn)
     .executeTakeFirst()
   if (!taken) {
     throw problem('checkout_in_progress', 'Another request is completing this cart; retry shortly', {

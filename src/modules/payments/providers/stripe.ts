@@ -67,6 +67,13 @@ function unavailable(error: unknown): PaymentProviderUnavailable {
   return new PaymentProviderUnavailable(`Stripe: ${message}`, { cause: error })
 }
 
+/** A Stripe request whose failure to get an answer is PaymentProviderUnavailable, as any call's. */
+function asked<T>(request: Promise<T>): Promise<T> {
+  return request.catch((error: unknown) => {
+    throw isUnavailable(error) ? unavailable(error) : error
+  })
+}
+
 function fingerprintOf(intent: Stripe.PaymentIntent): string | null {
   const method = intent.payment_method
   return method && typeof method === 'object' ? (method.card?.fingerprint ?? null) : null
@@ -378,17 +385,13 @@ export class StripeProvider implements PaymentProvider {
     }
     let startingAfter: string | undefined
     for (let page = 0; page < LIST_PAGES_MAX; page++) {
-      let listed: Stripe.ApiList<Stripe.PaymentIntent>
-      try {
-        listed = await this.#stripe.paymentIntents.list({
+      const listed = await asked(
+        this.#stripe.paymentIntents.list({
           created,
           limit: 100,
           ...(startingAfter ? { starting_after: startingAfter } : {}),
-        })
-      } catch (error) {
-        if (isUnavailable(error)) throw unavailable(error)
-        throw error
-      }
+        }),
+      )
       const intent = listed.data.find((i) => i.metadata.payment_id === lookup.payment_id)
       if (intent) return { provider_ref: intent.id, captured_amount: intent.amount_received }
       if (!listed.has_more || listed.data.length === 0) return null
@@ -403,13 +406,7 @@ export class StripeProvider implements PaymentProvider {
 
   /** What Stripe has captured of an intent as it stands now, not as a search indexed it. */
   async #capturedOf(intentId: string): Promise<FoundCharge> {
-    let intent: Stripe.PaymentIntent
-    try {
-      intent = await this.#stripe.paymentIntents.retrieve(intentId)
-    } catch (error) {
-      if (isUnavailable(error)) throw unavailable(error)
-      throw error
-    }
+    const intent = await asked(this.#stripe.paymentIntents.retrieve(intentId))
     return { provider_ref: intent.id, captured_amount: intent.amount_received }
   }
 
