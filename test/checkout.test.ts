@@ -57,6 +57,14 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       remoteAddress,
     })
 
+  /** Lets the cart's checkout lease run out, as a request that outlived it finds it. */
+  const runOutLease = (cartId: string) =>
+    db()
+      .updateTable('carts')
+      .set({ checkout_lease_until: new Date(Date.now() - 1000) })
+      .where('id', '=', cartId)
+      .execute()
+
   async function levelOf(variantId: string) {
     return db()
       .selectFrom('inventory_levels')
@@ -1001,11 +1009,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
             ctx,
           )
           await ctx.publish()
-          await db()
-            .updateTable('carts')
-            .set({ checkout_lease_until: new Date(Date.now() - 1000) })
-            .where('id', '=', cartId)
-            .execute()
+          await runOutLease(cartId)
           takeOver = complete(cartId, visa)
           await isTakenOver
           stock = hold(stockRow)
@@ -1384,11 +1388,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
             if (++calls === 1) {
               // The processor took its time: the lease ran out and the recovery job, which checks
               // no client IP, resumed the checkout and placed the order on this same payment.
-              await db()
-                .updateTable('carts')
-                .set({ checkout_lease_until: new Date(Date.now() - 1000) })
-                .where('id', '=', cartId)
-                .execute()
+              await runOutLease(cartId)
               await recoverCheckouts(commerceDeps(node.runtime))
             }
             return answer
@@ -1591,11 +1591,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           await released
           return authorize(input)
         }
-        await db()
-          .updateTable('carts')
-          .set({ checkout_lease_until: new Date(Date.now() - 1000) })
-          .where('id', '=', cartId)
-          .execute()
+        await runOutLease(cartId)
         takeOver = complete(cartId, payment)
         await isAuthorizing
         taken = await leaseOf(cartId)
@@ -1666,11 +1662,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       // The job claims the cart, and its lease runs out while it works through the rest of its
       // batch: the shopper, back from the challenge, takes the checkout over meanwhile.
       const unpause = pauseAt('checkout.recovery_claimed', async () => {
-        await db()
-          .updateTable('carts')
-          .set({ checkout_lease_until: new Date(Date.now() - 1000) })
-          .where('id', '=', cartId)
-          .execute()
+        await runOutLease(cartId)
         takeOver = complete(cartId, threeDs)
         await isAuthorizing
         taken = await leaseOf(cartId)
@@ -1719,11 +1711,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       // The job's lease runs out while it works through its batch, and the shopper, back from the
       // challenge they passed, takes the checkout over meanwhile.
       const unpause = pauseAt('checkout.recovery_claimed', async () => {
-        await db()
-          .updateTable('carts')
-          .set({ checkout_lease_until: new Date(Date.now() - 1000) })
-          .where('id', '=', cartId)
-          .execute()
+        await runOutLease(cartId)
         const passed = await call('POST', `/store/payments/${paymentId}/authenticate`, {
           result: 'pass',
           cart_id: cartId,
