@@ -340,18 +340,25 @@ describeEachDatabase('catalog: storefront', (kind) => {
 
   it('refuses forged cursors and NUL characters with a 400, never a 500', async () => {
     const forge = (key: unknown) => Buffer.from(JSON.stringify(key)).toString('base64url')
+    // The list's own tag, taken from a cursor it issued, so that only the forged key is wrong.
+    const tagOf = async (query: string) => {
+      const cursor = (await get(`/store/products?limit=1&${query}`)).json().next_cursor as string
+      return JSON.parse(Buffer.from(cursor, 'base64url').toString())[1] as string
+    }
     for (const [sort, key] of [
-      ['price_asc', ['price_asc', 1.5, 'prod_x']],
-      ['best_selling', ['best_selling', 2 ** 40 + 0.5, 'prod_x']],
-      ['newest', ['newest', 'prod\u0000x']],
+      ['price_asc', [1.5, 'prod_x']],
+      ['best_selling', [2 ** 40 + 0.5, 'prod_x']],
+      ['newest', ['prod\u0000x']],
     ] as const) {
-      const res = await get(`/store/products?sort=${sort}&region_id=${eu}&cursor=${forge(key)}`)
+      const query = `sort=${sort}&region_id=${eu}`
+      const res = await get(`/store/products?${query}&cursor=${forge([sort, await tagOf(query), ...key])}`)
       expect(res.statusCode, `${sort} ${res.body}`).toBe(400)
       expect(res.json().code).toBe('invalid_cursor')
     }
     // A real price cursor beyond the int range of sales counts pages best-sellers without an overflow.
+    const best = await tagOf('sort=best_selling')
     const big = await get(
-      `/store/products?sort=best_selling&cursor=${forge(['best_selling', 2 ** 40, 'prod_zzz'])}`,
+      `/store/products?sort=best_selling&cursor=${forge(['best_selling', best, 2 ** 40, 'prod_zzz'])}`,
     )
     expect(big.statusCode, big.body).toBe(200)
     for (const url of [
@@ -414,6 +421,34 @@ describeEachDatabase('catalog: storefront', (kind) => {
           expect(res.json()).toMatchObject({ code: 'invalid_cursor', errors: [{ path: 'query.cursor' }] })
         }
       }
+  })
+
+  it('refuses a cursor from another filter or region, and takes one from the same filters in any order', async () => {
+    const cursorOf = async (query: string) => {
+      const res = await get(`/store/products?limit=2&${query}`)
+      expect(res.json().next_cursor, `${query}: ${res.body}`).toEqual(expect.any(String))
+      return res.json().next_cursor as string
+    }
+    const tags = (await all('')).flatMap((p) => p.tags)
+    const [first, second] = [...new Set(tags)] as [string, string]
+    const refused = [
+      // A price sort's key is an amount in the region's currency: another region's would skip products.
+      [`sort=price_asc&region_id=${eu}`, `sort=price_asc&region_id=${usd}`],
+      [`tag=${first}`, `tag=${second}`],
+      [`tag=${first}`, ''],
+      ['q=designed', 'q=hoodie'],
+      [`sort=name&price_min=1&region_id=${eu}`, `sort=name&price_min=2&region_id=${eu}`],
+      // Out-of-stock products are not filtered out by in_stock=false: the same list as without it.
+      ['in_stock=false', 'in_stock=true'],
+    ]
+    for (const [from, to] of refused as Array<[string, string]>) {
+      const res = await get(`/store/products?limit=2&${to}&cursor=${await cursorOf(from)}`)
+      expect(res.statusCode, `${from} cursor on ${to}: ${res.body}`).toBe(400)
+      expect(res.json()).toMatchObject({ code: 'invalid_cursor', errors: [{ path: 'query.cursor' }] })
+    }
+    const both = await cursorOf(`tag=${first}&tag=${second}&in_stock=false`)
+    const swapped = await get(`/store/products?limit=2&tag=${second}&tag=${first}&cursor=${both}`)
+    expect(swapped.statusCode, swapped.body).toBe(200)
   })
 
   it("filters to products in stock and shows each variant's availability, fresh after a receipt", async () => {

@@ -314,14 +314,20 @@ export const StoreSort = Type.Union(
   { description: 'Default: relevance with `q`, newest otherwise. Price sorts need `region_id`.' },
 )
 
+/** Characters of the list's tag in a store list cursor (66 bits of its filters' hash, storefront.ts). */
+export const STORE_LIST_TAG_LENGTH = 11
+
 /**
  * The longest cursor the list issues, so that every one it issues is accepted back: a name cursor
- * (`[sort, title, id]` as JSON in base64url, storefront.ts) whose title is control characters, which
- * JSON escapes as six bytes each (`\u0001`), more than any other character costs. Sized with the
- * longest sort name.
+ * (`[sort, list tag, title, id]` as JSON in base64url, storefront.ts) whose title is control
+ * characters, which JSON escapes as six bytes each (`\u0001`), more than any other character costs.
+ * Sized with the longest sort name.
  */
 const STORE_CURSOR_MAX_LENGTH = Math.ceil(
-  ((JSON.stringify(['best_selling', '', `prod_${'0'.repeat(26)}`]).length + 6 * NAME_MAX_LENGTH) * 4) / 3,
+  ((JSON.stringify(['best_selling', '-'.repeat(STORE_LIST_TAG_LENGTH), '', `prod_${'0'.repeat(26)}`]).length +
+    6 * NAME_MAX_LENGTH) *
+    4) /
+    3,
 )
 
 export const StoreListQuery = Type.Object(

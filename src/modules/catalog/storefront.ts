@@ -3,6 +3,7 @@
  * price a shopper in a region sees, and one product's page. Each answer is one SQL statement (facets
  * aside), because the list is most of a store's traffic and a round trip is most of its cost.
  */
+import { createHash } from 'node:crypto'
 import { type RawBuilder, sql } from 'kysely'
 import { PREPARE_MARK, UNPREPARED_MARK } from '../../platform/db/statements.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
@@ -16,6 +17,7 @@ import {
   type ShopperPrice,
   shopperPrice,
 } from './pricing.ts'
+import { STORE_LIST_TAG_LENGTH } from './schemas.ts'
 import { type SearchTerms, searchCondition, searchRank, trigramAvailable } from './search.ts'
 
 export type StoreSort = 'newest' | 'price_asc' | 'price_desc' | 'name' | 'best_selling' | 'relevance'
@@ -220,22 +222,58 @@ interface Ordering {
 }
 
 /**
- * A cursor is its sort's name and then the sort key of the last row served. Several sorts share a
- * key's shape (an amount or a count, then an id), so without the name a cursor of one sort would
- * be read as another's key and silently skip or repeat products.
+ * A cursor is its sort's name, its list's tag and then the sort key of the last row served. Several
+ * sorts share a key's shape (an amount or a count, then an id), and every filter shares each sort's,
+ * so without the two a cursor of another sort, filter or region would be read as this list's key and
+ * silently skip or repeat products (a price of another currency, an offset into other matches).
  */
-function cursorKey(cursor: string, sort: StoreSort, shape: Array<'string' | 'number'>): CursorKey {
-  const [name, ...key] = decodeCursor(cursor, ['string', ...shape])
+function cursorKey(
+  cursor: string,
+  sort: StoreSort,
+  input: StoreListInput,
+  shape: Array<'string' | 'number'>,
+) {
+  const [name, list, ...key] = decodeCursor(cursor, ['string', 'string', ...shape])
   if (name !== sort)
     throw problem('invalid_cursor', 'The cursor belongs to another sort', {
       errors: [{ path: 'query.cursor', message: 'not a cursor from this sort' }],
     })
+  if (list !== listTag(input))
+    throw problem('invalid_cursor', 'The cursor belongs to another filter or region', {
+      errors: [{ path: 'query.cursor', message: 'not a cursor from this list: start again without it' }],
+    })
   return key
+}
+
+/**
+ * What a list's cursors are bound to: its region and filters, in a canonical order (tags and
+ * attribute values are sets). Not the shopper's customer groups, which change on sign-in while a
+ * shopper pages, nor the search mode, which a relevance cursor carries itself.
+ */
+function listTag(input: StoreListInput): string {
+  const attributes = [...(input.attributes ?? [])]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([key, values]) => [key, [...values].sort()])
+  const filters = [
+    input.regionId ?? null,
+    input.search?.text ?? null,
+    input.categoryId ?? null,
+    input.collectionId ?? null,
+    [...(input.tags ?? [])].sort(),
+    attributes,
+    input.priceMin ?? null,
+    input.priceMax ?? null,
+    input.inStock === true,
+  ]
+  return createHash('sha256')
+    .update(JSON.stringify(filters))
+    .digest('base64url')
+    .slice(0, STORE_LIST_TAG_LENGTH)
 }
 
 function ordering(sort: StoreSort, input: StoreListInput, priced: boolean): Ordering {
   const key = (shape: Array<'string' | 'number'>) =>
-    input.cursor ? cursorKey(input.cursor, sort, shape) : null
+    input.cursor ? cursorKey(input.cursor, sort, input, shape) : null
   switch (sort) {
     case 'relevance': {
       if (!input.search)
@@ -327,7 +365,7 @@ export async function listStoreProducts(db: Queryable, input: StoreListInput): P
   const relevance = input.search && (input.sort ?? 'relevance') === 'relevance'
   if (relevance && input.search && input.cursor) {
     // A relevance cursor carries the search mode its first page settled on.
-    const [, mode] = cursorKey(input.cursor, 'relevance', ['number', 'string'])
+    const [, mode] = cursorKey(input.cursor, 'relevance', input, ['number', 'string'])
     if (mode !== 'words' && mode !== 'trigram' && mode !== 'substring')
       throw problem('invalid_cursor', 'The cursor does not belong to this list', {
         errors: [{ path: 'query.cursor', message: 'not a cursor from this list' }],
@@ -455,7 +493,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
         : null,
       created_at: row.created_at.toISOString(),
     })),
-    next_cursor: nextKey ? encodeCursor([sort, ...nextKey]) : null,
+    next_cursor: nextKey ? encodeCursor([sort, listTag(input), ...nextKey]) : null,
   }
 }
 
