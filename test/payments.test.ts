@@ -742,6 +742,7 @@ describeEachDatabase('payments', (kind) => {
       expect(await lookup(created.id, now)).toEqual({
         provider_ref: payment.provider_ref,
         captured_amount: 0,
+        refunded_amount: 0,
       })
       // Stripe's search lags new intents: "none" is believed only well after the give-up.
       await expect(lookup('pay_never_sent', now)).rejects.toBeInstanceOf(PaymentProviderUnavailable)
@@ -909,6 +910,36 @@ describeEachDatabase('payments', (kind) => {
           provider_ref: 'pi_unknown',
         }),
       ).toBeNull()
+    })
+
+    it('gives back only what a refund in the dashboard left of a capture made there', async () => {
+      // Found by search for a payment no answer named: captured 2000 there, 500 of it refunded there.
+      const partly = await canceledUnnamed()
+      await dashboard().paymentIntents.capture(partly.intentId, { amount_to_capture: 2000 })
+      await dashboard().refunds.create({ payment_intent: partly.intentId, amount: 500 })
+      const refunds = ctx.stripe.stats.refunds
+      await voidUnplaced(ctx.deps, partly.paymentId, 'system:payment-voids')
+      await voidUnplaced(ctx.deps, partly.paymentId, 'system:payment-voids')
+      expect(ctx.stripe.stats.refunds - refunds).toBe(1)
+      await expectRefundedOnce(partly.paymentId, 1500)
+
+      // Named on a row still authorised here, captured and refunded in full there: the void is
+      // refused, nothing is left to give back, and the row no longer reads authorised.
+      const created = await newPayment('stripe', 'pm_card_visa', 2500)
+      const { payment } = await authorize(created.id, false)
+      await dashboard().paymentIntents.capture(payment.provider_ref!)
+      await dashboard().refunds.create({ payment_intent: payment.provider_ref! })
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(ctx.stripe.stats.refunds - refunds).toBe(2)
+      expect(await findPayment(ctx.deps.db, created.id)).toMatchObject({
+        status: 'canceled',
+        order_id: null,
+        refunded_amount: 0,
+      })
+      expect(await eventsOf(created.id, 'payment.canceled')).toHaveLength(1)
+      // Asked again (a replay by staff), it stays done.
+      await voidUnplaced(ctx.deps, created.id, 'system:payment-voids')
+      expect(ctx.stripe.stats.refunds - refunds).toBe(2)
     })
 
     it('voids an intent whose void Stripe refused while it was processing, once it is voidable', async () => {

@@ -178,10 +178,30 @@ export async function startStripeServer(): Promise<StripeServer> {
     replays: 0,
   }
 
-  const view = (intent: StripeIntent, expand: string[]) =>
-    expand.includes('payment_method') && intent.payment_method
-      ? { ...intent, payment_method: paymentMethodObject(intent.payment_method) }
-      : { ...intent }
+  /** The intent as Stripe answers it, with the objects asked for (`data.…` in a list) expanded. */
+  const view = (intent: StripeIntent, expand: string[]) => {
+    const asked = (field: string) => expand.includes(field) || expand.includes(`data.${field}`)
+    return {
+      ...intent,
+      ...(asked('payment_method') && intent.payment_method
+        ? { payment_method: paymentMethodObject(intent.payment_method) }
+        : {}),
+      ...(asked('latest_charge') && intent.latest_charge ? { latest_charge: chargeOf(intent) } : {}),
+    }
+  }
+
+  /** The charge an intent's latest_charge names: what it captured, and what was refunded of it. */
+  const chargeOf = (intent: StripeIntent) => ({
+    id: intent.latest_charge,
+    object: 'charge',
+    amount: intent.amount,
+    amount_captured: intent.amount_received,
+    amount_refunded: [...refunds.values()]
+      .filter((r) => r.payment_intent === intent.id)
+      .reduce((sum, r) => sum + r.amount, 0),
+    captured: intent.amount_received > 0,
+    payment_intent: intent.id,
+  })
 
   function found(intentId: string): StripeIntent {
     const intent = intents.get(intentId)

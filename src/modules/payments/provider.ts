@@ -143,6 +143,12 @@ export interface FoundCharge {
    * made there (we only authorise), which a void would not return: it takes a refund.
    */
   captured_amount: number
+  /**
+   * Minor units refunded of that capture at the processor. findCharge is only asked while our row
+   * records no capture (so no refund of ours), so this is a refund made there (its dashboard): what
+   * is left to give back is captured_amount less this.
+   */
+  refunded_amount: number
 }
 
 /** The processor could not be reached or its answer is unknown: retry later with the same key. */

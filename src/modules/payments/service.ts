@@ -299,8 +299,8 @@ export async function voidUnplaced(deps: PaymentDeps, paymentId: string, actor: 
   if (payment.status === 'canceled') {
     if (payment.provider_ref) return voidSettled(deps, payment, payment.provider_ref, actor)
     const found = await chargeFoundFor(deps, payment)
-    if (found?.captured) await refundUnplaced(deps, paymentId, actor)
-    else if (found) await voidSettled(deps, payment, found.provider_ref, actor)
+    if (found?.held === 'capture') await refundUnplaced(deps, paymentId, actor)
+    else if (found?.held === 'authorization') await voidSettled(deps, payment, found.provider_ref, actor)
     return
   }
   if (payment.status === 'failed') {
@@ -352,7 +352,8 @@ async function voidSettled(
  * say how much was captured, so that is asked of the processor by the charge's name and, when it is
  * more than nothing, recorded (chargeFoundFor) before it is refunded once under the unplaced key
  * (refundUnplaced). A run that stops between the two finds the row captured and resumes the refund.
- * Throws `refusal` when the processor reports nothing captured.
+ * A charge captured and refunded in full there holds nothing to give back: a row still open is
+ * canceled. Throws `refusal` when the processor reports nothing captured.
  */
 async function refundRefusedVoid(
   deps: PaymentDeps,
@@ -362,7 +363,13 @@ async function refundRefusedVoid(
   refusal: Error,
 ): Promise<void> {
   const found = await chargeFoundFor(deps, payment, providerRef)
-  if (!found?.captured) throw refusal
+  if (found?.held === 'nothing') {
+    await withTransaction(deps.db, (trx) =>
+      cancelUnanswered(trx, deps.outbox, payment.id, actor, UNPLACED_VOIDABLE),
+    )
+    return
+  }
+  if (found?.held !== 'capture') throw refusal
   await refundUnplaced(deps, payment.id, actor)
 }
 
@@ -373,15 +380,16 @@ async function refundRefusedVoid(
  * one (every answer was lost), or by `providerRef`, the charge the row names, when the processor
  * refused its void. An authorisation is named (nameCharge), for its void; a charge captured there
  * meanwhile (its dashboard) is recorded as that capture (recordUnplacedCapture, which names it
- * too), for its refund, since the processor refuses a void of it for good. null when the processor
- * has none, or cannot look one up; PaymentProviderUnavailable (the job retries) while it cannot
- * say yet; PaymentGiveBackRefused when it never will.
+ * too), less what was refunded of it there, for its refund, since the processor refuses a void of
+ * it for good; one refunded there in full holds nothing. null when the processor has none, or
+ * cannot look one up; PaymentProviderUnavailable (the job retries) while it cannot say yet;
+ * PaymentGiveBackRefused when it never will.
  */
 async function chargeFoundFor(
   deps: PaymentDeps,
   payment: PaymentRow,
   providerRef?: string,
-): Promise<{ provider_ref: string; captured: boolean } | null> {
+): Promise<{ provider_ref: string; held: 'authorization' | 'capture' | 'nothing' } | null> {
   const provider = providerOf(deps.providers, payment.provider)
   const found = provider.findCharge
     ? await provider.findCharge({
@@ -393,11 +401,16 @@ async function chargeFoundFor(
     : null
   if (!found) return null
   if (found.captured_amount > 0) {
-    await withTransaction(deps.db, (trx) => recordUnplacedCapture(trx, deps.outbox, payment.id, found))
-    return { provider_ref: found.provider_ref, captured: true }
+    const held = found.captured_amount - found.refunded_amount
+    if (held <= 0) return { provider_ref: found.provider_ref, held: 'nothing' }
+    // Recorded as captured net of the refund made there, so that ours returns only the rest.
+    await withTransaction(deps.db, (trx) =>
+      recordUnplacedCapture(trx, deps.outbox, payment.id, { ...found, captured_amount: held }),
+    )
+    return { provider_ref: found.provider_ref, held: 'capture' }
   }
   if (!payment.provider_ref) await nameCharge(deps.db, payment.id, found.provider_ref)
-  return { provider_ref: found.provider_ref, captured: false }
+  return { provider_ref: found.provider_ref, held: 'authorization' }
 }
 
 /** The refund key of a payment that got no order: one per payment, so that it is refunded once. */
@@ -479,18 +492,20 @@ export async function refundUnplaced(deps: PaymentDeps, paymentId: string, actor
  * it). For a checkout given up before its payment is voided at the processor: decided first, so
  * that no answer recorded after it can place an order on the payment, then voided by the charge
  * it names (voidUnplaced, or the caller). `payment.canceled` is emitted as cancelPayment does.
+ * `statuses` widens the states it cancels, for a payment whose charge holds nothing any more.
  */
 export async function cancelUnanswered(
   trx: Tx,
   outbox: Outbox,
   paymentId: string,
   actor: string,
+  statuses: readonly PaymentStatus[] = ['pending', 'requires_action'],
 ): Promise<PaymentView | undefined> {
   const row = await trx
     .updateTable('payments')
     .set({ status: 'canceled', next_action: null, updated_at: now() })
     .where('id', '=', paymentId)
-    .where('status', 'in', ['pending', 'requires_action'])
+    .where('status', 'in', statuses)
     .where('order_id', 'is', null)
     .returningAll()
     .executeTakeFirst()

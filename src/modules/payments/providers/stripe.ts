@@ -109,6 +109,19 @@ const CANCELABLE = new Set<string>([
   'requires_capture',
 ])
 
+/**
+ * An intent (its latest_charge expanded) as findCharge reports it. `amount_received` stays what was
+ * captured after a refund in the dashboard: only the charge says how much of it was refunded.
+ */
+function chargeOf(intent: Stripe.PaymentIntent): FoundCharge {
+  const charge = intent.latest_charge
+  return {
+    provider_ref: intent.id,
+    captured_amount: intent.amount_received,
+    refunded_amount: charge && typeof charge === 'object' ? charge.amount_refunded : 0,
+  }
+}
+
 export class StripeProvider implements PaymentProvider {
   readonly id = 'stripe'
   readonly #stripe: Stripe
@@ -389,11 +402,12 @@ export class StripeProvider implements PaymentProvider {
         this.#stripe.paymentIntents.list({
           created,
           limit: 100,
+          expand: ['data.latest_charge'],
           ...(startingAfter ? { starting_after: startingAfter } : {}),
         }),
       )
       const intent = listed.data.find((i) => i.metadata.payment_id === lookup.payment_id)
-      if (intent) return { provider_ref: intent.id, captured_amount: intent.amount_received }
+      if (intent) return chargeOf(intent)
       if (!listed.has_more || listed.data.length === 0) return null
       startingAfter = listed.data[listed.data.length - 1]!.id
     }
@@ -406,8 +420,9 @@ export class StripeProvider implements PaymentProvider {
 
   /** What Stripe has captured of an intent as it stands now, not as a search indexed it. */
   async #capturedOf(intentId: string): Promise<FoundCharge> {
-    const intent = await asked(this.#stripe.paymentIntents.retrieve(intentId))
-    return { provider_ref: intent.id, captured_amount: intent.amount_received }
+    return chargeOf(
+      await asked(this.#stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge'] })),
+    )
   }
 
   parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): WebhookUpdate {

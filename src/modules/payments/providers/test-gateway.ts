@@ -259,7 +259,8 @@ export class TestGateway implements PaymentProvider {
       .executeTakeFirst()
     if (!op) return null
     const captured = op.outcome === 'captured' ? Number(op.amount) : await this.#sum(op.charge_id, 'capture')
-    return { provider_ref: op.charge_id, captured_amount: captured }
+    const refunded = captured > 0 ? await this.#sum(op.charge_id, 'refund') : 0
+    return { provider_ref: op.charge_id, captured_amount: captured, refunded_amount: refunded }
   }
 
   /** Records an operation once per key and returns what was recorded first. */
