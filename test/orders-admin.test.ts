@@ -463,6 +463,36 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect((await detail(order.id)).status).toBe('pending')
     })
 
+    it('moves a partially refunded order on only as the status it had before refunds could', async () => {
+      // Shipped and completed, then refunded a little: it cannot be made processing (and canceled).
+      const shipped = await placeTestOrder(node, catalog, { capture: true })
+      await move(shipped.id, 'fulfilled')
+      await move(shipped.id, 'completed')
+      expect((await refund(shipped.id, { amount: 100 })).json().order.status).toBe('partially_refunded')
+      for (const to of ['processing', 'fulfilled', 'completed']) {
+        const res = await move(shipped.id, to)
+        expectProblem(res, 409, 'invalid_order_transition')
+        expect(res.json().detail).toContain('was completed')
+      }
+      expectProblem(await call('POST', `/admin/orders/${shipped.id}/cancel`), 409, 'invalid_order_transition')
+      expect(await detail(shipped.id)).toMatchObject({
+        status: 'partially_refunded',
+        fulfillment_status: 'fulfilled',
+      })
+
+      // Paid, not shipped, refunded a little: it cannot skip to completed with its stock still held,
+      // but it still ships, which takes the stock out.
+      const unshipped = await placeTestOrder(node, catalog, { capture: true, reserve: true })
+      await refund(unshipped.id, { amount: 100 })
+      expectProblem(await move(unshipped.id, 'completed'), 409, 'invalid_order_transition')
+      const sent = await move(unshipped.id, 'fulfilled')
+      expect(sent.statusCode, sent.body).toBe(200)
+      expect(sent.json()).toMatchObject({ status: 'fulfilled', fulfillment_status: 'fulfilled' })
+      const reservation = await findReservation(node.runtime.database.db, unshipped.reservation_id!)
+      expect(reservation?.status).toBe('committed')
+      expect((await move(unshipped.id, 'completed')).statusCode).toBe(200)
+    })
+
     const res409Detail = (res: { json(): { detail?: string } }) => res.json().detail ?? ''
   })
 

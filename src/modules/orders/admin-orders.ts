@@ -272,8 +272,7 @@ export async function moveOrder(
       to: input.to,
       actor: input.actor,
       reason: input.reason ?? null,
-      // A refunded order leaves that status only when a refund fails at the processor.
-      notFrom: ['refunded'],
+      byStaff: true,
       ...(fulfillment ? { set: { fulfillment_status: fulfillment } } : {}),
     })
     await settleOrderStock(trx, ctx, orderId, input.to)

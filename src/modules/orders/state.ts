@@ -75,8 +75,13 @@ export interface TransitionInput {
   event?: Record<string, unknown>
   /** The order's row as the caller already locked it in this transaction: not read again. */
   locked?: { status: OrderStatus; number: number | null }
-  /** Statuses this move may not start from although the table allows it (staff moves: refunded). */
-  notFrom?: readonly OrderStatus[]
+  /**
+   * A move staff asked for. The table's moves back out of the refund statuses are for refunds that
+   * fail at the processor: staff may not move a refunded order, and move a partially refunded one
+   * on only as the status it had before refunds could (a shipped order is not canceled or made
+   * processing again by refunding a cent first; one not shipped is not made completed).
+   */
+  byStaff?: boolean
 }
 
 /**
@@ -93,8 +98,16 @@ export async function transitionOrder(trx: Tx, outbox: Outbox, input: Transition
       .forUpdate()
       .executeTakeFirst())
   if (!current) throw problem('not_found', `No order ${input.orderId}`)
-  if (!canTransition(current.status, input.to) || input.notFrom?.includes(current.status)) {
+  if (!canTransition(current.status, input.to) || (input.byStaff && current.status === 'refunded')) {
     throw problem('invalid_order_transition', `An order that is ${current.status} cannot become ${input.to}`)
+  }
+  if (input.byStaff && current.status === 'partially_refunded') {
+    const before = await statusBeforeRefunds(trx, input.orderId)
+    if (!canTransition(before, input.to))
+      throw problem(
+        'invalid_order_transition',
+        `A partially refunded order that was ${before} cannot become ${input.to}`,
+      )
   }
   await trx
     .updateTable('orders')
@@ -114,7 +127,7 @@ export async function transitionFrom(
   trx: Tx,
   outbox: Outbox,
   from: OrderStatus,
-  input: Omit<TransitionInput, 'locked' | 'notFrom'>,
+  input: Omit<TransitionInput, 'locked' | 'byStaff'>,
 ): Promise<boolean> {
   if (!canTransition(from, input.to)) {
     throw problem('invalid_order_transition', `An order that is ${from} cannot become ${input.to}`)
