@@ -123,6 +123,43 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     })
   })
 
+  it('gives the stock of an unshipped order back when the processor refunds it in full', async () => {
+    const store = await storeOnce()
+    const cartId = await readyCart(node.app, store, 2)
+    const placed = await completeCheckout(node.app, cartId)
+    const order = placed.json().order
+    expect((await capture(order.id)).statusCode).toBe(200)
+    const db = node.runtime.database.db
+    const { reservation_id } = await db
+      .selectFrom('orders')
+      .select('reservation_id')
+      .where('id', '=', order.id)
+      .executeTakeFirstOrThrow()
+    const reservation = () =>
+      db
+        .selectFrom('inventory_reservations')
+        .select('status')
+        .where('id', '=', reservation_id!)
+        .executeTakeFirstOrThrow()
+    expect((await reservation()).status).toBe('active')
+    const payment = await db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    // Refunded in full in the processor's dashboard, before it shipped.
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type: 'charge.refunded',
+      provider_ref: payment.provider_ref,
+      status: 'refunded' as const,
+      amount: Number(payment.amount),
+    })
+    await eventually(async () => ((await orderOf(order.id)).status === 'refunded' ? true : undefined))
+    // refunded is final: nothing later would release the units it held.
+    expect((await reservation()).status).toBe('released')
+  })
+
   it('gives a refund back to the order when the processor fails it after accepting it', async () => {
     const db = node.runtime.database.db
     const store = await storeOnce()

@@ -13,11 +13,13 @@ import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { ProblemError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
+import { inventoryContext } from '../inventory/context.ts'
 import { cancelOrder, refundCaptureOfCanceled } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
 import { refundedTotalOf } from './refunds.ts'
 import { REFUND_STATUSES, recordOrderCaptured, statusBeforeRefunds, transitionOrSet } from './state.ts'
+import { settleOrderStock } from './stock.ts'
 
 const ACTOR = 'system:payment-events'
 
@@ -71,20 +73,26 @@ export function followPaymentEvents(runtime: Runtime): void {
     const orderId = event.payload.order_id
     // Refunds staff made through the order are booked on it already (refunds.ts).
     if (typeof orderId !== 'string' || !String(event.payload.actor ?? '').startsWith('webhook:')) return
+    const ctx = inventoryContext(runtime, ACTOR)
     await withTransaction(db, async (trx) => {
       const order = await lockOrderWithPayment(trx, orderId)
       if (!order) return
       const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
       const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
+      const move = refunded > 0 && order.status !== to ? to : null
       await transitionOrSet(trx, outbox, order.status, {
         orderId,
         // Nothing left to show (the refund failed before this ran): no move.
-        to: refunded > 0 && order.status !== to ? to : null,
+        to: move,
         actor: ACTOR,
         reason: 'refunded at the processor',
         set: { refunded_total: refunded, payment_status: order.payment_status },
       })
+      // Refunded in full before it shipped, as a staff refund would: its stock goes back on sale
+      // (refunded is final, so nothing else would ever release it).
+      if (move) await settleOrderStock(trx, ctx, orderId, move)
     })
+    await ctx.publish()
   })
 
   // A refund the processor accepted and later failed: the money never left. Once per refund (its
