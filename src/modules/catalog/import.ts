@@ -78,6 +78,8 @@ interface Candidate {
   /** CSV: the data row of each variant. */
   sourceRows: number[]
   document: unknown
+  /** CSV: the options whose values are read off the rows (the file does not list them). */
+  valuesFromRows?: string[]
   errors: ImportError[]
 }
 
@@ -222,6 +224,7 @@ function parseFile(
       row: p.row,
       sourceRows: p.variantRows,
       document: p.document,
+      valuesFromRows: p.valuesFromRows,
       errors: p.errors,
     })),
     rowErrors: file.rowErrors,
@@ -229,27 +232,33 @@ function parseFile(
 }
 
 /**
- * A CSV's option set is read off its rows, and an upsert may name only some of a stored product's
- * variants; the others are kept, so the stored values they use stay in the set, after the file's
- * own. Only those: a value no kept variant uses is one the file may drop (renamed on the rows that
- * name its variants, or left behind by a deleted variant). Done before validation, so that a dry
+ * A CSV's option set is read off its rows unless the file lists an option's values, and an upsert
+ * may name only some of a stored product's variants; the others are kept, so the stored values they
+ * use stay in the set, after the file's own. Only those: a value no kept variant uses is one the
+ * file may drop (renamed on the rows that name its variants, or left behind by a deleted variant).
+ * A listed option is taken as given, as a JSON document's. Done before validation, so that a dry
  * run judges the very document the job will write.
  */
 async function keepStoredOptionValues(db: Queryable, candidates: readonly Candidate[]): Promise<void> {
-  const docs = candidates.flatMap((c) => {
-    const doc = c.document as Partial<ProductDocument>
-    return c.errors.length === 0 && doc.options?.length ? [doc] : []
-  })
+  const docs = candidates.flatMap((c) =>
+    c.errors.length === 0 && c.valuesFromRows?.length
+      ? [{ doc: c.document as ProductDocument, fromRows: new Set(c.valuesFromRows) }]
+      : [],
+  )
   // One batch at a time, on one connection: a re-imported catalog names a million stored variants.
-  for (const batch of chunks(docs as ProductDocument[], importTuning.batchSize)) {
-    const kept = await keptVariantsOf(db, batch)
+  for (const batch of chunks(docs, importTuning.batchSize)) {
+    const kept = await keptVariantsOf(
+      db,
+      batch.map((d) => d.doc),
+    )
     const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
-      select handle, options from products where handle = any(${batch.map((d) => d.handle)})`.execute(db)
+      select handle, options from products where handle = any(${batch.map((d) => d.doc.handle)})`.execute(db)
     const storedOf = new Map(rows.map((r) => [r.handle, r.options]))
-    batch.forEach((doc, i) => {
+    batch.forEach(({ doc, fromRows }, i) => {
       const stored = storedOf.get(doc.handle) ?? []
       const keptVariants = kept.get(i) ?? []
       for (const option of doc.options ?? []) {
+        if (!fromRows.has(option.name)) continue
         const used = new Set(keptVariants.map((v) => v.options[option.name]))
         const values = stored.find((o) => o.name === option.name)?.values ?? []
         option.values = [...option.values, ...values.filter((v) => used.has(v) && !option.values.includes(v))]

@@ -6,6 +6,11 @@
  * with `\` escaping a literal `|`, `=` or `\`. Prices are one `price_<CUR>` (and optional
  * `compare_at_<CUR>`) column per currency, in integer minor units.
  *
+ * An option's values are read off its variants' rows, in row order, unless the product's
+ * `option<k>_values` cell lists them: rows cannot carry a value no variant uses, an order other than
+ * the rows', nor the values of a product without variants, so the exporter lists them whenever the
+ * rows alone would not give back the stored list.
+ *
  * This module only converts cells to documents and back; whether a document is valid is decided by
  * the CreateProduct schema and the product rules (import.ts), so both formats obey the same rules.
  */
@@ -56,7 +61,11 @@ export function csvHeader(currencies: readonly string[], optionCount: number): s
   const options = Math.min(MAX_CSV_OPTIONS, Math.max(DEFAULT_CSV_OPTIONS, optionCount))
   return [
     ...PRODUCT_COLUMNS,
-    ...Array.from({ length: options }, (_, i) => [`option${i + 1}_name`, `option${i + 1}_value`]).flat(),
+    ...Array.from({ length: options }, (_, i) => [
+      `option${i + 1}_name`,
+      `option${i + 1}_value`,
+      `option${i + 1}_values`,
+    ]).flat(),
     ...VARIANT_COLUMNS,
     ...currencies.flatMap((c) => [`price_${c}`, `compare_at_${c}`]),
   ]
@@ -115,6 +124,8 @@ export interface CsvProduct {
   /** The data row of each variant, in the document's variant order. */
   variantRows: number[]
   document: Record<string, unknown>
+  /** Options whose values the file does not list (no `option<k>_values`) but reads off the rows. */
+  valuesFromRows: string[]
   /** Cells that could not be read; a product with any is not imported. */
   errors: ImportError[]
 }
@@ -132,6 +143,8 @@ interface Layout {
   currencies: Array<{ code: string; price: number; compareAt: number }>
   optionNames: number[]
   optionValues: number[]
+  /** `option<k>_values`, the product's whole list of an option's values, or -1. */
+  optionLists: number[]
   /** Every column a variant row may fill, for the check of rows without a SKU. */
   variantCells: Array<{ name: string; at: number }>
 }
@@ -144,7 +157,7 @@ function canonicalColumn(name: string): string | undefined {
   if (KNOWN.has(lower)) return lower
   const money = /^(price|compare_at)_([a-z]{3})$/.exec(lower)
   if (money) return `${money[1]}_${(money[2] as string).toUpperCase()}`
-  const option = /^option([1-9])_(name|value)$/.exec(lower)
+  const option = /^option([1-9])_(name|values?)$/.exec(lower)
   if (option && Number(option[1]) <= MAX_CSV_OPTIONS) return lower
   return undefined
 }
@@ -182,6 +195,8 @@ function readHeader(cells: string[]): Layout {
         path: `header.option${k}_${hasName ? 'value' : 'name'}`,
         message: `is required with option${k}_${hasName ? 'name' : 'value'}`,
       })
+    if (index.has(`option${k}_values`) && !hasName)
+      errors.push({ path: `header.option${k}_values`, message: `is required with option${k}_name` })
     if (hasName) options = k
   }
   if (errors.length > 0)
@@ -190,6 +205,7 @@ function readHeader(cells: string[]): Layout {
     })
   const optionNames = Array.from({ length: options }, (_, k) => at(`option${k + 1}_name`))
   const optionValues = Array.from({ length: options }, (_, k) => at(`option${k + 1}_value`))
+  const optionLists = Array.from({ length: options }, (_, k) => at(`option${k + 1}_values`))
   const variantCells = [
     ...optionValues.map((position, k) => ({ name: `option${k + 1}_value`, at: position })),
     ...VARIANT_COLUMNS.map((name) => ({ name, at: at(name) })),
@@ -198,7 +214,7 @@ function readHeader(cells: string[]): Layout {
       { name: `compare_at_${c.code}`, at: c.compareAt },
     ]),
   ].filter((c) => c.at >= 0)
-  return { index, width: cells.length, currencies, optionNames, optionValues, variantCells }
+  return { index, width: cells.length, currencies, optionNames, optionValues, optionLists, variantCells }
 }
 
 function parseInteger(
@@ -332,12 +348,24 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
     const name = cellAt(first.cells, at)
     return name === '' ? undefined : name
   })
+  const optionLists = layout.optionLists.map((at, k) => {
+    const list = cellAt(first.cells, at)
+    if (list === '') return undefined
+    if (optionNames[k] === undefined)
+      errors.push({
+        row,
+        path: `option${k + 1}_values`,
+        message: `has no option name in option${k + 1}_name`,
+      })
+    return splitList(list)
+  })
 
   if (group.length > 1) {
     // Later rows may repeat the product's cells but not contradict them.
     const productColumns = [
       ...PRODUCT_COLUMNS.filter((c) => c !== 'handle').map((name) => ({ name, at: position(name) })),
       ...layout.optionNames.map((at, k) => ({ name: `option${k + 1}_name`, at })),
+      ...layout.optionLists.map((at, k) => ({ name: `option${k + 1}_values`, at })),
     ].filter((c) => c.at >= 0)
     for (const later of group.slice(1)) {
       for (const { name, at } of productColumns) {
@@ -429,9 +457,11 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
     variantRows.push(at)
   }
   const named = optionNames.flatMap((name, k) => (name === undefined ? [] : [{ name, k }]))
-  if (named.length > 0) doc.options = named.map(({ name, k }) => ({ name, values: [...(values[k] ?? [])] }))
+  if (named.length > 0)
+    doc.options = named.map(({ name, k }) => ({ name, values: optionLists[k] ?? [...(values[k] ?? [])] }))
   if (variants.length > 0) doc.variants = variants
-  return { row, variantRows, document: doc, errors }
+  const valuesFromRows = named.flatMap(({ name, k }) => (optionLists[k] === undefined ? [name] : []))
+  return { row, variantRows, document: doc, valuesFromRows, errors }
 }
 
 /**
@@ -471,6 +501,9 @@ export function csvCellOf(
 
 // ---------------------------------------------------------------------------------------------
 // Writing
+
+const sameList = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((v, i) => v === b[i])
 
 /** A variant's title when none is given; the exporter leaves such titles out. */
 function defaultTitle(variant: NonNullable<ProductDocument['variants']>[number]): string {
@@ -523,13 +556,13 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
     set(productCells, 'metadata', JSON.stringify(doc.metadata))
 
   const variants = doc.variants ?? []
+  options.forEach((o, k) => {
+    set(productCells, `option${k + 1}_name`, o.name)
+    const fromRows = new Set(variants.flatMap((v) => v.options?.[o.name] ?? []))
+    if (!sameList(o.values, [...fromRows])) set(productCells, `option${k + 1}_values`, joinList(o.values))
+  })
   const lines: string[][] = []
-  if (variants.length === 0) {
-    options.forEach((o, k) => {
-      set(productCells, `option${k + 1}_name`, o.name)
-    })
-    lines.push(productCells)
-  }
+  if (variants.length === 0) lines.push(productCells)
   variants.forEach((variant, n) => {
     const cells = n === 0 ? productCells : blank()
     set(cells, 'handle', doc.handle)
