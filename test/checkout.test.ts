@@ -158,6 +158,72 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       })
     })
 
+    it('keeps tax pending in a one-country region whose tax needs the state, until the address gives it', async () => {
+      const registered = await adminCall(node.app, 'PUT', '/admin/tax/registrations/US-NY', {})
+      expect(registered.statusCode, registered.body).toBe(200)
+      const newYork = {
+        line1: '350 Fifth Avenue',
+        city: 'New York',
+        region: 'NY',
+        postal_code: '10118',
+        country_code: 'US',
+      }
+      try {
+        // Each node keeps the tax settings a few seconds: wait until this one taxes New York.
+        await eventually(async () => {
+          const probe = (await call('POST', '/store/carts', { region_id: store.usRegion })).json()
+          await call('PATCH', `/store/carts/${probe.id}`, { shipping_address: newYork })
+          const added = await call('POST', `/store/carts/${probe.id}/lines`, {
+            variant_id: store.shirt,
+            quantity: 1,
+          })
+          return added.json().totals.tax_total > 0 ? true : undefined
+        })
+        const created = await call('POST', '/store/carts', {
+          region_id: store.usRegion,
+          email: 'new-york@example.com',
+          lines: [{ variant_id: store.jacket, quantity: 1 }],
+        })
+        expect(created.statusCode, created.body).toBe(201)
+        expect(created.json().totals).toMatchObject({ tax_pending: true, tax_total: 0, total: 4000 })
+        const cartId = created.json().id
+        const added = await call('POST', `/store/carts/${cartId}/lines`, {
+          variant_id: store.shirt,
+          quantity: 1,
+        })
+        expect(added.statusCode, added.body).toBe(200)
+        expect(added.json().totals).toMatchObject({ tax_pending: true, tax_total: 0, total: 5500 })
+        const early = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(early.statusCode, early.body).toBe(422)
+        expect(early.json().code).toBe('cart_invalid')
+
+        // An address without the state its tax needs is refused, naming the cart's field.
+        const { region: _state, ...stateless } = newYork
+        const vague = await call('PATCH', `/store/carts/${cartId}`, { shipping_address: stateless })
+        expect(vague.statusCode, vague.body).toBe(422)
+        expect(vague.json()).toMatchObject({
+          code: 'unknown_region',
+          errors: [{ path: 'shipping_address.region' }],
+        })
+        expect((await call('GET', `/store/carts/${cartId}`)).json().version).toBe(added.json().version)
+
+        const shipped = await call('PATCH', `/store/carts/${cartId}`, {
+          shipping_address: newYork,
+          shipping_option_id: store.usShipping,
+        })
+        expect(shipped.statusCode, shipped.body).toBe(200)
+        const totals = shipped.json().totals
+        expect(totals).toMatchObject({ tax_pending: false, subtotal: 5500, shipping_total: 1200 })
+        // New York's 4% on the items and the shipping: 4% of 67.00.
+        expect(totals).toMatchObject({ tax_total: 268, total: 5500 + 1200 + 268 })
+        const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(placed.statusCode, placed.body).toBe(201)
+        expect(placed.json().order.totals).toMatchObject({ tax: totals.tax_total, total: totals.total })
+      } finally {
+        await adminCall(node.app, 'DELETE', '/admin/tax/registrations/US-NY')
+      }
+    })
+
     it('changes and removes lines, and refuses bad input with nothing written', async () => {
       const cart = (await call('POST', '/store/carts', { region_id: store.euRegion })).json()
       const added = (

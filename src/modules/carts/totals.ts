@@ -2,13 +2,15 @@
  * Cart totals: every line re-priced from the catalog, discounts from the promotions seam, the
  * shipping option's price, and tax from the store's tax provider, combined so that they always add
  * up: the total is the sum of line totals and shipping, and the tax shown is the sum of line taxes.
- * Until the cart has a destination (or its region has one country) tax cannot be known: totals
- * then say `tax_pending` rather than show a tax of 0.
+ * Until the cart has a destination (or its region has one country, whose tax does not depend on
+ * the state) tax cannot be known: totals then say `tax_pending` rather than show a tax of 0.
  */
+
+import { ProblemError, problem } from '../../platform/http/errors.ts'
 import type { TaxLine, TaxResult, TaxSummaryLine } from '../tax/engine.ts'
 import type { TaxProviderCache } from '../tax/provider-cache.ts'
 import type { LoadedCart } from './load.ts'
-import type { PromotionEngine } from './promotions.ts'
+import type { CartDiscounts, PromotionEngine } from './promotions.ts'
 import { quoteShipping } from './shipping.ts'
 import type { CartLine } from './tables.ts'
 
@@ -139,54 +141,48 @@ export async function computeTotals(
     tax_notes: [],
     date_of_supply: date,
   }
-  if (country === null || lines.length === 0) {
-    // Without a destination no tax is computed: the lines carry their prices and no tax.
-    base.lines = lines.map((l) => {
-      const amount = l.unit_amount * l.quantity
-      const discount = Math.min(amount, discounts.lines.get(l.id) ?? 0)
-      return {
-        id: l.id,
-        subtotal: amount,
-        discount_amount: discount,
-        tax_amount: 0,
-        total: amount - discount,
-        taxes: [],
-      }
-    })
-    base.discount_total = base.lines.reduce((sum, l) => sum + l.discount_amount, 0)
-    base.shipping = shippingOption ? shippingView(shippingOption, shippingAmount, 0, 0, []) : null
-    base.total = subtotal - base.discount_total + shippingAmount
-    base.tax_pending = lines.length > 0
-    return base
-  }
+  if (country === null || lines.length === 0) return untaxed(base, lines, discounts, shippingOption)
   const provider = await deps.taxes.get(date)
-  const result: TaxResult = await provider.calculate({
-    currency: cart.currency_code,
-    prices_include_tax: cart.prices_include_tax,
-    date_of_supply: date,
-    customer: {
-      address: { country, region: address?.region, postal_code: address?.postal_code },
-      ...(cart.vat_id ? { vat_id: cart.vat_id } : {}),
-      is_business: cart.is_business,
-    },
-    lines: lines.map((l) => ({
-      id: l.id,
-      unit_amount: l.unit_amount,
-      quantity: l.quantity,
-      tax_category: l.tax_category,
-      discount_amount: discounts.lines.get(l.id) ?? 0,
-    })),
-    ...(shippingOption
-      ? {
-          shipping: {
-            amount: shippingAmount,
-            tax_category: shippingOption.tax_category,
-            discount_amount: discounts.shipping,
-          },
-        }
-      : {}),
-    discount_amount: discounts.order,
-  })
+  let result: TaxResult
+  try {
+    result = await provider.calculate({
+      currency: cart.currency_code,
+      prices_include_tax: cart.prices_include_tax,
+      date_of_supply: date,
+      customer: {
+        address: { country, region: address?.region, postal_code: address?.postal_code },
+        ...(cart.vat_id ? { vat_id: cart.vat_id } : {}),
+        is_business: cart.is_business,
+      },
+      lines: lines.map((l) => ({
+        id: l.id,
+        unit_amount: l.unit_amount,
+        quantity: l.quantity,
+        tax_category: l.tax_category,
+        discount_amount: discounts.lines.get(l.id) ?? 0,
+      })),
+      ...(shippingOption
+        ? {
+            shipping: {
+              amount: shippingAmount,
+              tax_category: shippingOption.tax_category,
+              discount_amount: discounts.shipping,
+            },
+          }
+        : {}),
+      discount_amount: discounts.order,
+    })
+  } catch (error) {
+    if (!(error instanceof ProblemError) || error.code !== 'unknown_region') throw error
+    // The region's only country stands in for an address not given yet, but where its tax depends
+    // on the state (US sales tax where the store has nexus) the tax waits for the address.
+    if (!address) return untaxed(base, lines, discounts, shippingOption)
+    // The engine names its own input; the shopper can only fix the cart's address.
+    const field = cart.shipping_address ? 'shipping_address' : 'billing_address'
+    throw problem(error.code, error.detail, {
+      errors: (error.errors ?? []).map((e) => ({ ...e, path: `${field}.region` })),
+    })
+  }
   const items = result.lines.filter((l) => l.kind === 'item')
   const ship = result.lines.find((l) => l.kind === 'shipping')
   return {
@@ -218,6 +214,36 @@ export async function computeTotals(
     tax_provider: result.provider,
     tax_notes: result.notes,
   }
+}
+
+/**
+ * The totals with no tax computed, pending while the cart has lines: each line carries its price
+ * and discount, and the total is the items less discounts plus shipping.
+ */
+function untaxed(
+  base: CartTotals,
+  lines: readonly CartLine[],
+  discounts: CartDiscounts,
+  shippingOption: { id: string; name: string; tax_category: string } | null,
+): CartTotals {
+  const out: CartTotals = { ...base }
+  out.lines = lines.map((l) => {
+    const amount = l.unit_amount * l.quantity
+    const discount = Math.min(amount, discounts.lines.get(l.id) ?? 0)
+    return {
+      id: l.id,
+      subtotal: amount,
+      discount_amount: discount,
+      tax_amount: 0,
+      total: amount - discount,
+      taxes: [],
+    }
+  })
+  out.discount_total = out.lines.reduce((sum, l) => sum + l.discount_amount, 0)
+  out.shipping = shippingOption ? shippingView(shippingOption, base.shipping_total, 0, 0, []) : null
+  out.total = base.subtotal - out.discount_total + base.shipping_total
+  out.tax_pending = lines.length > 0
+  return out
 }
 
 function shippingView(
