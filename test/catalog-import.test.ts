@@ -827,12 +827,12 @@ describeEachDatabase('catalog import and export', (kind) => {
       ['TEE-M', 'M', 1500],
       ['TEE-L', 'L', 1500],
     ])
-    // The file's values come first; a value only the file names joins the stored ones.
+    // A value only the file names joins the stored ones, after them.
     const grown = await imported(
       'handle,title,option1_name,option1_value,sku,price_EUR\ntee,Tee,Size,XL,TEE-XL,900\n',
     )
     expect(grown).toMatchObject({ status: 'succeeded', updated_count: 1 })
-    expect((await product('tee')).options).toEqual([{ name: 'Size', values: ['XL', 'S', 'M', 'L'] }])
+    expect((await product('tee')).options).toEqual([{ name: 'Size', values: ['S', 'M', 'L', 'XL'] }])
     await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'tee').execute()
   })
 
@@ -932,13 +932,14 @@ describeEachDatabase('catalog import and export', (kind) => {
     )
   })
 
-  it('removes an option value by CSV once no variant the file leaves out uses it', async () => {
-    const sizes = ['S', 'M', 'L']
+  it('keeps the stored option values and their order unless the CSV lists them', async () => {
+    const sizes = ['S', 'M', 'L', 'XL']
     const stored = {
       handle: 'cap',
       title: 'Cap',
       options: [{ name: 'Size', values: sizes }],
-      variants: sizes.map((size) => ({
+      // Variants in another order than the sizes, and XL not sold yet.
+      variants: ['L', 'S', 'M'].map((size) => ({
         sku: `CAP-${size}`,
         options: { Size: size },
         prices: [{ currency: 'EUR', amount: 1500 }],
@@ -948,34 +949,41 @@ describeEachDatabase('catalog import and export', (kind) => {
       status: 'succeeded',
     })
     const header = 'handle,title,option1_name,option1_value,sku,price_EUR'
-    // M renamed on its variant's row; L stays, since CAP-L, which the file leaves out, is kept.
+    const sizesOf = async () => (await product('cap')).options[0].values
+    // A price change on one variant leaves the option set alone.
+    const repriced = csv(header, [['cap', 'Cap', 'Size', 'L', 'CAP-L', 1200]])
+    expect((await post(repriced, { dry_run: true })).json()).toMatchObject({ valid_rows: 1, errors: [] })
+    expect(await imported(repriced)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    expect(await sizesOf()).toEqual(sizes)
+    // M renamed on its variant's row: Medium joins at the end, and M stays until a list drops it.
     const renamed = csv(header, [
       ['cap', 'Cap', 'Size', 'S', 'CAP-S', 1500],
       ['cap', 'Cap', 'Size', 'Medium', 'CAP-M', 1500],
     ])
-    const dry = await post(renamed, { dry_run: true })
-    expect(dry.json()).toMatchObject({ valid_rows: 1, errors: [] })
     expect(await imported(renamed)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
-    const cap = await product('cap')
-    expect(cap.options).toEqual([{ name: 'Size', values: ['S', 'Medium', 'L'] }])
-    expect(cap.variants.map((v: any) => [v.sku, v.options.Size])).toEqual([
+    expect(await sizesOf()).toEqual(['S', 'M', 'L', 'XL', 'Medium'])
+    // A listed option is taken as given: it removes and reorders values.
+    const listed = csv(`${header},option1_values`, [['cap', 'Cap', 'Size', 'S', 'CAP-S', 1500, 'S|Medium|L']])
+    expect(await imported(listed)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    expect(await sizesOf()).toEqual(['S', 'Medium', 'L'])
+    expect((await product('cap')).variants.map((v: any) => [v.sku, v.options.Size])).toEqual([
+      ['CAP-L', 'L'],
       ['CAP-S', 'S'],
       ['CAP-M', 'Medium'],
-      ['CAP-L', 'L'],
     ])
-    // A value left behind by a deleted variant goes with the next file.
-    const large = cap.variants.find((v: any) => v.sku === 'CAP-L')
-    const deleted = await node.app.inject({
-      method: 'DELETE',
-      url: `/admin/variants/${large.id}`,
-      headers: adminAuth,
-    })
-    expect(deleted.statusCode, deleted.body).toBe(200)
-    expect(deleted.json().options).toEqual([{ name: 'Size', values: ['S', 'Medium', 'L'] }])
-    expect(await imported(csv(header, [['cap', 'Cap', 'Size', 'S', 'CAP-S', 1200]]))).toMatchObject({
-      status: 'succeeded',
-    })
-    expect((await product('cap')).options).toEqual([{ name: 'Size', values: ['S', 'Medium'] }])
+    // A list that would strand a variant the file leaves out is refused, as a JSON option set is.
+    await expectRefusedAlike(
+      csv(`${header},option1_values`, [['cap', 'Cap', 'Size', 'S', 'CAP-S', 1500, 'S|L']]),
+      'csv',
+      [
+        {
+          row: 1,
+          path: 'option1_name',
+          message: 'kept variant CAP-M (not in the import): Size must be one of S, L',
+        },
+      ],
+    )
+    await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'cap').execute()
   })
 
   it('lets an upsert trade options between stored variants, in JSON and CSV, in both modes', async () => {
@@ -1033,7 +1041,7 @@ describeEachDatabase('catalog import and export', (kind) => {
     )
     expect(swapped).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
     expect(await sizesOf()).toEqual({ 'SWAP-S': 'M', 'SWAP-M': 'L', 'SWAP-L': 'S' })
-    expect((await product('swap')).options).toEqual([{ name: 'Size', values: ['M', 'S', 'L'] }])
+    expect((await product('swap')).options).toEqual([{ name: 'Size', values: ['S', 'M', 'L'] }])
     await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'swap').execute()
   })
 

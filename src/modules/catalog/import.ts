@@ -30,13 +30,7 @@ import { jsonDocumentFault } from '../../platform/http/json-body.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Jobs } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import {
-  BulkDocumentError,
-  bulkUpsertProducts,
-  checkDocuments,
-  keptVariantsOf,
-  type ProductDocument,
-} from './bulk.ts'
+import { BulkDocumentError, bulkUpsertProducts, checkDocuments, type ProductDocument } from './bulk.ts'
 import { catalogCacheOf } from './cache.ts'
 import { csvCellOf, parseProductCsv } from './product-csv.ts'
 import { translateWriteError } from './products.ts'
@@ -233,11 +227,11 @@ function parseFile(
 
 /**
  * A CSV's option set is read off its rows unless the file lists an option's values, and an upsert
- * may name only some of a stored product's variants; the others are kept, so the stored values they
- * use stay in the set, after the file's own. Only those: a value no kept variant uses is one the
- * file may drop (renamed on the rows that name its variants, or left behind by a deleted variant).
- * A listed option is taken as given, as a JSON document's. Done before validation, so that a dry
- * run judges the very document the job will write.
+ * may name only some of a stored product's variants, so rows alone would reorder the stored values
+ * and drop those the rows do not name (a kept variant's, or one no variant uses yet). For an option
+ * read off the rows, the stored values therefore stay, in their order, and the rows' new values
+ * follow; only a listed option may remove or reorder values, and it is taken as given, as a JSON
+ * document's. Done before validation, so that a dry run judges the very document the job will write.
  */
 async function keepStoredOptionValues(db: Queryable, candidates: readonly Candidate[]): Promise<void> {
   const docs = candidates.flatMap((c) =>
@@ -245,25 +239,19 @@ async function keepStoredOptionValues(db: Queryable, candidates: readonly Candid
       ? [{ doc: c.document as ProductDocument, fromRows: new Set(c.valuesFromRows) }]
       : [],
   )
-  // One batch at a time, on one connection: a re-imported catalog names a million stored variants.
+  // One batch at a time, on one connection: a re-imported catalog names a hundred thousand handles.
   for (const batch of chunks(docs, importTuning.batchSize)) {
-    const kept = await keptVariantsOf(
-      db,
-      batch.map((d) => d.doc),
-    )
     const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
       select handle, options from products where handle = any(${batch.map((d) => d.doc.handle)})`.execute(db)
     const storedOf = new Map(rows.map((r) => [r.handle, r.options]))
-    batch.forEach(({ doc, fromRows }, i) => {
+    for (const { doc, fromRows } of batch) {
       const stored = storedOf.get(doc.handle) ?? []
-      const keptVariants = kept.get(i) ?? []
       for (const option of doc.options ?? []) {
         if (!fromRows.has(option.name)) continue
-        const used = new Set(keptVariants.map((v) => v.options[option.name]))
         const values = stored.find((o) => o.name === option.name)?.values ?? []
-        option.values = [...option.values, ...values.filter((v) => used.has(v) && !option.values.includes(v))]
+        option.values = [...values, ...option.values.filter((v) => !values.includes(v))]
       }
-    })
+    }
   }
 }
 
