@@ -158,6 +158,70 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       })
     })
 
+    it('taxes shipped goods where they go, never by a billing address elsewhere', async () => {
+      const austin = {
+        line1: '1 Main St',
+        city: 'Austin',
+        region: 'TX',
+        postal_code: '73301',
+        country_code: 'US',
+      }
+      const cart = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: store.shirt, quantity: 1 }],
+        })
+      ).json()
+      const billed = await call('PATCH', `/store/carts/${cart.id}`, { billing_address: austin })
+      expect(billed.statusCode, billed.body).toBe(200)
+      // Where the shirt goes is not known yet: a bill to the US does not make it an export.
+      expect(billed.json().totals).toMatchObject({ tax_pending: true, tax_total: 0, tax_notes: [] })
+      const shipped = await call('PATCH', `/store/carts/${cart.id}`, { shipping_address: berlin })
+      // 19% German VAT inside 19.99.
+      expect(shipped.json().totals).toMatchObject({ tax_pending: false, tax_total: 319, total: 1999 })
+
+      // In a one-country region the goods go there, whatever country the bill goes to.
+      const us = (
+        await call('POST', '/store/carts', {
+          region_id: store.usRegion,
+          lines: [{ variant_id: store.jacket, quantity: 1 }],
+        })
+      ).json()
+      const billedHome = await call('PATCH', `/store/carts/${us.id}`, { billing_address: berlin })
+      expect(billedHome.statusCode, billedHome.body).toBe(200)
+      expect(billedHome.json().totals).toMatchObject({ tax_total: 0, total: 4000 })
+
+      // Goods not shipped are taxed where the buyer is, but only at an address the region serves:
+      // checkout refuses any other.
+      const tag = randomUUID().slice(0, 8)
+      const ebook = await adminCall(node.app, 'POST', '/admin/products', {
+        handle: `ebook-${tag}`,
+        title: 'Atlas (PDF)',
+        status: 'published',
+        tax_category: 'digital_services',
+        variants: [
+          {
+            sku: `ATLAS-${tag}`,
+            manage_inventory: false,
+            requires_shipping: false,
+            prices: [{ currency: 'EUR', amount: 1200 }],
+          },
+        ],
+      })
+      expect(ebook.statusCode, ebook.body).toBe(201)
+      const download = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: ebook.json().variants[0].id, quantity: 1 }],
+        })
+      ).json()
+      const outside = await call('PATCH', `/store/carts/${download.id}`, { billing_address: austin })
+      expect(outside.json().totals).toMatchObject({ tax_pending: true, tax_total: 0, tax_notes: [] })
+      const paris = { ...berlin, country_code: 'FR', city: 'Paris', postal_code: '75001' }
+      const inside = await call('PATCH', `/store/carts/${download.id}`, { billing_address: paris })
+      expect(inside.json().totals).toMatchObject({ tax_pending: false, tax_total: 200 })
+    })
+
     it('keeps tax pending in a one-country region whose tax needs the state, until the address gives it', async () => {
       const registered = await adminCall(node.app, 'PUT', '/admin/tax/registrations/US-NY', {})
       expect(registered.statusCode, registered.body).toBe(200)

@@ -69,17 +69,26 @@ export function needsShipping(lines: readonly CartLine[]): boolean {
   return lines.some(isShipped)
 }
 
-/** Where the buyer is for tax: the shipping address, else the billing address (goods not shipped). */
-export function taxAddress(cart: LoadedCart['cart']) {
-  return cart.shipping_address ?? cart.billing_address
+/**
+ * The address tax is computed for. Shipped goods are taxed where they go, so only the shipping
+ * address counts for them: the billing address may be anywhere. Goods not shipped are taxed
+ * where the buyer is: the shipping address if given, else the billing address.
+ */
+export function taxAddress(cart: LoadedCart['cart'], lines: readonly CartLine[] = cart.lines) {
+  return needsShipping(lines) ? cart.shipping_address : (cart.shipping_address ?? cart.billing_address)
 }
 
-/** The country tax is computed for: the buyer's address, or a single-country region's. */
-export function taxCountry(loaded: LoadedCart): string | null {
-  return (
-    taxAddress(loaded.cart)?.country_code ??
-    (loaded.regionCountries.length === 1 ? loaded.regionCountries[0]! : null)
-  )
+/**
+ * The country tax is computed for: the tax address's, while the region serves it (checkout refuses
+ * one it does not), or with no address yet a single-country region's.
+ */
+export function taxCountry(
+  loaded: LoadedCart,
+  lines: readonly CartLine[] = loaded.cart.lines,
+): string | null {
+  const address = taxAddress(loaded.cart, lines)
+  if (address) return loaded.regionCountries.includes(address.country_code) ? address.country_code : null
+  return loaded.regionCountries.length === 1 ? loaded.regionCountries[0]! : null
 }
 
 /**
@@ -108,7 +117,7 @@ export async function computeTotals(
   const discounts = deps.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
   const { subtotal, weight_g: weight } = parcelOf(lines)
   const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
-  const address = taxAddress(cart)
+  const address = taxAddress(cart, lines)
   let shippingAmount = 0
   if (shippingOption) {
     shippingAmount = await quoteShipping(shippingOption, {
@@ -125,7 +134,7 @@ export async function computeTotals(
     })
   }
   const date = today()
-  const country = taxCountry(loaded)
+  const country = taxCountry(loaded, lines)
   const base: CartTotals = {
     item_count: lines.reduce((sum, l) => sum + l.quantity, 0),
     subtotal,
