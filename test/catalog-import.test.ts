@@ -712,6 +712,47 @@ describeEachDatabase('catalog import and export', (kind) => {
     await db.deleteFrom('products').where('handle', 'in', handles).execute()
   })
 
+  it("gives a variant without a title its values in the product's option order, through a round trip", async () => {
+    const handle = 'rt-title'
+    const handles = [handle]
+    // The request names the variant's options in another order than the product's.
+    await created({
+      handle: handle,
+      title: 'Variant title',
+      options: [
+        { name: 'Colour', values: ['Red', 'Blue'] },
+        { name: 'Size', values: ['M'] },
+      ],
+      variants: [
+        { sku: 'RT-TITLE-RED', options: { Size: 'M', Colour: 'Red' } },
+        { sku: 'RT-TITLE-BLUE', options: { Size: 'M', Colour: 'Blue' } },
+      ],
+    })
+    const titles = async () => (await product(handle)).variants.map((v: any) => [v.sku, v.title])
+    expect(await titles()).toEqual([
+      ['RT-TITLE-RED', 'Red / M'],
+      ['RT-TITLE-BLUE', 'Blue / M'],
+    ])
+    // A title given in the other order is the variant's own, and the export keeps it.
+    const blue = (await product(handle)).variants[1]
+    const patched = await node.app.inject({
+      method: 'PATCH',
+      url: `/admin/variants/${blue.id}`,
+      headers: adminAuth,
+      payload: { title: 'M / Blue' },
+    })
+    expect(patched.statusCode, patched.body).toBe(200)
+    const before = await titles()
+    const file = rowsOf(await exportFile('csv'), handles)
+    expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    expect(await titles()).toEqual(before)
+    await node.runtime.database.db.deleteFrom('products').where('handle', 'in', handles).execute()
+    expect(await imported(file)).toMatchObject({ status: 'succeeded', created_count: 1, errors: [] })
+    expect(await titles()).toEqual(before)
+    expect(rowsOf(await exportFile('csv'), handles)).toBe(file)
+    await node.runtime.database.db.deleteFrom('products').where('handle', 'in', handles).execute()
+  })
+
   it('lists imports with a cursor', async () => {
     const first = await node.app.inject({ url: '/admin/products/imports?limit=2', headers: adminAuth })
     expect(first.statusCode).toBe(200)

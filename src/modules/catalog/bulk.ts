@@ -10,6 +10,7 @@ import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { FieldError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import {
+  defaultVariantTitle,
   parkedOptions,
   refreshReadModels,
   unparkVariantOptions,
@@ -197,7 +198,7 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
       id: newId('var'),
       product_id: productIds[i] as string,
       sku: v.sku,
-      title: v.title ?? (Object.values(v.options ?? {}).join(' / ') || v.sku),
+      title: v.title ?? defaultVariantTitle(d.options ?? [], v),
       options: v.options ?? {},
       barcode: v.barcode ?? null,
       weight_g: v.weight_g ?? null,

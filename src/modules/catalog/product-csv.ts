@@ -18,6 +18,7 @@ import { parse } from 'csv-parse/sync'
 import { stringify } from 'csv-stringify/sync'
 import { problem } from '../../platform/http/errors.ts'
 import type { ProductDocument } from './bulk.ts'
+import { defaultVariantTitle } from './products.ts'
 import type { ImportError } from './tables.ts'
 
 /** Option columns the reader accepts (option1_… to option5_…, the schema's maximum). */
@@ -505,11 +506,6 @@ export function csvCellOf(
 const sameList = (a: readonly string[], b: readonly string[]) =>
   a.length === b.length && a.every((v, i) => v === b[i])
 
-/** A variant's title when none is given; the exporter leaves such titles out. */
-function defaultTitle(variant: NonNullable<ProductDocument['variants']>[number]): string {
-  return Object.values(variant.options ?? {}).join(' / ') || variant.sku
-}
-
 /**
  * Rows stored before attribute values were validated may hold numbers or objects: written as JSON
  * text, so that one such row shows up in the file (and is refused if imported back) instead of
@@ -571,7 +567,8 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
       set(cells, `option${k + 1}_value`, variant.options?.[o.name] ?? '')
     })
     set(cells, 'sku', variant.sku)
-    if (variant.title !== undefined && variant.title !== defaultTitle(variant))
+    // A title the importer would give the variant anyway is left out.
+    if (variant.title !== undefined && variant.title !== defaultVariantTitle(options, variant))
       set(cells, 'variant_title', variant.title)
     set(cells, 'barcode', variant.barcode ?? '')
     for (const column of DIMENSIONS) {

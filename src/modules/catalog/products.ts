@@ -115,6 +115,19 @@ export function variantOptionMessage(fault: VariantOptionFault): string {
   }
 }
 
+/**
+ * A variant's title when none is given: its values in the product's option order. Every writer and
+ * the exporter (which leaves such titles out) use this one, since a variant's options object holds
+ * its keys in whatever order it was sent or jsonb keeps them, and a title built from that order
+ * changed when a file was imported back.
+ */
+export function defaultVariantTitle(
+  options: readonly ProductOption[],
+  variant: { sku: string; options?: Record<string, string> },
+): string {
+  return options.flatMap((o) => variant.options?.[o.name] ?? []).join(' / ') || variant.sku
+}
+
 /** Checks that every variant names exactly the product's options with allowed values. */
 export function checkVariantOptions(
   options: readonly ProductOption[],
@@ -359,6 +372,7 @@ async function writeVariantPrices(
 async function insertVariant(
   trx: Tx,
   productId: string,
+  options: readonly ProductOption[],
   variant: VariantData,
   position: number,
 ): Promise<string> {
@@ -369,7 +383,7 @@ async function insertVariant(
       id,
       product_id: productId,
       sku: variant.sku,
-      title: variant.title ?? (Object.values(variant.options ?? {}).join(' / ') || variant.sku),
+      title: variant.title ?? defaultVariantTitle(options, variant),
       options: JSON.stringify(variant.options ?? {}),
       barcode: variant.barcode ?? null,
       weight_g: variant.weight_g ?? null,
@@ -500,7 +514,8 @@ export async function insertProduct(trx: Tx, input: ProductInput, prefix = 'body
       .execute()
     await setCategories(trx, id, input.category_ids ?? [])
     let position = 0
-    for (const variant of input.variants ?? []) await insertVariant(trx, id, variant, position++)
+    for (const variant of input.variants ?? [])
+      await insertVariant(trx, id, input.options ?? [], variant, position++)
   } catch (error) {
     throw translateWriteError(error, prefix)
   }
@@ -557,7 +572,8 @@ export async function overwriteProduct(
     }
     await unparkVariantOptions(trx, parked)
     for (const variant of input.variants ?? [])
-      if (!bySku.has(variant.sku)) await insertVariant(trx, productId, variant, position++)
+      if (!bySku.has(variant.sku))
+        await insertVariant(trx, productId, input.options ?? [], variant, position++)
     await assertStoredVariantsMatch(trx, productId, prefix)
   } catch (error) {
     throw translateWriteError(error, prefix)
@@ -644,7 +660,7 @@ export async function addVariant(
     .where('product_id', '=', productId)
     .executeTakeFirstOrThrow()
   try {
-    await insertVariant(trx, productId, input, next)
+    await insertVariant(trx, productId, product.options, input, next)
   } catch (error) {
     throw translateWriteError(error)
   }
