@@ -491,6 +491,49 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(within.statusCode, within.body).toBe(200)
     })
 
+    it("checks a guest's per-customer limit against the email the cart is given", async () => {
+      const limited = await createTestStore(node.app, { stock: 50, reuse: store })
+      const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }
+      await call(
+        'PUT',
+        `/admin/purchase-limits/${limited.shirt}`,
+        { max_per_line: null, max_per_customer: 4 },
+        admin,
+      )
+      const email = `limit-${randomUUID().slice(0, 8)}@example.com`
+      const first = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          email,
+          lines: [{ variant_id: limited.shirt, quantity: 3 }],
+        })
+      ).json()
+      await call('PATCH', `/store/carts/${first.id}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      const placed = await complete(first.id, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(placed.statusCode, placed.body).toBe(201)
+
+      // An anonymous cart holds 2: within the limit until it says whose it is.
+      const second = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: limited.shirt, quantity: 2 }],
+        })
+      ).json()
+      const named = await call('PATCH', `/store/carts/${second.id}`, { email: email.toUpperCase() })
+      expect(named.statusCode, named.body).toBe(422)
+      expect(named.json()).toMatchObject({
+        code: 'purchase_limit_exceeded',
+        errors: [{ path: `lines.${second.lines[0].id}.quantity` }],
+      })
+      const after = (await call('GET', `/store/carts/${second.id}`)).json()
+      expect(after).toMatchObject({ email: null, version: second.version })
+      const other = await call('PATCH', `/store/carts/${second.id}`, { email: `other-${email}` })
+      expect(other.statusCode, other.body).toBe(200)
+    })
+
     it("counts a customer's checkout still under way against the limit, so a second cart cannot pass it", async () => {
       const limited = await createTestStore(node.app, { stock: 50, reuse: store })
       const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }

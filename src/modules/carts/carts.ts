@@ -224,7 +224,9 @@ export interface CartChange {
 
 /**
  * Applies a change to an active cart: one read, the change, re-pricing and totals, one
- * compare-and-set write; repeated from the read when another writer got there first.
+ * compare-and-set write; repeated from the read when another writer got there first. A change
+ * that sets the email names it in `read.email`, so that the read counts what a guest bought under
+ * the new email for the per-customer limits.
  */
 export async function changeCart(
   deps: CartDeps,
@@ -232,9 +234,10 @@ export async function changeCart(
   access: CartAccess,
   variantIds: readonly string[],
   change: (loaded: LoadedCart) => CartChange | Promise<CartChange>,
+  read: { email?: string | null } = {},
 ): Promise<CartView> {
   for (let attempt = 1; ; attempt++) {
-    const loaded = await loadCart(deps.db, cartId, variantIds)
+    const loaded = await loadCart(deps.db, cartId, variantIds, read)
     const cart = checkAccess(loaded?.cart, cartId, access)
     if (cart.status !== 'active') {
       throw problem(

@@ -98,9 +98,15 @@ export async function loadCart(
   db: Queryable,
   cartId: string,
   extraVariantIds: readonly string[] = [],
-  options: { forUpdate?: boolean } = {},
+  options: {
+    forUpdate?: boolean
+    /** Count a guest's purchases under this email, not the cart's: for the change that sets it. */
+    email?: string | null
+  } = {},
 ): Promise<LoadedCart | undefined> {
   const lock = options.forUpdate ? sql`for update of c` : sql``
+  // A parameter only for that change: the statement of every other change stays as it is.
+  const email = options.email === undefined ? sql`c.email` : sql`${options.email}::text`
   // Every cart change runs this statement: kept prepared, it is parsed and planned once per connection.
   const { rows } = await sql<
     CartRow & { variants: RawVariant[]; shipping_option: ShippingOptionRow | null; countries: string[] }
@@ -117,14 +123,14 @@ export async function loadCart(
             case when lim.max_per_customer is not null then (
               select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
               where ol.variant_id = v.id and o.status <> 'canceled'
-                and (o.customer_id = c.customer_id or (c.customer_id is null and lower(o.email) = c.email))
+                and (o.customer_id = c.customer_id or (c.customer_id is null and lower(o.email) = ${email}))
             ) + (
               -- The customer's other checkouts under way (waiting on the processor or on 3-D
               -- Secure) have no order yet, but their lines are frozen and about to become one.
               select coalesce(sum((l ->> 'quantity')::bigint), 0)
               from carts o, jsonb_array_elements(o.lines) l
               where o.status = 'completing' and o.id <> c.id and l ->> 'variant_id' = v.id
-                and (o.customer_id = c.customer_id or (c.customer_id is null and o.email = c.email))
+                and (o.customer_id = c.customer_id or (c.customer_id is null and o.email = ${email}))
             ) else 0 end as bought
           from (
             select l ->> 'variant_id' as id from jsonb_array_elements(c.lines) l

@@ -90,38 +90,47 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     },
     async (request) => {
       const body = request.body
-      return changeCart(deps(), request.params.id, cartAccessOf(request), [], async (loaded) => {
-        const set: Record<string, unknown> = { ...body }
-        if (body.email) set.email = body.email.toLowerCase()
-        if (body.shipping_address) {
-          const country = body.shipping_address.country_code
-          if (!loaded.regionCountries.includes(country)) {
-            throw problem('unknown_country', `The cart's region does not ship to ${country}`, {
-              errors: [
-                { path: 'body.shipping_address.country_code', message: 'not served by the cart region' },
-              ],
-            })
+      const email = body.email ? body.email.toLowerCase() : body.email
+      const read = email === undefined ? {} : { email }
+      return changeCart(
+        deps(),
+        request.params.id,
+        cartAccessOf(request),
+        [],
+        async (loaded) => {
+          const set: Record<string, unknown> = { ...body }
+          if (email !== undefined) set.email = email
+          if (body.shipping_address) {
+            const country = body.shipping_address.country_code
+            if (!loaded.regionCountries.includes(country)) {
+              throw problem('unknown_country', `The cart's region does not ship to ${country}`, {
+                errors: [
+                  { path: 'body.shipping_address.country_code', message: 'not served by the cart region' },
+                ],
+              })
+            }
           }
-        }
-        if (body.shipping_option_id) {
-          const option = await runtime.database.db
-            .selectFrom('shipping_options')
-            .selectAll()
-            .where('id', '=', body.shipping_option_id)
-            .where('region_id', '=', loaded.cart.region_id)
-            .where('active', '=', true)
-            .executeTakeFirst()
-          if (!option) {
-            throw problem('shipping_not_available', 'No such shipping option in the cart region', {
-              errors: [{ path: 'body.shipping_option_id', message: 'not offered in the cart region' }],
-            })
+          if (body.shipping_option_id) {
+            const option = await runtime.database.db
+              .selectFrom('shipping_options')
+              .selectAll()
+              .where('id', '=', body.shipping_option_id)
+              .where('region_id', '=', loaded.cart.region_id)
+              .where('active', '=', true)
+              .executeTakeFirst()
+            if (!option) {
+              throw problem('shipping_not_available', 'No such shipping option in the cart region', {
+                errors: [{ path: 'body.shipping_option_id', message: 'not offered in the cart region' }],
+              })
+            }
+            loaded.shippingOption = option
+          } else if (body.shipping_option_id === null) {
+            loaded.shippingOption = null
           }
-          loaded.shippingOption = option
-        } else if (body.shipping_option_id === null) {
-          loaded.shippingOption = null
-        }
-        return { set }
-      })
+          return { set }
+        },
+        read,
+      )
     },
   )
 
