@@ -494,6 +494,32 @@ describeEachDatabase('catalog import and export', (kind) => {
     ])
   })
 
+  it('reports a CSV row holding U+0000 by row and column when the file has option columns', async () => {
+    // Option columns make the request look up the stored products by handle, which PostgreSQL
+    // refuses for the whole file when a handle holds NUL.
+    const header = 'handle,title,option1_name,option1_value,sku'
+    const cases: Array<[string[], { row: number; path: string; message: string }]> = [
+      [
+        ['nul\u0000handle', 'Bad', 'Size', 'S', 'NUL-HANDLE'],
+        { row: 2, path: 'handle', message: 'contains U+0000 (NUL)' },
+      ],
+      [
+        ['nul-sku', 'Bad', 'Size', 'S', 'NUL\u0000SKU'],
+        { row: 2, path: 'sku', message: 'contains U+0000 (NUL)' },
+      ],
+    ]
+    for (const [bad, error] of cases) {
+      const file = csv(header, [['nul-good', 'Good', 'Size', 'S', 'NUL-GOOD'], bad])
+      const dry = await post(file, { mode: 'per_row', dry_run: true })
+      expect(dry.statusCode, dry.body).toBe(200)
+      expect(dry.json()).toMatchObject({ valid_rows: 1, failed_count: 1, errors: [error] })
+      const done = await imported(file, { mode: 'per_row' })
+      expect(done).toMatchObject({ status: 'succeeded', created_count: 1, failed_count: 1, errors: [error] })
+      expect((await product('nul-good')).variants.map((v: any) => v.sku)).toEqual(['NUL-GOOD'])
+      await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'nul-good').execute()
+    }
+  })
+
   it('shows progress while the job runs, in both modes', async () => {
     importTuning.batchSize = 10
     try {

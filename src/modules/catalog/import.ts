@@ -273,13 +273,16 @@ export async function validateImport(
   text: string,
 ): Promise<ValidatedImport> {
   const { candidates, rowErrors } = parseFile(format, text)
+  for (const candidate of candidates) {
+    // What no JSON body may hold either: nesting too deep for the writes, text PostgreSQL refuses.
+    // Found before any handle is looked up, or the lookup would fail the whole file for one row.
+    const fault = candidate.errors.length === 0 ? jsonDocumentFault(candidate.document) : undefined
+    if (fault) candidate.errors.push({ ...locate(format, candidate, fault.segments), message: fault.message })
+  }
   // A JSON document states its option set whole; only CSV derives it from the rows present.
   if (format === 'csv') await keepStoredOptionValues(db, candidates)
   const passed: Candidate[] = []
   for (const candidate of candidates) {
-    // What no JSON body may hold either: nesting too deep for the writes, text PostgreSQL refuses.
-    const fault = candidate.errors.length === 0 ? jsonDocumentFault(candidate.document) : undefined
-    if (fault) candidate.errors.push({ ...locate(format, candidate, fault.segments), message: fault.message })
     if (candidate.errors.length === 0 && !validateDocument(candidate.document))
       candidate.errors.push(...schemaErrors(format, candidate, validateDocument.errors ?? []))
     if (candidate.errors.length === 0) passed.push(candidate)
