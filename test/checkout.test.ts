@@ -602,6 +602,137 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect(Number(bought.units)).toBe(1)
     })
 
+    it('refuses a change that would take the cart past the largest exact amount, writing nothing', async () => {
+      const tag = randomUUID().slice(0, 8)
+      // Ten bars at the highest price the catalog takes, and one priced to make up 2^53 − 1 exactly.
+      const max = Number.MAX_SAFE_INTEGER
+      const rest = max - 9_007_000_000_000_000
+      const sizes = Array.from({ length: 11 }, (_, i) => String(i + 1))
+      const gold = await adminCall(node.app, 'POST', '/admin/products', {
+        handle: `gold-${tag}`,
+        title: 'Gold bar',
+        status: 'published',
+        options: [{ name: 'Bar', values: sizes }],
+        variants: sizes.map((size, i) => {
+          const amount = i < 10 ? 1_000_000_000_000 : rest
+          return {
+            sku: `GOLD-${tag}-${size}`,
+            options: { Bar: size },
+            manage_inventory: false,
+            prices: [
+              { currency: 'EUR', amount },
+              { currency: 'USD', amount },
+            ],
+          }
+        }),
+      })
+      expect(gold.statusCode, gold.body).toBe(201)
+      const [odd, ...bars] = (gold.json().variants as Array<{ id: string; options: { Bar: string } }>)
+        .sort((a, b) => Number(b.options.Bar === '11') - Number(a.options.Bar === '11'))
+        .map((v) => v.id)
+      const email = `gold-${tag}@example.com`
+
+      // Ten lines of a thousand: 10^16, past 2^53.
+      const tooMuch = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        email,
+        lines: bars.map((variant_id) => ({ variant_id, quantity: 1000 })),
+      })
+      expect(tooMuch.statusCode, tooMuch.body).toBe(422)
+      expect(tooMuch.json()).toMatchObject({ code: 'cart_invalid', errors: [{ path: 'totals.subtotal' }] })
+      // The refused cart was not left behind.
+      const left = await db().selectFrom('carts').select('id').where('email', '=', email).execute()
+      expect(left).toEqual([])
+
+      const created = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        email,
+        lines: bars.slice(0, 9).map((variant_id) => ({ variant_id, quantity: 1000 })),
+      })
+      expect(created.statusCode, created.body).toBe(201)
+      const cart = created.json()
+      expect(cart.totals.total).toBe(9e15)
+      // 9·10^15 + 8·10^12 passes 2^53 − 1; 7·10^12 more stays within it.
+      const over = await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: bars[9], quantity: 8 })
+      expect(over.statusCode, over.body).toBe(422)
+      expect(over.json()).toMatchObject({
+        code: 'cart_invalid',
+        errors: [{ path: 'totals.subtotal', message: `must be at most ${max}` }],
+      })
+      expect((await call('GET', `/store/carts/${cart.id}`)).json().version).toBe(cart.version)
+      const within = await call('POST', `/store/carts/${cart.id}/lines`, { variant_id: bars[9], quantity: 7 })
+      expect(within.statusCode, within.body).toBe(200)
+      expect(within.json().totals.total).toBe(9e15 + 7e12)
+      const grown = await call('PATCH', `/store/carts/${cart.id}/lines/${within.json().lines[9].id}`, {
+        quantity: 8,
+      })
+      expect(grown.statusCode, grown.body).toBe(422)
+
+      // What is in the cart can be paid for, and captured.
+      const ready = await call('PATCH', `/store/carts/${cart.id}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      expect(ready.statusCode, ready.body).toBe(200)
+      const placed = await complete(cart.id, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(placed.statusCode, placed.body).toBe(201)
+      expect(placed.json().order).toMatchObject({
+        status: 'paid',
+        payment_status: 'captured',
+        totals: { total: 9e15 + 7e12 },
+      })
+
+      // Items of 2^53 − 1 exactly are taken; shipping on top of them is not.
+      const edge = await call('POST', '/store/carts', {
+        region_id: store.usRegion,
+        lines: [
+          ...bars.slice(0, 9).map((variant_id) => ({ variant_id, quantity: 1000 })),
+          { variant_id: bars[9], quantity: 7 },
+          { variant_id: odd, quantity: 1 },
+        ],
+      })
+      expect(edge.statusCode, edge.body).toBe(201)
+      expect(edge.json().totals).toMatchObject({ subtotal: max, total: max })
+      const shipping = await call('PATCH', `/store/carts/${edge.json().id}`, {
+        shipping_option_id: store.usShipping,
+      })
+      expect(shipping.statusCode, shipping.body).toBe(422)
+      expect(shipping.json()).toMatchObject({ code: 'cart_invalid', errors: [{ path: 'totals.total' }] })
+      const unchanged = (await call('GET', `/store/carts/${edge.json().id}`)).json()
+      expect(unchanged).toMatchObject({ shipping_option_id: null, version: edge.json().version })
+
+      // A cart within it that a price rise takes past it cannot be checked out.
+      const last = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        email,
+        lines: [
+          ...bars.slice(0, 9).map((variant_id) => ({ variant_id, quantity: 1000 })),
+          { variant_id: bars[9], quantity: 7 },
+          { variant_id: odd, quantity: 1 },
+        ],
+      })
+      expect(last.statusCode, last.body).toBe(201)
+      const lastReady = await call('PATCH', `/store/carts/${last.json().id}`, {
+        shipping_address: berlin,
+        shipping_option_id: store.euShipping,
+      })
+      expect(lastReady.statusCode, lastReady.body).toBe(200)
+      expect(lastReady.json().totals).toMatchObject({ total: max, tax_pending: false })
+      const risen = await adminCall(node.app, 'PATCH', `/admin/variants/${odd}`, {
+        prices: [{ currency: 'EUR', amount: rest + 1 }],
+      })
+      expect(risen.statusCode, risen.body).toBe(200)
+      const refused = await complete(last.json().id, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(refused.statusCode, refused.body).toBe(422)
+      expect(refused.json()).toMatchObject({ code: 'cart_invalid', errors: [{ path: 'totals.subtotal' }] })
+      const orders = await db()
+        .selectFrom('orders')
+        .select('id')
+        .where('cart_id', '=', last.json().id)
+        .execute()
+      expect(orders).toEqual([])
+    })
+
     it('refuses a variant with no price in the cart currency', async () => {
       const res = await adminCall(node.app, 'POST', '/admin/products', {
         handle: `eu-only-${randomUUID().slice(0, 8)}`,

@@ -192,19 +192,30 @@ export async function createCart(
     .execute()
   if (!input.lines?.length) return getCart(deps.db, id, access)
   const requested = input.lines
-  return changeCart(
-    deps,
-    id,
-    access,
-    requested.map((l) => l.variant_id),
-    (loaded) => {
-      let lines = loaded.cart.lines
-      requested.forEach((l, i) => {
-        lines = withAddedQuantity(lines, loaded, l.variant_id, l.quantity, `body.lines.${i}`)
-      })
-      return { lines }
-    },
-  )
+  try {
+    return await changeCart(
+      deps,
+      id,
+      access,
+      requested.map((l) => l.variant_id),
+      (loaded) => {
+        let lines = loaded.cart.lines
+        requested.forEach((l, i) => {
+          lines = withAddedQuantity(lines, loaded, l.variant_id, l.quantity, `body.lines.${i}`)
+        })
+        return { lines }
+      },
+    )
+  } catch (error) {
+    // A cart refused for its lines was never handed out, and its id is its only key: it goes too.
+    // Should that fail, an empty cart nobody can reach is left to expire.
+    await deps.db
+      .deleteFrom('carts')
+      .where('id', '=', id)
+      .execute()
+      .catch(() => {})
+    throw error
+  }
 }
 
 export interface CartChange {

@@ -49,6 +49,23 @@ export interface CartTotals {
   date_of_supply: string
 }
 
+/**
+ * The most a cart's amounts may come to, in minor units: every figure must be exact in a double.
+ * Past it the sums drift by a unit and the payment's capture, which takes only safe integers,
+ * refuses the order's total. A sum of non-negative safe integers that stays within it is exact, so
+ * checking the subtotal and the total checks every line and the shipping too.
+ */
+export const MAX_CART_AMOUNT = Number.MAX_SAFE_INTEGER
+
+/** Refuses a cart whose subtotal or total would pass MAX_CART_AMOUNT. */
+function checkAmount(field: 'subtotal' | 'total', amount: number): void {
+  if (amount <= MAX_CART_AMOUNT) return
+  const message = `must be at most ${MAX_CART_AMOUNT}`
+  throw problem('cart_invalid', `The cart's ${field} would pass ${MAX_CART_AMOUNT}, the most it can charge`, {
+    errors: [{ path: `totals.${field}`, message }],
+  })
+}
+
 export interface TotalsDeps {
   taxes: TaxProviderCache
   promotions: PromotionEngine
@@ -116,6 +133,7 @@ export async function computeTotals(
   const shippingOption = needsShipping(lines) ? loaded.shippingOption : null
   const discounts = deps.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
   const { subtotal, weight_g: weight } = parcelOf(lines)
+  checkAmount('subtotal', subtotal)
   const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
   const address = taxAddress(cart, lines)
   let shippingAmount = 0
@@ -192,6 +210,7 @@ export async function computeTotals(
       errors: (error.errors ?? []).map((e) => ({ ...e, path: `${field}.region` })),
     })
   }
+  checkAmount('total', result.totals.gross)
   const items = result.lines.filter((l) => l.kind === 'item')
   const ship = result.lines.find((l) => l.kind === 'shipping')
   return {
@@ -251,6 +270,7 @@ function untaxed(
   out.discount_total = out.lines.reduce((sum, l) => sum + l.discount_amount, 0)
   out.shipping = shippingOption ? shippingView(shippingOption, base.shipping_total, 0, 0, []) : null
   out.total = base.subtotal - out.discount_total + base.shipping_total
+  checkAmount('total', out.total)
   out.tax_pending = lines.length > 0
   return out
 }
