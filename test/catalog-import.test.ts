@@ -1053,6 +1053,42 @@ describeEachDatabase('catalog import and export', (kind) => {
     await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'cap').execute()
   })
 
+  it('adds imported variants after the stored ones, and moves none past a variant the file leaves out', async () => {
+    const stored = doc('placed', ['S', 'M', 'L'])
+    stored.options[0]!.values.push('XL', 'XXL')
+    expect(await imported(JSON.stringify([stored]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+    })
+    const placed = async () =>
+      (await product('placed')).variants.map((v: any) => `${v.sku.slice('PLACED-'.length)}@${v.position}`)
+    expect(await placed()).toEqual(['S@0', 'M@1', 'L@2'])
+    const header = 'handle,title,option1_name,option1_value,sku,price_EUR'
+    const rows = (sizes: string[]) =>
+      csv(
+        header,
+        sizes.map((size) => ['placed', 'Placed', 'Size', size, `PLACED-${size}`, 900]),
+      )
+    // A new variant goes last, as one added through the API does.
+    expect(await imported(rows(['XL']))).toMatchObject({ status: 'succeeded', errors: [] })
+    expect(await placed()).toEqual(['S@0', 'M@1', 'L@2', 'XL@3'])
+    // A variant named alone keeps its place, beside a new one that goes last.
+    expect(await imported(rows(['XXL', 'M']), { mode: 'per_row' })).toMatchObject({
+      status: 'succeeded',
+      errors: [],
+    })
+    expect(await placed()).toEqual(['S@0', 'M@1', 'L@2', 'XL@3', 'XXL@4'])
+    // Named variants trade places in the file's order, within the places they held.
+    expect(await imported(rows(['L', 'S']))).toMatchObject({ status: 'succeeded', errors: [] })
+    expect(await placed()).toEqual(['L@0', 'M@1', 'S@2', 'XL@3', 'XXL@4'])
+    // A file naming every variant sets their order.
+    expect(await imported(rows(['XXL', 'XL', 'L', 'M', 'S']))).toMatchObject({
+      status: 'succeeded',
+      errors: [],
+    })
+    expect(await placed()).toEqual(['XXL@0', 'XL@1', 'L@2', 'M@3', 'S@4'])
+    await node.runtime.database.db.deleteFrom('products').where('handle', '=', 'placed').execute()
+  })
+
   it('lets an upsert trade options between stored variants, in JSON and CSV, in both modes', async () => {
     const sizes = ['S', 'M', 'L']
     const stored = {

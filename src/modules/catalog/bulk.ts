@@ -123,7 +123,8 @@ export async function checkDocuments(
 /**
  * Upserts checked documents in the caller's transaction: a product found by handle has its fields
  * replaced (status and categories kept when the document leaves them out); variants are upserted
- * by SKU and variants the document does not name are kept. Emits no events: the caller emits one
+ * by SKU (placed by placeNamedVariants and placeNewVariants) and variants the document does not
+ * name are kept. Emits no events: the caller emits one
  * for the whole import. A kept variant that does not fit a new option set throws
  * BulkDocumentError after the writes, so the caller must roll back (its transaction or a
  * savepoint) for the batch to be all or nothing.
@@ -221,19 +222,20 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
       // Variants whose options change are parked (see parkedOptions) and given their options after,
       // so that stored variants may trade options; a re-import that changes none pays nothing more.
       // After the update, only a parked variant's options differ from the document's.
-      const changed = await sql<{ id: string; sku: string; parked: boolean }>`
+      // Positions are placed after (placeNamedVariants), from the stored ones this returns.
+      const changed = await sql<{ id: string; sku: string; position: number; parked: boolean }>`
         update product_variants v set title = x.title,
           options = case when v.options = x.options then v.options else ${parkedOptions(sql.ref<string>('v.id'))} end,
           barcode = x.barcode, weight_g = x.weight_g, length_mm = x.length_mm, width_mm = x.width_mm,
-          height_mm = x.height_mm, position = x.position, manage_inventory = x.manage_inventory,
+          height_mm = x.height_mm, manage_inventory = x.manage_inventory,
           requires_shipping = x.requires_shipping, metadata = x.metadata, updated_at = now()
         from jsonb_to_recordset(${JSON.stringify(candidates)}::jsonb) as x(
           sku text, product_id text, title text, options jsonb, barcode text, weight_g int, length_mm int,
-          width_mm int, height_mm int, position int, manage_inventory boolean, requires_shipping boolean,
-          metadata jsonb)
+          width_mm int, height_mm int, manage_inventory boolean, requires_shipping boolean, metadata jsonb)
         where v.sku = x.sku and v.product_id = x.product_id
-        returning v.id, v.sku, v.options <> x.options as parked`.execute(trx)
+        returning v.id, v.sku, v.position, v.options <> x.options as parked`.execute(trx)
       for (const row of changed.rows) variantIdBySku.set(row.sku, row.id)
+      await placeNamedVariants(trx, candidates, changed.rows)
       const parked = new Set(changed.rows.flatMap((r) => (r.parked ? [r.sku] : [])))
       await unparkVariantOptions(
         trx,
@@ -247,6 +249,7 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
   const updatedVariantIds = [...variantIdBySku.values()]
   const newVariants = variants.filter((v) => !variantIdBySku.has(v.sku))
   for (const v of newVariants) variantIdBySku.set(v.sku, v.id)
+  await placeNewVariants(trx, newVariants, new Set(existing.values()))
   if (newVariants.length > 0) {
     // Parallel arrays through unnest: Postgres reads an array literal faster than it builds a
     // record from each object of a JSON document, and a batch carries tens of thousands of rows.
@@ -303,6 +306,59 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
     docs.flatMap((doc, i) => (existing.has(doc.handle) ? [] : [{ doc, id: productIds[i] as string }])),
   )
   return { created: fresh.length, updated: existing.size, productIds }
+}
+
+/**
+ * Gives the stored variants a batch names the places they held, handed out in the documents'
+ * order: a file naming every variant sets their order, and one naming a few (to change a price)
+ * moves none of them past the variants it leaves out, whose places stay theirs. Places are made
+ * distinct on the way, mending duplicates a file naming some variants could once leave behind.
+ * Only variants whose place changes are written; a re-imported export writes none.
+ */
+async function placeNamedVariants(
+  trx: Tx,
+  named: ReadonlyArray<{ sku: string; product_id: string }>,
+  stored: ReadonlyArray<{ id: string; sku: string; position: number }>,
+): Promise<void> {
+  const storedOf = new Map(stored.map((v) => [v.sku, v]))
+  const moves: Array<{ id: string; position: number }> = []
+  for (const variants of Map.groupBy(named, (v) => v.product_id).values()) {
+    const found = variants.flatMap((v) => storedOf.get(v.sku) ?? [])
+    const places = found.map((v) => v.position).sort((a, b) => a - b)
+    for (let k = 1; k < places.length; k++)
+      places[k] = Math.max(places[k] as number, (places[k - 1] as number) + 1)
+    // `variants` is in the documents' order, and `found` with it.
+    found.forEach((v, k) => {
+      if (places[k] !== v.position) moves.push({ id: v.id, position: places[k] as number })
+    })
+  }
+  if (moves.length === 0) return
+  await sql`
+    update product_variants v set position = x.position
+    from unnest(${moves.map((m) => m.id)}::text[], ${moves.map((m) => m.position)}::int[]) as x(id, position)
+    where v.id = x.id`.execute(trx)
+}
+
+/**
+ * Numbers new variants in the documents' order after every stored variant of their product, as
+ * adding one through the API does: a variant's place in the file is no place among stored ones.
+ */
+async function placeNewVariants(
+  trx: Tx,
+  fresh: Array<{ product_id: string; position: number }>,
+  storedProducts: ReadonlySet<string>,
+): Promise<void> {
+  const added = fresh.filter((v) => storedProducts.has(v.product_id))
+  if (added.length === 0) return
+  const { rows } = await sql<{ product_id: string; next: number }>`
+    select product_id, max(position) + 1 as next from product_variants
+    where product_id = any(${[...new Set(added.map((v) => v.product_id))]}) group by product_id`.execute(trx)
+  const next = new Map(rows.map((r) => [r.product_id, r.next]))
+  for (const v of added) {
+    const position = next.get(v.product_id) ?? 0
+    v.position = position
+    next.set(v.product_id, position + 1)
+  }
 }
 
 /**
