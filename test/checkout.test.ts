@@ -436,6 +436,68 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect((await call('POST', `/store/carts/${guest.id}/customer`)).statusCode).toBe(401)
     })
 
+    it("prices a claimed cart for its customer at once, and holds it to the customer's limits", async () => {
+      const own = await createTestStore(node.app, { stock: 50, reuse: store })
+      const customer = await createTestCustomer(node)
+      const group = await call('POST', '/admin/customer-groups', { name: `Staff ${randomUUID()}` }, adminAuth)
+      await call(
+        'POST',
+        `/admin/customer-groups/${group.json().id}/customers`,
+        { customer_ids: [customer.id] },
+        adminAuth,
+      )
+      const list = await call(
+        'POST',
+        '/admin/price-lists',
+        {
+          name: 'Staff prices',
+          status: 'active',
+          customer_group_id: group.json().id,
+          prices: [{ variant_id: own.shirt, currency: 'EUR', amount: 500 }],
+        },
+        adminAuth,
+      )
+      expect(list.statusCode, list.body).toBe(201)
+      const guestCart = () =>
+        call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: own.shirt, quantity: 2 }],
+        })
+      const guest = (await guestCart()).json()
+      expect(guest.lines[0].unit_amount).toBe(1999)
+      const claimed = await call('POST', `/store/carts/${guest.id}/customer`, undefined, customer.headers)
+      expect(claimed.statusCode, claimed.body).toBe(200)
+      expect(claimed.json().lines[0]).toMatchObject({ unit_amount: 500, subtotal: 1000 })
+
+      // Three more under way in another checkout of theirs: a guest cart of two would pass four.
+      await call(
+        'PUT',
+        `/admin/purchase-limits/${own.shirt}`,
+        { max_per_line: null, max_per_customer: 4 },
+        adminAuth,
+      )
+      await call('PATCH', `/store/carts/${guest.id}`, { lines: [] }, customer.headers)
+      const other = (
+        await call(
+          'POST',
+          '/store/carts',
+          { region_id: store.euRegion, lines: [{ variant_id: own.shirt, quantity: 3 }] },
+          customer.headers,
+        )
+      ).json()
+      await db().updateTable('carts').set({ status: 'completing' }).where('id', '=', other.id).execute()
+      const second = (await guestCart()).json()
+      const refused = await call('POST', `/store/carts/${second.id}/customer`, undefined, customer.headers)
+      expect(refused.statusCode, refused.body).toBe(422)
+      expect(refused.json().code).toBe('purchase_limit_exceeded')
+      const kept = await db()
+        .selectFrom('carts')
+        .select(['customer_id', 'version'])
+        .where('id', '=', second.id)
+        .executeTakeFirstOrThrow()
+      expect(kept).toMatchObject({ customer_id: null, version: second.version })
+    })
+
     it('limits how many of an item one customer may buy across orders', async () => {
       const limited = await createTestStore(node.app, { stock: 50, reuse: store })
       const admin = { authorization: 'Bearer test-admin-token-0123456789abcdef0123456789' }

@@ -237,7 +237,8 @@ export interface CartChange {
  * Applies a change to an active cart: one read, the change, re-pricing and totals, one
  * compare-and-set write; repeated from the read when another writer got there first. A change
  * that sets the email names it in `read.email`, so that the read counts what a guest bought under
- * the new email for the per-customer limits.
+ * the new email for the per-customer limits; one that gives the cart to a customer names them in
+ * `read.customerId`, so that it is priced and limited as theirs at once.
  */
 export async function changeCart(
   deps: CartDeps,
@@ -245,7 +246,7 @@ export async function changeCart(
   access: CartAccess,
   variantIds: readonly string[],
   change: (loaded: LoadedCart) => CartChange | Promise<CartChange>,
-  read: { email?: string | null } = {},
+  read: { email?: string | null; customerId?: string } = {},
 ): Promise<CartView> {
   for (let attempt = 1; ; attempt++) {
     const loaded = await loadCart(deps.db, cartId, variantIds, read)
@@ -520,6 +521,8 @@ export function withoutLine(lines: readonly CartLine[], lineId: string): CartLin
 /**
  * Gives a guest cart to the signed-in customer. When the customer already has an active cart, its
  * lines are merged into this one (quantities added, within limits) and the old cart is marked merged.
+ * The cart is priced for the customer at once (their groups' price lists), and refused (422) when it
+ * would take them past an item's per-customer limit, counting what they bought before.
  */
 export async function claimCart(deps: CartDeps, cartId: string, customerId: string): Promise<CartView> {
   const previous = await deps.db
@@ -548,6 +551,7 @@ export async function claimCart(deps: CartDeps, cartId: string, customerId: stri
       }
       return { lines, set: { customer_id: customerId } }
     },
+    { customerId },
   )
   if (previous) {
     await deps.db

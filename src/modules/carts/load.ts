@@ -102,11 +102,17 @@ export async function loadCart(
     forUpdate?: boolean
     /** Count a guest's purchases under this email, not the cart's: for the change that sets it. */
     email?: string | null
+    /**
+     * Price and count purchases for this customer, not the cart's: for the change that gives a
+     * guest cart to the customer who signs in (group prices, per-customer limits).
+     */
+    customerId?: string
   } = {},
 ): Promise<LoadedCart | undefined> {
   const lock = options.forUpdate ? sql`for update of c` : sql``
-  // A parameter only for that change: the statement of every other change stays as it is.
+  // Parameters only for those changes: the statement of every other change stays as it is.
   const email = options.email === undefined ? sql`c.email` : sql`${options.email}::text`
+  const customer = options.customerId === undefined ? sql`c.customer_id` : sql`${options.customerId}::text`
   // Every cart change runs this statement: kept prepared, it is parsed and planned once per connection.
   const { rows } = await sql<
     CartRow & { variants: RawVariant[]; shipping_option: ShippingOptionRow | null; countries: string[] }
@@ -123,14 +129,14 @@ export async function loadCart(
             case when lim.max_per_customer is not null then (
               select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
               where ol.variant_id = v.id and o.status <> 'canceled'
-                and (o.customer_id = c.customer_id or (c.customer_id is null and lower(o.email) = ${email}))
+                and (o.customer_id = ${customer} or (${customer} is null and lower(o.email) = ${email}))
             ) + (
               -- The customer's other checkouts under way (waiting on the processor or on 3-D
               -- Secure) have no order yet, but their lines are frozen and about to become one.
               select coalesce(sum((l ->> 'quantity')::bigint), 0)
               from carts o, jsonb_array_elements(o.lines) l
               where o.status = 'completing' and o.id <> c.id and l ->> 'variant_id' = v.id
-                and (o.customer_id = c.customer_id or (c.customer_id is null and o.email = ${email}))
+                and (o.customer_id = ${customer} or (${customer} is null and o.email = ${email}))
             ) else 0 end as bought
           from (
             select l ->> 'variant_id' as id from jsonb_array_elements(c.lines) l
@@ -147,7 +153,7 @@ export async function loadCart(
               and (pl.starts_at is null or pl.starts_at <= now())
               and (pl.ends_at is null or pl.ends_at > now())
               and (pl.customer_group_id is null or pl.customer_group_id in (
-                select m.group_id from customer_group_members m where m.customer_id = c.customer_id))
+                select m.group_id from customer_group_members m where m.customer_id = ${customer}))
             order by plp.amount, plp.price_list_id limit 1
           ) best on true
           left join purchase_limits lim on lim.variant_id = v.id
