@@ -436,6 +436,29 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect((await call('POST', `/store/carts/${guest.id}/customer`)).statusCode).toBe(401)
     })
 
+    it("names the cart's own field when its VAT id fails, writing nothing", async () => {
+      const created = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        lines: [{ variant_id: store.shirt, quantity: 1 }],
+      })
+      const cart = (
+        await call('PATCH', `/store/carts/${created.json().id}`, { shipping_address: berlin })
+      ).json()
+      // A German VAT id whose check digit is wrong.
+      const bad = await call('PATCH', `/store/carts/${cart.id}`, { vat_id: 'DE136695975', is_business: true })
+      expect(bad.statusCode, bad.body).toBe(422)
+      expect(bad.json()).toMatchObject({ code: 'invalid_vat_id', errors: [{ path: 'vat_id' }] })
+      expect((await call('GET', `/store/carts/${cart.id}`)).json()).toMatchObject({
+        vat_id: null,
+        version: cart.version,
+      })
+      const good = await call('PATCH', `/store/carts/${cart.id}`, {
+        vat_id: 'DE136695976',
+        is_business: true,
+      })
+      expect(good.statusCode, good.body).toBe(200)
+    })
+
     it("prices a claimed cart for its customer at once, and holds it to the customer's limits", async () => {
       const own = await createTestStore(node.app, { stock: 50, reuse: store })
       const customer = await createTestCustomer(node)

@@ -200,11 +200,16 @@ export async function computeTotals(
       discount_amount: discounts.order,
     })
   } catch (error) {
-    if (!(error instanceof ProblemError) || error.code !== 'unknown_region') throw error
+    if (!(error instanceof ProblemError)) throw error
+    // The engine names its own input; the shopper can only fix the cart's VAT id or address.
+    if (error.code === 'invalid_vat_id')
+      throw problem(error.code, error.detail, {
+        errors: (error.errors ?? []).map((e) => ({ ...e, path: 'vat_id' })),
+      })
+    if (error.code !== 'unknown_region') throw error
     // The region's only country stands in for an address not given yet, but where its tax depends
     // on the state (US sales tax where the store has nexus) the tax waits for the address.
     if (!address) return untaxed(base, lines, discounts, shippingOption)
-    // The engine names its own input; the shopper can only fix the cart's address.
     const field = cart.shipping_address ? 'shipping_address' : 'billing_address'
     throw problem(error.code, error.detail, {
       errors: (error.errors ?? []).map((e) => ({ ...e, path: `${field}.region` })),
