@@ -8,9 +8,7 @@ import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as backfillSales from '../src/modules/catalog/migrations/0005-sales-backfill.ts'
 import * as listReferencePrices from '../src/modules/catalog/migrations/0006-list-reference-prices.ts'
-import { overwriteProduct } from '../src/modules/catalog/products.ts'
 import { countSale, uncountSale } from '../src/modules/catalog/sales.ts'
-import { withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
@@ -394,35 +392,6 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(removed.statusCode).toBe(200)
     expect(removed.json().variants).toHaveLength(2)
     expect((await admin('DELETE', `/admin/variants/${newId}`)).statusCode).toBe(404)
-  })
-
-  it('overwrites a product whose stored variants trade options, a new variant taking a freed one', async () => {
-    const created = (await admin('POST', '/admin/products', tee('overwrite-swap', 'OSWAP'))).json()
-    const input = { ...tee('overwrite-swap', 'OSWAP'), status: 'published' as const }
-    const [small, medium] = input.variants as [(typeof input.variants)[0], (typeof input.variants)[0]]
-    const document = {
-      ...input,
-      variants: [
-        { ...small, options: { Size: 'M', Colour: 'White' } },
-        { ...medium, options: { Size: 'S', Colour: 'White' } },
-        { sku: 'OSWAP-NEW', options: { Size: 'S', Colour: 'Black' } },
-      ],
-    }
-    await withTransaction(node.runtime.database.db, (trx) => overwriteProduct(trx, created.id, document))
-    const product = (await admin('GET', `/admin/products/${created.id}`)).json()
-    expect(product.variants.map((v: { sku: string; options: object }) => [v.sku, v.options])).toEqual([
-      ['OSWAP-S-BLK', { Size: 'M', Colour: 'White' }],
-      ['OSWAP-M-WHT', { Size: 'S', Colour: 'White' }],
-      ['OSWAP-NEW', { Size: 'S', Colour: 'Black' }],
-    ])
-    // A real duplicate, a stored variant left out holding the options given, is still refused.
-    const clash = { ...input, variants: [{ ...small, options: { Size: 'S', Colour: 'Black' } }] }
-    await expect(
-      withTransaction(node.runtime.database.db, (trx) => overwriteProduct(trx, created.id, clash)),
-    ).rejects.toMatchObject({
-      code: 'validation_failed',
-      errors: [{ path: 'body.options', message: 'another variant has the same options' }],
-    })
   })
 
   it('ranks products with the words in their title before those with them elsewhere', async () => {

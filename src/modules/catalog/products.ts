@@ -522,65 +522,6 @@ export async function insertProduct(trx: Tx, input: ProductInput, prefix = 'body
   return id
 }
 
-/**
- * Updates a product found by handle with a whole document: fields replaced, variants upserted by
- * SKU (variants the document does not name are kept). The product id. No events.
- */
-export async function overwriteProduct(
-  trx: Tx,
-  productId: string,
-  input: ProductInput,
-  prefix = 'body',
-): Promise<string> {
-  const errors = validateProductInput(input, prefix)
-  if (errors.length > 0) throw invalid(errors)
-  try {
-    await trx
-      .updateTable('products')
-      .set({ ...productChanges(input), updated_at: sql<Date>`now()` })
-      .where('id', '=', productId)
-      .execute()
-    if (input.category_ids) await setCategories(trx, productId, input.category_ids)
-    const existing = await trx
-      .selectFrom('product_variants')
-      .select(['id', 'sku', 'product_id', 'position'])
-      .where('sku', 'in', (input.variants ?? []).map((v) => v.sku).concat(['']))
-      .execute()
-    const bySku = new Map(existing.map((v) => [v.sku, v]))
-    let position = existing.reduce((max, v) => Math.max(max, v.position + 1), 0)
-    for (const variant of input.variants ?? []) {
-      const found = bySku.get(variant.sku)
-      if (found && found.product_id !== productId)
-        throw problem('sku_taken', `SKU ${variant.sku} belongs to another product`, {
-          errors: [{ path: `${prefix}.variants`, message: `SKU ${variant.sku} is in use` }],
-        })
-    }
-    // Stored variants first and new ones last, so that a new variant may take options a stored one
-    // gives up.
-    const parked: Array<{ id: string; options: Record<string, string> }> = []
-    for (const variant of input.variants ?? []) {
-      const found = bySku.get(variant.sku)
-      if (!found) continue
-      const options = variant.options ? { options: parkedOptions(sql.ref<string>('id')) } : {}
-      await trx
-        .updateTable('product_variants')
-        .set({ ...variantChanges(variant), ...options, updated_at: sql<Date>`now()` })
-        .where('id', '=', found.id)
-        .execute()
-      if (variant.options) parked.push({ id: found.id, options: variant.options })
-      if (variant.prices) await writeVariantPrices(trx, found.id, variant.prices)
-    }
-    await unparkVariantOptions(trx, parked)
-    for (const variant of input.variants ?? [])
-      if (!bySku.has(variant.sku))
-        await insertVariant(trx, productId, input.options ?? [], variant, position++)
-    await assertStoredVariantsMatch(trx, productId, prefix)
-  } catch (error) {
-    throw translateWriteError(error, prefix)
-  }
-  return productId
-}
-
 /** Brings the search vector and the price read model up to date for products just written. */
 export async function refreshReadModels(trx: Tx, productIds: readonly string[]): Promise<void> {
   await refreshSearch(trx, productIds)
