@@ -6,6 +6,7 @@
  * imported again gives the same catalog; and nothing a client sends gives a 500.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
+import { parse } from 'csv-parse/sync'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { importTuning, runImport, stageImport, validateImport } from '../src/modules/catalog/import.ts'
@@ -777,6 +778,41 @@ describeEachDatabase('catalog import and export', (kind) => {
     expect(await titles()).toEqual(before)
     expect(rowsOf(await exportFile('csv'), handles)).toBe(file)
     await node.runtime.database.db.deleteFrom('products').where('handle', 'in', handles).execute()
+  })
+
+  it('writes cells a spreadsheet would run as formulas quoted, and imports them back as they were', async () => {
+    const handle = 'rt-formulas'
+    const texts = {
+      title: '=HYPERLINK("https://evil.example","Click")',
+      subtitle: "'=already quoted once",
+      description: '+1 555 0100',
+    }
+    await created({
+      handle,
+      ...texts,
+      tags: ['@home'],
+      options: [{ name: 'Size', values: ['-S', 'M'] }],
+      variants: [
+        { sku: 'RT-FORMULA-S', title: '\tTabbed', options: { Size: '-S' } },
+        { sku: 'RT-FORMULA-M', options: { Size: 'M' } },
+      ],
+    })
+    const stored = async () => {
+      const p = await product(handle)
+      return [p.title, p.subtitle, p.description, p.tags, p.options, p.variants.map((v: any) => v.title)]
+    }
+    const before = await stored()
+    const file = rowsOf(await exportFile('csv'), [handle])
+    const cells = parse(file, { relax_column_count: true }).slice(1).flat() as string[]
+    // Nothing in the file starts as a formula; what would have is quoted with an apostrophe.
+    expect(cells.filter((cell) => /^[=+\-@\t\r]/.test(cell))).toEqual([])
+    expect(cells).toEqual(
+      expect.arrayContaining([`'${texts.title}`, `''=already quoted once`, "'@home", "'-S"]),
+    )
+    expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    expect(await stored()).toEqual(before)
+    expect(rowsOf(await exportFile('csv'), [handle])).toBe(file)
+    await node.runtime.database.db.deleteFrom('products').where('handle', '=', handle).execute()
   })
 
   it('lists imports with a cursor', async () => {

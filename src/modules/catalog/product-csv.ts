@@ -11,6 +11,11 @@
  * the rows', nor the values of a product without variants, so the exporter lists them whenever the
  * rows alone would not give back the stored list.
  *
+ * A spreadsheet runs a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return as a
+ * formula (CSV injection), so the writer puts an apostrophe before such a cell, as before one that
+ * starts with apostrophes and then one of those, and the reader takes one apostrophe off every
+ * cell written so: a round trip gives back every text as it was.
+ *
  * This module only converts cells to documents and back; whether a document is valid is decided by
  * the CreateProduct schema and the product rules (import.ts), so both formats obey the same rules.
  */
@@ -56,6 +61,18 @@ const VARIANT_COLUMNS = [
 const DIMENSIONS = ['weight_g', 'length_mm', 'width_mm', 'height_mm'] as const
 const KNOWN = new Set<string>([...PRODUCT_COLUMNS, ...VARIANT_COLUMNS])
 const INTEGER = /^-?\d{1,16}$/
+/** Cells a spreadsheet would read as a formula, behind any apostrophes the writer put before them. */
+const FORMULA = /^'*[=+\-@\t\r]/
+
+/** A cell as the writer puts it in the file: one that a spreadsheet would run is quoted with a '. */
+function guardFormula(cell: string): string {
+  return FORMULA.test(cell) ? `'${cell}` : cell
+}
+
+/** A cell as the writer had it: the apostrophe guardFormula puts before a formula taken off. */
+function unguardFormula(cell: string): string {
+  return cell.startsWith("'") && FORMULA.test(cell) ? cell.slice(1) : cell
+}
 
 /** The header the exporter writes for these currencies and this many options. */
 export function csvHeader(currencies: readonly string[], optionCount: number): string[] {
@@ -267,7 +284,7 @@ interface RowRef {
 export function parseProductCsv(text: string): CsvFile {
   let records: string[][]
   try {
-    records = parse(text, { bom: true, relax_column_count: true })
+    records = parse(text, { bom: true, relax_column_count: true, cast: unguardFormula })
   } catch (error) {
     const e = error as Error & { lines?: number }
     throw problem('invalid_csv', `The CSV cannot be read: ${e.message}`, {
@@ -588,7 +605,7 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
     }
     lines.push(cells)
   })
-  return stringify(lines)
+  return stringify(lines.map((cells) => cells.map(guardFormula)))
 }
 
 /** The header line of an export. */
