@@ -54,6 +54,31 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow()
 
+  /** The processor's webhook that a payment (all of it) became `status`. */
+  async function processorSays(paymentId: string, type: string, status: 'refunded' | 'canceled') {
+    const payment = await node.runtime.database.db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', paymentId)
+      .executeTakeFirstOrThrow()
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type,
+      provider_ref: payment.provider_ref,
+      status,
+      amount: Number(payment.amount),
+    })
+  }
+
+  const reservationStatus = async (id: string) =>
+    (
+      await node.runtime.database.db
+        .selectFrom('inventory_reservations')
+        .select('status')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow()
+    ).status
+
   /** The processor's news that a refund it accepted has failed, as its webhook brings it. */
   async function refundFailedEvent(refundId: string, paymentId: string, failureReason?: string) {
     const db = node.runtime.database.db
@@ -124,40 +149,15 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   })
 
   it('gives the stock of an unshipped order back when the processor refunds it in full', async () => {
-    const store = await storeOnce()
-    const cartId = await readyCart(node.app, store, 2)
-    const placed = await completeCheckout(node.app, cartId)
+    const placed = await completeCheckout(node.app, await readyCart(node.app, await storeOnce(), 2))
     const order = placed.json().order
     expect((await capture(order.id)).statusCode).toBe(200)
-    const db = node.runtime.database.db
-    const { reservation_id } = await db
-      .selectFrom('orders')
-      .select('reservation_id')
-      .where('id', '=', order.id)
-      .executeTakeFirstOrThrow()
-    const reservation = () =>
-      db
-        .selectFrom('inventory_reservations')
-        .select('status')
-        .where('id', '=', reservation_id!)
-        .executeTakeFirstOrThrow()
-    expect((await reservation()).status).toBe('active')
-    const payment = await db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
+    expect(await reservationStatus(order.reservation_id)).toBe('active')
     // Refunded in full in the processor's dashboard, before it shipped.
-    await applyWebhook(paymentDeps(node.runtime), 'test', {
-      event_id: `evt_${randomUUID()}`,
-      type: 'charge.refunded',
-      provider_ref: payment.provider_ref,
-      status: 'refunded' as const,
-      amount: Number(payment.amount),
-    })
+    await processorSays(order.payment_id, 'charge.refunded', 'refunded')
     await eventually(async () => ((await orderOf(order.id)).status === 'refunded' ? true : undefined))
     // refunded is final: nothing later would release the units it held.
-    expect((await reservation()).status).toBe('released')
+    expect(await reservationStatus(order.reservation_id)).toBe('released')
   })
 
   it('gives a refund back to the order when the processor fails it after accepting it', async () => {
@@ -315,26 +315,9 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(placed.statusCode, placed.body).toBe(201)
     const order = placed.json().order
     expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
-    const db = node.runtime.database.db
-    const payment = await db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
-    await applyWebhook(paymentDeps(node.runtime), 'test', {
-      event_id: `evt_${randomUUID()}`,
-      type: 'payment_intent.canceled',
-      provider_ref: payment.provider_ref,
-      status: 'canceled' as const,
-      amount: Number(payment.amount),
-    })
+    await processorSays(order.payment_id, 'payment_intent.canceled', 'canceled')
     await eventually(async () => ((await orderOf(order.id)).status === 'canceled' ? true : undefined))
-    const reservation = await db
-      .selectFrom('inventory_reservations')
-      .select('status')
-      .where('id', '=', order.reservation_id)
-      .executeTakeFirstOrThrow()
-    expect(reservation.status).toBe('released')
+    expect(await reservationStatus(order.reservation_id)).toBe('released')
   })
 
   /**
