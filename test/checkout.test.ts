@@ -30,6 +30,7 @@ import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import {
   adminCall,
   berlin,
+  createEbook,
   createTestStore,
   lastUnitCart,
   readyCart,
@@ -193,26 +194,11 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
 
       // Goods not shipped are taxed where the buyer is, but only at an address the region serves:
       // checkout refuses any other.
-      const tag = randomUUID().slice(0, 8)
-      const ebook = await adminCall(node.app, 'POST', '/admin/products', {
-        handle: `ebook-${tag}`,
-        title: 'Atlas (PDF)',
-        status: 'published',
-        tax_category: 'digital_services',
-        variants: [
-          {
-            sku: `ATLAS-${tag}`,
-            manage_inventory: false,
-            requires_shipping: false,
-            prices: [{ currency: 'EUR', amount: 1200 }],
-          },
-        ],
-      })
-      expect(ebook.statusCode, ebook.body).toBe(201)
+      const ebook = await createEbook(node.app, 'Atlas (PDF)')
       const download = (
         await call('POST', '/store/carts', {
           region_id: store.euRegion,
-          lines: [{ variant_id: ebook.json().variants[0].id, quantity: 1 }],
+          lines: [{ variant_id: ebook, quantity: 1 }],
         })
       ).json()
       const outside = await call('PATCH', `/store/carts/${download.id}`, { billing_address: austin })
@@ -1490,24 +1476,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
     })
 
     it('checks out goods that are not shipped with a billing address and no shipping', async () => {
-      const tag = randomUUID().slice(0, 8)
-      const ebook = await adminCall(node.app, 'POST', '/admin/products', {
-        handle: `ebook-${tag}`,
-        title: 'Field guide (PDF)',
-        status: 'published',
-        tax_category: 'digital_services',
-        variants: [
-          {
-            sku: `EBOOK-${tag}`,
-            manage_inventory: false,
-            requires_shipping: false,
-            prices: [{ currency: 'EUR', amount: 1200 }],
-          },
-        ],
-      })
-      expect(ebook.statusCode, ebook.body).toBe(201)
-      const variantId = ebook.json().variants[0].id as string
-      expect(ebook.json().variants[0].requires_shipping).toBe(false)
+      const variantId = await createEbook(node.app, 'Field guide (PDF)')
       const created = await call('POST', '/store/carts', {
         region_id: store.euRegion,
         email: 'reader@example.com',

@@ -33,6 +33,31 @@ export async function adminCall(app: FastifyInstance, method: string, url: strin
   return res
 }
 
+/**
+ * A published e-book: one variant priced 12.00 EUR, digital services, nothing to ship or stock.
+ * Its variant id.
+ */
+export async function createEbook(app: FastifyInstance, title: string): Promise<string> {
+  const tag = randomUUID().slice(0, 8)
+  const res = await adminCall(app, 'POST', '/admin/products', {
+    handle: `ebook-${tag}`,
+    title,
+    status: 'published',
+    tax_category: 'digital_services',
+    variants: [
+      {
+        sku: `EBOOK-${tag}`,
+        manage_inventory: false,
+        requires_shipping: false,
+        prices: [{ currency: 'EUR', amount: 1200 }],
+      },
+    ],
+  })
+  expect(res.statusCode, res.body).toBe(201)
+  expect(res.json().variants[0].requires_shipping).toBe(false)
+  return res.json().variants[0].id as string
+}
+
 async function ok(app: FastifyInstance, method: string, url: string, payload: object, status = 201) {
   const res = await adminCall(app, method, url, payload)
   expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(status)
