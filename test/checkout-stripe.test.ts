@@ -173,6 +173,21 @@ describe.each(DATABASE_KINDS)('%s: checkout with Stripe', (kind) => {
     expect(stripe.stats.intentsCreated - before).toBe(1)
   })
 
+  it("answers 503 while Stripe refuses the store's key, and completes once it takes it", async () => {
+    const before = stripe.stats.intentsCreated
+    const cartId = await readyCart(node.app, store, 1)
+    // A key revoked or rolled in the dashboard: Stripe refuses it before doing anything.
+    stripe.failNext(1, 401)
+    const refused = await complete(cartId, 'pm_card_visa')
+    expect(refused.statusCode, refused.body).toBe(503)
+    expect(refused.json().code).toBe('payment_provider_unavailable')
+    expect(stripe.stats.intentsCreated - before).toBe(0)
+    // The lease is handed back: the shopper's retry goes through at once.
+    const retried = await complete(cartId, 'pm_card_visa')
+    expect(retried.statusCode, retried.body).toBe(201)
+    expect(stripe.stats.intentsCreated - before).toBe(1)
+  })
+
   it.runIf(kind === 'postgres')(
     'hands the cart back at once when the recovery job finds its checkout answered meanwhile',
     async () => {

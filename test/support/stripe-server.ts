@@ -39,7 +39,7 @@ export interface StripeIntent extends Json {
  * closes the connection, as when the answer is lost on the way back.
  */
 /** How the next requests fail; `pass` answers one normally, to fail the request after it. */
-export type Failure = 500 | 'drop' | 'drop_after' | 'pass'
+export type Failure = 500 | 401 | 'drop' | 'drop_after' | 'pass'
 
 export interface StripeStats {
   requests: number
@@ -448,7 +448,7 @@ export async function startStripeServer(): Promise<StripeServer> {
       send(res, 500, { error: { type: 'api_error', message: 'An unknown error occurred' } })
       return
     }
-    if (!/^Bearer sk_test_\w+/.test(req.headers.authorization ?? '')) {
+    if (failure === 401 || !/^Bearer sk_test_\w+/.test(req.headers.authorization ?? '')) {
       send(res, 401, { error: { type: 'invalid_request_error', message: 'Invalid API Key provided' } })
       return
     }

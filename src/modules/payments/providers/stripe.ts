@@ -50,9 +50,16 @@ function endpoint(apiUrl: string | undefined): Pick<Stripe.StripeConfig, 'host' 
   return { host: url.hostname, port: url.port || (protocol === 'http' ? 80 : 443), protocol }
 }
 
-/** Network failures, Stripe's 5xx, rate limits and lock conflicts: the answer is unknown, retry later. */
+/**
+ * Network failures, Stripe's 5xx, rate limits and lock conflicts: the answer is unknown, retry
+ * later. Also our key refused (revoked, rolled, or lacking a permission): Stripe did nothing, and
+ * the same call goes through once the key is fixed; until then a checkout is a 503 that hands its
+ * lease back, never the SDK's 401 passed on to a shopper as their own.
+ */
 function isUnavailable(error: unknown): boolean {
   if (error instanceof errors.StripeConnectionError || error instanceof errors.StripeRateLimitError)
+    return true
+  if (error instanceof errors.StripeAuthenticationError || error instanceof errors.StripePermissionError)
     return true
   if (error instanceof errors.StripeAPIError) return true
   if (error instanceof errors.StripeError) {
