@@ -1332,6 +1332,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           shipping_option_id: store.euShipping,
         })
         const visa = { provider: 'test', payment_method: 'pm_card_visa' }
+        // Time for each stage to be reached on a busy machine; a stage that is never reached fails.
+        const STAGE = { timeoutMs: 30_000 }
         /** A transaction holding `lock`'s rows until released. */
         const hold = (lock: (trx: Tx) => Promise<unknown>) => {
           const { promise: released, resolve: release } = Promise.withResolvers<void>()
@@ -1367,7 +1369,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           if (++calls > 1) {
             // B: once A waits on the stock row with the cart locked, B's own placing queues behind it.
             takenOver()
-            await waitForLockWaits(db(), 1)
+            await waitForLockWaits(db(), 1, STAGE)
             return authorize(input)
           }
           const answer = await authorize(input)
@@ -1394,7 +1396,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         try {
           const first = complete(cartId, visa)
           // A waits on the stock row holding the cart; B waits on the cart.
-          await waitForLockWaits(db(), 2)
+          await waitForLockWaits(db(), 2, STAGE)
           const { id: paymentId } = await db()
             .selectFrom('payments')
             .select('id')
@@ -1404,18 +1406,18 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           payment = hold((trx) =>
             trx.selectFrom('payments').select('id').where('id', '=', paymentId).forUpdate().execute(),
           )
-          await waitForLockWaits(db(), 3)
+          await waitForLockWaits(db(), 3, STAGE)
           // A finds no stock and rolls back: B takes the cart and waits on the payment row, and A
           // begins to give up. Woken together by A's rollback, A's give-up could lock the cart before
           // B's update gets to run: A gives up only once B waits on the payment row.
           const unpause = pauseAt('checkout.give_up', () =>
-            waitForLockWaits(db(), 1, { statement: 'update "payments"' }),
+            waitForLockWaits(db(), 1, { ...STAGE, statement: 'update "payments"' }),
           )
           try {
             stock!.release()
             await stock!.done
             await payment.isLocked
-            await waitForLockWaits(db(), 1, { statement: 'select * from "carts"' })
+            await waitForLockWaits(db(), 1, { ...STAGE, statement: 'select * from "carts"' })
           } finally {
             unpause()
           }
@@ -1447,6 +1449,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         expect(kinds).toEqual(['authorize'])
         expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('completed')
       },
+      // Its stages wait on a busy shared PostgreSQL (the whole suite runs two files at once).
+      120_000,
     )
 
     it('reopens a cart waiting on 3-D Secure whose payment was canceled at the processor', async () => {

@@ -27,5 +27,12 @@ export async function waitForLockWaits(
     if (Date.now() > deadline) break
     await sleep(20)
   }
-  throw new Error(`${waiting} sessions wait on a lock after ${timeoutMs} ms; the test needs ${count}`)
+  // What every other session of the database is doing: where the staged race went instead.
+  const { rows } = await sql<{ state: string; wait: string | null; query: string }>`
+    select state, wait_event_type || ':' || wait_event as wait, left(query, 80) as query
+    from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(db)
+  const sessions = rows.map((r) => `  ${r.state} ${r.wait ?? '-'} ${r.query}`).join('\n')
+  throw new Error(
+    `${waiting} sessions wait on a lock after ${timeoutMs} ms; the test needs ${count}. Sessions:\n${sessions}`,
+  )
 }
