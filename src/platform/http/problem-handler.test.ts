@@ -10,6 +10,12 @@ describe('toProblem', () => {
       statusCode: 400,
     })
     expect(toProblem(tooMany)).toMatchObject({ status: 400, code: 'validation_failed' })
+    // Node's error from a request body cut short, given its 400 by Fastify as it reads the body.
+    const cut = Object.assign(new Error('Premature close'), {
+      code: 'ERR_STREAM_PREMATURE_CLOSE',
+      statusCode: 400,
+    })
+    expect(toProblem(cut)).toMatchObject({ status: 400, code: 'validation_failed' })
   })
 
   it("never passes on a library's 4xx as the client's: the store's payment key refused is ours", () => {

@@ -79,10 +79,11 @@ export function toProblem(error: unknown): ProblemError {
       headers: { 'retry-after': '5' },
     })
   }
-  // Fastify and its plugins (FST_ codes) report a client's mistake with a 4xx status. A library our
-  // own code calls may carry one too (a payment SDK's 401 for the store's key): that is our failure,
-  // never to be passed on as the client's.
-  const fromHttpLayer = typeof e.code === 'string' && e.code.startsWith('FST_')
+  // Fastify and its plugins (FST_ codes) report a client's mistake with a 4xx status, and Fastify
+  // gives one to Node's own error from reading the request's body (a body cut short). A library
+  // our code calls may carry one too (a payment SDK's 401 for the store's key): that is our
+  // failure, never to be passed on as the client's.
+  const fromHttpLayer = typeof e.code === 'string' && /^(FST_|E[A-Z]+$|ERR_)/.test(e.code)
   const status = fromHttpLayer && typeof e.statusCode === 'number' ? e.statusCode : 500
   if (status >= 400 && status < 500) {
     return problem(BY_STATUS[status] ?? 'validation_failed', e.message)
