@@ -99,13 +99,12 @@ export function taxAddress(cart: LoadedCart['cart'], lines: readonly CartLine[] 
  * The country tax is computed for: the tax address's, while the region serves it (checkout refuses
  * one it does not), or with no address yet a single-country region's.
  */
-export function taxCountry(
-  loaded: LoadedCart,
-  lines: readonly CartLine[] = loaded.cart.lines,
+function taxCountry(
+  regionCountries: readonly string[],
+  address: ReturnType<typeof taxAddress>,
 ): string | null {
-  const address = taxAddress(loaded.cart, lines)
-  if (address) return loaded.regionCountries.includes(address.country_code) ? address.country_code : null
-  return loaded.regionCountries.length === 1 ? loaded.regionCountries[0]! : null
+  if (address) return regionCountries.includes(address.country_code) ? address.country_code : null
+  return regionCountries.length === 1 ? regionCountries[0]! : null
 }
 
 /**
@@ -152,7 +151,7 @@ export async function computeTotals(
     })
   }
   const date = today()
-  const country = taxCountry(loaded, lines)
+  const country = taxCountry(loaded.regionCountries, address)
   const base: CartTotals = {
     item_count: lines.reduce((sum, l) => sum + l.quantity, 0),
     subtotal,

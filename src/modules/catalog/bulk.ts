@@ -495,7 +495,7 @@ function keptVariantErrors(
  * The stored variants each document would keep, by the document's index: those of the product with
  * its handle that it does not name. Only those, since a catalog re-imported whole names them all.
  */
-export async function keptVariantsOf(
+async function keptVariantsOf(
   db: Queryable,
   docs: readonly ProductDocument[],
   include: (doc: ProductDocument) => boolean = () => true,

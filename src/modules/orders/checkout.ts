@@ -257,7 +257,7 @@ function checkReady(cart: CartRow, regionCountries: string[], hasShipping: boole
   if (!cart.email) throw invalid('email', 'is needed for the order confirmation')
   const shipped = needsShipping(cart.lines)
   const field = shipped || cart.shipping_address ? 'shipping_address' : 'billing_address'
-  const address = shipped ? cart.shipping_address : taxAddress(cart)
+  const address = taxAddress(cart)
   if (!address) throw invalid(field, shipped ? 'is missing' : 'is missing: it says where the sale is taxed')
   if (!regionCountries.includes(address.country_code))
     throw invalid(field, `is in ${address.country_code}, which the region does not serve`)
