@@ -441,7 +441,7 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
         ends_at: ends,
         prices: [
           { variant_id: product.small, currency: 'EUR', amount: 900 },
-          { variant_id: product.small, currency: 'USD', amount: 950 },
+          { variant_id: product.medium, currency: 'EUR', amount: 950 },
         ],
       })
       expect(updated.statusCode, updated.body).toBe(200)
@@ -451,7 +451,7 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
         ends_at: ends,
         prices: [
           { variant_id: product.small, currency: 'EUR', amount: 900 },
-          { variant_id: product.small, currency: 'USD', amount: 950 },
+          { variant_id: product.medium, currency: 'EUR', amount: 950 },
         ],
       })
       expect((await admin('DELETE', `/admin/price-lists/${list.id}`)).statusCode).toBe(204)
@@ -653,6 +653,50 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
         amount: 2000,
         compare_at_amount: null,
       })
+    })
+
+    it('sells a variant only in the currencies of its base prices, whatever its price lists say', async () => {
+      const tee = await createProduct('base-less-tee', [2000, 2500])
+      // A list cannot put a variant on sale in a currency it has no base price in.
+      const refused = expectProblem(
+        await admin('POST', '/admin/price-lists', {
+          name: 'Dollar sale',
+          prices: [
+            { variant_id: tee.medium, currency: 'EUR', amount: 2200 },
+            { variant_id: tee.small, currency: 'USD', amount: 1500 },
+          ],
+        }),
+        400,
+        'validation_failed',
+      )
+      expect(refused.errors).toEqual([
+        { path: 'body.prices[1].currency', message: expect.stringMatching(/USD/) },
+      ])
+      const sale = await admin('POST', '/admin/price-lists', {
+        name: 'Euro sale',
+        prices: [{ variant_id: tee.small, currency: 'EUR', amount: 1500 }],
+      })
+      expect(sale.statusCode, sale.body).toBe(201)
+      expect(await shopperPrice(tee.handle, tee.small)).toMatchObject({ amount: 1500 })
+
+      // The small size stops being sold in euros: its list price outlives the base price, unused.
+      const moved = await admin('PATCH', `/admin/variants/${tee.small}`, {
+        prices: [{ currency: 'USD', amount: 2100 }],
+      })
+      expect(moved.statusCode, moved.body).toBe(200)
+      expect(await shopperPrice(tee.handle, tee.small)).toBeNull()
+      const listed = await node.app.inject(`/store/products?region_id=${region}&limit=100`)
+      expect(listed.json().data.find((p: any) => p.id === tee.id).price).toMatchObject({
+        amount: 2500,
+        price_list_id: null,
+      })
+      const cart = await node.app.inject({
+        method: 'POST',
+        url: '/store/carts',
+        payload: { region_id: region, lines: [{ variant_id: tee.small, quantity: 1 }] },
+      })
+      expectProblem(cart, 422, 'not_sold_in_region')
+      expect((await admin('DELETE', `/admin/price-lists/${sale.json().id}`)).statusCode).toBe(204)
     })
 
     it('starts a scheduled sale on time without any write, and reports when prices next change', async () => {

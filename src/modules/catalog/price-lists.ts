@@ -138,6 +138,17 @@ async function productsOfVariants(trx: Tx, variantIds: readonly string[]): Promi
   return new Map(rows.map((r) => [r.id, r.product_id]))
 }
 
+/** "variant currency" keys of the base prices these variants have. */
+async function basePricesOf(trx: Tx, variantIds: readonly string[]): Promise<Set<string>> {
+  if (variantIds.length === 0) return new Set()
+  const rows = await trx
+    .selectFrom('variant_prices')
+    .select(['variant_id', 'currency_code'])
+    .where('variant_id', 'in', [...new Set(variantIds)])
+    .execute()
+  return new Set(rows.map((r) => `${r.variant_id} ${r.currency_code}`))
+}
+
 async function productsInList(trx: Tx, priceListId: string): Promise<string[]> {
   const rows = await trx
     .selectFrom('price_list_prices')
@@ -199,9 +210,18 @@ async function validate(trx: Tx, input: PriceListInput, current?: Current): Prom
     trx,
     prices.map((p) => p.variant_id),
   )
+  const based = await basePricesOf(
+    trx,
+    prices.map((p) => p.variant_id),
+  )
   prices.forEach((price, i) => {
     if (!products.has(price.variant_id))
       errors.push({ path: `body.prices[${i}].variant_id`, message: `no variant ${price.variant_id}` })
+    else if (isCurrency(price.currency) && !based.has(`${price.variant_id} ${price.currency}`))
+      errors.push({
+        path: `body.prices[${i}].currency`,
+        message: `variant ${price.variant_id} has no base price in ${price.currency}: give it one first (a price list changes the price of a variant sold in a currency, it does not sell it there)`,
+      })
   })
   if (errors.length > 0)
     throw problem('validation_failed', `${errors[0]?.path} ${errors[0]?.message}`, { errors })

@@ -32,14 +32,20 @@ export function activeListSql(context: Pick<PricingContext, 'customerGroupIds' |
     and (pl.customer_group_id is null or pl.customer_group_id = any(${groups}::text[])))`
 }
 
-/** Combines a base price and the best list price into what the shopper sees. */
+/**
+ * Combines a base price and the best list price into what the shopper sees. `list.base_amount` is
+ * what the list price's own variant costs without the list: null when that variant has no base
+ * price in the currency, and then the list price is ignored. A price list changes the price of a
+ * variant sold in a currency; it does not put it on sale there, or the product page and the cart
+ * would sell what the region's list and search (which go by base prices) never show.
+ */
 export function shopperPrice(
   context: PricingContext,
   base: { amount: number; compare_at_amount: number | null } | null,
   list: { amount: number; price_list_id: string; base_amount: number | null } | null,
 ): ShopperPrice | null {
   const common = { currency: context.currency, includes_tax: context.includesTax }
-  if (list && (!base || list.amount < base.amount)) {
+  if (list && list.base_amount !== null && (!base || list.amount < base.amount)) {
     const reference = Math.max(list.base_amount ?? 0, base?.compare_at_amount ?? 0, base?.amount ?? 0)
     return {
       ...common,
@@ -108,6 +114,8 @@ export function numberOrNull(value: number | string | null): number | null {
 
 /**
  * Rewrites the price read models (product_prices, price_list_product_prices) of these products.
+ * List prices of variants with no base price in their currency are left out, as shopperPrice
+ * ignores them.
  * A list's row keeps, as base_amount, what its cheapest variant's sale price is compared with (the
  * higher of that variant's base and compare-at prices): the list then shows a saving taken from
  * the variant the "from" price belongs to, as the product page does, never from another one.
@@ -135,8 +143,8 @@ export async function refreshPriceReadModel(trx: Tx, productIds: readonly string
       greatest(vp.amount, vp.compare_at_amount)
     from price_list_prices plp
     join product_variants v on v.id = plp.variant_id
-    left join variant_prices vp on vp.variant_id = plp.variant_id and vp.currency_code = plp.currency_code
+    join variant_prices vp on vp.variant_id = plp.variant_id and vp.currency_code = plp.currency_code
     where v.product_id = any(${ids})
     order by plp.price_list_id, v.product_id, plp.currency_code, plp.amount,
-      greatest(vp.amount, vp.compare_at_amount) desc nulls last`.execute(trx)
+      greatest(vp.amount, vp.compare_at_amount) desc`.execute(trx)
 }
