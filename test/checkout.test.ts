@@ -1579,7 +1579,7 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       expect((await call('GET', `/store/carts/${cartId}`)).json().status).toBe('active')
     })
 
-    it('charges the price of the moment and refuses items no longer sold', async () => {
+    it('refuses a checkout whose prices changed since the cart was shown, and charges them once reviewed', async () => {
       const own = await createTestStore(node.app, { stock: 10, reuse: store })
       const cartId = (
         await call('POST', '/store/carts', {
@@ -1595,25 +1595,107 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         shipping_address: berlin,
         shipping_option_id: store.euShipping,
       })
-      // The shirt's price goes up after it was put in the cart: checkout charges the new price.
+      const shown = (await call('GET', `/store/carts/${cartId}`)).json()
+      expect(shown.totals.total).toBe(1999 + 4950 + 490)
+      const shirtLine = shown.lines.find((l: { variant_id: string }) => l.variant_id === own.shirt).id
+      const levels = await Promise.all([levelOf(own.shirt), levelOf(own.jacket)])
+      // Staff raise the shirt's price after the shopper saw the cart.
       const repriced = await adminCall(node.app, 'PATCH', `/admin/variants/${own.shirt}`, {
         prices: [{ currency: 'EUR', amount: 2499 }],
       })
       expect(repriced.statusCode, repriced.body).toBe(200)
+
+      const key = randomUUID()
+      const refused = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' }, key)
+      expect(refused.statusCode, refused.body).toBe(409)
+      expect(refused.headers['content-type']).toContain('application/problem+json')
+      expect(refused.json()).toMatchObject({
+        code: 'cart_changed',
+        errors: [{ path: `cart.lines.${shirtLine}.unit_amount`, message: 'was 1999, is now 2499' }],
+      })
+      // Nothing held, nothing asked of the processor.
+      expect(await Promise.all([levelOf(own.shirt), levelOf(own.jacket)])).toEqual(levels)
+      expect(await db().selectFrom('payments').select('id').where('cart_id', '=', cartId).execute()).toEqual(
+        [],
+      )
+      // The cart now shows what a checkout would charge.
+      const review = (await call('GET', `/store/carts/${cartId}`)).json()
+      expect(review.status).toBe('active')
+      expect(review.lines.find((l: { id: string }) => l.id === shirtLine).unit_amount).toBe(2499)
+      expect(review.totals.total).toBe(2499 + 4950 + 490)
+      // A blind retry under the same key pays nothing the shopper was not shown: the refusal is replayed.
+      const replayed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' }, key)
+      expect(replayed.statusCode).toBe(409)
+      expect(replayed.headers['idempotent-replayed']).toBe('true')
+      // Once reviewed, a new key checks out at the price shown.
       const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
       expect(placed.statusCode, placed.body).toBe(201)
       const order = placed.json().order
       expect(order.lines.find((l: { variant_id: string }) => l.variant_id === own.shirt).unit_amount).toBe(
         2499,
       )
-      expect(order.totals.total).toBe(2499 + 4950 + 490)
+      expect(order.totals.total).toBe(review.totals.total)
 
       const second = await readyCart(node.app, own, 1)
       const archived = await adminCall(node.app, 'POST', `/admin/products/${own.product}/archive`)
       expect(archived.statusCode, archived.body).toBeLessThan(300)
-      const refused = await complete(second, { provider: 'test', payment_method: 'pm_card_visa' })
-      expect(refused.statusCode).toBe(422)
-      expect(refused.json().code).toBe('cart_invalid')
+      const gone = await complete(second, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(gone.statusCode).toBe(422)
+      expect(gone.json().code).toBe('cart_invalid')
+    })
+
+    it('refuses a checkout whose total moved with the shipping option since the cart was shown', async () => {
+      const option = await adminCall(node.app, 'POST', '/admin/shipping-options', {
+        region_id: store.euRegion,
+        name: `Courier ${randomUUID().slice(0, 8)}`,
+        price_type: 'flat',
+        amount: 300,
+      })
+      expect(option.statusCode, option.body).toBe(201)
+      const optionId = option.json().id
+      try {
+        const cartId = await readyCart(node.app, store, 1)
+        await call('PATCH', `/store/carts/${cartId}`, { shipping_option_id: optionId })
+        expect((await call('GET', `/store/carts/${cartId}`)).json().totals.total).toBe(1999 + 300)
+        const before = await levelOf(store.shirt)
+        const raised = await adminCall(node.app, 'PATCH', `/admin/shipping-options/${optionId}`, {
+          amount: 900,
+        })
+        expect(raised.statusCode, raised.body).toBe(200)
+
+        const refused = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(refused.statusCode, refused.body).toBe(409)
+        expect(refused.json()).toMatchObject({
+          code: 'cart_changed',
+          errors: [{ path: 'cart.totals.total', message: `was ${1999 + 300}, is now ${1999 + 900}` }],
+        })
+        expect(await levelOf(store.shirt)).toEqual(before)
+        expect(
+          await db().selectFrom('payments').select('id').where('cart_id', '=', cartId).execute(),
+        ).toEqual([])
+        expect((await call('GET', `/store/carts/${cartId}`)).json().totals).toMatchObject({
+          shipping_total: 900,
+          total: 1999 + 900,
+        })
+        const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(placed.statusCode, placed.body).toBe(201)
+        expect(placed.json().order.totals.total).toBe(1999 + 900)
+      } finally {
+        await adminCall(node.app, 'DELETE', `/admin/shipping-options/${optionId}`)
+      }
+    })
+
+    it('checks out a cart last priced on an earlier day whose total has not moved', async () => {
+      const cartId = await readyCart(node.app, store, 1)
+      // Priced two days ago: the total is compared with the stored one, which still holds.
+      await db()
+        .updateTable('carts')
+        .set({ updated_at: sql<Date>`now() - interval '2 days'` })
+        .where('id', '=', cartId)
+        .execute()
+      const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+      expect(placed.statusCode, placed.body).toBe(201)
+      expect(placed.json().order.totals.total).toBe(1999 + 490)
     })
 
     it('locks a cart after repeated declines (card-testing defence)', async () => {

@@ -40,8 +40,10 @@ export const checkoutRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         description:
           'Answers 201 with the new order, 200 with the order when the cart was already completed, 200 with ' +
           '`payment_action_required` when the shopper must act (3-D Secure; call again afterwards, with the same ' +
-          'Idempotency-Key or another: this answer is not stored under the key), or 402 ' +
-          '`payment_required` when the payment was declined (the cart is open again). Prices and tax are ' +
+          'Idempotency-Key or another: this answer is not stored under the key), 402 ' +
+          '`payment_required` when the payment was declined (the cart is open again), or 409 `cart_changed` ' +
+          'when the cart no longer costs what it showed (it is saved repriced: show it again, then check out ' +
+          'with a new Idempotency-Key). Prices and tax are ' +
           "always the server's: nothing in the body can change them.",
         params: CartParams,
         body: CompleteCart,

@@ -21,17 +21,19 @@
 import { sql } from 'kysely'
 import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { failpoint, pausepoint } from '../../platform/failpoints.ts'
-import { ProblemError, problem } from '../../platform/http/errors.ts'
+import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import {
   type CartAccess,
   type CartView,
   cartView,
+  changeCart,
   checkAccess,
   currentLines,
   lockCustomerLimits,
 } from '../carts/carts.ts'
-import { type CartRow, loadCart } from '../carts/load.ts'
+import { type CartRow, type LoadedCart, loadCart } from '../carts/load.ts'
+import type { CartLine } from '../carts/tables.ts'
 import { type CartTotals, computeTotals, needsShipping, taxAddress } from '../carts/totals.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { holdReservation, releaseReservation, reserve, reserveNow } from '../inventory/reservations.ts'
@@ -136,7 +138,7 @@ async function start(
   await velocity.check({ ip: request.ip, cart_id: cart.id, account: cart.customer_id ?? cart.email })
   const provider = providerOf(deps.providers, request.payment.provider)
   provider.checkMethod?.(request.payment.payment_method ?? null)
-  // Prices, limits and tax as they are now: what the shopper saw may be a little stale.
+  // Prices, limits and tax as they are now: what the shopper saw may be stale, and is checked below.
   const { lines, notices } = currentLines(loaded!)
   if (notices.length) {
     throw problem('cart_invalid', notices.join('; '), {
@@ -148,6 +150,8 @@ async function start(
   const totals = await computeTotals(loaded!, lines, deps)
   if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
   if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
+  const changes = await changesSinceShown(deps.db, loaded!, lines, totals)
+  if (changes.length) await refuseChanged(deps, request, changes)
 
   // Stock is held before the cart is locked, in statements of its own (one, for a single line), so
   // that a sold-out SKU's row is locked for a statement, not for a whole checkout step. The hold
@@ -195,11 +199,7 @@ async function start(
         .returningAll()
         .returning(leaseColumn)
         .executeTakeFirst()
-      if (!updated) {
-        throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
-          headers: { 'retry-after': '1' },
-        })
-      }
+      if (!updated) throw cartMoved()
       const { lease: held, ...row } = updated
       return {
         cart: row as unknown as CartRow,
@@ -239,6 +239,93 @@ async function takeOver(trx: Tx, cartId: string, leaseSeconds: number): Promise<
   const cart = row as unknown as CartRow
   const payment = (await findPayment(trx, cart.payment_id!))!
   return { cart, payment, paymentMethod: await paymentMethodOf(trx, payment.id), lease }
+}
+
+/**
+ * How the cart priced now differs from the cart the shopper was shown (its last change): the
+ * shopper must never be charged an amount they were not shown. Line prices are compared as they
+ * stand, at no cost. The total is made of more than line prices (the weight and tax category of
+ * each line, the shipping option's price, the day's tax rates), and the cart read does not carry
+ * the total stored with the cart: it is read, once, only when one of those may have moved since
+ * the cart was priced, so that a checkout of an unchanged cart sends no statement more.
+ */
+async function changesSinceShown(
+  db: Queryable,
+  loaded: LoadedCart,
+  lines: readonly CartLine[],
+  totals: CartTotals,
+): Promise<FieldError[]> {
+  const { cart } = loaded
+  const shown = new Map(cart.lines.map((line) => [line.id, line]))
+  const changes: FieldError[] = []
+  let factsMoved = false
+  for (const line of lines) {
+    const before = shown.get(line.id)!
+    if (before.unit_amount !== line.unit_amount) {
+      changes.push({
+        path: `cart.lines.${line.id}.unit_amount`,
+        message: `was ${before.unit_amount}, is now ${line.unit_amount}`,
+      })
+    } else if (
+      before.tax_category !== line.tax_category ||
+      (before.weight_g ?? null) !== (line.weight_g ?? null) ||
+      (before.requires_shipping ?? true) !== (line.requires_shipping ?? true)
+    ) {
+      factsMoved = true
+    }
+  }
+  if (changes.length) return changes
+  // Every write that bumps updated_at prices the cart, or follows a checkout start that did.
+  const pricedAt = new Date(cart.updated_at)
+  const option = loaded.shippingOption
+  const mayHaveMoved =
+    factsMoved ||
+    (option !== null && new Date(option.updated_at) >= pricedAt) ||
+    pricedAt.toISOString().slice(0, 10) !== totals.date_of_supply
+  if (!mayHaveMoved) return []
+  const stored = await db
+    .selectFrom('carts')
+    .select(sql<string | null>`totals ->> 'total'`.as('total'))
+    .where('id', '=', cart.id)
+    .where('version', '=', cart.version)
+    .executeTakeFirst()
+  // Changed since it was read: the conditional write to completing would refuse it the same way.
+  if (!stored) throw cartMoved()
+  const before = Number(stored.total)
+  if (before === totals.total) return []
+  return [{ path: 'cart.totals.total', message: `was ${before}, is now ${totals.total}` }]
+}
+
+/**
+ * Refuses a checkout whose cart no longer costs what the shopper was shown, before anything is
+ * held or asked of the processor. The cart is saved as priced now, so that the shopper sees the new
+ * amounts and their next checkout (under a new key: this answer is stored under its own, so that
+ * a client's blind retry cannot pay an amount nobody showed) charges them. The refusal stands even
+ * when that save loses to another change of the cart: the next checkout compares again.
+ */
+async function refuseChanged(
+  deps: CommerceDeps,
+  request: CheckoutRequest,
+  changes: FieldError[],
+): Promise<never> {
+  try {
+    await changeCart(deps, request.cartId, request.access, [], () => ({}))
+  } catch (error) {
+    if (!(error instanceof ProblemError)) throw error
+    deps.runtime.logger.warn({ err: error, cartId: request.cartId }, 'could not save the repriced cart')
+  }
+  throw problem(
+    'cart_changed',
+    'The cart changed since it was last shown (a price, shipping or tax): show the shopper the cart ' +
+      'again, then check out with a new Idempotency-Key',
+    { errors: changes },
+  )
+}
+
+function cartMoved(): ProblemError {
+  return problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
+    headers: { 'retry-after': '1' },
+  })
 }
 
 function invalid(field: string, message: string): ProblemError {

@@ -37,6 +37,7 @@ export const problems = {
   tax_category_built_in: { status: 409, title: 'Built-in tax categories cannot be deleted' },
   cart_not_active: { status: 409, title: 'The cart is no longer open for changes' },
   checkout_in_progress: { status: 409, title: 'A checkout of this cart is already under way' },
+  cart_changed: { status: 409, title: 'The cart changed since it was last shown; review it before paying' },
   invalid_order_transition: {
     status: 409,
     title: 'The order cannot move to that status from its current one',
