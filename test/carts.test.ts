@@ -3,6 +3,7 @@
  * dropped with a notice and never charged, and a sign-in's claim merges the customer's previous
  * cart once, naming the lines it could not carry.
  */
+import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { berlin, createTestStore, type TestStore } from './support/commerce.ts'
@@ -15,6 +16,14 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
 
   const call = (method: string, url: string, payload?: object, headers: Record<string, string> = {}) =>
     node.app.inject({ method: method as 'POST', url, headers, ...(payload ? { payload } : {}) })
+
+  const complete = (cartId: string) =>
+    node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${cartId}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'test', payment_method: 'pm_card_visa' } },
+    })
 
   /** A flat option of the euro region, for one test to change or delete. */
   async function euOption(name: string, amount: number): Promise<string> {
@@ -70,6 +79,42 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
         .where('id', '=', cartId)
         .executeTakeFirstOrThrow()
       expect(stored.shipping_option_id).toBeNull()
+    })
+
+    it('neither keeps nor charges an option staff moved to another region', async () => {
+      // 9.99 in the euro region; once moved, its amount is in dollars.
+      const option = await euOption('Express', 999)
+      const changed = await cartShippedWith(option)
+      const unchanged = await cartShippedWith(option)
+      const moved = await call(
+        'PATCH',
+        `/admin/shipping-options/${option}`,
+        { region_id: store.usRegion },
+        adminAuth,
+      )
+      expect(moved.statusCode, moved.body).toBe(200)
+
+      const next = await call('PATCH', `/store/carts/${changed}`, { metadata: { k: 'v' } })
+      expect(next.statusCode, next.body).toBe(200)
+      expect(next.json()).toMatchObject({ shipping_option_id: null, shipping: null })
+      expect(next.json().totals.shipping_total).toBe(0)
+      expect(next.json().notices).toEqual([
+        'The shipping option chosen for this cart is no longer offered: choose another shipping option',
+      ])
+
+      // A cart not changed since still names it: checkout refuses it, holding and charging nothing.
+      const refused = await complete(unchanged)
+      expect(refused.statusCode, refused.body).toBe(422)
+      expect(refused.json().code).toBe('cart_invalid')
+      const cart = await db()
+        .selectFrom('carts')
+        .select(['status', 'order_id', 'payment_id'])
+        .where('id', '=', unchanged)
+        .executeTakeFirstOrThrow()
+      expect(cart).toEqual({ status: 'active', order_id: null, payment_id: null })
+      expect(
+        await db().selectFrom('payments').select('id').where('cart_id', '=', unchanged).execute(),
+      ).toEqual([])
     })
   })
 })

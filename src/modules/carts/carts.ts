@@ -299,8 +299,9 @@ export async function changeCart(
 
 /**
  * The totals of a change. When the cart's shipping option can no longer serve it (deactivated,
- * deleted, or the cart outgrew its heaviest tier) and this change did not choose it, the option is
- * dropped with a notice rather than refusing every change until the shopper picks another.
+ * deleted, moved to another region, or the cart outgrew its heaviest tier) and this change did not
+ * choose it, the option is dropped with a notice rather than refusing every change until the
+ * shopper picks another.
  */
 async function totalsDroppingStaleShipping(
   next: LoadedCart,
@@ -317,7 +318,8 @@ async function totalsDroppingStaleShipping(
     return computeTotals(next, lines, deps)
   }
   const chosenBefore = !('shipping_option_id' in set) && next.cart.shipping_option_id !== null
-  // A deleted option leaves its id behind with no row: left alone, totals would show free shipping.
+  // A deleted option, or one moved to another region, leaves its id with no option loaded (see
+  // loadCart): left alone, totals would show free shipping.
   if (chosenBefore && !next.shippingOption && needsShipping(lines)) {
     return drop('The shipping option chosen for this cart is no longer offered')
   }

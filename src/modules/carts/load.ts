@@ -68,6 +68,10 @@ export interface LoadedCart {
   /** The cart without its stored totals (every change computes them afresh): `totals` is empty. */
   cart: CartRow
   variants: Map<string, VariantFacts>
+  /**
+   * The chosen shipping option while the cart's region still offers it: null once it is deleted or
+   * moved to another region, whose prices are in another currency.
+   */
   shippingOption: ShippingOptionRow | null
   /** Countries of the cart's region. */
   regionCountries: string[]
@@ -159,7 +163,8 @@ export async function loadCart(
           left join purchase_limits lim on lim.variant_id = v.id
         ) x
       ), '[]'::json) as variants,
-      (select row_to_json(so) from shipping_options so where so.id = c.shipping_option_id) as shipping_option,
+      (select row_to_json(so) from shipping_options so
+        where so.id = c.shipping_option_id and so.region_id = c.region_id) as shipping_option,
       array(select rc.country_code from region_countries rc where rc.region_id = c.region_id order by 1) as countries
     from carts c where c.id = ${cartId} ${lock}`.execute(db)
   const row = rows[0]
