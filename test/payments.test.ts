@@ -1360,6 +1360,40 @@ for (const kvKind of KV_KINDS) {
       expect(wait).toBeGreaterThan(800)
       expect(wait).toBeLessThanOrEqual(900)
     })
+
+    it('answers the longest wait among the limits that apply, and names the clock hour it counts in', async () => {
+      const at = (time: string) => () => Date.parse(`2030-01-01T${time}Z`)
+      // Failures at 10:05 lock the cart until 10:20, and trip the IP until its clock hour ends.
+      const early = new PaymentVelocity(kv, LIMIT, at('10:05:00'))
+      const ip = `10.1.${unique()}`
+      const cart_id = `cart_${unique()}`
+      for (let i = 0; i < LIMIT; i++) await early.recordFailure({ ip, cart_id })
+      const locked = await problemOf(early.check({ ip, cart_id }))
+      expect(locked.code).toBe('payment_attempts_exceeded')
+      expect(locked.headers?.['retry-after']).toBe(String(55 * 60))
+      expect(locked.detail).toBe(
+        'Too many failed payments from this network, card or account in the clock hour since ' +
+          '10:00:00 UTC; try again after 11:00:00 UTC',
+      )
+      // Another cart from the same IP waits as long: a retry after Retry-After is not refused again.
+      const other = await problemOf(early.check({ ip, cart_id: `cart_${unique()}` }))
+      expect(other.headers?.['retry-after']).toBe(String(55 * 60))
+
+      // Failures at 10:55 lock the cart past the end of the IP's window: the lock is the longer wait.
+      const late = new PaymentVelocity(kv, LIMIT, at('10:55:00'))
+      const lateIp = `10.2.${unique()}`
+      const lateCart = `cart_${unique()}`
+      for (let i = 0; i < LIMIT; i++) await late.recordFailure({ ip: lateIp, cart_id: lateCart })
+      const lockedLate = await problemOf(late.check({ ip: lateIp, cart_id: lateCart }))
+      expect(lockedLate.headers?.['retry-after']).toBe(String(15 * 60))
+      expect(lockedLate.detail).toBe('This cart had too many failed payments; try again after 11:10:00 UTC')
+      // At 11:00 the IP's count starts afresh; the cart stays locked until 11:10.
+      const nextHour = new PaymentVelocity(kv, LIMIT, at('11:00:00'))
+      expect(
+        (await problemOf(nextHour.check({ ip: lateIp, cart_id: lateCart }))).headers?.['retry-after'],
+      ).toBe(String(10 * 60))
+      await nextHour.check({ ip: lateIp, cart_id: `cart_${unique()}` })
+    })
   })
 }
 

@@ -96,6 +96,11 @@ export interface RefundReport {
 export interface PaymentProvider {
   readonly id: string
   /**
+   * Whether it charges cards (or any credential a processor can decline), so card testers can use
+   * it and checkout holds it to the card-testing limits (velocity.ts). Manual payments take none.
+   */
+  readonly takesCards: boolean
+  /**
    * Refuses (422 `unsupported_payment_method`) a payment method this provider will not take here,
    * before checkout holds stock or opens a payment. Providers that judge methods only when
    * authorising (declines) leave it out.

@@ -1,11 +1,12 @@
 /**
  * Card-testing defence. Fraudsters check stolen card numbers by paying small orders with many cards
  * from one cart, IP or account (or one card from many places). Failed payments are counted per IP,
- * per card fingerprint, per account and per cart in fixed one-hour windows on the key-value store
- * (Redis when configured, so the count holds across nodes). When any of IP, card or account reaches
- * the limit, further attempts from it are refused until its window ends; a cart that reaches it is
- * locked for 15 minutes. Only failures count, so honest shoppers who pay on the first try never
- * come near the limit.
+ * per card fingerprint, per account and per cart in fixed windows of one clock hour (UTC) on the
+ * key-value store (Redis when configured, so the count holds across nodes). When any of IP, card or
+ * account reaches the limit, further attempts from it are refused until its window ends; a cart
+ * that reaches it is locked for 15 minutes. Only failures count, so honest shoppers who pay on the
+ * first try never come near the limit. Checkout applies it to payments by card only: manual
+ * payments (bank transfer, cash on delivery) never decline, so they test no card.
  */
 import { problem } from '../../platform/http/errors.ts'
 import type { Kv } from '../../platform/kv/index.ts'
@@ -29,13 +30,22 @@ export interface PaymentAttempt {
   fingerprint?: string | null
 }
 
+/** One limit an attempt is over: until when, and what to tell the shopper. */
+interface Refusal {
+  until: number
+  detail: string
+}
+
 export class PaymentVelocity {
   readonly #kv: Kv
   readonly #limit: number
+  readonly #now: () => number
 
-  constructor(kv: Kv, limitPerHour: number) {
+  /** `now`: the clock, in milliseconds since the epoch (tests set the time of day). */
+  constructor(kv: Kv, limitPerHour: number, now: () => number = Date.now) {
     this.#kv = kv
     this.#limit = limitPerHour
+    this.#now = now
   }
 
   /** Current-window counter keys of the attempt's IP, card and account (those it has). */
@@ -47,29 +57,58 @@ export class PaymentVelocity {
   }
 
   /**
-   * Throws 429 `payment_attempts_exceeded` with Retry-After when the cart is locked or its IP, card
-   * or account has reached the limit of failures this hour. Call before asking the processor.
+   * Throws 429 `payment_attempts_exceeded` when the cart is locked or its IP, card or account has
+   * reached the limit of failures this clock hour. Every limit that applies is looked at, and the
+   * answer names the one that lasts longest: a Retry-After of the cart's lock alone would send the
+   * shopper back while the IP's window, tripped by the same failures, still refuses them. Call
+   * before asking the processor.
    */
   async check(attempt: PaymentAttempt): Promise<void> {
-    const now = Date.now()
-    const lockedUntil = Number((await this.#kv.get(cartLockKey(attempt.cart_id))) ?? 0)
-    if (lockedUntil > now) throw refused(lockedUntil - now, 'This cart had too many failed payments')
+    const now = this.#now()
     const window = Math.floor(now / WINDOW_MS)
-    const counts = await Promise.all(this.#counterKeys(attempt, window).map((key) => this.#kv.get(key)))
-    if (counts.some((count) => Number(count ?? 0) >= this.#limit)) {
-      throw refused((window + 1) * WINDOW_MS - now, 'Too many failed payments in the last hour')
+    const [lock, ...counts] = await Promise.all([
+      this.#kv.get(cartLockKey(attempt.cart_id)),
+      ...this.#counterKeys(attempt, window).map((key) => this.#kv.get(key)),
+    ])
+    const refusals: Refusal[] = []
+    const lockedUntil = Number(lock ?? 0)
+    if (lockedUntil > now) {
+      refusals.push({
+        until: lockedUntil,
+        detail: `This cart had too many failed payments; try again after ${utcTime(lockedUntil)} UTC`,
+      })
     }
+    if (counts.some((count) => Number(count ?? 0) >= this.#limit)) {
+      const until = (window + 1) * WINDOW_MS
+      refusals.push({
+        until,
+        detail:
+          `Too many failed payments from this network, card or account in the clock hour since ` +
+          `${utcTime(window * WINDOW_MS)} UTC; try again after ${utcTime(until)} UTC`,
+      })
+    }
+    const longest = refusals.reduce<Refusal | undefined>(
+      (a, b) => (a && a.until >= b.until ? a : b),
+      undefined,
+    )
+    if (longest) throw refused(longest.until - now, longest.detail)
   }
 
   /** Counts a declined payment against the IP, card, account and cart; locks the cart at the limit. */
   async recordFailure(attempt: PaymentAttempt): Promise<void> {
-    const window = Math.floor(Date.now() / WINDOW_MS)
+    const now = this.#now()
+    const window = Math.floor(now / WINDOW_MS)
     const keys = [...this.#counterKeys(attempt, window), `payvel:${window}:cart:${attempt.cart_id}`]
     const counts = await Promise.all(keys.map((key) => this.#kv.increment(key, COUNTER_TTL_MS)))
     if (counts.at(-1)! >= this.#limit) {
-      await this.#kv.set(cartLockKey(attempt.cart_id), String(Date.now() + CART_LOCK_MS), CART_LOCK_MS)
+      await this.#kv.set(cartLockKey(attempt.cart_id), String(now + CART_LOCK_MS), CART_LOCK_MS)
     }
   }
+}
+
+/** `HH:MM:SS` of a moment, in UTC: the windows are clock hours of UTC. */
+function utcTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 19)
 }
 
 function cartLockKey(cartId: string): string {

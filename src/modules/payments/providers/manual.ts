@@ -15,6 +15,7 @@ import type {
 
 export class ManualProvider implements PaymentProvider {
   readonly id = 'manual'
+  readonly takesCards = false
   readonly #methods: readonly ManualPaymentMethod[]
 
   /** `methods`: those the store offers (PAYMENT_MANUAL_METHODS), the first being the default. */

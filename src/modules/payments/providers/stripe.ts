@@ -131,6 +131,7 @@ function chargeOf(intent: Stripe.PaymentIntent): FoundCharge {
 
 export class StripeProvider implements PaymentProvider {
   readonly id = 'stripe'
+  readonly takesCards = true
   readonly #stripe: Stripe
   readonly #webhookSecret: string | undefined
 

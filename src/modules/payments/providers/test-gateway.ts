@@ -80,6 +80,7 @@ function authorizeKey(paymentId: string): string {
 
 export class TestGateway implements PaymentProvider {
   readonly id = 'test'
+  readonly takesCards = true
   readonly #db: Kysely<DB>
   readonly #publicUrl: string
 
