@@ -178,6 +178,36 @@ describeEachDatabase('jobs and events', (kind) => {
   })
 })
 
+describeEachDatabase('job backlog', (kind) => {
+  const POLL_SECONDS = 5
+  let node: TestNode
+  const ran: number[] = []
+
+  beforeAll(async () => {
+    node = await startTestNode(kind, {
+      work: true,
+      jobPollingSeconds: POLL_SECONDS,
+      beforeStart(runtime) {
+        runtime.jobs.define<{ n: number }>('test.backlog', async ({ n }) => {
+          ran.push(n)
+        })
+      },
+    })
+  })
+  afterAll(() => node.close())
+
+  it('drains a backlog as fast as its handlers run, not one job per poll', async () => {
+    const { db } = node.runtime.database
+    await withTransaction(db, async (trx) => {
+      for (let n = 0; n < 60; n++) await node.runtime.jobs.enqueue(trx, 'test.backlog', { n })
+    })
+    // Two workers taking one job per poll would need 30 polls (150 s); a poll or two is enough when
+    // a worker fetches again at once after a full batch.
+    await eventually(async () => (ran.length === 60 ? true : undefined), 4 * POLL_SECONDS * 1000)
+    expect([...ran].sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, n) => n))
+  })
+})
+
 describe.runIf(process.env.NATS_URL)('outbox to NATS JetStream', () => {
   const suffix = randomBytes(5).toString('hex')
   const stream = `SW_OUTBOX_TEST_${suffix}`

@@ -51,13 +51,15 @@ export async function startTestNode(
     database?: TestDatabase
     /** Runs before the runtime starts: the place to define extra job queues. */
     beforeStart?: (runtime: Runtime) => void
+    /** How often idle workers poll (default 0.5 s). */
+    jobPollingSeconds?: number
   } = {},
 ): Promise<TestNode> {
   const database = options.database ?? (await createTestDatabase(kind))
   const config = testConfig({ DATABASE_URL: database.url, ...options.env })
   const runtime = await createRuntime(config, createLogger(config.logLevel), {
     inMemoryDatabase: true,
-    jobPollingSeconds: 0.5,
+    jobPollingSeconds: options.jobPollingSeconds ?? 0.5,
   })
   options.beforeStart?.(runtime)
   await startRuntime(runtime, { work: options.work ?? false })
