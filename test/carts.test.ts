@@ -5,9 +5,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { berlin, createTestStore, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
+import { waitForLockWaits } from './support/locks.ts'
+import { createTestCustomer } from './support/orders.ts'
 
 describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
   let node: TestNode
@@ -115,6 +118,68 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
       expect(
         await db().selectFrom('payments').select('id').where('cart_id', '=', unchanged).execute(),
       ).toEqual([])
+    })
+  })
+
+  describe('claims on sign-in', () => {
+    /** A transaction holding a cart's row until released. */
+    const holdRow = (cartId: string) => {
+      const { promise: released, resolve: release } = Promise.withResolvers<void>()
+      const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
+      const done = withTransaction(db(), async (trx) => {
+        await trx.selectFrom('carts').select('id').where('id', '=', cartId).forUpdate().execute()
+        locked()
+        await released
+      })
+      return { isLocked, release, done }
+    }
+    const quantities = (cart: { lines: Array<{ variant_id: string; quantity: number }> }) =>
+      cart.lines.map((l) => [l.variant_id, l.quantity])
+
+    it("merges the customer's previous cart once when several claims of the cart run at once", async () => {
+      const customer = await createTestCustomer(node)
+      const previous = await call(
+        'POST',
+        '/store/carts',
+        { region_id: store.euRegion, lines: [{ variant_id: store.shirt, quantity: 3 }] },
+        customer.headers,
+      )
+      expect(previous.statusCode, previous.body).toBe(201)
+      const guest = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: store.shirt, quantity: 2 }],
+        })
+      ).json()
+      // On PostgreSQL the claims surely overlap: the guest cart's row is held until all four wait
+      // on a lock, each having read both carts. PGlite runs one transaction at a time.
+      const held = kind === 'postgres' ? holdRow(guest.id) : undefined
+      await held?.isLocked
+      // Two tabs, a sign-in sent twice: the same claim several times at once.
+      const pending = Promise.all(
+        [1, 2, 3, 4].map(() =>
+          call('POST', `/store/carts/${guest.id}/customer`, undefined, customer.headers),
+        ),
+      )
+      if (held) {
+        await waitForLockWaits(db(), 4, { timeoutMs: 30_000 })
+        held.release()
+        await held.done
+      }
+      const claims = await pending
+      for (const claim of claims) {
+        expect(claim.statusCode, claim.body).toBe(200)
+        expect(quantities(claim.json())).toEqual([[store.shirt, 5]])
+      }
+      const cart = (await call('GET', `/store/carts/${guest.id}`, undefined, customer.headers)).json()
+      expect(cart.customer_id).toBe(customer.id)
+      expect(quantities(cart)).toEqual([[store.shirt, 5]])
+      const old = await db()
+        .selectFrom('carts')
+        .select('status')
+        .where('id', '=', previous.json().id)
+        .executeTakeFirstOrThrow()
+      expect(old.status).toBe('merged')
     })
   })
 })

@@ -11,7 +11,12 @@ import { sql } from 'kysely'
 import { ulid } from 'ulid'
 import type { DB } from '../../platform/db/schema.ts'
 import { PREPARE_MARK } from '../../platform/db/statements.ts'
-import { asynchronousCommit, type Queryable, type Tx } from '../../platform/db/transaction.ts'
+import {
+  asynchronousCommit,
+  type Queryable,
+  type Tx,
+  withTransaction,
+} from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
@@ -249,52 +254,87 @@ export async function changeCart(
   read: { email?: string | null; customerId?: string } = {},
 ): Promise<CartView> {
   for (let attempt = 1; ; attempt++) {
-    const loaded = await loadCart(deps.db, cartId, variantIds, read)
-    const cart = checkAccess(loaded?.cart, cartId, access)
-    if (cart.status !== 'active') {
-      throw problem(
-        'cart_not_active',
-        `The cart is ${cart.status}${cart.order_id ? ` (order ${cart.order_id})` : ''}`,
-      )
-    }
-    const { lines: changedLines, set = {} } = await change(loaded!)
-    const next: LoadedCart = { ...loaded!, cart: { ...cart, ...set } as CartRow }
-    const notices: string[] = []
-    const lines = reprice(changedLines ?? cart.lines, next, notices)
-    checkCustomerLimits(lines, next)
-    const totals = await totalsDroppingStaleShipping(next, lines, deps, set, notices)
-    const columns = serialise(set)
-    const updated =
-      Object.keys(columns).length === 0
-        ? await writeLines(deps.db, cartId, cart.version, lines, totals)
-        : await deps.db
-            .updateTable('carts')
-            .set({
-              ...columns,
-              lines: JSON.stringify(lines),
-              totals: JSON.stringify(totals),
-              version: sql<number>`version + 1`,
-              updated_at: sql<Date>`now()`,
-            })
-            .where('id', '=', cartId)
-            .where('version', '=', cart.version)
-            .where('status', '=', 'active')
-            .where(asynchronousCommit)
-            // The lines and totals are in hand: reading them back would only parse them again.
-            .returning(['version', 'updated_at'])
-            .executeTakeFirst()
-    if (updated) {
-      const written = {
-        ...next.cart,
-        lines,
-        totals: totals as unknown as Record<string, unknown>,
-        ...updated,
-      }
-      return cartView(written, notices)
-    }
+    const prepared = await prepareChange(deps, cartId, access, variantIds, change, read)
+    const updated = await writeChange(deps.db, cartId, prepared)
+    if (updated) return writtenView(prepared, updated)
     if (attempt >= WRITE_ATTEMPTS)
       throw problem('conflict', 'The cart is being changed by other requests; retry')
   }
+}
+
+/** A change applied in memory to the cart as read, to be written if the cart is still as read. */
+interface PreparedChange {
+  /** The cart as read, with the change's columns set. */
+  cart: CartRow
+  /** The version read, which the write compares and sets. */
+  version: number
+  lines: CartLine[]
+  totals: CartTotals
+  set: NonNullable<CartChange['set']>
+  notices: string[]
+}
+
+type Written = { version: number; updated_at: Date }
+
+/** The read of a change and the change applied to it: changeCart's step before its write. */
+async function prepareChange(
+  deps: CartDeps,
+  cartId: string,
+  access: CartAccess,
+  variantIds: readonly string[],
+  change: (loaded: LoadedCart) => CartChange | Promise<CartChange>,
+  read: { email?: string | null; customerId?: string },
+): Promise<PreparedChange> {
+  const loaded = await loadCart(deps.db, cartId, variantIds, read)
+  const cart = checkAccess(loaded?.cart, cartId, access)
+  if (cart.status !== 'active') {
+    throw problem(
+      'cart_not_active',
+      `The cart is ${cart.status}${cart.order_id ? ` (order ${cart.order_id})` : ''}`,
+    )
+  }
+  const { lines: changedLines, set = {} } = await change(loaded!)
+  const next: LoadedCart = { ...loaded!, cart: { ...cart, ...set } as CartRow }
+  const notices: string[] = []
+  const lines = reprice(changedLines ?? cart.lines, next, notices)
+  checkCustomerLimits(lines, next)
+  const totals = await totalsDroppingStaleShipping(next, lines, deps, set, notices)
+  return { cart: next.cart, version: cart.version, lines, totals, set, notices }
+}
+
+/** The compare-and-set write of a prepared change; undefined when the cart changed since its read. */
+async function writeChange(db: Queryable, cartId: string, p: PreparedChange): Promise<Written | undefined> {
+  const columns = serialise(p.set)
+  if (Object.keys(columns).length === 0) return writeLines(db, cartId, p.version, p.lines, p.totals)
+  return (
+    db
+      .updateTable('carts')
+      .set({
+        ...columns,
+        lines: JSON.stringify(p.lines),
+        totals: JSON.stringify(p.totals),
+        version: sql<number>`version + 1`,
+        updated_at: sql<Date>`now()`,
+      })
+      .where('id', '=', cartId)
+      .where('version', '=', p.version)
+      .where('status', '=', 'active')
+      .where(asynchronousCommit)
+      // The lines and totals are in hand: reading them back would only parse them again.
+      .returning(['version', 'updated_at'])
+      .executeTakeFirst()
+  )
+}
+
+/** The answer to a change once written. */
+function writtenView(p: PreparedChange, updated: Written): CartView {
+  const written = {
+    ...p.cart,
+    lines: p.lines,
+    totals: p.totals as unknown as Record<string, unknown>,
+    ...updated,
+  }
+  return cartView(written, p.notices)
 }
 
 /**
@@ -339,12 +379,12 @@ async function totalsDroppingStaleShipping(
  * kept prepared: PostgreSQL spent longer parsing and planning it than running it.
  */
 async function writeLines(
-  db: Kysely<DB>,
+  db: Queryable,
   cartId: string,
   version: number,
   lines: CartLine[],
   totals: CartTotals,
-): Promise<{ version: number; updated_at: Date } | undefined> {
+): Promise<Written | undefined> {
   const { rows } = await linesWrite(cartId, version, JSON.stringify(lines), JSON.stringify(totals)).execute(
     db,
   )
@@ -532,46 +572,99 @@ export function withoutLine(lines: readonly CartLine[], lineId: string): CartLin
  * Gives a guest cart to the signed-in customer. When the customer already has an active cart, its
  * lines are merged into this one (quantities added, within limits) and the old cart is marked merged.
  * The cart is priced for the customer at once (their groups' price lists), and refused (422) when it
- * would take them past an item's per-customer limit, counting what they bought before.
+ * would take them past an item's per-customer limit, counting what they bought before. Unlike other
+ * changes, a claim reads the previous cart too and writes both in one transaction (writeMerging), so
+ * that claims of one cart sent at once (two tabs, a sign-in sent twice) carry its lines only once.
  */
 export async function claimCart(deps: CartDeps, cartId: string, customerId: string): Promise<CartView> {
-  const previous = await deps.db
+  for (let attempt = 1; ; attempt++) {
+    const previous = await previousCart(deps.db, customerId, cartId)
+    const carried = previous?.lines ?? []
+    const prepared = await prepareChange(
+      deps,
+      cartId,
+      { customerId },
+      carried.map((l) => l.variant_id),
+      (loaded) => {
+        let lines = loaded.cart.lines
+        for (const line of carried) {
+          const facts = loaded.variants.get(line.variant_id)
+          if (!facts?.price || facts.product_status !== 'published') continue
+          const have = lines.find((l) => l.variant_id === line.variant_id)?.quantity ?? 0
+          const max = Math.min(MAX_LINE_QUANTITY, facts.max_per_line ?? MAX_LINE_QUANTITY)
+          const add = Math.min(line.quantity, max - have)
+          if (add > 0) lines = withAddedQuantity(lines, loaded, line.variant_id, add)
+        }
+        return { lines, set: { customer_id: customerId } }
+      },
+      { customerId },
+    )
+    const updated = previous
+      ? await writeMerging(deps.db, cartId, prepared, previous)
+      : await writeChange(deps.db, cartId, prepared)
+    if (updated) return writtenView(prepared, updated)
+    if (attempt >= WRITE_ATTEMPTS)
+      throw problem('conflict', 'The cart is being changed by other requests; retry')
+  }
+}
+
+/** The customer's most recently changed active cart other than this one: the one a claim merges. */
+async function previousCart(db: Queryable, customerId: string, cartId: string) {
+  return db
     .selectFrom('carts')
-    .select(['id', 'lines'])
+    .select(['id', 'lines', 'version'])
     .where('customer_id', '=', customerId)
     .where('status', '=', 'active')
     .where('id', '!=', cartId)
     .orderBy('updated_at', 'desc')
+    .limit(1)
     .executeTakeFirst()
-  const carried = previous?.lines ?? []
-  const view = await changeCart(
-    deps,
-    cartId,
-    { customerId },
-    carried.map((l) => l.variant_id),
-    (loaded) => {
-      let lines = loaded.cart.lines
-      for (const line of carried) {
-        const facts = loaded.variants.get(line.variant_id)
-        if (!facts?.price || facts.product_status !== 'published') continue
-        const have = lines.find((l) => l.variant_id === line.variant_id)?.quantity ?? 0
-        const max = Math.min(MAX_LINE_QUANTITY, facts.max_per_line ?? MAX_LINE_QUANTITY)
-        const add = Math.min(line.quantity, max - have)
-        if (add > 0) lines = withAddedQuantity(lines, loaded, line.variant_id, add)
-      }
-      return { lines, set: { customer_id: customerId } }
-    },
-    { customerId },
-  )
-  if (previous) {
-    await deps.db
-      .updateTable('carts')
-      .set({ status: 'merged', updated_at: sql<Date>`now()` })
-      .where('id', '=', previous.id)
-      .where('status', '=', 'active')
-      .execute()
+}
+
+/** Thrown to roll back a claim's transaction whose own cart changed since its read. */
+class ClaimRaced extends Error {}
+
+/**
+ * The write of a claim that carries a previous cart's lines. The previous cart is marked merged in
+ * the same transaction, and only while it is active and as its lines were read: two sign-ins that
+ * claim at once both read it, and only the one whose mark takes it may add its lines, so they are
+ * added once. Undefined, with nothing written, when either cart changed since it was read.
+ */
+async function writeMerging(
+  db: Kysely<DB>,
+  cartId: string,
+  prepared: PreparedChange,
+  previous: { id: string; version: number },
+): Promise<Written | undefined> {
+  try {
+    // Two carts of one customer claimed at once, each the other's previous cart, lock the two rows
+    // in opposite orders: the deadlock is retried by withTransaction, and the retry finds them changed.
+    return await withTransaction(db, async (trx) => {
+      if (!(await markMergedIfUnchanged(trx, previous))) return undefined
+      const updated = await writeChange(trx, cartId, prepared)
+      if (!updated) throw new ClaimRaced()
+      return updated
+    })
+  } catch (error) {
+    if (error instanceof ClaimRaced) return undefined
+    throw error
   }
-  return view
+}
+
+/**
+ * Marks a cart merged if it is still active at the version read: a conditional update whose row
+ * lock makes a concurrent one wait, then find the cart merged. Whether it took the cart.
+ */
+async function markMergedIfUnchanged(trx: Tx, cart: { id: string; version: number }): Promise<boolean> {
+  const taken = await trx
+    .updateTable('carts')
+    .set({ status: 'merged', updated_at: sql<Date>`now()` })
+    .where('id', '=', cart.id)
+    .where('version', '=', cart.version)
+    .where('status', '=', 'active')
+    .returning('id')
+    .executeTakeFirst()
+  return taken !== undefined
 }
 
 /**
