@@ -181,5 +181,54 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
         .executeTakeFirstOrThrow()
       expect(old.status).toBe('merged')
     })
+
+    it('names each line of the previous cart it could not carry, rather than dropping it unseen', async () => {
+      const customer = await createTestCustomer(node)
+      const tag = randomUUID().slice(0, 8)
+      const usOnly = await call(
+        'POST',
+        '/admin/products',
+        {
+          handle: `us-only-${tag}`,
+          title: 'US only',
+          status: 'published',
+          variants: [{ sku: `US-${tag}`, weight_g: 100, prices: [{ currency: 'USD', amount: 2000 }] }],
+        },
+        adminAuth,
+      )
+      expect(usOnly.statusCode, usOnly.body).toBe(201)
+      const previous = await call(
+        'POST',
+        '/store/carts',
+        {
+          region_id: store.usRegion,
+          lines: [
+            { variant_id: usOnly.json().variants[0].id, quantity: 2 },
+            { variant_id: store.shirt, quantity: 1 },
+          ],
+        },
+        customer.headers,
+      )
+      expect(previous.statusCode, previous.body).toBe(201)
+      const guest = (
+        await call('POST', '/store/carts', {
+          region_id: store.euRegion,
+          lines: [{ variant_id: store.shirt, quantity: 1 }],
+        })
+      ).json()
+
+      const claimed = await call('POST', `/store/carts/${guest.id}/customer`, undefined, customer.headers)
+      expect(claimed.statusCode, claimed.body).toBe(200)
+      expect(quantities(claimed.json())).toEqual([[store.shirt, 2]])
+      expect(claimed.json().notices).toEqual([
+        `US only (US-${tag}) from your earlier cart is not sold here and was not added`,
+      ])
+      const old = await db()
+        .selectFrom('carts')
+        .select('status')
+        .where('id', '=', previous.json().id)
+        .executeTakeFirstOrThrow()
+      expect(old.status).toBe('merged')
+    })
   })
 })

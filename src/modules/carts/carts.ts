@@ -55,7 +55,10 @@ export interface CartView {
   order_id: string | null
   payment_id: string | null
   metadata: Record<string, unknown>
-  /** Lines dropped by this change because their product is no longer sold. */
+  /**
+   * What this change dropped or could not do: lines no longer sold, a shipping option that can no
+   * longer serve the cart, lines of the customer's earlier cart a claim could not carry.
+   */
   notices: string[]
   version: number
   created_at: string
@@ -225,6 +228,8 @@ export async function createCart(
 
 export interface CartChange {
   lines?: CartLine[]
+  /** What the change could not do as asked, for the answer's notices. */
+  notices?: string[]
   set?: Partial<{
     email: string | null
     shipping_address: Address | null
@@ -293,9 +298,9 @@ async function prepareChange(
       `The cart is ${cart.status}${cart.order_id ? ` (order ${cart.order_id})` : ''}`,
     )
   }
-  const { lines: changedLines, set = {} } = await change(loaded!)
+  const { lines: changedLines, set = {}, notices: told = [] } = await change(loaded!)
   const next: LoadedCart = { ...loaded!, cart: { ...cart, ...set } as CartRow }
-  const notices: string[] = []
+  const notices = [...told]
   const lines = reprice(changedLines ?? cart.lines, next, notices)
   checkCustomerLimits(lines, next)
   const totals = await totalsDroppingStaleShipping(next, lines, deps, set, notices)
@@ -587,15 +592,22 @@ export async function claimCart(deps: CartDeps, cartId: string, customerId: stri
       carried.map((l) => l.variant_id),
       (loaded) => {
         let lines = loaded.cart.lines
+        const notices: string[] = []
         for (const line of carried) {
           const facts = loaded.variants.get(line.variant_id)
-          if (!facts?.price || facts.product_status !== 'published') continue
+          if (!facts?.price || facts.product_status !== 'published') {
+            // The previous cart is merged all the same: unnamed, the line would vanish unseen.
+            notices.push(
+              `${line.product_title} (${line.sku}) from your earlier cart is not sold here and was not added`,
+            )
+            continue
+          }
           const have = lines.find((l) => l.variant_id === line.variant_id)?.quantity ?? 0
           const max = Math.min(MAX_LINE_QUANTITY, facts.max_per_line ?? MAX_LINE_QUANTITY)
           const add = Math.min(line.quantity, max - have)
           if (add > 0) lines = withAddedQuantity(lines, loaded, line.variant_id, add)
         }
-        return { lines, set: { customer_id: customerId } }
+        return { lines, notices, set: { customer_id: customerId } }
       },
       { customerId },
     )
