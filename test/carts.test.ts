@@ -108,7 +108,10 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
       // A cart not changed since still names it: checkout refuses it, holding and charging nothing.
       const refused = await complete(unchanged)
       expect(refused.statusCode, refused.body).toBe(422)
-      expect(refused.json().code).toBe('cart_invalid')
+      expect(refused.json()).toMatchObject({
+        code: 'cart_invalid',
+        errors: [{ path: 'cart.shipping_option_id', message: expect.stringMatching(/no longer offered/) }],
+      })
       const cart = await db()
         .selectFrom('carts')
         .select(['status', 'order_id', 'payment_id'])

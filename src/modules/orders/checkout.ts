@@ -352,7 +352,14 @@ function checkReady(cart: CartRow, regionCountries: string[], hasShipping: boole
   if (!address) throw invalid(field, shipped ? 'is missing' : 'is missing: it says where the sale is taxed')
   if (!regionCountries.includes(address.country_code))
     throw invalid(field, `is in ${address.country_code}, which the region does not serve`)
-  if (shipped && !hasShipping) throw invalid('shipping_option_id', 'is missing: choose how to ship')
+  if (shipped && !hasShipping)
+    throw invalid(
+      'shipping_option_id',
+      // The cart still names an option its read could not load: deleted, or moved to another region.
+      cart.shipping_option_id
+        ? 'is no longer offered: choose another shipping option'
+        : 'is missing: choose how to ship',
+    )
 }
 
 interface FinishOptions {
