@@ -1,9 +1,10 @@
 /**
  * Orders in the back office and the customer's account: the filtered list and its cursor, the detail
  * with history and notes, the CSV export, staff status moves, capture, cancel (stock, tax sale and
- * money returned) and refunds by amount and by line (permissions, step-up, over-refunds refused);
- * the store shows a customer only their own orders. On Postgres, concurrent refunds never pass the
- * order total.
+ * money returned, a staff refund in flight during the cancel included) and refunds by amount and
+ * by line (permissions, step-up, over-refunds refused); the store shows a customer only their own
+ * orders. On Postgres, concurrent refunds never pass the order total, and a cancel racing a staff
+ * refund leaves nothing captured.
  */
 import { parse } from 'csv-parse/sync'
 import { sql } from 'kysely'
@@ -11,9 +12,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { findReservation } from '../src/modules/inventory/reservations.ts'
 import { formatMinor } from '../src/modules/orders/admin-orders.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
-import { recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import {
+  RefundStillPending,
+  recoverCheckouts,
+  SETTLE_CANCELED_JOB,
+  settleCanceled,
+} from '../src/modules/orders/jobs.ts'
 import type { OrderLineView, OrderView } from '../src/modules/orders/orders.ts'
 import { divideHalfUp, lineRefundAmount } from '../src/modules/orders/refunds.ts'
+import {
+  type PaymentProvider,
+  PaymentProviderUnavailable,
+  type RefundInput,
+} from '../src/modules/payments/provider.ts'
 import { findPayment } from '../src/modules/payments/service.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import { problem } from '../src/platform/http/errors.ts'
@@ -82,6 +93,45 @@ describe('refund arithmetic', () => {
     expect(formatMinor(-250, 'USD')).toBe('-2.50')
   })
 })
+
+/** The settle jobs the cancels of an order queued. */
+const settleJobsOf = (node: TestNode, orderId: string) =>
+  node.runtime.jobs.boss.findJobs(SETTLE_CANCELED_JOB, { data: { order_id: orderId } })
+
+/** A payment's refunds, oldest first, as key, amount and status. */
+const refundRows = async (node: TestNode, paymentId: string) =>
+  (
+    await node.runtime.database.db
+      .selectFrom('payment_refunds')
+      .select(['idempotency_key', 'amount', 'status'])
+      .where('payment_id', '=', paymentId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute()
+  ).map((r) => ({ key: r.idempotency_key, amount: Number(r.amount), status: r.status }))
+
+/**
+ * Has the test gateway's refunds of an order's staff refunds (not its cancel's) go through
+ * `staffRefund` instead; returns the undo.
+ */
+function divertStaffRefunds(
+  node: TestNode,
+  orderId: string,
+  staffRefund: (
+    input: RefundInput,
+    original: PaymentProvider['refund'],
+  ) => ReturnType<PaymentProvider['refund']>,
+) {
+  const gateway = commerceDeps(node.runtime).providers.get('test')!
+  const original = gateway.refund.bind(gateway)
+  gateway.refund = (input) =>
+    input.idempotency_key.includes(`:refund:order:${orderId}:refund:`)
+      ? staffRefund(input, original)
+      : original(input)
+  return () => {
+    gateway.refund = original
+  }
+}
 
 describeEachDatabase('orders: admin and store', (kind) => {
   let node: TestNode
@@ -650,6 +700,125 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect(Number(refunds[0]!.amount)).toBe(2500)
     })
 
+    it('cancels a captured order while a staff refund is in flight, refunding what that refund does not hold', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true, reserve: true })
+      const total = order.totals.total
+      // The staff refund reaches the processor (its 1000 reserved on the payment) and waits there.
+      const { promise: atProcessor, resolve: arrived } = Promise.withResolvers<void>()
+      const { promise: answer, resolve: answerNow } = Promise.withResolvers<void>()
+      const restore = divertStaffRefunds(node, order.id, async (input, original) => {
+        arrived()
+        await answer
+        return original(input)
+      })
+      const cancelKey = newKey()
+      const cancel = () =>
+        call('POST', `/admin/orders/${order.id}/cancel`, {
+          payload: { reason: 'customer asked' },
+          headers: { ...adminAuth, 'idempotency-key': cancelKey },
+        })
+      try {
+        const staff = refund(order.id, { amount: 1000 })
+        await atProcessor
+        const canceled = await cancel()
+        // Canceled, and all of the payment is refunded or being refunded: the cancel's refund of
+        // the rest, and the staff refund, under way, not booked on the order yet.
+        expect(canceled.statusCode, canceled.body).toBe(200)
+        expect(canceled.json()).toMatchObject({
+          status: 'canceled',
+          payment_status: 'refunded',
+          totals: { total, refunded: total - 1000 },
+        })
+        answerNow()
+        const refunded = await staff
+        expect(refunded.statusCode, refunded.body).toBe(201)
+        expect(refunded.json().order).toMatchObject({ status: 'canceled', totals: { refunded: total } })
+        // The same Idempotency-Key answers the same.
+        expect((await cancel()).statusCode).toBe(200)
+      } finally {
+        answerNow()
+        restore()
+      }
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'refunded',
+        captured_amount: total,
+        refunded_amount: total,
+      })
+      expect(await refundRows(node, order.payment_id!)).toEqual([
+        { key: expect.stringContaining(`order:${order.id}:refund:`), amount: 1000, status: 'succeeded' },
+        { key: `order:${order.id}:cancel`, amount: total - 1000, status: 'succeeded' },
+      ])
+      expect(await detail(order.id)).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { refunded: total },
+      })
+      expect((await findReservation(db, order.reservation_id!))?.status).toBe('released')
+      // The settle job queued by the cancel finds nothing left to do.
+      expect(await settleJobsOf(node, order.id)).toHaveLength(1)
+      await settleCanceled(commerceDeps(node.runtime), order.id)
+      expect(await refundRows(node, order.payment_id!)).toHaveLength(2)
+    })
+
+    it('refunds from the settle job what a staff refund pending during the cancel held, once it fails', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+      const total = order.totals.total
+      const deps = commerceDeps(node.runtime)
+      // The processor does not answer the staff refund: it stays pending, its 1000 reserved.
+      let restore = divertStaffRefunds(node, order.id, async () => {
+        throw new PaymentProviderUnavailable('simulated outage')
+      })
+      const staffKey = newKey()
+      try {
+        expectProblem(
+          await refund(order.id, { amount: 1000 }, adminAuth, staffKey),
+          503,
+          'payment_provider_unavailable',
+        )
+        const canceled = await call('POST', `/admin/orders/${order.id}/cancel`, {
+          headers: { ...adminAuth, 'idempotency-key': newKey() },
+        })
+        expect(canceled.statusCode, canceled.body).toBe(200)
+        expect(canceled.json()).toMatchObject({ status: 'canceled', totals: { refunded: total - 1000 } })
+        expect((await findPayment(db, order.payment_id!))?.refunded_amount).toBe(total)
+        // Queued in the cancel's transaction; while the staff refund is pending, the job waits.
+        expect(await settleJobsOf(node, order.id)).toHaveLength(1)
+        await expect(settleCanceled(deps, order.id)).rejects.toBeInstanceOf(RefundStillPending)
+      } finally {
+        restore()
+      }
+      // The processor then refuses the staff refund: its 1000 is back on the payment, held.
+      restore = divertStaffRefunds(node, order.id, async () => {
+        throw problem('conflict', 'Test gateway: the card account is closed')
+      })
+      try {
+        expectProblem(await refund(order.id, { amount: 1000 }, adminAuth, staffKey), 409, 'conflict')
+      } finally {
+        restore()
+      }
+      expect((await findPayment(db, order.payment_id!))?.refunded_amount).toBe(total - 1000)
+      await settleCanceled(deps, order.id)
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'refunded',
+        refunded_amount: total,
+      })
+      expect(await refundRows(node, order.payment_id!)).toEqual([
+        { key: expect.stringContaining(`order:${order.id}:refund:`), amount: 1000, status: 'failed' },
+        { key: `order:${order.id}:cancel`, amount: total - 1000, status: 'succeeded' },
+        { key: `order:${order.id}:cancel:2`, amount: 1000, status: 'succeeded' },
+      ])
+      expect(await detail(order.id)).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { refunded: total },
+      })
+      // Run again (at-least-once), it refunds nothing more.
+      await settleCanceled(deps, order.id)
+      expect(await refundRows(node, order.payment_id!)).toHaveLength(3)
+    })
+
     it('lets staff refund a canceled order whose refund the processor refused, through the refund route', async () => {
       const db = node.runtime.database.db
       const order = await placeTestOrder(node, catalog, { capture: true })
@@ -1000,6 +1169,55 @@ describePostgres('orders: concurrent refunds (Postgres)', () => {
       .where('order_id', '=', order.id)
       .execute()
     expect(reservations.map((r) => r.status)).toEqual(['booked'])
+  })
+
+  it('cancels orders while staff refund them, at the same moment: every cancel 200, nothing left captured', async () => {
+    const db = node.runtime.database.db
+    for (let round = 0; round < 8; round++) {
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true, reserve: true })
+      const total = order.totals.total
+      const [staff, canceled] = await Promise.all([
+        node.app.inject({
+          method: 'POST',
+          url: `/admin/orders/${order.id}/refunds`,
+          headers: { ...adminAuth, 'idempotency-key': `race-refund-${order.id}` },
+          payload: { amount: 1000 },
+        }),
+        // Staggered by a few milliseconds, so that the cancel meets the refund at each of its steps.
+        new Promise((resolve) => setTimeout(resolve, round % 4)).then(() =>
+          node.app.inject({
+            method: 'POST',
+            url: `/admin/orders/${order.id}/cancel`,
+            headers: { ...adminAuth, 'idempotency-key': `race-cancel-${order.id}` },
+            payload: { reason: 'race' },
+          }),
+        ),
+      ])
+      expect(canceled.statusCode, canceled.body).toBe(200)
+      expect(canceled.json().status).toBe('canceled')
+      if (staff.statusCode !== 201) {
+        // Too late: the cancel had refunded everything (or the order was canceled with nothing held).
+        expect(staff.statusCode, staff.body).toBe(409)
+        expect(staff.json().code).toMatch(/^(refund_exceeds_captured|invalid_order_transition)$/)
+      }
+      const payment = await findPayment(db, order.payment_id!)
+      expect(payment).toMatchObject({ status: 'refunded', captured_amount: total, refunded_amount: total })
+      const refunds = await db
+        .selectFrom('payment_refunds')
+        .select(['amount', 'status'])
+        .where('payment_id', '=', order.payment_id!)
+        .execute()
+      expect(
+        refunds.filter((r) => r.status === 'succeeded').reduce((sum, r) => sum + Number(r.amount), 0),
+      ).toBe(total)
+      const after = await db
+        .selectFrom('orders')
+        .select(['status', 'payment_status', 'refunded_total'])
+        .where('id', '=', order.id)
+        .executeTakeFirstOrThrow()
+      expect(after).toEqual({ status: 'canceled', payment_status: 'refunded', refunded_total: total })
+      expect((await findReservation(db, order.reservation_id!))?.status).toBe('released')
+    }
   })
 
   it('refunds a capture that the processor made while a staff cancel ran, never keeping money on a canceled order', async () => {

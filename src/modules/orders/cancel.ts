@@ -10,8 +10,12 @@
  *    reservation if still active; void the tax sale; move the order to canceled (canceled_at set,
  *    order.canceled emitted). From here on nothing can ship, capture or refund the order through
  *    the state machine, so the payment part below cannot race a fulfilment.
+ *    The same transaction queues the settle job (SETTLE_CANCELED_JOB), which does steps 2 and 3
+ *    again later until nothing is left to do: whatever this request leaves (a crash, a 503, a
+ *    refund of someone else's still pending), the money still goes back.
  * 2. The payment, outside any transaction (provider calls never hold locks): void an authorisation,
- *    or refund whatever remains captured. Each call is idempotent with a key derived from the
+ *    or refund what the payment still holds: captured, and neither refunded nor reserved by a refund
+ *    under way (a staff refund in flight). Each call is idempotent with a key derived from the
  *    payment (void) or the order id (refund), so repeating it repeats nothing at the processor.
  * 3. A short transaction records the payment's outcome on the order (payment_status, refunded_total).
  *
@@ -21,10 +25,15 @@
  * the order canceled and refunds it (refundCaptureOfCanceled), as does the payment.captured
  * listener: money never stays on a canceled order.
  *
+ * A refund under way when the cancel runs (staff's, not yet answered by the processor) keeps its
+ * reservation and is left to finish: if it fails, its reservation goes back to the payment, and the
+ * settle job, which waits while any refund of the payment is pending, refunds that too, under a key
+ * of its own (cancelRefundKey with a sequence number).
+ *
  * A crash or a 503 (payment_provider_unavailable) after step 1 leaves a canceled order whose
  * payment is still authorised or captured; cancelling it again skips step 1 (already canceled) and
- * finishes steps 2 and 3. Doing the payment first would risk the opposite: money returned on an
- * order that a failed step 1 leaves live and shippable.
+ * finishes steps 2 and 3, as does the settle job. Doing the payment first would risk the opposite:
+ * money returned on an order that a failed step 1 leaves live and shippable.
  */
 import { sql } from 'kysely'
 import type { Tx } from '../../platform/db/transaction.ts'
@@ -32,7 +41,13 @@ import { withTransaction } from '../../platform/db/transaction.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { findReservation, releaseReservation } from '../inventory/reservations.ts'
-import { cancelPayment, findPayment, type PaymentView, refundPayment } from '../payments/service.ts'
+import {
+  cancelPayment,
+  findPayment,
+  keyedRefundsOfPayment,
+  type PaymentView,
+  refundPayment,
+} from '../payments/service.ts'
 import type { TaxProvider } from '../tax/providers.ts'
 import { voidSale } from '../tax/sales.ts'
 import type { CommerceDeps } from './deps.ts'
@@ -53,8 +68,37 @@ const VOIDABLE = ['pending', 'requires_action', 'authorized', 'awaiting_transfer
  */
 const CAPTURED = ['captured', 'partially_refunded', 'refunded']
 
-/** The refund key of an order's cancellation: one per order, so a retried cancel refunds once. */
+/**
+ * The refund key of an order's cancellation: one per order, so a retried cancel refunds once. What
+ * a refund pending during the cancel gives back when it fails is refunded under the same key with
+ * a sequence number (`:2`, `:3`, …), each the next one once the earlier ones are recorded.
+ */
 export const cancelRefundKey = (orderId: string) => `order:${orderId}:cancel`
+
+/** True for the keys of an order's cancellation refunds (cancelRefundKey). */
+const isCancelRefundKey = (orderId: string, key: string) =>
+  key === cancelRefundKey(orderId) || key.startsWith(`${cancelRefundKey(orderId)}:`)
+
+/**
+ * The job that settles a canceled order's payment (steps 2 and 3) until nothing is left: queued by
+ * the cancel's transaction, run by orders/jobs.ts, retried with backoff while a refund is pending.
+ */
+export const SETTLE_CANCELED_JOB = 'orders.settle-canceled'
+/**
+ * Seconds before the settle job first runs: the cancel's own request settles the payment right
+ * after its transaction, and the job is its backstop, not a second caller of the processor at once.
+ */
+export const SETTLE_AFTER_SECONDS = 30
+
+/**
+ * How often one settle reads the payment again when other refunds reserve what it saw held before
+ * its own reservation: concurrent refunds serialise on the payment row, so one of them always
+ * wins, and after these passes the settle job takes over.
+ */
+const SETTLE_PASSES = 3
+
+/** What settling a canceled order's payment left: nothing, or a pending refund to wait for. */
+export type Settlement = 'settled' | 'waiting'
 
 /** Cancels an order (see the file comment for the order of operations). */
 export async function cancelOrder(
@@ -103,6 +147,14 @@ export async function cancelOrder(
       set: { canceled_at: sql<Date>`now()` },
       event: { reason: input.reason ?? null },
     })
+    if (row.payment_id) {
+      await deps.runtime.jobs.enqueue(
+        trx,
+        SETTLE_CANCELED_JOB,
+        { order_id: orderId },
+        { startAfter: SETTLE_AFTER_SECONDS },
+      )
+    }
     return row
   })
   await ctx.publish()
@@ -167,10 +219,42 @@ export async function refundCaptureOfCanceled(
   return true
 }
 
+/**
+ * What the settle job does: steps 2 and 3 for an order that is canceled. 'waiting' while a refund
+ * of its payment is pending (the job runs again later); 'refused' when the processor refused the
+ * cancel's refund (a note on the order tells staff to refund the rest through the refund route).
+ */
+export async function settleCanceledOrder(
+  deps: CommerceDeps,
+  orderId: string,
+  actor: string,
+): Promise<Settlement | 'refused'> {
+  const order = await deps.db
+    .selectFrom('orders')
+    .select(['status', 'payment_id'])
+    .where('id', '=', orderId)
+    .executeTakeFirst()
+  if (order?.status !== 'canceled' || !order.payment_id) return 'settled'
+  try {
+    return await settlePayment(deps, orderId, order.payment_id, actor)
+  } catch (error) {
+    if (error instanceof ProblemError && error.code === 'conflict') {
+      const refunds = await keyedRefundsOfPayment(deps.db, order.payment_id)
+      if (refunds.some((r) => isCancelRefundKey(orderId, r.key) && r.status === 'failed')) return 'refused'
+    }
+    throw error
+  }
+}
+
 /** Steps 2 and 3: returns the money of a canceled order and records it on the order. */
-async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: string, actor: string) {
+async function settlePayment(
+  deps: CommerceDeps,
+  orderId: string,
+  paymentId: string,
+  actor: string,
+): Promise<Settlement> {
   let payment = await findPayment(deps.db, paymentId)
-  if (!payment) return
+  if (!payment) return 'settled'
   if (VOIDABLE.includes(payment.status)) {
     try {
       payment = await cancelPayment(deps, paymentId, actor)
@@ -180,59 +264,106 @@ async function settlePayment(deps: CommerceDeps, orderId: string, paymentId: str
       payment = (await findPayment(deps.db, paymentId))!
     }
   }
+  let settlement: Settlement = 'settled'
   if (CAPTURED.includes(payment.status)) {
-    // What the order has not refunded yet, leaving out this very refund: the payment's
-    // refunded_amount already counts a pending attempt of it, and a retry must ask again for the
-    // same amount under the same key to resume it.
-    // A staff refund still in flight (money reserved, not yet booked) makes this refund_exceeds_captured:
-    // the cancel is then retried once that refund is booked.
-    const key = cancelRefundKey(orderId)
-    const refunded = await refundedTotalOf(deps.db, orderId, paymentId, key)
-    const amount = payment.captured_amount - refunded
-    if (amount > 0 && payment.captured_amount > 0) {
-      // Refused by the processor, now or on an earlier attempt under this key (whatever staff have
-      // refunded since): cancelling again would only repeat the refusal. Staff refund the rest
-      // through the refund route, with a new key (and orders:refund and a step-up, as any refund).
-      const refused = (detail: string) =>
-        problem(
-          'conflict',
-          `The order is canceled, but its refund failed (${detail}); ` +
-            `refund what remains with POST /admin/orders/${orderId}/refunds`,
-        )
-      if ((await cancelRefundStatus(deps, paymentId, key)) === 'failed')
-        throw refused('refused by the processor')
-      try {
-        await refundPayment(deps, paymentId, { amount, reason: 'order canceled', actor, key })
-      } catch (error) {
-        if (error instanceof ProblemError && error.code === 'payment_provider_unavailable') throw error
-        if ((await cancelRefundStatus(deps, paymentId, key)) !== 'failed') throw error
-        const detail = error instanceof ProblemError ? (error.detail ?? error.message) : String(error)
-        // Money held on a canceled order must show: on the order's payment status, which staff
-        // filter by, and in a note on it (the refusal may come from a listener nobody watches).
-        await recordPaymentOutcome(deps, orderId, (await findPayment(deps.db, paymentId))!)
-        await addOrderNote(deps.db, orderId, {
-          author: actor,
-          body:
-            `The processor refused the refund of ${amount} (${payment.currency}) this canceled order's ` +
-            `payment needs (${detail}): refund it with POST /admin/orders/${orderId}/refunds.`,
-        })
-        throw refused(detail)
-      }
-      payment = (await findPayment(deps.db, paymentId))!
-    }
+    ;({ payment, settlement } = await refundWhatIsHeld(deps, orderId, payment, actor))
   }
   await recordPaymentOutcome(deps, orderId, payment)
+  return settlement
 }
 
-/** The status of the cancel's own refund (under its key), if it made one. */
-async function cancelRefundStatus(deps: CommerceDeps, paymentId: string, key: string) {
-  const row = await deps.db
-    .selectFrom('payment_refunds')
-    .select('status')
-    .where('payment_id', '=', paymentId)
-    .where('idempotency_key', '=', key)
-    .executeTakeFirst()
-  return row?.status
+/**
+ * Refunds what the payment holds: captured, less what is refunded or reserved by a refund under way
+ * (payments.refunded_amount counts both, so this never asks for money another refund already
+ * claims, and the payment's conditional reservation still refuses any refund past the capture).
+ * The cancel's own refunds left unanswered (a 503, a crash) are resumed first, each for its own
+ * amount under its key. 'waiting' while any refund of the payment is still pending: one that fails
+ * gives its reservation back, and the next settle refunds that part too.
+ */
+async function refundWhatIsHeld(
+  deps: CommerceDeps,
+  orderId: string,
+  initial: PaymentView,
+  actor: string,
+): Promise<{ payment: PaymentView; settlement: Settlement }> {
+  let payment = initial
+  const reload = async () => (await findPayment(deps.db, payment.id))!
+  const own = (await keyedRefundsOfPayment(deps.db, payment.id)).filter((r) =>
+    isCancelRefundKey(orderId, r.key),
+  )
+  for (const unanswered of own.filter((r) => r.status === 'pending')) {
+    await refundForCancel(deps, orderId, payment, { amount: unanswered.amount, key: unanswered.key }, actor)
+    payment = await reload()
+  }
+  for (let pass = 0; pass < SETTLE_PASSES; pass++) {
+    const refunds = await keyedRefundsOfPayment(deps.db, payment.id)
+    const mine = refunds.filter((r) => isCancelRefundKey(orderId, r.key))
+    const held = payment.captured_amount - payment.refunded_amount
+    if (held <= 0) {
+      return { payment, settlement: refunds.some((r) => r.status === 'pending') ? 'waiting' : 'settled' }
+    }
+    // Refused by the processor, now or on an earlier attempt (whatever staff have refunded since):
+    // asking again would only repeat the refusal. Staff refund the rest through the refund route,
+    // with a new key (and orders:refund and a step-up, as any refund).
+    if (mine.some((r) => r.status === 'failed')) throw refusal(orderId, 'refused by the processor')
+    const key =
+      mine.length === 0 ? cancelRefundKey(orderId) : `${cancelRefundKey(orderId)}:${mine.length + 1}`
+    try {
+      await refundForCancel(deps, orderId, payment, { amount: held, key }, actor)
+    } catch (error) {
+      // Another refund reserved some of it between our read and our reservation (the reservation
+      // refused ours, which left nothing under the key), or another settle took this key for
+      // another amount: read again.
+      const raced =
+        error instanceof ProblemError &&
+        (error.code === 'refund_exceeds_captured' || error.code === 'idempotency_key_reused')
+      if (!raced) throw error
+    }
+    payment = await reload()
+  }
+  // Still losing to other refunds: the settle job finishes it.
+  return { payment, settlement: 'waiting' }
+}
+
+/**
+ * One refund of the cancel, under its key. A refusal by the processor (the refund under the key is
+ * then failed) is shown on the order, on its payment status and in a note (it may come from a job
+ * nobody watches), and thrown as 409 conflict; a 503 is thrown as it is.
+ */
+async function refundForCancel(
+  deps: CommerceDeps,
+  orderId: string,
+  payment: PaymentView,
+  refund: { amount: number; key: string },
+  actor: string,
+): Promise<void> {
+  try {
+    await refundPayment(deps, payment.id, { ...refund, reason: 'order canceled', actor })
+  } catch (error) {
+    if (error instanceof ProblemError && error.code === 'payment_provider_unavailable') throw error
+    const status = (await keyedRefundsOfPayment(deps.db, payment.id)).find(
+      (r) => r.key === refund.key,
+    )?.status
+    if (status !== 'failed') throw error
+    const detail = error instanceof ProblemError ? (error.detail ?? error.message) : String(error)
+    await recordPaymentOutcome(deps, orderId, (await findPayment(deps.db, payment.id))!)
+    await addOrderNote(deps.db, orderId, {
+      author: actor,
+      body:
+        `The processor refused the refund of ${refund.amount} (${payment.currency}) this canceled order's ` +
+        `payment needs (${detail}): refund it with POST /admin/orders/${orderId}/refunds.`,
+    })
+    throw refusal(orderId, detail)
+  }
+}
+
+/** The answer to a cancel whose refund the processor refused: where staff go instead. */
+function refusal(orderId: string, detail: string) {
+  return problem(
+    'conflict',
+    `The order is canceled, but its refund failed (${detail}); ` +
+      `refund what remains with POST /admin/orders/${orderId}/refunds`,
+  )
 }
 
 async function recordPaymentOutcome(deps: CommerceDeps, orderId: string, payment: PaymentView) {

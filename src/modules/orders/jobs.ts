@@ -1,7 +1,8 @@
 /**
- * Background jobs of checkout and carts: the recovery job that finishes or rolls back checkouts
- * their request abandoned (a node died, a shopper left at 3-D Secure) and captures orders whose
- * capture did not happen, and the expiry of abandoned carts.
+ * Background jobs of checkout, carts and orders: the recovery job that finishes or rolls back
+ * checkouts their request abandoned (a node died, a shopper left at 3-D Secure) and captures orders
+ * whose capture did not happen, the expiry of abandoned carts, and the settle job that returns the
+ * money of a canceled order whatever its cancel's request left undone.
  */
 import { sql } from 'kysely'
 import { pausepoint } from '../../platform/failpoints.ts'
@@ -11,6 +12,7 @@ import { expireCarts } from '../carts/carts.ts'
 import type { CartRow } from '../carts/load.ts'
 import { findPayment } from '../payments/service.ts'
 import { captureOrder } from './admin-orders.ts'
+import { SETTLE_CANCELED_JOB, settleCanceledOrder } from './cancel.ts'
 import { abandonCheckout, finish, LEASE_MICROS, paymentMethodOf, releaseLease } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 import { followPaymentEvents } from './payment-events.ts'
@@ -18,7 +20,16 @@ import { CAPTURE_FROM } from './state.ts'
 
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
 export const EXPIRE_CARTS_JOB = 'carts.expire'
+export { SETTLE_CANCELED_JOB }
+
 const ACTOR = 'system:checkout-recovery'
+const SETTLE_ACTOR = 'system:cancel-settlement'
+/**
+ * Backoff reaches an hour after about ten runs; 180 runs then wait about a week for a pending
+ * refund (staff's, whose processor is down) to resolve. One that runs out is dead-lettered, for
+ * staff to see and replay.
+ */
+const SETTLE_RETRIES = 180
 /**
  * A checkout still unfinished this long after it began is given up: the shopper left at 3-D
  * Secure, or the processor has not answered all that time.
@@ -150,9 +161,33 @@ export async function recoverCheckouts(
   return report
 }
 
+/** Thrown by the settle job while a refund of the order's payment is pending: it runs again later. */
+export class RefundStillPending extends Error {
+  override name = 'RefundStillPending'
+}
+
 /**
- * Defines the recovery job (every minute) and the cart expiry job (hourly), and has orders follow
- * their payments' events.
+ * One run of the settle job: returns a canceled order's money (cancel.ts, settleCanceledOrder),
+ * and throws RefundStillPending while a refund of its payment is pending, so that the queue runs
+ * it again with backoff until that refund has succeeded or failed (and what a failed one held is
+ * refunded too). A refund the processor refused is left to staff, with the note the refusal wrote.
+ */
+export async function settleCanceled(deps: CommerceDeps, orderId: string): Promise<void> {
+  const outcome = await settleCanceledOrder(deps, orderId, SETTLE_ACTOR)
+  if (outcome === 'waiting') {
+    throw new RefundStillPending(`A refund of canceled order ${orderId}'s payment is still pending`)
+  }
+  if (outcome === 'refused') {
+    deps.runtime.logger.warn(
+      { orderId },
+      'refund of a canceled order refused by the processor; left to staff',
+    )
+  }
+}
+
+/**
+ * Defines the recovery job (every minute), the cart expiry job (hourly) and the settle job of
+ * canceled orders, and has orders follow their payments' events.
  */
 export function defineCheckoutJobs(runtime: Runtime): void {
   followPaymentEvents(runtime)
@@ -172,5 +207,10 @@ export function defineCheckoutJobs(runtime: Runtime): void {
       if (expired) runtime.logger.info({ expired }, 'abandoned carts expired')
     },
     { cron: '23 * * * *', retryLimit: 1, concurrency: 1 },
+  )
+  runtime.jobs.define<{ order_id: string }>(
+    SETTLE_CANCELED_JOB,
+    ({ order_id }) => settleCanceled(commerceDeps(runtime), order_id),
+    { retryLimit: SETTLE_RETRIES },
   )
 }

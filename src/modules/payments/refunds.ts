@@ -8,7 +8,7 @@
  * its amount reserved; the caller retries with the same key, which resumes that refund.
  */
 import { type RawBuilder, sql } from 'kysely'
-import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
+import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { CAPTURED, loadPayment, lockPayment, now, type PaymentDeps, providerUnavailable } from './common.ts'
@@ -112,6 +112,24 @@ export async function refundPayment(
         .executeTakeFirstOrThrow())
     return toRefundView(latest, payment.currency_code)
   })
+}
+
+/**
+ * A payment's refunds with the keys they were made under, oldest first, failed ones included: for
+ * a caller that refunds under keys of its own and must resume the ones it began.
+ */
+export async function keyedRefundsOfPayment(
+  db: Queryable,
+  paymentId: string,
+): Promise<Array<{ key: string; amount: number; status: RefundRow['status'] }>> {
+  const rows = await db
+    .selectFrom('payment_refunds')
+    .select(['idempotency_key', 'amount', 'status'])
+    .where('payment_id', '=', paymentId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute()
+  return rows.map((r) => ({ key: r.idempotency_key, amount: Number(r.amount), status: r.status }))
 }
 
 /**

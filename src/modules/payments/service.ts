@@ -30,7 +30,7 @@ import {
   type PaymentProvider,
   PaymentProviderUnavailable,
 } from './provider.ts'
-import { refundPayment } from './refunds.ts'
+import { keyedRefundsOfPayment, refundPayment } from './refunds.ts'
 import { providerOf } from './registry.ts'
 import type { PaymentStatus } from './tables.ts'
 import { VELOCITY_DECLINE } from './velocity.ts'
@@ -40,7 +40,7 @@ export { type PaymentDeps, paymentDeps } from './common.ts'
 export type { PaymentView, RefundView } from './views.ts'
 export { findPayment, paymentsOfCart, refundKeysOfPayment, refundsOfPayment } from './views.ts'
 export { applyWebhook } from './webhooks.ts'
-export { refundPayment }
+export { keyedRefundsOfPayment, refundPayment }
 
 /** Records a new payment attempt of a cart, status pending, before the provider is called. */
 export async function createPayment(
