@@ -1642,6 +1642,9 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       const gone = await complete(second, { provider: 'test', payment_method: 'pm_card_visa' })
       expect(gone.statusCode).toBe(422)
       expect(gone.json().code).toBe('cart_invalid')
+      // The cart the shopper goes back to no longer holds what cannot be sold.
+      const left = (await call('GET', `/store/carts/${second}`)).json()
+      expect(left.lines.map((l: { variant_id: string }) => l.variant_id)).not.toContain(own.shirt)
     })
 
     it('refuses a checkout whose total moved with the shipping option since the cart was shown', async () => {

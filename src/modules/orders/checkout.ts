@@ -145,6 +145,7 @@ async function start(
   // Prices, limits and tax as they are now: what the shopper saw may be stale, and is checked below.
   const { lines, notices } = currentLines(loaded!)
   if (notices.length) {
+    await saveRepriced(deps, request)
     throw problem('cart_invalid', notices.join('; '), {
       errors: notices.map((message) => ({ path: 'cart.lines', message })),
     })
@@ -304,26 +305,35 @@ async function changesSinceShown(
  * Refuses a checkout whose cart no longer costs what the shopper was shown, before anything is
  * held or asked of the processor. The cart is saved as priced now, so that the shopper sees the new
  * amounts and their next checkout (under a new key: this answer is stored under its own, so that
- * a client's blind retry cannot pay an amount nobody showed) charges them. The refusal stands even
- * when that save loses to another change of the cart: the next checkout compares again.
+ * a client's blind retry cannot pay an amount nobody showed) charges them. If that save loses to
+ * another change of the cart, the next checkout compares again.
  */
 async function refuseChanged(
   deps: CommerceDeps,
   request: CheckoutRequest,
   changes: FieldError[],
 ): Promise<never> {
-  try {
-    await changeCart(deps, request.cartId, request.access, [], () => ({}))
-  } catch (error) {
-    if (!(error instanceof ProblemError)) throw error
-    deps.runtime.logger.warn({ err: error, cartId: request.cartId }, 'could not save the repriced cart')
-  }
+  await saveRepriced(deps, request)
   throw problem(
     'cart_changed',
     'The cart changed since it was last shown (a price, shipping or tax): show the shopper the cart ' +
       'again, then check out with a new Idempotency-Key',
     { errors: changes },
   )
+}
+
+/**
+ * Saves the cart as the catalog prices it now, lines it can no longer sell dropped, before a
+ * checkout refuses it: the cart the shopper is sent back to shows what changed. The refusal stands
+ * even when this save loses to another change of the cart.
+ */
+async function saveRepriced(deps: CommerceDeps, request: CheckoutRequest): Promise<void> {
+  try {
+    await changeCart(deps, request.cartId, request.access, [], () => ({}))
+  } catch (error) {
+    if (!(error instanceof ProblemError)) throw error
+    deps.runtime.logger.warn({ err: error, cartId: request.cartId }, 'could not save the repriced cart')
+  }
 }
 
 function cartMoved(): ProblemError {
