@@ -6,7 +6,8 @@
  * checkout answered meanwhile (PostgreSQL), and the void job giving back what a given-up checkout's
  * intent holds: voided, or refunded when captured in the dashboard, whether the row names the
  * intent (whose void Stripe then refuses) or the job finds it, by search or, where Stripe offers
- * the account none, by listing the intents of the payment's lifetime.
+ * the account none, by listing the intents of the payment's lifetime; and the books showing what
+ * Stripe refunded when a dashboard refund overlaps a staff refund that Stripe then refuses.
  */
 import { randomUUID } from 'node:crypto'
 import Stripe from 'stripe'
@@ -18,7 +19,7 @@ import { providerOf } from '../src/modules/payments/registry.ts'
 import { createPayment, findPayment, refundsOfPayment } from '../src/modules/payments/service.ts'
 import type { DatabaseKind } from '../src/platform/db/database.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
-import { startTestNode, type TestNode } from './support/app.ts'
+import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { createTestStore, readyCart, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
@@ -360,4 +361,156 @@ describe.each(DATABASE_KINDS)('%s: the void job with Stripe', (kind) => {
     }
     expect((await findPayment(node.runtime.database.db, paymentId))?.provider_ref).toBe(intentId)
   })
+})
+
+describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
+  let node: TestNode
+  let stripe: StripeServer
+  let store: TestStore
+
+  beforeAll(async () => {
+    // Workers run, so that the order follows its payment's refund events.
+    ;({ stripe, node, store } = await startStripeStore(kind, { work: true }))
+  })
+  afterAll(async () => {
+    await node?.close()
+    await stripe?.close()
+  })
+
+  /**
+   * An order paid with Stripe whose staff refund of 60% is left pending by an outage (503, its
+   * amount reserved), and the same amount then refunded in Stripe's dashboard. Returns the order,
+   * the amounts, and the two things still to come: Stripe's webhook for the dashboard refund, and
+   * the staff refund retried under its key (which Stripe refuses: the money already went back).
+   */
+  async function dashboardRefundOverPendingStaffRefund() {
+    const db = node.runtime.database.db
+    const placed = await node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${await readyCart(node.app, store, 1)}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'stripe', payment_method: 'pm_card_visa' } },
+    })
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    const total: number = order.totals.total
+    const part = Math.floor(total * 0.6)
+    const { provider_ref: intentId } = await db
+      .selectFrom('payments')
+      .select('provider_ref')
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    const key = randomUUID()
+    const retryStaffRefund = () =>
+      node.app.inject({
+        method: 'POST',
+        url: `/admin/orders/${order.id}/refunds`,
+        headers: { ...adminAuth, 'idempotency-key': key },
+        payload: { amount: part },
+      })
+    // Stripe is down, the SDK's own retry included.
+    stripe.failNext(2, 500)
+    const pending = await retryStaffRefund()
+    expect(pending.statusCode, pending.body).toBe(503)
+    const dashboard = new Stripe('sk_test_shopwright', {
+      host: '127.0.0.1',
+      port: new URL(stripe.url).port,
+      protocol: 'http',
+      maxNetworkRetries: 2,
+    })
+    const made = await dashboard.refunds.create({ payment_intent: intentId!, amount: part })
+    const payload = JSON.stringify(stripeEvent('refund.created', made))
+    const sendWebhook = () =>
+      node.app.inject({
+        method: 'POST',
+        url: '/webhooks/stripe',
+        headers: {
+          'content-type': 'application/json',
+          'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+        },
+        payload,
+      })
+    return { order, total, part, dashboardRefundId: made.id, sendWebhook, retryStaffRefund }
+  }
+
+  const paymentOf = (id: string) =>
+    node.runtime.database.db
+      .selectFrom('payments')
+      .select(['captured_amount', 'refunded_amount', 'status'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow()
+
+  /** The order once its refund listener has followed the dashboard refund. */
+  const orderAfterRefundEvents = (id: string) =>
+    eventually(async () => {
+      const row = await node.runtime.database.db
+        .selectFrom('orders')
+        .select(['status', 'refunded_total'])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow()
+      return row.status === 'partially_refunded' ? row : undefined
+    }, 15_000)
+
+  it('books what Stripe refunded when a dashboard refund overlaps a staff refund that Stripe then refuses', async () => {
+    const db = node.runtime.database.db
+    const refundsBefore = stripe.stats.refunds
+    const { order, total, part, dashboardRefundId, sendWebhook, retryStaffRefund } =
+      await dashboardRefundOverPendingStaffRefund()
+    const webhook = await sendWebhook()
+    expect(webhook.statusCode, webhook.body).toBe(200)
+    // Recorded in full; the payment counts no more than its capture while the staff refund is pending.
+    expect(await refundsOfPayment(db, order.payment_id)).toMatchObject([
+      { amount: part, status: 'pending' },
+      { amount: part, status: 'succeeded', provider_ref: dashboardRefundId },
+    ])
+    expect(await paymentOf(order.payment_id)).toMatchObject({ status: 'refunded', refunded_amount: total })
+    // Stripe back, the staff refund is retried: Stripe refuses it (the money already went back).
+    const refused = await retryStaffRefund()
+    expect(refused.statusCode, refused.body).toBe(409)
+    expect(refused.json().code).toBe('refund_exceeds_captured')
+    expect(stripe.stats.refunds - refundsBefore).toBe(1)
+    // The books show what Stripe refunded: the dashboard's refund, all of it.
+    expect(await paymentOf(order.payment_id)).toMatchObject({
+      status: 'partially_refunded',
+      captured_amount: total,
+      refunded_amount: part,
+    })
+    expect(await refundsOfPayment(db, order.payment_id)).toMatchObject([
+      { amount: part, status: 'failed' },
+      { amount: part, status: 'succeeded', provider_ref: dashboardRefundId },
+    ])
+    expect(await orderAfterRefundEvents(order.id)).toEqual({
+      status: 'partially_refunded',
+      refunded_total: part,
+    })
+    // Staff can refund the rest, and no more.
+    const more = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/refunds`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+      payload: { amount: total - part + 1 },
+    })
+    expect(more.statusCode, more.body).toBe(409)
+    expect(more.json().code).toBe('refund_exceeds_captured')
+  })
+
+  it.runIf(kind === 'postgres')(
+    "books what Stripe refunded when the dashboard refund's webhook and the refused staff refund arrive at once",
+    async () => {
+      for (let round = 0; round < 4; round++) {
+        const { order, part, sendWebhook, retryStaffRefund } = await dashboardRefundOverPendingStaffRefund()
+        const [webhook, refused] = await Promise.all([sendWebhook(), retryStaffRefund()])
+        expect(webhook.statusCode, webhook.body).toBe(200)
+        expect(refused.statusCode, refused.body).toBe(409)
+        expect(await paymentOf(order.payment_id)).toMatchObject({
+          status: 'partially_refunded',
+          refunded_amount: part,
+        })
+        expect(await orderAfterRefundEvents(order.id)).toEqual({
+          status: 'partially_refunded',
+          refunded_total: part,
+        })
+      }
+    },
+  )
 })

@@ -284,7 +284,12 @@ async function release(
     .where('status', 'in', from)
     .executeTakeFirst()
   if (failed.numUpdatedRows === 0n) return false
-  const refunded = sql<number>`refunded_amount - ${Number(refund.amount)}`
+  // Summed again from the refunds that still hold money rather than less this one: the payment
+  // counts at most its capture, so a processor refund that overlapped this one while it was pending
+  // was counted only in part (recordRefundElsewhere), and gets the part this one held now.
+  const refunded = sql<number>`least(captured_amount, (
+    select coalesce(sum(r.amount), 0) from payment_refunds r
+    where r.payment_id = payments.id and r.status <> 'failed'))::bigint`
   await trx
     .updateTable('payments')
     .set({ refunded_amount: refunded, status: statusAfter(refunded), updated_at: now() })
@@ -295,7 +300,14 @@ async function release(
 
 /**
  * Records a refund made at the processor (its dashboard) as one of the payment's refunds, once per
- * key, within what remains captured, and emits `refund.created` for the order to follow.
+ * key, within what the processor's own record leaves of the capture, and emits `refund.created` for
+ * the order to follow.
+ *
+ * Our refunds still pending are left out of that bound: the processor has not carried them out, so
+ * when one overlaps this refund it is the one that must give way (the processor refuses it as more
+ * than remains). This refund is recorded in full, as the processor made it; the payment, which
+ * counts at most its capture, counts the overlap once until that refund fails, and then the whole
+ * of this one (release).
  */
 export async function recordRefundElsewhere(
   deps: PaymentDeps,
@@ -304,7 +316,18 @@ export async function recordRefundElsewhere(
   refund: { amount: number; status: 'succeeded' | 'pending'; key: string; provider_ref: string | null },
 ): Promise<PaymentRow> {
   if (!CAPTURED.includes(payment.status)) return payment
-  const amount = Math.min(refund.amount, Number(payment.captured_amount) - Number(payment.refunded_amount))
+  const made = await trx
+    .selectFrom('payment_refunds')
+    .select(sql<string>`coalesce(sum(amount), 0)`.as('total'))
+    .where('payment_id', '=', payment.id)
+    .where((eb) =>
+      eb.or([
+        eb('status', '=', 'succeeded'),
+        eb.and([eb('status', '=', 'pending'), eb('actor', 'like', 'webhook:%')]),
+      ]),
+    )
+    .executeTakeFirstOrThrow()
+  const amount = Math.min(refund.amount, Number(payment.captured_amount) - Number(made.total))
   if (amount <= 0) return payment
   const row = await trx
     .insertInto('payment_refunds')
@@ -322,14 +345,10 @@ export async function recordRefundElsewhere(
     .returningAll()
     .executeTakeFirst()
   if (!row) return payment
-  const refunded = Number(payment.refunded_amount) + amount
+  const refunded = sql<number>`least(captured_amount, refunded_amount + ${amount})`
   const after = await trx
     .updateTable('payments')
-    .set({
-      refunded_amount: refunded,
-      status: sql`case when ${refunded} >= captured_amount then 'refunded' else 'partially_refunded' end`,
-      updated_at: now(),
-    })
+    .set({ refunded_amount: refunded, status: statusAfter(refunded), updated_at: now() })
     .where('id', '=', payment.id)
     .returningAll()
     .executeTakeFirstOrThrow()
