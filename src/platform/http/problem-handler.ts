@@ -74,6 +74,16 @@ export function toProblem(error: unknown): ProblemError {
   if (e.code === '22021' || e.code === '22P05') {
     return problem('validation_failed', 'Text may not contain the NUL character (\\u0000)')
   }
+  // A foreign key refused the write: a row it refers to (or, for a delete, one that refers to it)
+  // changed between the request's checks and its write, in another request's transaction. Run
+  // alone, the request would have been answered by those checks (404, 422, 409 in use), and a
+  // retry is: the client's request was not at fault, and nothing was written.
+  if (e.code === FOREIGN_KEY_VIOLATION) {
+    return problem(
+      'conflict',
+      'Something this request refers to was changed by another request at the same moment; retry',
+    )
+  }
   if (isConnectionError(e)) {
     return problem('unavailable', 'The database is unreachable; retry shortly', {
       headers: { 'retry-after': '5' },
@@ -91,6 +101,9 @@ export function toProblem(error: unknown): ProblemError {
   return problem('internal_error')
 }
 
+/** PostgreSQL's SQLSTATE for a write a foreign key refuses. */
+const FOREIGN_KEY_VIOLATION = '23503'
+
 /** The longest path parameter the router takes (Fastify's `maxParamLength`). */
 export const MAX_PARAM_LENGTH = 200
 
@@ -99,6 +112,9 @@ export function sendProblem(error: unknown, request: FastifyRequest, reply: Fast
   const p = toProblem(error)
   if (p.status >= 500 && p.code === 'internal_error') request.log.error({ err: error }, 'request failed')
   else if (p.status >= 500) request.log.warn({ err: error }, p.message)
+  // Named, so that a race that keeps happening (or a foreign key our own code breaks) shows.
+  else if ((error as { code?: unknown })?.code === FOREIGN_KEY_VIOLATION)
+    request.log.warn({ err: error }, 'write refused by a foreign key: raced a concurrent change')
   if (p.headers) reply.headers(p.headers)
   reply
     .code(p.status)
