@@ -440,6 +440,38 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow()
 
+  /** Delivers an event to the webhook, signed as Stripe signs it. */
+  const deliver = (event: ReturnType<typeof stripeEvent>) => {
+    const payload = JSON.stringify(event)
+    return node.app.inject({
+      method: 'POST',
+      url: '/webhooks/stripe',
+      headers: {
+        'content-type': 'application/json',
+        'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+      },
+      payload,
+    })
+  }
+
+  /** An order paid with Stripe, its total and its intent. */
+  async function placeStripeOrder() {
+    const placed = await node.app.inject({
+      method: 'POST',
+      url: `/store/carts/${await readyCart(node.app, store, 1)}/complete`,
+      headers: { 'idempotency-key': randomUUID() },
+      payload: { payment: { provider: 'stripe', payment_method: 'pm_card_visa' } },
+    })
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    const { provider_ref } = await node.runtime.database.db
+      .selectFrom('payments')
+      .select('provider_ref')
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    return { order, total: order.totals.total as number, intentId: provider_ref! }
+  }
+
   /** The order once its refund listener has followed the dashboard refund. */
   const orderAfterRefundEvents = (id: string) =>
     eventually(async () => {
@@ -513,4 +545,46 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
       }
     },
   )
+
+  it('books nothing for a dashboard refund whose failure Stripe reports before the refund itself', async () => {
+    const db = node.runtime.database.db
+    const { order, total, intentId } = await placeStripeOrder()
+    const part = Math.floor(total / 4)
+    // A refund made in the dashboard that then fails (the card account closed); Stripe delivers its
+    // events in any order, and each carries the refund as it was when the event was made.
+    const refundId = `re_${randomUUID().replaceAll('-', '')}`
+    const refund = (status: string) => ({
+      id: refundId,
+      object: 'refund',
+      amount: part,
+      currency: 'eur',
+      payment_intent: intentId,
+      status,
+      failure_reason: status === 'failed' ? 'expired_or_canceled_card' : null,
+      metadata: {},
+    })
+    for (const [type, status] of [
+      ['refund.failed', 'failed'],
+      ['refund.created', 'pending'],
+      ['refund.updated', 'succeeded'],
+    ] as const) {
+      const res = await deliver(stripeEvent(type, refund(status)))
+      expect(res.statusCode, `${type}: ${res.body}`).toBe(200)
+      expect(res.json()).toEqual({ received: true })
+    }
+    // Failed is where a refund ends at Stripe: the reports that came after it are older news.
+    expect(await paymentOf(order.payment_id)).toMatchObject({ status: 'captured', refunded_amount: 0 })
+    expect(await refundsOfPayment(db, order.payment_id)).toMatchObject([
+      { amount: part, status: 'failed', provider_ref: refundId },
+    ])
+    // Staff still have the whole capture to refund.
+    const all = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/refunds`,
+      headers: { ...adminAuth, 'idempotency-key': randomUUID() },
+      payload: { amount: total },
+    })
+    expect(all.statusCode, all.body).toBe(201)
+    expect(await paymentOf(order.payment_id)).toMatchObject({ status: 'refunded', refunded_amount: total })
+  })
 })

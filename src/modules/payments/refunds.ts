@@ -226,7 +226,12 @@ export async function settleRefundReport(
   }
   if (!refund) {
     // Not ours: made in the processor's dashboard. Recorded once, by the processor's id.
-    if (report.ours || (report.status !== 'succeeded' && report.status !== 'pending')) return payment
+    if (report.ours) return payment
+    if (report.status === 'failed' || report.status === 'canceled') {
+      await recordFailedElsewhere(trx, payment, report)
+      return payment
+    }
+    if (report.status !== 'succeeded' && report.status !== 'pending') return payment
     return recordRefundElsewhere(deps, trx, payment, {
       amount: report.amount,
       status: report.status,
@@ -261,6 +266,34 @@ export async function settleRefundReport(
     payment.id,
   )
   return after
+}
+
+/**
+ * Records as failed a refund made at the processor (its dashboard) that the processor reports
+ * failed or canceled before any report of it booked it here. Processors deliver events in any
+ * order, and a refund's status ends at failed or canceled and never moves back: a report of it as
+ * pending or succeeded that comes later is older news. The row, under the key recordRefundElsewhere
+ * would give it, is what tells that report so (settleRefundReport finds it by the processor's id,
+ * failed, and books nothing); it holds no money, so the payment and the order do not change.
+ */
+async function recordFailedElsewhere(trx: Tx, payment: PaymentRow, report: RefundReport): Promise<void> {
+  if (report.amount <= 0) return
+  await trx
+    .insertInto('payment_refunds')
+    .values({
+      id: newId('re'),
+      payment_id: payment.id,
+      amount: report.amount,
+      reason: report.failure_reason
+        ? `Failed at the processor: ${report.failure_reason}`
+        : 'Failed at the processor',
+      status: 'failed',
+      provider_ref: report.provider_ref,
+      idempotency_key: `processor:${report.provider_ref}`,
+      actor: `webhook:${payment.provider}`,
+    })
+    .onConflict((oc) => oc.columns(['payment_id', 'idempotency_key']).doNothing())
+    .execute()
 }
 
 /**
