@@ -454,8 +454,25 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
     })
   }
 
-  /** An order paid with Stripe, its total and its intent. */
-  async function placeStripeOrder() {
+  /** Stripe's dashboard: staff acting at Stripe, outside the app. */
+  const dashboardClient = () =>
+    new Stripe('sk_test_shopwright', {
+      host: '127.0.0.1',
+      port: new URL(stripe.url).port,
+      protocol: 'http',
+    })
+
+  /**
+   * An order paid with Stripe, its total and its intent. With `loseCaptureAnswer`, the capture
+   * reaches Stripe but its answer is lost (the SDK's retry too): the order is placed `pending` with
+   * its payment `authorized` here, while Stripe's intent has succeeded.
+   */
+  async function placeStripeOrder({ loseCaptureAnswer = false } = {}) {
+    if (loseCaptureAnswer) {
+      stripe.failNext(1, 'pass')
+      stripe.failNext(1, 'drop_after')
+      stripe.failNext(1, 'drop')
+    }
     const placed = await node.app.inject({
       method: 'POST',
       url: `/store/carts/${await readyCart(node.app, store, 1)}/complete`,
@@ -469,6 +486,10 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
       .select('provider_ref')
       .where('id', '=', order.payment_id)
       .executeTakeFirstOrThrow()
+    if (loseCaptureAnswer) {
+      expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
+      expect(stripe.intent(provider_ref!)).toMatchObject({ status: 'succeeded' })
+    }
     return { order, total: order.totals.total as number, intentId: provider_ref! }
   }
 
@@ -586,5 +607,48 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
     })
     expect(all.statusCode, all.body).toBe(201)
     expect(await paymentOf(order.payment_id)).toMatchObject({ status: 'refunded', refunded_amount: total })
+  })
+
+  it('books a dashboard refund that Stripe reports before the capture it made is recorded here', async () => {
+    const db = node.runtime.database.db
+    const { order, total, intentId } = await placeStripeOrder({ loseCaptureAnswer: true })
+    const part = Math.floor(total / 4)
+    // Staff refund part of it in the dashboard, and Stripe reports the refund first.
+    const made = await dashboardClient().refunds.create({ payment_intent: intentId, amount: part })
+    const refundCreated = stripeEvent('refund.created', made)
+    // Stripe cannot be asked what the charge holds: the event is refused with nothing recorded, so
+    // that Stripe delivers it again.
+    stripe.failNext(2, 500)
+    const unanswered = await deliver(refundCreated)
+    expect(unanswered.statusCode, unanswered.body).toBe(503)
+    expect(await paymentOf(order.payment_id)).toMatchObject({ status: 'authorized', refunded_amount: 0 })
+    const redelivered = await deliver(refundCreated)
+    expect(redelivered.statusCode, redelivered.body).toBe(200)
+    expect(redelivered.json()).toEqual({ received: true })
+    // The capture Stripe made is recorded with the refund: the books are Stripe's.
+    expect(await paymentOf(order.payment_id)).toMatchObject({
+      status: 'partially_refunded',
+      captured_amount: total,
+      refunded_amount: part,
+    })
+    expect(await refundsOfPayment(db, order.payment_id)).toMatchObject([
+      { amount: part, status: 'succeeded', provider_ref: made.id },
+    ])
+    // The capture's own event, later, finds it recorded.
+    const succeeded = await deliver(stripeEvent('payment_intent.succeeded', stripe.intent(intentId)))
+    expect(succeeded.statusCode, succeeded.body).toBe(200)
+    expect(await paymentOf(order.payment_id)).toMatchObject({
+      status: 'partially_refunded',
+      captured_amount: total,
+      refunded_amount: part,
+    })
+    await eventually(async () => {
+      const row = await db
+        .selectFrom('orders')
+        .select(['status', 'refunded_total'])
+        .where('id', '=', order.id)
+        .executeTakeFirstOrThrow()
+      return row.status !== 'pending' && row.refunded_total === part ? row : undefined
+    }, 15_000)
   })
 })
