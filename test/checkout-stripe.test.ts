@@ -7,13 +7,16 @@
  * intent holds: voided, or refunded when captured in the dashboard, whether the row names the
  * intent (whose void Stripe then refuses) or the job finds it, by search or, where Stripe offers
  * the account none, by listing the intents of the payment's lifetime; and the books showing what
- * Stripe refunded when a dashboard refund overlaps a staff refund that Stripe then refuses.
+ * Stripe refunded when a dashboard refund overlaps a staff refund that Stripe then refuses, when a
+ * dashboard refund's failure is reported before the refund, and when a refund is reported before
+ * the capture it refunds is recorded (its answer lost); and a canceled order whose capture's answer
+ * was lost refunded by its cancel, or by its settle job when Stripe could not be asked at once.
  */
 import { randomUUID } from 'node:crypto'
 import Stripe from 'stripe'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
-import { type RecoveryReport, recoverCheckouts } from '../src/modules/orders/jobs.ts'
+import { type RecoveryReport, recoverCheckouts, settleCanceled } from '../src/modules/orders/jobs.ts'
 import { VOID_PAYMENT_JOB } from '../src/modules/payments/jobs.ts'
 import { providerOf } from '../src/modules/payments/registry.ts'
 import { createPayment, findPayment, refundsOfPayment } from '../src/modules/payments/service.ts'
@@ -462,6 +465,11 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
       protocol: 'http',
     })
 
+  /** The charge of an intent as Stripe holds it: what it captured, and what was refunded of it. */
+  const stripeCharge = async (intentId: string) =>
+    (await dashboardClient().paymentIntents.retrieve(intentId, { expand: ['latest_charge'] }))
+      .latest_charge as Stripe.Charge
+
   /**
    * An order paid with Stripe, its total and its intent. With `loseCaptureAnswer`, the capture
    * reaches Stripe but its answer is lost (the SDK's retry too): the order is placed `pending` with
@@ -650,5 +658,64 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
         .executeTakeFirstOrThrow()
       return row.status !== 'pending' && row.refunded_total === part ? row : undefined
     }, 15_000)
+  })
+
+  it('refunds, when staff cancel the order, a capture Stripe made whose answer was lost', async () => {
+    const db = node.runtime.database.db
+    const { order, total, intentId } = await placeStripeOrder({ loseCaptureAnswer: true })
+    const refundsBefore = stripe.stats.refunds
+    // Canceled before the recovery job captures it again: Stripe refuses the void (the intent has
+    // succeeded), and is asked what it captured instead.
+    const canceled = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/cancel`,
+      headers: adminAuth,
+      payload: { reason: 'customer asked' },
+    })
+    expect(canceled.statusCode, canceled.body).toBe(200)
+    expect(canceled.json()).toMatchObject({ status: 'canceled', payment_status: 'refunded' })
+    expect(await paymentOf(order.payment_id)).toMatchObject({
+      status: 'refunded',
+      captured_amount: total,
+      refunded_amount: total,
+    })
+    expect(await refundsOfPayment(db, order.payment_id)).toMatchObject([
+      { amount: total, status: 'succeeded' },
+    ])
+    // Refunded at Stripe once, whoever else (the payment.captured listener) settles it too.
+    await eventually(async () =>
+      (await stripeCharge(intentId)).amount_refunded === total ? true : undefined,
+    )
+    expect(stripe.stats.refunds - refundsBefore).toBe(1)
+  })
+
+  it('refunds from the settle job a lost capture that Stripe could not be asked about during the cancel', async () => {
+    const db = node.runtime.database.db
+    const { order, total, intentId } = await placeStripeOrder({ loseCaptureAnswer: true })
+    // The void is refused and the intent read (two requests); then Stripe is out of reach.
+    stripe.failNext(2, 'pass')
+    stripe.failNext(2, 500)
+    const canceled = await node.app.inject({
+      method: 'POST',
+      url: `/admin/orders/${order.id}/cancel`,
+      headers: adminAuth,
+    })
+    expect(canceled.statusCode, canceled.body).toBe(503)
+    expect(canceled.json().code).toBe('payment_provider_unavailable')
+    expect(await paymentOf(order.payment_id)).toMatchObject({ status: 'authorized', refunded_amount: 0 })
+    // The job the cancel queued, when it comes due.
+    await settleCanceled(commerceDeps(node.runtime), order.id)
+    expect(await paymentOf(order.payment_id)).toMatchObject({
+      status: 'refunded',
+      captured_amount: total,
+      refunded_amount: total,
+    })
+    const after = await db
+      .selectFrom('orders')
+      .select(['status', 'payment_status', 'refunded_total'])
+      .where('id', '=', order.id)
+      .executeTakeFirstOrThrow()
+    expect(after).toEqual({ status: 'canceled', payment_status: 'refunded', refunded_total: total })
+    expect((await stripeCharge(intentId)).amount_refunded).toBe(total)
   })
 })

@@ -21,9 +21,12 @@
  *
  * A capture already under way when step 1 commits (staff, the checkout's, the recovery job's) may
  * take the money at the processor after all: the void of step 2 is then refused while the payment
- * row still reads authorised, so there is nothing to refund yet. Whoever records that capture finds
- * the order canceled and refunds it (refundCaptureOfCanceled), as does the payment.captured
- * listener: money never stays on a canceled order.
+ * row still reads authorised. Whoever records that capture finds the order canceled and refunds it
+ * (refundCaptureOfCanceled), as does the payment.captured listener. A capture whose answer was lost
+ * has no such recorder (only the processor's webhook, which may never come), so step 2 asks the
+ * processor what the charge holds once its void is refused, records that capture and refunds it
+ * (recordRefusedVoidCapture); a row another writer holds at that moment is left to that writer,
+ * and the settle job asks again. Money never stays on a canceled order.
  *
  * A refund under way when the cancel runs (staff's, not yet answered by the processor) keeps its
  * reservation and is left to finish: if it fails, its reservation goes back to the payment, and the
@@ -46,6 +49,7 @@ import {
   findPayment,
   keyedRefundsOfPayment,
   type PaymentView,
+  recordRefusedVoidCapture,
   refundPayment,
 } from '../payments/service.ts'
 import type { TaxProvider } from '../tax/providers.ts'
@@ -221,8 +225,10 @@ export async function refundCaptureOfCanceled(
 
 /**
  * What the settle job does: steps 2 and 3 for an order that is canceled. 'waiting' while a refund
- * of its payment is pending (the job runs again later); 'refused' when the processor refused the
- * cancel's refund (a note on the order tells staff to refund the rest through the refund route).
+ * of its payment is pending, or while another writer held its payment's row when a refused void
+ * had the processor asked what it captured (the job runs again later); 'refused' when the
+ * processor refused the cancel's refund (a note on the order tells staff to refund the rest
+ * through the refund route).
  */
 export async function settleCanceledOrder(
   deps: CommerceDeps,
@@ -255,16 +261,19 @@ async function settlePayment(
 ): Promise<Settlement> {
   let payment = await findPayment(deps.db, paymentId)
   if (!payment) return 'settled'
+  let settlement: Settlement = 'settled'
   if (VOIDABLE.includes(payment.status)) {
     try {
       payment = await cancelPayment(deps, paymentId, actor)
     } catch (error) {
-      // Captured meanwhile (a capture that raced the cancel): refund it instead.
+      // Captured meanwhile (a capture that raced the cancel): refund it instead. Refused while the
+      // row reads uncaptured, the processor captured it (the answer lost): what it holds is asked
+      // of it and recorded, so that the refund below returns it.
       if (!(error instanceof ProblemError && error.code === 'payment_not_capturable')) throw error
+      if ((await recordRefusedVoidCapture(deps, paymentId, actor)) === 'busy') settlement = 'waiting'
       payment = (await findPayment(deps.db, paymentId))!
     }
   }
-  let settlement: Settlement = 'settled'
   if (CAPTURED.includes(payment.status)) {
     ;({ payment, settlement } = await refundWhatIsHeld(deps, orderId, payment, actor))
   }

@@ -170,7 +170,9 @@ export class RefundStillPending extends Error {
  * One run of the settle job: returns a canceled order's money (cancel.ts, settleCanceledOrder),
  * and throws RefundStillPending while a refund of its payment is pending, so that the queue runs
  * it again with backoff until that refund has succeeded or failed (and what a failed one held is
- * refunded too). A refund the processor refused is left to staff, with the note the refusal wrote.
+ * refunded too), or while another writer held the payment's row when this run went to record a
+ * capture the processor reported. A refund the processor refused is left to staff, with the note the
+ * refusal wrote.
  */
 export async function settleCanceled(deps: CommerceDeps, orderId: string): Promise<void> {
   const outcome = await settleCanceledOrder(deps, orderId, SETTLE_ACTOR)

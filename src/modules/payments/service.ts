@@ -26,6 +26,7 @@ import {
 } from './common.ts'
 import {
   type AuthorizeResult,
+  type FoundCharge,
   PaymentGiveBackRefused,
   type PaymentProvider,
   PaymentProviderUnavailable,
@@ -413,6 +414,82 @@ async function chargeFoundFor(
   return { provider_ref: found.provider_ref, held: 'authorization' }
 }
 
+/**
+ * Records what the processor holds of a charge whose void it refused while our row, which an order
+ * holds (its order canceled: orders/cancel.ts), still reads as not captured: the processor captured
+ * the charge (a capture whose answer was lost, or one made in its dashboard), and a refusal does
+ * not say how much. Asked of the processor by the charge the row names, and recorded as that
+ * capture (event `payment.captured`) less what was refunded of it there, so that the caller refunds
+ * only the rest, as chargeFoundFor does for a payment with no order; a charge refunded there in
+ * full holds nothing, and the row is canceled.
+ *
+ * 'captured' once the row records a capture (this call's, or one recorded meanwhile); 'nothing'
+ * when the processor reports none; 'busy' when another writer holds the row. That writer is
+ * recording an answer now (a capture's, whose recorder then finds the order canceled and refunds
+ * it), so this call does not wait on it, and the caller asks again later. 503 while the processor
+ * cannot answer.
+ */
+export async function recordRefusedVoidCapture(
+  deps: PaymentDeps,
+  paymentId: string,
+  actor: string,
+): Promise<'captured' | 'nothing' | 'busy'> {
+  const payment = await loadPayment(deps.db, paymentId)
+  if (CAPTURED.includes(payment.status)) return 'captured'
+  const provider = providerOf(deps.providers, payment.provider)
+  if (!payment.provider_ref || !UNPLACED_VOIDABLE.includes(payment.status) || !provider.findCharge)
+    return 'nothing'
+  let found: FoundCharge | null
+  try {
+    found = await provider.findCharge({
+      payment_id: payment.id,
+      created_at: new Date(payment.created_at),
+      given_up_at: new Date(payment.updated_at),
+      provider_ref: payment.provider_ref,
+    })
+  } catch (error) {
+    if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
+    throw error
+  }
+  if (!found || found.captured_amount <= 0) return 'nothing'
+  const held = found.captured_amount - found.refunded_amount
+  return withTransaction(deps.db, async (trx) => {
+    const current = await trx
+      .selectFrom('payments')
+      .select('status')
+      .where('id', '=', paymentId)
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst()
+    if (!current) return 'busy'
+    if (CAPTURED.includes(current.status)) return 'captured'
+    if (!UNPLACED_VOIDABLE.includes(current.status)) return 'nothing'
+    if (held <= 0) {
+      const row = await trx
+        .updateTable('payments')
+        .set({ status: 'canceled', next_action: null, updated_at: now() })
+        .where('id', '=', paymentId)
+        .returningAll()
+        .executeTakeFirstOrThrow()
+      await emitCanceled(trx, deps.outbox, row, actor)
+      return 'nothing'
+    }
+    const row = await trx
+      .updateTable('payments')
+      .set({
+        status: 'captured',
+        captured_amount: sql<number>`least(${held}::bigint, amount)`,
+        next_action: null,
+        updated_at: now(),
+      })
+      .where('id', '=', paymentId)
+      .returningAll()
+      .executeTakeFirstOrThrow()
+    await deps.outbox.emit(trx, 'payment.captured', eventPayload(row, { actor }), row.id)
+    return 'captured'
+  })
+}
+
 /** The refund key of a payment that got no order: one per payment, so that it is refunded once. */
 const UNPLACED_REFUND_KEY = 'unplaced'
 
@@ -538,7 +615,11 @@ export async function nameCharge(db: Queryable, paymentId: string, providerRef: 
     .execute()
 }
 
-/** States of a payment with no order whose money a void returns. */
+/**
+ * States of a payment whose money a void returns: those the void job voids of a payment with no
+ * order, and those in which a canceled order's void may be refused as captured at the processor
+ * (recordRefusedVoidCapture).
+ */
 const UNPLACED_VOIDABLE: readonly PaymentStatus[] = ['pending', 'requires_action', ...CAPTURABLE]
 
 /**
