@@ -4,10 +4,13 @@
  * history and the drift report; bad input answered with problem+json and nothing written.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { deleteVariant } from '../src/modules/catalog/products.ts'
 import { runReservationExpiry } from '../src/modules/inventory/jobs.ts'
+import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { createVariants, expectLedgerBalanced, levelOf, type TestVariant } from './support/inventory.ts'
+import { waitForLockWaits } from './support/locks.ts'
 
 describeEachDatabase('inventory admin API', (kind) => {
   let node: TestNode
@@ -24,6 +27,40 @@ describeEachDatabase('inventory admin API', (kind) => {
       payload: payload as object,
     })
   const get = (url: string) => node.app.inject({ url, headers: adminAuth })
+  const put = (url: string, payload: object) =>
+    node.app.inject({ method: 'PUT', url, headers: adminAuth, payload })
+  /** A transaction that does `work`, then stays open (its row locks held) until release(). */
+  const holdOpen = async (work: (trx: Tx) => Promise<unknown>) => {
+    const { promise: released, resolve: release } = Promise.withResolvers<void>()
+    const { promise: held, resolve: hold } = Promise.withResolvers<void>()
+    const done = withTransaction(db(), async (trx) => {
+      await work(trx)
+      hold()
+      await released
+    })
+    await Promise.race([held, done])
+    return {
+      release: () => {
+        release()
+        return done
+      },
+    }
+  }
+  /** What is stored for these variants: levels, policies and movements. */
+  const storedFor = async (ids: string[]) => ({
+    levels: await db().selectFrom('inventory_levels').selectAll().where('variant_id', 'in', ids).execute(),
+    policies: await db()
+      .selectFrom('inventory_policies')
+      .selectAll()
+      .where('variant_id', 'in', ids)
+      .execute(),
+    movements: await db()
+      .selectFrom('inventory_movements')
+      .select(['variant_id', 'kind', 'on_hand_delta'])
+      .where('variant_id', 'in', ids)
+      .orderBy('id')
+      .execute(),
+  })
   const movementCount = async () =>
     Number(
       (
@@ -461,4 +498,162 @@ describeEachDatabase('inventory admin API', (kind) => {
     expect(backs).toHaveLength(2) // the first receipt and this one
     await expectLedgerBalanced(db())
   })
+
+  // The route resolves the variant before its transaction, so a delete can commit in between; the
+  // write must then answer as it does when the delete comes first, not break the foreign key.
+  it.runIf(kind === 'postgres')(
+    "answers stock writes that wait on their variant's delete as for an unknown variant",
+    async () => {
+      const [a, b, c] = await createVariants(db(), 3)
+      // The deletes are made, not committed: each request below still resolves its variant.
+      const deletes = await holdOpen(async (trx) => {
+        for (const v of [a!, b!, c!])
+          expect(await deleteVariant(trx, node.runtime.outbox, v.id)).toBeDefined()
+      })
+      const pending = Promise.all([
+        put('/admin/inventory/levels', { variant_id: a!.id, location_id: berlin, safety_stock: 2 }),
+        put(`/admin/inventory/variants/${b!.sku}/policy`, { allow_backorder: true }),
+        post('/admin/inventory/receipts', { location_id: paris, lines: [{ sku: c!.sku, quantity: 5 }] }),
+      ])
+      await waitForLockWaits(db(), 3)
+      await deletes.release()
+      const [level, policy, receipt] = await pending
+      expect(level.statusCode, level.body).toBe(422)
+      expect(level.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(level.json()).toMatchObject({
+        code: 'unknown_variant',
+        errors: [{ path: 'body.variant_id', message: 'no variant has this variant_id' }],
+      })
+      expect(policy.statusCode, policy.body).toBe(404)
+      expect(policy.json()).toMatchObject({
+        code: 'not_found',
+        detail: `No variant has the id or SKU ${b!.sku}`,
+      })
+      expect(receipt.statusCode, receipt.body).toBe(422)
+      expect(receipt.json()).toMatchObject({
+        code: 'unknown_variant',
+        errors: [{ path: 'body.lines.0.sku', message: 'no variant has this sku' }],
+      })
+      expect(await storedFor([a!.id, b!.id, c!.id])).toEqual({ levels: [], policies: [], movements: [] })
+    },
+  )
+
+  // The level exists, so creating it takes no lock on the variant; a delete that commits while the
+  // write waits for the level used to leave it nothing to lock (a TypeError, 500).
+  it.runIf(kind === 'postgres')(
+    "answers stock writes whose level goes with its variant's delete as for an unknown variant",
+    async () => {
+      const [v] = await createVariants(db(), 1)
+      const first = await post('/admin/inventory/receipts', {
+        location_id: berlin,
+        lines: [{ variant_id: v!.id, quantity: 5 }],
+      })
+      expect(first.statusCode, first.body).toBe(201)
+      // Another write holds the level; the delete (its cascade) and the two writes queue behind it.
+      const other = await holdOpen((trx) =>
+        trx
+          .selectFrom('inventory_levels')
+          .select('on_hand')
+          .where('variant_id', '=', v!.id)
+          .where('location_id', '=', berlin)
+          .forUpdate()
+          .execute(),
+      )
+      const deleted = node.app.inject({
+        method: 'DELETE',
+        url: `/admin/variants/${v!.id}`,
+        headers: adminAuth,
+      })
+      await waitForLockWaits(db(), 1)
+      const pending = Promise.all([
+        post('/admin/inventory/receipts', {
+          location_id: berlin,
+          lines: [{ variant_id: v!.id, quantity: 3 }],
+        }),
+        post('/admin/inventory/counts', { counts: [{ sku: v!.sku, location_id: berlin, counted: 9 }] }),
+        node.app.inject({
+          method: 'POST',
+          url: '/admin/inventory/counts/import',
+          headers: { ...adminAuth, 'content-type': 'text/csv' },
+          payload: `location,sku,counted\nberlin,${v!.sku},7\n`,
+        }),
+      ])
+      await waitForLockWaits(db(), 4)
+      await other.release()
+      expect((await deleted).statusCode).toBe(200)
+      const [receipt, count, imported] = await pending
+      expect(receipt.statusCode, receipt.body).toBe(422)
+      expect(receipt.json()).toMatchObject({
+        code: 'unknown_variant',
+        errors: [{ path: 'body.lines.0.variant_id', message: 'no variant has this variant_id' }],
+      })
+      expect(count.statusCode, count.body).toBe(422)
+      expect(count.json()).toMatchObject({
+        code: 'unknown_variant',
+        errors: [{ path: 'body.counts.0.sku', message: 'no variant has this sku' }],
+      })
+      // A file is refused as a whole, as one naming an unknown SKU is.
+      expect(imported.statusCode, imported.body).toBe(422)
+      expect(imported.json()).toMatchObject({
+        code: 'invalid_csv',
+        errors: [{ path: 'body.rows.1.sku', message: 'no variant has this sku' }],
+      })
+      // The ledger outlives the variant: the first receipt only.
+      expect(await storedFor([v!.id])).toEqual({
+        levels: [],
+        policies: [],
+        movements: [{ variant_id: v!.id, kind: 'receipt', on_hand_delta: 5 }],
+      })
+    },
+  )
+
+  // A location holding no stock can be deleted, its empty levels with it: the same race as above.
+  it.runIf(kind === 'postgres')(
+    "answers a stock write whose level goes with its location's delete as for an unknown location",
+    async () => {
+      const [v] = await createVariants(db(), 1)
+      const made = await post('/admin/inventory/locations', {
+        code: `gone-${v!.sku}`,
+        name: 'Closing',
+        address: { country_code: 'DE' },
+      })
+      expect(made.statusCode, made.body).toBe(201)
+      const location = made.json().id as string
+      const empty = await put('/admin/inventory/levels', {
+        variant_id: v!.id,
+        location_id: location,
+        safety_stock: 0,
+      })
+      expect(empty.statusCode, empty.body).toBe(200)
+      const other = await holdOpen((trx) =>
+        trx
+          .selectFrom('inventory_levels')
+          .select('on_hand')
+          .where('variant_id', '=', v!.id)
+          .where('location_id', '=', location)
+          .forUpdate()
+          .execute(),
+      )
+      const deleted = node.app.inject({
+        method: 'DELETE',
+        url: `/admin/inventory/locations/${location}`,
+        headers: adminAuth,
+      })
+      await waitForLockWaits(db(), 1)
+      const receipt = post('/admin/inventory/receipts', {
+        location_id: location,
+        lines: [{ variant_id: v!.id, quantity: 3 }],
+      })
+      await waitForLockWaits(db(), 2)
+      await other.release()
+      expect((await deleted).statusCode).toBe(204)
+      const answer = await receipt
+      expect(answer.statusCode, answer.body).toBe(422)
+      expect(answer.json()).toMatchObject({
+        code: 'unknown_location',
+        errors: [{ path: 'body.location_id', message: 'no stock location has this id' }],
+      })
+      expect(await storedFor([v!.id])).toEqual({ levels: [], policies: [], movements: [] })
+    },
+  )
 })

@@ -6,7 +6,7 @@
  */
 import { parse } from 'csv-parse/sync'
 import type { Tx } from '../../platform/db/transaction.ts'
-import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { findVariantsById, findVariantsBySku } from '../catalog/variants.ts'
 import type { InventoryContext } from './context.ts'
 import { locationIdsByRef } from './locations.ts'
@@ -87,13 +87,35 @@ export async function importCounts(
     const counted = record.counted ?? ''
     if (!INTEGER.test(counted))
       errors.push({ path: `${path}.counted`, message: 'must be a whole number from 0' })
-    return { variant_id: variantId ?? '', location_id: locationId ?? '', counted: Number(counted), path }
+    return {
+      variant_id: variantId ?? '',
+      location_id: locationId ?? '',
+      counted: Number(counted),
+      path,
+      variant_path: `${path}.${record.sku ? 'sku' : 'variant_id'}`,
+    }
   })
   if (errors.length) {
     throw problem('invalid_csv', `${errors.length} problems in the file; nothing was imported`, {
       errors: errors.slice(0, 100),
     })
   }
-  const result = await countStock(trx, ctx, { counts, reference })
+  const result = await countStock(trx, ctx, { counts, reference }).catch((error: unknown) => {
+    // A variant or location deleted after the lookups above and before countStock locked it: the
+    // file gets the answer it has when the delete comes first.
+    if (
+      error instanceof ProblemError &&
+      (error.code === 'unknown_variant' || error.code === 'unknown_location')
+    ) {
+      const rows = (error.errors ?? []).map((e) => ({
+        ...e,
+        path: e.path.replace(/\.location_id$/, '.location'),
+      }))
+      throw problem('invalid_csv', `${rows.length} problems in the file; nothing was imported`, {
+        errors: rows,
+      })
+    }
+    throw error
+  })
   return { ...result, rows: counts.length }
 }

@@ -50,6 +50,11 @@ export async function variantByRef(runtime: Runtime, ref: string): Promise<Varia
   const found = /^var_[0-9a-z]{26}$/.test(ref)
     ? ((await findVariantsById(db, [ref]))[0] ?? (await findVariantsBySku(db, [ref]))[0])
     : (await findVariantsBySku(db, [ref]))[0]
-  if (!found) throw problem('not_found', `No variant has the id or SKU ${ref}`)
+  if (!found) throw variantNotFound(ref)
   return found
+}
+
+/** not_found for a variant a path names by id or SKU (`ref`). */
+export function variantNotFound(ref: string): ProblemError {
+  return problem('not_found', `No variant has the id or SKU ${ref}`)
 }

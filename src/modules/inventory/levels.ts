@@ -7,7 +7,7 @@ import { findVariantsById } from '../catalog/variants.ts'
 import { crossings, emitCrossings, sellable } from './alerts.ts'
 import type { InventoryContext } from './context.ts'
 import { requireLocations } from './locations.ts'
-import { ensureLevels, keyOf, type LevelKey, lockLevels } from './locks.ts'
+import { ensureAndLockLevels, keyOf, type LevelKey } from './locks.ts'
 
 export interface LevelView {
   variant_id: string
@@ -114,17 +114,20 @@ export async function listLevels(
 
 /**
  * Sets a level's safety stock and low-stock threshold (null clears it), creating the level at zero
- * when the variant has none at that location yet.
+ * when the variant has none at that location yet. `variant_path` is where the request named the
+ * variant, for the unknown_variant a variant deleted meanwhile gets.
  */
 export async function configureLevel(
   trx: Tx,
   ctx: InventoryContext,
-  key: LevelKey,
+  key: LevelKey & { variant_path?: string },
   settings: { safety_stock?: number | undefined; low_stock_threshold?: number | null | undefined },
 ): Promise<LevelView> {
   await requireLocations(trx, [key.location_id], ['body.location_id'])
-  await ensureLevels(trx, [key])
-  const before = (await lockLevels(trx, [key])).get(keyOf(key))!
+  const locked = await ensureAndLockLevels(trx, [
+    { ...key, variant_path: key.variant_path ?? 'body.variant_id' },
+  ])
+  const before = locked.get(keyOf(key))!
   const row = await trx
     .updateTable('inventory_levels')
     .set({

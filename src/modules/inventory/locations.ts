@@ -180,7 +180,11 @@ export async function listLocations(
   return toPage(rows.map(view), options.limit, (l) => [l.priority, l.id])
 }
 
-/** Checks that every id names a location; `unknown_location` at the matching path otherwise. */
+/**
+ * Checks that every id names a location; `unknown_location` at the matching path otherwise. In a
+ * transaction the locations stay key-share locked until it ends, so none can be deleted (taking
+ * its empty levels with it) between this check and the writes that refer to it.
+ */
 export async function requireLocations(db: Queryable, ids: string[], paths: string[]): Promise<void> {
   const known = new Set(
     (
@@ -188,6 +192,8 @@ export async function requireLocations(db: Queryable, ids: string[], paths: stri
         .selectFrom('stock_locations')
         .select('id')
         .where('id', 'in', [...new Set(ids)])
+        .orderBy('id')
+        .forKeyShare()
         .execute()
     ).map((r) => r.id),
   )

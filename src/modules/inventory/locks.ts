@@ -14,9 +14,11 @@
 import { sql } from 'kysely'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { newId } from '../../platform/ids.ts'
+import { holdVariants } from '../catalog/variants.ts'
 import { crossings, emitCrossings, type LevelSnapshot } from './alerts.ts'
 import type { InventoryContext } from './context.ts'
 import type { MovementKind } from './tables.ts'
+import { unknownVariants } from './variants.ts'
 
 export interface LevelKey {
   variant_id: string
@@ -67,18 +69,31 @@ const levelColumns = [
   'low_stock_threshold',
 ] as const
 
-/** Creates missing level rows at zero (in key order, so concurrent creators cannot deadlock). */
+/**
+ * Creates missing level rows at zero (in key order, so concurrent creators cannot deadlock) for
+ * the variants that still exist, which stay key-share locked until commit. Callers resolve
+ * variants before their transaction, so one may have been deleted since: its level is not created
+ * (lockLevels then leaves it out, and the caller answers as for an unknown variant) rather than
+ * the insert breaking the foreign key, and the lock keeps the others, and so their levels (which
+ * cascade), from going before the write.
+ */
 export async function ensureLevels(trx: Tx, keys: LevelKey[]): Promise<void> {
   const unique = uniqueKeys(keys)
   if (unique.length === 0) return
+  const held = await holdVariants(trx, [...new Set(unique.map((k) => k.variant_id))])
+  const creatable = unique.filter((k) => held.has(k.variant_id))
+  if (creatable.length === 0) return
   await trx
     .insertInto('inventory_levels')
-    .values(unique)
+    .values(creatable)
     .onConflict((oc) => oc.columns(['variant_id', 'location_id']).doNothing())
     .execute()
 }
 
-/** Locks the given levels (which must exist) in key order and returns their current values. */
+/**
+ * Locks the given levels in key order and returns their current values. A level that does not
+ * exist (its variant was deleted: see ensureLevels) is absent from the map.
+ */
 export async function lockLevels(trx: Tx, keys: LevelKey[]): Promise<Map<string, LockedLevel>> {
   const unique = uniqueKeys(keys)
   const locked = new Map<string, LockedLevel>()
@@ -98,6 +113,24 @@ export async function lockLevels(trx: Tx, keys: LevelKey[]): Promise<Map<string,
     .forUpdate()
     .execute()
   for (const row of rows) locked.set(keyOf(row), row)
+  return locked
+}
+
+/**
+ * ensureLevels then lockLevels, for staff writes that name each key's variant at `variant_path`
+ * (`body.lines.0.sku`), whose locations requireLocations has checked and so locked. A level
+ * missing after both belongs to a variant deleted since the route resolved it: the write is
+ * refused with unknown_variant, the answer it gets when the delete comes first, so every level
+ * returned is there.
+ */
+export async function ensureAndLockLevels(
+  trx: Tx,
+  keys: Array<LevelKey & { variant_path: string }>,
+): Promise<Map<string, LockedLevel>> {
+  await ensureLevels(trx, keys)
+  const locked = await lockLevels(trx, keys)
+  const gone = keys.filter((k) => !locked.has(keyOf(k)))
+  if (gone.length) throw unknownVariants(gone.map((k) => k.variant_path))
   return locked
 }
 

@@ -5,6 +5,7 @@
  */
 import { sql } from 'kysely'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
+import { holdVariants } from '../catalog/variants.ts'
 
 export interface PolicyView {
   variant_id: string
@@ -63,8 +64,17 @@ export async function policiesOf(db: Queryable, variantIds: string[]): Promise<M
   )
 }
 
-/** Creates or changes a variant's policy; fields left out keep their value. */
-export async function setPolicy(trx: Tx, variantId: string, input: PolicyInput): Promise<PolicyView> {
+/**
+ * Creates or changes a variant's policy; fields left out keep their value. Undefined when the
+ * variant does not exist: the route resolved it before this transaction, and a delete may have
+ * committed since (the held variant cannot go before this commits).
+ */
+export async function setPolicy(
+  trx: Tx,
+  variantId: string,
+  input: PolicyInput,
+): Promise<PolicyView | undefined> {
+  if (!(await holdVariants(trx, [variantId])).has(variantId)) return undefined
   const values = {
     ...(input.allow_backorder !== undefined ? { allow_backorder: input.allow_backorder } : {}),
     ...(input.preorder !== undefined ? { preorder: input.preorder } : {}),

@@ -5,7 +5,7 @@ import { Type } from 'typebox'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { importCounts } from './csv-import.ts'
-import { runWrite, variantByRef } from './http.ts'
+import { runWrite, variantByRef, variantNotFound } from './http.ts'
 import { configureLevel } from './levels.ts'
 import { policiesOf, setPolicy } from './policies.ts'
 import {
@@ -21,7 +21,7 @@ import {
   VariantParams,
 } from './schemas.ts'
 import { adjustStock, countStock, receiveStock, returnStock, transferStock } from './stock.ts'
-import { resolveVariants } from './variants.ts'
+import { resolveVariants, variantPath } from './variants.ts'
 
 const tags = ['inventory']
 const security = [{ bearer: [] }]
@@ -60,6 +60,7 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
               variant_id: variants[i]!.id,
               quantity: l.quantity,
               path: `${paths[i]}.quantity`,
+              variant_path: variantPath(l, paths[i]!),
             })),
           }),
         reply,
@@ -93,6 +94,7 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
             delta: body.delta,
             reason: body.reason,
             reference: body.reference ?? null,
+            variant_path: variantPath(body, 'body'),
           }),
         reply,
       )
@@ -125,6 +127,7 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
             quantity: body.quantity,
             reason: body.reason ?? null,
             reference: body.reference ?? null,
+            variant_path: variantPath(body, 'body'),
           }),
         reply,
       )
@@ -157,6 +160,7 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
             to_location_id: body.to_location_id,
             quantity: body.quantity,
             reference: body.reference ?? null,
+            variant_path: variantPath(body, 'body'),
           }),
         reply,
       )
@@ -191,6 +195,7 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
               location_id: c.location_id,
               counted: c.counted,
               path: paths[i]!,
+              variant_path: variantPath(c, paths[i]!),
             })),
           }),
         reply,
@@ -251,7 +256,7 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
         configureLevel(
           trx,
           ctx,
-          { variant_id: variant!.id, location_id: body.location_id },
+          { variant_id: variant!.id, location_id: body.location_id, variant_path: variantPath(body, 'body') },
           { safety_stock: body.safety_stock, low_stock_threshold: body.low_stock_threshold },
         ),
       )
@@ -292,11 +297,14 @@ export const stockRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
     },
     async (request) => {
       const variant = await variantByRef(runtime, request.params.ref)
-      return runWrite(runtime, request, (trx, ctx) => {
+      const policy = await runWrite(runtime, request, (trx, ctx) => {
         // Backorder or preorder room makes a sold-out variant buyable: cached pages must say so.
         ctx.availabilityChanged = true
         return setPolicy(trx, variant.id, request.body)
       })
+      // Deleted since it was looked up: the answer the request gets when the delete comes first.
+      if (!policy) throw variantNotFound(request.params.ref)
+      return policy
     },
   )
 }

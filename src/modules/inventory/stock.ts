@@ -2,7 +2,9 @@
  * Stock movements staff record: receipts, adjustments (with a reason), returns, transfers between
  * locations and cycle counts. Each locks the levels it changes in key order, checks against the
  * locked values, and appends its movements in the same transaction. A decrease may never take a
- * level below what is reserved there (release the reservations first).
+ * level below what is reserved there (release the reservations first). The routes resolve
+ * variants and locations before the transaction: one deleted since is answered as unknown, as it
+ * is when the delete comes first (ensureAndLockLevels, requireLocations).
  */
 import type { Tx } from '../../platform/db/transaction.ts'
 import { type FieldError, problem } from '../../platform/http/errors.ts'
@@ -10,25 +12,25 @@ import { newId } from '../../platform/ids.ts'
 import type { InventoryContext } from './context.ts'
 import { type LevelView, levelsByKeys } from './levels.ts'
 import { requireLocations } from './locations.ts'
-import {
-  applyLevelChanges,
-  ensureLevels,
-  keyOf,
-  type LevelChange,
-  type LevelKey,
-  lockLevels,
-} from './locks.ts'
+import { applyLevelChanges, ensureAndLockLevels, keyOf, type LevelChange, type LevelKey } from './locks.ts'
 
 export interface MovementResult {
   operation_id: string
   levels: LevelView[]
 }
 
-export interface StockLine extends LevelKey {
-  quantity: number
-  /** Where this line came from in the request, for error paths (`body.lines.0`). */
+/** Where a line came from in the request, for error paths. */
+interface LinePaths {
+  /** The field the checks report on (`body.lines.0.quantity`). */
   path: string
+  /** The field that named its variant (`body.lines.0.sku`); `path` when not given. */
+  variant_path?: string | undefined
 }
+
+const withVariantPath = <T extends LinePaths>(line: T) => ({
+  ...line,
+  variant_path: line.variant_path ?? line.path,
+})
 
 /**
  * Applies signed on-hand changes after checking, on the locked levels, that none goes below what
@@ -37,11 +39,10 @@ export interface StockLine extends LevelKey {
 async function changeOnHand(
   trx: Tx,
   ctx: InventoryContext,
-  lines: Array<LevelKey & { delta: number; path: string }>,
+  lines: Array<LevelKey & LinePaths & { delta: number }>,
   movement: Pick<LevelChange, 'kind' | 'reason' | 'reference'>,
 ): Promise<MovementResult> {
-  await ensureLevels(trx, lines)
-  const locked = await lockLevels(trx, lines)
+  const locked = await ensureAndLockLevels(trx, lines.map(withVariantPath))
   const net = new Map<string, number>()
   for (const line of lines) net.set(keyOf(line), (net.get(keyOf(line)) ?? 0) + line.delta)
   const errors: FieldError[] = []
@@ -81,7 +82,7 @@ export async function receiveStock(
   ctx: InventoryContext,
   input: {
     location_id: string
-    lines: Array<{ variant_id: string; quantity: number; path: string }>
+    lines: Array<LinePaths & { variant_id: string; quantity: number }>
     reference?: string | null
   },
 ): Promise<MovementResult> {
@@ -94,6 +95,7 @@ export async function receiveStock(
       location_id: input.location_id,
       delta: l.quantity,
       path: l.path,
+      variant_path: l.variant_path,
     })),
     { kind: 'receipt', reference: input.reference ?? null },
   )
@@ -109,6 +111,7 @@ export async function returnStock(
     quantity: number
     reference?: string | null
     reason?: string | null
+    variant_path?: string
   },
 ): Promise<MovementResult> {
   await requireLocations(trx, [input.location_id], ['body.location_id'])
@@ -121,6 +124,7 @@ export async function returnStock(
         location_id: input.location_id,
         delta: input.quantity,
         path: 'body.quantity',
+        variant_path: input.variant_path,
       },
     ],
     { kind: 'return', reference: input.reference ?? null, reason: input.reason ?? null },
@@ -137,6 +141,7 @@ export async function adjustStock(
     delta: number
     reason: string
     reference?: string | null
+    variant_path?: string
   },
 ): Promise<MovementResult> {
   await requireLocations(trx, [input.location_id], ['body.location_id'])
@@ -149,6 +154,7 @@ export async function adjustStock(
         location_id: input.location_id,
         delta: input.delta,
         path: 'body.delta',
+        variant_path: input.variant_path,
       },
     ],
     { kind: 'adjustment', reason: input.reason, reference: input.reference ?? null },
@@ -165,6 +171,7 @@ export async function transferStock(
     variant_id: string
     quantity: number
     reference?: string | null
+    variant_path?: string
   },
 ): Promise<MovementResult> {
   if (input.from_location_id === input.to_location_id) {
@@ -186,12 +193,14 @@ export async function transferStock(
         location_id: input.from_location_id,
         delta: -input.quantity,
         path: 'body.quantity',
+        variant_path: input.variant_path,
       },
       {
         variant_id: input.variant_id,
         location_id: input.to_location_id,
         delta: input.quantity,
         path: 'body.quantity',
+        variant_path: input.variant_path,
       },
     ],
     { kind: 'transfer', reference: input.reference ?? null },
@@ -206,7 +215,7 @@ export async function transferStock(
 export async function countStock(
   trx: Tx,
   ctx: InventoryContext,
-  input: { counts: Array<LevelKey & { counted: number; path: string }>; reference?: string | null },
+  input: { counts: Array<LevelKey & LinePaths & { counted: number }>; reference?: string | null },
 ): Promise<MovementResult> {
   const seen = new Map<string, string>()
   const duplicates: FieldError[] = []
@@ -222,8 +231,7 @@ export async function countStock(
     input.counts.map((c) => c.location_id),
     input.counts.map((c) => `${c.path}.location_id`),
   )
-  await ensureLevels(trx, input.counts)
-  const locked = await lockLevels(trx, input.counts)
+  const locked = await ensureAndLockLevels(trx, input.counts.map(withVariantPath))
   const operationId = newId('op')
   const after = await applyLevelChanges(
     trx,

@@ -4,7 +4,7 @@
  */
 
 import type { Queryable } from '../../platform/db/transaction.ts'
-import { type FieldError, problem } from '../../platform/http/errors.ts'
+import { type FieldError, type ProblemError, problem } from '../../platform/http/errors.ts'
 import { findVariantsById, findVariantsBySku, type VariantRef } from '../catalog/variants.ts'
 
 /** A variant named by exactly one of its SKU or its id. */
@@ -38,19 +38,32 @@ export async function resolveVariants(
   ])
   const skuMap = new Map(bySku.map((v) => [v.sku, v]))
   const idMap = new Map(byId.map((v) => [v.id, v]))
-  const unknown: FieldError[] = []
+  const unknown: string[] = []
   const found = inputs.map((input, i) => {
     const variant = input.sku !== undefined ? skuMap.get(input.sku) : idMap.get(input.variant_id!)
-    if (!variant) {
-      const field = input.sku !== undefined ? 'sku' : 'variant_id'
-      unknown.push({ path: `${paths[i]}.${field}`, message: `no variant has this ${field}` })
-    }
+    if (!variant) unknown.push(variantPath(input, paths[i]!))
     return variant
   })
-  if (unknown.length) {
-    throw problem('unknown_variant', `${unknown.length} of the variants named do not exist`, {
-      errors: unknown,
-    })
-  }
+  if (unknown.length) throw unknownVariants(unknown)
   return found as VariantRef[]
+}
+
+/** Where an input (at `path`, such as `body.lines.0`) names its variant: `body.lines.0.sku`. */
+export function variantPath(input: VariantInput, path: string): string {
+  return `${path}.${input.sku !== undefined ? 'sku' : 'variant_id'}`
+}
+
+/**
+ * `unknown_variant` naming the fields (variantPath) whose variants do not exist. A write also
+ * answers with it for a variant deleted after the route resolved it and before the write locked
+ * it: the answer it would have had had the delete come first.
+ */
+export function unknownVariants(paths: string[]): ProblemError {
+  const unique = [...new Set(paths)]
+  return problem('unknown_variant', `${unique.length} of the variants named do not exist`, {
+    errors: unique.map((path) => ({
+      path,
+      message: `no variant has this ${path.endsWith('.sku') ? 'sku' : 'variant_id'}`,
+    })),
+  })
 }
