@@ -8,10 +8,13 @@ import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as backfillSales from '../src/modules/catalog/migrations/0005-sales-backfill.ts'
 import * as listReferencePrices from '../src/modules/catalog/migrations/0006-list-reference-prices.ts'
+import { deleteVariant } from '../src/modules/catalog/products.ts'
 import { countSale, uncountSale } from '../src/modules/catalog/sales.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
+import { waitForLockWaits } from './support/locks.ts'
 import { createOrderCatalog, type OrderCatalog, placeTestOrder } from './support/orders.ts'
 import { bearer, createStaffMember, signInAndEnrol } from './support/staff.ts'
 
@@ -392,6 +395,98 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(removed.statusCode).toBe(200)
     expect(removed.json().variants).toHaveLength(2)
     expect((await admin('DELETE', `/admin/variants/${newId}`)).statusCode).toBe(404)
+  })
+
+  // PostgreSQL only: PGlite runs one transaction at a time, so these races cannot happen there.
+  describe.runIf(kind === 'postgres')('a variant edit racing its delete', () => {
+    /** A product of two variants: the first for a test to edit and delete. */
+    const variantToRace = async (tag: string) => {
+      const created = await admin('POST', '/admin/products', tee(`race-${tag}`, `RACE-${tag}`))
+      expect(created.statusCode, created.body).toBe(201)
+      return { productId: created.json().id as string, variantId: created.json().variants[0].id as string }
+    }
+    /** The variant's delete, made and left uncommitted (its locks held) until release(). */
+    const holdDelete = async (variantId: string) => {
+      const { promise: released, resolve: release } = Promise.withResolvers<void>()
+      const { promise: held, resolve: hold } = Promise.withResolvers<void>()
+      const done = withTransaction(node.runtime.database.db, async (trx) => {
+        expect(await deleteVariant(trx, node.runtime.outbox, variantId)).toBeDefined()
+        hold()
+        await released
+      })
+      await Promise.race([held, done])
+      return {
+        release: () => {
+          release()
+          return done
+        },
+      }
+    }
+    const stored = async (variantId: string) => {
+      const db = node.runtime.database.db
+      return {
+        variant: await db.selectFrom('product_variants').select('id').where('id', '=', variantId).execute(),
+        prices: await db
+          .selectFrom('variant_prices')
+          .select('amount')
+          .where('variant_id', '=', variantId)
+          .execute(),
+      }
+    }
+
+    // The edit looks the variant up, then waits for the product; the delete commits meanwhile.
+    it('answers an edit that waited on the delete with 404, as when the delete came first', async () => {
+      const plain = await variantToRace('plain')
+      const priced = await variantToRace('priced')
+      const deletes = [await holdDelete(plain.variantId), await holdDelete(priced.variantId)]
+      const edits = Promise.all([
+        admin('PATCH', `/admin/variants/${plain.variantId}`, { title: 'Renamed' }),
+        admin('PATCH', `/admin/variants/${priced.variantId}`, {
+          prices: [{ currency: 'EUR', amount: 1234 }],
+        }),
+      ])
+      await waitForLockWaits(node.runtime.database.db, 2)
+      for (const d of deletes) await d.release()
+      const [renamed, repriced] = await edits
+      // Not 200 as if the title had been written, and not the prices' foreign key refusing them.
+      for (const [edit, variantId] of [
+        [renamed, plain.variantId],
+        [repriced, priced.variantId],
+      ] as const) {
+        expect(edit.statusCode, edit.body).toBe(404)
+        expect(edit.json()).toMatchObject({ code: 'not_found', detail: `No variant ${variantId}` })
+        expect(await stored(variantId)).toEqual({ variant: [], prices: [] })
+      }
+    })
+
+    // An edit locks the product, then writes the variant; a delete that locked the variant first
+    // and then waited for the product would make the two wait on each other.
+    it('queues a delete behind an edit that holds the product, so the edit writes and the delete follows', async () => {
+      const { productId, variantId } = await variantToRace('queued')
+      const { promise: deleteWaits, resolve: goOn } = Promise.withResolvers<void>()
+      const { promise: productLocked, resolve: locked } = Promise.withResolvers<void>()
+      const edit = withTransaction(node.runtime.database.db, async (trx) => {
+        // Fail fast rather than wait for the deadlock detector: nothing may hold the variant.
+        await sql`set local lock_timeout = '500ms'`.execute(trx)
+        await trx.selectFrom('products').select('id').where('id', '=', productId).forUpdate().execute()
+        locked()
+        await deleteWaits
+        await trx
+          .updateTable('product_variants')
+          .set({ title: 'Edited' })
+          .where('id', '=', variantId)
+          .execute()
+      })
+      await productLocked
+      const deleted = admin('DELETE', `/admin/variants/${variantId}`)
+      await waitForLockWaits(node.runtime.database.db, 1)
+      goOn()
+      await edit
+      const answer = await deleted
+      expect(answer.statusCode, answer.body).toBe(200)
+      expect(answer.json().variants.map((v: { id: string }) => v.id)).not.toContain(variantId)
+      expect(await stored(variantId)).toEqual({ variant: [], prices: [] })
+    })
   })
 
   it('ranks products with the words in their title before those with them elsewhere', async () => {

@@ -622,7 +622,7 @@ export async function updateVariant(
     .executeTakeFirst()
   if (!variant) return undefined
   const product = await lockProduct(trx, variant.product_id)
-  if (!product) return undefined
+  if (!product || !(await variantStillThere(trx, variantId))) return undefined
   const errors = [
     ...(input.options ? checkVariantOptions(product.options, [input], () => 'body') : []),
     ...checkPrices(input.prices ?? [], 'body.prices'),
@@ -643,12 +643,22 @@ export async function updateVariant(
   return afterVariantChange(trx, outbox, variant.product_id)
 }
 
-/** Deletes a variant; undefined when it is unknown. */
+/**
+ * Deletes a variant; undefined when it is unknown. Its product is locked first, as every other
+ * variant write here does (product, then variant): an edit of the variant running at the same
+ * time then either finishes first or finds it gone, and the two cannot deadlock.
+ */
 export async function deleteVariant(
   trx: Tx,
   outbox: Outbox,
   variantId: string,
 ): Promise<ProductView | undefined> {
+  const variant = await trx
+    .selectFrom('product_variants')
+    .select(['product_id'])
+    .where('id', '=', variantId)
+    .executeTakeFirst()
+  if (!variant || !(await lockProduct(trx, variant.product_id))) return undefined
   const row = await trx
     .deleteFrom('product_variants')
     .where('id', '=', variantId)
@@ -656,6 +666,21 @@ export async function deleteVariant(
     .executeTakeFirst()
   if (!row) return undefined
   return afterVariantChange(trx, outbox, row.product_id)
+}
+
+/**
+ * Whether the variant still exists, read again once its product is locked: it was looked up
+ * before the lock, and a delete (which takes the same lock first) may have committed in between.
+ * Answering then as for an unknown variant is what the request gets when the delete comes first;
+ * writing on would update nothing (and answer 200) or break the prices' foreign key.
+ */
+async function variantStillThere(trx: Tx, variantId: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('product_variants')
+    .select('id')
+    .where('id', '=', variantId)
+    .executeTakeFirst()
+  return row !== undefined
 }
 
 async function afterVariantChange(
