@@ -23,10 +23,13 @@
  * take the money at the processor after all: the void of step 2 is then refused while the payment
  * row still reads authorised. Whoever records that capture finds the order canceled and refunds it
  * (refundCaptureOfCanceled), as does the payment.captured listener. A capture whose answer was lost
- * has no such recorder (only the processor's webhook, which may never come), so step 2 asks the
- * processor what the charge holds once its void is refused, records that capture and refunds it
- * (recordRefusedVoidCapture); a row another writer holds at that moment is left to that writer,
- * and the settle job asks again. Money never stays on a canceled order.
+ * has no such recorder (only the processor's webhook, which may never come): the settle job, whose
+ * void is refused in turn, asks the processor what the charge holds, records that capture and
+ * refunds it (recordRefusedVoidCapture). The job asks, not the cancel's request, which leaves a
+ * capture racing it to that capture's caller: 30 seconds on, a capture under way at the cancel has
+ * as a rule been recorded, so a row that still reads uncaptured is one whose answer was lost (and
+ * one recorded later still refunds under the cancel's key, once). A row another writer holds at
+ * that moment is left to that writer, and the job runs again. Money never stays on a canceled order.
  *
  * A refund under way when the cancel runs (staff's, not yet answered by the processor) keeps its
  * reservation and is left to finish: if it fails, its reservation goes back to the payment, and the
@@ -242,7 +245,7 @@ export async function settleCanceledOrder(
     .executeTakeFirst()
   if (order?.status !== 'canceled' || !order.payment_id) return 'settled'
   try {
-    return await settlePayment(deps, orderId, order.payment_id, actor)
+    return await settlePayment(deps, orderId, order.payment_id, actor, { askProcessor: true })
   } catch (error) {
     if (error instanceof ProblemError && error.code === 'conflict') {
       const refunds = await keyedRefundsOfPayment(deps.db, order.payment_id)
@@ -252,12 +255,17 @@ export async function settleCanceledOrder(
   }
 }
 
-/** Steps 2 and 3: returns the money of a canceled order and records it on the order. */
+/**
+ * Steps 2 and 3: returns the money of a canceled order and records it on the order. With
+ * `askProcessor` (the settle job), a void refused while the payment reads uncaptured has the
+ * processor asked what it captured (see the file comment).
+ */
 async function settlePayment(
   deps: CommerceDeps,
   orderId: string,
   paymentId: string,
   actor: string,
+  { askProcessor = false }: { askProcessor?: boolean } = {},
 ): Promise<Settlement> {
   let payment = await findPayment(deps.db, paymentId)
   if (!payment) return 'settled'
@@ -267,10 +275,11 @@ async function settlePayment(
       payment = await cancelPayment(deps, paymentId, actor)
     } catch (error) {
       // Captured meanwhile (a capture that raced the cancel): refund it instead. Refused while the
-      // row reads uncaptured, the processor captured it (the answer lost): what it holds is asked
-      // of it and recorded, so that the refund below returns it.
+      // row reads uncaptured, the processor captured it: its recorder refunds it, or, its answer
+      // lost, the settle job asks the processor and records it, so that the refund below returns it.
       if (!(error instanceof ProblemError && error.code === 'payment_not_capturable')) throw error
-      if ((await recordRefusedVoidCapture(deps, paymentId, actor)) === 'busy') settlement = 'waiting'
+      if (askProcessor && (await recordRefusedVoidCapture(deps, paymentId, actor)) === 'busy')
+        settlement = 'waiting'
       payment = (await findPayment(deps.db, paymentId))!
     }
   }
