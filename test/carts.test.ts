@@ -5,7 +5,9 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { withTransaction } from '../src/platform/db/transaction.ts'
+import { deleteVariant } from '../src/modules/catalog/products.ts'
+import { deleteRegion } from '../src/modules/catalog/regions.ts'
+import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { berlin, createTestStore, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
@@ -120,6 +122,133 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
       expect(cart).toEqual({ status: 'active', order_id: null, payment_id: null })
       expect(
         await db().selectFrom('payments').select('id').where('cart_id', '=', unchanged).execute(),
+      ).toEqual([])
+    })
+  })
+
+  // A request checks what it refers to, then writes; another request's delete of it can commit in
+  // between. Staged on PostgreSQL (PGlite runs one transaction at a time): the delete is made and
+  // held uncommitted, the request's check still sees the row and its write waits for the delete;
+  // once the delete commits, the request must answer as it does when the delete comes first.
+  describe.runIf(kind === 'postgres')('a write racing the delete of what it refers to', () => {
+    /** A transaction that does `work`, then stays open (its row locks held) until release(). */
+    const holdOpen = async (work: (trx: Tx) => Promise<unknown>) => {
+      const { promise: released, resolve: release } = Promise.withResolvers<void>()
+      const { promise: held, resolve: hold } = Promise.withResolvers<void>()
+      const done = withTransaction(db(), async (trx) => {
+        await work(trx)
+        hold()
+        await released
+      })
+      await Promise.race([held, done])
+      return {
+        release: () => {
+          release()
+          return done
+        },
+      }
+    }
+    const newRegion = async (country: string) => {
+      const res = await call(
+        'POST',
+        '/admin/regions',
+        { name: `Doomed ${country}`, currency: 'EUR', prices_include_tax: true, countries: [country] },
+        adminAuth,
+      )
+      expect(res.statusCode, res.body).toBe(201)
+      return res.json().id as string
+    }
+    const holdRegionDelete = (regionId: string) =>
+      holdOpen(async (trx) => expect(await deleteRegion(trx, node.runtime.outbox, regionId)).toBe(true))
+    const rowsNaming = async (table: 'carts' | 'shipping_options', regionId: string) =>
+      db().selectFrom(table).select('id').where('region_id', '=', regionId).execute()
+
+    it('refuses a cart in a region deleted meanwhile with unknown_region', async () => {
+      const region = await newRegion('NZ')
+      const deleted = await holdRegionDelete(region)
+      const pending = Promise.all([
+        call('POST', '/store/carts', { region_id: region }),
+        call('POST', '/store/carts', { country_code: 'NZ', email: 'kiwi@example.com' }),
+      ])
+      await waitForLockWaits(db(), 2)
+      await deleted.release()
+      const [byId, byCountry] = await pending
+      expect(byId.statusCode, byId.body).toBe(422)
+      expect(byId.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(byId.json()).toMatchObject({
+        code: 'unknown_region',
+        errors: [{ path: 'body.region_id', message: 'no such region' }],
+      })
+      expect(byCountry.statusCode, byCountry.body).toBe(422)
+      expect(byCountry.json()).toMatchObject({
+        code: 'unknown_region',
+        errors: [{ path: 'body.country_code', message: 'no region serves this country' }],
+      })
+      expect(await rowsNaming('carts', region)).toEqual([])
+    })
+
+    it('refuses a shipping option in, or moved to, a region deleted meanwhile with unknown_region', async () => {
+      const region = await newRegion('AU')
+      const option = await euOption('Moving', 500)
+      const deleted = await holdRegionDelete(region)
+      const pending = Promise.all([
+        call(
+          'POST',
+          '/admin/shipping-options',
+          { region_id: region, name: 'Down under', price_type: 'flat', amount: 900 },
+          adminAuth,
+        ),
+        call('PATCH', `/admin/shipping-options/${option}`, { region_id: region }, adminAuth),
+      ])
+      await waitForLockWaits(db(), 2)
+      await deleted.release()
+      for (const answer of await pending) {
+        expect(answer.statusCode, answer.body).toBe(422)
+        expect(answer.json()).toMatchObject({
+          code: 'unknown_region',
+          errors: [{ path: 'body.region_id', message: 'no such region' }],
+        })
+      }
+      expect(await rowsNaming('shipping_options', region)).toEqual([])
+      const kept = await call(
+        'GET',
+        `/admin/shipping-options?region_id=${store.euRegion}`,
+        undefined,
+        adminAuth,
+      )
+      expect(kept.json().data.map((o: { id: string }) => o.id)).toContain(option)
+    })
+
+    it('answers a purchase limit for a variant deleted meanwhile with 404', async () => {
+      const tag = randomUUID().slice(0, 8)
+      const product = await call(
+        'POST',
+        '/admin/products',
+        { handle: `limited-${tag}`, title: 'Limited', variants: [{ sku: `LIM-${tag}` }] },
+        adminAuth,
+      )
+      expect(product.statusCode, product.body).toBe(201)
+      const variantId = product.json().variants[0].id as string
+      const deleted = await holdOpen(async (trx) =>
+        expect(await deleteVariant(trx, node.runtime.outbox, variantId)).toBeDefined(),
+      )
+      const pending = call(
+        'PUT',
+        `/admin/purchase-limits/${variantId}`,
+        { max_per_line: 2, max_per_customer: null },
+        adminAuth,
+      )
+      await waitForLockWaits(db(), 1)
+      await deleted.release()
+      const answer = await pending
+      expect(answer.statusCode, answer.body).toBe(404)
+      expect(answer.json()).toMatchObject({ code: 'not_found', detail: `No variant ${variantId}` })
+      expect(
+        await db()
+          .selectFrom('purchase_limits')
+          .select('variant_id')
+          .where('variant_id', '=', variantId)
+          .execute(),
       ).toEqual([])
     })
   })

@@ -7,6 +7,7 @@ import { withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
+import { holdVariants } from '../catalog/variants.ts'
 import {
   CreateShippingOption,
   PurchaseLimit,
@@ -123,20 +124,20 @@ export const cartAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (
     },
     async (request) => {
       const { variant_id } = request.params
-      const variant = await db
-        .selectFrom('product_variants')
-        .select('id')
-        .where('id', '=', variant_id)
-        .executeTakeFirst()
-      if (!variant) throw problem('not_found', `No variant ${variant_id}`)
-      const row = await db
-        .insertInto('purchase_limits')
-        .values({ variant_id, ...request.body, updated_at: sql<Date>`now()` })
-        .onConflict((oc) =>
-          oc.column('variant_id').doUpdateSet({ ...request.body, updated_at: sql<Date>`now()` }),
-        )
-        .returning(['variant_id', 'max_per_line', 'max_per_customer'])
-        .executeTakeFirstOrThrow()
+      // The variant is held (key-share locked) in the transaction that writes its limit: a delete
+      // committed before is answered 404, as serially, and one that comes after waits for it.
+      const row = await withTransaction(db, async (trx) => {
+        if (!(await holdVariants(trx, [variant_id])).has(variant_id)) return undefined
+        return trx
+          .insertInto('purchase_limits')
+          .values({ variant_id, ...request.body, updated_at: sql<Date>`now()` })
+          .onConflict((oc) =>
+            oc.column('variant_id').doUpdateSet({ ...request.body, updated_at: sql<Date>`now()` }),
+          )
+          .returning(['variant_id', 'max_per_line', 'max_per_customer'])
+          .executeTakeFirstOrThrow()
+      })
+      if (!row) throw problem('not_found', `No variant ${variant_id}`)
       return row
     },
   )

@@ -142,6 +142,10 @@ async function regionFor(
       .where('region_countries.country_code', '=', input.country_code)
   const rows = await query.limit(2).execute()
   if (rows.length === 1) return rows[0]!
+  throw unknownRegion(input)
+}
+
+function unknownRegion(input: { region_id?: string | undefined; country_code?: string | undefined }) {
   const path = input.region_id !== undefined ? 'body.region_id' : 'body.country_code'
   const message =
     input.region_id !== undefined
@@ -149,7 +153,7 @@ async function regionFor(
       : input.country_code !== undefined
         ? 'no region serves this country'
         : 'give region_id or country_code: the store has several regions'
-  throw problem('unknown_region', message, { errors: [{ path, message }] })
+  return problem('unknown_region', message, { errors: [{ path, message }] })
 }
 
 export interface CreateCartInput {
@@ -183,21 +187,45 @@ export async function createCart(
     tax_notes: [],
     date_of_supply: new Date().toISOString().slice(0, 10),
   }
-  await deps.db
+  // The region is read again, key-share locked, by the insert itself: a delete of it committed
+  // since regionFor read it leaves nothing to insert, and the cart is refused as it is when the
+  // delete comes first (not by the foreign key); a delete that comes later waits for the insert
+  // and then finds the region in use. One statement, as the plain insert was.
+  const inserted = await deps.db
     .insertInto('carts')
-    .values({
-      id,
-      region_id: region.id,
-      currency_code: region.currency_code,
-      prices_include_tax: region.prices_include_tax,
-      customer_id: access.customerId,
-      email: input.email?.toLowerCase() ?? null,
-      lines: '[]',
-      totals: JSON.stringify(totals),
-      metadata: JSON.stringify(input.metadata ?? {}),
-      updated_at: sql<Date>`now()`,
-    })
-    .execute()
+    .columns([
+      'id',
+      'region_id',
+      'currency_code',
+      'prices_include_tax',
+      'customer_id',
+      'email',
+      'lines',
+      'totals',
+      'metadata',
+      'updated_at',
+    ])
+    .expression((eb) =>
+      eb
+        .selectFrom('regions')
+        .select([
+          sql.val(id).as('id'),
+          'regions.id as region_id',
+          'regions.currency_code',
+          'regions.prices_include_tax',
+          sql.val(access.customerId).as('customer_id'),
+          sql.val(input.email?.toLowerCase() ?? null).as('email'),
+          sql`'[]'::jsonb`.as('lines'),
+          sql`${JSON.stringify(totals)}::jsonb`.as('totals'),
+          sql`${JSON.stringify(input.metadata ?? {})}::jsonb`.as('metadata'),
+          sql`now()`.as('updated_at'),
+        ])
+        .where('regions.id', '=', region.id)
+        .forKeyShare(),
+    )
+    .returning('id')
+    .executeTakeFirst()
+  if (!inserted) throw unknownRegion(input)
   if (!input.lines?.length) return getCart(deps.db, id, access)
   const requested = input.lines
   try {

@@ -154,12 +154,19 @@ function checkPricing(input: Partial<ShippingOptionInput>, type: ShippingOptionI
   if (errors.length) throw problem('validation_failed', 'The shipping option is inconsistent', { errors })
 }
 
+/**
+ * Checks that the region and tax category named exist. The region stays key-share locked until
+ * the caller's transaction ends: its delete (which takes its options with it) then waits for the
+ * write, or, committed first, leaves the check to answer unknown_region as it does serially,
+ * instead of the foreign key refusing the write.
+ */
 async function checkReferences(trx: Tx, input: Partial<ShippingOptionInput>): Promise<void> {
   if (input.region_id !== undefined) {
     const region = await trx
       .selectFrom('regions')
       .select('id')
       .where('id', '=', input.region_id)
+      .forKeyShare()
       .executeTakeFirst()
     if (!region)
       throw problem('unknown_region', `No region ${input.region_id}`, {
@@ -217,7 +224,10 @@ export async function updateShippingOption(
   if (!current) return undefined
   const merged = { ...shippingOptionView(current as ShippingOptionRow), ...patch }
   checkPricing(merged, merged.price_type)
-  await checkReferences(trx, patch)
+  // An unchanged region is not checked (nor locked): its delete, holding it and waiting for this
+  // option (a cascade), would wait on this write while it waited on the delete.
+  const { region_id, ...rest } = patch
+  await checkReferences(trx, region_id === current.region_id ? rest : patch)
   const row = await trx
     .updateTable('shipping_options')
     .set({
