@@ -894,9 +894,39 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect(payment).toMatchObject({ status: 'captured', refunded_amount: 0 })
     })
 
+    it('cancels a partially refunded order that had not shipped: the rest refunded, its stock released', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true, reserve: true })
+      const part = await refund(order.id, { amount: 1000 }, bearer(support.accessToken))
+      expect(part.statusCode, part.body).toBe(201)
+      expect(part.json().order.status).toBe('partially_refunded')
+      const res = await call('POST', `/admin/orders/${order.id}/cancel`, {
+        headers: { ...adminAuth, 'idempotency-key': newKey() },
+      })
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json()).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { total: 3500, refunded: 3500 },
+      })
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'refunded',
+        captured_amount: 3500,
+        refunded_amount: 3500,
+      })
+      expect((await findReservation(db, order.reservation_id!))?.status).toBe('released')
+      const history = (await detail(order.id)).transitions
+      expect(history.at(-1)).toMatchObject({ from: 'partially_refunded', to: 'canceled' })
+    })
+
     it('refuses to cancel an order that has shipped', async () => {
       const order = await placeTestOrder(node, catalog, { capture: true })
       await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to: 'fulfilled' } })
+      expectProblem(await call('POST', `/admin/orders/${order.id}/cancel`), 409, 'invalid_order_transition')
+      // Refunding part of it first does not make the shipped goods cancelable.
+      const part = await refund(order.id, { amount: 100 }, bearer(support.accessToken))
+      expect(part.statusCode, part.body).toBe(201)
+      expect(part.json().order.status).toBe('partially_refunded')
       expectProblem(await call('POST', `/admin/orders/${order.id}/cancel`), 409, 'invalid_order_transition')
       expectProblem(
         await call('POST', '/admin/orders/ord_00000000000000000000000000/cancel'),

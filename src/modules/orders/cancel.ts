@@ -61,7 +61,7 @@ import type { CommerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
 import { findOrder, type OrderView } from './orders.ts'
 import { refundedTotalOf } from './refunds.ts'
-import { transitionOrder } from './state.ts'
+import { statusBeforeRefunds, transitionOrder } from './state.ts'
 import type { OrderStatus } from './tables.ts'
 
 /** Statuses an order may be canceled from: nothing has shipped yet. */
@@ -138,7 +138,7 @@ export async function cancelOrder(
     if (!row) throw problem('not_found', `No order ${orderId}`)
     // Canceled before: only the payment part may remain (a retry after a 503 or a crash).
     if (row.status === 'canceled') return row
-    if (!(input.onlyFrom ?? CANCELABLE).includes(row.status)) {
+    if (!(await cancelableFrom(trx, orderId, row.status, input.onlyFrom))) {
       throw problem('invalid_order_transition', `An order that is ${row.status} cannot be canceled`)
     }
     if (row.reservation_id) {
@@ -167,6 +167,22 @@ export async function cancelOrder(
   await ctx.publish()
   if (order.payment_id) await settlePayment(deps, orderId, order.payment_id, input.actor)
   return (await findOrder(deps.db, orderId))!
+}
+
+/**
+ * Whether an order in `status` may be canceled. A partially refunded order may be when it had not
+ * shipped before its refunds (staff refunded part, then cancel the rest): the refunds do not make
+ * the unshipped goods shipped, and the cancel refunds what remains.
+ */
+async function cancelableFrom(
+  trx: Tx,
+  orderId: string,
+  status: OrderStatus,
+  onlyFrom: readonly OrderStatus[] | undefined,
+): Promise<boolean> {
+  if (onlyFrom) return onlyFrom.includes(status)
+  if (status === 'partially_refunded') return CANCELABLE.includes(await statusBeforeRefunds(trx, orderId))
+  return CANCELABLE.includes(status)
 }
 
 /**

@@ -29,6 +29,8 @@ export const ORDER_TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatu
     'fulfilled',
     'completed',
     'refunded',
+    // Only when it had not shipped (cancelOrder asks statusBeforeRefunds): the rest is refunded.
+    'canceled',
   ],
   canceled: [],
   // Only when a refund fails at the processor after it was booked: money is refundable again
