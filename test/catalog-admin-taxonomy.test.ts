@@ -18,6 +18,7 @@ import type { ProblemError } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
+import { waitForLockWaits } from './support/locks.ts'
 import { bearer, newStaffSession, strongPassword, uniqueEmail } from './support/staff.ts'
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE'
@@ -866,6 +867,40 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
       await one
       return two
     }
+
+    it.runIf(kind === 'postgres')(
+      'takes no lock on the variants a price list prices while it waits for their products',
+      async () => {
+        // A variant delete locks its product, then the variant: a list write holding the variant
+        // while it waits for the product would deadlock with it.
+        const tee = await createProduct('lock-order-tee', [1000, 1200])
+        const { promise: released, resolve: release } = Promise.withResolvers<void>()
+        const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
+        const holder = withTransaction(db(), async (trx) => {
+          await trx.selectFrom('products').select('id').where('id', '=', tee.id).forUpdate().execute()
+          locked()
+          await released
+        })
+        await isLocked
+        const list = admin('POST', '/admin/price-lists', {
+          name: 'Lock order',
+          prices: [{ variant_id: tee.small, currency: 'EUR', amount: 900 }],
+        })
+        try {
+          await waitForLockWaits(db(), 1)
+          // NOWAIT fails at once if the waiting list write holds the variant's row.
+          await withTransaction(db(), (trx) =>
+            sql`select id from product_variants where id = ${tee.small} for update nowait`.execute(trx),
+          )
+        } finally {
+          release()
+          await holder
+        }
+        const created = await list
+        expect(created.statusCode, created.body).toBe(201)
+        expect((await admin('DELETE', `/admin/price-lists/${created.json().id}`)).statusCode).toBe(204)
+      },
+    )
 
     it('gives a country wanted by two new regions to the first, and a conflict to the second', async () => {
       const body = (name: string) => ({

@@ -125,17 +125,32 @@ export async function nextPriceChange(db: Queryable): Promise<number | undefined
   return at === null || at === undefined ? undefined : new Date(at).getTime()
 }
 
-/** The products the variants belong to; unknown variants are absent. Key-share locks the variants. */
+/** The products the variants belong to; unknown variants are absent. */
 async function productsOfVariants(trx: Tx, variantIds: readonly string[]): Promise<Map<string, string>> {
   if (variantIds.length === 0) return new Map()
-  // Locked so that a variant cannot be deleted between this check and the insert that references it.
   const rows = await trx
     .selectFrom('product_variants')
     .select(['id', 'product_id'])
     .where('id', 'in', [...new Set(variantIds)])
-    .forKeyShare()
     .execute()
   return new Map(rows.map((r) => [r.id, r.product_id]))
+}
+
+/**
+ * Locks the products of the variants priced (and `alsoLock`'s) in id order, then reads the
+ * variants again: a variant or product is deleted only under its product's lock (products.ts), so
+ * the variants found now stay until this transaction ends, and the insert that references them
+ * cannot meet a deleted one. Products before variants, the order of every product write: taking a
+ * variant's lock first would deadlock against a variant delete.
+ */
+async function lockedProductsOfVariants(
+  trx: Tx,
+  variantIds: readonly string[],
+  alsoLock: readonly string[],
+): Promise<Map<string, string>> {
+  const seen = await productsOfVariants(trx, variantIds)
+  await lockProducts(trx, [...new Set([...seen.values(), ...alsoLock])])
+  return seen.size === 0 ? seen : productsOfVariants(trx, variantIds)
 }
 
 /** "variant currency" keys of the base prices these variants have. */
@@ -180,9 +195,14 @@ interface Current {
 /**
  * Every check a list document must pass before anything is written: dates in order, the customer
  * group exists, prices in known currencies, one price per variant and currency, variants exist.
- * Returns the product of each variant priced.
+ * Returns the product of each variant priced, locked with `alsoLock`'s (lockedProductsOfVariants).
  */
-async function validate(trx: Tx, input: PriceListInput, current?: Current): Promise<Map<string, string>> {
+async function validate(
+  trx: Tx,
+  input: PriceListInput,
+  current?: Current,
+  alsoLock: readonly string[] = [],
+): Promise<Map<string, string>> {
   const errors: FieldError[] = []
   const startsAt = input.starts_at !== undefined ? input.starts_at : (current?.starts_at ?? null)
   const endsAt = input.ends_at !== undefined ? input.ends_at : (current?.ends_at ?? null)
@@ -206,9 +226,10 @@ async function validate(trx: Tx, input: PriceListInput, current?: Current): Prom
       errors.push({ path: `body.prices[${i}]`, message: 'appears twice; one price per variant and currency' })
     seen.add(key)
   })
-  const products = await productsOfVariants(
+  const products = await lockedProductsOfVariants(
     trx,
     prices.map((p) => p.variant_id),
+    alsoLock,
   )
   const based = await basePricesOf(
     trx,
@@ -272,7 +293,6 @@ export async function createPriceList(
     })
     .execute()
   const affected = [...new Set(products.values())]
-  await lockProducts(trx, affected)
   await replacePrices(trx, id, input.prices ?? [])
   await refreshPriceReadModel(trx, affected)
   const list = (await getPriceList(trx, id))!
@@ -299,7 +319,9 @@ export async function updatePriceList(
     .forNoKeyUpdate()
     .executeTakeFirst()
   if (!current) return undefined
-  const products = await validate(trx, input, current)
+  // The products whose prices this list holds now are rewritten too: locked with the new ones.
+  const listed = input.prices ? await productsInList(trx, id) : []
+  const products = await validate(trx, input, current, listed)
   await trx
     .updateTable('price_lists')
     .set({
@@ -314,8 +336,7 @@ export async function updatePriceList(
     .where('id', '=', id)
     .execute()
   if (input.prices) {
-    const affected = [...new Set([...(await productsInList(trx, id)), ...products.values()])]
-    await lockProducts(trx, affected)
+    const affected = [...new Set([...listed, ...products.values()])]
     await replacePrices(trx, id, input.prices)
     await refreshPriceReadModel(trx, affected)
   }
