@@ -18,9 +18,28 @@ import { eventually } from './support/eventually.ts'
 describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   let node: TestNode
 
+  /** While armed, holds the next delivery of `payment.captured` before the orders module sees it. */
+  const captureGate = {
+    armed: false,
+    entered: Promise.withResolvers<void>(),
+    release: Promise.withResolvers<void>(),
+  }
+
   beforeAll(async () => {
     // Captured later by staff, so the processor can capture first; workers deliver the events.
-    node = await startTestNode(kind, { work: true, env: { PAYMENT_CAPTURE: 'manual' } })
+    node = await startTestNode(kind, {
+      work: true,
+      env: { PAYMENT_CAPTURE: 'manual' },
+      beforeStart(runtime) {
+        // Registered before the modules' listeners, so it runs first in a delivery.
+        runtime.outbox.on('payment.captured', 'test.hold-capture', async () => {
+          if (!captureGate.armed) return
+          captureGate.armed = false
+          captureGate.entered.resolve()
+          await captureGate.release.promise
+        })
+      },
+    })
   })
   afterAll(() => node?.close())
   /** Staff actions on an order, each under a fresh Idempotency-Key. */
@@ -141,6 +160,47 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect((await applyWebhook(deps, 'test', refund)).duplicate).toBe(true)
     await eventually(async () =>
       (await orderOf(order.id)).status === 'partially_refunded' ? true : undefined,
+    )
+    expect(await orderOf(order.id)).toMatchObject({
+      refunded_total: 1000,
+      payment_status: 'partially_refunded',
+    })
+  })
+
+  it('moves an order refunded at the processor before its capture was followed, once the capture is', async () => {
+    const store = await storeOnce()
+    const placed = await completeCheckout(node.app, await readyCart(node.app, store, 2))
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    expect(order.status).toBe('pending')
+    const payment = await node.runtime.database.db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    const deps = paymentDeps(node.runtime)
+    const webhook = (type: string, status: 'captured' | 'refunded', amount: number) =>
+      applyWebhook(deps, 'test', {
+        event_id: `evt_${randomUUID()}`,
+        type,
+        provider_ref: payment.provider_ref,
+        status,
+        amount,
+      })
+    captureGate.armed = true
+    await webhook('payment_intent.succeeded', 'captured', Number(payment.amount))
+    await captureGate.entered.promise
+    try {
+      await webhook('charge.refunded', 'refunded', 1000)
+      // The refund's event is followed first: counted, though a pending order has no refund status.
+      await eventually(async () => ((await orderOf(order.id)).refunded_total === 1000 ? true : undefined))
+      expect((await orderOf(order.id)).status).toBe('pending')
+    } finally {
+      captureGate.release.resolve()
+    }
+    await eventually(
+      async () => ((await orderOf(order.id)).status === 'partially_refunded' ? true : undefined),
+      15_000,
     )
     expect(await orderOf(order.id)).toMatchObject({
       refunded_total: 1000,

@@ -31,14 +31,20 @@ export function followPaymentEvents(runtime: Runtime): void {
   runtime.outbox.on('payment.captured', 'orders.record-capture', async (event: DomainEvent) => {
     const orderId = event.payload.order_id
     if (typeof orderId !== 'string') return
-    const paid = await withTransaction(db, (trx) =>
-      recordOrderCaptured(trx, outbox, {
+    const ctx = inventoryContext(runtime, ACTOR)
+    const paid = await withTransaction(db, async (trx) => {
+      const moved = await recordOrderCaptured(trx, outbox, {
         orderId,
         actor: ACTOR,
         reason: 'payment captured at the processor',
         paymentStatus: 'captured',
-      }),
-    )
+      })
+      // A refund made at the processor whose event was followed first found the order pending,
+      // which no refund status follows: it counted the money and left the move to this capture.
+      if (moved) await followProcessorRefunds(trx, outbox, ctx, orderId, { onlyIfCounted: true })
+      return moved
+    })
+    await ctx.publish()
     // A capture that landed while the order was being canceled: its refund, in case whoever
     // captured died before making it (a second one under the cancel's key refunds nothing more).
     if (!paid) {
@@ -74,24 +80,7 @@ export function followPaymentEvents(runtime: Runtime): void {
     // Refunds staff made through the order are booked on it already (refunds.ts).
     if (typeof orderId !== 'string' || !String(event.payload.actor ?? '').startsWith('webhook:')) return
     const ctx = inventoryContext(runtime, ACTOR)
-    await withTransaction(db, async (trx) => {
-      const order = await lockOrderWithPayment(trx, orderId)
-      if (!order) return
-      const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
-      const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
-      const move = refunded > 0 && order.status !== to ? to : null
-      await transitionOrSet(trx, outbox, order.status, {
-        orderId,
-        // Nothing left to show (the refund failed before this ran): no move.
-        to: move,
-        actor: ACTOR,
-        reason: 'refunded at the processor',
-        set: { refunded_total: refunded, payment_status: order.payment_status },
-      })
-      // Refunded in full before it shipped, as a staff refund would: its stock goes back on sale
-      // (refunded is final, so nothing else would ever release it).
-      if (move) await settleOrderStock(trx, ctx, orderId, move)
-    })
+    await withTransaction(db, (trx) => followProcessorRefunds(trx, outbox, ctx, orderId))
     await ctx.publish()
   })
 
@@ -171,6 +160,37 @@ export function followPaymentEvents(runtime: Runtime): void {
   })
 }
 
+/**
+ * Sets the order's refunded total from its payment's refunds and moves it to partially refunded or
+ * refunded as that total says, where its status allows (a pending order does not: its capture
+ * moves it on later, and calls this again). `onlyIfCounted`: only when a refund is counted on the
+ * order already, so that a capture with nothing refunded costs one read more, not a write.
+ */
+async function followProcessorRefunds(
+  trx: Tx,
+  outbox: Runtime['outbox'],
+  ctx: ReturnType<typeof inventoryContext>,
+  orderId: string,
+  options: { onlyIfCounted?: boolean } = {},
+): Promise<void> {
+  const order = await lockOrderWithPayment(trx, orderId)
+  if (!order || (options.onlyIfCounted && Number(order.refunded_total) === 0)) return
+  const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
+  const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
+  const move = refunded > 0 && order.status !== to ? to : null
+  const moved = await transitionOrSet(trx, outbox, order.status, {
+    orderId,
+    // Nothing left to show (the refund failed before this ran): no move.
+    to: move,
+    actor: ACTOR,
+    reason: 'refunded at the processor',
+    set: { refunded_total: refunded, payment_status: order.payment_status },
+  })
+  // Refunded in full before it shipped, as a staff refund would: its stock goes back on sale
+  // (refunded is final, so nothing else would ever release it).
+  if (move && moved) await settleOrderStock(trx, ctx, orderId, move)
+}
+
 /** The order's row, locked, with what its payment says now: the refund listeners' starting point. */
 function lockOrderWithPayment(trx: Tx, orderId: string) {
   return trx
@@ -180,6 +200,7 @@ function lockOrderWithPayment(trx: Tx, orderId: string) {
       'orders.status',
       'orders.number',
       'orders.total',
+      'orders.refunded_total',
       'payments.id as payment_id',
       'payments.status as payment_status',
     ])
