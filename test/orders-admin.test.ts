@@ -19,7 +19,7 @@ import {
   settleCanceled,
 } from '../src/modules/orders/jobs.ts'
 import type { OrderLineView, OrderView } from '../src/modules/orders/orders.ts'
-import { divideHalfUp, lineRefundAmount } from '../src/modules/orders/refunds.ts'
+import { divideHalfUp, lineRefundAmount, resumeUnansweredRefunds } from '../src/modules/orders/refunds.ts'
 import {
   type PaymentProvider,
   PaymentProviderUnavailable,
@@ -971,6 +971,57 @@ describeEachDatabase('orders: admin and store', (kind) => {
       const history = (await detail(order.id)).transitions
       expect(history.map((t: { to: string }) => t.to)).toEqual(['paid', 'partially_refunded', 'refunded'])
       expect(history[1]).toMatchObject({ actor: `staff:${support.id}`, reason: 'late delivery' })
+    })
+
+    it('has the recovery job finish a staff refund whose processor was out of reach, once', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+      const deps = commerceDeps(node.runtime)
+      const gateway = deps.providers.get('test')!
+      const original = gateway.refund.bind(gateway)
+      gateway.refund = async () => {
+        throw new PaymentProviderUnavailable('simulated outage')
+      }
+      const headers = bearer(support.accessToken)
+      const key = newKey()
+      try {
+        expectProblem(
+          await refund(order.id, { amount: 1000 }, headers, key),
+          503,
+          'payment_provider_unavailable',
+        )
+      } finally {
+        gateway.refund = original
+      }
+      // Its request may yet come back: a fresh one is left to it. (Other tests' refunds in this
+      // database may be resumed too: only this order's state is asserted.)
+      await resumeUnansweredRefunds(deps)
+      expect(await detail(order.id)).toMatchObject({ status: 'paid', totals: { refunded: 0 } })
+      await db
+        .updateTable('order_refunds')
+        .set({ updated_at: sql<Date>`now() - interval '11 minutes'` })
+        .where('order_id', '=', order.id)
+        .execute()
+      expect((await resumeUnansweredRefunds(deps)).booked).toBeGreaterThanOrEqual(1)
+      expect(await detail(order.id)).toMatchObject({
+        status: 'partially_refunded',
+        totals: { refunded: 1000 },
+      })
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'partially_refunded',
+        refunded_amount: 1000,
+      })
+      // Resumed once: a second pass and staff's own retry under the key refund nothing more.
+      await resumeUnansweredRefunds(deps)
+      const retried = await refund(order.id, { amount: 1000 }, headers, key)
+      expect(retried.statusCode, retried.body).toBe(201)
+      expect(retried.json().order.totals.refunded).toBe(1000)
+      const refunds = await db
+        .selectFrom('payment_refunds')
+        .select(['amount', 'status'])
+        .where('payment_id', '=', order.payment_id!)
+        .execute()
+      expect(refunds.map((r) => [Number(r.amount), r.status])).toEqual([[1000, 'succeeded']])
     })
 
     it('refunds by line, pro rata per unit, and refuses more units than remain', async () => {

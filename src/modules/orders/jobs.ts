@@ -1,8 +1,9 @@
 /**
  * Background jobs of checkout, carts and orders: the recovery job that finishes or rolls back
  * checkouts their request abandoned (a node died, a shopper left at 3-D Secure) and captures orders
- * whose capture did not happen, the expiry of abandoned carts, and the settle job that returns the
- * money of a canceled order whatever its cancel's request left undone.
+ * whose capture did not happen, the expiry of abandoned carts, the settle job that returns the
+ * money of a canceled order whatever its cancel's request left undone, and the resumption of staff
+ * refunds whose request stopped after asking for the money.
  */
 import { sql } from 'kysely'
 import { pausepoint } from '../../platform/failpoints.ts'
@@ -16,10 +17,12 @@ import { SETTLE_CANCELED_JOB, settleCanceledOrder } from './cancel.ts'
 import { abandonCheckout, finish, LEASE_MICROS, paymentMethodOf, releaseLease } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 import { followPaymentEvents } from './payment-events.ts'
+import { resumeUnansweredRefunds } from './refunds.ts'
 import { CAPTURE_FROM } from './state.ts'
 
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
 export const EXPIRE_CARTS_JOB = 'carts.expire'
+export const RESUME_REFUNDS_JOB = 'orders.resume-refunds'
 export { SETTLE_CANCELED_JOB }
 
 const ACTOR = 'system:checkout-recovery'
@@ -188,8 +191,9 @@ export async function settleCanceled(deps: CommerceDeps, orderId: string): Promi
 }
 
 /**
- * Defines the recovery job (every minute), the cart expiry job (hourly) and the settle job of
- * canceled orders, and has orders follow their payments' events.
+ * Defines the recovery job (every minute), the cart expiry job (hourly), the refund resumption
+ * (every five minutes) and the settle job of canceled orders, and has orders follow their
+ * payments' events.
  */
 export function defineCheckoutJobs(runtime: Runtime): void {
   followPaymentEvents(runtime)
@@ -209,6 +213,15 @@ export function defineCheckoutJobs(runtime: Runtime): void {
       if (expired) runtime.logger.info({ expired }, 'abandoned carts expired')
     },
     { cron: '23 * * * *', retryLimit: 1, concurrency: 1 },
+  )
+  runtime.jobs.define(
+    RESUME_REFUNDS_JOB,
+    async () => {
+      const report = await resumeUnansweredRefunds(commerceDeps(runtime))
+      if (report.booked + report.waiting + report.refused > 0)
+        runtime.logger.info(report, 'unanswered refunds resumed')
+    },
+    { cron: '*/5 * * * *', retryLimit: 1, concurrency: 1 },
   )
   runtime.jobs.define<{ order_id: string }>(
     SETTLE_CANCELED_JOB,

@@ -23,7 +23,7 @@ import { sql } from 'kysely'
 import { type Queryable, type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import type { InventoryContext } from '../inventory/context.ts'
+import { type InventoryContext, inventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundKeysOfPayment, refundPayment } from '../payments/service.ts'
 import { liveRefundsOfPayment } from '../payments/views.ts'
 import type { CommerceDeps } from './deps.ts'
@@ -206,10 +206,10 @@ export async function refundOrderPayment(
   deps: CommerceDeps,
   orderId: string,
   input: RefundInput,
-  options: { actor: string; key: string },
+  options: { actor: string; key: string; resumeOnly?: boolean },
 ): Promise<{ plan: RefundPlan; refund: RefundView; paymentStatus: string; key: string }> {
   const { order, plan } = await withTransaction(deps.db, (trx) =>
-    reserveRefund(trx, orderId, input, options.key),
+    reserveRefund(trx, orderId, input, options.key, options.resumeOnly),
   )
   let refund: RefundView
   try {
@@ -246,6 +246,7 @@ async function reserveRefund(
   orderId: string,
   input: RefundInput,
   key: string,
+  resumeOnly = false,
 ): Promise<{ order: OrderView; plan: RefundPlan }> {
   const locked = await trx
     .selectFrom('orders')
@@ -268,6 +269,9 @@ async function reserveRefund(
     .where('order_id', '=', orderId)
     .where('refund_key', '=', key)
     .executeTakeFirst()
+  // A resume (resumeUnansweredRefunds) only finishes a reservation still pending, never plans anew.
+  if (resumeOnly && mine?.status !== 'pending')
+    throw problem('conflict', `No pending refund ${key} to resume`)
   if (mine && mine.status !== 'void') {
     return {
       order,
@@ -303,6 +307,55 @@ async function reserveRefund(
       .execute()
   }
   return { order, plan }
+}
+
+/** Minutes a refund is left to the request that made it before the recovery job resumes it. */
+const RESUME_AFTER_MINUTES = 10
+
+/**
+ * Finishes order refunds whose request stopped after their money was asked for: the processor was
+ * out of reach (a 503 answered to staff) or the request died. Each such refund holds its amount on
+ * the payment and its units on the order, so left alone it would keep them from every other refund
+ * for good. Only reservations whose payment refund started are taken (those that never reached the
+ * payments service are abandoned instead: liveReservations); each is resumed under its own key,
+ * which asks the processor nothing twice, and booked as its request would have booked it. Refunds
+ * the processor still cannot be asked about wait for the next run. Returns how many were booked.
+ */
+export async function resumeUnansweredRefunds(
+  deps: CommerceDeps,
+  options: { limit?: number } = {},
+): Promise<{ booked: number; waiting: number; refused: number }> {
+  const stale = await deps.db
+    .selectFrom('order_refunds as r')
+    .innerJoin('orders as o', 'o.id', 'r.order_id')
+    .innerJoin('payment_refunds as pr', (join) =>
+      join.onRef('pr.payment_id', '=', 'o.payment_id').onRef('pr.idempotency_key', '=', 'r.refund_key'),
+    )
+    .select(['r.order_id', 'r.refund_key'])
+    .where('r.status', '=', 'pending')
+    .where('pr.status', 'in', ['pending', 'succeeded'])
+    .where(sql<boolean>`r.updated_at < now() - make_interval(mins => ${RESUME_AFTER_MINUTES})`)
+    .orderBy('r.updated_at')
+    .limit(options.limit ?? 50)
+    .execute()
+  const report = { booked: 0, waiting: 0, refused: 0 }
+  const actor = 'system:refund-recovery'
+  for (const { order_id: orderId, refund_key: key } of stale) {
+    try {
+      // The input is not read: the reservation's own plan is resumed.
+      const moved = await refundOrderPayment(deps, orderId, { amount: 1 }, { actor, key, resumeOnly: true })
+      const ctx = inventoryContext(deps.runtime, actor)
+      await withTransaction(deps.db, (trx) => bookRefund(trx, ctx, orderId, moved, actor))
+      await ctx.publish()
+      report.booked++
+    } catch (error) {
+      if (!(error instanceof ProblemError)) throw error
+      if (error.status === 503) report.waiting++
+      // Refused by the processor (the reservation is void, its units back), or finished meanwhile.
+      else report.refused++
+    }
+  }
+  return report
 }
 
 /** A reservation this old whose refund never reached the payments service was abandoned. */
