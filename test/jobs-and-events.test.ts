@@ -8,11 +8,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import { sql } from 'kysely'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openDatabase } from '../src/platform/db/database.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import type { DomainEvent } from '../src/platform/events/nats-publisher.ts'
 import { PUBLISH_EVENT_JOB } from '../src/platform/events/outbox.ts'
-import { UnretryableJobError } from '../src/platform/jobs/jobs.ts'
+import { Jobs, UnretryableJobError } from '../src/platform/jobs/jobs.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
@@ -205,6 +207,63 @@ describeEachDatabase('job backlog', (kind) => {
     // a worker fetches again at once after a full batch.
     await eventually(async () => (ran.length === 60 ? true : undefined), 4 * POLL_SECONDS * 1000)
     expect([...ran].sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, n) => n))
+  })
+})
+
+describe('job workers stopped mid-queue', () => {
+  it('never run a finished job again when a stop gives up on the running one', async () => {
+    const database = await openDatabase({ url: undefined, dataDir: undefined })
+    const runs: number[] = []
+    let running: (() => void) | undefined
+    const make = () => {
+      const jobs = new Jobs(database, {
+        retryLimit: 3,
+        retryDelaySeconds: 1,
+        logger: pino({ level: 'silent' }),
+        pollingIntervalSeconds: 0.5,
+      })
+      jobs.define<{ n: number }>(
+        'test.once',
+        async ({ n }) => {
+          runs.push(n)
+          running?.()
+          await sleep(600)
+        },
+        { concurrency: 1 },
+      )
+      return jobs
+    }
+    try {
+      let jobs = make()
+      await jobs.start({ work: false })
+      for (let n = 1; n <= 5; n++) await jobs.enqueue(database.db, 'test.once', { n })
+      await jobs.stop(1000)
+      // Stopped while the third job runs, with less time than it needs: that one is given up.
+      const { promise: thirdRuns, resolve } = Promise.withResolvers<void>()
+      running = () => runs.length === 3 && resolve()
+      jobs = make()
+      await jobs.start({ work: true })
+      await thirdRuns
+      await jobs.stop(200)
+      running = undefined
+      jobs = make()
+      await jobs.start({ work: true })
+      // Until every job is done, retries included.
+      await eventually(async () => {
+        const { rows } = await sql<{ left: number }>`
+          select count(*)::int as left from pgboss.job where name = 'test.once' and state <> 'completed'`.execute(
+          database.db,
+        )
+        return rows[0]?.left === 0 ? true : undefined
+      }, 20_000)
+      await jobs.stop(1000)
+      const count = (n: number) => runs.filter((r) => r === n).length
+      // Only the job the stop gave up on may run again.
+      expect([1, 2, 4, 5].map(count)).toEqual([1, 1, 1, 1])
+      expect(count(3)).toBeGreaterThanOrEqual(1)
+    } finally {
+      await database.close()
+    }
   })
 })
 

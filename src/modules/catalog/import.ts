@@ -798,10 +798,8 @@ export async function runImport(runtime: Runtime, importId: string): Promise<voi
 
 /** Defines the `catalog.import` job on the runtime's queue. */
 export function defineImportJob(runtime: Runtime): void {
-  // One import at a time per node: each already uses the database as fast as it can take it. Fetched
-  // one at a time too: a batch would claim imports another node could start meanwhile.
+  // One import at a time per node: each already uses the database as fast as it can take it.
   runtime.jobs.define<{ import_id: string }>(IMPORT_JOB, ({ import_id }) => runImport(runtime, import_id), {
     concurrency: 1,
-    batchSize: 1,
   })
 }

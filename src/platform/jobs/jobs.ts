@@ -41,17 +41,8 @@ interface Definition {
   handler: JobHandler<never>
   retryLimit: number | undefined
   concurrency: number
-  batchSize: number
   cron: string | undefined
 }
-
-/**
- * Jobs a worker takes per fetch. pg-boss waits a whole polling interval after each fetch unless it
- * came back full, so a worker taking one job at a time runs one job per interval whatever the
- * backlog (two workers: one event a second at the default 2 s). With batches, a full fetch is
- * followed by another at once, and a backlog drains at the speed of the handlers.
- */
-const DEFAULT_BATCH_SIZE = 20
 
 export interface JobsOptions {
   retryLimit: number
@@ -86,14 +77,13 @@ export class Jobs {
   define<T>(
     name: string,
     handler: JobHandler<T>,
-    options: { retryLimit?: number; concurrency?: number; batchSize?: number; cron?: string } = {},
+    options: { retryLimit?: number; concurrency?: number; cron?: string } = {},
   ): void {
     this.#definitions.set(name, {
       name,
       handler: handler as JobHandler<never>,
       retryLimit: options.retryLimit,
       concurrency: options.concurrency ?? 2,
-      batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
       cron: options.cron,
     })
   }
@@ -115,24 +105,34 @@ export class Jobs {
     }
     if (!work) return
     for (const def of this.#definitions.values()) {
-      await this.boss.work<never>(
-        def.name,
-        {
-          localConcurrency: def.concurrency,
-          pollingIntervalSeconds: this.#options.pollingIntervalSeconds ?? 2,
-          batchSize: def.batchSize,
-          burstWhenBatchFull: true,
-          // Each job's outcome is reported, so that one failure fails only its own job, and one can
-          // skip its retries (UnretryableJobError).
-          perJobResults: true,
-        },
-        async (batch) => {
-          const results: JobResult[] = []
-          for (const job of batch) results.push(await this.#run(def, job))
-          return results
-        },
-      )
+      for (let i = 0; i < def.concurrency; i++) await this.#startWorker(def)
     }
+  }
+
+  /**
+   * One worker of a queue: one job per fetch, so that each job is settled, timed out and (at
+   * shutdown) given up on its own, never with a batch. pg-boss waits a whole polling interval after
+   * each fetch, which alone would cap a queue at one job per interval per worker whatever its
+   * backlog (a few checkouts a second would leave their events minutes behind): a worker that ran a
+   * job is woken to fetch again at once, and waits the interval only once the queue is empty.
+   * Workers are started one by one (not with pg-boss's localConcurrency) to know each one's id.
+   */
+  async #startWorker(def: Definition): Promise<void> {
+    let workerId: string | undefined
+    workerId = await this.boss.work<never>(
+      def.name,
+      {
+        pollingIntervalSeconds: this.#options.pollingIntervalSeconds ?? 2,
+        // Each job's outcome is reported, so that one can skip its retries (UnretryableJobError).
+        perJobResults: true,
+      },
+      async ([job]) => {
+        if (!job) return []
+        const result = await this.#run(def, job)
+        if (workerId) this.boss.notifyWorker(workerId)
+        return [result]
+      },
+    )
   }
 
   async #run(def: Definition, job: Job<never>): Promise<JobResult> {
