@@ -1688,6 +1688,60 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
       }
     })
 
+    it('refuses a checkout whose tax changed the same day since the cart was shown', async () => {
+      const miami = {
+        line1: '1 Ocean Drive',
+        city: 'Miami',
+        region: 'FL',
+        postal_code: '33139',
+        country_code: 'US',
+      }
+      const created = await call('POST', '/store/carts', {
+        region_id: store.usRegion,
+        email: 'miami@example.com',
+        lines: [{ variant_id: store.jacket, quantity: 1 }],
+      })
+      expect(created.statusCode, created.body).toBe(201)
+      const cartId = created.json().id
+      const shown = await call('PATCH', `/store/carts/${cartId}`, {
+        shipping_address: miami,
+        shipping_option_id: store.usShipping,
+      })
+      expect(shown.statusCode, shown.body).toBe(200)
+      // No registration in Florida: no tax shown.
+      expect(shown.json().totals.tax_total).toBe(0)
+      const registered = await adminCall(node.app, 'PUT', '/admin/tax/registrations/US-FL', {})
+      expect(registered.statusCode, registered.body).toBe(200)
+      try {
+        // Each node keeps the tax settings a few seconds: wait until this one taxes Florida.
+        await eventually(async () => {
+          const probe = (await call('POST', '/store/carts', { region_id: store.usRegion })).json()
+          await call('PATCH', `/store/carts/${probe.id}`, { shipping_address: miami })
+          const added = await call('POST', `/store/carts/${probe.id}/lines`, {
+            variant_id: store.shirt,
+            quantity: 1,
+          })
+          return added.json().totals.tax_total > 0 ? true : undefined
+        })
+        const levels = await levelOf(store.jacket)
+        const refused = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(refused.statusCode, refused.body).toBe(409)
+        expect(refused.json()).toMatchObject({
+          code: 'cart_changed',
+          errors: [{ path: 'cart.totals.total' }],
+        })
+        expect(await levelOf(store.jacket)).toEqual(levels)
+        // Reviewed, the cart shows the tax, and a new key pays what it shows.
+        const review = (await call('GET', `/store/carts/${cartId}`)).json()
+        expect(review.totals.tax_total).toBeGreaterThan(0)
+        const placed = await complete(cartId, { provider: 'test', payment_method: 'pm_card_visa' })
+        expect(placed.statusCode, placed.body).toBe(201)
+        expect(placed.json().order.totals.total).toBe(review.totals.total)
+      } finally {
+        await adminCall(node.app, 'DELETE', '/admin/tax/registrations/US-FL')
+      }
+    })
+
     it('checks out a cart last priced on an earlier day whose total has not moved', async () => {
       const cartId = await readyCart(node.app, store, 1)
       // Priced two days ago: the total is compared with the stored one, which still holds.

@@ -75,6 +75,11 @@ export interface LoadedCart {
   shippingOption: ShippingOptionRow | null
   /** Countries of the cart's region. */
   regionCountries: string[]
+  /**
+   * The total stored with the cart at its last change: what the shopper was shown. Read as one
+   * number, not the whole totals document, which no change needs.
+   */
+  shownTotal: number | null
 }
 
 interface RawVariant {
@@ -119,11 +124,16 @@ export async function loadCart(
   const customer = options.customerId === undefined ? sql`c.customer_id` : sql`${options.customerId}::text`
   // Every cart change runs this statement: kept prepared, it is parsed and planned once per connection.
   const { rows } = await sql<
-    CartRow & { variants: RawVariant[]; shipping_option: ShippingOptionRow | null; countries: string[] }
+    CartRow & {
+      shown_total: string | number | null
+      variants: RawVariant[]
+      shipping_option: ShippingOptionRow | null
+      countries: string[]
+    }
   >`
     ${prepared} select c.id, c.status, c.region_id, c.currency_code, c.prices_include_tax, c.customer_id,
       c.email, c.shipping_address, c.billing_address, c.vat_id, c.is_business, c.shipping_option_id,
-      c.promo_codes, c.lines, '{}'::jsonb as totals, c.version, c.payment_id, c.reservation_id, c.checkout,
+      c.promo_codes, c.lines, '{}'::jsonb as totals, (c.totals ->> 'total')::bigint as shown_total, c.version, c.payment_id, c.reservation_id, c.checkout,
       c.checkout_lease_until, c.order_id, c.metadata, c.created_at, c.updated_at,
       coalesce((
         select json_agg(x) from (
@@ -169,7 +179,7 @@ export async function loadCart(
     from carts c where c.id = ${cartId} ${lock}`.execute(db)
   const row = rows[0]
   if (!row) return undefined
-  const { variants, shipping_option, countries, ...cart } = row
+  const { variants, shipping_option, countries, shown_total, ...cart } = row
   const facts = new Map<string, VariantFacts>()
   for (const v of variants) {
     const price = shopperPrice(
@@ -219,6 +229,7 @@ export async function loadCart(
     variants: facts,
     shippingOption,
     regionCountries: countries,
+    shownTotal: num(shown_total),
   }
 }
 

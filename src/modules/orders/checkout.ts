@@ -155,7 +155,7 @@ async function start(
   const totals = await computeTotals(loaded!, lines, deps)
   if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
   if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
-  const changes = await changesSinceShown(deps.db, loaded!, lines, totals)
+  const changes = changesSinceShown(loaded!, lines, totals)
   if (changes.length) await refuseChanged(deps, request, changes)
 
   // Stock is held before the cart is locked, in statements of its own (one, for a single line), so
@@ -248,22 +248,14 @@ async function takeOver(trx: Tx, cartId: string, leaseSeconds: number): Promise<
 
 /**
  * How the cart priced now differs from the cart the shopper was shown (its last change): the
- * shopper must never be charged an amount they were not shown. Line prices are compared as they
- * stand, at no cost. The total is made of more than line prices (the weight and tax category of
- * each line, the shipping option's price, the day's tax rates), and the cart read does not carry
- * the total stored with the cart: it is read, once, only when one of those may have moved since
- * the cart was priced, so that a checkout of an unchanged cart sends no statement more.
+ * shopper must never be charged an amount they were not shown. Each line's price is compared, to
+ * name what changed; then the total, which is made of more than line prices (each line's weight and
+ * tax category, the shipping option's price, the tax rates and registrations of the day): the cart
+ * read carries the total stored with the cart at its last change, so this costs no statement.
  */
-async function changesSinceShown(
-  db: Queryable,
-  loaded: LoadedCart,
-  lines: readonly CartLine[],
-  totals: CartTotals,
-): Promise<FieldError[]> {
-  const { cart } = loaded
-  const shown = new Map(cart.lines.map((line) => [line.id, line]))
+function changesSinceShown(loaded: LoadedCart, lines: readonly CartLine[], totals: CartTotals): FieldError[] {
+  const shown = new Map(loaded.cart.lines.map((line) => [line.id, line]))
   const changes: FieldError[] = []
-  let factsMoved = false
   for (const line of lines) {
     const before = shown.get(line.id)!
     if (before.unit_amount !== line.unit_amount) {
@@ -271,34 +263,18 @@ async function changesSinceShown(
         path: `cart.lines.${line.id}.unit_amount`,
         message: `was ${before.unit_amount}, is now ${line.unit_amount}`,
       })
-    } else if (
-      before.tax_category !== line.tax_category ||
-      (before.weight_g ?? null) !== (line.weight_g ?? null) ||
-      (before.requires_shipping ?? true) !== (line.requires_shipping ?? true)
-    ) {
-      factsMoved = true
     }
   }
-  if (changes.length) return changes
-  // Every write that bumps updated_at prices the cart, or follows a checkout start that did.
-  const pricedAt = new Date(cart.updated_at)
-  const option = loaded.shippingOption
-  const mayHaveMoved =
-    factsMoved ||
-    (option !== null && new Date(option.updated_at) >= pricedAt) ||
-    pricedAt.toISOString().slice(0, 10) !== totals.date_of_supply
-  if (!mayHaveMoved) return []
-  const stored = await db
-    .selectFrom('carts')
-    .select(sql<string | null>`totals ->> 'total'`.as('total'))
-    .where('id', '=', cart.id)
-    .where('version', '=', cart.version)
-    .executeTakeFirst()
-  // Changed since it was read: the conditional write to completing would refuse it the same way.
-  if (!stored) throw cartMoved()
-  const before = Number(stored.total)
-  if (before === totals.total) return []
-  return [{ path: 'cart.totals.total', message: `was ${before}, is now ${totals.total}` }]
+  if (changes.length || loaded.shownTotal === totals.total) return changes
+  return [
+    {
+      path: 'cart.totals.total',
+      message:
+        loaded.shownTotal === null
+          ? `was never shown, is ${totals.total}`
+          : `was ${loaded.shownTotal}, is now ${totals.total}`,
+    },
+  ]
 }
 
 /**
