@@ -11,7 +11,7 @@ import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { berlin, createTestStore, type TestStore } from './support/commerce.ts'
 import { DATABASE_KINDS } from './support/database.ts'
-import { waitForLockWaits } from './support/locks.ts'
+import { holdOpen as holdOpenOn, waitForLockWaits } from './support/locks.ts'
 import { createTestCustomer } from './support/orders.ts'
 
 describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
@@ -131,23 +131,7 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
   // held uncommitted, the request's check still sees the row and its write waits for the delete;
   // once the delete commits, the request must answer as it does when the delete comes first.
   describe.runIf(kind === 'postgres')('a write racing the delete of what it refers to', () => {
-    /** A transaction that does `work`, then stays open (its row locks held) until release(). */
-    const holdOpen = async (work: (trx: Tx) => Promise<unknown>) => {
-      const { promise: released, resolve: release } = Promise.withResolvers<void>()
-      const { promise: held, resolve: hold } = Promise.withResolvers<void>()
-      const done = withTransaction(db(), async (trx) => {
-        await work(trx)
-        hold()
-        await released
-      })
-      await Promise.race([held, done])
-      return {
-        release: () => {
-          release()
-          return done
-        },
-      }
-    }
+    const holdOpen = (work: (trx: Tx) => Promise<unknown>) => holdOpenOn(db(), work)
     const newRegion = async (country: string) => {
       const res = await call(
         'POST',

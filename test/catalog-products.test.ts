@@ -14,7 +14,7 @@ import { withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
-import { waitForLockWaits } from './support/locks.ts'
+import { holdOpen, waitForLockWaits } from './support/locks.ts'
 import { createOrderCatalog, type OrderCatalog, placeTestOrder } from './support/orders.ts'
 import { bearer, createStaffMember, signInAndEnrol } from './support/staff.ts'
 
@@ -406,22 +406,10 @@ describeEachDatabase('catalog: product admin', (kind) => {
       return { productId: created.json().id as string, variantId: created.json().variants[0].id as string }
     }
     /** The variant's delete, made and left uncommitted (its locks held) until release(). */
-    const holdDelete = async (variantId: string) => {
-      const { promise: released, resolve: release } = Promise.withResolvers<void>()
-      const { promise: held, resolve: hold } = Promise.withResolvers<void>()
-      const done = withTransaction(node.runtime.database.db, async (trx) => {
-        expect(await deleteVariant(trx, node.runtime.outbox, variantId)).toBeDefined()
-        hold()
-        await released
-      })
-      await Promise.race([held, done])
-      return {
-        release: () => {
-          release()
-          return done
-        },
-      }
-    }
+    const holdDelete = (variantId: string) =>
+      holdOpen(node.runtime.database.db, async (trx) =>
+        expect(await deleteVariant(trx, node.runtime.outbox, variantId)).toBeDefined(),
+      )
     const stored = async (variantId: string) => {
       const db = node.runtime.database.db
       return {

@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { deleteVariant } from '../src/modules/catalog/products.ts'
 import { runReservationExpiry } from '../src/modules/inventory/jobs.ts'
-import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
+import type { Tx } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { createVariants, expectLedgerBalanced, levelOf, type TestVariant } from './support/inventory.ts'
-import { waitForLockWaits } from './support/locks.ts'
+import { holdOpen as holdOpenOn, waitForLockWaits } from './support/locks.ts'
 
 describeEachDatabase('inventory admin API', (kind) => {
   let node: TestNode
@@ -29,23 +29,7 @@ describeEachDatabase('inventory admin API', (kind) => {
   const get = (url: string) => node.app.inject({ url, headers: adminAuth })
   const put = (url: string, payload: object) =>
     node.app.inject({ method: 'PUT', url, headers: adminAuth, payload })
-  /** A transaction that does `work`, then stays open (its row locks held) until release(). */
-  const holdOpen = async (work: (trx: Tx) => Promise<unknown>) => {
-    const { promise: released, resolve: release } = Promise.withResolvers<void>()
-    const { promise: held, resolve: hold } = Promise.withResolvers<void>()
-    const done = withTransaction(db(), async (trx) => {
-      await work(trx)
-      hold()
-      await released
-    })
-    await Promise.race([held, done])
-    return {
-      release: () => {
-        release()
-        return done
-      },
-    }
-  }
+  const holdOpen = (work: (trx: Tx) => Promise<unknown>) => holdOpenOn(db(), work)
   /** What is stored for these variants: levels, policies and movements. */
   const storedFor = async (ids: string[]) => ({
     levels: await db().selectFrom('inventory_levels').selectAll().where('variant_id', 'in', ids).execute(),

@@ -2,6 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Kysely, sql } from 'kysely'
 import type { DB } from '../../src/platform/db/schema.ts'
+import { type Tx, withTransaction } from '../../src/platform/db/transaction.ts'
 
 /**
  * Resolves once at least `count` sessions of this database wait on a lock (only those running a
@@ -35,4 +36,28 @@ export async function waitForLockWaits(
   throw new Error(
     `${waiting} sessions wait on a lock after ${timeoutMs} ms; the test needs ${count}. Sessions:\n${sessions}`,
   )
+}
+
+/**
+ * A transaction that does `work`, then stays open, its row locks held, until release(), which
+ * commits it and resolves once it has. A `work` that throws ends it at once (release() rejects).
+ */
+export async function holdOpen(
+  db: Kysely<DB>,
+  work: (trx: Tx) => Promise<unknown>,
+): Promise<{ release: () => Promise<void> }> {
+  const { promise: released, resolve: release } = Promise.withResolvers<void>()
+  const { promise: held, resolve: hold } = Promise.withResolvers<void>()
+  const done = withTransaction(db, async (trx) => {
+    await work(trx)
+    hold()
+    await released
+  })
+  await Promise.race([held, done])
+  return {
+    release: () => {
+      release()
+      return done
+    },
+  }
 }
