@@ -4,6 +4,7 @@
  * the event is delivered; a refund that fails there gives the order its money and status back.
  */
 import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { countSale } from '../src/modules/catalog/sales.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
@@ -18,11 +19,12 @@ import { eventually } from './support/eventually.ts'
 describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   let node: TestNode
 
-  /** While armed, holds the next delivery of `payment.captured` before the orders module sees it. */
-  const captureGate = {
-    armed: false,
-    entered: Promise.withResolvers<void>(),
-    release: Promise.withResolvers<void>(),
+  type Gate = { entered: PromiseWithResolvers<void>; release: PromiseWithResolvers<void> }
+  let captureGate: Gate | undefined
+  /** Holds the next delivery of `payment.captured` before the orders module sees it. */
+  const holdNextCapture = (): Gate => {
+    captureGate = { entered: Promise.withResolvers<void>(), release: Promise.withResolvers<void>() }
+    return captureGate
   }
 
   beforeAll(async () => {
@@ -33,10 +35,11 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       beforeStart(runtime) {
         // Registered before the modules' listeners, so it runs first in a delivery.
         runtime.outbox.on('payment.captured', 'test.hold-capture', async () => {
-          if (!captureGate.armed) return
-          captureGate.armed = false
-          captureGate.entered.resolve()
-          await captureGate.release.promise
+          const gate = captureGate
+          if (!gate) return
+          captureGate = undefined
+          gate.entered.resolve()
+          await gate.release.promise
         })
       },
     })
@@ -187,16 +190,16 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
         status,
         amount,
       })
-    captureGate.armed = true
+    const gate = holdNextCapture()
     await webhook('payment_intent.succeeded', 'captured', Number(payment.amount))
-    await captureGate.entered.promise
+    await gate.entered.promise
     try {
       await webhook('charge.refunded', 'refunded', 1000)
       // The refund's event is followed first: counted, though a pending order has no refund status.
       await eventually(async () => ((await orderOf(order.id)).refunded_total === 1000 ? true : undefined))
       expect((await orderOf(order.id)).status).toBe('pending')
     } finally {
-      captureGate.release.resolve()
+      gate.release.resolve()
     }
     await eventually(
       async () => ((await orderOf(order.id)).status === 'partially_refunded' ? true : undefined),
@@ -205,6 +208,55 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     expect(await orderOf(order.id)).toMatchObject({
       refunded_total: 1000,
       payment_status: 'partially_refunded',
+    })
+  })
+
+  it('moves an order refunded at the processor before staff capture it on to its refund status', async () => {
+    const store = await storeOnce()
+    const placed = await completeCheckout(node.app, await readyCart(node.app, store, 2))
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    const payment = await node.runtime.database.db
+      .selectFrom('payments')
+      .select(['provider_ref', 'amount'])
+      .where('id', '=', order.payment_id)
+      .executeTakeFirstOrThrow()
+    const deps = paymentDeps(node.runtime)
+    const webhook = (type: string, status: 'captured' | 'refunded', amount: number) =>
+      applyWebhook(deps, 'test', {
+        event_id: `evt_${randomUUID()}`,
+        type,
+        provider_ref: payment.provider_ref,
+        status,
+        amount,
+      })
+    const gate = holdNextCapture()
+    await webhook('payment_intent.succeeded', 'captured', Number(payment.amount))
+    await gate.entered.promise
+    try {
+      await webhook('charge.refunded', 'refunded', 1000)
+      await eventually(async () => ((await orderOf(order.id)).refunded_total === 1000 ? true : undefined))
+      // Staff capture the order before the capture's event reaches it.
+      const captured = await capture(order.id)
+      expect(captured.statusCode, captured.body).toBe(200)
+      expect(captured.json()).toMatchObject({
+        status: 'partially_refunded',
+        payment_status: 'partially_refunded',
+      })
+    } finally {
+      gate.release.resolve()
+    }
+    // The capture's event, followed last, leaves it so.
+    await eventually(async () => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from events where type = 'payment.captured' and subject_id = ${order.payment_id}
+          and published_at is not null`.execute(node.runtime.database.db)
+      return rows[0]?.n ? true : undefined
+    })
+    expect(await orderOf(order.id)).toMatchObject({
+      status: 'partially_refunded',
+      payment_status: 'partially_refunded',
+      refunded_total: 1000,
     })
   })
 

@@ -17,6 +17,7 @@ import { refundCaptureOfCanceled } from './cancel.ts'
 import type { CommerceDeps } from './deps.ts'
 import { notesOf, type OrderNoteView } from './notes.ts'
 import { findOrder, type OrderView, orderView } from './orders.ts'
+import { followProcessorRefunds } from './payment-events.ts'
 import { CAPTURE_FROM, recordOrderCaptured, transitionOrder } from './state.ts'
 import { settleOrderStock } from './stock.ts'
 import type { OrderStatus } from './tables.ts'
@@ -300,6 +301,7 @@ export async function captureOrder(deps: CommerceDeps, orderId: string, actor: s
   const existing = await findPayment(deps.db, order.payment_id)
   if (!existing) throw problem('payment_not_capturable', `Order ${orderId} has no payment`)
   const payment = await capturePayment(deps, order.payment_id, { actor })
+  const ctx = inventoryContext(deps, actor)
   const captured = await withTransaction(deps.db, async (trx) => {
     await recordOrderCaptured(trx, deps.outbox, {
       orderId,
@@ -308,8 +310,12 @@ export async function captureOrder(deps: CommerceDeps, orderId: string, actor: s
       paymentStatus: payment.status,
       event: { payment_id: payment.id, amount: payment.captured_amount },
     })
+    // A refund made at the processor may be counted on the order already (its event was followed
+    // while the order was pending): the order moves on to its refund status now, not paid.
+    await followProcessorRefunds(trx, deps.outbox, ctx, orderId, { onlyIfCounted: true })
     return (await findOrder(trx, orderId))!
   })
+  await ctx.publish()
   // Canceled while the processor captured: the cancel had nothing to refund yet, so it is done here.
   if (captured.status === 'canceled' && (await refundCaptureOfCanceled(deps, orderId, actor))) {
     throw problem(

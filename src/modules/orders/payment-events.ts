@@ -40,8 +40,9 @@ export function followPaymentEvents(runtime: Runtime): void {
         paymentStatus: 'captured',
       })
       // A refund made at the processor whose event was followed first found the order pending,
-      // which no refund status follows: it counted the money and left the move to this capture.
-      if (moved) await followProcessorRefunds(trx, outbox, ctx, orderId, { onlyIfCounted: true })
+      // which no refund status follows: it counted the money and left the move to the capture,
+      // this one or an earlier one of staff or the recovery job (captureOrder does the same).
+      await followProcessorRefunds(trx, outbox, ctx, orderId, { onlyIfCounted: true })
       return moved
     })
     await ctx.publish()
@@ -163,10 +164,11 @@ export function followPaymentEvents(runtime: Runtime): void {
 /**
  * Sets the order's refunded total from its payment's refunds and moves it to partially refunded or
  * refunded as that total says, where its status allows (a pending order does not: its capture
- * moves it on later, and calls this again). `onlyIfCounted`: only when a refund is counted on the
- * order already, so that a capture with nothing refunded costs one read more, not a write.
+ * moves it on later, and calls this again). Also sets the order's payment status from the payment,
+ * which a capture recorded on the order just set to captured. `onlyIfCounted`: only when a refund
+ * is counted on the order already, so that a capture with nothing refunded costs one read more.
  */
-async function followProcessorRefunds(
+export async function followProcessorRefunds(
   trx: Tx,
   outbox: Runtime['outbox'],
   ctx: ReturnType<typeof inventoryContext>,
