@@ -5,6 +5,7 @@
  * a 3-D Secure step, and the recovery job finishing a checkout its request abandoned.
  */
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expireCarts } from '../src/modules/carts/carts.ts'
@@ -1424,6 +1425,22 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
             await stock!.done
             await payment.isLocked
             await waitForLockWaits(db(), 1, { ...STAGE, statement: 'select * from "carts"' })
+          } catch (error) {
+            // Which checkout left the race early, and with what answer (see the test's options).
+            const answered = async (request: ReturnType<typeof complete> | undefined) => {
+              const settled = await Promise.race([
+                request?.then(
+                  (res) => `${res.statusCode} ${res.body}`,
+                  (failure) => `threw ${failure}`,
+                ),
+                sleep(0).then(() => 'still running'),
+              ])
+              return settled ?? 'not sent'
+            }
+            throw new Error(
+              `${(error as Error).message}\nA: ${await answered(first)}\nB: ${await answered(takeOver)}`,
+              { cause: error },
+            )
           } finally {
             unpause()
           }
