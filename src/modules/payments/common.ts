@@ -5,8 +5,8 @@ import type { Queryable } from '../../platform/db/transaction.ts'
 import type { Outbox } from '../../platform/events/outbox.ts'
 import { type ProblemError, problem } from '../../platform/http/errors.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import type { PaymentProviderUnavailable } from './provider.ts'
-import { type PaymentProviders, paymentProvidersOf } from './registry.ts'
+import type { FoundCharge, PaymentProviderUnavailable } from './provider.ts'
+import { type PaymentProviders, paymentProvidersOf, providerOf } from './registry.ts'
 import type { PaymentStatus } from './tables.ts'
 import type { PaymentRow } from './views.ts'
 
@@ -61,4 +61,25 @@ export function eventPayload(row: PaymentRow, extra: Record<string, unknown> = {
     currency: row.currency_code,
     ...extra,
   }
+}
+
+/**
+ * Asks the payment's processor what it holds of the payment's charge: by the charge `providerRef`
+ * names, else by the payment's id and the time it was made. undefined when the processor offers no
+ * lookup (findCharge), null when it finds no charge. A processor out of reach throws
+ * PaymentProviderUnavailable, for each caller to answer as its own path needs.
+ */
+export async function findChargeOf(
+  deps: PaymentDeps,
+  payment: Pick<PaymentRow, 'id' | 'provider' | 'created_at' | 'updated_at'>,
+  providerRef: string | null | undefined,
+): Promise<FoundCharge | null | undefined> {
+  const provider = providerOf(deps.providers, payment.provider)
+  if (!provider.findCharge) return undefined
+  return provider.findCharge({
+    payment_id: payment.id,
+    created_at: new Date(payment.created_at),
+    given_up_at: new Date(payment.updated_at),
+    provider_ref: providerRef ?? undefined,
+  })
 }

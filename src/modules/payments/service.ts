@@ -17,6 +17,7 @@ import {
   CAPTURABLE,
   CAPTURED,
   eventPayload,
+  findChargeOf,
   loadPayment,
   lockPayment,
   now,
@@ -391,15 +392,7 @@ async function chargeFoundFor(
   payment: PaymentRow,
   providerRef?: string,
 ): Promise<{ provider_ref: string; held: 'authorization' | 'capture' | 'nothing' } | null> {
-  const provider = providerOf(deps.providers, payment.provider)
-  const found = provider.findCharge
-    ? await provider.findCharge({
-        payment_id: payment.id,
-        created_at: new Date(payment.created_at),
-        given_up_at: new Date(payment.updated_at),
-        provider_ref: providerRef,
-      })
-    : null
+  const found = await findChargeOf(deps, payment, providerRef)
   if (!found) return null
   if (found.captured_amount > 0) {
     const held = found.captured_amount - found.refunded_amount
@@ -436,17 +429,10 @@ export async function recordRefusedVoidCapture(
 ): Promise<'captured' | 'nothing' | 'busy'> {
   const payment = await loadPayment(deps.db, paymentId)
   if (CAPTURED.includes(payment.status)) return 'captured'
-  const provider = providerOf(deps.providers, payment.provider)
-  if (!payment.provider_ref || !UNPLACED_VOIDABLE.includes(payment.status) || !provider.findCharge)
-    return 'nothing'
-  let found: FoundCharge | null
+  if (!payment.provider_ref || !UNPLACED_VOIDABLE.includes(payment.status)) return 'nothing'
+  let found: FoundCharge | null | undefined
   try {
-    found = await provider.findCharge({
-      payment_id: payment.id,
-      created_at: new Date(payment.created_at),
-      given_up_at: new Date(payment.updated_at),
-      provider_ref: payment.provider_ref,
-    })
+    found = await findChargeOf(deps, payment, payment.provider_ref)
   } catch (error) {
     if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
     throw error

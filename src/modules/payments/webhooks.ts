@@ -12,10 +12,16 @@
 import type { Updateable } from 'kysely'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
-import { CAPTURABLE, eventPayload, now, type PaymentDeps, providerUnavailable } from './common.ts'
+import {
+  CAPTURABLE,
+  eventPayload,
+  findChargeOf,
+  now,
+  type PaymentDeps,
+  providerUnavailable,
+} from './common.ts'
 import { type FoundCharge, PaymentProviderUnavailable, type WebhookUpdate } from './provider.ts'
 import { recordRefundElsewhere, settleRefundReport } from './refunds.ts'
-import { providerOf } from './registry.ts'
 import type { PaymentStatus, PaymentsTable } from './tables.ts'
 import { type PaymentRow, type PaymentView, toPaymentView } from './views.ts'
 
@@ -104,25 +110,21 @@ async function chargeBehindRefund(
     .where('event_id', '=', update.event_id)
     .executeTakeFirst()
   if (seen) return undefined
-  const provider = providerOf(deps.providers, providerId)
-  if (!provider.findCharge) {
+  let found: FoundCharge | null | undefined
+  try {
+    found = await findChargeOf(deps, payment, update.provider_ref)
+  } catch (error) {
+    if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
+    throw error
+  }
+  if (found === undefined) {
     throw problem(
       'payment_provider_unavailable',
       `Payment ${payment.id} is ${payment.status} here: a refund of it is applied once its capture is recorded`,
       { headers: { 'retry-after': '60' } },
     )
   }
-  try {
-    return await provider.findCharge({
-      payment_id: payment.id,
-      created_at: new Date(payment.created_at),
-      given_up_at: new Date(payment.updated_at),
-      provider_ref: update.provider_ref,
-    })
-  } catch (error) {
-    if (error instanceof PaymentProviderUnavailable) throw providerUnavailable(error)
-    throw error
-  }
+  return found
 }
 
 /**
