@@ -204,7 +204,11 @@ async function start(
         .returningAll()
         .returning(leaseColumn)
         .executeTakeFirst()
-      if (!updated) throw cartMoved()
+      if (!updated) {
+        throw problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
+          headers: { 'retry-after': '1' },
+        })
+      }
       const { lease: held, ...row } = updated
       return {
         cart: row as unknown as CartRow,
@@ -310,12 +314,6 @@ async function saveRepriced(deps: CommerceDeps, request: CheckoutRequest): Promi
     if (!(error instanceof ProblemError)) throw error
     deps.runtime.logger.warn({ err: error, cartId: request.cartId }, 'could not save the repriced cart')
   }
-}
-
-function cartMoved(): ProblemError {
-  return problem('checkout_in_progress', 'The cart changed or another checkout began; retry', {
-    headers: { 'retry-after': '1' },
-  })
 }
 
 function invalid(field: string, message: string): ProblemError {

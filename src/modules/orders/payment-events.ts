@@ -13,7 +13,7 @@ import type { DomainEvent } from '../../platform/events/nats-publisher.ts'
 import { ProblemError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { inventoryContext } from '../inventory/context.ts'
+import { type InventoryContext, inventoryContext } from '../inventory/context.ts'
 import { cancelOrder, refundCaptureOfCanceled } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
@@ -171,7 +171,7 @@ export function followPaymentEvents(runtime: Runtime): void {
 export async function followProcessorRefunds(
   trx: Tx,
   outbox: Runtime['outbox'],
-  ctx: ReturnType<typeof inventoryContext>,
+  ctx: InventoryContext,
   orderId: string,
   options: { onlyIfCounted?: boolean } = {},
 ): Promise<void> {
