@@ -397,6 +397,41 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect((await admin('DELETE', `/admin/variants/${newId}`)).statusCode).toBe(404)
   })
 
+  it('renames generated variant titles with their options and option order, never a custom one', async () => {
+    const created = (await admin('POST', '/admin/products', tee('retitled', 'RT'))).json()
+    const [plain, named] = created.variants as Array<{ id: string; title: string }>
+    expect(plain?.title).toBe('S / Black')
+    const custom = await admin('PATCH', `/admin/variants/${named?.id}`, { title: 'The white one' })
+    expect(custom.statusCode).toBe(200)
+
+    const moved = await admin('PATCH', `/admin/variants/${plain?.id}`, {
+      options: { Size: 'M', Colour: 'Black' },
+    })
+    expect(moved.statusCode).toBe(200)
+    const titles = async () =>
+      (await store(`/store/products/retitled?region_id=${eu}`))
+        .json()
+        .variants.map((v: { title: string; sku: string }) => `${v.sku}: ${v.title}`)
+    expect(await titles()).toEqual(['RT-S-BLK: M / Black', 'RT-M-WHT: The white one'])
+
+    const reordered = await admin('PATCH', `/admin/products/${created.id}`, {
+      options: [
+        { name: 'Colour', values: ['Black', 'White'] },
+        { name: 'Size', values: ['S', 'M'] },
+      ],
+    })
+    expect(reordered.statusCode).toBe(200)
+    expect(await titles()).toEqual(['RT-S-BLK: Black / M', 'RT-M-WHT: The white one'])
+
+    // A title given with the options wins over the generated one.
+    const both = await admin('PATCH', `/admin/variants/${plain?.id}`, {
+      options: { Size: 'S', Colour: 'White' },
+      title: 'Snow, small',
+    })
+    expect(both.statusCode).toBe(200)
+    expect(await titles()).toEqual(['RT-S-BLK: Snow, small', 'RT-M-WHT: The white one'])
+  })
+
   // PostgreSQL only: PGlite runs one transaction at a time, so these races cannot happen there.
   describe.runIf(kind === 'postgres')('a variant edit racing its delete', () => {
     /** A product of two variants: the first for a test to edit and delete. */

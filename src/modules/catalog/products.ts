@@ -488,6 +488,29 @@ async function assertStoredVariantsMatch(trx: Tx, productId: string, prefix: str
   if (errors.length > 0) throw invalid(errors)
 }
 
+/** Rebuilds the generated titles of a product's variants for its new option order, in one statement. */
+async function retitleVariants(
+  trx: Tx,
+  productId: string,
+  before: readonly ProductOption[],
+  after: readonly ProductOption[],
+): Promise<void> {
+  const variants = await trx
+    .selectFrom('product_variants')
+    .select(['id', 'sku', 'title', 'options'])
+    .where('product_id', '=', productId)
+    .execute()
+  const retitled = variants.flatMap((v) => {
+    const title = generatedTitleAfter(before, after, v, {})
+    return title === undefined ? [] : [{ id: v.id, title }]
+  })
+  if (retitled.length === 0) return
+  await sql`
+    update product_variants v set title = x.title, updated_at = now()
+    from unnest(${retitled.map((v) => v.id)}::text[], ${retitled.map((v) => v.title)}::text[]) as x(id, title)
+    where v.id = x.id`.execute(trx)
+}
+
 /** Writes a whole product document in the caller's transaction; the product id. No events. */
 export async function insertProduct(trx: Tx, input: ProductInput, prefix = 'body'): Promise<string> {
   const errors = validateProductInput(input, prefix)
@@ -545,6 +568,8 @@ export async function updateProduct(
   id: string,
   input: Static<typeof UpdateProduct>,
 ): Promise<ProductView | undefined> {
+  // The option order the variants' generated titles were built from, read under the product's lock.
+  const before = input.options ? await lockProduct(trx, id) : undefined
   try {
     const row = await trx
       .updateTable('products')
@@ -557,7 +582,10 @@ export async function updateProduct(
   } catch (error) {
     throw translateWriteError(error)
   }
-  if (input.options) await assertStoredVariantsMatch(trx, id, 'body')
+  if (input.options) {
+    await assertStoredVariantsMatch(trx, id, 'body')
+    if (before) await retitleVariants(trx, id, before.options, input.options)
+  }
   await refreshSearch(trx, [id])
   const [product] = await loadProducts(trx, [id])
   await outbox.emit(trx, 'product.updated', { product, changed: Object.keys(input) }, id)
@@ -622,14 +650,16 @@ export async function updateVariant(
     .executeTakeFirst()
   if (!variant) return undefined
   const product = await lockProduct(trx, variant.product_id)
-  if (!product || !(await variantStillThere(trx, variantId))) return undefined
+  const stored = product && (await lockedVariant(trx, variantId))
+  if (!product || !stored) return undefined
   const errors = [
     ...(input.options ? checkVariantOptions(product.options, [input], () => 'body') : []),
     ...checkPrices(input.prices ?? [], 'body.prices'),
   ]
   if (errors.length > 0) throw invalid(errors)
   try {
-    const changes = variantChanges(input)
+    const title = input.title ?? generatedTitleAfter(product.options, product.options, stored, input)
+    const changes = variantChanges({ ...input, ...(title !== undefined ? { title } : {}) })
     if (Object.keys(changes).length > 0)
       await trx
         .updateTable('product_variants')
@@ -669,18 +699,37 @@ export async function deleteVariant(
 }
 
 /**
- * Whether the variant still exists, read again once its product is locked: it was looked up
+ * The variant, read again once its product is locked; undefined when it is gone. It was looked up
  * before the lock, and a delete (which takes the same lock first) may have committed in between.
  * Answering then as for an unknown variant is what the request gets when the delete comes first;
  * writing on would update nothing (and answer 200) or break the prices' foreign key.
  */
-async function variantStillThere(trx: Tx, variantId: string): Promise<boolean> {
-  const row = await trx
+async function lockedVariant(trx: Tx, variantId: string) {
+  return trx
     .selectFrom('product_variants')
-    .select('id')
+    .select(['sku', 'title', 'options'])
     .where('id', '=', variantId)
     .executeTakeFirst()
-  return row !== undefined
+}
+
+/**
+ * A variant's new title when its title was generated (defaultVariantTitle) and what it is built
+ * from changes: its options or SKU, or the product's option order. Undefined when the title was
+ * the staff's own, or stays the same: a custom title is never rewritten, a generated one never
+ * left naming options the variant no longer has.
+ */
+export function generatedTitleAfter(
+  before: readonly ProductOption[],
+  after: readonly ProductOption[],
+  stored: { sku: string; title: string; options: Record<string, string> },
+  change: { sku?: string; options?: Record<string, string> },
+): string | undefined {
+  if (stored.title !== defaultVariantTitle(before, stored)) return undefined
+  const title = defaultVariantTitle(after, {
+    sku: change.sku ?? stored.sku,
+    options: change.options ?? stored.options,
+  })
+  return title === stored.title ? undefined : title
 }
 
 async function afterVariantChange(
