@@ -589,6 +589,20 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect(payment).toMatchObject({ status: 'captured', captured_amount: order.totals.total })
     })
 
+    it('leaves a partially refunded order that staff moved on where it is when captured again', async () => {
+      const order = await placeTestOrder(node, catalog, { capture: true, reserve: true })
+      expect((await refund(order.id, { amount: 100 })).json().order.status).toBe('partially_refunded')
+      for (const to of ['fulfilled', 'completed'])
+        expect(
+          (await call('POST', `/admin/orders/${order.id}/transitions`, { payload: { to } })).statusCode,
+        ).toBe(200)
+      const before = (await detail(order.id)).transitions.length
+      const again = await call('POST', `/admin/orders/${order.id}/capture`)
+      expect(again.statusCode, again.body).toBe(200)
+      expect(again.json()).toMatchObject({ status: 'completed', payment_status: 'partially_refunded' })
+      expect((await detail(order.id)).transitions).toHaveLength(before)
+    })
+
     it('refuses to capture a canceled order', async () => {
       const order = await placeTestOrder(node, catalog)
       expect((await call('POST', `/admin/orders/${order.id}/cancel`)).statusCode).toBe(200)

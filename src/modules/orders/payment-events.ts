@@ -179,7 +179,12 @@ export async function followProcessorRefunds(
   if (!order || (options.onlyIfCounted && Number(order.refunded_total) === 0)) return
   const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
   const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
-  const move = refunded > 0 && order.status !== to ? to : null
+  // Money refunded since the order last counted its refunds moves it; refunds it counted already
+  // move it only if its status never showed them (counted while it was pending). Otherwise staff
+  // may have moved it on since (a partially refunded order still ships and completes), and a
+  // capture recorded late, or again, must not move it back.
+  const shown = refunded > Number(order.refunded_total) ? false : await showedRefunds(trx, orderId)
+  const move = refunded > 0 && order.status !== to && !shown ? to : null
   const moved = await transitionOrSet(trx, outbox, order.status, {
     orderId,
     // Nothing left to show (the refund failed before this ran): no move.
@@ -191,6 +196,18 @@ export async function followProcessorRefunds(
   // Refunded in full before it shipped, as a staff refund would: its stock goes back on sale
   // (refunded is final, so nothing else would ever release it).
   if (move && moved) await settleOrderStock(trx, ctx, orderId, move)
+}
+
+/** Whether the order's status ever showed a refund (its history has a refund status). */
+async function showedRefunds(trx: Tx, orderId: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('order_transitions')
+    .select('id')
+    .where('order_id', '=', orderId)
+    .where('to_status', 'in', REFUND_STATUSES)
+    .limit(1)
+    .executeTakeFirst()
+  return row !== undefined
 }
 
 /** The order's row, locked, with what its payment says now: the refund listeners' starting point. */
