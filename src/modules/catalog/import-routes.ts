@@ -175,7 +175,7 @@ export const catalogImportRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asy
     '/admin/products/import',
     {
       bodyLimit: MAX_UPLOAD_BYTES,
-      config: { permission: 'products:write', idempotency: 'optional' },
+      config: { permission: 'products:write', idempotency: 'optional', rawBody: true },
       schema: {
         tags: ['catalog'],
         summary: 'Import products from a CSV, JSON or NDJSON file',

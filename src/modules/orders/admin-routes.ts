@@ -8,6 +8,7 @@ import { Type } from 'typebox'
 import { requirePermission } from '../../platform/http/auth.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { runIdempotent } from '../../platform/http/idempotency.ts'
+import { emptyWhenMissing } from '../../platform/http/no-body.ts'
 import { errorResponses, ListOf } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { inventoryContext } from '../inventory/context.ts'
@@ -189,10 +190,7 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
         body: CancelOrder,
         response: one,
       },
-      // The body is optional: no body is an empty one.
-      preValidation: async (request) => {
-        if (request.body === undefined || request.body === null) request.body = {}
-      },
+      preValidation: emptyWhenMissing,
     },
     async (request) => {
       // Cancelling an order whose money was taken refunds it: that needs what a refund needs. The

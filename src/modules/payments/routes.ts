@@ -80,7 +80,7 @@ const stripeWebhookRoute: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
   app.post(
     '/webhooks/stripe',
     {
-      config: { rateLimit: false },
+      config: { rateLimit: false, rawBody: true },
       schema: {
         tags,
         summary: 'Stripe webhook events',

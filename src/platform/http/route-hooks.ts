@@ -4,7 +4,7 @@
  */
 import type { RouteOptions } from 'fastify'
 
-type HookName = 'preHandler' | 'onSend' | 'onResponse'
+type HookName = 'preValidation' | 'preHandler' | 'onSend' | 'onResponse'
 
 /** Appends handler to the route's own hooks of that name, after any it declares itself. */
 export function appendRouteHook(route: RouteOptions, name: HookName, handler: unknown): void {
