@@ -780,6 +780,319 @@ describeEachDatabase('catalog import and export', (kind) => {
     await node.runtime.database.db.deleteFrom('products').where('handle', 'in', handles).execute()
   })
 
+  /**
+   * A product with every field filled, created through the API (sized S and M, or with one variant
+   * and no options); how it reads and how to remove it.
+   */
+  async function storeFilled(handle: string, sized = true) {
+    const { db } = node.runtime.database
+    const categoryId = newId('cat')
+    const collectionId = newId('col')
+    await db
+      .insertInto('categories')
+      .values({ id: categoryId, handle: `${handle}-cat`, name: 'Filled', path: categoryId })
+      .execute()
+    await db
+      .insertInto('collections')
+      .values({ id: collectionId, handle: `${handle}-col`, title: 'Filled', metadata: '{}' })
+      .execute()
+    const prefix = handle.toUpperCase()
+    const res = await node.app.inject({
+      method: 'POST',
+      url: '/admin/products',
+      headers: adminAuth,
+      payload: {
+        handle,
+        title: 'Filled',
+        subtitle: 'Sub',
+        description: 'Long description',
+        status: 'published',
+        collection_id: collectionId,
+        category_ids: [categoryId],
+        tax_category: 'reduced',
+        options: sized ? [{ name: 'Size', values: ['S', 'M'] }] : [],
+        tags: ['t1', 't2'],
+        attributes: { material: 'wool' },
+        media: [{ url: 'https://cdn.test/1.jpg', alt: 'one' }],
+        metadata: { erp: '123' },
+        variants: [
+          {
+            sku: `${prefix}-S`,
+            title: 'Custom variant name',
+            options: sized ? { Size: 'S' } : {},
+            barcode: '4006381333931',
+            weight_g: 500,
+            length_mm: 300,
+            width_mm: 200,
+            height_mm: 10,
+            manage_inventory: false,
+            requires_shipping: false,
+            metadata: { bin: 'A1' },
+            prices: [
+              { currency: 'EUR', amount: 1000, compare_at_amount: 1500 },
+              { currency: 'USD', amount: 1100 },
+            ],
+          },
+          { sku: `${prefix}-M`, options: { Size: 'M' }, prices: [{ currency: 'EUR', amount: 1000 }] },
+        ].slice(0, sized ? 2 : 1),
+      },
+    })
+    expect(res.statusCode, res.body).toBe(201)
+    const read = async () => {
+      const got = await node.app.inject({ url: `/admin/products/${res.json().id}`, headers: adminAuth })
+      const { updated_at: _, variants, ...rest } = got.json()
+      return { ...rest, variants: variants.map(({ updated_at: _u, ...v }: any) => v) }
+    }
+    const before = await read()
+    expect(before).toMatchObject({ collection_id: collectionId, category_ids: [categoryId] })
+    const remove = async () => {
+      await db.deleteFrom('products').where('handle', '=', handle).execute()
+      await db.deleteFrom('categories').where('id', '=', categoryId).execute()
+      await db.deleteFrom('collections').where('id', '=', collectionId).execute()
+    }
+    return { prefix, before, read, remove }
+  }
+
+  it('keeps every field a CSV, JSON or NDJSON upsert leaves out, on the product and its variants', async () => {
+    // The report's case: a product without options, its one variant repriced by a file of four columns.
+    const single = await storeFilled('partial-single', false)
+    try {
+      const file = `handle,title,sku,price_EUR\npartial-single,Filled,${single.prefix}-S,1200\n`
+      expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      const repriced = structuredClone(single.before)
+      repriced.variants[0].prices = [{ currency: 'EUR', amount: 1200, compare_at_amount: null }]
+      expect(await single.read()).toEqual(repriced)
+    } finally {
+      await single.remove()
+    }
+    const handle = 'partial-keep'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    try {
+      // Prices only: the price changes (the row states all of its variant's prices), nothing else.
+      const prices = `handle,title,sku,price_EUR\n${handle},Filled,${prefix}-S,1200\n`
+      const dry = await post(prices, { dry_run: true })
+      expect(dry.json()).toMatchObject({ valid_rows: 1, failed_count: 0, errors: [] })
+      expect(await imported(prices)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      const repriced = structuredClone(before)
+      repriced.variants[0].prices = [{ currency: 'EUR', amount: 1200, compare_at_amount: null }]
+      expect(await read()).toEqual(repriced)
+      // Without a title column the title is kept too.
+      expect(await imported(`handle,sku,price_EUR\n${handle},${prefix}-S,1300\n`)).toMatchObject({
+        status: 'succeeded',
+        updated_count: 1,
+      })
+      repriced.variants[0].prices[0].amount = 1300
+      expect(await read()).toEqual(repriced)
+      // JSON and NDJSON: a document giving only some fields changes only those.
+      const json = [{ handle, title: 'Renamed', variants: [{ sku: `${prefix}-M`, weight_g: 250 }] }]
+      expect(await imported(JSON.stringify(json), { format: 'json' })).toMatchObject({
+        status: 'succeeded',
+        updated_count: 1,
+        errors: [],
+      })
+      const renamed = structuredClone(repriced)
+      renamed.title = 'Renamed'
+      renamed.variants[1].weight_g = 250
+      expect(await read()).toEqual(renamed)
+      const ndjson = `${JSON.stringify({ handle, subtitle: 'New sub', variants: [{ sku: `${prefix}-S` }] })}\n`
+      expect(await imported(ndjson, { format: 'ndjson' })).toMatchObject({ status: 'succeeded', errors: [] })
+      renamed.subtitle = 'New sub'
+      expect(await read()).toEqual(renamed)
+    } finally {
+      await remove()
+    }
+  })
+
+  it('clears what a blank cell or a JSON null clears, and keeps what always has a value', async () => {
+    const handle = 'partial-blank'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    try {
+      const header =
+        'handle,title,subtitle,description,status,collection_id,category_ids,tax_category,tags,attributes,' +
+        'media,media_alt,metadata,sku,variant_title,barcode,weight_g,length_mm,width_mm,height_mm,' +
+        'manage_inventory,requires_shipping,variant_metadata'
+      const blanks = csv(header, [
+        [handle, 'Filled', '', '', '', '', '', '', '', '', '', '', '', `${prefix}-S`, ...Array(9).fill('')],
+      ])
+      expect(await imported(blanks)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      const cleared = {
+        ...before,
+        subtitle: '',
+        description: '',
+        collection_id: null,
+        category_ids: [],
+        tags: [],
+        attributes: {},
+        media: [],
+        metadata: {},
+        variants: [
+          {
+            ...before.variants[0],
+            // A blank title is the one made of the values.
+            title: 'S',
+            barcode: null,
+            weight_g: null,
+            length_mm: null,
+            width_mm: null,
+            height_mm: null,
+            metadata: {},
+          },
+          before.variants[1],
+        ],
+      }
+      // Title, status, tax category and the variant's flags always have a value: a blank keeps it.
+      expect(cleared).toMatchObject({ title: 'Filled', status: 'published', tax_category: 'reduced' })
+      expect(cleared.variants[0]).toMatchObject({ manage_inventory: false, requires_shipping: false })
+      expect(await read()).toEqual(cleared)
+      // A blank title is no title: the stored one stays.
+      expect(await imported(csv('handle,title,sku', [[handle, '', `${prefix}-S`]]))).toMatchObject({
+        status: 'succeeded',
+        updated_count: 1,
+      })
+      expect(await read()).toEqual(cleared)
+    } finally {
+      await remove()
+    }
+    const json = await storeFilled(handle)
+    try {
+      const nulls = {
+        handle,
+        subtitle: null,
+        description: null,
+        collection_id: null,
+        category_ids: null,
+        tags: null,
+        attributes: null,
+        media: null,
+        metadata: null,
+        variants: [
+          {
+            sku: `${json.prefix}-S`,
+            title: null,
+            barcode: null,
+            weight_g: null,
+            length_mm: null,
+            width_mm: null,
+            height_mm: null,
+            metadata: null,
+          },
+        ],
+      }
+      expect(await imported(JSON.stringify([nulls]), { format: 'json' })).toMatchObject({
+        status: 'succeeded',
+        updated_count: 1,
+        errors: [],
+      })
+      const after = await json.read()
+      expect(after).toMatchObject({
+        title: 'Filled',
+        subtitle: '',
+        description: '',
+        status: 'published',
+        collection_id: null,
+        category_ids: [],
+        tax_category: 'reduced',
+        tags: [],
+        attributes: {},
+        media: [],
+        metadata: {},
+      })
+      expect(after.variants[0]).toEqual({
+        ...json.before.variants[0],
+        title: 'S',
+        barcode: null,
+        weight_g: null,
+        length_mm: null,
+        width_mm: null,
+        height_mm: null,
+        metadata: {},
+      })
+      expect(after.variants[1]).toEqual(json.before.variants[1])
+    } finally {
+      await json.remove()
+    }
+  })
+
+  it("keeps a variant's own title when the file has none, and remakes one made of values that change", async () => {
+    const handle = 'partial-title'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    try {
+      expect(before.variants.map((v: any) => v.title)).toEqual(['Custom variant name', 'M'])
+      // The two variants trade sizes, in a file without variant titles.
+      const file = csv('handle,title,option1_name,option1_value,sku', [
+        [handle, 'Filled', 'Size', 'M', `${prefix}-S`],
+        [handle, 'Filled', 'Size', 'S', `${prefix}-M`],
+      ])
+      expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      const after = await read()
+      expect(after.variants.map((v: any) => [v.sku, v.options.Size, v.title])).toEqual([
+        [`${prefix}-S`, 'M', 'Custom variant name'],
+        [`${prefix}-M`, 'S', 'S'],
+      ])
+      // Nothing else moved.
+      expect({ ...after, variants: [] }).toEqual({ ...before, variants: [] })
+      expect(after.variants[0]).toEqual({ ...before.variants[0], options: { Size: 'M' } })
+    } finally {
+      await remove()
+    }
+  })
+
+  it('refuses a new product without a title, and a new variant without the options its product has', async () => {
+    const handle = 'partial-refused'
+    const { prefix, remove } = await storeFilled(handle)
+    try {
+      const file = `handle,sku,price_EUR\nno-such-product,NO-SUCH-1,100\n${handle},${prefix}-L,100\n`
+      const dry = await post(file, { mode: 'per_row', dry_run: true })
+      expect(dry.statusCode, dry.body).toBe(200)
+      expect(dry.json()).toMatchObject({
+        valid_rows: 0,
+        failed_count: 2,
+        errors: [
+          { row: 1, path: 'title', message: 'is required for a new product' },
+          { row: 2, path: 'option1_value', message: expect.stringMatching(/^needs Size/) },
+        ],
+      })
+      const json = [{ handle: 'no-such-product', variants: [{ sku: 'NO-SUCH-1' }] }]
+      const refused = await post(JSON.stringify(json), { format: 'json' })
+      expect(refused.statusCode).toBe(422)
+      expect(refused.json().errors).toEqual([
+        { row: 1, path: '/title', message: 'is required for a new product' },
+      ])
+    } finally {
+      await remove()
+    }
+  })
+
+  it('imports back an export of a filled product unchanged after partial upserts', async () => {
+    const handle = 'partial-round-trip'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    try {
+      await imported(`handle,title,sku,price_EUR\n${handle},Filled,${prefix}-M,1400\n`)
+      const expected = structuredClone(before)
+      expected.variants[1].prices = [{ currency: 'EUR', amount: 1400, compare_at_amount: null }]
+      expect(await read()).toEqual(expected)
+      for (const format of ['csv', 'json', 'ndjson'] as const) {
+        const all = await exportFile(format)
+        const file =
+          format === 'csv'
+            ? rowsOf(all, [handle])
+            : format === 'json'
+              ? JSON.stringify(JSON.parse(all).filter((p: any) => p.handle === handle))
+              : `${all.split('\n').filter((l) => l.includes(`"handle":"${handle}"`))[0]}\n`
+        expect(await imported(file, { format })).toMatchObject({
+          status: 'succeeded',
+          updated_count: 1,
+          errors: [],
+        })
+        expect(await read()).toEqual(expected)
+        const again = await exportFile(format)
+        expect(again).toBe(all)
+      }
+    } finally {
+      await remove()
+    }
+  })
+
   it('writes cells a spreadsheet would run as formulas quoted, and imports them back as they were', async () => {
     const handle = 'rt-formulas'
     const texts = {

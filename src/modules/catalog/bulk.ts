@@ -1,10 +1,10 @@
 /**
- * Set-based product writes for imports and large seeds: a batch of whole product documents is
+ * Set-based product writes for imports and large seeds: a batch of product documents is
  * upserted by handle (variants by SKU) in a handful of statements, whatever its size, so 100,000
  * products import in the time the database needs to write them rather than in 1.5 million round
  * trips. The rules are those of products.ts: documents are checked with validateProductInput first.
  */
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import type { Static } from 'typebox'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { FieldError } from '../../platform/http/errors.ts'
@@ -18,10 +18,14 @@ import {
   variantOptionFaults,
   variantOptionMessage,
 } from './products.ts'
-import type { CreateProduct } from './schemas.ts'
+import type { ImportProduct } from './schemas.ts'
 import type { ProductOption } from './tables.ts'
 
-export type ProductDocument = Static<typeof CreateProduct>
+/**
+ * A product to upsert. A field left out keeps what the stored product has (a new product gets the
+ * default); `null` clears a field that may be empty (see ImportProduct).
+ */
+export type ProductDocument = Static<typeof ImportProduct>
 
 /** A problem with one document of a batch: its index in the batch and the field. */
 export interface DocumentError extends FieldError {
@@ -32,6 +36,66 @@ export interface BulkResult {
   created: number
   updated: number
   productIds: string[]
+}
+
+/** A field's value to store: left out stays left out (kept), null becomes the empty value. */
+function cleared<T>(value: T | null | undefined, empty: T): T | undefined {
+  return value === null ? empty : value
+}
+
+/** Variant fields stored as null when empty: given as null, they are cleared. */
+const NULLABLE_VARIANT_FIELDS = ['barcode', 'weight_g', 'length_mm', 'width_mm', 'height_mm'] as const
+
+/** defaultVariantTitle in SQL: the variant's values in the order of the product's options, or its SKU. */
+function titleOf(
+  productOptions: RawBuilder<unknown>,
+  variantOptions: RawBuilder<unknown>,
+  sku: RawBuilder<unknown>,
+): RawBuilder<string> {
+  return sql<string>`coalesce((select string_agg(${variantOptions} ->> (o.option ->> 'name'), ' / ' order by o.n)
+    from jsonb_array_elements(${productOptions}) with ordinality as o(option, n)), ${sku})`
+}
+
+/**
+ * What a document that leaves fields out cannot do, which depends on whether its product is stored:
+ * a new product needs a title, and without an option set (the stored one is kept) a new variant of
+ * a stored product with options cannot name its values. Looked up only for such documents.
+ */
+async function partialDocumentErrors(
+  db: Queryable,
+  docs: readonly ProductDocument[],
+  storedSkus: ReadonlySet<string>,
+  pathOf: (index: number) => string,
+): Promise<DocumentError[]> {
+  const newVariants = (doc: ProductDocument) =>
+    doc.options === undefined
+      ? (doc.variants ?? []).flatMap((v, k) => (storedSkus.has(v.sku) ? [] : [k]))
+      : []
+  const partial = docs.flatMap((doc, index) =>
+    doc.title === undefined || newVariants(doc).length > 0 ? [{ doc, index }] : [],
+  )
+  if (partial.length === 0) return []
+  const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
+    select handle, options from products where handle = any(${partial.map((p) => p.doc.handle)})`.execute(db)
+  const stored = new Map(rows.map((r) => [r.handle, r.options]))
+  const errors: DocumentError[] = []
+  for (const { doc, index } of partial) {
+    const options = stored.get(doc.handle)
+    if (!options) {
+      if (doc.title === undefined)
+        errors.push({ index, path: `${pathOf(index)}.title`, message: 'is required for a new product' })
+      continue
+    }
+    if (options.length === 0) continue
+    const names = options.map((o) => o.name).join(', ')
+    for (const k of newVariants(doc))
+      errors.push({
+        index,
+        path: `${pathOf(index)}.variants[${k}].options`,
+        message: `needs ${names}: a new variant names the values of the product's options`,
+      })
+  }
+  return errors
 }
 
 /**
@@ -50,7 +114,9 @@ export async function checkDocuments(
   // Where each SKU was last seen: the document and the variant within it, so errors name the cell.
   const skus = new Map<string, { index: number; variant: number }>()
   docs.forEach((doc, index) => {
-    for (const e of validateProductInput(doc, pathOf(index))) errors.push({ ...e, index })
+    // The rules read option sets, SKUs and prices, which a document never sets to null.
+    for (const e of validateProductInput(doc as Parameters<typeof validateProductInput>[0], pathOf(index)))
+      errors.push({ ...e, index })
     const other = handles.get(doc.handle)
     if (other !== undefined)
       errors.push({
@@ -70,11 +136,13 @@ export async function checkDocuments(
       skus.set(v.sku, { index, variant })
     })
   })
+  const storedSkus = new Set<string>()
   if (skus.size > 0) {
     const { rows } = await sql<{ sku: string; handle: string }>`
       select v.sku, p.handle from product_variants v join products p on p.id = v.product_id
       where v.sku = any(${[...skus.keys()]})`.execute(db)
     for (const row of rows) {
+      storedSkus.add(row.sku)
       const owner = skus.get(row.sku)
       if (owner !== undefined && docs[owner.index]?.handle !== row.handle)
         errors.push({
@@ -84,6 +152,7 @@ export async function checkDocuments(
         })
     }
   }
+  errors.push(...(await partialDocumentErrors(db, docs, storedSkus, pathOf)))
   const categoryIds = new Set(docs.flatMap((d) => d.category_ids ?? []))
   const collectionIds = new Set(docs.flatMap((d) => (d.collection_id ? [d.collection_id] : [])))
   const [categories, collections, kept] = await Promise.all([
@@ -121,62 +190,72 @@ export async function checkDocuments(
 }
 
 /**
- * Upserts checked documents in the caller's transaction: a product found by handle has its fields
- * replaced (status and categories kept when the document leaves them out); variants are upserted
- * by SKU (placed by placeNamedVariants and placeNewVariants) and variants the document does not
- * name are kept. Emits no events: the caller emits one
+ * Upserts checked documents in the caller's transaction: a product found by handle has the fields
+ * the document gives replaced and keeps the others (`null` clears); a new one gets the defaults.
+ * Variants are upserted by SKU the same way (placed by placeNamedVariants and placeNewVariants) and
+ * variants the document does not name are kept. A document without an option set keeps the stored
+ * one and its variants keep their options. A variant given no title keeps the stored one unless it
+ * was made of the variant's option values and these (or the product's option order) change: it is
+ * then made again, as it is for a `null` title. Emits no events: the caller emits one
  * for the whole import. A kept variant that does not fit a new option set throws
  * BulkDocumentError after the writes, so the caller must roll back (its transaction or a
  * savepoint) for the batch to be all or nothing.
  */
 export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument[]): Promise<BulkResult> {
   if (docs.length === 0) return { created: 0, updated: 0, productIds: [] }
+  // Each field is left out (keep), or the value to store: null has been turned into the empty
+  // value, but for the collection, which is stored as null and so says it is given apart.
   const rows = docs.map((d) => ({
     id: newId('prod'),
     handle: d.handle,
     title: d.title,
-    subtitle: d.subtitle ?? '',
-    description: d.description ?? '',
-    status: d.status ?? null,
+    subtitle: cleared(d.subtitle, ''),
+    description: cleared(d.description, ''),
+    status: d.status,
+    collection_given: d.collection_id !== undefined,
     collection_id: d.collection_id ?? null,
-    tax_category: d.tax_category ?? 'standard',
-    options: d.options ?? [],
-    tags: d.tags ?? [],
-    attributes: d.attributes ?? {},
-    media: d.media ?? [],
-    metadata: d.metadata ?? {},
+    tax_category: d.tax_category,
+    options: d.options,
+    tags: cleared(d.tags, []),
+    attributes: cleared(d.attributes, {}),
+    media: cleared(d.media, []),
+    metadata: cleared(d.metadata, {}),
   }))
-  const recordset = sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
-    id text, handle text, title text, subtitle text, description text, status text, collection_id text,
-    tax_category text, options jsonb, tags jsonb, attributes jsonb, media jsonb, metadata jsonb)`
-  const updated = await sql<{ id: string; handle: string }>`
-    update products p set title = x.title, subtitle = x.subtitle, description = x.description,
-      status = coalesce(x.status, p.status), collection_id = x.collection_id, tax_category = x.tax_category,
-      options = x.options, tags = array(select jsonb_array_elements_text(x.tags)), attributes = x.attributes,
-      media = x.media, metadata = x.metadata, updated_at = now()
-    from ${recordset}
-    where p.handle = x.handle
-    returning p.id, p.handle`.execute(trx)
+  const columns = sql`id text, handle text, title text, subtitle text, description text, status text,
+    collection_given boolean, collection_id text, tax_category text, options jsonb, tags jsonb, attributes jsonb,
+    media jsonb, metadata jsonb`
+  // `o` is the product as it was before this statement: the option sets that change are returned,
+  // for the variant titles made of them.
+  const updated = await sql<{ id: string; handle: string; old_options: ProductOption[] | null }>`
+    update products p set title = coalesce(x.title, p.title), subtitle = coalesce(x.subtitle, p.subtitle),
+      description = coalesce(x.description, p.description), status = coalesce(x.status, p.status),
+      collection_id = case when x.collection_given then x.collection_id else p.collection_id end,
+      tax_category = coalesce(x.tax_category, p.tax_category), options = coalesce(x.options, p.options),
+      tags = case when x.tags is null then p.tags else array(select jsonb_array_elements_text(x.tags)) end,
+      attributes = coalesce(x.attributes, p.attributes), media = coalesce(x.media, p.media),
+      metadata = coalesce(x.metadata, p.metadata), updated_at = now()
+    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${columns})
+      join products o on o.handle = x.handle
+    where p.id = o.id
+    returning p.id, p.handle, case when p.options <> o.options then o.options end as old_options`.execute(trx)
   const existing = new Map(updated.rows.map((r) => [r.handle, r.id]))
+  const reordered = updated.rows.flatMap((r) => (r.old_options ? [{ id: r.id, options: r.old_options }] : []))
   const fresh = rows.filter((r) => !existing.has(r.handle))
   if (fresh.length > 0) {
     await sql`
       insert into products (id, handle, title, subtitle, description, status, collection_id, tax_category,
         options, tags, attributes, media, metadata)
-      select x.id, x.handle, x.title, x.subtitle, x.description, coalesce(x.status, 'draft'), x.collection_id,
-        x.tax_category, x.options, array(select jsonb_array_elements_text(x.tags)), x.attributes, x.media,
-        x.metadata
-      from jsonb_to_recordset(${JSON.stringify(fresh)}::jsonb) as x(
-        id text, handle text, title text, subtitle text, description text, status text, collection_id text,
-        tax_category text, options jsonb, tags jsonb, attributes jsonb, media jsonb, metadata jsonb)`.execute(
-      trx,
-    )
+      select x.id, x.handle, x.title, coalesce(x.subtitle, ''), coalesce(x.description, ''),
+        coalesce(x.status, 'draft'), x.collection_id, coalesce(x.tax_category, 'standard'),
+        coalesce(x.options, '[]'), array(select jsonb_array_elements_text(coalesce(x.tags, '[]'))),
+        coalesce(x.attributes, '{}'), coalesce(x.media, '[]'), coalesce(x.metadata, '{}')
+      from jsonb_to_recordset(${JSON.stringify(fresh)}::jsonb) as x(${columns})`.execute(trx)
   }
   const productIdOf = (handle: string, fallback: string) => existing.get(handle) ?? fallback
   const productIds = rows.map((r) => productIdOf(r.handle, r.id))
 
   const withCategories = docs.flatMap((d, i) =>
-    d.category_ids ? [{ doc: d, id: productIds[i] as string }] : [],
+    d.category_ids !== undefined ? [{ doc: d, id: productIds[i] as string }] : [],
   )
   if (withCategories.length > 0) {
     await sql`delete from product_categories where product_id = any(${withCategories.map((c) => c.id)})`.execute(
@@ -195,23 +274,31 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
   }
 
   const variants = docs.flatMap((d, i) =>
-    (d.variants ?? []).map((v, position) => ({
-      id: newId('var'),
-      product_id: productIds[i] as string,
-      sku: v.sku,
-      title: v.title ?? defaultVariantTitle(d.options ?? [], v),
-      options: v.options ?? {},
-      barcode: v.barcode ?? null,
-      weight_g: v.weight_g ?? null,
-      length_mm: v.length_mm ?? null,
-      width_mm: v.width_mm ?? null,
-      height_mm: v.height_mm ?? null,
-      position,
-      manage_inventory: v.manage_inventory ?? true,
-      requires_shipping: v.requires_shipping ?? true,
-      metadata: v.metadata ?? {},
-      prices: v.prices,
-    })),
+    (d.variants ?? []).map((v, position) => {
+      // Without the product's option set, the stored one stays and so do its variants' options.
+      const options = v.options ?? (d.options === undefined ? undefined : {})
+      // The title made of the variant's values, when the document says what they are.
+      const generated =
+        d.options === undefined ? undefined : defaultVariantTitle(d.options, { ...v, options })
+      return {
+        id: newId('var'),
+        product_id: productIds[i] as string,
+        sku: v.sku,
+        position,
+        prices: v.prices,
+        title: v.title,
+        generated,
+        options,
+        barcode: v.barcode,
+        weight_g: v.weight_g,
+        length_mm: v.length_mm,
+        width_mm: v.width_mm,
+        height_mm: v.height_mm,
+        manage_inventory: v.manage_inventory,
+        requires_shipping: v.requires_shipping,
+        metadata: cleared(v.metadata, {}),
+      }
+    }),
   )
   const variantIdBySku = new Map<string, string>()
   if (existing.size > 0 && variants.length > 0) {
@@ -219,28 +306,64 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
     const existingIds = new Set(existing.values())
     const candidates = variants.filter((v) => existingIds.has(v.product_id))
     if (candidates.length > 0) {
+      // The fields each variant gives, as in the product rows above; the nullable ones say so apart.
+      const patches = candidates.map((v) => ({
+        sku: v.sku,
+        product_id: v.product_id,
+        title: v.title ?? (v.title === null ? v.generated : undefined),
+        remake_title: v.title === null && v.generated === undefined,
+        generated: v.title === undefined ? v.generated : undefined,
+        options: v.options,
+        ...Object.fromEntries(
+          NULLABLE_VARIANT_FIELDS.flatMap((f) =>
+            v[f] === undefined ? [] : [[f, v[f]] as const, [`${f}_given`, true] as const],
+          ),
+        ),
+        manage_inventory: v.manage_inventory,
+        requires_shipping: v.requires_shipping,
+        metadata: v.metadata,
+      }))
+      const given = (f: (typeof NULLABLE_VARIANT_FIELDS)[number]) =>
+        sql`${sql.ref(f)} = case when ${sql.ref(`x.${f}_given`)} then ${sql.ref(`x.${f}`)} else ${sql.ref(`v.${f}`)} end`
       // Variants whose options change are parked (see parkedOptions) and given their options after,
       // so that stored variants may trade options; a re-import that changes none pays nothing more.
       // After the update, only a parked variant's options differ from the document's.
       // Positions are placed after (placeNamedVariants), from the stored ones this returns.
+      // A title left out is kept, unless it is the one made of the values and those change (the
+      // variant's, or the order of the product's options: `o` holds the order before this import).
       const changed = await sql<{ id: string; sku: string; position: number; parked: boolean }>`
-        update product_variants v set title = x.title,
-          options = case when v.options = x.options then v.options else ${parkedOptions(sql.ref<string>('v.id'))} end,
-          barcode = x.barcode, weight_g = x.weight_g, length_mm = x.length_mm, width_mm = x.width_mm,
-          height_mm = x.height_mm, manage_inventory = x.manage_inventory,
-          requires_shipping = x.requires_shipping, metadata = x.metadata, updated_at = now()
-        from jsonb_to_recordset(${JSON.stringify(candidates)}::jsonb) as x(
-          sku text, product_id text, title text, options jsonb, barcode text, weight_g int, length_mm int,
-          width_mm int, height_mm int, manage_inventory boolean, requires_shipping boolean, metadata jsonb)
+        update product_variants v set title = case
+            when x.title is not null then x.title
+            when x.remake_title then ${titleOf(sql`p.options`, sql`v.options`, sql`v.sku`)}
+            when x.generated is null or (o.options is null and v.options = x.options) then v.title
+            when v.title = ${titleOf(sql`coalesce(o.options, p.options)`, sql`v.options`, sql`v.sku`)}
+              then x.generated
+            else v.title end,
+          options = case when x.options is null or v.options = x.options then v.options
+            else ${parkedOptions(sql.ref<string>('v.id'))} end,
+          ${sql.join(NULLABLE_VARIANT_FIELDS.map(given))},
+          manage_inventory = coalesce(x.manage_inventory, v.manage_inventory),
+          requires_shipping = coalesce(x.requires_shipping, v.requires_shipping),
+          metadata = coalesce(x.metadata, v.metadata), updated_at = now()
+        from jsonb_to_recordset(${JSON.stringify(patches)}::jsonb) as x(
+          sku text, product_id text, title text, remake_title boolean, generated text, options jsonb,
+          barcode text, barcode_given boolean, weight_g int, weight_g_given boolean, length_mm int,
+          length_mm_given boolean, width_mm int, width_mm_given boolean, height_mm int, height_mm_given boolean,
+          manage_inventory boolean, requires_shipping boolean, metadata jsonb)
+          join products p on p.id = x.product_id
+          left join jsonb_to_recordset(${JSON.stringify(reordered)}::jsonb) as o(id text, options jsonb)
+            on o.id = x.product_id
         where v.sku = x.sku and v.product_id = x.product_id
-        returning v.id, v.sku, v.position, v.options <> x.options as parked`.execute(trx)
+        returning v.id, v.sku, v.position, coalesce(v.options <> x.options, false) as parked`.execute(trx)
       for (const row of changed.rows) variantIdBySku.set(row.sku, row.id)
       await placeNamedVariants(trx, candidates, changed.rows)
       const parked = new Set(changed.rows.flatMap((r) => (r.parked ? [r.sku] : [])))
       await unparkVariantOptions(
         trx,
         candidates.flatMap((v) =>
-          parked.has(v.sku) ? [{ id: variantIdBySku.get(v.sku) as string, options: v.options }] : [],
+          parked.has(v.sku) && v.options
+            ? [{ id: variantIdBySku.get(v.sku) as string, options: v.options }]
+            : [],
         ),
       )
     }
@@ -253,6 +376,7 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
   if (newVariants.length > 0) {
     // Parallel arrays through unnest: Postgres reads an array literal faster than it builds a
     // record from each object of a JSON document, and a batch carries tens of thousands of rows.
+    // A new variant gets the defaults for what its document leaves out.
     const column = <T>(pick: (v: (typeof newVariants)[number]) => T) => newVariants.map(pick)
     await sql`
       insert into product_variants (id, product_id, sku, title, options, barcode, weight_g, length_mm, width_mm,
@@ -260,12 +384,13 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
       select x.id, x.product_id, x.sku, x.title, x.options::jsonb, x.barcode, x.weight_g, x.length_mm, x.width_mm,
         x.height_mm, x.position, x.manage_inventory, x.requires_shipping, x.metadata::jsonb
       from unnest(${column((v) => v.id)}::text[], ${column((v) => v.product_id)}::text[],
-        ${column((v) => v.sku)}::text[], ${column((v) => v.title)}::text[],
-        ${column((v) => JSON.stringify(v.options))}::text[], ${column((v) => v.barcode)}::text[],
-        ${column((v) => v.weight_g)}::int[], ${column((v) => v.length_mm)}::int[],
-        ${column((v) => v.width_mm)}::int[], ${column((v) => v.height_mm)}::int[],
-        ${column((v) => v.position)}::int[], ${column((v) => v.manage_inventory)}::boolean[],
-        ${column((v) => v.requires_shipping)}::boolean[], ${column((v) => JSON.stringify(v.metadata))}::text[]) as x(
+        ${column((v) => v.sku)}::text[], ${column((v) => v.title ?? v.generated ?? v.sku)}::text[],
+        ${column((v) => JSON.stringify(v.options ?? {}))}::text[], ${column((v) => v.barcode ?? null)}::text[],
+        ${column((v) => v.weight_g ?? null)}::int[], ${column((v) => v.length_mm ?? null)}::int[],
+        ${column((v) => v.width_mm ?? null)}::int[], ${column((v) => v.height_mm ?? null)}::int[],
+        ${column((v) => v.position)}::int[], ${column((v) => v.manage_inventory ?? true)}::boolean[],
+        ${column((v) => v.requires_shipping ?? true)}::boolean[],
+        ${column((v) => JSON.stringify(v.metadata ?? {}))}::text[]) as x(
         id, product_id, sku, title, options, barcode, weight_g, length_mm, width_mm, height_mm, position,
         manage_inventory, requires_shipping, metadata)`.execute(trx)
   }
@@ -419,7 +544,7 @@ async function writeFreshReadModels(
     search.ids.push(id)
     search.statuses.push(doc.status ?? 'draft')
     search.currencies.push(`{${codes.join(',')}}`)
-    search.titles.push(doc.title)
+    search.titles.push(doc.title ?? '')
     search.middles.push(`${doc.subtitle ?? ''} ${(doc.tags ?? []).join(' ')}`)
     search.descriptions.push(doc.description ?? '')
   }
@@ -467,10 +592,13 @@ async function analyzeIfStale(trx: Tx): Promise<void> {
 function keptVariantErrors(
   doc: ProductDocument,
   index: number,
-  kept: ReadonlyArray<{ sku: string; options: Record<string, string> }>,
+  kept: ReadonlyArray<{ sku: string; options: Record<string, string>; product_options: ProductOption[] }>,
   pathOf: (index: number) => string,
 ): DocumentError[] {
   if (kept.length === 0) return []
+  // Without an option set, the stored one and the stored variants' options stay: only a product
+  // without options could see a new variant repeat a kept one's (none), as below.
+  if (doc.options === undefined && (kept[0]?.product_options.length ?? 0) > 0) return []
   const named = doc.variants ?? []
   const options: ProductOption[] = doc.options ?? []
   const errors: DocumentError[] = []
@@ -499,13 +627,20 @@ async function keptVariantsOf(
   db: Queryable,
   docs: readonly ProductDocument[],
   include: (doc: ProductDocument) => boolean = () => true,
-): Promise<Map<number, Array<{ sku: string; options: Record<string, string> }>>> {
+): Promise<
+  Map<number, Array<{ sku: string; options: Record<string, string>; product_options: ProductOption[] }>>
+> {
   const file = docs.flatMap((doc, i) =>
     include(doc) ? [{ i, handle: doc.handle, skus: (doc.variants ?? []).map((v) => v.sku) }] : [],
   )
   if (file.length === 0) return new Map()
-  const { rows } = await sql<{ i: number; sku: string; options: Record<string, string> }>`
-    select x.i, v.sku, v.options
+  const { rows } = await sql<{
+    i: number
+    sku: string
+    options: Record<string, string>
+    product_options: ProductOption[]
+  }>`
+    select x.i, v.sku, v.options, p.options as product_options
     from jsonb_to_recordset(${JSON.stringify(file)}::jsonb) as x(i int, handle text, skus jsonb)
     join products p on p.handle = x.handle
     join product_variants v on v.product_id = p.id

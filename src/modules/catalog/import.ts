@@ -34,7 +34,7 @@ import { BulkDocumentError, bulkUpsertProducts, checkDocuments, type ProductDocu
 import { catalogCacheOf } from './cache.ts'
 import { csvCellOf, parseProductCsv } from './product-csv.ts'
 import { translateWriteError } from './products.ts'
-import { CreateProduct } from './schemas.ts'
+import { ImportProduct } from './schemas.ts'
 import type { CatalogImportsTable, ImportError, ProductOption } from './tables.ts'
 
 export type ImportFormat = 'csv' | 'json' | 'ndjson'
@@ -60,9 +60,13 @@ const gunzip = promisify(gunzipCallback)
 
 // ajv-formats is CommonJS with a default export; under NodeNext it arrives as the module object.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv
-/** The same schema the product API validates with, so a file obeys the rules a request does. */
+/**
+ * The product API's schema with every field but the handle optional and nullable where empty is a
+ * value (ImportProduct): a file obeys the rules a request does, and an upsert changes only the
+ * fields it gives.
+ */
 const validateDocument = addFormats(new Ajv({ allErrors: true, strict: false, coerceTypes: false })).compile(
-  CreateProduct,
+  ImportProduct,
 )
 
 /** A document as read from the file, before validation. */
@@ -164,7 +168,11 @@ function schemaErrors(format: ImportFormat, candidate: Candidate, errors: readon
     const seen = byPath.get(key)
     if (!seen || (seen.weak && !weak)) byPath.set(key, { ...at, message, weak })
   }
-  return [...byPath.values()].map(({ weak: _, ...error }) => error)
+  const found = [...byPath.values()]
+  // A nullable field's "must be null" says nothing when what is wrong lies inside the field.
+  const within = (e: ImportError & { weak: boolean }) =>
+    e.weak && found.some((other) => other.row === e.row && other.path.startsWith(`${e.path}/`))
+  return found.filter((e) => !within(e)).map(({ weak: _, ...error }) => error)
 }
 
 // ---------------------------------------------------------------------------------------------

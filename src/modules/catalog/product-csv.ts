@@ -6,6 +6,10 @@
  * with `\` escaping a literal `|`, `=` or `\`. Prices are one `price_<CUR>` (and optional
  * `compare_at_<CUR>`) column per currency, in integer minor units.
  *
+ * A column the file leaves out leaves its field out of the documents, so that an upsert keeps the
+ * stored value; a blank cell clears a field that may be empty (null or the empty value) and is left
+ * out for one that always has a value (title, status, tax category, the variant's flags).
+ *
  * An option's values are read off its variants' rows, in row order, unless the product's
  * `option<k>_values` cell lists them: rows cannot carry a value no variant uses, an order other than
  * the rows', nor the values of a product without variants, so the exporter lists them whenever the
@@ -336,16 +340,21 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
   const row = first.row
   const errors: ImportError[] = []
   const doc: Record<string, unknown> = { handle }
+  // A column the file leaves out leaves its field out of the document: the stored value stays. A
+  // blank cell clears a field that may be empty; one that always has a value (title, status, tax
+  // category) is left out, as without the column.
+  const has = (column: string) => layout.index.has(column)
   const firstCell = (column: string) => cellAt(first.cells, position(column))
-  for (const column of ['title', 'subtitle', 'description', 'status', 'collection_id', 'tax_category']) {
+  for (const column of ['title', 'status', 'tax_category']) {
     const value = firstCell(column)
     if (value !== '') doc[column] = value
   }
-  const categories = firstCell('category_ids')
-  if (categories !== '') doc.category_ids = splitList(categories)
-  const tags = firstCell('tags')
-  if (tags !== '') doc.tags = splitList(tags)
+  for (const column of ['subtitle', 'description']) if (has(column)) doc[column] = firstCell(column)
+  if (has('collection_id')) doc.collection_id = firstCell('collection_id') || null
+  if (has('category_ids')) doc.category_ids = splitList(firstCell('category_ids'))
+  if (has('tags')) doc.tags = splitList(firstCell('tags'))
   const attributes = firstCell('attributes')
+  if (has('attributes')) doc.attributes = {}
   if (attributes !== '') {
     const parsed: Record<string, string> = {}
     for (const piece of splitRaw(attributes)) {
@@ -362,9 +371,9 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
   const alts = splitList(firstCell('media_alt'))
   if (alts.length > urls.length)
     errors.push({ row, path: 'media_alt', message: `has ${alts.length} texts for ${urls.length} media` })
-  if (urls.length > 0) doc.media = urls.map((url, i) => ({ url, alt: alts[i] ?? '' }))
+  if (has('media')) doc.media = urls.map((url, i) => ({ url, alt: alts[i] ?? '' }))
   const metadata = parseObject(firstCell('metadata'), row, 'metadata', errors)
-  if (metadata) doc.metadata = metadata
+  if (has('metadata')) doc.metadata = metadata ?? {}
 
   const optionNames = layout.optionNames.map((at) => {
     const name = cellAt(first.cells, at)
@@ -437,21 +446,22 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
       options[name] = value
       values[k]?.add(value)
     }
-    if (options) variant.options = options
-    const title = cellAt(cells, variantTitle)
-    if (title !== '') variant.title = title
-    const barcodeValue = cellAt(cells, barcode)
-    if (barcodeValue !== '') variant.barcode = barcodeValue
+    // With option columns in the file, a row states all of its variant's values (none when blank).
+    if (optionNames.length > 0) variant.options = options ?? {}
+    // A blank title is the one made of the variant's values.
+    if (variantTitle >= 0) variant.title = cellAt(cells, variantTitle) || null
+    if (barcode >= 0) variant.barcode = cellAt(cells, barcode) || null
     for (const dimension of dimensions) {
+      if (dimension.at < 0) continue
       const value = parseInteger(cellAt(cells, dimension.at), at, dimension.name, errors)
-      if (value !== undefined) variant[dimension.name] = value
+      variant[dimension.name] = value ?? null
     }
     const manage = parseBoolean(cellAt(cells, manageInventory), at, 'manage_inventory', errors)
     if (manage !== undefined) variant.manage_inventory = manage
     const shipped = parseBoolean(cellAt(cells, requiresShipping), at, 'requires_shipping', errors)
     if (shipped !== undefined) variant.requires_shipping = shipped
     const meta = parseObject(cellAt(cells, variantMetadata), at, 'variant_metadata', errors)
-    if (meta) variant.metadata = meta
+    if (variantMetadata >= 0) variant.metadata = meta ?? {}
     if (layout.currencies.length > 0) {
       // With price columns in the file, a row states all of its variant's prices.
       const prices: Array<Record<string, unknown>> = []
@@ -479,7 +489,7 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
     variantRows.push(at)
   }
   const named = optionNames.flatMap((name, k) => (name === undefined ? [] : [{ name, k }]))
-  if (named.length > 0)
+  if (optionNames.length > 0)
     doc.options = named.map(({ name, k }) => ({ name, values: optionLists[k] ?? [...(values[k] ?? [])] }))
   if (variants.length > 0) doc.variants = variants
   const valuesFromRows = named.flatMap(({ name, k }) => (optionLists[k] === undefined ? [name] : []))
@@ -551,7 +561,7 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
   }
   const productCells = blank()
   set(productCells, 'handle', doc.handle)
-  set(productCells, 'title', doc.title)
+  set(productCells, 'title', doc.title ?? '')
   set(productCells, 'subtitle', doc.subtitle ?? '')
   set(productCells, 'description', doc.description ?? '')
   set(productCells, 'status', doc.status ?? '')
@@ -589,7 +599,7 @@ function productCsvLines(doc: ProductDocument, width: number, at: ReadonlyMap<st
     })
     set(cells, 'sku', variant.sku)
     // A title the importer would give the variant anyway is left out.
-    if (variant.title !== undefined && variant.title !== defaultVariantTitle(options, variant))
+    if (variant.title != null && variant.title !== defaultVariantTitle(options, variant))
       set(cells, 'variant_title', variant.title)
     set(cells, 'barcode', variant.barcode ?? '')
     for (const column of DIMENSIONS) {

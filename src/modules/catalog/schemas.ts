@@ -1,5 +1,5 @@
 /** Wire schemas of the catalog API: products, variants, prices, taxonomy, regions and price lists. */
-import { Type } from 'typebox'
+import { type TSchema, Type } from 'typebox'
 import { DateTimeInput } from '../../platform/http/schemas.ts'
 
 export const Handle = Type.String({
@@ -140,6 +140,41 @@ export const CreateProduct = Type.Object(
 export const UpdateProduct = Type.Object(
   { handle: Type.Optional(Handle), ...productFields, title: Type.Optional(Name) },
   { additionalProperties: false, minProperties: 1 },
+)
+
+/**
+ * A product as a bulk import reads it. An import upserts by handle, so a field the document leaves
+ * out keeps the stored value (a new product gets the default), and `null` clears a field that may
+ * be empty: text to '', lists to [], objects to {}, a variant's title to the one made of its
+ * option values. The title is needed only for a new product (bulk.ts checks).
+ */
+const orNull = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+
+export const ImportVariant = Type.Object(
+  {
+    sku: Sku,
+    ...variantFields,
+    title: Type.Optional(orNull(Name)),
+    metadata: Type.Optional(orNull(Metadata)),
+  },
+  { additionalProperties: false },
+)
+
+export const ImportProduct = Type.Object(
+  {
+    handle: Handle,
+    ...productFields,
+    title: Type.Optional(Name),
+    subtitle: Type.Optional(orNull(Text(255))),
+    description: Type.Optional(orNull(Text(20_000))),
+    category_ids: Type.Optional(orNull(Type.Array(Id('cat'), { maxItems: 50, uniqueItems: true }))),
+    tags: Type.Optional(orNull(Type.Array(Tag, { maxItems: 50, uniqueItems: true }))),
+    attributes: Type.Optional(orNull(Attributes)),
+    media: Type.Optional(orNull(Type.Array(MediaItem, { maxItems: 50 }))),
+    metadata: Type.Optional(orNull(Metadata)),
+    variants: Type.Optional(Type.Array(ImportVariant, { maxItems: 500 })),
+  },
+  { additionalProperties: false },
 )
 
 export const VariantPrice = Type.Object({
