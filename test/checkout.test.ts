@@ -24,7 +24,7 @@ import {
 import { testCardFingerprint } from '../src/modules/payments/providers/test-gateway.ts'
 import { applyWebhook, createPayment, paymentDeps, voidUnplaced } from '../src/modules/payments/service.ts'
 import { PaymentVelocity } from '../src/modules/payments/velocity.ts'
-import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
+import { withTransaction } from '../src/platform/db/transaction.ts'
 import { pauseAt } from '../src/platform/failpoints.ts'
 import { problem } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
@@ -1316,12 +1316,8 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
 
     it.runIf(kind === 'postgres')(
       'keeps the order a take-over placed while a checkout that lost its stock gave up',
-      // Its stages wait on a busy shared PostgreSQL (the whole suite runs two files at once). About
-      // one full run in four, the third stage is never reached: the take-over answers early (its
-      // request deletes its idempotency claim, so a transient answer) instead of waiting on the held
-      // payment row; waitForLockWaits prints every session when that happens. Until that
-      // interleaving is understood, a new attempt (a new cart) stages the race again.
-      { timeout: 120_000, retry: 2 },
+      // Longer than a stage may take (STAGE), so that a stage never reached names the sessions.
+      { timeout: 60_000 },
       async () => {
         // Checkout A loses the last unit while the processor answers and gives up; meanwhile its
         // lease ran out and a retry, B, took the same checkout over, and places the order once the
@@ -1340,30 +1336,15 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         })
         const visa = { provider: 'test', payment_method: 'pm_card_visa' }
         // Time for each stage to be reached on a busy machine; a stage that is never reached fails.
-        const STAGE = { timeoutMs: 30_000 }
-        /** A transaction holding `lock`'s rows until released. */
-        const hold = (lock: (trx: Tx) => Promise<unknown>) => {
-          const { promise: released, resolve: release } = Promise.withResolvers<void>()
-          const { promise: isLocked, resolve: locked } = Promise.withResolvers<void>()
-          const done = withTransaction(db(), async (trx) => {
-            await lock(trx)
-            locked()
-            await released
-          })
-          return { isLocked, release, done }
-        }
-        const stockRow = (trx: Tx) =>
-          trx
-            .selectFrom('inventory_levels')
-            .select('variant_id')
-            .where('variant_id', '=', only.shirt)
-            .forUpdate()
-            .execute()
-        let stock: ReturnType<typeof hold> | undefined
-        let payment: ReturnType<typeof hold> | undefined
+        const STAGE = { timeoutMs: 20_000 }
+        // The unit comes back in a transaction held open: the stock row stays locked until release().
+        const { promise: released, resolve: release } = Promise.withResolvers<void>()
+        const { promise: isReturned, resolve: returned } = Promise.withResolvers<void>()
+        let giveBack: Promise<void> | undefined
         let other: { id: string } | undefined
         let takeOver: ReturnType<typeof complete> | undefined
         const { promise: isTakenOver, resolve: takenOver } = Promise.withResolvers<void>()
+        const { promise: isGivingUp, resolve: givingUp } = Promise.withResolvers<void>()
         const gateway = commerceDeps(node.runtime).providers.get('test')!
         const authorize = gateway.authorize.bind(gateway)
         const capture = gateway.capture.bind(gateway)
@@ -1374,9 +1355,9 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
         let calls = 0
         gateway.authorize = async (input: AuthorizeInput) => {
           if (++calls > 1) {
-            // B: once A waits on the stock row with the cart locked, B's own placing queues behind it.
+            // B: answered once A has rolled back and begun to give up, and the stock row is held.
             takenOver()
-            await waitForLockWaits(db(), 1, STAGE)
+            await isReturned
             return authorize(input)
           }
           const answer = await authorize(input)
@@ -1396,37 +1377,40 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
           await runOutLease(cartId)
           takeOver = complete(cartId, visa)
           await isTakenOver
-          stock = hold(stockRow)
-          await stock.isLocked
           return answer
         }
+        // Each stage is a request waiting on a row that the test, or the other request, holds until
+        // the test goes on; no stage counts on who gets a row first once its holder ends. A session
+        // that was waiting on a row is only woken when the holder ends, and a request that asks for
+        // the row before that session runs takes it: a test transaction queued on the payment row
+        // behind A's placing transaction lost it, under load, to B's update right after A's rollback.
+        const unpause = pauseAt('checkout.give_up', async () => {
+          givingUp()
+          // B, past closing the cart, waits for the unit with the cart locked.
+          await waitForLockWaits(db(), 1, { ...STAGE, statement: 'select "variant_id", "location_id"' })
+        })
+        const ctx = inventoryContext(node.runtime, 'test:other')
         try {
           const first = complete(cartId, visa)
-          // A waits on the stock row holding the cart; B waits on the cart.
-          await waitForLockWaits(db(), 2, STAGE)
-          const { id: paymentId } = await db()
-            .selectFrom('payments')
-            .select('id')
-            .where('cart_id', '=', cartId)
-            .executeTakeFirstOrThrow()
-          // The payment row, next in line after A's placing transaction, keeps B from placing at once.
-          payment = hold((trx) =>
-            trx.selectFrom('payments').select('id').where('id', '=', paymentId).forUpdate().execute(),
-          )
-          await waitForLockWaits(db(), 3, STAGE)
-          // A finds no stock and rolls back: B takes the cart and waits on the payment row, and A
-          // begins to give up. Woken together by A's rollback, A's give-up could lock the cart before
-          // B's update gets to run: A gives up only once B waits on the payment row.
-          const unpause = pauseAt('checkout.give_up', () =>
-            waitForLockWaits(db(), 1, { ...STAGE, statement: 'update "payments"' }),
-          )
           try {
-            stock!.release()
-            await stock!.done
-            await payment.isLocked
+            // A finds no stock and rolls back, and begins to give up.
+            await Promise.race([
+              isGivingUp,
+              first.then((res) => {
+                throw new Error(`A answered without giving up: ${res.statusCode} ${res.body}`)
+              }),
+            ])
+            // The unit comes back, uncommitted: B, answered now, closes the cart and waits on it.
+            giveBack = withTransaction(db(), async (trx) => {
+              await releaseReservation(trx, other!.id, ctx)
+              returned()
+              await released
+            })
+            await Promise.race([isReturned, giveBack])
+            // A's give-up waits on the cart that B's placing transaction holds.
             await waitForLockWaits(db(), 1, { ...STAGE, statement: 'select * from "carts"' })
           } catch (error) {
-            // Which checkout left the race early, and with what answer (see the test's options).
+            // Which checkout left the race early, and with what answer.
             const answered = async (request: ReturnType<typeof complete> | undefined) => {
               const settled = await Promise.race([
                 request?.then(
@@ -1441,25 +1425,23 @@ describe.each(DATABASE_KINDS)('%s: carts and checkout', (kind) => {
               `${(error as Error).message}\nA: ${await answered(first)}\nB: ${await answered(takeOver)}`,
               { cause: error },
             )
-          } finally {
-            unpause()
           }
-          // The unit comes back, and B places the order.
-          const ctx = inventoryContext(node.runtime, 'test:other')
-          await withTransaction(db(), (trx) => releaseReservation(trx, other!.id, ctx))
+          // B places the order, and A's give-up finds it.
+          release()
+          await giveBack
           await ctx.publish()
-          payment.release()
           const [a, b] = await Promise.all([first, takeOver!])
           expect(b.statusCode, b.body).toBe(201)
           // A finds the order placed on its own payment and answers with it, not with the stock.
           expect(a.statusCode, a.body).toBe(200)
           expect(a.json().order.id).toBe(b.json().order.id)
         } finally {
+          unpause()
           gateway.authorize = authorize
           gateway.capture = capture
-          stock?.release()
-          payment?.release()
-          await Promise.allSettled([stock?.done, payment?.done])
+          returned()
+          release()
+          await giveBack?.catch(() => {})
         }
         const orders = await db()
           .selectFrom('orders')
