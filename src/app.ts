@@ -44,10 +44,10 @@ import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { registerIdempotency } from './platform/http/idempotency.ts'
 import { jsonBodyError } from './platform/http/json-body.ts'
-import { refuseUnexpectedBodies } from './platform/http/no-body.ts'
 import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
+import { refuseUndeclaredInput } from './platform/http/strict-input.ts'
 import { jobsAdminRoutes } from './platform/jobs/routes.ts'
 import { RedisKv } from './platform/kv/index.ts'
 import { healthRoutes } from './platform/observability/health.ts'
@@ -238,7 +238,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     for (const method of methods) routeTable.push({ method, url: route.url, config: route.config ?? {} })
-    refuseUnexpectedBodies(route)
+    refuseUndeclaredInput(route)
     edgeCache.onRoute(route)
   })
 

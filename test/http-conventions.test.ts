@@ -78,7 +78,7 @@ describeEachDatabase('HTTP conventions', (kind) => {
     expect(body.errors).toContainEqual({ path: 'body.price', message: 'is not a known field' })
   })
 
-  it('refuses fields sent to write routes that take none, and takes no body or {}', async () => {
+  it('refuses fields sent to routes that take none, and takes no body or {}', async () => {
     // Every write operation documents a body; only those whose handler reads the raw body (a file,
     // a signed webhook) take anything else.
     const doc = (await node.app.inject('/openapi.json')).json()
@@ -97,6 +97,10 @@ describeEachDatabase('HTTP conventions', (kind) => {
       'validation_failed',
     )
     expect(refused.errors).toContainEqual({ path: 'body.amount', message: 'is not a known field' })
+    // The same for API reads that take no parameters: a limit that is not offered is not honoured.
+    const regions = expectProblem(await node.app.inject('/store/regions?limit=1'), 400, 'validation_failed')
+    expect(regions.errors).toContainEqual({ path: 'query.limit', message: 'is not a known field' })
+    expect((await node.app.inject('/store/regions')).statusCode).toBe(200)
     for (const payload of [undefined, {}]) {
       const res = await node.app.inject({
         method: 'POST',

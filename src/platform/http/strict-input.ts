@@ -1,8 +1,11 @@
 /**
- * Write routes that take no input (capture, sign out, archive, …) refuse a body that holds fields,
- * as every other write route refuses unknown fields: a client sending `{"amount": 100}` to capture
- * means a partial capture, and must hear 400 rather than have the whole payment captured. Such a
- * route gets an empty strict body schema (documented in OpenAPI as such) and no body counts as `{}`.
+ * Every route validates its input by schema, including routes that take none: an action route
+ * (capture, sign out, archive, …) refuses a body that holds fields, and an API read without
+ * parameters refuses a query string that has some, as every other route refuses unknown fields.
+ * A client sending `{"amount": 100}` to capture means a partial capture and must hear 400 rather
+ * than have the whole payment captured; `?limit=1` on the regions list must not answer every
+ * region as if it had been honoured (nor make another edge-cache entry for the same answer).
+ * Such routes get an empty strict schema (shown in OpenAPI as such); no body counts as `{}`.
  * Routes whose body is a file or a signed payload the handler reads itself say `config.rawBody`.
  */
 import type { FastifyRequest, RouteOptions } from 'fastify'
@@ -20,18 +23,24 @@ const NoFields = Type.Object(
   {},
   { additionalProperties: false, description: 'No fields: send no body, or `{}`.' },
 )
+const NoParameters = Type.Object({}, { additionalProperties: false })
 
 const WRITES = new Set(['POST', 'PUT', 'PATCH'])
+/** The API's own routes; probes, metrics and the API reference keep taking what they take. */
+const API = /^\/(store|admin)(\/|$)/
 
 /** preValidation for a route whose body is optional: no body is an empty one. */
 export async function emptyWhenMissing(request: FastifyRequest): Promise<void> {
   if (request.body === undefined || request.body === null) request.body = {}
 }
 
-/** Fastify's onRoute hook: gives write routes without a body schema the empty strict one. */
-export function refuseUnexpectedBodies(route: RouteOptions): void {
+/** Fastify's onRoute hook: gives routes that declare no input the empty strict schemas. */
+export function refuseUndeclaredInput(route: RouteOptions): void {
   const methods = Array.isArray(route.method) ? route.method : [route.method]
-  if (!methods.some((method) => WRITES.has(method)) || route.schema?.body || route.config?.rawBody) return
-  route.schema = { ...route.schema, body: NoFields }
-  appendRouteHook(route, 'preValidation', emptyWhenMissing)
+  if (methods.some((method) => WRITES.has(method)) && !route.schema?.body && !route.config?.rawBody) {
+    route.schema = { ...route.schema, body: NoFields }
+    appendRouteHook(route, 'preValidation', emptyWhenMissing)
+  }
+  if (API.test(route.url) && !route.schema?.querystring)
+    route.schema = { ...route.schema, querystring: NoParameters }
 }
