@@ -70,7 +70,7 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(byName.map((p) => p.id).sort()).toEqual(expected)
     const titles = byName.map((p) => p.title)
     const { rows } = await sql<{ ok: boolean }>`
-      select (array_agg(t order by ord) = array_agg(t order by t, ord)) as ok
+      select (array_agg(t order by ord) = array_agg(t order by lower(t), t, ord)) as ok
       from unnest(${titles}::text[]) with ordinality as x(t, ord)`.execute(db())
     expect(rows[0]?.ok).toBe(true)
 
@@ -659,6 +659,39 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(changed.json().variants[0].price.amount).toBe(123)
     const list = (await get(`/store/products?limit=1&region_id=${eu}`)).json().data[0]
     expect(list.price.amount).toBe(123)
+  })
+
+  it('sorts by name whatever the case, paging through titles that differ only in case', async () => {
+    const titles = ['zebra', 'Apple', 'apple pie', 'Zebra', 'apple', 'APPLE', 'Banana']
+    const ids: string[] = []
+    for (const [i, title] of titles.entries()) {
+      const res = await node.app.inject({
+        method: 'POST',
+        url: '/admin/products',
+        headers: adminAuth,
+        payload: { handle: `cased-${i}`, title, status: 'published', tags: ['cased-titles'] },
+      })
+      expect(res.statusCode, res.body).toBe(201)
+      ids.push(res.json().id)
+    }
+    try {
+      const seen: string[] = []
+      let cursor: string | null = null
+      for (let pages = 0; pages < 10; pages++) {
+        const res = await get(
+          `/store/products?sort=name&tag=cased-titles&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        )
+        expect(res.statusCode, res.body).toBe(200)
+        seen.push(...res.json().data.map((p: Summary) => p.title))
+        cursor = res.json().next_cursor
+        if (!cursor) break
+      }
+      // Case only breaks ties, in the database's order of the titles themselves.
+      expect(seen).toEqual(['APPLE', 'Apple', 'apple', 'apple pie', 'Banana', 'Zebra', 'zebra'])
+    } finally {
+      for (const id of ids)
+        await node.app.inject({ method: 'DELETE', url: `/admin/products/${id}`, headers: adminAuth })
+    }
   })
 
   it('pages by name across titles whose cursors are the longest the API issues', async () => {

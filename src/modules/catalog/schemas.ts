@@ -354,13 +354,14 @@ export const STORE_LIST_TAG_LENGTH = 11
 
 /**
  * The longest cursor the list issues, so that every one it issues is accepted back: a name cursor
- * (`[sort, list tag, title, id]` as JSON in base64url, storefront.ts) whose title is control
- * characters, which JSON escapes as six bytes each (`\u0001`), more than any other character costs.
- * Sized with the longest sort name.
+ * (`[sort, list tag, folded title, title, id]` as JSON in base64url, storefront.ts) whose title is
+ * control characters, which JSON escapes as six bytes each (`\u0001`), more than any other
+ * character costs. Sized with the longest sort name.
  */
 const STORE_CURSOR_MAX_LENGTH = Math.ceil(
-  ((JSON.stringify(['best_selling', '-'.repeat(STORE_LIST_TAG_LENGTH), '', `prod_${'0'.repeat(26)}`]).length +
-    6 * NAME_MAX_LENGTH) *
+  ((JSON.stringify(['best_selling', '-'.repeat(STORE_LIST_TAG_LENGTH), '', '', `prod_${'0'.repeat(26)}`])
+    .length +
+    2 * 6 * NAME_MAX_LENGTH) *
     4) /
     3,
 )

@@ -215,6 +215,8 @@ function searchOnly(input: StoreListInput): boolean {
 
 interface Ordering {
   orderBy: RawBuilder<unknown>
+  /** Columns the sort's key needs beyond the row's own (with a leading comma), or nothing. */
+  keyColumns?: RawBuilder<unknown>
   after: RawBuilder<boolean> | null
   offset: number
   keyOf: (row: ListRow, index: number) => CursorKey
@@ -294,13 +296,16 @@ function ordering(sort: StoreSort, input: StoreListInput, priced: boolean): Orde
       }
     }
     case 'name': {
-      const k = key(['string', 'string'])
+      // Alphabetical whatever the case ("apple" beside "Apple", not after "Zebra"), as the database
+      // folds it: the key carries the folded title it read, so pages meet exactly where they stop.
+      const k = key(['string', 'string', 'string'])
       return {
-        orderBy: sql`p.title, p.id`,
-        after: k ? sql<boolean>`(p.title, p.id) > (${k[0]}, ${k[1]})` : null,
+        orderBy: sql`lower(p.title), p.title, p.id`,
+        keyColumns: sql`, lower(p.title) as title_key`,
+        after: k ? sql<boolean>`(lower(p.title), p.title, p.id) > (${k[0]}, ${k[1]}, ${k[2]})` : null,
         offset: 0,
-        keyOf: (row) => [row.title, row.id],
-        shape: ['string', 'string'],
+        keyOf: (row) => [row.title_key ?? row.title, row.title, row.id],
+        shape: ['string', 'string', 'string'],
       }
     }
     case 'price_asc':
@@ -356,6 +361,8 @@ interface ListRow {
   price_list_id: string | null
   currency: string | null
   includes_tax: boolean | null
+  /** The folded title, read for the name sort's key only. */
+  title_key?: string
 }
 
 /** A page of published products for the storefront, priced for the region when one is given. */
@@ -460,7 +467,7 @@ async function listPage(db: Queryable, input: StoreListInput): Promise<StoreProd
           order by array_position(${pageIds}::text[], p.id)`.execute(db)
       : await sql<ListRow>`
           ${sort === 'newest' && !hasFilters(input) ? prepared : unprepared} ${region}
-          select ${columns}, ${priceColumns}
+          select ${columns}, ${priceColumns} ${order.keyColumns ?? sql``}
           from ${productsFrom(input)} ${priceJoin}
           where ${sql.join(where, sql` and `)}
           order by ${order.orderBy}

@@ -12,6 +12,7 @@ import * as catalog0004 from '../../../modules/catalog/migrations/0004-sales-cou
 import * as catalog0005 from '../../../modules/catalog/migrations/0005-sales-backfill.ts'
 import * as catalog0006 from '../../../modules/catalog/migrations/0006-list-reference-prices.ts'
 import * as catalog0007 from '../../../modules/catalog/migrations/0007-list-prices-need-base.ts'
+import * as catalog0008 from '../../../modules/catalog/migrations/0008-name-sort-folded.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
@@ -55,4 +56,5 @@ export const migrations: Record<string, Migration> = {
   '0023-platform-idempotency-guest-scope': platform0003,
   '0024-platform-event-deliveries': platform0004,
   '0025-catalog-list-prices-need-base': catalog0007,
+  '0026-catalog-name-sort-folded': catalog0008,
 }
