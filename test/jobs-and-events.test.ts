@@ -163,6 +163,19 @@ describeEachDatabase('jobs and events', (kind) => {
       headers: adminAuth,
     })
     expect(again.statusCode).toBe(404)
+
+    // Ids that are not UUIDs are refused before the database, which would fail on them.
+    for (const id of ['-'.repeat(36), '0123456789abcdef0123456789abcdef0123']) {
+      for (const url of [`/admin/jobs/failed/${id}/replay`, `/admin/jobs/failed?cursor=${id}`]) {
+        const res = await node.app.inject({
+          method: url.endsWith('replay') ? 'POST' : 'GET',
+          url,
+          headers: adminAuth,
+        })
+        expect(res.statusCode, res.body).toBe(400)
+        expect(res.json().code).toBe('validation_failed')
+      }
+    }
   })
 
   it('dead-letters at once a job that fails in a way no retry mends', async () => {

@@ -16,6 +16,11 @@ const DeadJob = Type.Object({
   failed_at: Type.String({ format: 'date-time' }),
 })
 
+/** pg-boss job ids are UUIDs: checked here in full, since the database refuses any other text (a 500). */
+const JobId = Type.String({
+  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+})
+
 export const jobsAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain, { runtime }) => {
   const app = plain.withTypeProvider<TypeBoxTypeProvider>()
   app.get(
@@ -29,7 +34,7 @@ export const jobsAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (
         querystring: Type.Object(
           {
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-            cursor: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F-]{36}$' })),
+            cursor: Type.Optional(JobId),
           },
           { additionalProperties: false },
         ),
@@ -68,7 +73,7 @@ export const jobsAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (
         tags: ['jobs'],
         summary: 'Send a dead-lettered job back to its queue for another run',
         security: [{ bearer: [] }],
-        params: Type.Object({ id: Type.String({ pattern: '^[0-9a-fA-F-]{36}$' }) }),
+        params: Type.Object({ id: JobId }),
         response: { 202: Type.Object({ replayed: Type.Literal(true) }), ...errorResponses },
       },
     },
