@@ -859,8 +859,12 @@ describeEachDatabase('catalog import and export', (kind) => {
     try {
       const file = `handle,title,sku,price_EUR\npartial-single,Filled,${single.prefix}-S,1200\n`
       expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      // The euro price alone: its compare-at (no column) and the dollar price (no column) stay.
       const repriced = structuredClone(single.before)
-      repriced.variants[0].prices = [{ currency: 'EUR', amount: 1200, compare_at_amount: null }]
+      repriced.variants[0].prices = [
+        { currency: 'EUR', amount: 1200, compare_at_amount: 1500 },
+        { currency: 'USD', amount: 1100, compare_at_amount: null },
+      ]
       expect(await single.read()).toEqual(repriced)
     } finally {
       await single.remove()
@@ -868,13 +872,13 @@ describeEachDatabase('catalog import and export', (kind) => {
     const handle = 'partial-keep'
     const { prefix, before, read, remove } = await storeFilled(handle)
     try {
-      // Prices only: the price changes (the row states all of its variant's prices), nothing else.
+      // Prices only: the euro price changes, nothing else (its compare-at and the dollar price stay).
       const prices = `handle,title,sku,price_EUR\n${handle},Filled,${prefix}-S,1200\n`
       const dry = await post(prices, { dry_run: true })
       expect(dry.json()).toMatchObject({ valid_rows: 1, failed_count: 0, errors: [] })
       expect(await imported(prices)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
       const repriced = structuredClone(before)
-      repriced.variants[0].prices = [{ currency: 'EUR', amount: 1200, compare_at_amount: null }]
+      repriced.variants[0].prices[0].amount = 1200
       expect(await read()).toEqual(repriced)
       // Without a title column the title is kept too.
       expect(await imported(`handle,sku,price_EUR\n${handle},${prefix}-S,1300\n`)).toMatchObject({
@@ -1089,6 +1093,194 @@ describeEachDatabase('catalog import and export', (kind) => {
         expect(again).toBe(all)
       }
     } finally {
+      await remove()
+    }
+  })
+
+  /** A variant's prices as `CUR amount/compare-at` (`-` for none), in currency order. */
+  const pricesOf = (variant: any) =>
+    variant.prices.map((p: any) => `${p.currency} ${p.amount}/${p.compare_at_amount ?? '-'}`)
+
+  it('changes the prices of the currencies a CSV has columns for and keeps the others', async () => {
+    const handle = 'partial-prices'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    const [small, medium] = [`${prefix}-S`, `${prefix}-M`]
+    /** Imports a file and expects the product as it was but for these variants' prices. */
+    const expectPrices = async (file: string, s: string[], m: string[]) => {
+      expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      const after = await read()
+      expect(after.variants.map(pricesOf)).toEqual([s, m])
+      const unpriced = (p: any) => ({ ...p, variants: p.variants.map((v: any) => ({ ...v, prices: [] })) })
+      expect(unpriced(after)).toEqual(unpriced(before))
+    }
+    try {
+      expect(before.variants.map(pricesOf)).toEqual([['EUR 1000/1500', 'USD 1100/-'], ['EUR 1000/-']])
+      // A currency added by its own columns; those the file has no column for stay.
+      await expectPrices(
+        csv('handle,sku,price_GBP,compare_at_GBP', [[handle, small, 900, 950]]),
+        ['EUR 1000/1500', 'GBP 900/950', 'USD 1100/-'],
+        ['EUR 1000/-'],
+      )
+      // One currency's prices from a spreadsheet: the others stay, and so does a compare-at
+      // the file has no column for. A variant without the currency gets it, without compare-at.
+      const euros = csv('handle,sku,price_EUR', [
+        [handle, small, 1200],
+        [handle, medium, 1300],
+      ])
+      const dry = await post(euros, { dry_run: true })
+      expect(dry.json()).toMatchObject({ valid_rows: 1, failed_count: 0, errors: [] })
+      // Named variants keep their stored values; those of a product without options cannot differ.
+      const twins = csv('handle,title,sku,price_EUR', [
+        ['partial-twins', 'Twins', 'TWIN-1', 100],
+        ['partial-twins', 'Twins', 'TWIN-2', 100],
+      ])
+      expect((await post(twins, { dry_run: true })).json()).toMatchObject({
+        errors: [{ row: 2, path: 'option1_value', message: 'another variant has the same options' }],
+      })
+      await expectPrices(euros, ['EUR 1200/1500', 'GBP 900/950', 'USD 1100/-'], ['EUR 1300/-'])
+      await expectPrices(
+        csv('handle,sku,price_GBP', [[handle, medium, 800]]),
+        ['EUR 1200/1500', 'GBP 900/950', 'USD 1100/-'],
+        ['EUR 1300/-', 'GBP 800/-'],
+      )
+      // A blank price cell removes that currency's price alone; a kept or given price keeps its
+      // compare-at without a compare-at column.
+      await expectPrices(
+        csv('handle,sku,price_USD,price_GBP', [[handle, small, '', 990]]),
+        ['EUR 1200/1500', 'GBP 990/950'],
+        ['EUR 1300/-', 'GBP 800/-'],
+      )
+      // A compare-at column gives the compare-at: a blank clears it, the price stays.
+      await expectPrices(
+        csv('handle,sku,price_EUR,compare_at_EUR,price_GBP,compare_at_GBP', [
+          [handle, small, 1200, '', 990, 1100],
+          [handle, medium, 1300, 1600, 800, ''],
+        ]),
+        ['EUR 1200/-', 'GBP 990/1100'],
+        ['EUR 1300/1600', 'GBP 800/-'],
+      )
+      // A compare-at needs a price beside it; blank both, the price and its compare-at go.
+      const orphan = await post(csv('handle,sku,price_GBP,compare_at_GBP', [[handle, small, '', 1100]]))
+      expect(orphan.statusCode).toBe(422)
+      expect(orphan.json().errors).toEqual([
+        { row: 1, path: 'compare_at_GBP', message: 'needs a price in price_GBP' },
+      ])
+      await expectPrices(
+        csv('handle,sku,price_GBP,compare_at_GBP', [[handle, small, '', '']]),
+        ['EUR 1200/-'],
+        ['EUR 1300/1600', 'GBP 800/-'],
+      )
+      // The export of the product imports back unchanged.
+      const expected = await read()
+      const all = await exportFile('csv')
+      expect(await imported(rowsOf(all, [handle]))).toMatchObject({ status: 'succeeded', updated_count: 1 })
+      expect(await read()).toEqual(expected)
+      expect(await exportFile('csv')).toBe(all)
+    } finally {
+      await remove()
+    }
+  })
+
+  it("replaces a variant's prices with a JSON or NDJSON document's prices, and keeps them without", async () => {
+    const handle = 'partial-json-prices'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    try {
+      const json = [
+        { handle, variants: [{ sku: `${prefix}-S`, prices: [{ currency: 'GBP', amount: 900 }] }] },
+      ]
+      expect(await imported(JSON.stringify(json), { format: 'json' })).toMatchObject({
+        status: 'succeeded',
+        updated_count: 1,
+        errors: [],
+      })
+      // The list is the variant's prices: the euro and dollar prices go, a compare-at left out is none.
+      const after = await read()
+      expect(after.variants.map(pricesOf)).toEqual([['GBP 900/-'], ['EUR 1000/-']])
+      expect({ ...after.variants[0], prices: [] }).toEqual({ ...before.variants[0], prices: [] })
+      const ndjson = `${JSON.stringify({
+        handle,
+        variants: [
+          { sku: `${prefix}-S`, weight_g: 1 },
+          { sku: `${prefix}-M`, prices: [] },
+        ],
+      })}\n`
+      expect(await imported(ndjson, { format: 'ndjson' })).toMatchObject({ status: 'succeeded', errors: [] })
+      expect((await read()).variants.map(pricesOf)).toEqual([['GBP 900/-'], []])
+    } finally {
+      await remove()
+    }
+  })
+
+  it('removes a base price a price list uses, as PATCH /admin/variants does: the list price waits unused', async () => {
+    const { db } = node.runtime.database
+    const handle = 'partial-listed'
+    const { prefix, before, read, remove } = await storeFilled(handle)
+    const small = before.variants[0]
+    const list = await node.app.inject({
+      method: 'POST',
+      url: '/admin/price-lists',
+      headers: adminAuth,
+      payload: { name: 'Listed sale', prices: [{ variant_id: small.id, currency: 'EUR', amount: 800 }] },
+    })
+    expect(list.statusCode, list.body).toBe(201)
+    const listed = () =>
+      db
+        .selectFrom('price_list_product_prices')
+        .select(['currency_code', 'min_amount'])
+        .where('product_id', '=', before.id)
+        .execute()
+    try {
+      expect(await listed()).toEqual([{ currency_code: 'EUR', min_amount: expect.anything() }])
+      const file = csv('handle,sku,price_EUR', [[handle, `${prefix}-S`, '']])
+      expect((await post(file, { dry_run: true })).json()).toMatchObject({ failed_count: 0, errors: [] })
+      expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+      expect((await read()).variants.map(pricesOf)).toEqual([['USD 1100/-'], ['EUR 1000/-']])
+      // The list keeps its price, which counts for nothing without the base price.
+      const kept = await db
+        .selectFrom('price_list_prices')
+        .select('amount')
+        .where('variant_id', '=', small.id)
+        .execute()
+      expect(kept.map((r) => Number(r.amount))).toEqual([800])
+      expect(await listed()).toEqual([])
+      // The base price back, the list price counts again.
+      await imported(csv('handle,sku,price_EUR', [[handle, `${prefix}-S`, 1000]]))
+      expect((await listed()).map((r) => Number(r.min_amount))).toEqual([800])
+    } finally {
+      await node.app.inject({
+        method: 'DELETE',
+        url: `/admin/price-lists/${list.json().id}`,
+        headers: adminAuth,
+      })
+      await remove()
+    }
+  })
+
+  it('keeps the prices of currencies without columns when a per_row batch is written product by product', async () => {
+    const { db } = node.runtime.database
+    const handle = 'partial-retried'
+    const { prefix, read, remove } = await storeFilled(handle)
+    try {
+      // Validated while SKU RACE-1 is free; taken before the job runs, so the batch fails at write
+      // time and is written again one product at a time.
+      const validated = await validateImport(
+        db,
+        'csv',
+        'per_row',
+        csv('handle,title,sku,price_EUR', [
+          [handle, '', `${prefix}-S`, 1200],
+          ['sku-race', 'Race', 'RACE-1', 100],
+        ]),
+      )
+      expect(validated.errors).toEqual([])
+      await created({ handle: 'sku-owner', title: 'Owner', variants: [{ sku: 'RACE-1' }] })
+      const done = await finished(
+        (await withTransaction(db, (trx) => stageImport(trx, node.runtime.jobs, validated, null))).id,
+      )
+      expect(done).toMatchObject({ status: 'succeeded', updated_count: 1, failed_count: 1 })
+      expect((await read()).variants.map(pricesOf)).toEqual([['EUR 1200/1500', 'USD 1100/-'], ['EUR 1000/-']])
+    } finally {
+      await db.deleteFrom('products').where('handle', 'in', ['sku-owner', 'sku-race']).execute()
       await remove()
     }
   })

@@ -32,6 +32,16 @@ export interface DocumentError extends FieldError {
   index: number
 }
 
+/**
+ * The currencies a document's variant prices state. Undefined (a JSON or NDJSON document, a seed):
+ * all of them, so a variant's `prices` replace its stored prices and a price without
+ * `compare_at_amount` has none. A list (a CSV's `price_<CUR>` columns): those currencies alone, so a
+ * stored price in another currency is kept whole, one in a listed currency that the variant's
+ * `prices` leave out (a blank cell) is removed, and a price without `compare_at_amount` (no
+ * `compare_at_<CUR>` column) keeps the stored compare-at. A variant without `prices` keeps them all.
+ */
+export type PriceScope = readonly string[] | undefined
+
 export interface BulkResult {
   created: number
   updated: number
@@ -60,19 +70,23 @@ function titleOf(
  * What a document that leaves fields out cannot do, which depends on whether its product is stored:
  * a new product needs a title, and without an option set (the stored one is kept) a new variant of
  * a stored product with options cannot name its values. Looked up only for such documents.
+ * `sameOptions` holds, by document, what the rules said of variants without options in a document
+ * without an option set ("another variant has the same options"): true of a product without
+ * options (new, or stored without), but a stored product's variants keep their own values then.
  */
 async function partialDocumentErrors(
   db: Queryable,
   docs: readonly ProductDocument[],
   storedSkus: ReadonlySet<string>,
   pathOf: (index: number) => string,
+  sameOptions: ReadonlyMap<number, readonly DocumentError[]>,
 ): Promise<DocumentError[]> {
   const newVariants = (doc: ProductDocument) =>
     doc.options === undefined
       ? (doc.variants ?? []).flatMap((v, k) => (storedSkus.has(v.sku) ? [] : [k]))
       : []
   const partial = docs.flatMap((doc, index) =>
-    doc.title === undefined || newVariants(doc).length > 0 ? [{ doc, index }] : [],
+    doc.title === undefined || newVariants(doc).length > 0 || sameOptions.has(index) ? [{ doc, index }] : [],
   )
   if (partial.length === 0) return []
   const { rows } = await sql<{ handle: string; options: ProductOption[] }>`
@@ -81,6 +95,7 @@ async function partialDocumentErrors(
   const errors: DocumentError[] = []
   for (const { doc, index } of partial) {
     const options = stored.get(doc.handle)
+    if (!options || options.length === 0) errors.push(...(sameOptions.get(index) ?? []))
     if (!options) {
       if (doc.title === undefined)
         errors.push({ index, path: `${pathOf(index)}.title`, message: 'is required for a new product' })
@@ -113,10 +128,25 @@ export async function checkDocuments(
   const handles = new Map<string, number>()
   // Where each SKU was last seen: the document and the variant within it, so errors name the cell.
   const skus = new Map<string, { index: number; variant: number }>()
+  // Faults of variants that keep their stored values, which partialDocumentErrors sorts out.
+  const sameOptions = new Map<number, DocumentError[]>()
   docs.forEach((doc, index) => {
+    const unsure =
+      doc.options === undefined
+        ? new Set(
+            variantOptionFaults([], doc.variants ?? []).flatMap((f) =>
+              f.kind === 'same_options' && doc.variants?.[f.variant]?.options === undefined
+                ? [`${pathOf(index)}.variants.${f.variant}.options ${variantOptionMessage(f)}`]
+                : [],
+            ),
+          )
+        : new Set<string>()
     // The rules read option sets, SKUs and prices, which a document never sets to null.
-    for (const e of validateProductInput(doc as Parameters<typeof validateProductInput>[0], pathOf(index)))
-      errors.push({ ...e, index })
+    for (const e of validateProductInput(doc as Parameters<typeof validateProductInput>[0], pathOf(index))) {
+      if (unsure.has(`${e.path} ${e.message}`))
+        sameOptions.set(index, [...(sameOptions.get(index) ?? []), { ...e, index }])
+      else errors.push({ ...e, index })
+    }
     const other = handles.get(doc.handle)
     if (other !== undefined)
       errors.push({
@@ -152,7 +182,7 @@ export async function checkDocuments(
         })
     }
   }
-  errors.push(...(await partialDocumentErrors(db, docs, storedSkus, pathOf)))
+  errors.push(...(await partialDocumentErrors(db, docs, storedSkus, pathOf, sameOptions)))
   const categoryIds = new Set(docs.flatMap((d) => d.category_ids ?? []))
   const collectionIds = new Set(docs.flatMap((d) => (d.collection_id ? [d.collection_id] : [])))
   const [categories, collections, kept] = await Promise.all([
@@ -196,12 +226,19 @@ export async function checkDocuments(
  * variants the document does not name are kept. A document without an option set keeps the stored
  * one and its variants keep their options. A variant given no title keeps the stored one unless it
  * was made of the variant's option values and these (or the product's option order) change: it is
- * then made again, as it is for a `null` title. Emits no events: the caller emits one
+ * then made again, as it is for a `null` title. Prices go by currency as `priceScopes` (one
+ * PriceScope per document, none: all replace) say. Removing a base price that a price list uses is
+ * allowed, as `PATCH /admin/variants/:id` allows it: the list price stays stored and counts for
+ * nothing until the base price is back (shopperPrice). Emits no events: the caller emits one
  * for the whole import. A kept variant that does not fit a new option set throws
  * BulkDocumentError after the writes, so the caller must roll back (its transaction or a
  * savepoint) for the batch to be all or nothing.
  */
-export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument[]): Promise<BulkResult> {
+export async function bulkUpsertProducts(
+  trx: Tx,
+  docs: readonly ProductDocument[],
+  priceScopes: readonly PriceScope[] = [],
+): Promise<BulkResult> {
   if (docs.length === 0) return { created: 0, updated: 0, productIds: [] }
   // Each field is left out (keep), or the value to store: null has been turned into the empty
   // value, but for the collection, which is stored as null and so says it is given apart.
@@ -286,6 +323,7 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
         sku: v.sku,
         position,
         prices: v.prices,
+        priceScope: priceScopes[i],
         title: v.title,
         generated,
         options,
@@ -398,29 +436,60 @@ export async function bulkUpsertProducts(trx: Tx, docs: readonly ProductDocument
   const priced = variants.filter((v) => v.prices !== undefined)
   if (priced.length > 0) {
     const replaced = new Set(updatedVariantIds)
-    const stale = priced.flatMap((v) => {
-      const id = variantIdBySku.get(v.sku) as string
-      return replaced.has(id) ? [id] : []
-    })
-    if (stale.length > 0) await sql`delete from variant_prices where variant_id = any(${stale})`.execute(trx)
-    const variantIds: string[] = []
-    const currencies: string[] = []
-    const amounts: number[] = []
-    const compareAt: Array<number | null> = []
+    // A stored variant's prices its document takes away: those in its scope (every currency
+    // without one) in a currency its `prices` do not give. The given ones are upserted below.
+    const stale = { ids: [] as string[], scopes: [] as Array<string | null>, kept: [] as string[] }
     for (const v of priced) {
       const id = variantIdBySku.get(v.sku) as string
+      if (!replaced.has(id)) continue
+      stale.ids.push(id)
+      // Array literals: currencies are three capital letters (the header's and checkPrices' rule).
+      stale.scopes.push(v.priceScope ? `{${v.priceScope.join(',')}}` : null)
+      stale.kept.push(`{${(v.prices ?? []).map((p) => p.currency).join(',')}}`)
+    }
+    if (stale.ids.length > 0)
+      await sql`
+        delete from variant_prices vp
+        using unnest(${stale.ids}::text[], ${stale.scopes}::text[], ${stale.kept}::text[]) as x(id, scope, kept)
+        where vp.variant_id = x.id and (x.scope is null or vp.currency_code = any(x.scope::text[]))
+          and vp.currency_code <> all(x.kept::text[])`.execute(trx)
+    // New variants' prices are inserted; a stored variant's are upserted, and a price left without
+    // a compare-at (a scoped document) keeps the stored one, read before the statement writes.
+    const columns = () => ({
+      ids: [] as string[],
+      currencies: [] as string[],
+      amounts: [] as number[],
+      compareAt: [] as Array<number | null>,
+    })
+    const fresh = columns()
+    const upserts = { ...columns(), given: [] as boolean[] }
+    for (const v of priced) {
+      const id = variantIdBySku.get(v.sku) as string
+      const stored = replaced.has(id)
+      const into = stored ? upserts : fresh
       for (const p of v.prices ?? []) {
-        variantIds.push(id)
-        currencies.push(p.currency)
-        amounts.push(p.amount)
-        compareAt.push(p.compare_at_amount ?? null)
+        into.ids.push(id)
+        into.currencies.push(p.currency)
+        into.amounts.push(p.amount)
+        into.compareAt.push(p.compare_at_amount ?? null)
+        if (stored) upserts.given.push(v.priceScope === undefined || p.compare_at_amount !== undefined)
       }
     }
-    if (variantIds.length > 0)
+    if (fresh.ids.length > 0)
       await sql`
         insert into variant_prices (variant_id, currency_code, amount, compare_at_amount)
-        select * from unnest(${variantIds}::text[], ${currencies}::text[], ${amounts}::bigint[],
-          ${compareAt}::bigint[])`.execute(trx)
+        select * from unnest(${fresh.ids}::text[], ${fresh.currencies}::text[], ${fresh.amounts}::bigint[],
+          ${fresh.compareAt}::bigint[])`.execute(trx)
+    if (upserts.ids.length > 0)
+      await sql`
+        insert into variant_prices (variant_id, currency_code, amount, compare_at_amount)
+        select x.id, x.currency, x.amount, case when x.given then x.compare_at else (
+            select s.compare_at_amount from variant_prices s where s.variant_id = x.id and s.currency_code = x.currency)
+          end
+        from unnest(${upserts.ids}::text[], ${upserts.currencies}::text[], ${upserts.amounts}::bigint[],
+          ${upserts.compareAt}::bigint[], ${upserts.given}::boolean[]) as x(id, currency, amount, compare_at, given)
+        on conflict (variant_id, currency_code) do update
+          set amount = excluded.amount, compare_at_amount = excluded.compare_at_amount`.execute(trx)
   }
 
   await analyzeIfStale(trx)

@@ -78,6 +78,8 @@ interface Candidate {
   document: unknown
   /** CSV: the options whose values are read off the rows (the file does not list them). */
   valuesFromRows?: string[]
+  /** CSV: the currencies the file has price columns for (PriceScope); JSON states prices whole. */
+  priceCurrencies?: string[]
   errors: ImportError[]
 }
 
@@ -86,6 +88,8 @@ export interface StagedDocument {
   row: number
   sourceRows: number[]
   document: ProductDocument
+  /** The currencies its variants' `prices` state (CSV's price columns); undefined: all (JSON). */
+  priceCurrencies?: string[]
 }
 
 /** The outcome of parsing and validating a file: what can be imported and the report. */
@@ -227,6 +231,7 @@ function parseFile(
       sourceRows: p.variantRows,
       document: p.document,
       valuesFromRows: p.valuesFromRows,
+      priceCurrencies: p.priceCurrencies,
       errors: p.errors,
     })),
     rowErrors: file.rowErrors,
@@ -345,7 +350,12 @@ export async function validateImport(
     totalRows: candidates.length + badRows,
     valid: candidates
       .filter((c) => c.errors.length === 0)
-      .map((c) => ({ row: c.row, sourceRows: c.sourceRows, document: c.document as ProductDocument })),
+      .map((c) => ({
+        row: c.row,
+        sourceRows: c.sourceRows,
+        document: c.document as ProductDocument,
+        ...(c.priceCurrencies ? { priceCurrencies: c.priceCurrencies } : {}),
+      })),
     errors,
     failedCount: failed + badRows,
   }
@@ -414,7 +424,14 @@ export async function stageImport(
       import_id: id,
       batch_no: i + 1,
       documents: await gzip(
-        JSON.stringify(batch.map((d) => ({ row: d.row, source_rows: d.sourceRows, document: d.document }))),
+        JSON.stringify(
+          batch.map((d) => ({
+            row: d.row,
+            source_rows: d.sourceRows,
+            document: d.document,
+            price_currencies: d.priceCurrencies,
+          })),
+        ),
         { level: constants.Z_BEST_SPEED },
       ),
     })),
@@ -483,6 +500,8 @@ interface StagedRow {
   row: number
   source_rows: number[]
   document: ProductDocument
+  /** StagedDocument.priceCurrencies; absent for JSON (and for rows staged before it existed). */
+  price_currencies?: string[]
 }
 
 interface Counts {
@@ -559,6 +578,7 @@ async function writeBatch(trx: Tx, format: ImportFormat, rows: readonly StagedRo
     bulkUpsertProducts(
       trx,
       rows.map((r) => r.document),
+      rows.map((r) => r.price_currencies),
     ),
   )
   if (whole.ok) {
@@ -571,7 +591,7 @@ async function writeBatch(trx: Tx, format: ImportFormat, rows: readonly StagedRo
       // The precise reasons (whose SKU, which category) before the constraints' terser ones.
       const problems = await checkDocuments(trx, [row.document], (i) => `[${i}]`)
       if (problems.length > 0) throw new BulkDocumentError(problems)
-      return bulkUpsertProducts(trx, [row.document])
+      return bulkUpsertProducts(trx, [row.document], [row.price_currencies])
     })
     if (one.ok) {
       outcome.created += one.value.created

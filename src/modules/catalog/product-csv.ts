@@ -8,7 +8,12 @@
  *
  * A column the file leaves out leaves its field out of the documents, so that an upsert keeps the
  * stored value; a blank cell clears a field that may be empty (null or the empty value) and is left
- * out for one that always has a value (title, status, tax category, the variant's flags).
+ * out for one that always has a value (title, status, tax category, the variant's flags). Prices go
+ * by currency the same way: a variant's `prices` hold the currencies whose `price_<CUR>` cell is
+ * filled, and the file's price columns (CsvProduct.priceCurrencies) say which currencies they state,
+ * so that a currency without a column keeps its price and a blank cell removes it. A price carries
+ * `compare_at_amount` (null when blank) only when the file has its `compare_at_<CUR>` column; without
+ * it the stored compare-at stays.
  *
  * An option's values are read off its variants' rows, in row order, unless the product's
  * `option<k>_values` cell lists them: rows cannot carry a value no variant uses, an order other than
@@ -148,6 +153,11 @@ export interface CsvProduct {
   document: Record<string, unknown>
   /** Options whose values the file does not list (no `option<k>_values`) but reads off the rows. */
   valuesFromRows: string[]
+  /**
+   * The currencies of the file's `price_<CUR>` columns: the variants' `prices` state their prices
+   * in these (none when the cell is blank) and leave the others' alone (bulkUpsertProducts).
+   */
+  priceCurrencies: string[]
   /** Cells that could not be read; a product with any is not imported. */
   errors: ImportError[]
 }
@@ -463,7 +473,9 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
     const meta = parseObject(cellAt(cells, variantMetadata), at, 'variant_metadata', errors)
     if (variantMetadata >= 0) variant.metadata = meta ?? {}
     if (layout.currencies.length > 0) {
-      // With price columns in the file, a row states all of its variant's prices.
+      // A row states its variant's prices in the currencies the file has columns for: a blank price
+      // cell is no price there, and a currency without a column is left out (its price is kept).
+      // A compare-at column gives the compare-at (null when blank); without one it is left out.
       const prices: Array<Record<string, unknown>> = []
       for (const currency of layout.currencies) {
         const priceCell = cellAt(cells, currency.price)
@@ -474,7 +486,7 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
           prices.push({
             currency: currency.code,
             amount,
-            ...(compare !== undefined ? { compare_at_amount: compare } : {}),
+            ...(currency.compareAt >= 0 ? { compare_at_amount: compare ?? null } : {}),
           })
         else if (compareCell !== '' && priceCell === '')
           errors.push({
@@ -493,7 +505,8 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
     doc.options = named.map(({ name, k }) => ({ name, values: optionLists[k] ?? [...(values[k] ?? [])] }))
   if (variants.length > 0) doc.variants = variants
   const valuesFromRows = named.flatMap(({ name, k }) => (optionLists[k] === undefined ? [name] : []))
-  return { row, variantRows, document: doc, valuesFromRows, errors }
+  const priceCurrencies = layout.currencies.map((c) => c.code)
+  return { row, variantRows, document: doc, valuesFromRows, priceCurrencies, errors }
 }
 
 /**
