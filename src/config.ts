@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { EVENT_DELIVERY_RETRIES } from './platform/events/outbox.ts'
 
 export interface Config {
   env: 'development' | 'production' | 'test'
@@ -43,6 +44,8 @@ export interface Config {
   maxEventLoopUtilization: number
   shutdownTimeoutMs: number
   jobRetryLimit: number
+  /** Retries of an event's delivery to NATS and the listeners (about a day at the default). */
+  eventRetryLimit: number
   /** Staff whose role reaches personal or financial data must use MFA. */
   staffMfaRequired: boolean
   jobRetryDelaySeconds: number
@@ -256,6 +259,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxEventLoopUtilization: decimal(env, 'MAX_EVENT_LOOP_UTILIZATION', 0, 0, 1),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     jobRetryLimit: integer(env, 'JOB_RETRY_LIMIT', 5, 0, 100),
+    eventRetryLimit: integer(env, 'EVENT_RETRY_LIMIT', EVENT_DELIVERY_RETRIES, 0, 1000),
     staffMfaRequired: boolean(env, 'STAFF_MFA_REQUIRED', true),
     jobRetryDelaySeconds: integer(env, 'JOB_RETRY_DELAY_SECONDS', 5, 1, 3600),
     catalogCache: boolean(env, 'CATALOG_CACHE', true),

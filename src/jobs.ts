@@ -21,7 +21,12 @@ const defined = new WeakSet<Runtime>()
 export function registerJobs(runtime: Runtime): void {
   if (defined.has(runtime)) return
   defined.add(runtime)
-  runtime.outbox.defineDelivery(runtime.database, runtime.nats, runtime.logger)
+  runtime.outbox.defineDelivery(
+    runtime.database,
+    runtime.nats,
+    runtime.logger,
+    runtime.config.eventRetryLimit,
+  )
   runtime.jobs.define(
     'idempotency.purge',
     () => purgeExpiredIdempotencyKeys(runtime.database.db).then(() => {}),

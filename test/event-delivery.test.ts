@@ -59,6 +59,7 @@ describeEachDatabase('event delivery per consumer', (kind) => {
       env: {
         JOB_RETRY_DELAY_SECONDS: '1',
         JOB_RETRY_LIMIT: '2',
+        EVENT_RETRY_LIMIT: '2',
         ...(natsUrl ? { NATS_URL: natsUrl, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: prefix } : {}),
       },
       beforeStart(runtime) {

@@ -3,6 +3,7 @@
  * transaction committed; failing jobs retry with backoff, then dead-letter, and staff can replay
  * them; with NATS configured, events land on JetStream with the event id as the message id.
  */
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { jetstreamManager } from '@nats-io/jetstream'
@@ -16,7 +17,7 @@ import type { DomainEvent } from '../src/platform/events/nats-publisher.ts'
 import { PUBLISH_EVENT_JOB } from '../src/platform/events/outbox.ts'
 import { Jobs, UnretryableJobError } from '../src/platform/jobs/jobs.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
-import { describeEachDatabase } from './support/database.ts'
+import { createTestDatabase, describeEachDatabase, describePostgres } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 
 describeEachDatabase('jobs and events', (kind) => {
@@ -278,6 +279,54 @@ describe('job workers stopped mid-queue', () => {
       await database.close()
     }
   })
+})
+
+describePostgres('a job whose worker process died', () => {
+  it('is run again by another worker once its heartbeats stop, not after the 15-minute expiry', async () => {
+    const testDb = await createTestDatabase('postgres')
+    const database = await testDb.open()
+    const runs: string[] = []
+    const options = {
+      retryLimit: 3,
+      retryDelaySeconds: 1,
+      logger: pino({ level: 'silent' }),
+      pollingIntervalSeconds: 0.5,
+      heartbeatSeconds: 10,
+      superviseIntervalSeconds: 1,
+    }
+    const make = () => {
+      const jobs = new Jobs(database, options)
+      jobs.define<{ n: number }>('test.hang', async ({ n }) => void runs.push(`n${n}`), { concurrency: 1 })
+      return jobs
+    }
+    let jobs = make()
+    const doomed = spawn(process.execPath, ['test/support/hung-worker.ts'], {
+      env: { PATH: process.env.PATH, DATABASE_URL: testDb.url },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    try {
+      await jobs.start({ work: false })
+      await jobs.enqueue(database.db, 'test.hang', { n: 1 })
+      await new Promise<void>((resolve, reject) => {
+        doomed.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('running') && resolve())
+        doomed.once('exit', (code) =>
+          reject(new Error(`the hung worker exited (${code}) before taking the job`)),
+        )
+      })
+      doomed.kill('SIGKILL')
+      await jobs.stop(1000)
+      jobs = make()
+      await jobs.start({ work: true })
+      // The heartbeat (10 s here), one supervision pass and the retry delay: well under a minute.
+      await eventually(async () => (runs.length > 0 ? true : undefined), 45_000)
+      expect(runs).toEqual(['n1'])
+    } finally {
+      doomed.kill('SIGKILL')
+      await jobs.stop(1000)
+      await database.close()
+      await testDb.drop()
+    }
+  }, 90_000)
 })
 
 describe.runIf(process.env.NATS_URL)('outbox to NATS JetStream', () => {

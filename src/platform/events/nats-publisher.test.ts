@@ -38,10 +38,10 @@ describe.runIf(natsUrl)('NatsPublisher', () => {
     await nc?.close()
   })
 
-  it('creates the stream over the subject prefix with a two-minute duplicate window', async () => {
+  it('creates the stream over the subject prefix with a ten-minute duplicate window', async () => {
     const info = await jsm.streams.info(stream)
     expect(info.config.subjects).toEqual([`${subjectPrefix}.>`])
-    expect(info.config.duplicate_window).toBe(nanos(120_000))
+    expect(info.config.duplicate_window).toBe(nanos(600_000))
   })
 
   it('stores an event under its type subject with the whole event as body', async () => {

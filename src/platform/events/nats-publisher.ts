@@ -35,8 +35,12 @@ export interface NatsPublisherOptions {
   logger?: Logger
 }
 
-// Longer than a sender's retry gap, so a redelivered event is still recognised as a repeat.
-const DUPLICATE_WINDOW_MS = 2 * 60_000
+/**
+ * How long the stream remembers an event id. An event published by a worker that died before it
+ * recorded so is sent again once its job's heartbeats stop (jobs.ts: up to about 90 s) and its
+ * retry delay passes; the window covers that many times over, so the repeat is dropped.
+ */
+export const DUPLICATE_WINDOW_MS = 10 * 60_000
 const PING_TIMEOUT_MS = 2_000
 // Dot-separated tokens without NATS wildcards or whitespace: anything else would publish to a subject
 // the stream does not capture (or fail on the server with a less helpful error).
@@ -126,6 +130,16 @@ export class NatsPublisher {
         this.#logger?.warn(
           { stream: this.stream, subjects: info.config.subjects, expected: subjects[0] },
           'existing NATS stream does not capture the event subjects',
+        )
+      }
+      if (info.config.duplicate_window < nanos(DUPLICATE_WINDOW_MS)) {
+        this.#logger?.warn(
+          {
+            stream: this.stream,
+            duplicate_window_ms: info.config.duplicate_window / 1e6,
+            expected_ms: DUPLICATE_WINDOW_MS,
+          },
+          'existing NATS stream forgets event ids early: an event resent after a worker died may be stored twice',
         )
       }
       return

@@ -19,6 +19,13 @@ import type { Jobs } from '../jobs/jobs.ts'
 import type { DomainEvent, NatsPublisher } from './nats-publisher.ts'
 
 export const PUBLISH_EVENT_JOB = 'events.publish'
+/**
+ * Retries of an event's delivery by default (EVENT_RETRY_LIMIT): about a day with the default
+ * JOB_RETRY_DELAY_SECONDS and backoff capped at an hour. Events wait out an
+ * outage of NATS (or of a listener's processor) and go out when it ends, rather than landing in the
+ * dead letters after the few minutes the default retries last; past a day, staff replay them.
+ */
+export const EVENT_DELIVERY_RETRIES = 34
 
 /** The consumer name NATS publication is recorded under; no listener may take it. */
 export const NATS_CONSUMER = 'nats'
@@ -110,70 +117,79 @@ export class Outbox {
    * Defines the delivery job: NATS when configured, then each listener, every one of them tried
    * whatever the others do. The job fails if any of them did, and its retries run only those.
    */
-  defineDelivery(database: Database, nats: NatsPublisher | undefined, logger: Logger): void {
+  defineDelivery(
+    database: Database,
+    nats: NatsPublisher | undefined,
+    logger: Logger,
+    retryLimit = EVENT_DELIVERY_RETRIES,
+  ): void {
     const { db } = database
-    this.#jobs.define<{ id: string }>(PUBLISH_EVENT_JOB, async ({ id }) => {
-      const row = await db
-        .selectFrom('events')
-        .selectAll()
-        .select(
-          sql<string[]>`array(select consumer from event_deliveries d where d.event_id = events.id)`.as(
-            'delivered',
-          ),
-        )
-        .where('id', '=', id)
-        .executeTakeFirst()
-      if (!row) {
-        logger.warn({ eventId: id }, 'event to publish no longer exists')
-        return
-      }
-      // Every consumer had it already: a replay of a job that had finished.
-      if (row.published_at) return
-      const event: DomainEvent = {
-        id: row.id,
-        type: row.type,
-        subject_id: row.subject_id,
-        payload: row.payload,
-        occurred_at: row.occurred_at.toISOString(),
-      }
-      const consumers: Consumer[] = []
-      if (nats) consumers.push({ name: NATS_CONSUMER, deliver: (e) => nats.publish(e) })
-      for (const [name, listener] of this.#listeners.get(event.type) ?? [])
-        consumers.push({ name, deliver: listener })
-      const pending = consumers.filter((consumer) => !row.delivered.includes(consumer.name))
-
-      const failed: Array<{ consumer: string; error: unknown }> = []
-      for (const [index, consumer] of pending.entries()) {
-        try {
-          await consumer.deliver(event)
-        } catch (error) {
-          logger.warn(
-            { err: error, eventId: id, type: event.type, consumer: consumer.name },
-            'event consumer failed',
+    this.#jobs.define<{ id: string }>(
+      PUBLISH_EVENT_JOB,
+      async ({ id }) => {
+        const row = await db
+          .selectFrom('events')
+          .selectAll()
+          .select(
+            sql<string[]>`array(select consumer from event_deliveries d where d.event_id = events.id)`.as(
+              'delivered',
+            ),
           )
-          failed.push({ consumer: consumer.name, error })
-          continue
+          .where('id', '=', id)
+          .executeTakeFirst()
+        if (!row) {
+          logger.warn({ eventId: id }, 'event to publish no longer exists')
+          return
         }
-        // The last consumer of a run that failed nowhere needs no row: the job finishes next. This
-        // keeps an event with one consumer (NATS, usually) at the two statements it always took.
-        if (failed.length === 0 && index === pending.length - 1) break
-        await db
-          .insertInto('event_deliveries')
-          .values({ event_id: id, consumer: consumer.name })
-          .onConflict((oc) => oc.columns(['event_id', 'consumer']).doNothing())
-          .execute()
-      }
-      if (failed.length > 0) {
-        const reasons = failed.map(({ consumer, error }) => `${consumer}: ${messageOf(error)}`).join('; ')
-        throw new Error(`event ${id} (${event.type}) not delivered to ${reasons}`, {
-          cause: failed.length === 1 ? failed[0]!.error : new AggregateError(failed.map((f) => f.error)),
-        })
-      }
-      // Rows only track an event in flight; published_at says it has landed everywhere.
-      await sql`
+        // Every consumer had it already: a replay of a job that had finished.
+        if (row.published_at) return
+        const event: DomainEvent = {
+          id: row.id,
+          type: row.type,
+          subject_id: row.subject_id,
+          payload: row.payload,
+          occurred_at: row.occurred_at.toISOString(),
+        }
+        const consumers: Consumer[] = []
+        if (nats) consumers.push({ name: NATS_CONSUMER, deliver: (e) => nats.publish(e) })
+        for (const [name, listener] of this.#listeners.get(event.type) ?? [])
+          consumers.push({ name, deliver: listener })
+        const pending = consumers.filter((consumer) => !row.delivered.includes(consumer.name))
+
+        const failed: Array<{ consumer: string; error: unknown }> = []
+        for (const [index, consumer] of pending.entries()) {
+          try {
+            await consumer.deliver(event)
+          } catch (error) {
+            logger.warn(
+              { err: error, eventId: id, type: event.type, consumer: consumer.name },
+              'event consumer failed',
+            )
+            failed.push({ consumer: consumer.name, error })
+            continue
+          }
+          // The last consumer of a run that failed nowhere needs no row: the job finishes next. This
+          // keeps an event with one consumer (NATS, usually) at the two statements it always took.
+          if (failed.length === 0 && index === pending.length - 1) break
+          await db
+            .insertInto('event_deliveries')
+            .values({ event_id: id, consumer: consumer.name })
+            .onConflict((oc) => oc.columns(['event_id', 'consumer']).doNothing())
+            .execute()
+        }
+        if (failed.length > 0) {
+          const reasons = failed.map(({ consumer, error }) => `${consumer}: ${messageOf(error)}`).join('; ')
+          throw new Error(`event ${id} (${event.type}) not delivered to ${reasons}`, {
+            cause: failed.length === 1 ? failed[0]!.error : new AggregateError(failed.map((f) => f.error)),
+          })
+        }
+        // Rows only track an event in flight; published_at says it has landed everywhere.
+        await sql`
         with delivered as (delete from event_deliveries where event_id = ${id})
         update events set published_at = now() where id = ${id}`.execute(db)
-    })
+      },
+      { retryLimit },
+    )
   }
 }
 

@@ -12,6 +12,13 @@ import type { DB } from '../db/schema.ts'
 import type { Tx } from '../db/transaction.ts'
 
 export const DEAD_LETTER_QUEUE = 'dead_letter'
+/**
+ * How often a worker tells the database its job is still running. A job whose process died (killed,
+ * out of memory, its machine gone) is retried once its beats stop, within this and one supervision
+ * pass (a minute), rather than when pg-boss's 15-minute expiry runs out; a slow job that is alive
+ * keeps beating and is never taken from its worker.
+ */
+export const HEARTBEAT_SECONDS = 30
 /** How long a dead-lettered job can be listed and replayed before pg-boss deletes it. */
 export const DEAD_LETTER_RETENTION_SECONDS = 30 * 24 * 3600
 
@@ -50,6 +57,9 @@ export interface JobsOptions {
   logger: Logger
   /** How often idle workers look for work; short in tests. */
   pollingIntervalSeconds?: number
+  /** HEARTBEAT_SECONDS, and how often jobs whose beats stopped are looked for; short in tests. */
+  heartbeatSeconds?: number
+  superviseIntervalSeconds?: number
 }
 
 export class Jobs {
@@ -68,6 +78,13 @@ export class Jobs {
             max: 4,
             application_name: 'shopwright-jobs',
             registerInstance: false,
+            ...(options.superviseIntervalSeconds
+              ? // Each pass covers the queues whose monitor time is due: both intervals bound a pass.
+                {
+                  superviseIntervalSeconds: options.superviseIntervalSeconds,
+                  monitorIntervalSeconds: options.superviseIntervalSeconds,
+                }
+              : {}),
           })
     // pg-boss reports maintenance and connection trouble as events; unhandled they would crash.
     this.boss.on('error', (error) => options.logger.error({ err: error }, 'job queue error'))
@@ -99,6 +116,7 @@ export class Jobs {
         retryDelay: this.#options.retryDelaySeconds,
         retryBackoff: true,
         retryDelayMax: 3600,
+        heartbeatSeconds: this.#options.heartbeatSeconds ?? HEARTBEAT_SECONDS,
         deadLetter: DEAD_LETTER_QUEUE,
       })
       if (def.cron) await this.boss.schedule(def.name, def.cron)
@@ -148,9 +166,14 @@ export class Jobs {
     }
   }
 
+  /**
+   * Creates the queue, or gives an existing one the options of this version (retries, heartbeats),
+   * which pg-boss applies to the jobs sent from then on.
+   */
   async #ensureQueue(name: string, options: Parameters<PgBoss['createQueue']>[1]): Promise<void> {
     const existing = await this.boss.getQueue(name)
     if (!existing) await this.boss.createQueue(name, options)
+    else await this.boss.updateQueue(name, options)
   }
 
   /** Enqueues a job inside the caller's transaction: it is visible to workers only after commit. */
