@@ -176,7 +176,7 @@ export interface CatalogImportsTable {
 export interface CatalogImportBatchesTable {
   import_id: string
   batch_no: number
-  /** gzip of a JSON array of `{ row, source_rows, document }`. */
+  /** gzip of a JSON array of `{ row, source_rows, document, price_currencies? }` (StagedRow, import.ts). */
   documents: Buffer
 }
 
