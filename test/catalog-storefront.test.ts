@@ -661,73 +661,70 @@ describeEachDatabase('catalog: storefront', (kind) => {
     expect(list.price.amount).toBe(123)
   })
 
-  it('sorts by name whatever the case, paging through titles that differ only in case', async () => {
-    const titles = ['zebra', 'Apple', 'apple pie', 'Zebra', 'apple', 'APPLE', 'Banana']
+  /** Publishes a product per title under `tag`, runs `check` with their ids, then deletes them. */
+  const withTitles = async (tag: string, titles: string[], check: (ids: string[]) => Promise<void>) => {
     const ids: string[] = []
-    for (const [i, title] of titles.entries()) {
-      const res = await node.app.inject({
-        method: 'POST',
-        url: '/admin/products',
-        headers: adminAuth,
-        payload: { handle: `cased-${i}`, title, status: 'published', tags: ['cased-titles'] },
-      })
-      expect(res.statusCode, res.body).toBe(201)
-      ids.push(res.json().id)
-    }
     try {
-      const seen: string[] = []
-      let cursor: string | null = null
-      for (let pages = 0; pages < 10; pages++) {
-        const res = await get(
-          `/store/products?sort=name&tag=cased-titles&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
-        )
-        expect(res.statusCode, res.body).toBe(200)
-        seen.push(...res.json().data.map((p: Summary) => p.title))
-        cursor = res.json().next_cursor
-        if (!cursor) break
+      for (const [i, title] of titles.entries()) {
+        const res = await node.app.inject({
+          method: 'POST',
+          url: '/admin/products',
+          headers: adminAuth,
+          payload: { handle: `${tag}-${i}`, title, status: 'published', tags: [tag] },
+        })
+        expect(res.statusCode, res.body).toBe(201)
+        ids.push(res.json().id)
       }
-      // Case only breaks ties, in the database's order of the titles themselves.
-      expect(seen).toEqual(['APPLE', 'Apple', 'apple', 'apple pie', 'Banana', 'Zebra', 'zebra'])
+      await check(ids)
     } finally {
       for (const id of ids)
         await node.app.inject({ method: 'DELETE', url: `/admin/products/${id}`, headers: adminAuth })
     }
+  }
+
+  /** Pages through the products tagged `tag` by name: them in order, and the longest cursor issued. */
+  const pagesByName = async (tag: string, limit: number) => {
+    const products: Summary[] = []
+    let longest = 0
+    let cursor: string | null = null
+    for (let pages = 0; pages < 10; pages++) {
+      const res = await get(
+        `/store/products?sort=name&tag=${tag}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+      )
+      expect(res.statusCode, res.body).toBe(200)
+      products.push(...res.json().data)
+      cursor = res.json().next_cursor
+      if (!cursor) break
+      longest = Math.max(longest, cursor.length)
+    }
+    return { products, longest }
+  }
+
+  it('sorts by name whatever the case, paging through titles that differ only in case', async () => {
+    const titles = ['zebra', 'Apple', 'apple pie', 'Zebra', 'apple', 'APPLE', 'Banana']
+    await withTitles('cased-titles', titles, async () => {
+      const { products } = await pagesByName('cased-titles', 2)
+      // Case only breaks ties, in the database's order of the titles themselves.
+      expect(products.map((p) => p.title)).toEqual([
+        'APPLE',
+        'Apple',
+        'apple',
+        'apple pie',
+        'Banana',
+        'Zebra',
+        'zebra',
+      ])
+    })
   })
 
   it('pages by name across titles whose cursors are the longest the API issues', async () => {
     // JSON escapes a control character as six bytes: the title that makes the longest name cursor.
     const titles = ['\u0001', '\u0002', '\u001f'].map((c) => c.repeat(255))
-    const ids: string[] = []
-    for (const [i, title] of titles.entries()) {
-      const res = await node.app.inject({
-        method: 'POST',
-        url: '/admin/products',
-        headers: adminAuth,
-        payload: { handle: `control-title-${i}`, title, status: 'published', tags: ['control-titles'] },
-      })
-      expect(res.statusCode, res.body).toBe(201)
-      ids.push(res.json().id)
-    }
-    try {
-      const seen: string[] = []
-      let longest = 0
-      let cursor: string | null = null
-      for (let pages = 0; pages < 10; pages++) {
-        const res = await get(
-          `/store/products?sort=name&tag=control-titles&limit=1${cursor ? `&cursor=${cursor}` : ''}`,
-        )
-        expect(res.statusCode, res.body).toBe(200)
-        seen.push(...res.json().data.map((p: Summary) => p.id))
-        cursor = res.json().next_cursor
-        if (!cursor) break
-        longest = Math.max(longest, cursor.length)
-      }
-      expect(seen.sort()).toEqual([...ids].sort())
+    await withTitles('control-titles', titles, async (ids) => {
+      const { products, longest } = await pagesByName('control-titles', 1)
+      expect(products.map((p) => p.id).sort()).toEqual([...ids].sort())
       expect(longest).toBeGreaterThan(2048)
-    } finally {
-      for (const id of ids)
-        await node.app.inject({ method: 'DELETE', url: `/admin/products/${id}`, headers: adminAuth })
-    }
+    })
   })
 })
 
