@@ -530,6 +530,25 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(next.json().next_cursor).toBeNull()
   })
 
+  it('tells consumers which fields an edit changed, and nothing for an edit that changes nothing', async () => {
+    const created = (await admin('POST', '/admin/products', tee('edited', 'EDIT'))).json()
+    const updates = async () =>
+      (
+        await node.runtime.database.db
+          .selectFrom('events')
+          .select(sql<string[]>`payload -> 'changed'`.as('changed'))
+          .where('type', '=', 'product.updated')
+          .where('subject_id', '=', created.id)
+          .orderBy('id')
+          .execute()
+      ).map((e) => e.changed)
+    const edit = async (body: object) =>
+      expect((await admin('PATCH', `/admin/products/${created.id}`, body)).statusCode).toBe(200)
+    await edit({ title: 'Organic Tee', subtitle: 'Now softer', tags: ['organic', 'summer'] })
+    await edit({ title: 'Organic Tee', attributes: { material: 'cotton' } })
+    expect(await updates()).toEqual([['subtitle']])
+  })
+
   it('archives a product off the storefront and deletes it', async () => {
     const created = (await admin('POST', '/admin/products', tee('short-lived', 'SHORT'))).json()
     expect((await store('/store/products/short-lived')).statusCode).toBe(200)

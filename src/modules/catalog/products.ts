@@ -561,15 +561,22 @@ export async function createProduct(trx: Tx, outbox: Outbox, input: ProductInput
   return product
 }
 
-/** Applies a partial update and emits `product.updated`; undefined when the product is unknown. */
+/**
+ * Applies a partial update and emits `product.updated` naming the fields it changed (none changed,
+ * no event: an edit that sends the stored values tells consumers nothing); undefined when the
+ * product is unknown.
+ */
 export async function updateProduct(
   trx: Tx,
   outbox: Outbox,
   id: string,
   input: Static<typeof UpdateProduct>,
 ): Promise<ProductView | undefined> {
-  // The option order the variants' generated titles were built from, read under the product's lock.
-  const before = input.options ? await lockProduct(trx, id) : undefined
+  // Read under the product's lock: what the update changes, and the option order the variants'
+  // generated titles were built from.
+  if (!(await lockProduct(trx, id))) return undefined
+  const [before] = await loadProducts(trx, [id])
+  if (!before) return undefined
   try {
     const row = await trx
       .updateTable('products')
@@ -584,11 +591,15 @@ export async function updateProduct(
   }
   if (input.options) {
     await assertStoredVariantsMatch(trx, id, 'body')
-    if (before) await retitleVariants(trx, id, before.options, input.options)
+    await retitleVariants(trx, id, before.options, input.options)
   }
   await refreshSearch(trx, [id])
   const [product] = await loadProducts(trx, [id])
-  await outbox.emit(trx, 'product.updated', { product, changed: Object.keys(input) }, id)
+  if (!product) return undefined
+  const changed = (Object.keys(input) as Array<keyof typeof input>).filter(
+    (field) => JSON.stringify(before[field]) !== JSON.stringify(product[field]),
+  )
+  if (changed.length > 0) await outbox.emit(trx, 'product.updated', { product, changed }, id)
   return product
 }
 
