@@ -546,7 +546,13 @@ describeEachDatabase('catalog: product admin', (kind) => {
       expect((await admin('PATCH', `/admin/products/${created.id}`, body)).statusCode).toBe(200)
     await edit({ title: 'Organic Tee', subtitle: 'Now softer', tags: ['organic', 'summer'] })
     await edit({ title: 'Organic Tee', attributes: { material: 'cotton' } })
-    expect(await updates()).toEqual([['subtitle']])
+    await edit({
+      options: [
+        { name: 'Colour', values: ['Black', 'White'] },
+        { name: 'Size', values: ['S', 'M'] },
+      ],
+    })
+    expect(await updates()).toEqual([['subtitle'], ['options', 'variants']])
   })
 
   it('archives a product off the storefront and deletes it', async () => {

@@ -596,7 +596,8 @@ export async function updateProduct(
   await refreshSearch(trx, [id])
   const [product] = await loadProducts(trx, [id])
   if (!product) return undefined
-  const changed = (Object.keys(input) as Array<keyof typeof input>).filter(
+  // Variants too: a new option order renames their generated titles.
+  const changed = [...(Object.keys(input) as Array<keyof typeof input>), 'variants' as const].filter(
     (field) => JSON.stringify(before[field]) !== JSON.stringify(product[field]),
   )
   if (changed.length > 0) await outbox.emit(trx, 'product.updated', { product, changed }, id)
