@@ -47,7 +47,7 @@ import { jsonBodyError } from './platform/http/json-body.ts'
 import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
-import { refuseUndeclaredInput } from './platform/http/strict-input.ts'
+import { optionalBodies, refuseUndeclaredInput } from './platform/http/strict-input.ts'
 import { jobsAdminRoutes } from './platform/jobs/routes.ts'
 import { RedisKv } from './platform/kv/index.ts'
 import { healthRoutes } from './platform/observability/health.ts'
@@ -335,6 +335,8 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `schema${i}`) },
+    transformObject: (document) =>
+      optionalBodies('openapiObject' in document ? document.openapiObject : document.swaggerObject),
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } })
   app.get('/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () =>

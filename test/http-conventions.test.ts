@@ -82,12 +82,32 @@ describeEachDatabase('HTTP conventions', (kind) => {
     // Every write operation documents a body; only those whose handler reads the raw body (a file,
     // a signed webhook) take anything else.
     const doc = (await node.app.inject('/openapi.json')).json()
-    const bodiless = Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, ops]) =>
-      Object.entries(ops)
-        .filter(([method, op]) => ['post', 'put', 'patch'].includes(method) && !op.requestBody)
-        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    const operations = Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(
+      ([path, ops]) =>
+        Object.entries(ops).map(([method, op]) => ({ name: `${method.toUpperCase()} ${path}`, method, op })),
     )
-    expect(bodiless.sort()).toEqual(['POST /admin/products/import', 'POST /webhooks/stripe'])
+    const bodiless = operations.filter(
+      ({ method, op }) => ['post', 'put', 'patch', 'delete'].includes(method) && !op.requestBody,
+    )
+    expect(bodiless.map((o) => o.name).sort()).toEqual([
+      'POST /admin/products/import',
+      'POST /webhooks/stripe',
+    ])
+    // Those that take no fields say the body may be left out, as it may.
+    const optional = operations.filter(({ op }) => op.requestBody?.required === false).map((o) => o.name)
+    expect(optional).toEqual(
+      expect.arrayContaining([
+        'POST /admin/orders/{id}/capture',
+        'POST /admin/orders/{id}/cancel',
+        'POST /store/auth/sign-out',
+        'DELETE /admin/customer-groups/{id}',
+      ]),
+    )
+    expect(
+      operations
+        .filter(({ method }) => method === 'delete')
+        .every(({ op }) => op.requestBody?.required === false),
+    ).toBe(true)
 
     // An order capture, say: a partial capture by amount is not offered, so asking for one is refused.
     const url = '/admin/orders/ord_00000000000000000000000000/capture'
@@ -97,6 +117,18 @@ describeEachDatabase('HTTP conventions', (kind) => {
       'validation_failed',
     )
     expect(refused.errors).toContainEqual({ path: 'body.amount', message: 'is not a known field' })
+    // A delete takes no body either: an option it does not have is not silently dropped.
+    const forced = expectProblem(
+      await node.app.inject({
+        method: 'DELETE',
+        url: '/admin/customer-groups/cgrp_00000000000000000000000000',
+        headers: adminAuth,
+        payload: { force: true },
+      }),
+      400,
+      'validation_failed',
+    )
+    expect(forced.errors).toContainEqual({ path: 'body.force', message: 'is not a known field' })
     // The same for API reads that take no parameters: a limit that is not offered is not honoured.
     const regions = expectProblem(await node.app.inject('/store/regions?limit=1'), 400, 'validation_failed')
     expect(regions.errors).toContainEqual({ path: 'query.limit', message: 'is not a known field' })

@@ -1,6 +1,7 @@
 /** Wire schemas of the orders API (admin and store). */
 import { Type } from 'typebox'
 import { DateTimeInput } from '../../platform/http/schemas.ts'
+import { OPTIONAL_BODY } from '../../platform/http/strict-input.ts'
 import { ORDER_STATUSES } from './state.ts'
 
 const Amount = Type.Integer({ description: 'In the currency’s minor unit' })
@@ -172,7 +173,11 @@ export const CreateTransition = Type.Object(
   { additionalProperties: false },
 )
 
-export const CancelOrder = Type.Object({ reason: Type.Optional(Reason) }, { additionalProperties: false })
+export const CancelOrder = Type.Object(
+  { reason: Type.Optional(Reason) },
+  // No body is an empty one (the route's emptyWhenMissing).
+  { additionalProperties: false, [OPTIONAL_BODY]: true },
+)
 
 const AmountRefund = Type.Object(
   { amount: PositiveAmount, reason: Type.Optional(Reason) },

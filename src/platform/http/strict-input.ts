@@ -19,13 +19,20 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Marks a body schema whose body may be left out (emptyWhenMissing): @fastify/swagger documents every
+ * body schema as a required body, and optionalBodies sets that right in the OpenAPI document.
+ */
+export const OPTIONAL_BODY = 'x-optional-body'
+
 const NoFields = Type.Object(
   {},
-  { additionalProperties: false, description: 'No fields: send no body, or `{}`.' },
+  { additionalProperties: false, description: 'No fields: send no body, or `{}`.', [OPTIONAL_BODY]: true },
 )
 const NoParameters = Type.Object({}, { additionalProperties: false })
 
-const WRITES = new Set(['POST', 'PUT', 'PATCH'])
+// DELETE too: Fastify parses a JSON body on any method, and none of ours takes one.
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 /** The API's own routes; probes, metrics and the API reference keep taking what they take. */
 const API = /^\/(store|admin)(\/|$)/
 
@@ -43,4 +50,18 @@ export function refuseUndeclaredInput(route: RouteOptions): void {
   }
   if (API.test(route.url) && !route.schema?.querystring)
     route.schema = { ...route.schema, querystring: NoParameters }
+}
+
+type OpenApiDocument = { paths?: Record<string, Record<string, { requestBody?: Record<string, unknown> }>> }
+
+/** @fastify/swagger's transformObject: bodies marked OPTIONAL_BODY are documented as optional. */
+export function optionalBodies<T>(document: T): T {
+  for (const operations of Object.values((document as OpenApiDocument).paths ?? {}))
+    for (const operation of Object.values(operations)) {
+      const body = operation.requestBody
+      const content = body?.content as Record<string, { schema?: Record<string, unknown> }> | undefined
+      if (body && Object.values(content ?? {}).some((media) => media.schema?.[OPTIONAL_BODY] === true))
+        body.required = false
+    }
+  return document
 }
