@@ -281,6 +281,44 @@ describe('job workers stopped mid-queue', () => {
   })
 })
 
+describe('queue settings', () => {
+  it('are given to queues made before by the nodes that work them, not by API-only nodes', async () => {
+    const database = await openDatabase({ url: undefined, dataDir: undefined })
+    const make = (retryLimit: number) => {
+      const jobs = new Jobs(database, {
+        retryLimit,
+        retryDelaySeconds: 1,
+        logger: pino({ level: 'silent' }),
+        pollingIntervalSeconds: 0.5,
+        heartbeatSeconds: 10,
+      })
+      jobs.define('test.settings', async () => {})
+      return jobs
+    }
+    try {
+      // As an earlier version made it: few retries, no heartbeat.
+      const earlier = make(1)
+      await earlier.boss.start()
+      await earlier.boss.createQueue('test.settings', { retryLimit: 1 })
+      await earlier.boss.stop({ graceful: false, close: false })
+      const settings = async () => {
+        const queue = await earlier.boss.getQueue('test.settings')
+        return { retryLimit: queue?.retryLimit, heartbeatSeconds: queue?.heartbeatSeconds ?? null }
+      }
+      const api = make(7)
+      await api.start({ work: false })
+      expect(await settings()).toEqual({ retryLimit: 1, heartbeatSeconds: null })
+      await api.stop(1000)
+      const worker = make(4)
+      await worker.start({ work: true })
+      expect(await settings()).toEqual({ retryLimit: 4, heartbeatSeconds: 10 })
+      await worker.stop(1000)
+    } finally {
+      await database.close()
+    }
+  })
+})
+
 describePostgres('a job whose worker process died', () => {
   it('is run again by another worker once its heartbeats stop, not after the 15-minute expiry', async () => {
     const testDb = await createTestDatabase('postgres')

@@ -5,7 +5,15 @@
  * staff can list and replay.
  */
 import type { Kysely } from 'kysely'
-import { fromKysely, fromPglite, type Job, type JobResult, PgBoss, type SendOptions } from 'pg-boss'
+import {
+  fromKysely,
+  fromPglite,
+  type Job,
+  type JobResult,
+  PgBoss,
+  type SendOptions,
+  type UpdateQueueOptions,
+} from 'pg-boss'
 import type { Logger } from 'pino'
 import type { Database } from '../db/database.ts'
 import type { DB } from '../db/schema.ts'
@@ -13,10 +21,10 @@ import type { Tx } from '../db/transaction.ts'
 
 export const DEAD_LETTER_QUEUE = 'dead_letter'
 /**
- * How often a worker tells the database its job is still running. A job whose process died (killed,
- * out of memory, its machine gone) is retried once its beats stop, within this and one supervision
- * pass (a minute), rather than when pg-boss's 15-minute expiry runs out; a slow job that is alive
- * keeps beating and is never taken from its worker.
+ * How long a running job may go without a heartbeat (its worker beats at half of it). A job whose
+ * process died (killed, out of memory, its machine gone) is retried within this and one supervision
+ * pass (a minute) of its last beat, rather than when pg-boss's 15-minute expiry runs out; a slow job
+ * that is alive keeps beating and is never taken from its worker.
  */
 export const HEARTBEAT_SECONDS = 30
 /** How long a dead-lettered job can be listed and replayed before pg-boss deletes it. */
@@ -40,6 +48,18 @@ export interface DeadJob {
 export class UnretryableJobError extends Error {
   override name = 'UnretryableJobError'
 }
+
+/** The queue settings Jobs manages: those both creating and updating a queue take. */
+type QueueSettings = Pick<
+  UpdateQueueOptions,
+  | 'retryLimit'
+  | 'retryDelay'
+  | 'retryBackoff'
+  | 'retryDelayMax'
+  | 'heartbeatSeconds'
+  | 'deadLetter'
+  | 'retentionSeconds'
+> & { retryDelayMax?: number; heartbeatSeconds?: number; deadLetter?: string }
 
 export type JobHandler<T> = (data: T, meta: { id: string; retryCount: number }) => Promise<void>
 
@@ -109,16 +129,20 @@ export class Jobs {
   async start({ work }: { work: boolean }): Promise<void> {
     await this.boss.start()
     this.#started = true
-    await this.#ensureQueue(DEAD_LETTER_QUEUE, { retentionSeconds: DEAD_LETTER_RETENTION_SECONDS })
+    await this.#ensureQueue(DEAD_LETTER_QUEUE, { retentionSeconds: DEAD_LETTER_RETENTION_SECONDS }, work)
     for (const def of this.#definitions.values()) {
-      await this.#ensureQueue(def.name, {
-        retryLimit: def.retryLimit ?? this.#options.retryLimit,
-        retryDelay: this.#options.retryDelaySeconds,
-        retryBackoff: true,
-        retryDelayMax: 3600,
-        heartbeatSeconds: this.#options.heartbeatSeconds ?? HEARTBEAT_SECONDS,
-        deadLetter: DEAD_LETTER_QUEUE,
-      })
+      await this.#ensureQueue(
+        def.name,
+        {
+          retryLimit: def.retryLimit ?? this.#options.retryLimit,
+          retryDelay: this.#options.retryDelaySeconds,
+          retryBackoff: true,
+          retryDelayMax: 3600,
+          heartbeatSeconds: this.#options.heartbeatSeconds ?? HEARTBEAT_SECONDS,
+          deadLetter: DEAD_LETTER_QUEUE,
+        },
+        work,
+      )
       if (def.cron) await this.boss.schedule(def.name, def.cron)
     }
     if (!work) return
@@ -167,13 +191,31 @@ export class Jobs {
   }
 
   /**
-   * Creates the queue, or gives an existing one the options of this version (retries, heartbeats),
-   * which pg-boss applies to the jobs sent from then on.
+   * Creates the queue, or, on a node that works the queues (`update`), gives an existing one the
+   * settings of this version where they differ (retries, heartbeats; pg-boss applies them to jobs
+   * sent from then on), saying what changed. API-only nodes leave settings to the workers, so that
+   * a setting given to the worker fleet alone is not undone by an API node starting. Worker nodes
+   * must therefore agree on JOB_RETRY_* and EVENT_RETRY_LIMIT (docs/operations.md).
    */
-  async #ensureQueue(name: string, options: Parameters<PgBoss['createQueue']>[1]): Promise<void> {
+  async #ensureQueue(name: string, settings: QueueSettings, update: boolean): Promise<void> {
     const existing = await this.boss.getQueue(name)
-    if (!existing) await this.boss.createQueue(name, options)
-    else await this.boss.updateQueue(name, options)
+    if (!existing) {
+      await this.boss.createQueue(name, settings)
+      return
+    }
+    if (!update) return
+    const stale = (Object.keys(settings) as Array<keyof QueueSettings>).filter(
+      (key) => (existing[key] ?? undefined) !== settings[key],
+    )
+    if (stale.length === 0) return
+    await this.boss.updateQueue(name, settings)
+    this.#options.logger.info(
+      {
+        queue: name,
+        changed: Object.fromEntries(stale.map((key) => [key, { from: existing[key], to: settings[key] }])),
+      },
+      'job queue settings updated',
+    )
   }
 
   /** Enqueues a job inside the caller's transaction: it is visible to workers only after commit. */
