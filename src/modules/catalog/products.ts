@@ -488,7 +488,7 @@ async function assertStoredVariantsMatch(trx: Tx, productId: string, prefix: str
   if (errors.length > 0) throw invalid(errors)
 }
 
-/** Rebuilds the generated titles of a product's variants for its new option order, in one statement. */
+/** Rebuilds the generated titles of a product's variants for its new option order (one read, one update). */
 async function retitleVariants(
   trx: Tx,
   productId: string,
