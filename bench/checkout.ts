@@ -217,7 +217,7 @@ const SQL = {
     '"shipping_method", "subtotal", "discount_total", "shipping_total", "tax_total", "total", "taxes", ' +
     '"tax_provider", "reservation_id", "payment_id", "promo_codes", "metadata", "updated_at") values ',
   insertEvent:
-    'insert into "events" ("id", "type", "subject_id", "payload") values ($1, $2, $3, $4) returning "occurred_at"',
+    'insert into "events" ("id", "type", "subject_id", "payload") values ($1, $2, $3, $4) returning "occurred_at", "sequence"',
   holdReservation:
     'update "inventory_reservations" set "expires_at" = $1, "reference" = $2, "updated_at" = now() ' +
     'where "id" = $3 and "status" = $4 returning "id"',

@@ -81,6 +81,12 @@ describeEachDatabase('jobs and events', (kind) => {
     expect(row).toMatchObject({ type: 'test.happened', subject_id: 'prod_x', payload: { n: 2 } })
     const got = await eventually(async () => delivered.find((e) => e.id === event.id))
     expect(got).toEqual(event)
+    // The next change of the same subject is numbered after it, whatever order delivery takes.
+    const next = await withTransaction(db, (trx) =>
+      node.runtime.outbox.emit(trx, 'test.happened', { n: 5 }, 'prod_x'),
+    )
+    expect(next.sequence).toBeGreaterThan(event.sequence)
+    expect(await eventually(async () => delivered.find((e) => e.id === next.id))).toEqual(next)
     await eventually(async () => {
       const published = await db
         .selectFrom('events')
@@ -411,6 +417,12 @@ describe.runIf(process.env.NATS_URL)('outbox to NATS JetStream', () => {
       expect(event.type).toBe('product.created')
       expect(event.subject_id).toBe(product.id)
       expect(message.header.get('Nats-Msg-Id')).toBe(event.id)
+      const stored = await node.runtime.database.db
+        .selectFrom('events')
+        .select('sequence')
+        .where('id', '=', event.id)
+        .executeTakeFirstOrThrow()
+      expect(event.sequence).toBe(Number(stored.sequence))
       expect((await jsm.streams.info(stream)).state.messages).toBe(1)
     } finally {
       await nc.close()

@@ -33,6 +33,8 @@ export interface EventsTable {
   subject_id: string | null
   payload: ColumnType<Record<string, unknown>, string, string>
   occurred_at: Generated<Date>
+  /** Taken when the event is written (migration 0027): bigint, read as text. */
+  sequence: Generated<string>
   /** When every consumer (NATS, each listener) had the event; null while any has not. */
   published_at: Date | null
 }

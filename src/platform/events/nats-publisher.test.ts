@@ -13,6 +13,7 @@ function event(type: string, overrides: Partial<DomainEvent> = {}): DomainEvent 
     subject_id: 'prod_1',
     payload: { title: 'Mug', price: 1200 },
     occurred_at: new Date().toISOString(),
+    sequence: 1,
     ...overrides,
   }
 }

@@ -24,6 +24,11 @@ export interface DomainEvent {
   subject_id: string | null
   payload: Record<string, unknown>
   occurred_at: string
+  /**
+   * Taken when the event was written. A subject's events, written by the transactions that change
+   * it one after another, increase with it: consumers order them by it (delivery order is not).
+   */
+  sequence: number
 }
 
 export interface NatsPublisherOptions {

@@ -57,10 +57,17 @@ export class Outbox {
     const row = await trx
       .insertInto('events')
       .values({ id, type, subject_id: subjectId, payload: JSON.stringify(payload) })
-      .returning(['occurred_at'])
+      .returning(['occurred_at', 'sequence'])
       .executeTakeFirstOrThrow()
     await this.#jobs.enqueue(trx, PUBLISH_EVENT_JOB, { id })
-    return { id, type, subject_id: subjectId, payload, occurred_at: row.occurred_at.toISOString() }
+    return {
+      id,
+      type,
+      subject_id: subjectId,
+      payload,
+      occurred_at: row.occurred_at.toISOString(),
+      sequence: Number(row.sequence),
+    }
   }
 
   /**
@@ -149,6 +156,7 @@ export class Outbox {
           subject_id: row.subject_id,
           payload: row.payload,
           occurred_at: row.occurred_at.toISOString(),
+          sequence: Number(row.sequence),
         }
         const consumers: Consumer[] = []
         if (nats) consumers.push({ name: NATS_CONSUMER, deliver: (e) => nats.publish(e) })

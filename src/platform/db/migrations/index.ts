@@ -29,6 +29,7 @@ import * as platform0001 from './0001-platform.ts'
 import * as platform0002 from './0002-idempotency-text.ts'
 import * as platform0003 from './0003-idempotency-guest-scope.ts'
 import * as platform0004 from './0004-event-deliveries.ts'
+import * as platform0005 from './0005-event-sequence.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001-platform': platform0001,
@@ -57,4 +58,5 @@ export const migrations: Record<string, Migration> = {
   '0024-platform-event-deliveries': platform0004,
   '0025-catalog-list-prices-need-base': catalog0007,
   '0026-catalog-name-sort-folded': catalog0008,
+  '0027-platform-event-sequence': platform0005,
 }
