@@ -76,20 +76,38 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow()
 
-  /** The processor's webhook that a payment (all of it) became `status`. */
-  async function processorSays(paymentId: string, type: string, status: 'refunded' | 'canceled') {
-    const payment = await node.runtime.database.db
+  /** The processor's reference and amount of a payment. */
+  const paymentRow = (paymentId: string) =>
+    node.runtime.database.db
       .selectFrom('payments')
       .select(['provider_ref', 'amount'])
       .where('id', '=', paymentId)
       .executeTakeFirstOrThrow()
-    await applyWebhook(paymentDeps(node.runtime), 'test', {
-      event_id: `evt_${randomUUID()}`,
-      type,
-      provider_ref: payment.provider_ref,
-      status,
-      amount: Number(payment.amount),
-    })
+
+  /** A checkout of `quantity` units: its order (pending, authorised) and its payment's row. */
+  async function placedOrder(quantity: number) {
+    const placed = await completeCheckout(node.app, await readyCart(node.app, await storeOnce(), quantity))
+    expect(placed.statusCode, placed.body).toBe(201)
+    const order = placed.json().order
+    return { order, payment: await paymentRow(order.payment_id) }
+  }
+
+  /** The test processor's webhook that a payment became `status`, for `amount`. */
+  const webhookOf =
+    (payment: { provider_ref: string | null }) =>
+    (type: string, status: 'captured' | 'refunded' | 'canceled', amount: number) =>
+      applyWebhook(paymentDeps(node.runtime), 'test', {
+        event_id: `evt_${randomUUID()}`,
+        type,
+        provider_ref: payment.provider_ref,
+        status,
+        amount,
+      })
+
+  /** The processor's webhook that a payment (all of it) became `status`. */
+  async function processorSays(paymentId: string, type: string, status: 'refunded' | 'canceled') {
+    const payment = await paymentRow(paymentId)
+    await webhookOf(payment)(type, status, Number(payment.amount))
   }
 
   const reservationStatus = async (id: string) =>
@@ -128,17 +146,8 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   }
 
   it('marks an order paid on a capture at the processor, and books a refund made there', async () => {
-    const store = await storeOnce()
-    const cartId = await readyCart(node.app, store, 2)
-    const placed = await completeCheckout(node.app, cartId)
-    expect(placed.statusCode, placed.body).toBe(201)
-    const order = placed.json().order
+    const { order, payment } = await placedOrder(2)
     expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
-    const payment = await node.runtime.database.db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
     const deps = paymentDeps(node.runtime)
     const captured = {
       event_id: `evt_${randomUUID()}`,
@@ -171,25 +180,9 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   })
 
   it('moves an order refunded at the processor before its capture was followed, once the capture is', async () => {
-    const store = await storeOnce()
-    const placed = await completeCheckout(node.app, await readyCart(node.app, store, 2))
-    expect(placed.statusCode, placed.body).toBe(201)
-    const order = placed.json().order
+    const { order, payment } = await placedOrder(2)
     expect(order.status).toBe('pending')
-    const payment = await node.runtime.database.db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
-    const deps = paymentDeps(node.runtime)
-    const webhook = (type: string, status: 'captured' | 'refunded', amount: number) =>
-      applyWebhook(deps, 'test', {
-        event_id: `evt_${randomUUID()}`,
-        type,
-        provider_ref: payment.provider_ref,
-        status,
-        amount,
-      })
+    const webhook = webhookOf(payment)
     const gate = holdNextCapture()
     await webhook('payment_intent.succeeded', 'captured', Number(payment.amount))
     await gate.entered.promise
@@ -212,24 +205,8 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   })
 
   it('moves an order refunded at the processor before staff capture it on to its refund status', async () => {
-    const store = await storeOnce()
-    const placed = await completeCheckout(node.app, await readyCart(node.app, store, 2))
-    expect(placed.statusCode, placed.body).toBe(201)
-    const order = placed.json().order
-    const payment = await node.runtime.database.db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
-    const deps = paymentDeps(node.runtime)
-    const webhook = (type: string, status: 'captured' | 'refunded', amount: number) =>
-      applyWebhook(deps, 'test', {
-        event_id: `evt_${randomUUID()}`,
-        type,
-        provider_ref: payment.provider_ref,
-        status,
-        amount,
-      })
+    const { order, payment } = await placedOrder(2)
+    const webhook = webhookOf(payment)
     const gate = holdNextCapture()
     await webhook('payment_intent.succeeded', 'captured', Number(payment.amount))
     await gate.entered.promise
@@ -438,15 +415,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
    * Returns the order and its payment's reference and amount, for the capture's webhook.
    */
   const canceledAfterUnrecordedCapture = async () => {
-    const shop = await storeOnce()
-    const placed = await completeCheckout(node.app, await readyCart(node.app, shop, 1))
-    expect(placed.statusCode, placed.body).toBe(201)
-    const order = placed.json().order
-    const payment = await node.runtime.database.db
-      .selectFrom('payments')
-      .select(['provider_ref', 'amount'])
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
+    const { order, payment } = await placedOrder(1)
     await commerceDeps(node.runtime)
       .providers.get('test')!
       .capture({
@@ -463,13 +432,7 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     })
     expect(canceled.statusCode, canceled.body).toBe(200)
     const reportCapture = () =>
-      applyWebhook(paymentDeps(node.runtime), 'test', {
-        event_id: `evt_${randomUUID()}`,
-        type: 'payment_intent.succeeded',
-        provider_ref: payment.provider_ref,
-        status: 'captured' as const,
-        amount: Number(payment.amount),
-      })
+      webhookOf(payment)('payment_intent.succeeded', 'captured', Number(payment.amount))
     return { order, amount: Number(payment.amount), reportCapture }
   }
 
