@@ -632,6 +632,30 @@ describeEachDatabase('orders: admin and store', (kind) => {
   })
 
   describe('cancel', () => {
+    /** Staff cancel an order, under a fresh Idempotency-Key. */
+    const cancel = (orderId: string) =>
+      call('POST', `/admin/orders/${orderId}/cancel`, {
+        headers: { ...adminAuth, 'idempotency-key': newKey() },
+      })
+    /** The cancel answered 200 with the order canceled and all it captured, `total`, refunded. */
+    const expectCanceledWithAllRefunded = async (
+      res: Awaited<ReturnType<typeof call>>,
+      paymentId: string,
+      total: number,
+    ) => {
+      expect(res.statusCode, res.body).toBe(200)
+      expect(res.json()).toMatchObject({
+        status: 'canceled',
+        payment_status: 'refunded',
+        totals: { total, refunded: total },
+      })
+      expect(await findPayment(node.runtime.database.db, paymentId)).toMatchObject({
+        status: 'refunded',
+        captured_amount: total,
+        refunded_amount: total,
+      })
+    }
+
     it('cancels an authorised order: stock released, authorisation voided, tax sale voided', async () => {
       const db = node.runtime.database.db
       const order = await placeTestOrder(node, catalog, {
@@ -677,22 +701,9 @@ describeEachDatabase('orders: admin and store', (kind) => {
     })
 
     it('cancels a captured order by refunding what was captured', async () => {
-      const db = node.runtime.database.db
       const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
-      const res = await call('POST', `/admin/orders/${order.id}/cancel`, {
-        headers: { ...adminAuth, 'idempotency-key': newKey() },
-      })
-      expect(res.statusCode, res.body).toBe(200)
-      expect(res.json()).toMatchObject({
-        status: 'canceled',
-        payment_status: 'refunded',
-        totals: { total: 3500, refunded: 3500 },
-      })
-      expect(await findPayment(db, order.payment_id!)).toMatchObject({
-        status: 'refunded',
-        captured_amount: 3500,
-        refunded_amount: 3500,
-      })
+      const res = await cancel(order.id)
+      await expectCanceledWithAllRefunded(res, order.payment_id!, 3500)
     })
 
     it('finishes the payment part when retried after the processor could not be reached', async () => {
@@ -812,9 +823,7 @@ describeEachDatabase('orders: admin and store', (kind) => {
           503,
           'payment_provider_unavailable',
         )
-        const canceled = await call('POST', `/admin/orders/${order.id}/cancel`, {
-          headers: { ...adminAuth, 'idempotency-key': newKey() },
-        })
+        const canceled = await cancel(order.id)
         expect(canceled.statusCode, canceled.body).toBe(200)
         expect(canceled.json()).toMatchObject({ status: 'canceled', totals: { refunded: total - 1000 } })
         expect((await findPayment(db, order.payment_id!))?.refunded_amount).toBe(total)
@@ -935,20 +944,8 @@ describeEachDatabase('orders: admin and store', (kind) => {
       const part = await refund(order.id, { amount: 1000 }, bearer(support.accessToken))
       expect(part.statusCode, part.body).toBe(201)
       expect(part.json().order.status).toBe('partially_refunded')
-      const res = await call('POST', `/admin/orders/${order.id}/cancel`, {
-        headers: { ...adminAuth, 'idempotency-key': newKey() },
-      })
-      expect(res.statusCode, res.body).toBe(200)
-      expect(res.json()).toMatchObject({
-        status: 'canceled',
-        payment_status: 'refunded',
-        totals: { total: 3500, refunded: 3500 },
-      })
-      expect(await findPayment(db, order.payment_id!)).toMatchObject({
-        status: 'refunded',
-        captured_amount: 3500,
-        refunded_amount: 3500,
-      })
+      const res = await cancel(order.id)
+      await expectCanceledWithAllRefunded(res, order.payment_id!, 3500)
       expect((await findReservation(db, order.reservation_id!))?.status).toBe('released')
       const history = (await detail(order.id)).transitions
       expect(history.at(-1)).toMatchObject({ from: 'partially_refunded', to: 'canceled' })
