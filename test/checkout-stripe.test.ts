@@ -387,22 +387,8 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
    * the staff refund retried under its key (which Stripe refuses: the money already went back).
    */
   async function dashboardRefundOverPendingStaffRefund() {
-    const db = node.runtime.database.db
-    const placed = await node.app.inject({
-      method: 'POST',
-      url: `/store/carts/${await readyCart(node.app, store, 1)}/complete`,
-      headers: { 'idempotency-key': randomUUID() },
-      payload: { payment: { provider: 'stripe', payment_method: 'pm_card_visa' } },
-    })
-    expect(placed.statusCode, placed.body).toBe(201)
-    const order = placed.json().order
-    const total: number = order.totals.total
+    const { order, total, intentId } = await placeStripeOrder()
     const part = Math.floor(total * 0.6)
-    const { provider_ref: intentId } = await db
-      .selectFrom('payments')
-      .select('provider_ref')
-      .where('id', '=', order.payment_id)
-      .executeTakeFirstOrThrow()
     const key = randomUUID()
     const retryStaffRefund = () =>
       node.app.inject({
@@ -415,24 +401,9 @@ describe.each(DATABASE_KINDS)('%s: refunds with Stripe', (kind) => {
     stripe.failNext(2, 500)
     const pending = await retryStaffRefund()
     expect(pending.statusCode, pending.body).toBe(503)
-    const dashboard = new Stripe('sk_test_shopwright', {
-      host: '127.0.0.1',
-      port: new URL(stripe.url).port,
-      protocol: 'http',
-      maxNetworkRetries: 2,
-    })
-    const made = await dashboard.refunds.create({ payment_intent: intentId!, amount: part })
-    const payload = JSON.stringify(stripeEvent('refund.created', made))
-    const sendWebhook = () =>
-      node.app.inject({
-        method: 'POST',
-        url: '/webhooks/stripe',
-        headers: {
-          'content-type': 'application/json',
-          'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
-        },
-        payload,
-      })
+    const made = await dashboardClient().refunds.create({ payment_intent: intentId, amount: part })
+    const event = stripeEvent('refund.created', made)
+    const sendWebhook = () => deliver(event)
     return { order, total, part, dashboardRefundId: made.id, sendWebhook, retryStaffRefund }
   }
 
