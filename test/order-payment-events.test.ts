@@ -20,12 +20,14 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   let node: TestNode
 
   type Gate = { entered: PromiseWithResolvers<void>; release: PromiseWithResolvers<void> }
-  let captureGate: Gate | undefined
-  /** Holds the next delivery of `payment.captured` before the orders module sees it. */
-  const holdNextCapture = (): Gate => {
-    captureGate = { entered: Promise.withResolvers<void>(), release: Promise.withResolvers<void>() }
-    return captureGate
+  const gates = new Map<string, Gate>()
+  /** Holds the next delivery of an event of `type` before the orders module sees it. */
+  const holdNext = (type: 'payment.captured' | 'refund.failed'): Gate => {
+    const gate = { entered: Promise.withResolvers<void>(), release: Promise.withResolvers<void>() }
+    gates.set(type, gate)
+    return gate
   }
+  const holdNextCapture = () => holdNext('payment.captured')
 
   beforeAll(async () => {
     // Captured later by staff, so the processor can capture first; workers deliver the events.
@@ -33,14 +35,16 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       work: true,
       env: { PAYMENT_CAPTURE: 'manual' },
       beforeStart(runtime) {
-        // Registered before the modules' listeners, so it runs first in a delivery.
-        runtime.outbox.on('payment.captured', 'test.hold-capture', async () => {
-          const gate = captureGate
-          if (!gate) return
-          captureGate = undefined
-          gate.entered.resolve()
-          await gate.release.promise
-        })
+        // Registered before the modules' listeners, so they run first in a delivery.
+        for (const type of ['payment.captured', 'refund.failed']) {
+          runtime.outbox.on(type, `test.hold-${type}`, async () => {
+            const gate = gates.get(type)
+            if (!gate) return
+            gates.delete(type)
+            gate.entered.resolve()
+            await gate.release.promise
+          })
+        }
       },
     })
   })
@@ -296,6 +300,57 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     // The units can be refunded again.
     const again = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
     expect(again.statusCode, again.body).toBe(201)
+  })
+
+  it('keeps counting a failed refund, lines and total alike, until the order takes it back', async () => {
+    const db = node.runtime.database.db
+    const cartId = await readyCart(node.app, await storeOnce(), 2)
+    const order = (await completeCheckout(node.app, cartId)).json().order
+    await capture(order.id)
+    const line = order.lines[0]
+    const first = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
+    expect(first.statusCode, first.body).toBe(201)
+    const unit = first.json().refund.amount as number
+    // Shipping goes on after a partial refund; a processing order can be captured again (a no-op).
+    expect((await move(order.id, 'processing')).statusCode).toBe(200)
+    const gate = holdNext('refund.failed')
+    await applyWebhook(
+      paymentDeps(node.runtime),
+      'test',
+      await refundFailedEvent(first.json().refund.id, order.payment_id),
+    )
+    await gate.entered.promise
+    const counted = async () => ({
+      total: Number((await orderOf(order.id)).refunded_total),
+      lines: await db
+        .selectFrom('order_lines')
+        .select(['refunded_quantity', 'refunded_amount'])
+        .where('id', '=', line.id)
+        .executeTakeFirstOrThrow(),
+    })
+    try {
+      // While the order has not taken the failed refund back, a capture staff repeat and a second
+      // refund recount the order's refunds: neither may drop the failed one from the total alone.
+      expect((await capture(order.id)).statusCode).toBeLessThan(300)
+      expect(await counted()).toEqual({ total: unit, lines: { refunded_quantity: 1, refunded_amount: unit } })
+      const second = await refund(order.id, { lines: [{ line_id: line.id, quantity: 1 }] })
+      expect(second.statusCode, second.body).toBe(201)
+      expect(await counted()).toEqual({
+        total: 2 * unit,
+        lines: { refunded_quantity: 2, refunded_amount: 2 * unit },
+      })
+    } finally {
+      gate.release.resolve()
+    }
+    // Taken back: only the second refund is left, on the total and on the line.
+    await eventually(async () =>
+      (await db.selectFrom('order_notes').select('id').where('order_id', '=', order.id).executeTakeFirst())
+        ? true
+        : undefined,
+    )
+    expect(await counted()).toEqual({ total: unit, lines: { refunded_quantity: 1, refunded_amount: unit } })
+    // The second refund moved it on to partially refunded, which the one left still is.
+    expect((await orderOf(order.id)).status).toBe('partially_refunded')
   })
 
   it('puts a fully refunded order back to its status before refunds when its refund fails', async () => {

@@ -194,6 +194,17 @@ export async function refundedTotalOf(
   return refunds.reduce((sum, r) => (unbooked.has(r.key) ? sum : sum + r.amount), 0)
 }
 
+/**
+ * The refunded total to record on an order that counts `counted` now, when its payment's live
+ * refunds come to `live`. It never goes down here: a refund the processor failed after accepting
+ * it leaves the count only through the refund.failed listener, which gives its lines their units
+ * back in the same transaction. Until that runs, the order keeps counting it, so the order's
+ * total, lines and status always agree.
+ */
+export function countedRefunds(counted: number, live: number): number {
+  return Math.max(counted, live)
+}
+
 /** The payment refund key of a staff refund: the caller's key, scoped to the order and caller. */
 export const staffRefundKey = (orderId: string, principal: string, key: string) =>
   `order:${orderId}:refund:${principal}:${key}`
@@ -485,7 +496,11 @@ async function applyRefund(
       .where('order_id', '=', orderId)
       .execute()
   }
-  const refunded = await refundedTotalOf(trx, orderId, refund.payment_id)
+  // This refund added to what the order counts (a failed refund it still counts included).
+  const refunded = countedRefunds(
+    Number(order.refunded_total) + Number(refund.amount),
+    await refundedTotalOf(trx, orderId, refund.payment_id),
+  )
   const target = refundTarget(refunded, Number(order.total))
   // Canceled while the money moved, the order stays canceled (the cancellation refunds the rest);
   // the books are kept exact either way.
