@@ -11,6 +11,7 @@ import { problem } from '../src/platform/http/errors.ts'
 import { anonymousScope, registerIdempotency, runIdempotent } from '../src/platform/http/idempotency.ts'
 import { registerProblemHandler } from '../src/platform/http/problem-handler.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { createTestStore } from './support/commerce.ts'
 import { describeEachDatabase, describePostgres } from './support/database.ts'
 
 describeEachDatabase('Idempotency-Key', (kind) => {
@@ -226,6 +227,24 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     await app.close()
   })
 
+  it("never replays one guest's new cart to another guest who sends the same key", async () => {
+    const region = (await createTestStore(node.app)).euRegion
+    const createCart = () =>
+      node.app.inject({
+        method: 'POST',
+        url: '/store/carts',
+        headers: { 'idempotency-key': 'cart-create-1' },
+        payload: { region_id: region },
+      })
+    const first = await createCart()
+    expect(first.statusCode, first.body).toBe(201)
+    // Another shopper whose storefront counts its keys from 1 too: a cart of its own, not the first.
+    const second = await createCart()
+    expect(second.statusCode, second.body).toBe(201)
+    expect(second.headers['idempotent-replayed']).toBeUndefined()
+    expect(second.json().id).not.toBe(first.json().id)
+  })
+
   it('releases the key after an answer that describes a passing state, such as a purchase limit', async () => {
     const { db } = node.runtime.database
     const app = Fastify()
@@ -233,7 +252,7 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     registerIdempotency(app, db)
     let limited = true
     let runs = 0
-    app.post('/buy', { config: { idempotency: 'required' } }, async (request, reply) => {
+    app.post('/carts/:id/buy', { config: { idempotency: 'required' } }, async (request, reply) => {
       reply.code(201)
       return runIdempotent(db, request, reply, async () => {
         runs++
@@ -245,7 +264,7 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     const buy = () =>
       app.inject({
         method: 'POST',
-        url: '/buy',
+        url: '/carts/c1/buy',
         payload: { n: 1 },
         headers: { 'idempotency-key': 'k-limit' },
       })
@@ -264,7 +283,7 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     registerProblemHandler(app)
     registerIdempotency(app, db)
     let fail = true
-    app.post('/charge', { config: { idempotency: 'required' } }, async (request, reply) => {
+    app.post('/orders/:id/charge', { config: { idempotency: 'required' } }, async (request, reply) => {
       reply.code(201)
       return runIdempotent(db, request, reply, async (trx) => {
         await trx
@@ -275,13 +294,13 @@ describeEachDatabase('Idempotency-Key', (kind) => {
         return { charged: true }
       })
     })
-    const missing = await app.inject({ method: 'POST', url: '/charge', payload: {} })
+    const missing = await app.inject({ method: 'POST', url: '/orders/o1/charge', payload: {} })
     expect(missing.statusCode).toBe(400)
     expect(missing.json().code).toBe('idempotency_key_required')
 
     const broken = await app.inject({
       method: 'POST',
-      url: '/charge',
+      url: '/orders/o1/charge',
       payload: { a: 1 },
       headers: { 'idempotency-key': 'k500' },
     })
@@ -294,7 +313,7 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     fail = false
     const retried = await app.inject({
       method: 'POST',
-      url: '/charge',
+      url: '/orders/o1/charge',
       payload: { a: 1 },
       headers: { 'idempotency-key': 'k500' },
     })
@@ -302,7 +321,7 @@ describeEachDatabase('Idempotency-Key', (kind) => {
     expect(retried.json()).toEqual({ charged: true })
     const replayed = await app.inject({
       method: 'POST',
-      url: '/charge',
+      url: '/orders/o1/charge',
       payload: { a: 1 },
       headers: { 'idempotency-key': 'k500' },
     })

@@ -5,7 +5,8 @@
  *
  * Keys are scoped to the caller: the authenticated principal, or, for callers without a credential
  * (guests), the resource path, so that two guests who happen to send the same key only ever meet on
- * the same resource (the same cart), never one's request answered with the other's response.
+ * the same resource (the same cart), never one's request answered with the other's response. A
+ * guest's key on a path that names no resource is not kept at all.
  *
  * The key is claimed in its own short transaction, and the response is stored in the same
  * transaction as the work (see runIdempotent), so a crash between the two leaves either nothing
@@ -149,6 +150,11 @@ export function registerIdempotency(
         errors: [{ path: 'headers.idempotency-key', message: 'must be 1 to 255 printable ASCII characters' }],
       })
     }
+    // A guest's key is scoped to the resource its path names. On a path that names none (creating a
+    // cart), every guest would share one scope, where a replay hands one shopper another's answer,
+    // and a guest cart's id is its only key: there a guest's key is not kept, so a retried create
+    // makes a second cart rather than risk giving away the first.
+    if (!request.principal && !request.routeOptions.url?.includes(':')) return
     const principal = scopeOf(request)
     const hash = requestHash(request)
     // Committed without waiting for the disk: a claim that a database crash forgets had nothing
