@@ -48,7 +48,8 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
   app.get(
     '/admin/orders',
     {
-      config: { permission: 'orders:read' },
+      // Emails and addresses of every order listed: one audit entry per page read, not per order.
+      config: { permission: 'orders:read', audit: 'order' },
       schema: {
         tags,
         security,
@@ -69,7 +70,7 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
   app.get(
     '/admin/orders/export.csv',
     {
-      config: { permission: 'orders:read' },
+      config: { permission: 'orders:read', audit: 'order' },
       schema: {
         tags,
         security,
@@ -95,7 +96,7 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
   app.get(
     '/admin/orders/:id',
     {
-      config: { permission: 'orders:read' },
+      config: { permission: 'orders:read', audit: 'order' },
       schema: {
         tags,
         security,
