@@ -680,6 +680,161 @@ describeEachDatabase('staff identity', (kind) => {
     })
   })
 
+  describe('staff managers stay within their own role', () => {
+    let manager: StaffSession
+    let managerRoleId: string
+    let weakRoleId: string
+    beforeAll(async () => {
+      managerRoleId = (
+        await createRole(db(), rootActor, {
+          name: `hr-${handle()}`,
+          permissions: ['staff:manage', 'staff:read', 'products:read'],
+        })
+      ).id
+      weakRoleId = (
+        await createRole(db(), rootActor, { name: `viewer-${handle()}`, permissions: ['products:read'] })
+      ).id
+      manager = await newStaffSession(node, managerRoleId)
+    })
+    const asManager = (method: Method, url: string, body?: object) =>
+      call(method, url, manager.accessToken, body)
+    const createAs = (roleId: string) =>
+      asManager('POST', '/admin/staff', {
+        email: uniqueEmail('hire'),
+        password: strongPassword(),
+        role_id: roleId,
+      })
+    const stored = (id: string) =>
+      db()
+        .selectFrom('staff_users')
+        .select(['role_id', 'disabled_at'])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow()
+
+    it('creates staff only with a role whose permissions the manager holds', async () => {
+      for (const roleId of ['role_owner', 'role_admin', 'role_analyst']) {
+        const res = await createAs(roleId)
+        expectProblem(res, 403, 'forbidden')
+        expect(res.json().detail).toContain('You cannot grant a role with permissions you do not hold')
+      }
+      expect((await createAs(weakRoleId)).statusCode).toBe(201)
+      expect((await createAs(managerRoleId)).statusCode).toBe(201)
+      const byBootstrap = await call(
+        'POST',
+        '/admin/staff',
+        undefined,
+        { email: uniqueEmail('owner'), password: strongPassword(), role_id: 'role_owner' },
+        adminAuth,
+      )
+      expect(byBootstrap.statusCode, byBootstrap.body).toBe(201)
+    })
+
+    it('cannot promote anyone to a role beyond their own', async () => {
+      const member = await createStaffMember(node, weakRoleId)
+      for (const roleId of ['role_owner', 'role_catalog_manager']) {
+        expectProblem(
+          await asManager('PATCH', `/admin/staff/${member.id}`, { role_id: roleId }),
+          403,
+          'forbidden',
+        )
+      }
+      expect((await stored(member.id)).role_id).toBe(weakRoleId)
+      const promoted = await asManager('PATCH', `/admin/staff/${member.id}`, { role_id: managerRoleId })
+      expect(promoted.statusCode, promoted.body).toBe(200)
+      expect(promoted.json().role.id).toBe(managerRoleId)
+    })
+
+    it('cannot disable, re-enable, rename, change or reset the MFA of a member whose role exceeds theirs', async () => {
+      const owner = await newStaffSession(node, 'role_owner')
+      for (const body of [{ disabled: true }, { name: 'Ex-owner' }, { role_id: weakRoleId }]) {
+        const res = await asManager('PATCH', `/admin/staff/${owner.id}`, body)
+        expectProblem(res, 403, 'forbidden')
+        expect(res.json().detail).toContain('whose role holds permissions you do not')
+      }
+      expectProblem(await asManager('POST', `/admin/staff/${owner.id}/mfa/reset`), 403, 'forbidden')
+      expect(await stored(owner.id)).toEqual({ role_id: 'role_owner', disabled_at: null })
+      const me = await call('GET', '/admin/me', owner.accessToken)
+      expect(me.json()).toMatchObject({ mfa_enabled: true, disabled: false, name: 'role_owner' })
+
+      const disabledAdmin = await createStaffMember(node, 'role_admin')
+      await db()
+        .updateTable('staff_users')
+        .set({ disabled_at: new Date() })
+        .where('id', '=', disabledAdmin.id)
+        .execute()
+      expectProblem(
+        await asManager('PATCH', `/admin/staff/${disabledAdmin.id}`, { disabled: false }),
+        403,
+        'forbidden',
+      )
+      expect((await stored(disabledAdmin.id)).disabled_at).not.toBeNull()
+    })
+
+    it('still manages members within their role: disable, re-enable, reset MFA', async () => {
+      const member = await newStaffSession(node, weakRoleId)
+      expect(
+        (await asManager('PATCH', `/admin/staff/${member.id}`, { disabled: true })).json().disabled,
+      ).toBe(true)
+      expect(
+        (await asManager('PATCH', `/admin/staff/${member.id}`, { disabled: false })).json().disabled,
+      ).toBe(false)
+      const reset = await asManager('POST', `/admin/staff/${member.id}/mfa/reset`)
+      expect(reset.statusCode, reset.body).toBe(200)
+      expect(reset.json().mfa_enabled).toBe(false)
+    })
+  })
+
+  describe('the last owner', () => {
+    let fresh: TestNode
+    beforeAll(async () => {
+      fresh = await startTestNode(kind, { env: ENV })
+    })
+    afterAll(() => fresh?.close())
+    const patch = (id: string, body: object, headers: Record<string, string> = adminAuth) =>
+      fresh.app.inject({ method: 'PATCH', url: `/admin/staff/${id}`, headers, payload: body })
+    const enabledOwners = async () =>
+      (
+        await fresh.runtime.database.db
+          .selectFrom('staff_users')
+          .select('id')
+          .where('role_id', '=', 'role_owner')
+          .where('disabled_at', 'is', null)
+          .execute()
+      ).map((r) => r.id)
+
+    it('cannot be disabled or given another role, even by the bootstrap token', async () => {
+      const first = await createStaffMember(fresh, 'role_owner')
+      expect(await enabledOwners()).toEqual([first.id])
+      expectProblem(await patch(first.id, { disabled: true }), 409, 'conflict')
+      expectProblem(await patch(first.id, { role_id: 'role_admin' }), 409, 'conflict')
+      expect((await patch(first.id, { name: 'Still here' })).statusCode).toBe(200)
+
+      const second = await createStaffMember(fresh, 'role_owner')
+      expect((await patch(first.id, { disabled: true })).statusCode).toBe(200)
+      expectProblem(await patch(second.id, { disabled: true }), 409, 'conflict')
+      expect((await patch(first.id, { disabled: false })).statusCode).toBe(200)
+      expect((await patch(second.id, { role_id: 'role_admin' })).statusCode).toBe(200)
+      expect(await enabledOwners()).toEqual([first.id])
+    })
+
+    it('survives two owners disabling each other at once', async () => {
+      const [a, b] = [await newStaffSession(fresh, 'role_owner'), await newStaffSession(fresh, 'role_owner')]
+      // Leave only these two enabled owners.
+      await fresh.runtime.database.db
+        .updateTable('staff_users')
+        .set({ role_id: 'role_admin' })
+        .where('role_id', '=', 'role_owner')
+        .where('id', 'not in', [a.id, b.id])
+        .execute()
+      const answers = await Promise.all([
+        patch(b.id, { disabled: true }, bearer(a.accessToken)),
+        patch(a.id, { disabled: true }, bearer(b.accessToken)),
+      ])
+      expect(answers.map((r) => r.statusCode)).toContain(200)
+      expect((await enabledOwners()).length).toBe(1)
+    })
+  })
+
   describe('roles', () => {
     let owner: StaffSession
     beforeAll(async () => {

@@ -214,12 +214,16 @@ export const staffRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plai
       },
     },
     async (request, reply) => {
-      const staff = await createStaff(db, {
-        email: request.body.email,
-        name: request.body.name,
-        password: request.body.password,
-        roleId: request.body.role_id,
-      })
+      const staff = await createStaff(
+        db,
+        {
+          email: request.body.email,
+          name: request.body.name,
+          password: request.body.password,
+          roleId: request.body.role_id,
+        },
+        request.principal!,
+      )
       reply.code(201)
       return staff
     },

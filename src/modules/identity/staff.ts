@@ -89,10 +89,15 @@ async function staffView(db: Kysely<DB> | Tx, id: string): Promise<StaffView | u
   return row && toStaffView(row)
 }
 
-/** Creates a staff account; a taken email is `email_taken` (staff lists are not secret to staff:manage). */
+/**
+ * Creates a staff account; a taken email is `email_taken` (staff lists are not secret to
+ * staff:manage). An actor must hold every permission of the role; only trusted callers (the
+ * create-admin CLI, the demo seed) leave it out.
+ */
 export async function createStaff(
   db: Kysely<DB>,
   input: { email: string; name?: string; password: string; roleId: string },
+  actor?: Principal,
 ): Promise<StaffView> {
   const why = passwordProblem(input.password)
   if (why)
@@ -101,11 +106,8 @@ export async function createStaff(
     })
   const passwordHash = await hashPassword(input.password)
   return withTransaction(db, async (trx) => {
-    const role = await trx.selectFrom('roles').select('id').where('id', '=', input.roleId).executeTakeFirst()
-    if (!role)
-      throw problem('validation_failed', 'No such role', {
-        errors: [{ path: 'body.role_id', message: 'unknown role' }],
-      })
+    const role = await roleToGrant(trx, input.roleId)
+    if (actor) requireHolds(actor, role.permissions, GRANT)
     const taken = await trx
       .selectFrom('staff_users')
       .select('id')
@@ -151,7 +153,64 @@ export async function listStaff(db: Kysely<DB>): Promise<StaffView[]> {
   return rows.map(toStaffView)
 }
 
-/** Changes role, name or disabled state; disabling or a role change ends every session of theirs. */
+const GRANT = 'You cannot grant a role with permissions you do not hold'
+const MANAGE = 'You cannot manage a staff member whose role holds permissions you do not'
+
+/**
+ * Nobody grants, or takes away, what they do not hold: without this, `staff:manage` alone could
+ * make anyone an owner or lock the owner out. 403 forbidden names the missing permissions.
+ */
+function requireHolds(actor: Principal, permissions: readonly string[], why: string): void {
+  if (actor.permissions.has('*')) return
+  const beyond = permissions.filter((p) => !actor.permissions.has(p))
+  if (beyond.length) throw problem('forbidden', `${why}: ${beyond.join(', ')}`)
+}
+
+async function roleToGrant(trx: Tx, roleId: string): Promise<{ permissions: string[] }> {
+  const role = await trx.selectFrom('roles').select('permissions').where('id', '=', roleId).executeTakeFirst()
+  if (!role)
+    throw problem('validation_failed', 'No such role', {
+      errors: [{ path: 'body.role_id', message: 'unknown role' }],
+    })
+  return role
+}
+
+/** Locks the member an actor acts on for the change; 404 or 403 when they may not. */
+async function memberToManage(trx: Tx, actor: Principal, id: string): Promise<void> {
+  const member = await trx
+    .selectFrom('staff_users')
+    .innerJoin('roles', 'roles.id', 'staff_users.role_id')
+    .select('roles.permissions')
+    .where('staff_users.id', '=', id)
+    .forUpdate('staff_users')
+    .executeTakeFirst()
+  if (!member) throw problem('not_found', `No staff member ${id}`)
+  requireHolds(actor, member.permissions, MANAGE)
+}
+
+const OWNER_ROLE = 'role_owner'
+
+/**
+ * Enabled owners, locked in id order so that owners disabling each other at once take turns (and
+ * cannot deadlock): the second then sees the first's change and is refused as the last owner.
+ */
+async function lockEnabledOwners(trx: Tx): Promise<string[]> {
+  const rows = await trx
+    .selectFrom('staff_users')
+    .select('id')
+    .where('role_id', '=', OWNER_ROLE)
+    .where('disabled_at', 'is', null)
+    .orderBy('id')
+    .forUpdate()
+    .execute()
+  return rows.map((r) => r.id)
+}
+
+/**
+ * Changes role, name or disabled state; disabling or a role change ends every session of theirs.
+ * The actor must hold every permission of the member's role and of a new one, and the store keeps
+ * at least one enabled owner.
+ */
 export async function updateStaff(
   db: Kysely<DB>,
   actor: Principal,
@@ -161,19 +220,15 @@ export async function updateStaff(
   if (actor.kind === 'staff' && actor.id === id && (input.disabled || input.role_id)) {
     throw problem('conflict', 'Staff cannot change their own role or disable themselves')
   }
+  const demotes = input.disabled === true || (input.role_id !== undefined && input.role_id !== OWNER_ROLE)
   return withTransaction(db, async (trx) => {
-    if (input.role_id) {
-      const role = await trx
-        .selectFrom('roles')
-        .select('id')
-        .where('id', '=', input.role_id)
-        .executeTakeFirst()
-      if (!role)
-        throw problem('validation_failed', 'No such role', {
-          errors: [{ path: 'body.role_id', message: 'unknown role' }],
-        })
-    }
-    const row = await trx
+    // Owners are locked before the member so every change takes its locks in the same order.
+    const owners = demotes ? await lockEnabledOwners(trx) : []
+    await memberToManage(trx, actor, id)
+    if (input.role_id) requireHolds(actor, (await roleToGrant(trx, input.role_id)).permissions, GRANT)
+    if (demotes && owners.includes(id) && owners.length === 1)
+      throw problem('conflict', 'This is the last enabled owner; make another owner first')
+    await trx
       .updateTable('staff_users')
       .set({
         ...(input.name !== undefined ? { name: input.name } : {}),
@@ -182,9 +237,7 @@ export async function updateStaff(
         updated_at: sql<Date>`now()`,
       })
       .where('id', '=', id)
-      .returning('id')
-      .executeTakeFirst()
-    if (!row) throw problem('not_found', `No staff member ${id}`)
+      .execute()
     if (input.disabled || input.role_id) await revokeAllSessions(trx, 'staff', id)
     return (await staffView(trx, id))!
   })
@@ -461,8 +514,7 @@ export async function resetStaffMfa(db: Kysely<DB>, actor: Principal, id: string
     throw problem('conflict', 'Staff cannot reset their own MFA; ask another staff manager')
   }
   return withTransaction(db, async (trx) => {
-    const staff = await trx.selectFrom('staff_users').select('id').where('id', '=', id).executeTakeFirst()
-    if (!staff) throw problem('not_found', `No staff member ${id}`)
+    await memberToManage(trx, actor, id)
     await trx.deleteFrom('staff_mfa').where('staff_id', '=', id).execute()
     await trx.deleteFrom('staff_devices').where('staff_id', '=', id).execute()
     await revokeAllSessions(trx, 'staff', id)
@@ -499,9 +551,7 @@ function checkPermissions(permissions: string[], actor: Principal): void {
       errors: [{ path: 'body.permissions', message: `unknown: ${unknown.join(', ')}` }],
     })
   }
-  const beyond = permissions.filter((p) => !actor.permissions.has('*') && !actor.permissions.has(p))
-  if (beyond.length)
-    throw problem('forbidden', `You cannot grant permissions you do not hold: ${beyond.join(', ')}`)
+  requireHolds(actor, permissions, 'You cannot grant permissions you do not hold')
 }
 
 function roleNameTaken(error: unknown) {
