@@ -530,6 +530,62 @@ describeEachDatabase('staff identity', (kind) => {
       expect((await call('GET', '/admin/products', live.secret)).statusCode).toBe(200)
     })
 
+    it('holds no more than its creator holds now: demoting narrows it, disabling stops it', async () => {
+      const creator = await newStaffSession(node, 'role_admin')
+      const { key, secret } = (
+        await createKey(['customers:read', 'products:read', 'api_keys:read'], {}, creator.accessToken)
+      ).json()
+      const status = async (url: string) => (await call('GET', url, secret)).statusCode
+      expect(await status('/admin/customers')).toBe(200)
+      const patchCreator = (body: object) =>
+        call('PATCH', `/admin/staff/${creator.id}`, owner.accessToken, body)
+
+      expect((await patchCreator({ role_id: 'role_catalog_manager' })).statusCode).toBe(200)
+      expectProblem(await call('GET', '/admin/customers', secret), 403, 'forbidden')
+      expectProblem(await call('GET', '/admin/api-keys', secret), 403, 'forbidden')
+      expect(await status('/admin/products')).toBe(200)
+
+      expect((await patchCreator({ role_id: 'role_admin' })).statusCode).toBe(200)
+      expect(await status('/admin/customers')).toBe(200)
+
+      expect((await patchCreator({ disabled: true })).statusCode).toBe(200)
+      expectProblem(await call('GET', '/admin/products', secret), 401, 'unauthenticated')
+      // The key itself is untouched: its scope shows as created, and re-enabling the creator revives it.
+      const listed = (await call('GET', '/admin/api-keys', owner.accessToken))
+        .json()
+        .data.find((k: { id: string }) => k.id === key.id)
+      expect(listed).toMatchObject({
+        permissions: ['customers:read', 'products:read', 'api_keys:read'],
+        revoked_at: null,
+      })
+      expect((await patchCreator({ disabled: false })).statusCode).toBe(200)
+      expect(await status('/admin/customers')).toBe(200)
+    })
+
+    it('follows edits of the creator’s custom role, and a bootstrap token’s key keeps its scope', async () => {
+      const role = await createRole(db(), rootActor, {
+        name: `integrator-${handle()}`,
+        permissions: ['api_keys:write', 'customers:read', 'products:read'],
+      })
+      const creator = await newStaffSession(node, role.id)
+      const { secret } = (await createKey(['customers:read'], {}, creator.accessToken)).json()
+      expect((await call('GET', '/admin/customers', secret)).statusCode).toBe(200)
+      await call('PATCH', `/admin/roles/${role.id}`, owner.accessToken, {
+        permissions: ['api_keys:write', 'products:read'],
+      })
+      expectProblem(await call('GET', '/admin/customers', secret), 403, 'forbidden')
+
+      const bootstrapKey = await call(
+        'POST',
+        '/admin/api-keys',
+        undefined,
+        { name: `boot-${handle()}`, permissions: ['customers:read'] },
+        adminAuth,
+      )
+      expect(bootstrapKey.statusCode, bootstrapKey.body).toBe(201)
+      expect((await call('GET', '/admin/customers', bootstrapKey.json().secret)).statusCode).toBe(200)
+    })
+
     it('cannot create API keys or step up itself, since a key cannot do MFA', async () => {
       const strong = (await createKey(['api_keys:write', 'api_keys:read', 'products:read'])).json()
       expectProblem(await createKey(['products:read'], {}, strong.secret), 403, 'step_up_required')

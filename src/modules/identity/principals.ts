@@ -2,7 +2,8 @@
  * Principal resolvers for the auth guard: API keys (`sk_…`) and access tokens. Every access token
  * is checked against its session on each request (zero trust: a revoked session or a disabled
  * account stops working at once, not when the token expires), and staff permissions come from
- * their role as it is now.
+ * their role as it is now. An API key's come from its scope cut down to its creator's role as it
+ * is now (api-keys.ts).
  */
 import type { Principal, PrincipalResolver } from '../../platform/http/auth.ts'
 import type { Runtime } from '../../platform/runtime.ts'
