@@ -45,12 +45,22 @@ export class FileMailTransport implements MailTransport {
   }
 }
 
-/** Enqueues an email in the caller's transaction. */
+/** Enqueues an email in the caller's transaction; all but its template is sealed in the queue. */
 export async function sendEmail(trx: Tx, jobs: Jobs, message: MailMessage): Promise<void> {
   await jobs.enqueue(trx, SEND_EMAIL_JOB, message)
 }
 
+/**
+ * All of a message but its template is secret in the queue: the text and data carry one-time
+ * tokens (a password reset, an email verification: whoever reads one takes the account over), and
+ * the recipient (and any subject naming them) is a customer's personal data, which `jobs:read`, an
+ * operations permission without MFA, does not grant. The template says what failed.
+ */
+const SECRET_FIELDS = ['to', 'subject', 'text', 'data'] as const
+
 /** Defines the job that hands queued emails to the transport. */
 export function defineMailJob(jobs: Jobs, transport: MailTransport): void {
-  jobs.define<MailMessage>(SEND_EMAIL_JOB, (message) => transport.send(message))
+  jobs.define<MailMessage>(SEND_EMAIL_JOB, (message) => transport.send(message), {
+    secret: SECRET_FIELDS,
+  })
 }

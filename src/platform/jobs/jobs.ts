@@ -2,7 +2,8 @@
  * Background jobs on pg-boss, in the same database as the data (PGlite or PostgreSQL), so a job can
  * be enqueued in the transaction that makes it necessary: it exists if and only if that transaction
  * commits. Failed jobs retry with exponential backoff, then land in one dead-letter queue that
- * staff can list and replay.
+ * staff can list and replay. A queue may declare fields of its payloads secret: they are sealed in
+ * pg-boss's tables, opened only for the handler, and never listed.
  */
 import type { Kysely } from 'kysely'
 import {
@@ -15,6 +16,7 @@ import {
   type UpdateQueueOptions,
 } from 'pg-boss'
 import type { Logger } from 'pino'
+import { SecretBox } from '../../modules/identity/secret-box.ts'
 import type { Database } from '../db/database.ts'
 import type { DB } from '../db/schema.ts'
 import type { Tx } from '../db/transaction.ts'
@@ -30,10 +32,15 @@ export const HEARTBEAT_SECONDS = 30
 /** How long a dead-lettered job can be listed and replayed before pg-boss deletes it. */
 export const DEAD_LETTER_RETENTION_SECONDS = 30 * 24 * 3600
 
+/** The payload field that holds a queue's secret fields, sealed (reserved in such queues). */
+const SEALED_FIELD = 'sealed'
+
 export interface DeadJob {
   id: string
   queue: string | null
   data: unknown
+  /** The fields its queue declares secret, withheld from `data`. */
+  redacted: string[]
   error: unknown
   retries: number | null
   firstCreatedOn: Date | null
@@ -66,6 +73,7 @@ export type JobHandler<T> = (data: T, meta: { id: string; retryCount: number }) 
 interface Definition {
   name: string
   handler: JobHandler<never>
+  secret: readonly string[]
   retryLimit: number | undefined
   concurrency: number
   cron: string | undefined
@@ -80,12 +88,18 @@ export interface JobsOptions {
   /** HEARTBEAT_SECONDS, and how often jobs whose beats stopped are looked for; short in tests. */
   heartbeatSeconds?: number
   superviseIntervalSeconds?: number
+  /**
+   * APP_SECRET, from which each queue's key for sealing its payloads' secret fields is derived.
+   * Without it those fields are stored in plain text (and still never listed).
+   */
+  appSecret?: string
 }
 
 export class Jobs {
   readonly boss: PgBoss
   readonly #options: JobsOptions
   readonly #definitions = new Map<string, Definition>()
+  readonly #boxes = new Map<string, SecretBox>()
   #started = false
 
   constructor(database: Database, options: JobsOptions) {
@@ -110,15 +124,29 @@ export class Jobs {
     this.boss.on('error', (error) => options.logger.error({ err: error }, 'job queue error'))
   }
 
-  /** Declares a queue and its handler; call before start(). */
+  /**
+   * Declares a queue and its handler; call before start(). `secret` names payload fields that must
+   * not sit readable in the database nor reach anyone listing failed jobs (one-time tokens, personal
+   * data): they are sealed on enqueue and opened for the handler alone.
+   */
   define<T>(
     name: string,
     handler: JobHandler<T>,
-    options: { retryLimit?: number; concurrency?: number; cron?: string } = {},
+    options: {
+      retryLimit?: number
+      concurrency?: number
+      cron?: string
+      secret?: ReadonlyArray<keyof T & string>
+    } = {},
   ): void {
+    const secret = options.secret ?? []
+    if (secret.includes(SEALED_FIELD as keyof T & string)) {
+      throw new Error(`job ${name}: "${SEALED_FIELD}" is reserved for the sealed fields`)
+    }
     this.#definitions.set(name, {
       name,
       handler: handler as JobHandler<never>,
+      secret,
       retryLimit: options.retryLimit,
       concurrency: options.concurrency ?? 2,
       cron: options.cron,
@@ -129,6 +157,15 @@ export class Jobs {
   async start({ work }: { work: boolean }): Promise<void> {
     await this.boss.start()
     this.#started = true
+    if (!this.#options.appSecret) {
+      const sealing = [...this.#definitions.values()].filter((def) => def.secret.length > 0)
+      if (sealing.length > 0) {
+        this.#options.logger.warn(
+          { queues: sealing.map((def) => def.name) },
+          'no app secret given to the job queue: secret payload fields are stored in plain text',
+        )
+      }
+    }
     await this.#ensureQueue(DEAD_LETTER_QUEUE, { retentionSeconds: DEAD_LETTER_RETENTION_SECONDS }, work)
     for (const def of this.#definitions.values()) {
       await this.#ensureQueue(
@@ -179,7 +216,7 @@ export class Jobs {
 
   async #run(def: Definition, job: Job<never>): Promise<JobResult> {
     try {
-      await def.handler(job.data, { id: job.id, retryCount: job.retryCount })
+      await def.handler(this.#open(def, job.data) as never, { id: job.id, retryCount: job.retryCount })
       return { id: job.id, status: 'completed' }
     } catch (error) {
       if (error instanceof UnretryableJobError) {
@@ -225,15 +262,73 @@ export class Jobs {
     data: object,
     options: SendOptions = {},
   ): Promise<string> {
-    if (!this.#definitions.has(name)) throw new Error(`job ${name} is not defined`)
-    const id = await this.boss.send(name, data, { ...options, db: fromKysely(trx) })
+    const def = this.#definitions.get(name)
+    if (!def) throw new Error(`job ${name} is not defined`)
+    const id = await this.boss.send(name, this.#seal(def, data), { ...options, db: fromKysely(trx) })
     if (!id) throw new Error(`job ${name} was not enqueued`)
     return id
   }
 
+  /** The payload as stored: the definition's secret fields moved into one sealed field. */
+  #seal(def: Definition, data: object): object {
+    const appSecret = this.#options.appSecret
+    if (def.secret.length === 0 || !appSecret) return data
+    if (SEALED_FIELD in data) throw new Error(`job ${def.name}: "${SEALED_FIELD}" is reserved`)
+    const open: Record<string, unknown> = { ...data }
+    const secret: Record<string, unknown> = {}
+    for (const field of def.secret) {
+      if (!(field in open)) continue
+      secret[field] = open[field]
+      delete open[field]
+    }
+    return { ...open, [SEALED_FIELD]: this.#box(def.name, appSecret).seal(JSON.stringify(secret)) }
+  }
+
+  /** The payload as enqueued, for the handler. */
+  #open(def: Definition, data: unknown): unknown {
+    if (def.secret.length === 0 || !isRecord(data)) return data
+    const { [SEALED_FIELD]: sealed, ...open } = data
+    // Queued in plain by a version before the queue sealed its secrets, or without an app secret.
+    if (typeof sealed !== 'string') return data
+    const appSecret = this.#options.appSecret
+    try {
+      if (!appSecret) throw new Error('no app secret')
+      return { ...open, ...(JSON.parse(this.#box(def.name, appSecret).open(sealed)) as object) }
+    } catch {
+      // No retry can mend it: sealed under another APP_SECRET, or altered in the database.
+      throw new UnretryableJobError(
+        `job ${def.name}: its sealed fields cannot be opened with this APP_SECRET`,
+      )
+    }
+  }
+
+  /** One key per queue: a payload sealed for one queue cannot be opened as another's. */
+  #box(queue: string, appSecret: string): SecretBox {
+    let box = this.#boxes.get(queue)
+    if (!box) {
+      box = new SecretBox(appSecret, `job-payload:${queue}`)
+      this.#boxes.set(queue, box)
+    }
+    return box
+  }
+
+  /**
+   * A payload fit to list: without its queue's secret fields, sealed or (queued by an earlier
+   * version) plain. Jobs of queues this version does not define are listed as they are.
+   */
+  #redact(queue: string | null, data: unknown): { data: unknown; redacted: string[] } {
+    const secret = (queue && this.#definitions.get(queue)?.secret) || []
+    if (secret.length === 0) return { data, redacted: [] }
+    if (!isRecord(data)) return { data: null, redacted: [...secret] }
+    const shown = Object.fromEntries(
+      Object.entries(data).filter(([key]) => key !== SEALED_FIELD && !secret.includes(key)),
+    )
+    return { data: shown, redacted: [...secret] }
+  }
+
   /**
    * Jobs that exhausted their retries, oldest first, each with the error its last run threw (kept
-   * on the original job in its source queue).
+   * on the original job in its source queue); secret payload fields are withheld.
    */
   async deadLettered(limit: number, after?: string): Promise<DeadJob[]> {
     const jobs = await this.boss.findJobs(DEAD_LETTER_QUEUE, { limit, ...(after ? { after } : {}) })
@@ -244,7 +339,7 @@ export class Jobs {
         return {
           id: job.id,
           queue: job.sourceName,
-          data: job.data,
+          ...this.#redact(job.sourceName, job.data),
           error: original?.output ?? null,
           retries: job.sourceRetryCount,
           firstCreatedOn: job.sourceCreatedOn,
@@ -279,4 +374,8 @@ export class Jobs {
     this.#started = false
     await this.boss.stop({ graceful: true, timeout: timeoutMs, close: true })
   }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }

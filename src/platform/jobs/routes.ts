@@ -9,7 +9,11 @@ import type { Runtime } from '../runtime.ts'
 const DeadJob = Type.Object({
   id: Type.String(),
   queue: Type.Union([Type.String(), Type.Null()], { description: 'The queue the job failed on' }),
-  data: Type.Unknown(),
+  data: Type.Unknown({ description: 'The payload, without the fields listed in redacted' }),
+  redacted: Type.Array(Type.String(), {
+    description:
+      'Payload fields its queue declares secret (one-time tokens, personal data), never listed; a replay still has them',
+  }),
   error: Type.Unknown({ description: 'The last failure, as the handler threw it' }),
   retries: Type.Union([Type.Integer(), Type.Null()]),
   first_created_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
@@ -55,6 +59,7 @@ export const jobsAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (
           id: job.id,
           queue: job.queue,
           data: job.data,
+          redacted: job.redacted,
           error: job.error,
           retries: job.retries,
           first_created_at: job.firstCreatedOn?.toISOString() ?? null,
