@@ -826,6 +826,37 @@ describeEachDatabase('staff identity', (kind) => {
       expect((await stored(disabledAdmin.id)).disabled_at).not.toBeNull()
     })
 
+    it('cannot edit a custom role that holds permissions they lack', async () => {
+      const editorRole = (
+        await createRole(db(), rootActor, {
+          name: `role-editor-${handle()}`,
+          permissions: ['roles:read', 'roles:write', 'products:read'],
+        })
+      ).id
+      const editor = await newStaffSession(node, editorRole)
+      const finance = (
+        await createRole(db(), rootActor, {
+          name: `finance-${handle()}`,
+          permissions: ['orders:read', 'orders:refund', 'products:read'],
+        })
+      ).id
+      for (const body of [{ permissions: ['products:read'] }, { name: `renamed-${handle()}` }]) {
+        const res = await call('PATCH', `/admin/roles/${finance}`, editor.accessToken, body)
+        expectProblem(res, 403, 'forbidden')
+        expect(res.json().detail).toContain('You cannot change a role with permissions you do not hold')
+      }
+      const kept = await db()
+        .selectFrom('roles')
+        .select('permissions')
+        .where('id', '=', finance)
+        .executeTakeFirstOrThrow()
+      expect(kept.permissions).toEqual(['orders:read', 'orders:refund', 'products:read'])
+      const within = await call('PATCH', `/admin/roles/${weakRoleId}`, editor.accessToken, {
+        description: 'Catalog viewers',
+      })
+      expect(within.statusCode, within.body).toBe(200)
+    })
+
     it('still manages members within their role: disable, re-enable, reset MFA', async () => {
       const member = await newStaffSession(node, weakRoleId)
       expect(
