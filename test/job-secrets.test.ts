@@ -120,6 +120,13 @@ describeEachDatabase('secrets of dead-lettered emails', (kind) => {
     // The tokens the customer got were never in the list, and they work.
     expect(listed.body).not.toContain(resetToken)
     expect(listed.body).not.toContain(verifyToken)
+    // Nor are they, or the address, readable in the queue's tables.
+    const stored = (
+      await sql<{ data: string }>`select data::text as data from pgboss.job`.execute(node.runtime.database.db)
+    ).rows
+      .map((r) => r.data)
+      .join('\n')
+    for (const secret of [email, resetToken, verifyToken]) expect(stored).not.toContain(secret)
     const confirm = await node.app.inject({
       method: 'POST',
       url: '/store/auth/password-reset/confirm',

@@ -56,6 +56,7 @@ export async function createRuntime(
     retryDelaySeconds: config.jobRetryDelaySeconds,
     logger,
     pollingIntervalSeconds: options.jobPollingSeconds,
+    appSecret: config.appSecret,
   })
   const outbox = new Outbox(jobs)
   const metrics = createMetrics(database, jobs)
