@@ -3,7 +3,7 @@
  * the box that seals TOTP secrets, and the sign-in throttles.
  */
 import type { Runtime } from '../../platform/runtime.ts'
-import { SecretBox } from './secret-box.ts'
+import { SecretBox } from '../../platform/secret-box.ts'
 import { LoginThrottle } from './throttle.ts'
 import { TokenSigner } from './tokens.ts'
 

@@ -16,10 +16,10 @@ import {
   type UpdateQueueOptions,
 } from 'pg-boss'
 import type { Logger } from 'pino'
-import { SecretBox } from '../../modules/identity/secret-box.ts'
 import type { Database } from '../db/database.ts'
 import type { DB } from '../db/schema.ts'
 import type { Tx } from '../db/transaction.ts'
+import { SecretBox } from '../secret-box.ts'
 
 export const DEAD_LETTER_QUEUE = 'dead_letter'
 /**

@@ -1,5 +1,5 @@
 /**
- * Authenticated encryption for secrets that must be stored but read back later (TOTP secrets), so a
+ * Authenticated encryption for secrets that must be stored but read back later (TOTP secrets, the secret fields of job payloads), so a
  * database leak alone does not expose them. Each purpose gets its own key derived from the app secret,
  * so a value sealed for one purpose can never be opened as another.
  */
