@@ -1,13 +1,15 @@
 /**
  * Who may read orders' personal data in the back office, and the trace it leaves: every read of
  * the order list, an order and the CSV export is in the audit log (one entry per request, whatever
- * it returned).
+ * it returned); the export, every customer's email in one file, needs `customers:export` besides
+ * `orders:read`, while the single order (an address to ship to) needs only `orders:read`.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 import { createOrderCatalog, type OrderCatalog, placeTestOrder } from './support/orders.ts'
+import { bearer, newStaffSession, type StaffSession } from './support/staff.ts'
 
 interface AuditEntry {
   action: string
@@ -21,14 +23,19 @@ interface AuditEntry {
 describeEachDatabase('orders: access to personal data', (kind) => {
   let node: TestNode
   let catalog: OrderCatalog
+  const roles = new Map<string, StaffSession>()
 
+  // Signing staff in hashes passwords and enrols MFA: slow on a loaded machine.
   beforeAll(async () => {
     node = await startTestNode(kind)
     catalog = await createOrderCatalog(node)
-  })
+    for (const role of ['role_analyst', 'role_inventory_manager', 'role_accountant'])
+      roles.set(role, await newStaffSession(node, role))
+  }, 180_000)
   afterAll(() => node?.close())
 
-  const get = (url: string) => node.app.inject({ method: 'GET', url, headers: adminAuth })
+  const get = (url: string, session?: StaffSession) =>
+    node.app.inject({ method: 'GET', url, headers: session ? bearer(session.accessToken) : adminAuth })
 
   /** The audit entry of one request (written after its response is sent: polled). */
   const auditOf = (requestId: string) =>
@@ -56,5 +63,27 @@ describeEachDatabase('orders: access to personal data', (kind) => {
         status: 200,
       })
     }
+  })
+
+  it('needs customers:export besides orders:read for the export, and only orders:read for an order', async () => {
+    const order = await placeTestOrder(node, catalog)
+    for (const role of ['role_analyst', 'role_inventory_manager']) {
+      const session = roles.get(role)!
+      const refused = await get('/admin/orders/export.csv', session)
+      expect(refused.statusCode, `${role}: ${refused.body}`).toBe(403)
+      expect(refused.json()).toMatchObject({ code: 'forbidden' })
+      expect(refused.json().detail).toContain('customers:export')
+      expect(refused.body).not.toContain(order.email)
+      // Staff who fulfil orders still read the address of the one they ship.
+      const one = await get(`/admin/orders/${order.id}`, session)
+      expect(one.statusCode, `${role}: ${one.body}`).toBe(200)
+      expect(one.json().email).toBe(order.email)
+    }
+    const file = await get('/admin/orders/export.csv', roles.get('role_accountant')!)
+    expect(file.statusCode, file.body).toBe(200)
+    expect(file.body).toContain(order.email)
+    // Without credentials it is still 401, not 403.
+    const anonymous = await node.app.inject({ method: 'GET', url: '/admin/orders/export.csv' })
+    expect(anonymous.statusCode).toBe(401)
   })
 })

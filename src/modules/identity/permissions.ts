@@ -94,7 +94,8 @@ export const BUILT_IN_ROLES: readonly BuiltInRole[] = [
     id: 'role_accountant',
     name: 'accountant',
     description: 'Ledger, tax and financial exports',
-    permissions: [...rw('accounting', 'tax'), ...read('orders', 'customers')],
+    // The orders export is a financial export, and holds every customer's email: customers:export.
+    permissions: [...rw('accounting', 'tax'), ...read('orders', 'customers'), 'customers:export'],
   },
   {
     id: 'role_analyst',

@@ -71,11 +71,19 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
     '/admin/orders/export.csv',
     {
       config: { permission: 'orders:read', audit: 'order' },
+      // Every customer's email in one file: a bulk export of personal data, which customers:export
+      // names. Checked after the guard, so an unauthenticated call is still 401.
+      onRequest: async (request) => {
+        requirePermission(request.principal, 'customers:export', {
+          why: 'Exporting orders exports customers’ emails: requires customers:export besides orders:read',
+        })
+      },
       schema: {
         tags,
         security,
         summary: 'Export the orders matching the filters as CSV, one row per order, newest first',
         description:
+          'Needs `customers:export` besides `orders:read`: the file holds every customer’s email. ' +
           'Amounts appear twice: in minor units (`total`) and as a decimal in the currency’s minor ' +
           'unit (`total_decimal`).',
         querystring: OrderExportQuery,
