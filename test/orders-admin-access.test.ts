@@ -2,7 +2,8 @@
  * Who may read orders' personal data in the back office, and the trace it leaves: every read of
  * the order list, an order and the CSV export is in the audit log (one entry per request, whatever
  * it returned); the export, every customer's email in one file, needs `customers:export` besides
- * `orders:read`, while the single order (an address to ship to) needs only `orders:read`.
+ * `orders:read`, while the single order (an address to ship to) needs only `orders:read`; and the
+ * OpenAPI document gives the export's media type as the route sends it.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
@@ -85,5 +86,15 @@ describeEachDatabase('orders: access to personal data', (kind) => {
     // Without credentials it is still 401, not 403.
     const anonymous = await node.app.inject({ method: 'GET', url: '/admin/orders/export.csv' })
     expect(anonymous.statusCode).toBe(401)
+  })
+
+  it('documents the export as text/csv in the OpenAPI document', async () => {
+    const doc = (await node.app.inject({ method: 'GET', url: '/openapi.json' })).json()
+    const ok = doc.paths['/admin/orders/export.csv'].get.responses['200']
+    expect(Object.keys(ok.content)).toEqual(['text/csv'])
+    expect(ok.content['text/csv'].schema).toMatchObject({ type: 'string' })
+    const file = await get('/admin/orders/export.csv')
+    expect(file.statusCode).toBe(200)
+    expect(file.headers['content-type']).toMatch(/^text\/csv/)
   })
 })

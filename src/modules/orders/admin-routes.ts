@@ -87,7 +87,14 @@ export const orderAdminRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async 
           'Amounts appear twice: in minor units (`total`) and as a decimal in the currency’s minor ' +
           'unit (`total_decimal`).',
         querystring: OrderExportQuery,
-        response: { 200: Type.String({ description: 'The CSV file, streamed' }), ...errorResponses },
+        response: {
+          // Under its own media type: @fastify/swagger documents a bare schema as application/json.
+          200: {
+            description: 'The CSV file, streamed',
+            content: { 'text/csv': { schema: Type.String() } },
+          },
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
