@@ -19,7 +19,7 @@ import {
 } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import { type CartRow, type LoadedCart, loadCart, type VariantFacts } from './load.ts'
+import { type CartRow, type LoadedCart, loadCart, regionChanged, type VariantFacts } from './load.ts'
 import type { Address, CartLine } from './tables.ts'
 import { type CartTotals, computeTotals, needsShipping, type TotalsDeps } from './totals.ts'
 
@@ -268,6 +268,9 @@ export interface CartChange {
     promo_codes: string[]
     metadata: Record<string, unknown>
     customer_id: string | null
+    /** Set by the change itself, never by a request: the region's, once staff changed them. */
+    currency_code: string
+    prices_include_tax: boolean
   }>
 }
 
@@ -326,13 +329,42 @@ async function prepareChange(
       `The cart is ${cart.status}${cart.order_id ? ` (order ${cart.order_id})` : ''}`,
     )
   }
-  const { lines: changedLines, set = {}, notices: told = [] } = await change(loaded!)
+  const { lines: changedLines, set: asked = {}, notices: told = [] } = await change(loaded!)
+  const set = { ...asked, ...followRegion(loaded!) }
   const next: LoadedCart = { ...loaded!, cart: { ...cart, ...set } as CartRow }
-  const notices = [...told]
+  const notices = [...regionNotices(loaded!), ...told]
   const lines = reprice(changedLines ?? cart.lines, next, notices)
   checkCustomerLimits(lines, next)
   const totals = await totalsDroppingStaleShipping(next, lines, deps, set, notices)
   return { cart: next.cart, version: cart.version, lines, totals, set, notices }
+}
+
+/**
+ * The region's currency and tax basis, for the change to store, when staff changed them since the
+ * cart was last priced (loadCart reads the cart on its region's now): nothing otherwise.
+ */
+function followRegion(loaded: LoadedCart): NonNullable<CartChange['set']> {
+  if (!regionChanged(loaded)) return {}
+  const { currency_code, prices_include_tax } = loaded.cart
+  return { currency_code, prices_include_tax }
+}
+
+/** What the shopper is told when the cart is repriced for its region's new currency or tax basis. */
+function regionNotices({ cart, pricedOn }: LoadedCart): string[] {
+  const notices: string[] = []
+  if (cart.currency_code !== pricedOn.currency_code) {
+    notices.push(
+      `Prices here are now in ${cart.currency_code}, no longer ${pricedOn.currency_code}: the cart was repriced`,
+    )
+  }
+  if (cart.prices_include_tax !== pricedOn.prices_include_tax) {
+    notices.push(
+      cart.prices_include_tax
+        ? 'Prices here now include tax: the cart was repriced'
+        : 'Prices here now exclude tax, which is added on top: the cart was repriced',
+    )
+  }
+  return notices
 }
 
 /** The compare-and-set write of a prepared change; undefined when the cart changed since its read. */

@@ -1,8 +1,9 @@
 /**
- * The one read behind every cart change: the cart row, and for each variant it holds (plus the
- * ones being added) the product facts, the shopper's price in the cart's currency (base price or
- * the best price list for the cart's customer groups, now), purchase limits and what the
- * customer already bought of it or is buying in another checkout, and the chosen shipping option. One statement, one round trip.
+ * The one read behind every cart change: the cart row, with the currency and tax basis its region
+ * has now, and for each variant it holds (plus the ones being added) the product facts, the
+ * shopper's price in that currency (base price or the best price list for the cart's customer
+ * groups, now), purchase limits and what the shopper already bought of it or is buying in another
+ * checkout, and the chosen shipping option. One statement, one round trip.
  */
 import { sql } from 'kysely'
 import { PREPARE_MARK } from '../../platform/db/statements.ts'
@@ -65,8 +66,17 @@ export interface VariantFacts {
 }
 
 export interface LoadedCart {
-  /** The cart without its stored totals (every change computes them afresh): `totals` is empty. */
+  /**
+   * The cart without its stored totals (every change computes them afresh): `totals` is empty.
+   * Its `currency_code` and `prices_include_tax` are its region's now, which every change and
+   * checkout price it on: staff may have changed them since the cart was last priced.
+   */
   cart: CartRow
+  /**
+   * The currency and tax basis the cart was last priced on, as stored with it: not the cart's
+   * when staff changed the region's since. The next change reprices and stores the region's.
+   */
+  pricedOn: { currency_code: string; prices_include_tax: boolean }
   variants: Map<string, VariantFacts>
   /**
    * The chosen shipping option while the cart's region still offers it: null once it is deleted or
@@ -77,7 +87,9 @@ export interface LoadedCart {
   regionCountries: string[]
   /**
    * The total stored with the cart at its last change: what the shopper was shown. Read as one
-   * number, not the whole totals document, which no change needs.
+   * number, not the whole totals document, which no change needs. Null when that pricing was on
+   * another currency or tax basis than the region's now: such a total was never shown on the
+   * cart's basis, so checkout refuses the cart as changed (409 cart_changed) and saves it repriced.
    */
   shownTotal: number | null
 }
@@ -125,13 +137,17 @@ export async function loadCart(
   // Every cart change runs this statement: kept prepared, it is parsed and planned once per connection.
   const { rows } = await sql<
     CartRow & {
+      priced_currency_code: string
+      priced_prices_include_tax: boolean
       shown_total: string | number | null
       variants: RawVariant[]
       shipping_option: ShippingOptionRow | null
       countries: string[]
     }
   >`
-    ${prepared} select c.id, c.status, c.region_id, c.currency_code, c.prices_include_tax, c.customer_id,
+    ${prepared} select c.id, c.status, c.region_id, r.currency_code, r.prices_include_tax,
+      c.currency_code as priced_currency_code, c.prices_include_tax as priced_prices_include_tax,
+      c.customer_id,
       c.email, c.shipping_address, c.billing_address, c.vat_id, c.is_business, c.shipping_option_id,
       c.promo_codes, c.lines, '{}'::jsonb as totals, (c.totals ->> 'total')::bigint as shown_total, c.version, c.payment_id, c.reservation_id, c.checkout,
       c.checkout_lease_until, c.order_id, c.metadata, c.created_at, c.updated_at,
@@ -158,11 +174,11 @@ export async function loadCart(
           ) wanted
           join product_variants v on v.id = wanted.id
           join products p on p.id = v.product_id
-          left join variant_prices vp on vp.variant_id = v.id and vp.currency_code = c.currency_code
+          left join variant_prices vp on vp.variant_id = v.id and vp.currency_code = r.currency_code
           left join lateral (
             select plp.amount, plp.price_list_id
             from price_list_prices plp join price_lists pl on pl.id = plp.price_list_id
-            where plp.variant_id = v.id and plp.currency_code = c.currency_code
+            where plp.variant_id = v.id and plp.currency_code = r.currency_code
               and pl.status = 'active'
               and (pl.starts_at is null or pl.starts_at <= now())
               and (pl.ends_at is null or pl.ends_at > now())
@@ -176,10 +192,19 @@ export async function loadCart(
       (select row_to_json(so) from shipping_options so
         where so.id = c.shipping_option_id and so.region_id = c.region_id) as shipping_option,
       array(select rc.country_code from region_countries rc where rc.region_id = c.region_id order by 1) as countries
-    from carts c where c.id = ${cartId} ${lock}`.execute(db)
+    from carts c join regions r on r.id = c.region_id where c.id = ${cartId} ${lock}`.execute(db)
   const row = rows[0]
   if (!row) return undefined
-  const { variants, shipping_option, countries, shown_total, ...cart } = row
+  const {
+    variants,
+    shipping_option,
+    countries,
+    shown_total,
+    priced_currency_code,
+    priced_prices_include_tax,
+    ...cart
+  } = row
+  const pricedOn = { currency_code: priced_currency_code, prices_include_tax: priced_prices_include_tax }
   const facts = new Map<string, VariantFacts>()
   for (const v of variants) {
     const price = shopperPrice(
@@ -226,11 +251,20 @@ export async function loadCart(
     : null
   return {
     cart: { ...cart, version: Number(cart.version) },
+    pricedOn,
     variants: facts,
     shippingOption,
     regionCountries: countries,
-    shownTotal: num(shown_total),
+    shownTotal: regionChanged({ cart, pricedOn }) ? null : num(shown_total),
   }
+}
+
+/** Whether the cart was last priced on another currency or tax basis than its region's now. */
+export function regionChanged(loaded: Pick<LoadedCart, 'cart' | 'pricedOn'>): boolean {
+  return (
+    loaded.cart.currency_code !== loaded.pricedOn.currency_code ||
+    loaded.cart.prices_include_tax !== loaded.pricedOn.prices_include_tax
+  )
 }
 
 function num(value: number | string | null): number | null {
