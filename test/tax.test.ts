@@ -303,6 +303,21 @@ describeEachDatabase('tax admin API', (kind) => {
         'tax_rate_missing',
         'body.date_of_supply',
       ],
+      // The store's recorded sales are read for the year and the year before, zero-padded.
+      [
+        'date in the year 100',
+        cart({ date_of_supply: '0100-01-01' }),
+        422,
+        'tax_rate_missing',
+        'body.date_of_supply',
+      ],
+      [
+        'date in the year 1',
+        cart({ date_of_supply: '0001-01-01' }),
+        422,
+        'tax_rate_missing',
+        'body.date_of_supply',
+      ],
       [
         'unknown province',
         cart({

@@ -459,6 +459,12 @@ describe('tax engine: bad input is a clear 4xx, never a silent 0%', () => {
       'body.date_of_supply',
     ],
     [
+      'date in the first century, before the data',
+      cart('DE', [item(100)], { date_of_supply: '0050-06-15' }),
+      'tax_rate_missing',
+      'body.date_of_supply',
+    ],
+    [
       'US address without a state',
       cart('US', [item(100)], { currency: 'USD' }),
       'unknown_region',

@@ -171,8 +171,10 @@ function invalid(path: string, message: string): never {
 
 function checkDate(date: string): void {
   const m = DATE.exec(date)
-  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined
-  if (!d || d.toISOString().slice(0, 10) !== date) invalid('body.date_of_supply', 'must be a date YYYY-MM-DD')
+  const d = new Date(0)
+  // setUTCFullYear, since Date.UTC reads the years 0 to 99 as 1900 to 1999.
+  if (m) d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]))
+  if (!m || d.toISOString().slice(0, 10) !== date) invalid('body.date_of_supply', 'must be a date YYYY-MM-DD')
 }
 
 function checkAmount(value: number, path: string): void {

@@ -93,12 +93,20 @@ export async function voidSale(trx: Tx, reference: string): Promise<boolean> {
   return row !== undefined
 }
 
+/** A date as YYYY-MM-DD, the year zero-padded to four digits as PostgreSQL reads it (year 100 is 0100). */
+export function isoDate(year: number, month: number, day: number): string {
+  const pad = (n: number, width: number) => String(n).padStart(width, '0')
+  return `${pad(year, 4)}-${pad(month, 2)}-${pad(day, 2)}`
+}
+
 function yearBounds(year: number): [string, string] {
-  return [`${year}-01-01`, `${year + 1}-01-01`]
+  return [isoDate(year, 1, 1), isoDate(year + 1, 1, 1)]
 }
 
 /** EU distance sales (B2C, cross-border) in EUR cents for a calendar year. */
 export async function euDistanceSales(db: Queryable, year: number): Promise<number> {
+  // Dates start in year 1: a date of supply in 0001 has no previous year to read.
+  if (year < 1) return 0
   const [from, to] = yearBounds(year)
   const row = await db
     .selectFrom('tax_sales')
