@@ -162,6 +162,27 @@ describe('tax engine: worked examples', () => {
     expect(calculateTax(data, near, cart('DE', [item(5001)])).taxes[0]!.jurisdiction).toBe('DE')
   })
 
+  it('a distance sale with no value in EUR is taxed at destination: below the threshold is unproven', () => {
+    // The cart itself is priced in SEK: its value in EUR is known only once a return converts it.
+    const sek = calculateTax(data, store('DE'), cart('SE', [item(10_000)], { currency: 'SEK' }))
+    expect(sek.place_of_supply.goods).toMatchObject({ treatment: 'taxable', country: 'SE' })
+    expect(sek.place_of_supply.goods?.reason).toContain('this cart is priced in another currency')
+    expect(sek.taxes).toEqual([expect.objectContaining({ jurisdiction: 'SE', rate: '25', tax_amount: 2500 })])
+    // A EUR cart, while recorded sales this year or last have no value in EUR.
+    for (const unvalued of [
+      { current_year: 1, previous_year: 0 },
+      { current_year: 0, previous_year: 2 },
+    ]) {
+      const after = store('AT', { eu_distance_sales_unvalued: unvalued })
+      const result = calculateTax(data, after, cart('DE', [item(10_000)]))
+      expect(result.place_of_supply.goods?.country).toBe('DE')
+      expect(result.place_of_supply.goods?.reason).toContain('priced in another currency')
+    }
+    // None: the EUR figures decide, as before.
+    const none = store('AT', { eu_distance_sales_unvalued: { current_year: 0, previous_year: 0 } })
+    expect(calculateTax(data, none, cart('DE', [item(10_000)])).place_of_supply.goods?.country).toBe('AT')
+  })
+
   it('digital services are taxed where the customer is, whatever the threshold', () => {
     const result = calculateTax(data, store('AT'), cart('DE', [item(10_000), item(1000, 'digital_services')]))
     expect(result.place_of_supply.goods?.country).toBe('AT')

@@ -418,7 +418,7 @@ export function calculateTax(
   const inclusive = input.prices_include_tax
   const money = (n: number | bigint) => `${formatMinor(Number(n), decimals)} ${input.currency}`
 
-  const cartEur = input.currency === 'EUR' ? lines.reduce((a, l) => a + l.base, 0) : 0
+  const cartEur = input.currency === 'EUR' ? lines.reduce((a, l) => a + l.base, 0) : null
   let goods: Supply | undefined
   let digital: Supply | undefined
   const components = new Map<string, Component[]>()

@@ -35,6 +35,12 @@ export interface StoreTaxContext {
   oss_opt_in: boolean
   /** Recorded EU cross-border B2C sales in EUR cents, this calendar year and last. */
   eu_distance_sales_eur: { current_year: number; previous_year: number }
+  /**
+   * How many recorded EU cross-border B2C sales, this year and last, were priced in another
+   * currency and have no value in EUR (none when absent): the store cannot show they kept it below
+   * the threshold, so while there are any, distance sales are taxed at destination.
+   */
+  eu_distance_sales_unvalued?: { current_year: number; previous_year: number }
 }
 
 export interface Customer {
@@ -190,14 +196,15 @@ function destinationSupply(
 /**
  * Decides the place of supply for the goods (digital = false) or the electronically supplied
  * services (digital = true) of one cart. `cartEurCents` is the cart's value when priced in EUR, so
- * that the sale which crosses the OSS threshold is itself taxed at destination.
+ * that the sale which crosses the OSS threshold is itself taxed at destination; null when it is
+ * priced in another currency, whose value in EUR is unknown here.
  */
 export function placeOfSupply(
   data: TaxData,
   store: StoreTaxContext,
   customer: CustomerFacts,
   digital: boolean,
-  cartEurCents = 0,
+  cartEurCents: number | null = 0,
 ): Supply {
   const origin = store.origin.country
   const dest = customer.country
@@ -223,7 +230,9 @@ export function placeOfSupply(
       return destinationSupply(data, store, customer, dest, `${what}: taxed where the customer is (${dest})`)
     }
     const { current_year, previous_year } = store.eu_distance_sales_eur
-    const sales = `EU distance sales ${eur(current_year)} this year (with this cart ${eur(current_year + cartEurCents)}), ${eur(previous_year)} last year, threshold ${eur(OSS_THRESHOLD_EUR_CENTS)}`
+    const withCart =
+      cartEurCents === null ? 'this cart not in EUR' : `with this cart ${eur(current_year + cartEurCents)}`
+    const sales = `EU distance sales ${eur(current_year)} this year (${withCart}), ${eur(previous_year)} last year, threshold ${eur(OSS_THRESHOLD_EUR_CENTS)}`
     if (store.oss_opt_in) {
       return destinationSupply(
         data,
@@ -233,13 +242,33 @@ export function placeOfSupply(
         `${what}: distance sale taxed in ${dest}: the store opted in to destination taxation (OSS)`,
       )
     }
-    if (previous_year > OSS_THRESHOLD_EUR_CENTS || current_year + cartEurCents > OSS_THRESHOLD_EUR_CENTS) {
+    if (
+      previous_year > OSS_THRESHOLD_EUR_CENTS ||
+      current_year + (cartEurCents ?? 0) > OSS_THRESHOLD_EUR_CENTS
+    ) {
       return destinationSupply(
         data,
         store,
         customer,
         dest,
         `${what}: distance sale taxed in ${dest}: ${sales}, passed`,
+      )
+    }
+    // A sale in another currency has no value in EUR until a return converts it at the rate of
+    // the period's end; below the threshold is then unproven, and destination VAT is the safe side.
+    const unvalued = store.eu_distance_sales_unvalued
+    const unvaluedCount = (unvalued?.current_year ?? 0) + (unvalued?.previous_year ?? 0)
+    if (cartEurCents === null || unvaluedCount > 0) {
+      const unknown =
+        cartEurCents === null
+          ? 'this cart is priced in another currency'
+          : `${unvaluedCount} recorded sale${unvaluedCount === 1 ? ' is' : 's are'} priced in another currency`
+      return destinationSupply(
+        data,
+        store,
+        customer,
+        dest,
+        `${what}: distance sale taxed in ${dest}: ${sales}; ${unknown}, with no value in EUR to show the threshold is not passed`,
       )
     }
     return destinationSupply(

@@ -27,6 +27,7 @@ import {
   updateRate,
 } from './admin.ts'
 import { calculateTax } from './engine.ts'
+import { ossReturn } from './oss-return.ts'
 import type { StoreTaxContext } from './place-of-supply.ts'
 import { nexusReport, ossStatus } from './sales.ts'
 import {
@@ -38,6 +39,8 @@ import {
   Jurisdiction,
   JurisdictionDetail,
   JurisdictionsQuery,
+  OssReturn,
+  OssReturnBody,
   PreviewBody,
   PutCategory,
   PutCategoryRule,
@@ -509,12 +512,35 @@ export const taxRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain,
             threshold_eur: Type.Integer({ description: 'EUR cents' }),
             current_year_eur: Type.Integer(),
             previous_year_eur: Type.Integer(),
-            passed: Type.Boolean(),
+            unvalued_sales: Type.Object(
+              { current_year: Type.Integer(), previous_year: Type.Integer() },
+              { description: 'sales priced in another currency, with no value in EUR until a return' },
+            ),
+            passed: Type.Boolean({ description: 'also true while there are unvalued sales' }),
           }),
           ...errorResponses,
         },
       },
     },
     async (request) => ossStatus(db, request.query.year ?? thisYear()),
+  )
+
+  app.post(
+    '/admin/tax/oss/return',
+    {
+      config: { permission: 'tax:read' },
+      schema: {
+        tags,
+        security,
+        summary: "A quarter's EU distance sales per member state, in EUR, for the OSS return",
+        description:
+          'Sales priced in another currency are converted at the rate of the last day of the quarter ' +
+          "(the ECB's, or its next publication), given in `exchange_rates`; a currency without one is " +
+          '400 `validation_failed` at `body.exchange_rates.<currency>`. Nothing is stored.',
+        body: OssReturnBody,
+        response: { 200: OssReturn, ...errorResponses },
+      },
+    },
+    async (request) => ossReturn(db, request.body),
   )
 }

@@ -2,11 +2,12 @@
  * Committed sales, as the tax module needs them: EU cross-border B2C sales for the EUR 10,000 OSS
  * threshold, and sales per US state for the economic-nexus report. The order module records a sale
  * when an order is placed (through a provider's commit) and voids it when the order is cancelled.
+ * Each sale is kept in the currency it was priced in: an OSS return converts other currencies to
+ * EUR at the rate of the last day of its period (oss-return.ts), which no one knows at checkout.
  */
 import { sql } from 'kysely'
 import { EU_MEMBER_STATES } from '../../platform/countries.ts'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
-import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { OSS_THRESHOLD_EUR_CENTS } from './place-of-supply.ts'
 
@@ -20,7 +21,11 @@ export interface SaleRecord {
   currency: string
   net_amount: number
   tax_amount: number
-  /** The net amount in EUR cents; needed for an EU cross-border sale priced in another currency. */
+  /**
+   * The net amount in EUR cents at the date of supply, when the caller knows it, for a sale priced
+   * in another currency: it then counts toward the OSS threshold at that value. Without it the
+   * sale's value in EUR is unknown until a return converts it (see euDistanceSales).
+   */
   eur_amount?: number
 }
 
@@ -35,15 +40,8 @@ export async function recordSale(
     EU_MEMBER_STATES.has(country) &&
     sale.origin_country !== country &&
     !sale.b2b
-  let eur: number | null = null
-  if (euDistance) {
-    eur = sale.currency === 'EUR' ? sale.net_amount : (sale.eur_amount ?? null)
-    if (eur === null) {
-      throw problem('validation_failed', 'An EU distance sale in another currency needs its value in EUR', {
-        errors: [{ path: 'eur_amount', message: 'is required for EU cross-border sales not priced in EUR' }],
-      })
-    }
-  }
+  // A sale is recorded whatever its currency: this runs when an order is placed, after payment.
+  const eur = !euDistance ? null : sale.currency === 'EUR' ? sale.net_amount : (sale.eur_amount ?? null)
   const inserted = await trx
     .insertInto('tax_sales')
     .values({
@@ -103,31 +101,49 @@ function yearBounds(year: number): [string, string] {
   return [isoDate(year, 1, 1), isoDate(year + 1, 1, 1)]
 }
 
-/** EU distance sales (B2C, cross-border) in EUR cents for a calendar year. */
-export async function euDistanceSales(db: Queryable, year: number): Promise<number> {
+/** A calendar year's EU distance sales (B2C, cross-border). */
+export interface EuDistanceSales {
+  /** The sales valued in EUR (priced in EUR, or recorded with their EUR value), in EUR cents. */
+  eur: number
+  /** How many were priced in another currency and recorded without a value in EUR. */
+  unvalued: number
+}
+
+/** EU distance sales (B2C, cross-border) for a calendar year. */
+export async function euDistanceSales(db: Queryable, year: number): Promise<EuDistanceSales> {
   // Dates start in year 1: a date of supply in 0001 has no previous year to read.
-  if (year < 1) return 0
+  if (year < 1) return { eur: 0, unvalued: 0 }
   const [from, to] = yearBounds(year)
   const row = await db
     .selectFrom('tax_sales')
-    .select(sql<string | number | null>`sum(eur_amount)`.as('total'))
+    .select([
+      sql<string | number | null>`sum(eur_amount)`.as('total'),
+      sql<string | number>`count(*) filter (where eur_amount is null)`.as('unvalued'),
+    ])
     .where('eu_distance_sale', '=', true)
     .where('voided_at', 'is', null)
     .where('date_of_supply', '>=', from)
     .where('date_of_supply', '<', to)
     .executeTakeFirst()
-  return Number(row?.total ?? 0)
+  return { eur: Number(row?.total ?? 0), unvalued: Number(row?.unvalued ?? 0) }
 }
 
-/** Where the store stands against the OSS threshold this year and last. */
+/**
+ * Where the store stands against the OSS threshold this year and last. A sale without a value in
+ * EUR may have taken the store past it, so any such sale counts as passed, as the engine takes it.
+ */
 export async function ossStatus(db: Queryable, year: number) {
   const [current, previous] = await Promise.all([euDistanceSales(db, year), euDistanceSales(db, year - 1)])
   return {
     year,
     threshold_eur: OSS_THRESHOLD_EUR_CENTS,
-    current_year_eur: current,
-    previous_year_eur: previous,
-    passed: current > OSS_THRESHOLD_EUR_CENTS || previous > OSS_THRESHOLD_EUR_CENTS,
+    current_year_eur: current.eur,
+    previous_year_eur: previous.eur,
+    unvalued_sales: { current_year: current.unvalued, previous_year: previous.unvalued },
+    passed:
+      current.eur > OSS_THRESHOLD_EUR_CENTS ||
+      previous.eur > OSS_THRESHOLD_EUR_CENTS ||
+      current.unvalued + previous.unvalued > 0,
   }
 }
 

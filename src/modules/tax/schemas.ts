@@ -324,6 +324,61 @@ export const YearQuery = Type.Object(
   strict,
 )
 
+const CurrencyKey = Type.String({ pattern: '^[A-Z]{3}$' })
+
+/** Which quarter's OSS figures, and the exchange rates of its last day. */
+export const OssReturnBody = Type.Object(
+  {
+    year: Type.Integer({ minimum: 2000, maximum: 2100 }),
+    quarter: Type.Integer({ minimum: 1, maximum: 4 }),
+    exchange_rates: Type.Optional(
+      Type.Record(
+        CurrencyKey,
+        Type.String({
+          pattern: '^\\d{1,9}(\\.\\d{1,6})?$',
+          description: 'units of the currency per EUR, as the ECB quotes them: "11.0485"',
+        }),
+        {
+          maxProperties: 200,
+          additionalProperties: false,
+          description:
+            "the ECB's rate of each currency the quarter's sales are priced in, for the quarter's last day (or its next publication)",
+        },
+      ),
+    ),
+  },
+  strict,
+)
+
+const OssFigures = {
+  sales: Type.Integer(),
+  net_eur: Type.Integer({ description: 'EUR cents' }),
+  tax_eur: Type.Integer({ description: 'EUR cents' }),
+}
+
+export const OssReturn = Type.Object({
+  year: Type.Integer(),
+  quarter: Type.Integer(),
+  from: Type.String({ description: 'first day of the quarter' }),
+  to: Type.String({ description: 'last day of the quarter, whose exchange rates apply' }),
+  exchange_rates: Type.Record(Type.String(), Type.String()),
+  countries: Type.Array(
+    Type.Object({
+      country: Type.String({ description: 'member state of consumption' }),
+      ...OssFigures,
+      currencies: Type.Array(
+        Type.Object({
+          currency: Type.String(),
+          net_amount: Type.Integer({ description: "in the currency's minor unit" }),
+          tax_amount: Type.Integer({ description: "in the currency's minor unit" }),
+          ...OssFigures,
+        }),
+      ),
+    }),
+  ),
+  totals: Type.Object(OssFigures),
+})
+
 export const CheckVatIdBody = Type.Object(
   { vat_id: Type.String({ minLength: 2, maxLength: 32 }), country: Type.Optional(CountryCode) },
   strict,

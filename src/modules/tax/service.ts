@@ -179,7 +179,8 @@ export async function deleteRegistration(trx: Tx, jurisdiction: string): Promise
 
 /**
  * The store's side of a calculation: its origin and registrations from the settings, and its EU
- * distance sales for the calendar year of the date of supply and the year before.
+ * distance sales for the calendar year of the date of supply and the year before (in EUR, and how
+ * many have no value in EUR).
  */
 export async function storeContext(db: Queryable, dateOfSupply: string): Promise<StoreTaxContext> {
   const settings = await getTaxSettings(db)
@@ -192,7 +193,8 @@ export async function storeContext(db: Queryable, dateOfSupply: string): Promise
     origin: { country: settings.origin_country, region: settings.origin_region ?? undefined },
     registrations: settings.registrations.map((r) => r.jurisdiction),
     oss_opt_in: settings.oss_opt_in,
-    eu_distance_sales_eur: { current_year: current, previous_year: previous },
+    eu_distance_sales_eur: { current_year: current.eur, previous_year: previous.eur },
+    eu_distance_sales_unvalued: { current_year: current.unvalued, previous_year: previous.unvalued },
   }
 }
 
