@@ -19,7 +19,14 @@ import {
 } from '../../platform/db/transaction.ts'
 import { type FieldError, ProblemError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
-import { type CartRow, type LoadedCart, loadCart, regionChanged, type VariantFacts } from './load.ts'
+import {
+  type CartRow,
+  type LoadedCart,
+  loadCart,
+  regionChanged,
+  shopperIdentity,
+  type VariantFacts,
+} from './load.ts'
 import type { Address, CartLine } from './tables.ts'
 import { type CartTotals, computeTotals, needsShipping, type TotalsDeps } from './totals.ts'
 
@@ -532,12 +539,14 @@ function checkLineQuantity(facts: VariantFacts, quantity: number, path: string):
 }
 
 /**
- * The per-customer limits checked again, one checkout of a customer at a time: for the transaction
+ * The per-customer limits checked again, one checkout of a shopper at a time: for the transaction
  * in which checkout moves the cart to `completing`. The check before it (currentLines) reads
- * without a lock, so two carts of one customer checked out at once would both pass it, neither
- * counting the other. A transaction-scoped advisory lock on the customer (a guest: their email)
- * makes the second wait until the first commits; the cart read again then counts the first as a
- * cart being checked out (loadCart). Lines with no per-customer limit take no lock.
+ * without a lock, so two carts of one shopper checked out at once would both pass it, neither
+ * counting the other. A transaction-scoped advisory lock on each customer id and email the count
+ * takes in (shopperIdentity) makes the second wait until the first commits: a checkout that counts
+ * another's shares at least one of its keys, the other's own customer id or email. The cart read
+ * again then counts the first as a cart being checked out (loadCart). Lines with no per-customer
+ * limit take no lock.
  */
 export async function lockCustomerLimits(
   trx: Tx,
@@ -545,17 +554,19 @@ export async function lockCustomerLimits(
   lines: readonly CartLine[],
 ): Promise<void> {
   if (!lines.some((l) => (loaded.variants.get(l.variant_id)?.max_per_customer ?? null) !== null)) return
-  const { cart } = loaded
-  // A guest's count takes in every order and checkout under its email, a customer's their own:
-  // so a customer's checkout also takes its email's lock, after its own (one order: no deadlock).
-  const keys = [
-    ...(cart.customer_id ? [`customer:${cart.customer_id}`] : []),
-    `email:${cart.email ?? cart.id}`,
-  ]
-  for (const key of keys) {
-    await sql`select pg_advisory_xact_lock(hashtext(${`carts.purchase_limits:${key}`}))`.execute(trx)
-  }
-  const now = await loadCart(trx, cart.id)
+  const who = shopperIdentity(sql`${loaded.cart.customer_id}::text`, sql`${loaded.cart.email}::text`)
+  // One statement, the locks taken in the order of their keys: two checkouts that share several
+  // keys take them in the same order, so neither holds one the other waits for while waiting.
+  await sql`
+    select count(pg_advisory_xact_lock(k)) from (
+      select distinct hashtext('carts.purchase_limits:' || key) as k
+      from (${who}) who, lateral (
+        select 'customer:' || id as key from unnest(who.customer_ids) id
+        union all select 'email:' || e from unnest(who.emails) e
+      ) keys
+      order by k
+    ) ordered`.execute(trx)
+  const now = await loadCart(trx, loaded.cart.id)
   if (now) checkCustomerLimits(lines, now)
 }
 

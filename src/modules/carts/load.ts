@@ -5,7 +5,7 @@
  * groups, now), purchase limits and what the shopper already bought of it or is buying in another
  * checkout, and the chosen shipping option. One statement, one round trip.
  */
-import { sql } from 'kysely'
+import { type RawBuilder, sql } from 'kysely'
 import { PREPARE_MARK } from '../../platform/db/statements.ts'
 import type { Queryable } from '../../platform/db/transaction.ts'
 import { shopperPrice } from '../catalog/pricing.ts'
@@ -59,8 +59,8 @@ export interface VariantFacts {
   max_per_line: number | null
   max_per_customer: number | null
   /**
-   * Units of it in the customer's orders that were not cancelled and in their other carts being
-   * checked out (a guest's: by their email).
+   * Units of it in the shopper's orders that were not cancelled and in their other carts being
+   * checked out: see shopperIdentity for whose they are.
    */
   bought: number
 }
@@ -157,16 +157,19 @@ export async function loadCart(
             p.tax_category, v.weight_g, v.manage_inventory, v.requires_shipping, vp.amount, vp.compare_at_amount,
             best.amount as list_amount, best.price_list_id, lim.max_per_line, lim.max_per_customer,
             case when lim.max_per_customer is not null then (
-              select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
-              where ol.variant_id = v.id and o.status <> 'canceled'
-                and (o.customer_id = ${customer} or (${customer} is null and lower(o.email) = ${email}))
-            ) + (
-              -- The customer's other checkouts under way (waiting on the processor or on 3-D
-              -- Secure) have no order yet, but their lines are frozen and about to become one.
-              select coalesce(sum((l ->> 'quantity')::bigint), 0)
-              from carts o, jsonb_array_elements(o.lines) l
-              where o.status = 'completing' and o.id <> c.id and l ->> 'variant_id' = v.id
-                and (o.customer_id = ${customer} or (${customer} is null and o.email = ${email}))
+              select (
+                select coalesce(sum(ol.quantity), 0) from order_lines ol join orders o on o.id = ol.order_id
+                where ol.variant_id = v.id and o.status <> 'canceled'
+                  and (o.customer_id = any(who.customer_ids) or lower(o.email) = any(who.emails))
+              ) + (
+                -- The shopper's other checkouts under way (waiting on the processor or on 3-D
+                -- Secure) have no order yet, but their lines are frozen and about to become one.
+                select coalesce(sum((l ->> 'quantity')::bigint), 0)
+                from carts o, jsonb_array_elements(o.lines) l
+                where o.status = 'completing' and o.id <> c.id and l ->> 'variant_id' = v.id
+                  and (o.customer_id = any(who.customer_ids) or o.email = any(who.emails))
+              )
+              from (${shopperIdentity(customer, email)}) who
             ) else 0 end as bought
           from (
             select l ->> 'variant_id' as id from jsonb_array_elements(c.lines) l
@@ -265,6 +268,23 @@ export function regionChanged(loaded: Pick<LoadedCart, 'cart' | 'pricedOn'>): bo
     loaded.cart.currency_code !== loaded.pricedOn.currency_code ||
     loaded.cart.prices_include_tax !== loaded.pricedOn.prices_include_tax
   )
+}
+
+/**
+ * Whose purchases count against a per-customer limit, as one row of `customer_ids` and `emails`:
+ * the cart's customer, the cart's email, the email of that customer's account, and the account
+ * any of those emails belongs to. A shopper is one whether they buy signed in or as a guest under
+ * their account's email, so each way counts the other's orders and checkouts. `customer` and
+ * `email` are SQL for the cart's (or a change's) customer id and email.
+ */
+export function shopperIdentity(customer: RawBuilder<unknown>, email: RawBuilder<unknown>) {
+  return sql`
+    select em.emails, array(
+      select ${customer}::text where ${customer} is not null
+      union select a.id from customers a where lower(a.email) = any(em.emails)
+    ) as customer_ids
+    from (select array_remove(array[lower(${email}),
+      (select lower(a.email) from customers a where a.id = ${customer})], null) as emails) em`
 }
 
 function num(value: number | string | null): number | null {
