@@ -1,7 +1,8 @@
 /**
  * Per-customer purchase limits count one shopper however they buy: signed in, or as a guest under
  * their account's email, so neither way buys the limit again after the other, not even by two
- * checkouts at once.
+ * checkouts at once. How many are left is told to a signed-in customer about their own purchases,
+ * never to a guest, who could type anyone's email.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -106,6 +107,26 @@ describe.each(DATABASE_KINDS)('%s: per-customer purchase limits', (kind) => {
     expectRefused(await cartOf(variant, 2, gift))
     const within = await cartOf(variant, 1, shopper.email)
     expect(within.statusCode, within.body).toBe(201)
+  })
+
+  it('tells how many are left only to the signed-in customer whose purchases they are', async () => {
+    const { variant, sku } = await limitedTo(5)
+    const shopper = await customer()
+    await buy(variant, 1, shopper.email, shopper.headers)
+
+    // Anyone may type the customer's email on a guest cart: they learn of no count.
+    const guest = await cartOf(variant, 5, shopper.email)
+    expectRefused(guest)
+    const withheld = `${sku} is limited to 5 per customer, counting earlier purchases`
+    expect(guest.json()).toMatchObject({ detail: withheld, errors: [{ message: withheld }] })
+    // Nor on the customer's cart under another email, whose purchases may be someone else's.
+    const elsewhere = await cartOf(variant, 5, `gift-${shopper.email}`, shopper.headers)
+    expectRefused(elsewhere)
+    expect(elsewhere.json().detail).toBe(withheld)
+
+    const own = await cartOf(variant, 5, shopper.email, shopper.headers)
+    expectRefused(own)
+    expect(own.json().detail).toBe(`${sku} is limited to 5 per customer; 4 left`)
   })
 
   // Staged on PostgreSQL (PGlite runs one transaction at a time): the first checkout's

@@ -570,17 +570,24 @@ export async function lockCustomerLimits(
   if (now) checkCustomerLimits(lines, now)
 }
 
-/** Per-customer limits: what the customer bought before plus what the cart holds. */
+/**
+ * Per-customer limits: what the shopper bought before plus what the cart holds. How many are left
+ * is told only to a signed-in customer whose cart carries their account's email, whose count is
+ * their own: a guest's counts whatever was bought under the email typed in, anyone's.
+ */
 function checkCustomerLimits(lines: readonly CartLine[], loaded: LoadedCart): void {
+  const { cart } = loaded
+  const own = cart.customer_id !== null && (cart.email === null || cart.email === loaded.accountEmail)
   const errors: FieldError[] = []
   for (const line of lines) {
     const facts = loaded.variants.get(line.variant_id)!
     if (facts.max_per_customer === null) continue
     const left = facts.max_per_customer - facts.bought
     if (line.quantity > left) {
+      const limit = `${facts.sku} is limited to ${facts.max_per_customer} per customer`
       errors.push({
         path: `lines.${line.id}.quantity`,
-        message: `${facts.sku} is limited to ${facts.max_per_customer} per customer; ${Math.max(0, left)} left`,
+        message: own ? `${limit}; ${Math.max(0, left)} left` : `${limit}, counting earlier purchases`,
       })
     }
   }

@@ -77,6 +77,8 @@ export interface LoadedCart {
    * when staff changed the region's since. The next change reprices and stores the region's.
    */
   pricedOn: { currency_code: string; prices_include_tax: boolean }
+  /** The email of the account of the cart's customer (lower case); null for a guest. */
+  accountEmail: string | null
   variants: Map<string, VariantFacts>
   /**
    * The chosen shipping option while the cart's region still offers it: null once it is deleted or
@@ -139,6 +141,7 @@ export async function loadCart(
     CartRow & {
       priced_currency_code: string
       priced_prices_include_tax: boolean
+      account_email: string | null
       shown_total: string | number | null
       variants: RawVariant[]
       shipping_option: ShippingOptionRow | null
@@ -147,7 +150,7 @@ export async function loadCart(
   >`
     ${prepared} select c.id, c.status, c.region_id, r.currency_code, r.prices_include_tax,
       c.currency_code as priced_currency_code, c.prices_include_tax as priced_prices_include_tax,
-      c.customer_id,
+      c.customer_id, (select lower(a.email) from customers a where a.id = ${customer}) as account_email,
       c.email, c.shipping_address, c.billing_address, c.vat_id, c.is_business, c.shipping_option_id,
       c.promo_codes, c.lines, '{}'::jsonb as totals, (c.totals ->> 'total')::bigint as shown_total, c.version, c.payment_id, c.reservation_id, c.checkout,
       c.checkout_lease_until, c.order_id, c.metadata, c.created_at, c.updated_at,
@@ -205,6 +208,7 @@ export async function loadCart(
     shown_total,
     priced_currency_code,
     priced_prices_include_tax,
+    account_email,
     ...cart
   } = row
   const pricedOn = { currency_code: priced_currency_code, prices_include_tax: priced_prices_include_tax }
@@ -255,6 +259,7 @@ export async function loadCart(
   return {
     cart: { ...cart, version: Number(cart.version) },
     pricedOn,
+    accountEmail: account_email,
     variants: facts,
     shippingOption,
     regionCountries: countries,
