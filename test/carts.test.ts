@@ -124,6 +124,68 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
         await db().selectFrom('payments').select('id').where('cart_id', '=', unchanged).execute(),
       ).toEqual([])
     })
+
+    it('lists and prices options on the catalog as it is now, as the cart and checkout price them', async () => {
+      const own = await createTestStore(node.app, { reuse: store })
+      const option = async (name: string, tiers: object[]) => {
+        const payload = { region_id: store.euRegion, name, price_type: 'weight', tiers }
+        const res = await call('POST', '/admin/shipping-options', payload, adminAuth)
+        expect(res.statusCode, res.body).toBe(201)
+        return res.json().id as string
+      }
+      const bounded = await option('Bounded', [
+        { max_weight_g: 1000, amount: 300 },
+        { max_weight_g: 2000, amount: 600 },
+      ])
+      const heavy = await option('Heavy', [
+        { max_weight_g: 1000, amount: 400 },
+        { max_weight_g: null, amount: 900 },
+      ])
+      // Two shirts of 500 g: 1,000 g.
+      const created = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        email: 'parcel@example.com',
+        lines: [{ variant_id: own.shirt, quantity: 2 }],
+      })
+      const cartId = created.json().id as string
+      const chosen = await call('PATCH', `/store/carts/${cartId}`, {
+        shipping_address: berlin,
+        shipping_option_id: bounded,
+      })
+      expect(chosen.json().totals.shipping_total).toBe(300)
+      const listed = async () => {
+        const res = await call('GET', `/store/carts/${cartId}/shipping-options`)
+        expect(res.statusCode, res.body).toBe(200)
+        const data = res.json().data as Array<{ id: string; amount: number }>
+        return Object.fromEntries(
+          data.filter((o) => [bounded, heavy].includes(o.id)).map((o) => [o.id, o.amount]),
+        )
+      }
+      expect(await listed()).toEqual({ [bounded]: 300, [heavy]: 400 })
+
+      // Staff make the shirt heavier: the cart now weighs 3,000 g, more than Bounded carries.
+      const heavier = await call('PATCH', `/admin/variants/${own.shirt}`, { weight_g: 1500 }, adminAuth)
+      expect(heavier.statusCode, heavier.body).toBe(200)
+      expect(await listed()).toEqual({ [heavy]: 900 })
+
+      // Checkout names the cart's option, not a field of its own request.
+      const refused = await complete(cartId)
+      expect(refused.statusCode, refused.body).toBe(422)
+      expect(refused.json()).toMatchObject({
+        code: 'shipping_not_available',
+        errors: [{ path: 'cart.shipping_option_id' }],
+      })
+      // Choosing it again names the request's field.
+      const again = await call('PATCH', `/store/carts/${cartId}`, { shipping_option_id: bounded })
+      expect(again.statusCode, again.body).toBe(422)
+      expect(again.json()).toMatchObject({
+        code: 'shipping_not_available',
+        errors: [{ path: 'body.shipping_option_id' }],
+      })
+      const switched = await call('PATCH', `/store/carts/${cartId}`, { shipping_option_id: heavy })
+      expect(switched.statusCode, switched.body).toBe(200)
+      expect(switched.json().totals.shipping_total).toBe(900)
+    })
   })
 
   // A request checks what it refers to, then writes; another request's delete of it can commit in

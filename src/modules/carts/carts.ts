@@ -440,8 +440,12 @@ async function totalsDroppingStaleShipping(
   } catch (error) {
     const option = next.shippingOption
     const stale = error instanceof ProblemError && error.code === 'shipping_not_available'
-    if (!stale || !option || !chosenBefore) throw error
-    return drop(`${option.name} can no longer ship this cart`)
+    if (!stale || !option) throw error
+    if (chosenBefore) return drop(`${option.name} can no longer ship this cart`)
+    // This change chose it: the request's field is what to correct.
+    throw problem(error.code, error.detail, {
+      errors: (error.errors ?? []).map((e) => ({ ...e, path: 'body.shipping_option_id' })),
+    })
   }
 }
 
@@ -486,10 +490,15 @@ function serialise(set: NonNullable<CartChange['set']>) {
  * charges these, not the prices of the cart's last change.
  */
 export function currentLines(loaded: LoadedCart): { lines: CartLine[]; notices: string[] } {
-  const notices: string[] = []
-  const lines = reprice(loaded.cart.lines, loaded, notices)
+  const { lines, notices } = pricedLines(loaded)
   checkCustomerLimits(lines, loaded)
   return { lines, notices }
+}
+
+/** The cart's lines priced as the catalog is now, those no longer sold dropped (named in notices). */
+export function pricedLines(loaded: LoadedCart): { lines: CartLine[]; notices: string[] } {
+  const notices: string[] = []
+  return { lines: reprice(loaded.cart.lines, loaded, notices), notices }
 }
 
 /**

@@ -17,11 +17,12 @@ import {
   claimCart,
   createCart,
   getCart,
+  pricedLines,
   withAddedQuantity,
   withoutLine,
   withQuantity,
 } from './carts.ts'
-import { type CartRow, loadCart } from './load.ts'
+import { loadCart } from './load.ts'
 import {
   AddLine,
   AddPromotion,
@@ -35,7 +36,7 @@ import {
   UpdateLine,
 } from './schemas.ts'
 import { quoteShipping, regionShippingOptions } from './shipping.ts'
-import { needsShipping, parcelOf } from './totals.ts'
+import { needsShipping, shippingParcel } from './totals.ts'
 
 const tags = ['carts']
 const one = { 200: Type.Ref('Cart'), ...errorResponses }
@@ -225,24 +226,22 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
       },
     },
     async (request) => {
-      const loaded = await loadCart(runtime.database.db, request.params.id)
-      const cart: CartRow = checkAccess(loaded?.cart, request.params.id, cartAccessOf(request))
+      const d = deps()
+      const loaded = await loadCart(d.db, request.params.id)
+      const cart = checkAccess(loaded?.cart, request.params.id, cartAccessOf(request))
+      // Quoted on the parcel the cart's totals would price (its lines, weights and prices as the
+      // catalog has them now, its discounts, the region's currency now), not on its stored lines:
+      // else the list offers options, and prices, that the next change or checkout refuses.
+      const { lines } = pricedLines(loaded!)
       // Nothing to ship, nothing to choose.
-      if (cart.lines.length > 0 && !needsShipping(cart.lines)) return { data: [] }
-      const options = await regionShippingOptions(runtime.database.db, cart.region_id)
-      const { subtotal, weight_g: weight } = parcelOf(cart.lines)
-      const address = cart.shipping_address
+      if (lines.length > 0 && !needsShipping(lines)) return { data: [] }
+      const options = await regionShippingOptions(d.db, cart.region_id)
+      const discounts = d.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
+      const parcel = shippingParcel(cart, lines, discounts)
       const data = []
       for (const option of options) {
         try {
-          const amount = await quoteShipping(option, {
-            currency: cart.currency_code,
-            weight_g: weight,
-            subtotal,
-            destination: address
-              ? { country_code: address.country_code, postal_code: address.postal_code }
-              : null,
-          })
+          const amount = await quoteShipping(option, parcel)
           data.push({
             id: option.id,
             name: option.name,

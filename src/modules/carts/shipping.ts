@@ -59,12 +59,13 @@ export interface ParcelFacts {
 
 /**
  * The price of an option for a parcel, or throws shipping_not_available (a weight above every
- * tier, a carrier that cannot serve it or is not installed).
+ * tier, a carrier that cannot serve it or is not installed) naming the cart's option: a change
+ * that chose it names its request's field instead.
  */
 export async function quoteShipping(option: ShippingOptionRow, parcel: ParcelFacts): Promise<number> {
   const unavailable = (why: string) =>
     problem('shipping_not_available', why, {
-      errors: [{ path: 'body.shipping_option_id', message: why }],
+      errors: [{ path: 'cart.shipping_option_id', message: why }],
     })
   if (!option.active) throw unavailable(`${option.name} is not offered now`)
   let amount: number

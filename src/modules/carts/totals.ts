@@ -11,7 +11,7 @@ import type { TaxLine, TaxResult, TaxSummaryLine } from '../tax/engine.ts'
 import type { TaxProviderCache } from '../tax/provider-cache.ts'
 import type { LoadedCart } from './load.ts'
 import type { CartDiscounts, PromotionEngine } from './promotions.ts'
-import { quoteShipping } from './shipping.ts'
+import { type ParcelFacts, quoteShipping } from './shipping.ts'
 import type { CartLine } from './tables.ts'
 
 export interface LineTotals {
@@ -107,11 +107,8 @@ function taxCountry(
   return regionCountries.length === 1 ? regionCountries[0]! : null
 }
 
-/**
- * The items' subtotal before discounts (all of them, for free-shipping thresholds) and the weight
- * in grams of those that are shipped: what shipping is priced on.
- */
-export function parcelOf(lines: readonly CartLine[]): { subtotal: number; weight_g: number } {
+/** The items' subtotal before discounts (all of them) and the weight in grams of those shipped. */
+function parcelOf(lines: readonly CartLine[]): { subtotal: number; weight_g: number } {
   let subtotal = 0
   let weight = 0
   for (const l of lines) {
@@ -119,6 +116,30 @@ export function parcelOf(lines: readonly CartLine[]): { subtotal: number; weight
     if (isShipped(l)) weight += (l.weight_g ?? 0) * l.quantity
   }
   return { subtotal, weight_g: weight }
+}
+
+/**
+ * What shipping is priced on for these lines of the cart: their weight, their subtotal after
+ * discounts (for free-shipping thresholds), the cart's currency and where it goes. The cart's
+ * totals and its list of shipping options quote the same parcel, so the list offers an option at
+ * the price the cart would have with it.
+ */
+export function shippingParcel(
+  cart: LoadedCart['cart'],
+  lines: readonly CartLine[],
+  discounts: CartDiscounts,
+): ParcelFacts {
+  const { subtotal, weight_g } = parcelOf(lines)
+  const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
+  const address = cart.shipping_address
+  return {
+    currency: cart.currency_code,
+    weight_g,
+    subtotal: subtotal - lineDiscounts - discounts.order,
+    destination: address
+      ? { country_code: address.country_code, postal_code: address.postal_code, region: address.region }
+      : null,
+  }
 }
 
 /** Computes the totals of these lines in this cart; throws the 4xx the tax engine or shipping raise. */
@@ -131,24 +152,12 @@ export async function computeTotals(
   // A chosen option is ignored while nothing in the cart is shipped.
   const shippingOption = needsShipping(lines) ? loaded.shippingOption : null
   const discounts = deps.promotions.discountsFor(cart.promo_codes, lines, cart.currency_code)
-  const { subtotal, weight_g: weight } = parcelOf(lines)
+  const { subtotal } = parcelOf(lines)
   checkAmount('subtotal', subtotal)
-  const lineDiscounts = lines.reduce((sum, l) => sum + (discounts.lines.get(l.id) ?? 0), 0)
   const address = taxAddress(cart, lines)
   let shippingAmount = 0
   if (shippingOption) {
-    shippingAmount = await quoteShipping(shippingOption, {
-      currency: cart.currency_code,
-      weight_g: weight,
-      subtotal: subtotal - lineDiscounts - discounts.order,
-      destination: cart.shipping_address
-        ? {
-            country_code: cart.shipping_address.country_code,
-            postal_code: cart.shipping_address.postal_code,
-            region: cart.shipping_address.region,
-          }
-        : null,
-    })
+    shippingAmount = await quoteShipping(shippingOption, shippingParcel(cart, lines, discounts))
   }
   const date = today()
   const country = taxCountry(loaded.regionCountries, address)
