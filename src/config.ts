@@ -76,6 +76,11 @@ export interface Config {
   paymentManualMethods: ManualPaymentMethod[]
   /** Failed payments allowed per hour per IP, card and account before checkout refuses them. */
   paymentFailureLimit: number
+  /**
+   * Orders to pay by bank transfer or cash on delivery still pending, their money not confirmed,
+   * this long after they were placed are canceled, their stock released.
+   */
+  manualPaymentTtlHours: number
   /** Stripe: secret key, webhook signing secret, and an API base (a local stand-in in tests). */
   stripeSecretKey: string | undefined
   stripeWebhookSecret: string | undefined
@@ -275,6 +280,7 @@ export function loadConfig(env: Env = process.env): Config {
     paymentTestGateway: boolean(env, 'PAYMENT_TEST_GATEWAY', !production),
     paymentManualMethods: manualMethods(env),
     paymentFailureLimit: integer(env, 'PAYMENT_FAILURE_LIMIT', 5, 1, 10_000),
+    manualPaymentTtlHours: integer(env, 'MANUAL_PAYMENT_TTL_HOURS', 72, 1, 24 * 365),
     stripeSecretKey: read(env, 'STRIPE_SECRET_KEY'),
     stripeWebhookSecret: read(env, 'STRIPE_WEBHOOK_SECRET'),
     stripeApiUrl: url(env, 'STRIPE_API_URL', ['https:', 'http:']),

@@ -6,13 +6,14 @@
 import { Readable } from 'node:stream'
 import { stringify } from 'csv-stringify/sync'
 import { sql } from 'kysely'
-import type { Queryable } from '../../platform/db/transaction.ts'
+import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { withTransaction } from '../../platform/db/transaction.ts'
-import { problem } from '../../platform/http/errors.ts'
+import { pausepoint } from '../../platform/failpoints.ts'
+import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
 import { formatMinor as formatMinorUnits, isCurrency, minorUnits } from '../../platform/money.ts'
 import { inventoryContext } from '../inventory/context.ts'
-import { capturePayment, findPayment } from '../payments/service.ts'
+import { capturePayment, findPayment, type PaymentView } from '../payments/service.ts'
 import { refundCaptureOfCanceled } from './cancel.ts'
 import type { CommerceDeps } from './deps.ts'
 import { notesOf, type OrderNoteView } from './notes.ts'
@@ -285,11 +286,12 @@ export async function moveOrder(
 
 /**
  * Captures the order's payment (the whole authorisation, or confirms a manual payment arrived),
- * then records it on the order: pending becomes paid; an order moved on (processing, shipped) keeps
- * its status. The provider is
- * called outside any transaction with a key derived from the payment, so a retry captures once; a
- * capture already recorded answers with the order as it is. An order canceled while the processor
- * captured has the capture refunded, and the answer is 409 invalid_order_transition.
+ * and records it on the order in the same transaction: pending becomes paid; an order moved on
+ * (processing, shipped) keeps its status. The provider is called outside any transaction with a
+ * key derived from the payment, so a retry captures once; a capture already recorded answers with
+ * the order as it is. An order canceled while the processor captured has the capture refunded,
+ * and the answer is 409 invalid_order_transition; a manual payment's order canceled first (the
+ * expiry of unpaid orders, staff) gets the same answer with nothing recorded.
  */
 export async function captureOrder(deps: CommerceDeps, orderId: string, actor: string): Promise<OrderView> {
   const order = await findOrder(deps.db, orderId)
@@ -300,9 +302,8 @@ export async function captureOrder(deps: CommerceDeps, orderId: string, actor: s
   if (!order.payment_id) throw problem('payment_not_capturable', `Order ${orderId} has no payment`)
   const existing = await findPayment(deps.db, order.payment_id)
   if (!existing) throw problem('payment_not_capturable', `Order ${orderId} has no payment`)
-  const payment = await capturePayment(deps, order.payment_id, { actor })
   const ctx = inventoryContext(deps, actor)
-  const captured = await withTransaction(deps.db, async (trx) => {
+  const record = async (trx: Tx, payment: PaymentView): Promise<OrderView> => {
     await recordOrderCaptured(trx, deps.outbox, {
       orderId,
       actor,
@@ -314,7 +315,33 @@ export async function captureOrder(deps: CommerceDeps, orderId: string, actor: s
     // while the order was pending): the order moves on to its refund status now, not paid.
     await followProcessorRefunds(trx, deps.outbox, ctx, orderId, { onlyIfCounted: true })
     return (await findOrder(trx, orderId))!
-  })
+  }
+  const recorded: { order?: OrderView } = {}
+  let payment: PaymentView
+  try {
+    payment = await capturePayment(deps, order.payment_id, {
+      actor,
+      // On the order in the transaction that records the capture, which updates the payment's row
+      // first: the expiry of unpaid orders passes over a payment whose capture is under way.
+      onCaptured: async (trx, captured) => {
+        await pausepoint('orders.capture_recording')
+        recorded.order = await record(trx, captured)
+        // A manual payment's capture moves no money, it records that the money arrived: on an
+        // order canceled meanwhile (unpaid for too long, or by staff) nothing is recorded, rather
+        // than a capture and a refund that nobody paid.
+        if (recorded.order.status === 'canceled' && existing.provider === 'manual')
+          throw canceledFirst(orderId)
+      },
+    })
+  } catch (error) {
+    // The payment canceled with its order before this capture reached it.
+    if (error instanceof ProblemError && error.code === 'payment_not_capturable') {
+      if ((await findOrder(deps.db, orderId))?.status === 'canceled') throw canceledFirst(orderId)
+    }
+    throw error
+  }
+  // Captured before (a webhook, or an earlier attempt that stopped before the order): recorded now.
+  const captured = recorded.order ?? (await withTransaction(deps.db, (trx) => record(trx, payment)))
   await ctx.publish()
   // Canceled while the processor captured: the cancel had nothing to refund yet, so it is done here.
   if (captured.status === 'canceled' && (await refundCaptureOfCanceled(deps, orderId, actor))) {
@@ -324,4 +351,11 @@ export async function captureOrder(deps: CommerceDeps, orderId: string, actor: s
     )
   }
   return captured
+}
+
+function canceledFirst(orderId: string) {
+  return problem(
+    'invalid_order_transition',
+    `Order ${orderId} was canceled before its payment was captured: nothing was recorded`,
+  )
 }

@@ -44,6 +44,7 @@
 import { sql } from 'kysely'
 import type { Tx } from '../../platform/db/transaction.ts'
 import { withTransaction } from '../../platform/db/transaction.ts'
+import { pausepoint } from '../../platform/failpoints.ts'
 import { ProblemError, problem } from '../../platform/http/errors.ts'
 import { inventoryContext } from '../inventory/context.ts'
 import { findReservation, releaseReservation } from '../inventory/reservations.ts'
@@ -116,6 +117,12 @@ export async function cancelOrder(
     reason?: string | undefined
     /** Statuses this cancel may start from, checked under the order's lock; CANCELABLE by default. */
     onlyFrom?: readonly OrderStatus[]
+    /**
+     * Only while the payment still waits for the money (a manual payment not yet confirmed) and
+     * no capture of it is under way (lockUnpaid); 409 invalid_order_transition otherwise. For the
+     * expiry of unpaid orders, which must lose to a payment confirmed meanwhile.
+     */
+    onlyUnpaid?: boolean
   },
 ): Promise<OrderView> {
   const placed = await deps.db
@@ -140,6 +147,16 @@ export async function cancelOrder(
     if (row.status === 'canceled') return row
     if (!(await cancelableFrom(trx, orderId, row.status, input.onlyFrom))) {
       throw problem('invalid_order_transition', `An order that is ${row.status} cannot be canceled`)
+    }
+    if (input.onlyUnpaid) {
+      if (!(await lockUnpaid(trx, row.payment_id))) {
+        throw problem(
+          'invalid_order_transition',
+          `Order ${orderId}'s payment was confirmed, or is being confirmed`,
+        )
+      }
+      // Decided, the payment's row held: a test stages a capture arriving now.
+      await pausepoint('orders.unpaid_cancel_decided')
     }
     if (row.reservation_id) {
       const reservation = await findReservation(trx, row.reservation_id)
@@ -167,6 +184,27 @@ export async function cancelOrder(
   await ctx.publish()
   if (order.payment_id) await settlePayment(deps, orderId, order.payment_id, input.actor)
   return (await findOrder(deps.db, orderId))!
+}
+
+/**
+ * Locks the order's payment while it still waits for the money (`awaiting_transfer`): false when
+ * it does not, or when a capture holds its row. A capture records itself, and marks the order paid,
+ * in one transaction that updates this row first (admin-orders.ts, captureOrder): one under way is
+ * passed over (SKIP LOCKED), and the cancel gives way to it; one that comes after waits for the
+ * cancel's transaction, then finds the order canceled and records nothing. The payment's row is
+ * read here rather than through the payments service because it is the lock that decides.
+ */
+async function lockUnpaid(trx: Tx, paymentId: string | null): Promise<boolean> {
+  if (!paymentId) return false
+  const row = await trx
+    .selectFrom('payments')
+    .select('id')
+    .where('id', '=', paymentId)
+    .where('status', '=', 'awaiting_transfer')
+    .forUpdate()
+    .skipLocked()
+    .executeTakeFirst()
+  return row !== undefined
 }
 
 /**

@@ -2,8 +2,9 @@
  * Background jobs of checkout, carts and orders: the recovery job that finishes or rolls back
  * checkouts their request abandoned (a node died, a shopper left at 3-D Secure) and captures orders
  * whose capture did not happen, the expiry of abandoned carts, the settle job that returns the
- * money of a canceled order whatever its cancel's request left undone, and the resumption of staff
- * refunds whose request stopped after asking for the money.
+ * money of a canceled order whatever its cancel's request left undone, the resumption of staff
+ * refunds whose request stopped after asking for the money, and the expiry of orders whose manual
+ * payment (bank transfer, cash on delivery) never came.
  */
 import { sql } from 'kysely'
 import { pausepoint } from '../../platform/failpoints.ts'
@@ -13,7 +14,7 @@ import { expireCarts } from '../carts/carts.ts'
 import type { CartRow } from '../carts/load.ts'
 import { findPayment } from '../payments/service.ts'
 import { captureOrder } from './admin-orders.ts'
-import { SETTLE_CANCELED_JOB, settleCanceledOrder } from './cancel.ts'
+import { cancelOrder, SETTLE_CANCELED_JOB, settleCanceledOrder } from './cancel.ts'
 import { abandonCheckout, finish, LEASE_MICROS, paymentMethodOf, releaseLease } from './checkout.ts'
 import { type CommerceDeps, commerceDeps } from './deps.ts'
 import { followPaymentEvents } from './payment-events.ts'
@@ -23,10 +24,12 @@ import { CAPTURE_FROM } from './state.ts'
 export const RECOVER_CHECKOUTS_JOB = 'checkout.recover'
 export const EXPIRE_CARTS_JOB = 'carts.expire'
 export const RESUME_REFUNDS_JOB = 'orders.resume-refunds'
+export const EXPIRE_UNPAID_JOB = 'orders.expire-unpaid'
 export { SETTLE_CANCELED_JOB }
 
 const ACTOR = 'system:checkout-recovery'
 const SETTLE_ACTOR = 'system:cancel-settlement'
+const EXPIRY_ACTOR = 'system:payment-expiry'
 /**
  * Backoff reaches an hour after about ten runs; 180 runs then wait about a week for a pending
  * refund (staff's, whose processor is down) to resolve. One that runs out is dead-lettered, for
@@ -190,10 +193,62 @@ export async function settleCanceled(deps: CommerceDeps, orderId: string): Promi
   }
 }
 
+export interface ExpiryReport {
+  canceled: number
+  /** Paid, being paid or moved on by staff meanwhile: left as they are. */
+  kept: number
+  failed: number
+}
+
+/**
+ * One pass of the expiry of unpaid orders: up to `batchSize` orders (oldest first) still pending
+ * with a manual payment awaiting the money (bank transfer, cash on delivery that staff have not
+ * moved on) placed MANUAL_PAYMENT_TTL_HOURS ago or more are canceled as staff would cancel them
+ * (cancel.ts): stock released, tax sale voided, payment canceled, `order.canceled` with the reason,
+ * and the move recorded with this job as its actor. Each is decided under the order's lock and its
+ * payment's (onlyUnpaid), so a payment confirmed meanwhile wins: its capture under way is passed
+ * over, and the order stays to be marked paid.
+ */
+export async function expireUnpaidOrders(
+  deps: CommerceDeps,
+  options: { batchSize?: number } = {},
+): Promise<ExpiryReport> {
+  const report: ExpiryReport = { canceled: 0, kept: 0, failed: 0 }
+  const hours = deps.runtime.config.manualPaymentTtlHours
+  const due = await deps.db
+    .selectFrom('orders')
+    .select('id')
+    .where('status', '=', 'pending')
+    .where('payment_status', '=', 'awaiting_transfer')
+    .where('placed_at', '<=', sql<Date>`now() - make_interval(hours => ${hours})`)
+    .orderBy('placed_at')
+    .limit(options.batchSize ?? 200)
+    .execute()
+  for (const { id } of due) {
+    try {
+      await cancelOrder(deps, id, {
+        actor: EXPIRY_ACTOR,
+        reason: `payment not received within ${hours} hours`,
+        onlyFrom: ['pending'],
+        onlyUnpaid: true,
+      })
+      report.canceled++
+    } catch (error) {
+      if (error instanceof ProblemError && error.code === 'invalid_order_transition') {
+        report.kept++
+        continue
+      }
+      report.failed++
+      deps.runtime.logger.warn({ err: error, orderId: id }, 'expiry of an unpaid order failed; will retry')
+    }
+  }
+  return report
+}
+
 /**
  * Defines the recovery job (every minute), the cart expiry job (hourly), the refund resumption
- * (every five minutes) and the settle job of canceled orders, and has orders follow their
- * payments' events.
+ * (every five minutes), the expiry of unpaid orders (every ten minutes) and the settle job of
+ * canceled orders, and has orders follow their payments' events.
  */
 export function defineCheckoutJobs(runtime: Runtime): void {
   followPaymentEvents(runtime)
@@ -222,6 +277,14 @@ export function defineCheckoutJobs(runtime: Runtime): void {
         runtime.logger.info(report, 'unanswered refunds resumed')
     },
     { cron: '*/5 * * * *', retryLimit: 1, concurrency: 1 },
+  )
+  runtime.jobs.define(
+    EXPIRE_UNPAID_JOB,
+    async () => {
+      const report = await expireUnpaidOrders(commerceDeps(runtime))
+      if (report.canceled + report.failed > 0) runtime.logger.info(report, 'unpaid orders expired')
+    },
+    { cron: '*/10 * * * *', retryLimit: 1, concurrency: 1 },
   )
   runtime.jobs.define<{ order_id: string }>(
     SETTLE_CANCELED_JOB,
