@@ -81,6 +81,8 @@ export interface Config {
    * this long after they were placed are canceled, their stock released.
    */
   manualPaymentTtlHours: number
+  /** Manual-payment checkouts allowed per UTC day per IP and per account (they hold stock unpaid). */
+  manualPaymentOrderLimit: number
   /** Stripe: secret key, webhook signing secret, and an API base (a local stand-in in tests). */
   stripeSecretKey: string | undefined
   stripeWebhookSecret: string | undefined
@@ -281,6 +283,7 @@ export function loadConfig(env: Env = process.env): Config {
     paymentManualMethods: manualMethods(env),
     paymentFailureLimit: integer(env, 'PAYMENT_FAILURE_LIMIT', 5, 1, 10_000),
     manualPaymentTtlHours: integer(env, 'MANUAL_PAYMENT_TTL_HOURS', 72, 1, 24 * 365),
+    manualPaymentOrderLimit: integer(env, 'MANUAL_PAYMENT_ORDER_LIMIT', 10, 1, 1_000_000),
     stripeSecretKey: read(env, 'STRIPE_SECRET_KEY'),
     stripeWebhookSecret: read(env, 'STRIPE_WEBHOOK_SECRET'),
     stripeApiUrl: url(env, 'STRIPE_API_URL', ['https:', 'http:']),

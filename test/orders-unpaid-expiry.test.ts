@@ -4,6 +4,8 @@
  * `order.canceled` with its reason, the move recorded with the job as its actor), leaves alone
  * those paid or moved on, and loses to a payment confirmed meanwhile: on PostgreSQL, a capture
  * under way is passed over, and captures racing the job never leave money on a canceled order.
+ * Manual checkouts are limited per IP and account (MANUAL_PAYMENT_ORDER_LIMIT), counted before
+ * anything is held.
  */
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -18,6 +20,7 @@ import { DATABASE_KINDS, describePostgres } from './support/database.ts'
 import { waitForLockWaits } from './support/locks.ts'
 
 const TTL_HOURS = 72
+const LIMIT = 3
 
 interface Fixture {
   node: TestNode
@@ -113,7 +116,7 @@ describe.each(DATABASE_KINDS)('%s: unpaid manual-payment orders', (kind) => {
 
   beforeAll(async () => {
     f.node = await startTestNode(kind, {
-      env: { MANUAL_PAYMENT_TTL_HOURS: String(TTL_HOURS) },
+      env: { MANUAL_PAYMENT_TTL_HOURS: String(TTL_HOURS), MANUAL_PAYMENT_ORDER_LIMIT: String(LIMIT) },
     })
     f.store = await createTestStore(f.node.app)
   })
@@ -202,6 +205,36 @@ describe.each(DATABASE_KINDS)('%s: unpaid manual-payment orders', (kind) => {
       refunds: 0,
     })
   })
+
+  it('limits manual checkouts per IP and per account, counting only those that hold stock', async () => {
+    const ip = newIp()
+    const email = `many-${randomUUID()}@example.com`
+    const cart = () => cartOf(f, f.store.shirt, 1, email)
+    // A checkout that holds nothing (not enough stock) gives its count back.
+    const short = await cartOf(f, f.store.shirt, 1000, email)
+    expect((await complete(f, short, transfer, ip)).statusCode).toBe(409)
+    for (let i = 0; i < LIMIT; i++) {
+      const res = await complete(f, await cart(), transfer, ip)
+      expect(res.statusCode, res.body).toBe(201)
+    }
+    const over = await cart()
+    const reservationsBefore = await db().selectFrom('inventory_reservations').select('id').execute()
+    const refused = await complete(f, over, transfer, ip)
+    expect(refused.statusCode, refused.body).toBe(429)
+    expect(refused.json().code).toBe('rate_limited')
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0)
+    // Refused before anything was held.
+    expect(await db().selectFrom('inventory_reservations').select('id').execute()).toHaveLength(
+      reservationsBefore.length,
+    )
+    expect((await f.node.app.inject({ url: `/store/carts/${over}` })).json().status).toBe('active')
+    // The same account from elsewhere is refused too; the same IP may still pay by card.
+    expect((await complete(f, over, transfer, newIp())).statusCode).toBe(429)
+    expect((await complete(f, over, visa, ip)).statusCode).toBe(201)
+    // Another shopper behind another address is not concerned.
+    const other = await cartOf(f, f.store.shirt, 1, `other-${randomUUID()}@example.com`)
+    expect((await complete(f, other, transfer)).statusCode).toBe(201)
+  })
 })
 
 describePostgres('postgres: the expiry of unpaid orders racing their capture', () => {
@@ -210,7 +243,7 @@ describePostgres('postgres: the expiry of unpaid orders racing their capture', (
 
   beforeAll(async () => {
     f.node = await startTestNode('postgres', {
-      env: { MANUAL_PAYMENT_TTL_HOURS: String(TTL_HOURS) },
+      env: { MANUAL_PAYMENT_TTL_HOURS: String(TTL_HOURS), MANUAL_PAYMENT_ORDER_LIMIT: '1000' },
     })
     f.store = await createTestStore(f.node.app, { stock: 1000 })
   })

@@ -53,7 +53,7 @@ import {
   refundUnplaced,
   voidAtProcessor,
 } from '../payments/service.ts'
-import { PaymentVelocity, VELOCITY_DECLINE } from '../payments/velocity.ts'
+import { ManualOrderLimit, PaymentVelocity, VELOCITY_DECLINE } from '../payments/velocity.ts'
 import type { TaxInput, TaxResult } from '../tax/engine.ts'
 import type { TaxProvider } from '../tax/providers.ts'
 import { refundCaptureOfCanceled } from './cancel.ts'
@@ -138,10 +138,9 @@ async function start(
   const provider = providerOf(deps.providers, request.payment.provider)
   provider.checkMethod?.(request.payment.payment_method ?? null)
   // A shopper locked out of card payments may still pay by bank transfer or cash on delivery:
-  // those never decline, so they test no card.
-  if (provider.takesCards) {
-    await velocity.check({ ip: request.ip, cart_id: cart.id, account: cart.customer_id ?? cart.email })
-  }
+  // those never decline, so they test no card. They are held to a limit of their own, below.
+  const account = cart.customer_id ?? cart.email
+  if (provider.takesCards) await velocity.check({ ip: request.ip, cart_id: cart.id, account })
   // Prices, limits and tax as they are now: what the shopper saw may be stale, and is checked below.
   const { lines, notices } = currentLines(loaded!)
   if (notices.length) {
@@ -158,6 +157,14 @@ async function start(
   const changes = changesSinceShown(loaded!, lines, totals)
   if (changes.length) await refuseChanged(deps, request, changes)
 
+  // An order paid manually holds its stock unpaid for days (until MANUAL_PAYMENT_TTL_HOURS): each
+  // such checkout is counted before it holds anything, and gives its count back if it holds nothing.
+  const giveBack = provider.takesCards
+    ? undefined
+    : await new ManualOrderLimit(deps.kv, deps.runtime.config.manualPaymentOrderLimit).claim({
+        ip: request.ip,
+        account,
+      })
   // Stock is held before the cart is locked, in statements of its own (one, for a single line), so
   // that a sold-out SKU's row is locked for a statement, not for a whole checkout step. The hold
   // expires: if this request dies before the cart records it, the stock comes back on its own.
@@ -171,7 +178,10 @@ async function start(
       country: cart.shipping_address?.country_code ?? null,
     },
     ctx,
-  )
+  ).catch(async (error: unknown) => {
+    await giveBack?.().catch(() => {})
+    throw error
+  })
   try {
     const started = await withTransaction(deps.db, async (trx): Promise<Started> => {
       // One checkout of a customer's limited items at a time, each counting the others'.
@@ -220,6 +230,7 @@ async function start(
     return started
   } catch (error) {
     await withTransaction(deps.db, (trx) => releaseReservation(trx, reservation.id, ctx)).catch(() => {})
+    await giveBack?.().catch(() => {})
     throw error
   } finally {
     await ctx.publish()

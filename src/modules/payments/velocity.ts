@@ -7,6 +7,9 @@
  * that reaches it is locked for 15 minutes. Only failures count, so honest shoppers who pay on the
  * first try never come near the limit. Checkout applies it to payments by card only: manual
  * payments (bank transfer, cash on delivery) never decline, so they test no card.
+ *
+ * Manual payments have a limit of their own (ManualOrderLimit): each of their orders holds its
+ * stock unpaid for days, so it is the orders placed that are counted, not failures.
  */
 import { problem } from '../../platform/http/errors.ts'
 import type { Kv } from '../../platform/kv/index.ts'
@@ -119,4 +122,63 @@ function refused(waitMs: number, detail: string) {
   return problem('payment_attempts_exceeded', detail, {
     headers: { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) },
   })
+}
+
+const DAY_MS = 24 * 60 * 60_000
+/** Counters outlive their day a little so a give-back at the boundary still finds them. */
+const DAY_COUNTER_TTL_MS = DAY_MS + 60 * 60_000
+
+/** A manual-payment checkout: where it comes from, and whose it is. */
+export interface ManualCheckout {
+  ip: string
+  /** The customer id, or the guest's email. */
+  account?: string | null
+}
+
+/**
+ * The limit on checkouts paid manually (bank transfer, cash on delivery). None is ever declined, so
+ * the failure counts above never stop them, yet each order holds its stock unpaid until the money
+ * is confirmed or the order expires (MANUAL_PAYMENT_TTL_HOURS): without a limit one client could
+ * take any product off sale with a few requests. Such checkouts are counted per IP and per account
+ * in windows of one UTC day, on the same key-value store. A checkout counts itself before it holds
+ * any stock, so that requests sent at once cannot all pass under the limit, and gives its count
+ * back when it ends without holding stock (a short line, a cart changed meanwhile).
+ */
+export class ManualOrderLimit {
+  readonly #kv: Kv
+  readonly #limit: number
+  readonly #now: () => number
+
+  /** `now`: the clock, in milliseconds since the epoch (tests set the time of day). */
+  constructor(kv: Kv, limitPerDay: number, now: () => number = Date.now) {
+    this.#kv = kv
+    this.#limit = limitPerDay
+    this.#now = now
+  }
+
+  /**
+   * Counts a checkout against its IP and account for the current UTC day; throws 429
+   * `rate_limited` (Retry-After: the end of the day), counting nothing, when either has reached the
+   * limit. Returns the give-back, for a checkout that then holds no stock.
+   */
+  async claim(checkout: ManualCheckout): Promise<() => Promise<void>> {
+    const now = this.#now()
+    const day = Math.floor(now / DAY_MS)
+    const keys = [`manvel:${day}:ip:${checkout.ip}`]
+    if (checkout.account) keys.push(`manvel:${day}:account:${checkout.account.trim().toLowerCase()}`)
+    const counts = await Promise.all(keys.map((key) => this.#kv.increment(key, DAY_COUNTER_TTL_MS)))
+    // The keys of the day claimed: a give-back after midnight still returns that day's count.
+    const giveBack = async () => {
+      await Promise.all(keys.map((key) => this.#kv.increment(key, DAY_COUNTER_TTL_MS, -1)))
+    }
+    if (counts.every((count) => count <= this.#limit)) return giveBack
+    await giveBack()
+    const until = (day + 1) * DAY_MS
+    throw problem(
+      'rate_limited',
+      `Too many orders to pay by bank transfer or cash on delivery from this network or account ` +
+        `today (UTC); pay by card, or try again after ${new Date(until).toISOString()}`,
+      { headers: { 'retry-after': String(Math.max(1, Math.ceil((until - now) / 1000))) } },
+    )
+  }
 }
