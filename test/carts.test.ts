@@ -116,10 +116,11 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
       })
       const cart = await db()
         .selectFrom('carts')
-        .select(['status', 'order_id', 'payment_id'])
+        .select(['status', 'order_id', 'payment_id', 'shipping_option_id'])
         .where('id', '=', unchanged)
         .executeTakeFirstOrThrow()
-      expect(cart).toEqual({ status: 'active', order_id: null, payment_id: null })
+      // Saved without the option, so the shopper is sent back to a cart that asks for another.
+      expect(cart).toEqual({ status: 'active', order_id: null, payment_id: null, shipping_option_id: null })
       expect(
         await db().selectFrom('payments').select('id').where('cart_id', '=', unchanged).execute(),
       ).toEqual([])
@@ -175,6 +176,10 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
         code: 'shipping_not_available',
         errors: [{ path: 'cart.shipping_option_id' }],
       })
+      // The refusal saved the cart without it, so the shopper is asked for another option.
+      const after = (await call('GET', `/store/carts/${cartId}`)).json()
+      expect(after.shipping_option_id).toBeNull()
+      expect(after.totals.shipping_total).toBe(0)
       // Choosing it again names the request's field.
       const again = await call('PATCH', `/store/carts/${cartId}`, { shipping_option_id: bounded })
       expect(again.statusCode, again.body).toBe(422)

@@ -150,8 +150,18 @@ async function start(
     })
   }
   // On the lines as the catalog has them now: a variant may have come to need shipping since.
-  checkReady({ ...cart, lines }, loaded!.regionCountries, loaded!.shippingOption !== null)
-  const totals = await computeTotals(loaded!, lines, deps)
+  let totals: CartTotals
+  try {
+    checkReady({ ...cart, lines }, loaded!.regionCountries, loaded!.shippingOption !== null)
+    totals = await computeTotals(loaded!, lines, deps)
+  } catch (error) {
+    // The chosen option can no longer ship the cart (deleted, moved, switched off, outgrown): the
+    // cart is saved without it, as its next change would, so the shopper is asked for another.
+    const onOption =
+      error instanceof ProblemError && error.errors?.some((e) => e.path === 'cart.shipping_option_id')
+    if (onOption) await saveRepriced(deps, request)
+    throw error
+  }
   if (totals.tax_pending) throw invalid('shipping_address', 'is needed to compute tax')
   if (totals.total <= 0) throw invalid('lines', 'the cart has nothing to pay')
   const changes = changesSinceShown(loaded!, lines, totals)
