@@ -17,7 +17,7 @@ import { type InventoryContext, inventoryContext } from '../inventory/context.ts
 import { cancelOrder, refundCaptureOfCanceled } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
-import { countedRefunds, refundedTotalOf } from './refunds.ts'
+import { refundedTotalOf } from './refunds.ts'
 import { REFUND_STATUSES, recordOrderCaptured, statusBeforeRefunds, transitionOrSet } from './state.ts'
 import { settleOrderStock } from './stock.ts'
 
@@ -177,10 +177,7 @@ export async function followProcessorRefunds(
 ): Promise<void> {
   const order = await lockOrderWithPayment(trx, orderId)
   if (!order || (options.onlyIfCounted && Number(order.refunded_total) === 0)) return
-  const refunded = countedRefunds(
-    Number(order.refunded_total),
-    await refundedTotalOf(trx, orderId, order.payment_id),
-  )
+  const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
   const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
   // Money refunded since the order last counted its refunds moves it; refunds it counted already
   // move it only if its status never showed them (counted while it was pending). Otherwise staff

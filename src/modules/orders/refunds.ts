@@ -25,7 +25,7 @@ import { type FieldError, ProblemError, problem } from '../../platform/http/erro
 import { newId } from '../../platform/ids.ts'
 import { type InventoryContext, inventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundKeysOfPayment, refundPayment } from '../payments/service.ts'
-import { liveRefundsOfPayment } from '../payments/views.ts'
+import { failedRefundsOfPayment, liveRefundsOfPayment } from '../payments/views.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
 import { canTransition, transitionOrSet } from './state.ts'
@@ -172,9 +172,11 @@ function refundTarget(refunded: number, total: number): OrderStatus {
 /**
  * What an order has refunded: its payment's refunds that hold money, less those a staff refund of
  * the order reserved and has not booked yet (the reservation counts them until then: withReserved)
- * and less `except`. Derived from the payment's refunds, the one record of the money, rather than
- * added up event by event, so it is right whatever order refunds, their failures and the listeners
- * that follow them come in.
+ * and less `except`, plus the booked ones the processor failed that the order has not taken back
+ * yet (the refund.failed listener does, giving their lines their units back in the same
+ * transaction: until then the lines count them, so the total does too). Derived from the
+ * payment's refunds, the one record of the money, rather than added up event by event, so it is
+ * right whatever order refunds, their failures and the listeners that follow them come in.
  */
 export async function refundedTotalOf(
   db: Queryable,
@@ -182,27 +184,19 @@ export async function refundedTotalOf(
   paymentId: string,
   except?: string,
 ): Promise<number> {
-  const refunds = await liveRefundsOfPayment(db, paymentId)
-  const reserved = await db
+  const live = await liveRefundsOfPayment(db, paymentId)
+  const failed = await failedRefundsOfPayment(db, paymentId)
+  const own = await db
     .selectFrom('order_refunds')
-    .select('refund_key')
+    .select(['refund_key', 'status'])
     .where('order_id', '=', orderId)
-    .where('status', '=', 'pending')
+    .where('status', 'in', ['pending', 'booked'])
     .execute()
-  const unbooked = new Set(reserved.map((r) => r.refund_key))
+  const unbooked = new Set(own.filter((r) => r.status === 'pending').map((r) => r.refund_key))
   if (except !== undefined) unbooked.add(except)
-  return refunds.reduce((sum, r) => (unbooked.has(r.key) ? sum : sum + r.amount), 0)
-}
-
-/**
- * The refunded total to record on an order that counts `counted` now, when its payment's live
- * refunds come to `live`. It never goes down here: a refund the processor failed after accepting
- * it leaves the count only through the refund.failed listener, which gives its lines their units
- * back in the same transaction. Until that runs, the order keeps counting it, so the order's
- * total, lines and status always agree.
- */
-export function countedRefunds(counted: number, live: number): number {
-  return Math.max(counted, live)
+  const booked = new Set(own.filter((r) => r.status === 'booked').map((r) => r.refund_key))
+  const counted = [...live, ...failed.filter((r) => booked.has(r.key))]
+  return counted.reduce((sum, r) => (unbooked.has(r.key) ? sum : sum + r.amount), 0)
 }
 
 /** The payment refund key of a staff refund: the caller's key, scoped to the order and caller. */
@@ -496,11 +490,7 @@ async function applyRefund(
       .where('order_id', '=', orderId)
       .execute()
   }
-  // This refund added to what the order counts (a failed refund it still counts included).
-  const refunded = countedRefunds(
-    Number(order.refunded_total) + Number(refund.amount),
-    await refundedTotalOf(trx, orderId, refund.payment_id),
-  )
+  const refunded = await refundedTotalOf(trx, orderId, refund.payment_id)
   const target = refundTarget(refunded, Number(order.total))
   // Canceled while the money moved, the order stays canceled (the cancellation refunds the rest);
   // the books are kept exact either way.

@@ -118,6 +118,23 @@ export async function liveRefundsOfPayment(
   return rows.map((r) => ({ key: r.idempotency_key, amount: Number(r.amount) }))
 }
 
+/**
+ * The refunds of a payment that failed, by the caller's key: an order that booked one keeps
+ * counting it until it takes the refund back (orders' refund.failed listener).
+ */
+export async function failedRefundsOfPayment(
+  db: Queryable,
+  paymentId: string,
+): Promise<Array<{ key: string; amount: number }>> {
+  const rows = await db
+    .selectFrom('payment_refunds')
+    .select(['idempotency_key', 'amount'])
+    .where('payment_id', '=', paymentId)
+    .where('status', '=', 'failed')
+    .execute()
+  return rows.map((r) => ({ key: r.idempotency_key, amount: Number(r.amount) }))
+}
+
 /** The refunds of a payment, oldest first, failed ones included. */
 export async function refundsOfPayment(db: Queryable, paymentId: string): Promise<RefundView[]> {
   const rows = await db
