@@ -592,22 +592,26 @@ export async function updateRole(
   input: { name?: string; description?: string; permissions?: string[] },
 ): Promise<RoleView> {
   if (input.permissions) checkPermissions(input.permissions, actor)
-  const role = await db
-    .selectFrom('roles')
-    .select(['built_in', 'permissions'])
-    .where('id', '=', id)
-    .executeTakeFirst()
-  if (!role) throw problem('not_found', `No role ${id}`)
-  if (role.built_in) throw problem('built_in_role')
-  // As for members: stripping a stronger role's permissions would lock its holders out.
-  requireHolds(actor, role.permissions, 'You cannot change a role with permissions you do not hold')
   try {
-    return await db
-      .updateTable('roles')
-      .set(input)
-      .where('id', '=', id)
-      .returning(['id', 'name', 'description', 'permissions', 'built_in'])
-      .executeTakeFirstOrThrow()
+    return await withTransaction(db, async (trx) => {
+      // Locked while checked: another editor's change cannot slip in between check and write.
+      const role = await trx
+        .selectFrom('roles')
+        .select(['built_in', 'permissions'])
+        .where('id', '=', id)
+        .forUpdate()
+        .executeTakeFirst()
+      if (!role) throw problem('not_found', `No role ${id}`)
+      if (role.built_in) throw problem('built_in_role')
+      // As for members: stripping a stronger role's permissions would lock its holders out.
+      requireHolds(actor, role.permissions, 'You cannot change a role with permissions you do not hold')
+      return trx
+        .updateTable('roles')
+        .set(input)
+        .where('id', '=', id)
+        .returning(['id', 'name', 'description', 'permissions', 'built_in'])
+        .executeTakeFirstOrThrow()
+    })
   } catch (error) {
     throw roleNameTaken(error)
   }
