@@ -19,6 +19,7 @@ interface AuditEntry {
   actor_id: string
   status: number | null
   request_id: string | null
+  details?: Record<string, unknown>
 }
 
 describeEachDatabase('orders: access to personal data', (kind) => {
@@ -64,6 +65,11 @@ describeEachDatabase('orders: access to personal data', (kind) => {
         status: 200,
       })
     }
+    // A lookup records whose orders it looked for.
+    const lookup = await get(`/admin/orders?email=${encodeURIComponent(order.email)}`)
+    expect(lookup.statusCode, lookup.body).toBe(200)
+    const entry = await auditOf(String(lookup.headers['x-request-id'] ?? ''))
+    expect(entry).toMatchObject({ action: 'GET /admin/orders', details: { query: { email: order.email } } })
   })
 
   it('needs customers:export besides orders:read for the export, and only orders:read for an order', async () => {

@@ -51,6 +51,15 @@ export async function recordAudit(
     .execute()
 }
 
+/**
+ * The query of an audited read, as the caller sent it, for the entry's details: empty when there
+ * is none. U+0000, which jsonb refuses, is replaced: a refused request is recorded too.
+ */
+function readDetails(query: unknown): Record<string, unknown> {
+  if (!query || typeof query !== 'object' || Object.keys(query).length === 0) return {}
+  return JSON.parse(JSON.stringify({ query }).replaceAll('\\u0000', '\\ufffd'))
+}
+
 /** `/admin/products/:id` → `products`; the resource an admin route acts on. */
 function resourceOf(url: string): string {
   const parts = url.split('/').filter((p) => p && !p.startsWith(':'))
@@ -82,6 +91,8 @@ export function registerAuditHook(app: FastifyInstance, db: Kysely<DB>): void {
             // text, and the attempt must be recorded all the same.
             resourceId: params?.id?.replaceAll('\u0000', '\ufffd') ?? null,
             status: reply.statusCode,
+            // Whose data a read looked for (`?email=`, `?q=`): the path alone does not say.
+            ...(audited && request.method === 'GET' ? { details: readDetails(request.query) } : {}),
           },
           request,
         )
