@@ -25,7 +25,7 @@ import { type FieldError, ProblemError, problem } from '../../platform/http/erro
 import { newId } from '../../platform/ids.ts'
 import { type InventoryContext, inventoryContext } from '../inventory/context.ts'
 import { findPayment, type RefundView, refundKeysOfPayment, refundPayment } from '../payments/service.ts'
-import { failedRefundsOfPayment, liveRefundsOfPayment } from '../payments/views.ts'
+import { refundAmountsOfPayment } from '../payments/views.ts'
 import type { CommerceDeps } from './deps.ts'
 import { findOrder, type OrderLineView, type OrderView } from './orders.ts'
 import { canTransition, transitionOrSet } from './state.ts'
@@ -184,8 +184,7 @@ export async function refundedTotalOf(
   paymentId: string,
   except?: string,
 ): Promise<number> {
-  const live = await liveRefundsOfPayment(db, paymentId)
-  const failed = await failedRefundsOfPayment(db, paymentId)
+  const refunds = await refundAmountsOfPayment(db, paymentId)
   const own = await db
     .selectFrom('order_refunds')
     .select(['refund_key', 'status'])
@@ -195,8 +194,8 @@ export async function refundedTotalOf(
   const unbooked = new Set(own.filter((r) => r.status === 'pending').map((r) => r.refund_key))
   if (except !== undefined) unbooked.add(except)
   const booked = new Set(own.filter((r) => r.status === 'booked').map((r) => r.refund_key))
-  const counted = [...live, ...failed.filter((r) => booked.has(r.key))]
-  return counted.reduce((sum, r) => (unbooked.has(r.key) ? sum : sum + r.amount), 0)
+  const counted = refunds.filter((r) => !unbooked.has(r.key) && (!r.failed || booked.has(r.key)))
+  return counted.reduce((sum, r) => sum + r.amount, 0)
 }
 
 /** The payment refund key of a staff refund: the caller's key, scoped to the order and caller. */

@@ -102,37 +102,25 @@ export async function refundKeysOfPayment(db: Queryable, paymentId: string): Pro
 }
 
 /**
- * The refunds of a payment that hold money (succeeded, or pending: accepted by the processor, or
- * reserved while it is called), by the caller's key. Their sum is the payment's refunded_amount.
+ * The refunds of a payment by the caller's key, with whether each failed. Those that did not fail
+ * hold money (succeeded, or pending: accepted by the processor, or reserved while it is called),
+ * and their sum is the payment's refunded_amount; an order that booked a failed one keeps counting
+ * it until it takes the refund back (orders' refund.failed listener).
  */
-export async function liveRefundsOfPayment(
+export async function refundAmountsOfPayment(
   db: Queryable,
   paymentId: string,
-): Promise<Array<{ key: string; amount: number }>> {
+): Promise<Array<{ key: string; amount: number; failed: boolean }>> {
   const rows = await db
     .selectFrom('payment_refunds')
-    .select(['idempotency_key', 'amount'])
+    .select(['idempotency_key', 'amount', 'status'])
     .where('payment_id', '=', paymentId)
-    .where('status', '!=', 'failed')
     .execute()
-  return rows.map((r) => ({ key: r.idempotency_key, amount: Number(r.amount) }))
-}
-
-/**
- * The refunds of a payment that failed, by the caller's key: an order that booked one keeps
- * counting it until it takes the refund back (orders' refund.failed listener).
- */
-export async function failedRefundsOfPayment(
-  db: Queryable,
-  paymentId: string,
-): Promise<Array<{ key: string; amount: number }>> {
-  const rows = await db
-    .selectFrom('payment_refunds')
-    .select(['idempotency_key', 'amount'])
-    .where('payment_id', '=', paymentId)
-    .where('status', '=', 'failed')
-    .execute()
-  return rows.map((r) => ({ key: r.idempotency_key, amount: Number(r.amount) }))
+  return rows.map((r) => ({
+    key: r.idempotency_key,
+    amount: Number(r.amount),
+    failed: r.status === 'failed',
+  }))
 }
 
 /** The refunds of a payment, oldest first, failed ones included. */
