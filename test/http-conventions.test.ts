@@ -250,6 +250,15 @@ describeEachDatabase('HTTP conventions', (kind) => {
     expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
   })
 
+  it('documents the cart routes as open to guests and to customers with their token', async () => {
+    const doc = (await node.app.inject({ method: 'GET', url: '/openapi.json' })).json()
+    const either = [{}, { bearer: [] }]
+    expect(doc.paths['/store/carts/{id}'].get.security).toEqual(either)
+    expect(doc.paths['/store/carts/{id}/lines'].post.security).toEqual(either)
+    expect(doc.paths['/store/carts/{id}/complete'].post.security).toEqual(either)
+    expect(doc.paths['/store/payments/{id}/authenticate'].post.security).toEqual(either)
+  })
+
   it("sends OWASP's API security headers on JSON answers and helmet's on the HTML reference", async () => {
     const res = await node.app.inject('/store/products')
     expect(res.headers['x-content-type-options']).toBe('nosniff')

@@ -39,6 +39,12 @@ import { quoteShipping, regionShippingOptions } from './shipping.ts'
 import { needsShipping, shippingParcel } from './totals.ts'
 
 const tags = ['carts']
+/**
+ * Optional: a guest's cart is reached by its id alone (the id is its only key, so keep it private);
+ * a customer's cart needs the customer's access token.
+ */
+export const cartSecurity: Array<Record<string, string[]>> = [{}, { bearer: [] }]
+const security = cartSecurity
 const one = { 200: Type.Ref('Cart'), ...errorResponses }
 
 /** Who asks: the signed-in customer, or a guest. */
@@ -58,6 +64,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
       config: { idempotency: 'optional' },
       schema: {
         tags,
+        security,
         summary: 'Create a cart in a region (by id, or by the shopper country), optionally with lines',
         body: CreateCart,
         response: { 201: Type.Ref('Cart'), ...errorResponses },
@@ -71,7 +78,15 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
 
   app.get(
     '/store/carts/:id',
-    { schema: { tags, summary: 'A cart with its lines and totals', params: CartParams, response: one } },
+    {
+      schema: {
+        tags,
+        security,
+        summary: 'A cart with its lines and totals',
+        params: CartParams,
+        response: one,
+      },
+    },
     async (request, reply) => {
       reply.header('cache-control', 'no-store')
       return getCart(runtime.database.db, request.params.id, cartAccessOf(request))
@@ -83,6 +98,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     {
       schema: {
         tags,
+        security,
         summary: 'Set email, addresses, shipping option, VAT id or metadata; totals are recomputed',
         params: CartParams,
         body: UpdateCart,
@@ -140,6 +156,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     {
       schema: {
         tags,
+        security,
         summary: 'Add a variant (its line grows when already in the cart)',
         params: CartParams,
         body: AddLine,
@@ -159,6 +176,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     {
       schema: {
         tags,
+        security,
         summary: "Set a line's quantity",
         params: CartLineParams,
         body: UpdateLine,
@@ -173,7 +191,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
 
   app.delete(
     '/store/carts/:id/lines/:line_id',
-    { schema: { tags, summary: 'Remove a line', params: CartLineParams, response: one } },
+    { schema: { tags, security, summary: 'Remove a line', params: CartLineParams, response: one } },
     async (request) =>
       changeCart(deps(), request.params.id, cartAccessOf(request), [], (loaded) => ({
         lines: withoutLine(loaded.cart.lines, request.params.line_id),
@@ -185,6 +203,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     {
       schema: {
         tags,
+        security,
         summary: 'Apply a promotion code',
         params: CartParams,
         body: AddPromotion,
@@ -204,7 +223,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
 
   app.delete(
     '/store/carts/:id/promotions/:code',
-    { schema: { tags, summary: 'Remove a promotion code', params: CartCodeParams, response: one } },
+    { schema: { tags, security, summary: 'Remove a promotion code', params: CartCodeParams, response: one } },
     async (request) => {
       const code = request.params.code.toUpperCase()
       return changeCart(deps(), request.params.id, cartAccessOf(request), [], (loaded) => {
@@ -220,6 +239,7 @@ export const cartRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (plain
     {
       schema: {
         tags,
+        security,
         summary: "Shipping options of the cart's region, priced for this cart",
         params: CartParams,
         response: { 200: Type.Object({ data: Type.Array(CartShippingOption) }), ...errorResponses },

@@ -6,7 +6,7 @@ import { Gate } from '../../platform/gate.ts'
 import { releaseIdempotencyKey } from '../../platform/http/idempotency.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
-import { cartAccessOf } from '../carts/routes.ts'
+import { cartAccessOf, cartSecurity } from '../carts/routes.ts'
 import { CartParams, CompleteCart } from '../carts/schemas.ts'
 import { completeCart } from './checkout.ts'
 import { commerceDeps } from './deps.ts'
@@ -36,6 +36,7 @@ export const checkoutRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       config: { idempotency: 'required', idempotencyWaitMs: SAME_KEY_WAIT_MS },
       schema: {
         tags: ['checkout'],
+        security: cartSecurity,
         summary: 'Check out: reserve stock, authorise payment and place the order (Idempotency-Key required)',
         description:
           'Answers 201 with the new order, 200 with the order when the cart was already completed, 200 with ' +

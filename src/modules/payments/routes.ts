@@ -6,7 +6,7 @@ import { problem } from '../../platform/http/errors.ts'
 import { errorResponses } from '../../platform/http/schemas.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { getCart } from '../carts/carts.ts'
-import { cartAccessOf } from '../carts/routes.ts'
+import { cartAccessOf, cartSecurity } from '../carts/routes.ts'
 import { paymentDeps } from './common.ts'
 import { PaymentWebhookInvalid } from './provider.ts'
 import { answerTestChallenge } from './providers/test-gateway.ts'
@@ -36,6 +36,7 @@ export const paymentRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (pl
     {
       schema: {
         tags,
+        security: cartSecurity,
         summary: 'Answer the test gateway’s 3-D Secure challenge',
         description:
           'The page a test gateway payment in `requires_action` redirects the shopper to. After ' +
