@@ -109,6 +109,17 @@ async function stateOf(f: Fixture, order: { id: string; payment_id: string; rese
   }
 }
 
+/** Holds whatever reaches the pause point `name` until `release`; `reached` once it is there. */
+function holdAt(name: string) {
+  const { promise: reached, resolve: reach } = Promise.withResolvers<void>()
+  const { promise: released, resolve: release } = Promise.withResolvers<void>()
+  const unpause = pauseAt(name, async () => {
+    reach()
+    await released
+  })
+  return { reached, release: () => release(), unpause }
+}
+
 describe.each(DATABASE_KINDS)('%s: unpaid manual-payment orders', (kind) => {
   const f = {} as Fixture
   const db = () => f.node.runtime.database.db
@@ -251,13 +262,8 @@ describePostgres('postgres: the expiry of unpaid orders racing their capture', (
 
   it('passes over an order whose capture is under way, which then marks it paid', async () => {
     const order = await unpaidOrder(f, f.store.shirt)
-    const { promise: reached, resolve: reach } = Promise.withResolvers<void>()
-    const { promise: released, resolve: release } = Promise.withResolvers<void>()
     // The capture has updated the payment's row and holds it, the order not yet marked.
-    const unpause = pauseAt('orders.capture_recording', async () => {
-      reach()
-      await released
-    })
+    const { reached, release, unpause } = holdAt('orders.capture_recording')
     try {
       const confirming = capture(f, order.id)
       await reached
@@ -281,13 +287,8 @@ describePostgres('postgres: the expiry of unpaid orders racing their capture', (
 
   it('refuses a capture that reaches the payment once the job has decided, recording nothing', async () => {
     const order = await unpaidOrder(f, f.store.shirt)
-    const { promise: reached, resolve: reach } = Promise.withResolvers<void>()
-    const { promise: released, resolve: release } = Promise.withResolvers<void>()
     // The job has locked the order and its payment, still awaiting the money, and goes on to cancel.
-    const unpause = pauseAt('orders.unpaid_cancel_decided', async () => {
-      reach()
-      await released
-    })
+    const { reached, release, unpause } = holdAt('orders.unpaid_cancel_decided')
     try {
       const expiring = expire()
       await reached
