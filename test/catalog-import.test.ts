@@ -1356,6 +1356,20 @@ describeEachDatabase('catalog import and export', (kind) => {
     expect((await node.app.inject({ url: '/admin/products/export' })).statusCode).toBe(401)
   })
 
+  it('documents the export under the media type each format is sent as', async () => {
+    const spec = (await node.app.inject({ url: '/openapi.json' })).json()
+    const ok = spec.paths['/admin/products/export'].get.responses['200']
+    expect(Object.keys(ok.content).sort()).toEqual(Object.values(CSV_TYPES).sort())
+    for (const [format, type] of Object.entries(CSV_TYPES)) {
+      expect(ok.content[type].schema).toMatchObject({ type: 'string' })
+      const file = await node.app.inject({
+        url: `/admin/products/export?format=${format}`,
+        headers: adminAuth,
+      })
+      expect(file.headers['content-type']).toBe(`${type}; charset=utf-8`)
+    }
+  })
+
   it('reports rows whose attributes break the schema as bad rows, in CSV and JSON', async () => {
     const header = 'handle,title,attributes,sku,price_EUR'
     const file = csv(header, [

@@ -292,7 +292,19 @@ export const catalogImportRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asy
         summary: 'Export every product as CSV, JSON or NDJSON, in the layout the importer reads',
         security,
         querystring: ExportQuery,
-        response: { 200: Type.String({ description: 'The file, streamed' }), ...errorResponses },
+        response: {
+          // One media type per format, as the route sends them: a bare schema would be documented
+          // as application/json, and generated clients would parse a CSV file as JSON.
+          200: {
+            description: 'The file, streamed, in the media type `format` names',
+            content: {
+              'text/csv': { schema: Type.String() },
+              'application/json': { schema: Type.String() },
+              'application/x-ndjson': { schema: Type.String() },
+            },
+          },
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
