@@ -1,10 +1,11 @@
 /**
  * Customer identity end to end, and the attacks it must resist: account enumeration through
- * sign-up, sign-in and password reset; weak passwords and mass assignment; forged, expired,
- * tampered and cross-audience access tokens; refresh-token replay; sessions that must end on
- * sign-out, password change and reset; other customers' addresses (IDOR); and password guessing
- * (per IP and account lockout, per-IP rate limit). Emails are read from the dev outbox the mail
- * job writes, so every token used here travelled the way a customer's would.
+ * sign-up, sign-in, resending the verification email and password reset; weak passwords and mass
+ * assignment; forged, expired, tampered and cross-audience access tokens; refresh-token replay;
+ * sessions that must end on sign-out, password change and reset; other customers' addresses
+ * (IDOR); and password guessing (per IP and account lockout, per-IP rate limit). Emails are read
+ * from the dev outbox the mail job writes, so every token used here travelled the way a customer's
+ * would.
  */
 import { hkdfSync, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -17,6 +18,7 @@ import { passwordProblem } from '../src/modules/identity/passwords.ts'
 import { TokenSigner } from '../src/modules/identity/tokens.ts'
 import type { DatabaseKind } from '../src/platform/db/database.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
+import { queuedEmails } from './support/customers.ts'
 import { describeEachDatabase } from './support/database.ts'
 
 const PASSWORD = 'Plum-Ladder-Orbit-42'
@@ -137,10 +139,24 @@ describeEachDatabase('customer identity', (kind) => {
         .execute()
     ).length
 
-  /** A new account, signed in once. */
+  const resend = (email: string, ip?: string) => post('/store/auth/resend-verification', { email }, { ip })
+
+  /** Confirms the email with the token of the newest verification email it received. */
+  async function confirm(email: string, count = 1): Promise<void> {
+    const mail = (await waitForMail(node, email, 'verify_email', count)).at(-1)!
+    const res = await post('/store/auth/verify-email', { token: mail.data.token })
+    expect(res.statusCode, res.body).toBe(204)
+  }
+
+  /** Status, content type and body: everything a client could tell two answers apart by. */
+  const answer = (res: { statusCode: number; headers: Record<string, unknown>; payload: string }) =>
+    `${res.statusCode} ${res.headers['content-type']} ${res.payload}`
+
+  /** A new account, its email confirmed, signed in once. */
   async function customer(label: string, password = PASSWORD): Promise<Tokens & { email: string }> {
     const email = uniqueEmail(label)
     expect((await signUp(email, password)).statusCode).toBe(202)
+    await confirm(email)
     const res = await signIn(email, password)
     expect(res.statusCode).toBe(200)
     return { ...(res.json() as Tokens), email }
@@ -230,6 +246,55 @@ describeEachDatabase('customer identity', (kind) => {
       })
       expect(random.statusCode).toBe(401)
       expect(random.json().code).toBe('invalid_token')
+    })
+  })
+
+  describe('resending the verification email', () => {
+    it('answers alike for unknown, confirmed and unconfirmed emails, and mails only the unconfirmed one', async () => {
+      const { email: confirmed } = await customer('resend-confirmed')
+      const unconfirmed = uniqueEmail('resend-unconfirmed')
+      expect((await signUp(unconfirmed)).statusCode).toBe(202)
+      const unknown = uniqueEmail('resend-unknown')
+      const verifyEmails = async (to: string) =>
+        (await outbox(node)).filter((m) => m.to === to && m.template === 'verify_email')
+
+      const answers = [
+        await resend(unknown, uniqueIp()),
+        await resend(confirmed, uniqueIp()),
+        await resend(unconfirmed, uniqueIp()),
+      ]
+      expect(answers[0]!.statusCode).toBe(202)
+      expect(answers[0]!.json()).toEqual({ status: 'sent_if_unverified' })
+      for (const res of answers) expect(answer(res)).toBe(answer(answers[0]!))
+
+      // The unconfirmed account gets a second verification email; its new token confirms it.
+      await confirm(unconfirmed, 2)
+      const [first, second] = await verifyEmails(unconfirmed)
+      expect(second!.data.token).not.toBe(first!.data.token)
+      expect((await signIn(unconfirmed, PASSWORD, uniqueIp())).statusCode).toBe(200)
+      // Nothing more was queued for the others: read from the queue, so no email can be on its way.
+      expect(await queuedEmails(node, unknown, 'verify_email')).toEqual([])
+      expect(await queuedEmails(node, confirmed, 'verify_email')).toHaveLength(1)
+      expect(await queuedEmails(node, unconfirmed, 'verify_email')).toHaveLength(2)
+    })
+
+    it('limits resends per address, the same for unknown addresses', async () => {
+      const unconfirmed = uniqueEmail('resend-flood')
+      expect((await signUp(unconfirmed)).statusCode).toBe(202)
+      for (const email of [unconfirmed, uniqueEmail('resend-flood-unknown')]) {
+        const ip = uniqueIp()
+        const codes: number[] = []
+        for (let i = 0; i < 7; i++) codes.push((await resend(email, ip)).statusCode)
+        expect(codes).toEqual([202, 202, 202, 202, 202, 429, 429])
+      }
+    })
+
+    it('validates the body', async () => {
+      for (const payload of [{}, { email: 'not-an-email' }, { email: uniqueEmail('x'), extra: 1 }]) {
+        const res = await post('/store/auth/resend-verification', payload)
+        expect(res.statusCode, JSON.stringify(payload)).toBe(400)
+        expect(res.json().code).toBe('validation_failed')
+      }
     })
   })
 
@@ -833,5 +898,20 @@ describeEachDatabase('customer identity: per-IP auth rate limit', (kind) => {
     expect(limited.json().code).toBe('rate_limited')
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0)
     expect((await signIn(uniqueIp())).statusCode).toBe(200)
+  })
+
+  it('refuses the fourth verification resend from one IP within a minute, for any addresses', async () => {
+    const ip = uniqueIp()
+    const resend = () =>
+      node.app.inject({
+        method: 'POST',
+        url: '/store/auth/resend-verification',
+        payload: { email: uniqueEmail('resend-rate') },
+        remoteAddress: ip,
+      })
+    for (let i = 0; i < 3; i++) expect((await resend()).statusCode).toBe(202)
+    const limited = await resend()
+    expect(limited.statusCode).toBe(429)
+    expect(limited.json().code).toBe('rate_limited')
   })
 })

@@ -15,6 +15,7 @@ import {
   refreshCustomer,
   requestEmailVerification,
   requestPasswordReset,
+  resendVerification,
   resetPassword,
   signIn,
   signUp,
@@ -135,6 +136,27 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
   )
 
   app.post(
+    '/store/auth/resend-verification',
+    {
+      config: authLimit,
+      schema: {
+        tags,
+        summary: 'Email a new verification token to an account that has not confirmed its email',
+        description:
+          'Answers 202 with the same body whether the email has no account, a confirmed one or an ' +
+          'unconfirmed one; only the last is mailed. Throttled per address and per IP.',
+        body: EmailBody,
+        response: { 202: Accepted, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      await resendVerification(runtime, request.body.email, request.ip)
+      reply.code(202)
+      return { status: 'sent_if_unverified' }
+    },
+  )
+
+  app.post(
     '/store/auth/password-reset',
     {
       config: authLimit,
@@ -206,7 +228,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       config: me,
       schema: {
         tags,
-        summary: 'Send the verification email again',
+        summary: 'Send the verification email again (to the signed-in customer)',
         security,
         response: { 202: Accepted, ...errorResponses },
       },

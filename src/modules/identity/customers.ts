@@ -1,14 +1,16 @@
 /**
  * Customer accounts: sign-up, sign-in, token refresh, sign-out, email verification, password reset
- * and change, profile and address book. Sign-up and reset answer the same whether or not the email
- * has an account, and sign-in spends the same time on unknown emails, so neither leaks who shops here.
+ * and change, profile and address book. Sign-up, reset and resending the verification email answer
+ * the same whether or not the email has an account, and sign-in spends the same time on unknown
+ * emails, so none of them leaks who shops here.
  */
 import type { FastifyRequest } from 'fastify'
 import { sql } from 'kysely'
 import type { Static } from 'typebox'
-import { withTransaction } from '../../platform/db/transaction.ts'
+import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
+import type { Jobs } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { sendEmail } from '../notifications/mail.ts'
 import { signerOf, throttleOf } from './context.ts'
@@ -76,6 +78,18 @@ async function tokensFor(runtime: Runtime, customerId: string, sessionId: string
   }
 }
 
+/** Issues a verification token and queues the email carrying it, in the caller's transaction. */
+async function sendVerificationEmail(trx: Tx, jobs: Jobs, customerId: string, email: string): Promise<void> {
+  const token = await issueOneTimeToken(trx, 'verify_email', 'customer', customerId, 24 * 60)
+  await sendEmail(trx, jobs, {
+    to: email,
+    template: 'verify_email',
+    subject: 'Confirm your email',
+    text: `Confirm your email with this code: ${token}`,
+    data: { token },
+  })
+}
+
 function accountExistsEmail(email: string) {
   return {
     to: email,
@@ -126,14 +140,7 @@ export async function signUp(
       await sendEmail(trx, runtime.jobs, accountExistsEmail(email))
       return
     }
-    const token = await issueOneTimeToken(trx, 'verify_email', 'customer', id, 24 * 60)
-    await sendEmail(trx, runtime.jobs, {
-      to: email,
-      template: 'verify_email',
-      subject: 'Confirm your email',
-      text: `Confirm your email with this code: ${token}`,
-      data: { token },
-    })
+    await sendVerificationEmail(trx, runtime.jobs, id, email)
     await runtime.outbox.emit(trx, 'customer.created', { customer_id: id }, id)
   })
   return { status: 'pending_verification' }
@@ -213,14 +220,26 @@ export async function requestEmailVerification(runtime: Runtime, customerId: str
       .where('id', '=', customerId)
       .executeTakeFirst()
     if (!row || row.email_verified_at) return
-    const token = await issueOneTimeToken(trx, 'verify_email', 'customer', customerId, 24 * 60)
-    await sendEmail(trx, runtime.jobs, {
-      to: row.email,
-      template: 'verify_email',
-      subject: 'Confirm your email',
-      text: `Confirm your email with this code: ${token}`,
-      data: { token },
-    })
+    await sendVerificationEmail(trx, runtime.jobs, customerId, row.email)
+  })
+}
+
+/**
+ * Emails a new verification token when the address has an account that has not confirmed it; does
+ * nothing for an unknown or confirmed address, and the caller answers the same either way.
+ */
+export async function resendVerification(runtime: Runtime, email: string, ip: string): Promise<void> {
+  // Each resend mails the address, so it is throttled per address as well as per IP, as sign-up is;
+  // keyed on the address as typed, so unknown addresses count the same.
+  await countAttempt(throttleOf(runtime, 'customer'), `verify-resend:${email}`, ip)
+  await withTransaction(runtime.database.db, async (trx) => {
+    const row = await trx
+      .selectFrom('customers')
+      .select(['id', 'email', 'email_verified_at'])
+      .where(sql`lower(email)`, '=', email.trim().toLowerCase())
+      .executeTakeFirst()
+    if (!row || row.email_verified_at) return
+    await sendVerificationEmail(trx, runtime.jobs, row.id, row.email)
   })
 }
 
