@@ -16,6 +16,7 @@ import { categoryTree, createCategory, updateCategory } from '../src/modules/cat
 import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import type { ProblemError } from '../src/platform/http/errors.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
+import { signUpConfirmed } from './support/customers.ts'
 import { describeEachDatabase } from './support/database.ts'
 import { eventually } from './support/eventually.ts'
 import { waitForLockWaits } from './support/locks.ts'
@@ -728,12 +729,7 @@ describeEachDatabase('catalog admin: taxonomy, regions, price lists, customer gr
     async function signUpCustomer(): Promise<{ id: string; token: string }> {
       const email = uniqueEmail('shopper')
       const password = strongPassword()
-      const up = await node.app.inject({
-        method: 'POST',
-        url: '/store/auth/sign-up',
-        payload: { email, password },
-      })
-      expect(up.statusCode, up.body).toBe(202)
+      await signUpConfirmed(node, email, password)
       const signIn = await node.app.inject({
         method: 'POST',
         url: '/store/auth/sign-in',

@@ -1,11 +1,12 @@
 /**
  * Customer identity end to end, and the attacks it must resist: account enumeration through
- * sign-up, sign-in, resending the verification email and password reset; weak passwords and mass
- * assignment; forged, expired, tampered and cross-audience access tokens; refresh-token replay;
- * sessions that must end on sign-out, password change and reset; other customers' addresses
- * (IDOR); and password guessing (per IP and account lockout, per-IP rate limit). Emails are read
- * from the dev outbox the mail job writes, so every token used here travelled the way a customer's
- * would.
+ * sign-up, sign-in (an unconfirmed account is refused like a wrong password, so signing up with a
+ * known email and then signing in tells nothing), resending the verification email and password
+ * reset; weak passwords and mass assignment; forged, expired, tampered and cross-audience access
+ * tokens; refresh-token replay; sessions that must end on sign-out, password change and reset;
+ * other customers' addresses (IDOR); and password guessing (per IP and account lockout, per-IP rate
+ * limit). Emails are read from the dev outbox the mail job writes, so every token used here
+ * travelled the way a customer's would (on the node without workers, from the email's job).
  */
 import { hkdfSync, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -18,7 +19,7 @@ import { passwordProblem } from '../src/modules/identity/passwords.ts'
 import { TokenSigner } from '../src/modules/identity/tokens.ts'
 import type { DatabaseKind } from '../src/platform/db/database.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
-import { queuedEmails } from './support/customers.ts'
+import { confirmEmail, queuedEmails } from './support/customers.ts'
 import { describeEachDatabase } from './support/database.ts'
 
 const PASSWORD = 'Plum-Ladder-Orbit-42'
@@ -186,6 +187,7 @@ describeEachDatabase('customer identity', (kind) => {
       expect(
         (await outbox(node)).filter((m) => m.to === email && m.template === 'verify_email'),
       ).toHaveLength(1)
+      await confirm(email)
       expect((await signIn(email, OTHER_PASSWORD)).statusCode).toBe(401)
       expect((await signIn(email, PASSWORD)).statusCode).toBe(200)
     })
@@ -225,15 +227,20 @@ describeEachDatabase('customer identity', (kind) => {
   })
 
   describe('email verification', () => {
-    it('verifies with the emailed token once; a used or random token is refused', async () => {
+    it('verifies with the emailed token once, which lets the account sign in; a used or random token is refused', async () => {
       const email = uniqueEmail('verify')
       expect((await signUp(email)).statusCode).toBe(202)
       const [mail] = await waitForMail(node, email, 'verify_email')
-      const session = (await signIn(email)).json() as Tokens
-      expect(session.customer.email_verified).toBe(false)
+      const before = await signIn(email, PASSWORD, uniqueIp())
+      expect(before.statusCode).toBe(401)
+      expect(before.json().code).toBe('invalid_credentials')
 
       const ok = await post('/store/auth/verify-email', { token: mail!.data.token })
       expect(ok.statusCode).toBe(204)
+      const signedIn = await signIn(email, PASSWORD, uniqueIp())
+      expect(signedIn.statusCode).toBe(200)
+      const session = signedIn.json() as Tokens
+      expect(session.customer.email_verified).toBe(true)
       const profile = await me(session.access_token)
       expect(profile.statusCode).toBe(200)
       expect(profile.json()).toMatchObject({ email, email_verified: true })
@@ -320,9 +327,57 @@ describeEachDatabase('customer identity', (kind) => {
       expect(unknown.headers['content-type']).toBe(wrong.headers['content-type'])
     })
 
+    it('refuses an unconfirmed account with its right password byte-identically to a wrong password', async () => {
+      const { email: confirmed } = await customer('unconfirmed-control')
+      const email = uniqueEmail('unconfirmed')
+      expect((await signUp(email)).statusCode).toBe(202)
+      const unconfirmed = await signIn(email, PASSWORD, uniqueIp())
+      const wrong = await signIn(confirmed, WRONG, uniqueIp())
+      const unknown = await signIn(uniqueEmail('nobody'), WRONG, uniqueIp())
+      expect(unconfirmed.statusCode).toBe(401)
+      expect(unconfirmed.json().code).toBe('invalid_credentials')
+      expect(answer(unconfirmed)).toBe(answer(wrong))
+      expect(answer(unknown)).toBe(answer(wrong))
+      // One text for every refusal, naming the unconfirmed case so that a new customer is not lost.
+      expect(wrong.json().detail).toMatch(/confirm its email/)
+    })
+
+    it('counts an unconfirmed sign-in as a failure, and signs in once the email is confirmed', async () => {
+      const email = uniqueEmail('unconfirmed-lock')
+      expect((await signUp(email)).statusCode).toBe(202)
+      const ip = uniqueIp()
+      const codes: number[] = []
+      for (let i = 0; i < 7; i++) codes.push((await signIn(email, PASSWORD, ip)).statusCode)
+      // As for a wrong password: five free attempts, then the wait.
+      expect(codes).toEqual([401, 401, 401, 401, 401, 429, 429])
+
+      await confirm(email)
+      const res = await signIn(email, PASSWORD, uniqueIp())
+      expect(res.statusCode).toBe(200)
+      expect(res.json().customer).toMatchObject({ email, email_verified: true })
+    })
+
+    it('tells nothing when an attacker signs up a known email with a password of their own and signs in', async () => {
+      const victim = await customer('victim')
+      const ATTACKER = 'Attacker-Chosen-Pass-31'
+      const fresh = uniqueEmail('fresh')
+      const known = await signUp(victim.email, ATTACKER)
+      const unknown = await signUp(fresh, ATTACKER)
+      expect(answer(known)).toBe(answer(unknown))
+
+      const onKnown = await signIn(victim.email, ATTACKER, uniqueIp())
+      const onNew = await signIn(fresh, ATTACKER, uniqueIp())
+      expect(onNew.statusCode).toBe(401)
+      expect(onNew.json().code).toBe('invalid_credentials')
+      expect(answer(onKnown)).toBe(answer(onNew))
+      // The victim's account is untouched.
+      expect((await signIn(victim.email, PASSWORD, uniqueIp())).statusCode).toBe(200)
+    })
+
     it('returns tokens and the customer, never the password hash; the email is case-insensitive', async () => {
       const email = uniqueEmail('tokens')
       await signUp(email, PASSWORD, { first_name: 'Grace', last_name: 'Hopper' })
+      await confirm(email)
       const res = await signIn(email.toUpperCase())
       expect(res.statusCode).toBe(200)
       expect(res.payload).not.toContain('password_hash')
@@ -338,7 +393,7 @@ describeEachDatabase('customer identity', (kind) => {
           email,
           first_name: 'Grace',
           last_name: 'Hopper',
-          email_verified: false,
+          email_verified: true,
           created_at: expect.any(String),
         },
       })
@@ -607,7 +662,10 @@ describeEachDatabase('customer identity', (kind) => {
       expect(codes.filter((c) => c === 204)).toHaveLength(1)
       expect(codes.filter((c) => c === 401)).toHaveLength(4)
       const winner = passwords[codes.indexOf(204)]!
-      expect((await signIn(email, winner)).statusCode).toBe(200)
+      // Never confirmed through its verification email, the account signs in: the reset email proved it.
+      const after = await signIn(email, winner)
+      expect(after.statusCode).toBe(200)
+      expect(after.json().customer.email_verified).toBe(true)
     })
   })
 
@@ -884,6 +942,7 @@ describeEachDatabase('customer identity: per-IP auth rate limit', (kind) => {
       remoteAddress: uniqueIp(),
     })
     expect(signUp.statusCode).toBe(202)
+    await confirmEmail(node, email, uniqueIp())
     const signIn = (ip: string) =>
       node.app.inject({
         method: 'POST',

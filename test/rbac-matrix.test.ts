@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RouteEntry } from '../src/app.ts'
 import { BUILT_IN_ROLES } from '../src/modules/identity/permissions.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
+import { confirmEmail } from './support/customers.ts'
 import {
   bearer,
   newStaffSession,
@@ -132,14 +133,16 @@ describe('RBAC matrix: built-in roles × admin routes (PGlite)', () => {
       payload: { email, password },
     })
     expect(signUp.statusCode).toBe(202)
-    // Unverified customers can sign in; their token must still be worthless on /admin.
-    const signIn = await node.app.inject({
-      method: 'POST',
-      url: '/store/auth/sign-in',
-      payload: { email, password },
-    })
-    expect(signIn.statusCode).toBe(200)
-    const headers = bearer(signIn.json().access_token)
+    const signIn = () =>
+      node.app.inject({ method: 'POST', url: '/store/auth/sign-in', payload: { email, password } })
+    // An account signs in only once its email is confirmed; its token must still be worthless on /admin.
+    const unconfirmed = await signIn()
+    expect(unconfirmed.statusCode).toBe(401)
+    expect(unconfirmed.json().code).toBe('invalid_credentials')
+    await confirmEmail(node, email)
+    const signedIn = await signIn()
+    expect(signedIn.statusCode).toBe(200)
+    const headers = bearer(signedIn.json().access_token)
     expect((await node.app.inject({ method: 'GET', url: '/store/me', headers })).statusCode).toBe(200)
     const wrong: string[] = []
     for (const route of routes) {

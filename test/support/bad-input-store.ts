@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { adminAuth, type TestNode } from './app.ts'
 import { idPrefix, type JsonSchema, type Sampler, type Value } from './bad-input.ts'
 import { berlin, createTestStore, type TestStore } from './commerce.ts'
+import { signUpConfirmed } from './customers.ts'
 import { bearer, newStaffSession, strongPassword, uniqueEmail } from './staff.ts'
 
 export interface Session {
@@ -177,7 +178,7 @@ async function call(
 async function signedUpCustomer(node: TestNode): Promise<Session & { id: string }> {
   const email = uniqueEmail('fuzz')
   const password = strongPassword()
-  await call(node, 'POST', '/store/auth/sign-up', { email, password }, {})
+  await signUpConfirmed(node, email, password)
   const session = await call(node, 'POST', '/store/auth/sign-in', { email, password }, {})
   const headers = bearer(session.access_token)
   const me = await call(node, 'GET', '/store/me', undefined, headers)

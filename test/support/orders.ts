@@ -18,6 +18,7 @@ import { attachOrder, createPayment, recordAuthorization } from '../../src/modul
 import { recordSale } from '../../src/modules/tax/sales.ts'
 import { withTransaction } from '../../src/platform/db/transaction.ts'
 import { adminAuth, type TestNode } from './app.ts'
+import { signUpConfirmed } from './customers.ts'
 import { createTestLocation } from './inventory.ts'
 import { bearer, strongPassword, uniqueEmail } from './staff.ts'
 
@@ -179,18 +180,13 @@ export async function placeTestOrder(
   return order
 }
 
-/** A signed-up customer with an access token. */
+/** A signed-up customer, email confirmed, with an access token. */
 export async function createTestCustomer(
   node: TestNode,
 ): Promise<{ id: string; headers: Record<string, string> }> {
   const email = uniqueEmail('customer')
   const password = strongPassword()
-  const signUp = await node.app.inject({
-    method: 'POST',
-    url: '/store/auth/sign-up',
-    payload: { email, password },
-  })
-  if (signUp.statusCode !== 202) throw new Error(`sign-up: ${signUp.statusCode} ${signUp.body}`)
+  await signUpConfirmed(node, email, password)
   const signIn = await node.app.inject({
     method: 'POST',
     url: '/store/auth/sign-in',

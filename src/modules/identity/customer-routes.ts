@@ -78,6 +78,11 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       schema: {
         tags,
         summary: 'Sign in with email and password',
+        description:
+          'An account signs in once its email is confirmed. Until then it is refused exactly like a wrong ' +
+          'password (401 invalid_credentials, the same body), so that signing up with an email and then ' +
+          'signing in cannot tell whether the email already had an account. Confirm with the emailed token ' +
+          '(`/store/auth/verify-email`); `/store/auth/resend-verification` sends a new one.',
         body: SignInBody,
         response: { 200: CustomerTokens, ...errorResponses },
       },

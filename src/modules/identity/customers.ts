@@ -2,7 +2,9 @@
  * Customer accounts: sign-up, sign-in, token refresh, sign-out, email verification, password reset
  * and change, profile and address book. Sign-up, reset and resending the verification email answer
  * the same whether or not the email has an account, and sign-in spends the same time on unknown
- * emails, so none of them leaks who shops here.
+ * emails, so none of them leaks who shops here. An account signs in only once its email is
+ * confirmed: otherwise signing up with a known email and a password of one's choosing, then signing
+ * in with it, would tell a taken email (refused) from a new one (signed in).
  */
 import type { FastifyRequest } from 'fastify'
 import { sql } from 'kysely'
@@ -58,6 +60,15 @@ export function customerView(row: {
 }
 
 const customerColumns = ['id', 'email', 'first_name', 'last_name', 'email_verified_at', 'created_at'] as const
+
+/**
+ * The detail of every refused customer sign-in, whatever refused it (an unknown email, a wrong
+ * password, an email not confirmed yet), so that the answer says nothing about the account; it names
+ * the unconfirmed case so that a customer who just signed up knows what to do.
+ */
+const SIGN_IN_REFUSED_DETAIL =
+  'Check the email and password. A new account must confirm its email before it can sign in: use ' +
+  'the code in the confirmation email, or ask for a new one.'
 
 function requireStrongPassword(password: string, field: string): void {
   const why = passwordProblem(password)
@@ -146,7 +157,11 @@ export async function signUp(
   return { status: 'pending_verification' }
 }
 
-/** Signs a customer in with email and password; throttled per account and IP. */
+/**
+ * Signs a customer in with email and password; throttled per account and IP. An account whose email
+ * is not confirmed is refused exactly as a wrong password is, after the password check (so in the
+ * same time) and counted as a failure.
+ */
 export async function signIn(runtime: Runtime, email: string, password: string, request: FastifyRequest) {
   const throttle = throttleOf(runtime, 'customer')
   await countAttempt(throttle, email, request.ip)
@@ -157,7 +172,8 @@ export async function signIn(runtime: Runtime, email: string, password: string, 
     .where(sql`lower(email)`, '=', email.trim().toLowerCase())
     .executeTakeFirst()
   const ok = row ? await verifyPassword(row.password_hash, password) : await verifyDecoy(password)
-  if (!row || !ok) throw problem('invalid_credentials')
+  if (!row || !ok || row.email_verified_at === null)
+    throw problem('invalid_credentials', SIGN_IN_REFUSED_DETAIL)
   await throttle.succeeded(email, request.ip)
   if (needsRehash(row.password_hash)) {
     const rehashed = await hashPassword(password)
