@@ -118,6 +118,37 @@ describeEachDatabase('database layer', (kind) => {
     expect(attempts).toBe(1)
   })
 
+  it('reads and writes timestamptz of the years 0001 to 0099 and BC as the instants they are', async () => {
+    // JavaScript's Date reads '0001-06-01 00:00:00+00' with its legacy two-digit years, as 2001.
+    for (const text of [
+      '0001-06-01T00:00:00.000Z',
+      '0050-06-01T12:34:56.789Z',
+      '0099-12-31T23:59:59.999Z',
+      '0100-01-01T00:00:00.000Z',
+    ]) {
+      const { rows } = await sql<{ at: Date }>`select ${text}::timestamptz as at`.execute(database.db)
+      expect(rows[0]!.at.toISOString()).toBe(text)
+      const back = await sql<{ same: boolean }>`
+        select ${rows[0]!.at}::timestamptz = ${text}::timestamptz as same`.execute(database.db)
+      expect(back.rows[0]!.same).toBe(true)
+    }
+    // No input reaches BC (DateTimeInput stops at 0001), but arithmetic in SQL can: it comes back as
+    // the year ISO 8601 numbers -43 for 44 BC, and goes back in as the same instant.
+    for (const [text, iso] of [
+      ['0044-03-15 12:00:00+00 BC', '-000043-03-15T12:00:00.000Z'],
+      ['0001-12-31 23:59:59.5+00 BC', '0000-12-31T23:59:59.500Z'],
+    ] as const) {
+      const { rows } = await sql<{ at: Date }>`select ${text}::timestamptz as at`.execute(database.db)
+      expect(rows[0]!.at.toISOString()).toBe(iso)
+      const back = await sql<{ same: boolean }>`
+        select ${rows[0]!.at}::timestamptz = ${text}::timestamptz as same`.execute(database.db)
+      expect(back.rows[0]!.same).toBe(true)
+    }
+    const { rows } = await sql<{ at: Date }>`
+      select '0001-01-01T00:00:00Z'::timestamptz - interval '1 day' as at`.execute(database.db)
+    expect(rows[0]!.at.toISOString()).toBe('0000-12-31T00:00:00.000Z')
+  })
+
   it('keeps queries from outside out of an open transaction', async () => {
     // On PGlite one connection serves everyone: without the gate, the outside insert below would run
     // inside the transaction and vanish with its rollback. On Postgres it takes another connection.

@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { PGlite } from '@electric-sql/pglite'
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
@@ -41,6 +41,33 @@ export interface DatabaseOptions {
 
 // int8 (count(*), sums) arrives as a string from pg; money and counts here fit in a JS number.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
+
+const TIMESTAMPTZ = pg.types.builtins.TIMESTAMPTZ
+const serializeTimestamptz = pgliteTypes.serializers[TIMESTAMPTZ]!
+
+/**
+ * A Date as PostgreSQL reads it, for PGlite's timestamptz parameters. PGlite sends toISOString(),
+ * whose years before 1 are signed six-digit years (`-000043-03-15T…Z`) that PostgreSQL refuses; it
+ * writes them `0044-03-15 … BC` (year 0 being 1 BC), as pg does.
+ */
+function timestamptzInput(value: unknown): string {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()) || value.getUTCFullYear() > 0)
+    return serializeTimestamptz(value)
+  const iso = value.toISOString()
+  const year = String(1 - value.getUTCFullYear()).padStart(4, '0')
+  return `${year}${iso.slice(iso.indexOf('-', 1), -1)}+00 BC`
+}
+
+/**
+ * How PGlite reads and writes timestamptz. Its own parser is `new Date(text)`, which reads the years
+ * 0001 to 0099 by the legacy two-digit rules (`0001-06-01 00:00:00+00` becomes 2001-01-06) and BC
+ * years as an invalid date; pg's parser (postgres-date) reads both right, so both databases give
+ * every module the same instant.
+ */
+const pgliteTimestamps = {
+  parsers: { [TIMESTAMPTZ]: pg.types.getTypeParser(TIMESTAMPTZ) },
+  serializers: { [TIMESTAMPTZ]: timestamptzInput },
+}
 
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED',
@@ -81,7 +108,7 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
     mkdirSync(path, { recursive: true })
   }
   // pg_trgm gives catalog search its typo tolerance; PGlite ships it as a loadable contrib module.
-  const pglite = await PGlite.create(path, { extensions: { pg_trgm } })
+  const pglite = await PGlite.create(path, { extensions: { pg_trgm }, ...pgliteTimestamps })
   // PGlite is one connection. Kysely's PGlite adapter declares that (supportsMultipleConnections is
   // false), so Kysely serialises every query and transaction through one mutex: nothing can slip a
   // statement into another caller's open transaction (test/database.test.ts proves it). pg-boss
