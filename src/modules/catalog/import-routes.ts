@@ -140,6 +140,30 @@ const ImportListQuery = Type.Object(
   { additionalProperties: false },
 )
 
+/**
+ * The file, documented under each media type the route reads. Fastify validates a body against the
+ * schema of its media type, and the parser above hands the handler an Upload rather than text, so
+ * these schemas constrain nothing (a `type` would refuse every file): they say what each type
+ * carries, and the importer checks the file itself. Other types the parser takes (`text/plain` with
+ * `?format=`, `application/ndjson`) match none of them and are read the same way.
+ */
+const ImportBody = {
+  content: {
+    'text/csv': {
+      schema: Type.Unknown({ description: 'CSV with a header row, one row per variant' }),
+    },
+    'application/json': {
+      schema: Type.Unknown({
+        description:
+          'An array of product documents (each the body of POST /admin/products), or `{"products": [...]}`',
+      }),
+    },
+    'application/x-ndjson': {
+      schema: Type.Unknown({ description: 'One product document per line' }),
+    },
+  },
+}
+
 const ExportQuery = Type.Object(
   { format: Type.Optional(Format), status: Type.Optional(ProductStatus) },
   { additionalProperties: false },
@@ -190,6 +214,7 @@ export const catalogImportRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asy
           'progress GET /admin/products/imports/{id} shows.',
         security,
         querystring: ImportQuery,
+        body: ImportBody,
         response: {
           200: ImportReport,
           202: Type.Ref('ProductImport'),
