@@ -42,7 +42,7 @@ import { taxRoutes } from './modules/tax/routes.ts'
 import { bootstrapTokenResolver, registerAuth } from './platform/http/auth.ts'
 import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
-import { registerIdempotency } from './platform/http/idempotency.ts'
+import { documentIdempotencyKey, registerIdempotency } from './platform/http/idempotency.ts'
 import { jsonBodyError } from './platform/http/json-body.ts'
 import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
@@ -335,6 +335,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `schema${i}`) },
+    transform: documentIdempotencyKey,
     transformObject: (document) =>
       optionalBodies('openapiObject' in document ? document.openapiObject : document.swaggerObject),
   })

@@ -281,6 +281,49 @@ describeEachDatabase('HTTP conventions', (kind) => {
     }
   })
 
+  it('documents the Idempotency-Key header on every route that takes one, required where it is', async () => {
+    const doc = (await node.app.inject('/openapi.json')).json()
+    const keyOf = (path: string, method: string) =>
+      (doc.paths[path][method].parameters ?? []).find(
+        (p: any) => p.in === 'header' && p.name.toLowerCase() === 'idempotency-key',
+      )
+    const complete = keyOf('/store/carts/{id}/complete', 'post')
+    expect(complete).toMatchObject({ required: true, schema: { type: 'string', maxLength: 255 } })
+    expect(complete.description).toContain('idempotency_key_reused')
+    expect(keyOf('/admin/orders/{id}/refunds', 'post')).toMatchObject({ required: true })
+    expect(keyOf('/admin/products', 'post')).toMatchObject({ required: false })
+    expect(keyOf('/admin/products/import', 'post')).toMatchObject({ required: false })
+    expect(keyOf('/store/carts', 'post')).toMatchObject({ required: false })
+    // Exactly the routes that declare it; a read has none.
+    const documented = node.app.routeTable
+      .filter((r) => r.config.idempotency)
+      .map((r) => `${r.method} ${r.url.replace(/:(\w+)/g, '{$1}')}`)
+      .sort()
+    const withKey = Object.entries(doc.paths as Record<string, Record<string, any>>)
+      .flatMap(([path, ops]) =>
+        Object.keys(ops).flatMap((method) =>
+          keyOf(path, method) ? [`${method.toUpperCase()} ${path}`] : [],
+        ),
+      )
+      .sort()
+    expect(withKey).toEqual(documented)
+    expect(keyOf('/admin/products', 'get')).toBeUndefined()
+    // Documenting it changed nothing at run time: the claim still answers a missing or bad key.
+    const cart = '/store/carts/cart_00000000000000000000000000/complete'
+    const payload = { payment: { provider: 'manual' } }
+    const missing = await node.app.inject({ method: 'POST', url: cart, payload })
+    expectProblem(missing, 400, 'idempotency_key_required')
+    const bad = await node.app.inject({
+      method: 'POST',
+      url: cart,
+      headers: { 'idempotency-key': 'has space' },
+      payload,
+    })
+    expect(expectProblem(bad, 400, 'validation_failed').errors).toEqual([
+      { path: 'headers.idempotency-key', message: 'must be 1 to 255 printable ASCII characters' },
+    ])
+  })
+
   it("sends OWASP's API security headers on JSON answers and helmet's on the HTML reference", async () => {
     const res = await node.app.inject('/store/products')
     expect(res.headers['x-content-type-options']).toBe('nosniff')

@@ -14,8 +14,9 @@
  */
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
 import { type Kysely, sql } from 'kysely'
+import { Type } from 'typebox'
 import type { DB } from '../db/schema.ts'
 import { PREPARE_MARK } from '../db/statements.ts'
 import { asynchronousCommit, type Tx, withTransaction } from '../db/transaction.ts'
@@ -265,6 +266,50 @@ export function registerIdempotency(
     // claim as a request that died before storing its answer (the retry runs the work again).
     await storeResponse(db, claim, reply.statusCode, body, typeof payload === 'string' ? payload : null, true)
     return payload
+  }
+}
+
+const IdempotencyKeyHeader = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: KEY_PATTERN.source,
+  description:
+    'Makes the request safe to retry (Stripe semantics): the same key and body replays the first ' +
+    'answer (`Idempotent-Replayed: true`), the same key with another body is refused (422 ' +
+    '`idempotency_key_reused`), and while a request under the key runs another gets 409 ' +
+    "`idempotency_in_progress`. Keys are kept 24 hours per credential; a guest's key is kept per " +
+    'resource path, and not at all on a path that names no resource (creating a cart).',
+})
+
+/**
+ * @fastify/swagger's transform: documents the Idempotency-Key header on every route that declares
+ * `config.idempotency`, as required where the route requires it. Only the OpenAPI document changes:
+ * the claim checks the key, and a header schema on the route would answer a missing or bad key
+ * with Fastify's validation error instead of `idempotency_key_required` and the key's own message.
+ */
+export function documentIdempotencyKey({
+  schema,
+  url,
+  route,
+}: {
+  schema: FastifySchema
+  url: string
+  route: RouteOptions
+}): { schema: FastifySchema; url: string } {
+  const mode = route.config?.idempotency
+  if (!mode) return { schema, url }
+  const headers = (schema?.headers ?? {}) as { properties?: object; required?: string[] }
+  return {
+    url,
+    schema: {
+      ...schema,
+      headers: {
+        ...headers,
+        type: 'object',
+        properties: { ...headers.properties, 'Idempotency-Key': IdempotencyKeyHeader },
+        ...(mode === 'required' ? { required: [...(headers.required ?? []), 'Idempotency-Key'] } : {}),
+      },
+    },
   }
 }
 
