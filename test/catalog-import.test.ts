@@ -1403,6 +1403,35 @@ describeEachDatabase('catalog import and export', (kind) => {
     ])
   })
 
+  it('takes only http and https media URLs, naming the row and column or the JSON pointer', async () => {
+    const header = 'handle,title,media,media_alt,sku'
+    const file = csv(header, [
+      ['media-web', 'Web', 'https://cdn.test/a.jpg|HTTP://cdn.test/b.jpg', 'a|b', 'MEDIA-WEB'],
+      ['media-js', 'Script', 'https://cdn.test/a.jpg|javascript:alert(1)', 'a|b', 'MEDIA-JS'],
+      ['media-data', 'Data', 'data:text/html;base64,PHNjcmlwdD4=', 'x', 'MEDIA-DATA'],
+    ])
+    const dry = await post(file, { mode: 'per_row', dry_run: true })
+    expect(dry.statusCode, dry.body).toBe(200)
+    expect(dry.json()).toMatchObject({ valid_rows: 1, failed_count: 2 })
+    expect(dry.json().errors.map((e: any) => [e.row, e.path])).toEqual([
+      [2, 'media'],
+      [3, 'media'],
+    ])
+    const json = [
+      { ...doc('media-json-ok'), media: [{ url: 'https://cdn.test/a.jpg', alt: 'a' }] },
+      {
+        ...doc('media-json-bad'),
+        media: [
+          { url: 'https://cdn.test/a.jpg', alt: 'a' },
+          { url: 'vbscript:msgbox(1)', alt: 'b' },
+        ],
+      },
+    ]
+    const result = await post(JSON.stringify(json), { format: 'json', mode: 'per_row', dry_run: true })
+    expect(result.statusCode, result.body).toBe(200)
+    expect(result.json().errors.map((e: any) => [e.row, e.path])).toEqual([[2, '/media/1/url']])
+  })
+
   it('exports a stored attribute that is not text instead of cutting the CSV short', async () => {
     await imported(JSON.stringify([doc('legacy-attrs'), doc('legacy-after')]), { format: 'json' })
     const { db } = node.runtime.database

@@ -355,6 +355,45 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(res.json().errors[0].path).toBe('body.category_ids')
   })
 
+  it('takes only http and https media URLs, since storefronts put them in src and href', async () => {
+    const before = await counts()
+    const hostile = await admin('POST', '/admin/products', {
+      ...tee('script-media', 'SCRIPT-MEDIA'),
+      media: [
+        { url: 'javascript:alert(document.cookie)', alt: 'x' },
+        { url: 'data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==', alt: 'y' },
+        { url: 'https://cdn.example.test/fine.jpg', alt: 'z' },
+        { url: 'JavaScript:alert(1)//https://cdn.example.test/', alt: 'w' },
+      ],
+    })
+    expect(hostile.statusCode, hostile.body).toBe(400)
+    expect(hostile.json().code).toBe('validation_failed')
+    expect(hostile.json().errors.map((e: { path: string }) => e.path)).toEqual([
+      'body.media.0.url',
+      'body.media.1.url',
+      'body.media.3.url',
+    ])
+    expect(await counts()).toEqual(before)
+
+    // The scheme is case-insensitive, as browsers read it.
+    const fine = await admin('POST', '/admin/products', {
+      ...tee('web-media', 'WEB-MEDIA'),
+      media: [
+        { url: 'HTTPS://cdn.example.test/a.jpg', alt: 'a' },
+        { url: 'http://cdn.example.test/b.jpg', alt: 'b' },
+      ],
+    })
+    expect(fine.statusCode, fine.body).toBe(201)
+    const patched = await admin('PATCH', `/admin/products/${fine.json().id}`, {
+      media: [{ url: 'vbscript:msgbox(1)', alt: 'x' }],
+    })
+    expect(patched.statusCode, patched.body).toBe(400)
+    expect(patched.json().errors.map((e: { path: string }) => e.path)).toEqual(['body.media.0.url'])
+    expect((await store('/store/products/web-media')).json().media[0].url).toBe(
+      'HTTPS://cdn.example.test/a.jpg',
+    )
+  })
+
   it('updates, adds and removes variants, and refuses an option set its variants no longer fit', async () => {
     const created = (await admin('POST', '/admin/products', tee('variant-ops', 'VOPS'))).json()
     const added = await admin('POST', `/admin/products/${created.id}/variants`, {

@@ -49,9 +49,21 @@ export const ProductOption = Type.Object(
   { additionalProperties: false },
 )
 
+/**
+ * Storefronts put media URLs in `src` and `href` as they come, so only web addresses are taken: a
+ * `javascript:` or `data:` URL from a hostile feed would run in the shopper's browser. The scheme is
+ * case-insensitive (RFC 3986), as browsers read it.
+ */
+const MediaUrl = Type.String({
+  format: 'uri',
+  pattern: '^[Hh][Tt][Tt][Pp][Ss]?://',
+  maxLength: 2048,
+  description: 'An http: or https: URL',
+})
+
 export const MediaItem = Type.Object(
   {
-    url: Type.String({ format: 'uri', maxLength: 2048 }),
+    url: MediaUrl,
     alt: Type.String({ maxLength: 512 }),
   },
   { additionalProperties: false },
