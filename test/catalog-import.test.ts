@@ -1403,6 +1403,25 @@ describeEachDatabase('catalog import and export', (kind) => {
     ])
   })
 
+  it('reports a CSV attributes cell that repeats a key, as a repeated tag is, instead of keeping the last', async () => {
+    const header = 'handle,title,tags,attributes,sku,price_EUR'
+    const file = csv(header, [
+      ['attr-once', 'Once', 'a|b', 'k=v|j=w', 'ATTR-ONCE', 1000],
+      ['attr-twice', 'Twice', 'a|b', 'k=v|j=x|k=w', 'ATTR-TWICE', 1000],
+      ['tag-twice', 'Tag twice', 'a|a', 'k=v', 'TAG-TWICE', 1000],
+    ])
+    const dry = await post(file, { mode: 'per_row', dry_run: true })
+    expect(dry.statusCode, dry.body).toBe(200)
+    expect(dry.json()).toMatchObject({ valid_rows: 1, failed_count: 2 })
+    expect(dry.json().errors).toEqual([
+      { row: 2, path: 'attributes', message: 'repeats the key k' },
+      { row: 3, path: 'tags', message: expect.stringContaining('duplicate') },
+    ])
+    const result = await imported(file, { mode: 'per_row' })
+    expect(result).toMatchObject({ status: 'succeeded', created_count: 1, failed_count: 2 })
+    expect(await product('attr-twice')).toBeUndefined()
+  })
+
   it('takes only http and https media URLs, naming the row and column or the JSON pointer', async () => {
     const header = 'handle,title,media,media_alt,sku'
     const file = csv(header, [

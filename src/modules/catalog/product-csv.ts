@@ -366,16 +366,19 @@ function productFromRows(handle: string, group: RowRef[], layout: Layout): CsvPr
   const attributes = firstCell('attributes')
   if (has('attributes')) doc.attributes = {}
   if (attributes !== '') {
-    const parsed: Record<string, string> = {}
+    const parsed = new Map<string, string>()
     for (const piece of splitRaw(attributes)) {
       const at = unescapedEquals(piece)
       if (at < 0) {
         errors.push({ row, path: 'attributes', message: `"${unescapeItem(piece)}" is not key=value` })
         continue
       }
-      parsed[unescapeItem(piece.slice(0, at))] = unescapeItem(piece.slice(at + 1))
+      const key = unescapeItem(piece.slice(0, at))
+      // Keeping the last would drop a value without a word, where a repeated tag is reported.
+      if (parsed.has(key)) errors.push({ row, path: 'attributes', message: `repeats the key ${key}` })
+      parsed.set(key, unescapeItem(piece.slice(at + 1)))
     }
-    doc.attributes = parsed
+    doc.attributes = Object.fromEntries(parsed)
   }
   const urls = splitList(firstCell('media'))
   const alts = splitList(firstCell('media_alt'))
