@@ -44,6 +44,7 @@ import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { documentIdempotencyKey, registerIdempotency } from './platform/http/idempotency.ts'
 import { jsonBodyError } from './platform/http/json-body.ts'
+import { LazyCompiler } from './platform/http/lazy-compile.ts'
 import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
@@ -69,6 +70,8 @@ export interface RouteEntry {
 declare module 'fastify' {
   interface FastifyInstance {
     routeTable: RouteEntry[]
+    /** Compiles the route schemas no request has needed yet (see lazy-compile.ts). */
+    warmSchemas(): Promise<void>
   }
 }
 
@@ -123,12 +126,12 @@ function storableDateTimes(ajv: Ajv): Ajv {
  * Bodies are validated strictly (no type coercion, unknown fields refused); query strings and
  * params arrive as text, so there numbers and booleans are coerced from their string form.
  */
-function validators() {
+function validators(lazy: LazyCompiler) {
   const common = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false } as const
   const body = storableDateTimes(addFormats(new Ajv({ ...common, coerceTypes: false })))
   const text = storableDateTimes(addFormats(new Ajv({ ...common, coerceTypes: 'array' })))
   return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
-    (httpPart === 'body' ? body : text).compile(schema)
+    lazy.validator(() => (httpPart === 'body' ? body : text).compile(schema))
 }
 
 /**
@@ -196,6 +199,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
     },
     logger: runtime.logger,
   })
+  const lazy = new LazyCompiler()
   const app = Fastify({
     loggerInstance: runtime.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -212,7 +216,12 @@ export async function buildApp(runtime: Runtime): Promise<App> {
       reply.headers(API_SECURITY_HEADERS).header('x-request-id', request.id)
       sendProblem(error, request, reply)
     },
-    schemaController: { compilersFactory: { buildValidator: (() => validators()) as never } },
+    schemaController: {
+      compilersFactory: {
+        buildValidator: (() => validators(lazy)) as never,
+        buildSerializer: lazy.serializerFactory() as never,
+      },
+    },
     // The server Fastify would make (lib/server.js), whose requests meet the edge cache first.
     serverFactory: (handler, options) => {
       const server = createServer(options.http ?? {}, edgeCache.wrap(handler))
@@ -235,6 +244,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   registerProblemHandler(app)
   const routeTable: RouteEntry[] = []
   app.decorate('routeTable', routeTable)
+  app.decorate('warmSchemas', () => lazy.warm())
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     for (const method of methods) routeTable.push({ method, url: route.url, config: route.config ?? {} })

@@ -41,9 +41,13 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
 })
 
 await app.listen({ host: config.host, port: config.port })
+// Route schemas compile on first use; compile them all while the runtime connects and migrates,
+// before the node reports ready, so that no early request pays for one.
+const warming = app.warmSchemas()
 await startRuntime(runtime, {
   work: config.runWorkers,
   async beforeReady() {
+    await warming
     if (!config.seedDemo) return
     const seeded = await seedDemoCatalog(runtime)
     if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
