@@ -1451,6 +1451,26 @@ describeEachDatabase('catalog import and export', (kind) => {
     expect(result.json().errors.map((e: any) => [e.row, e.path])).toEqual([[2, '/media/1/url']])
   })
 
+  it("refuses a JSON file's wrapper keys other than products, as a document's unknown fields are", async () => {
+    const products = [doc('wrapped')]
+    const mode = await post(JSON.stringify({ products, mode: 'per_row' }), { format: 'json', dry_run: true })
+    expect(mode.statusCode, mode.body).toBe(400)
+    expect(mode.headers['content-type']).toMatch(/^application\/problem\+json/)
+    expect(mode.json()).toMatchObject({
+      code: 'validation_failed',
+      detail: expect.stringContaining('"mode" is not known'),
+      errors: [{ path: 'body.mode', message: 'is not a known field' }],
+    })
+    const typo = await post(JSON.stringify({ product: products }), { format: 'json', dry_run: true })
+    expect(typo.statusCode, typo.body).toBe(400)
+    expect(typo.json().errors).toEqual([
+      { path: 'body', message: 'must be an array of products or an object with products' },
+      { path: 'body.product', message: 'is not a known field' },
+    ])
+    const fine = await post(JSON.stringify({ products }), { format: 'json', dry_run: true })
+    expect(fine.json()).toMatchObject({ valid_rows: 1, error_count: 0 })
+  })
+
   it('exports a stored attribute that is not text instead of cutting the CSV short', async () => {
     await imported(JSON.stringify([doc('legacy-attrs'), doc('legacy-after')]), { format: 'json' })
     const { db } = node.runtime.database

@@ -191,15 +191,32 @@ function parseJsonFile(text: string): Candidate[] {
       errors: [{ path: 'body', message: 'is not valid JSON' }],
     })
   }
-  const list = Array.isArray(value)
-    ? value
-    : value && typeof value === 'object' && Array.isArray((value as { products?: unknown }).products)
-      ? (value as { products: unknown[] }).products
+  const wrapper =
+    value && typeof value === 'object' && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
       : undefined
-  if (!list)
-    throw problem('validation_failed', 'A JSON import is an array of products or {"products": [...]}', {
-      errors: [{ path: 'body', message: 'must be an array of products or an object with products' }],
-    })
+  const list = Array.isArray(value) ? value : Array.isArray(wrapper?.products) ? wrapper.products : undefined
+  // Refused rather than ignored, as a document's unknown fields are: `{"products": [...], "mode":
+  // "per_row"}` would otherwise run in the mode the query names while its sender meant another.
+  const unknown = Object.keys(wrapper ?? {}).filter((key) => key !== 'products')
+  if (!list || unknown.length > 0) {
+    const keys = unknown.map((key) => JSON.stringify(key)).join(', ')
+    throw problem(
+      'validation_failed',
+      list
+        ? `A JSON import's wrapper holds only "products"; ${keys} ${unknown.length === 1 ? 'is' : 'are'} ` +
+            'not known (the mode and dry run are query parameters)'
+        : 'A JSON import is an array of products or {"products": [...]}',
+      {
+        errors: [
+          ...(list
+            ? []
+            : [{ path: 'body', message: 'must be an array of products or an object with products' }]),
+          ...unknown.map((key) => ({ path: `body.${key}`, message: 'is not a known field' })),
+        ],
+      },
+    )
+  }
   return list.map((document, i) => ({ row: i + 1, sourceRows: [], document, errors: [] }))
 }
 
