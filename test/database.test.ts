@@ -37,6 +37,25 @@ describeEachDatabase('database layer', (kind) => {
     )
   })
 
+  it('starts a migrated test database as a copy of the template: nothing to apply, nothing shared', async () => {
+    const copies = [
+      await createTestDatabase(kind, { migrated: true }),
+      await createTestDatabase(kind, { migrated: true }),
+    ]
+    const [one, two] = await Promise.all(copies.map((copy) => copy.open()))
+    try {
+      expect(await migrateToLatest(one!.db)).toEqual([])
+      const id = newId('prod')
+      await one!.db.insertInto('products').values({ id, handle: id, title: 'only in one' }).execute()
+      const seen = await two!.db.selectFrom('products').select('id').where('id', '=', id).execute()
+      expect(seen).toEqual([])
+      expect(await migrateToLatest(two!.db)).toEqual([])
+    } finally {
+      await Promise.all([one!.close(), two!.close()])
+      await Promise.all(copies.map((copy) => copy.drop()))
+    }
+  })
+
   it('retries a transaction that fails with a serialization failure, then commits once', async () => {
     let attempts = 0
     const id = newId('prod')

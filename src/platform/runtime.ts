@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { prepareModules, registerJobs } from '../jobs.ts'
-import { type Database, isConnectionError, openDatabase } from './db/database.ts'
+import { type Database, type EmbeddedStart, isConnectionError, openDatabase } from './db/database.ts'
 import { migrateToLatest } from './db/migrate.ts'
 import { NatsPublisher } from './events/nats-publisher.ts'
 import { Outbox } from './events/outbox.ts'
@@ -33,6 +33,8 @@ export interface Runtime {
 export interface RuntimeOptions {
   /** Keep an embedded database in memory rather than under dataDir (tests). */
   inMemoryDatabase?: boolean
+  /** Where that in-memory database starts from (tests). */
+  embeddedStart?: EmbeddedStart | undefined
   /** Seconds between job polls, short in tests. */
   jobPollingSeconds?: number
 }
@@ -49,6 +51,7 @@ export async function createRuntime(
     poolMax: config.databasePoolMax,
     statementCache: config.databaseStatementCache,
     logger,
+    embeddedStart: options.inMemoryDatabase ? options.embeddedStart : undefined,
   })
   const kv = createKv({ redisUrl: config.redisUrl, logger })
   const jobs = new Jobs(database, {

@@ -55,10 +55,11 @@ export async function startTestNode(
     jobPollingSeconds?: number
   } = {},
 ): Promise<TestNode> {
-  const database = options.database ?? (await createTestDatabase(kind))
+  const database = options.database ?? (await createTestDatabase(kind, { migrated: true }))
   const config = testConfig({ DATABASE_URL: database.url, ...options.env })
   const runtime = await createRuntime(config, createLogger(config.logLevel), {
     inMemoryDatabase: true,
+    embeddedStart: database.embeddedStart,
     jobPollingSeconds: options.jobPollingSeconds ?? 0.5,
   })
   options.beforeStart?.(runtime)

@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { PGlite, types as pgliteTypes } from '@electric-sql/pglite'
+import { PGlite, type PGliteOptions, types as pgliteTypes } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { Kysely, PGliteDialect, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
@@ -37,6 +37,18 @@ export interface DatabaseOptions {
   /** Statements each PostgreSQL connection keeps prepared; 0 prepares none. */
   statementCache?: number
   logger?: Logger
+  /** Where an in-memory PGlite starts from, instead of an empty cluster (tests: see EmbeddedStart). */
+  embeddedStart?: EmbeddedStart | undefined
+}
+
+/**
+ * A start for an in-memory PGlite: a dumped data directory (skipping initdb, and the migrations
+ * when it was migrated) and the compiled WebAssembly module (skipping its compilation). Tests start
+ * a great many databases, and each costs seconds without one.
+ */
+export interface EmbeddedStart {
+  dataDir: Blob
+  wasmModule: NonNullable<PGliteOptions['pgliteWasmModule']>
 }
 
 // int8 (count(*), sums) arrives as a string from pg; money and counts here fit in a JS number.
@@ -98,17 +110,18 @@ export function isConnectionError(error: unknown): boolean {
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url)
     return openPostgres(options.url, options.poolMax ?? 10, options.statementCache ?? 250, options.logger)
-  return openPglite(options.dataDir)
+  return openPglite(options.dataDir, options.embeddedStart)
 }
 
-async function openPglite(dataDir: string | undefined): Promise<Database> {
+async function openPglite(dataDir: string | undefined, start: EmbeddedStart | undefined): Promise<Database> {
   let path: string | undefined
   if (dataDir) {
     path = join(dataDir, 'pglite')
     mkdirSync(path, { recursive: true })
   }
   // pg_trgm gives catalog search its typo tolerance; PGlite ships it as a loadable contrib module.
-  const pglite = await PGlite.create(path, { extensions: { pg_trgm }, ...pgliteTimestamps })
+  const from = start && !path ? { loadDataDir: start.dataDir, pgliteWasmModule: start.wasmModule } : {}
+  const pglite = await PGlite.create(path, { extensions: { pg_trgm }, ...pgliteTimestamps, ...from })
   // PGlite is one connection. Kysely's PGlite adapter declares that (supportsMultipleConnections is
   // false), so Kysely serialises every query and transaction through one mutex: nothing can slip a
   // statement into another caller's open transaction (test/database.test.ts proves it). pg-boss
