@@ -19,11 +19,21 @@ import { eventually } from './support/eventually.ts'
 describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
   let node: TestNode
 
-  type Gate = { entered: PromiseWithResolvers<void>; release: PromiseWithResolvers<void> }
+  type Gate = {
+    entered: PromiseWithResolvers<void>
+    release: PromiseWithResolvers<void>
+    orderId: string | undefined
+  }
   const gates = new Map<string, Gate>()
-  /** Holds the next delivery of an event of `type` before the orders module sees it. */
-  const holdNext = (type: 'payment.captured' | 'refund.failed'): Gate => {
-    const gate = { entered: Promise.withResolvers<void>(), release: Promise.withResolvers<void>() }
+  /**
+   * Holds the next delivery of an event of `type` (of order `orderId`, when given) before the orders
+   * module sees it.
+   */
+  const holdNext = (
+    type: 'payment.captured' | 'refund.failed' | 'refund.created',
+    orderId?: string,
+  ): Gate => {
+    const gate = { entered: Promise.withResolvers<void>(), release: Promise.withResolvers<void>(), orderId }
     gates.set(type, gate)
     return gate
   }
@@ -36,10 +46,10 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       env: { PAYMENT_CAPTURE: 'manual' },
       beforeStart(runtime) {
         // Registered before the modules' listeners, so they run first in a delivery.
-        for (const type of ['payment.captured', 'refund.failed']) {
-          runtime.outbox.on(type, `test.hold-${type}`, async () => {
+        for (const type of ['payment.captured', 'refund.failed', 'refund.created']) {
+          runtime.outbox.on(type, `test.hold-${type}`, async (event) => {
             const gate = gates.get(type)
-            if (!gate) return
+            if (!gate || (gate.orderId !== undefined && event.payload.order_id !== gate.orderId)) return
             gates.delete(type)
             gate.entered.resolve()
             await gate.release.promise
@@ -149,6 +159,51 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
     }
   }
 
+  /** A refund made in the processor's dashboard, as its webhook reports it: its id here. */
+  async function dashboardRefund(payment: { provider_ref: string | null }, amount: number) {
+    const providerRef = `re_dashboard_${randomUUID()}`
+    await applyWebhook(paymentDeps(node.runtime), 'test', {
+      event_id: `evt_${randomUUID()}`,
+      type: 'refund.created',
+      provider_ref: payment.provider_ref,
+      refund: { provider_ref: providerRef, status: 'succeeded' as const, amount },
+    })
+    const row = await node.runtime.database.db
+      .selectFrom('payment_refunds')
+      .select('id')
+      .where('provider_ref', '=', providerRef)
+      .executeTakeFirstOrThrow()
+    return row.id
+  }
+
+  /** Waits until every listener has had the payment's refund.created events. */
+  const refundsFollowed = (paymentId: string) =>
+    eventually(async () => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from events where type = 'refund.created' and subject_id = ${paymentId}
+          and published_at is null`.execute(node.runtime.database.db)
+      return rows[0]?.n === 0 ? true : undefined
+    })
+
+  /** The order's refund events, in the order they were written. */
+  const refundEvents = async (orderId: string) => {
+    const rows = await node.runtime.database.db
+      .selectFrom('events')
+      .select(['type', 'payload'])
+      .where('subject_id', '=', orderId)
+      .where('type', 'in', ['order.partially_refunded', 'order.refunded'])
+      .orderBy('sequence')
+      .execute()
+    return rows.map(({ type, payload }) => ({
+      type,
+      from: payload.from,
+      to: payload.to,
+      refund_id: payload.refund_id,
+      amount: payload.amount as number,
+      refunded_total: payload.refunded_total,
+    }))
+  }
+
   it('marks an order paid on a capture at the processor, and books a refund made there', async () => {
     const { order, payment } = await placedOrder(2)
     expect(order).toMatchObject({ status: 'pending', payment_status: 'authorized' })
@@ -206,6 +261,17 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       refunded_total: 1000,
       payment_status: 'partially_refunded',
     })
+    // The capture booked the refund as the refund's own listener would have: with its amount.
+    expect(await refundEvents(order.id)).toEqual([
+      {
+        type: 'order.partially_refunded',
+        from: 'paid',
+        to: 'partially_refunded',
+        refund_id: expect.stringMatching(/^re_/),
+        amount: 1000,
+        refunded_total: 1000,
+      },
+    ])
   })
 
   it('moves an order refunded at the processor before staff capture it on to its refund status', async () => {
@@ -239,6 +305,96 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
       payment_status: 'partially_refunded',
       refunded_total: 1000,
     })
+  })
+
+  it('books each refund made at the processor with its own order event, as a staff refund is booked', async () => {
+    const { order, payment } = await placedOrder(2)
+    expect((await capture(order.id)).statusCode).toBeLessThan(300)
+    const total = Number(payment.amount)
+    const first = await dashboardRefund(payment, 1000)
+    await refundsFollowed(order.payment_id)
+    // The order stays partially refunded: the refund is an event all the same.
+    const second = await dashboardRefund(payment, 2000)
+    await refundsFollowed(order.payment_id)
+    const byStaff = await refund(order.id, { amount: 500 })
+    expect(byStaff.statusCode, byStaff.body).toBe(201)
+    const rest = await dashboardRefund(payment, total - 3500)
+    await refundsFollowed(order.payment_id)
+    const partially = {
+      type: 'order.partially_refunded',
+      from: 'partially_refunded',
+      to: 'partially_refunded',
+    }
+    expect(await refundEvents(order.id)).toEqual([
+      { ...partially, from: 'paid', refund_id: first, amount: 1000, refunded_total: 1000 },
+      { ...partially, refund_id: second, amount: 2000, refunded_total: 3000 },
+      { ...partially, refund_id: byStaff.json().refund.id, amount: 500, refunded_total: 3500 },
+      {
+        type: 'order.refunded',
+        from: 'partially_refunded',
+        to: 'refunded',
+        refund_id: rest,
+        amount: total - 3500,
+        refunded_total: total,
+      },
+    ])
+    expect(await orderOf(order.id)).toMatchObject({ status: 'refunded', refunded_total: total })
+  })
+
+  it('gives each of concurrent refunds made at the processor its own order event', async () => {
+    const { order, payment } = await placedOrder(2)
+    expect((await capture(order.id)).statusCode).toBeLessThan(300)
+    const ids = await Promise.all([700, 800, 900].map((amount) => dashboardRefund(payment, amount)))
+    await refundsFollowed(order.payment_id)
+    const events = await refundEvents(order.id)
+    expect(events.map((e) => e.refund_id).sort()).toEqual([...ids].sort())
+    // Each carries the order's refunded total as of its own refund.
+    let running = 0
+    for (const event of events) {
+      running += event.amount
+      expect(event).toMatchObject({ type: 'order.partially_refunded', refunded_total: running })
+    }
+    expect(running).toBe(2400)
+    expect(await orderOf(order.id)).toMatchObject({ status: 'partially_refunded', refunded_total: 2400 })
+  })
+
+  it('books a refund made at the processor before a staff refund that overtook its event', async () => {
+    const { order, payment } = await placedOrder(1)
+    expect((await capture(order.id)).statusCode).toBeLessThan(300)
+    const total = Number(payment.amount)
+    const gate = holdNext('refund.created', order.id)
+    const dashboard = await dashboardRefund(payment, 1000)
+    await gate.entered.promise
+    let rest: string
+    try {
+      // Staff refund the rest before the dashboard refund's listener runs: the order is refunded,
+      // which is final, so the dashboard refund is booked first, with its own event.
+      const res = await refund(order.id, { amount: total - 1000 })
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().order).toMatchObject({ status: 'refunded', totals: { refunded: total } })
+      rest = res.json().refund.id
+    } finally {
+      gate.release.resolve()
+    }
+    await refundsFollowed(order.payment_id)
+    expect(await refundEvents(order.id)).toEqual([
+      {
+        type: 'order.partially_refunded',
+        from: 'paid',
+        to: 'partially_refunded',
+        refund_id: dashboard,
+        amount: 1000,
+        refunded_total: 1000,
+      },
+      {
+        type: 'order.refunded',
+        from: 'partially_refunded',
+        to: 'refunded',
+        refund_id: rest,
+        amount: total - 1000,
+        refunded_total: total,
+      },
+    ])
   })
 
   it('gives the stock of an unshipped order back when the processor refunds it in full', async () => {

@@ -313,7 +313,7 @@ export async function captureOrder(deps: CommerceDeps, orderId: string, actor: s
     })
     // A refund made at the processor may be counted on the order already (its event was followed
     // while the order was pending): the order moves on to its refund status now, not paid.
-    await followProcessorRefunds(trx, deps.outbox, ctx, orderId, { onlyIfCounted: true })
+    await followProcessorRefunds(trx, ctx, orderId, { onlyIfCounted: true })
     return (await findOrder(trx, orderId))!
   }
   const recorded: { order?: OrderView } = {}

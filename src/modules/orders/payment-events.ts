@@ -1,11 +1,13 @@
 /**
  * Orders follow what happens to their payment at the processor. A capture made there (Stripe's
  * dashboard, a webhook that arrived before our own capture was recorded) marks a pending order
- * paid; a refund made there raises the order's refunded total and moves its status; a refund that
- * failed there after it was accepted gives its units and amount back; an authorisation voided there
- * cancels a pending order. Listeners run from the outbox at least once and in any order relative to
- * staff refunds, so each sets absolute values: the refunded total is derived from the payment's
- * refunds (refundedTotalOf), never added to or subtracted from.
+ * paid; a refund made there is booked on the order as a staff refund is (its own move and event)
+ * and raises its refunded total; a refund that failed there after it was accepted gives its units
+ * and amount back; an authorisation voided there cancels a pending order. Listeners run from the
+ * outbox at least once and in any order relative to staff refunds, so each acts once per refund
+ * (its order refund row says whether it was booked or taken back) and sets absolute values: the
+ * refunded total is derived from the payment's refunds (refundedTotalOf), never added to or
+ * subtracted from.
  */
 import { sql } from 'kysely'
 import { type Tx, withTransaction } from '../../platform/db/transaction.ts'
@@ -17,9 +19,8 @@ import { type InventoryContext, inventoryContext } from '../inventory/context.ts
 import { cancelOrder, refundCaptureOfCanceled } from './cancel.ts'
 import { commerceDeps } from './deps.ts'
 import { addOrderNote } from './notes.ts'
-import { refundedTotalOf } from './refunds.ts'
+import { bookProcessorRefunds, refundedTotalOf } from './refunds.ts'
 import { REFUND_STATUSES, recordOrderCaptured, statusBeforeRefunds, transitionOrSet } from './state.ts'
-import { settleOrderStock } from './stock.ts'
 
 const ACTOR = 'system:payment-events'
 
@@ -42,7 +43,7 @@ export function followPaymentEvents(runtime: Runtime): void {
       // A refund made at the processor whose event was followed first found the order pending,
       // which no refund status follows: it counted the money and left the move to the capture,
       // this one or an earlier one of staff or the recovery job (captureOrder does the same).
-      await followProcessorRefunds(trx, outbox, ctx, orderId, { onlyIfCounted: true })
+      await followProcessorRefunds(trx, ctx, orderId, { onlyIfCounted: true })
       return moved
     })
     await ctx.publish()
@@ -81,7 +82,7 @@ export function followPaymentEvents(runtime: Runtime): void {
     // Refunds staff made through the order are booked on it already (refunds.ts).
     if (typeof orderId !== 'string' || !String(event.payload.actor ?? '').startsWith('webhook:')) return
     const ctx = inventoryContext(runtime, ACTOR)
-    await withTransaction(db, (trx) => followProcessorRefunds(trx, outbox, ctx, orderId))
+    await withTransaction(db, (trx) => followProcessorRefunds(trx, ctx, orderId))
     await ctx.publish()
   })
 
@@ -162,52 +163,35 @@ export function followPaymentEvents(runtime: Runtime): void {
 }
 
 /**
- * Sets the order's refunded total from its payment's refunds and moves it to partially refunded or
- * refunded as that total says, where its status allows (a pending order does not: its capture
- * moves it on later, and calls this again). Also sets the order's payment status from the payment,
- * which a capture recorded on the order just set to captured. `onlyIfCounted`: only when a refund
- * is counted on the order already, so that a capture with nothing refunded costs one read more.
+ * Books on the order the refunds made at the processor that it has not booked yet, each as its own
+ * move to partially refunded or refunded with its own event, as a staff refund is booked
+ * (bookProcessorRefunds), and sets the order's refunded total from its payment's refunds and its
+ * payment status from the payment (which a capture recorded on the order just set to captured). A
+ * pending order books none: no refund status follows pending, so its capture books them later,
+ * calling this again. `onlyIfCounted`: only when a refund is counted on the order already, so that
+ * a capture with nothing refunded costs one read more.
  */
 export async function followProcessorRefunds(
   trx: Tx,
-  outbox: Runtime['outbox'],
   ctx: InventoryContext,
   orderId: string,
   options: { onlyIfCounted?: boolean } = {},
 ): Promise<void> {
   const order = await lockOrderWithPayment(trx, orderId)
   if (!order || (options.onlyIfCounted && Number(order.refunded_total) === 0)) return
-  const refunded = await refundedTotalOf(trx, orderId, order.payment_id)
-  const to = refunded >= Number(order.total) ? 'refunded' : 'partially_refunded'
-  // Money refunded since the order last counted its refunds moves it; refunds it counted already
-  // move it only if its status never showed them (counted while it was pending). Otherwise staff
-  // may have moved it on since (a partially refunded order still ships and completes), and a
-  // capture recorded late, or again, must not move it back.
-  const shown = refunded > Number(order.refunded_total) ? false : await showedRefunds(trx, orderId)
-  const move = refunded > 0 && order.status !== to && !shown ? to : null
-  const moved = await transitionOrSet(trx, outbox, order.status, {
-    orderId,
-    // Nothing left to show (the refund failed before this ran): no move.
-    to: move,
-    actor: ACTOR,
-    reason: 'refunded at the processor',
-    set: { refunded_total: refunded, payment_status: order.payment_status },
-  })
-  // Refunded in full before it shipped, as a staff refund would: its stock goes back on sale
-  // (refunded is final, so nothing else would ever release it).
-  if (move && moved) await settleOrderStock(trx, ctx, orderId, move)
-}
-
-/** Whether the order's status ever showed a refund (its history has a refund status). */
-async function showedRefunds(trx: Tx, orderId: string): Promise<boolean> {
-  const row = await trx
-    .selectFrom('order_transitions')
-    .select('id')
-    .where('order_id', '=', orderId)
-    .where('to_status', 'in', REFUND_STATUSES)
-    .limit(1)
-    .executeTakeFirst()
-  return row !== undefined
+  // Booked refunds moved the order once already: a capture recorded late, or again, books nothing
+  // and moves nothing back (staff may have moved it on since: a partially refunded order ships).
+  if (order.status !== 'pending')
+    await bookProcessorRefunds(trx, ctx, orderId, order.payment_id, order.payment_status)
+  await trx
+    .updateTable('orders')
+    .set({
+      refunded_total: await refundedTotalOf(trx, orderId, order.payment_id),
+      payment_status: order.payment_status,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', orderId)
+    .execute()
 }
 
 /** The order's row, locked, with what its payment says now: the refund listeners' starting point. */

@@ -172,17 +172,22 @@ function refundTarget(refunded: number, total: number): OrderStatus {
 /**
  * What an order has refunded: its payment's refunds that hold money, less those a staff refund of
  * the order reserved and has not booked yet (the reservation counts them until then: withReserved)
- * and less `except`, plus the booked ones the processor failed that the order has not taken back
- * yet (the refund.failed listener does, giving their lines their units back in the same
+ * and those keyed in `except`, plus the booked ones the processor failed that the order has not
+ * taken back yet (the refund.failed listener does, giving their lines their units back in the same
  * transaction: until then the lines count them, so the total does too). Derived from the
  * payment's refunds, the one record of the money, rather than added up event by event, so it is
  * right whatever order refunds, their failures and the listeners that follow them come in.
+ *
+ * `asBooked`: less the refunds made at the processor that the order has not booked yet either:
+ * the total as of the refund being booked, for its event (each such refund's own booking, under
+ * the same row lock, counts it next, so one made while this one is booked is never counted twice
+ * nor in the wrong event).
  */
 export async function refundedTotalOf(
   db: Queryable,
   orderId: string,
   paymentId: string,
-  except?: string,
+  options: { except?: Iterable<string>; asBooked?: boolean } = {},
 ): Promise<number> {
   const refunds = await refundAmountsOfPayment(db, paymentId)
   const own = await db
@@ -192,9 +197,14 @@ export async function refundedTotalOf(
     .where('status', 'in', ['pending', 'booked'])
     .execute()
   const unbooked = new Set(own.filter((r) => r.status === 'pending').map((r) => r.refund_key))
-  if (except !== undefined) unbooked.add(except)
+  for (const key of options.except ?? []) unbooked.add(key)
   const booked = new Set(own.filter((r) => r.status === 'booked').map((r) => r.refund_key))
-  const counted = refunds.filter((r) => !unbooked.has(r.key) && (!r.failed || booked.has(r.key)))
+  const counted = refunds.filter(
+    (r) =>
+      !unbooked.has(r.key) &&
+      (!r.failed || booked.has(r.key)) &&
+      !(options.asBooked && r.elsewhere && !booked.has(r.key)),
+  )
   return counted.reduce((sum, r) => sum + r.amount, 0)
 }
 
@@ -426,7 +436,9 @@ function withReserved(
 
 /**
  * Step 3, in the caller's transaction: adds the refund to the order's lines and refunded_total and
- * moves the order to partially_refunded or refunded (emitting the event).
+ * moves the order to partially_refunded or refunded (emitting the event). Refunds made at the
+ * processor that the order counts but has not booked yet are booked first, each with its own event,
+ * so that the events come in the order the money moved.
  */
 export async function bookRefund(
   trx: Tx,
@@ -436,12 +448,7 @@ export async function bookRefund(
   actor: string,
 ): Promise<OrderRefundResult> {
   const { plan, refund } = booked
-  const order = await trx
-    .selectFrom('orders')
-    .select(['status', 'total', 'refunded_total'])
-    .where('id', '=', orderId)
-    .forUpdate()
-    .executeTakeFirstOrThrow()
+  await trx.selectFrom('orders').select('id').where('id', '=', orderId).forUpdate().executeTakeFirstOrThrow()
   const marked = await trx
     .updateTable('order_refunds')
     .set({ status: 'booked', updated_at: sql<Date>`now()` })
@@ -452,7 +459,10 @@ export async function bookRefund(
     .returning('id')
     .executeTakeFirst()
   // Booked already (a retry long after its answer was forgotten): the order has it once.
-  if (marked) await applyRefund(trx, ctx, orderId, order, booked, actor)
+  if (marked) {
+    await bookProcessorRefunds(trx, ctx, orderId, refund.payment_id, booked.paymentStatus, [booked.key])
+    await applyRefund(trx, ctx, orderId, booked, actor)
+  }
   return {
     refund: {
       id: refund.id,
@@ -467,14 +477,84 @@ export async function bookRefund(
   }
 }
 
-/** Adds a refund to the order's lines, brings refunded_total up to date and moves the order on. */
+/** Who moved the order for a refund made at the processor, and why, in its history. */
+const PROCESSOR_REFUND_ACTOR = 'system:payment-events'
+const PROCESSOR_REFUND_REASON = 'refunded at the processor'
+
+/**
+ * Books on the order, oldest first, the refunds made at the processor (its dashboard) that hold
+ * money and that it has not booked yet. Each is recorded as a booked order refund under its key,
+ * as a staff refund's reservation is (so it is booked once, and the refund.failed listener takes
+ * it back as it takes a staff refund back), and applied as its own move with its own event, so
+ * that a consumer following `order.*` events sees every refund however many are booked at once and
+ * whichever path books them: their refund.created listener, a capture recorded after them (an order
+ * that was pending could not show them), or a staff refund booked after them. The caller holds the
+ * order's row lock and has checked that the order is not pending. `except`: keys of refunds booked
+ * already but applied after these (the staff refund being booked), left out of their totals.
+ */
+export async function bookProcessorRefunds(
+  trx: Tx,
+  ctx: InventoryContext,
+  orderId: string,
+  paymentId: string,
+  paymentStatus: string,
+  except: readonly string[] = [],
+): Promise<void> {
+  const known = await trx
+    .selectFrom('order_refunds')
+    .select('refund_key')
+    .where('order_id', '=', orderId)
+    .execute()
+  const seen = new Set(known.map((r) => r.refund_key))
+  // A failed one is never booked: it moved no money (its refund.failed listener leaves a marker).
+  const unbooked = (await refundAmountsOfPayment(trx, paymentId)).filter(
+    (r) => r.elsewhere && !r.failed && !seen.has(r.key),
+  )
+  for (const refund of unbooked) {
+    await trx
+      .insertInto('order_refunds')
+      .values({
+        id: newId('oref'),
+        order_id: orderId,
+        refund_key: refund.key,
+        amount: refund.amount,
+        reason: PROCESSOR_REFUND_REASON,
+        status: 'booked',
+      })
+      .execute()
+    await applyRefund(
+      trx,
+      ctx,
+      orderId,
+      {
+        plan: { lines: [], reason: PROCESSOR_REFUND_REASON },
+        refund: { id: refund.id, amount: refund.amount, payment_id: paymentId },
+        paymentStatus,
+      },
+      PROCESSOR_REFUND_ACTOR,
+      except,
+    )
+  }
+}
+
+/**
+ * Books one refund on the order, whose row the caller has locked: adds it to the lines, sets
+ * refunded_total from the payment's refunds as the order has booked them (less those in `except`,
+ * applied after this one), so that each event's total is the order's as of its refund, and moves
+ * the order to partially_refunded or refunded with the refund in the event. A partially refunded
+ * order moves to partially_refunded again, so that every refund booked is one event with its amount.
+ */
 async function applyRefund(
   trx: Tx,
   ctx: InventoryContext,
   orderId: string,
-  order: { status: OrderStatus; total: number; refunded_total: number },
-  booked: { plan: RefundPlan; refund: RefundView; paymentStatus: string },
+  booked: {
+    plan: Pick<RefundPlan, 'lines' | 'reason'>
+    refund: Pick<RefundView, 'id' | 'amount' | 'payment_id'>
+    paymentStatus: string
+  },
   actor: string,
+  except: readonly string[] = [],
 ): Promise<void> {
   const { plan, refund } = booked
   for (const line of plan.lines) {
@@ -489,7 +569,12 @@ async function applyRefund(
       .where('order_id', '=', orderId)
       .execute()
   }
-  const refunded = await refundedTotalOf(trx, orderId, refund.payment_id)
+  const order = await trx
+    .selectFrom('orders')
+    .select(['status', 'total'])
+    .where('id', '=', orderId)
+    .executeTakeFirstOrThrow()
+  const refunded = await refundedTotalOf(trx, orderId, refund.payment_id, { except, asBooked: true })
   const target = refundTarget(refunded, Number(order.total))
   // Canceled while the money moved, the order stays canceled (the cancellation refunds the rest);
   // the books are kept exact either way.

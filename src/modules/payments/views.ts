@@ -102,24 +102,29 @@ export async function refundKeysOfPayment(db: Queryable, paymentId: string): Pro
 }
 
 /**
- * The refunds of a payment by the caller's key, with whether each failed. Those that did not fail
- * hold money (succeeded, or pending: accepted by the processor, or reserved while it is called),
- * and their sum is the payment's refunded_amount; an order that booked a failed one keeps counting
- * it until it takes the refund back (orders' refund.failed listener).
+ * The refunds of a payment by the caller's key, oldest first, with whether each failed and whether
+ * it was made at the processor (its dashboard: recorded from a webhook, not asked for here). Those
+ * that did not fail hold money (succeeded, or pending: accepted by the processor, or reserved while
+ * it is called), and their sum is the payment's refunded_amount; an order that booked a failed one
+ * keeps counting it until it takes the refund back (orders' refund.failed listener).
  */
 export async function refundAmountsOfPayment(
   db: Queryable,
   paymentId: string,
-): Promise<Array<{ key: string; amount: number; failed: boolean }>> {
+): Promise<Array<{ id: string; key: string; amount: number; failed: boolean; elsewhere: boolean }>> {
   const rows = await db
     .selectFrom('payment_refunds')
-    .select(['idempotency_key', 'amount', 'status'])
+    .select(['id', 'idempotency_key', 'amount', 'status', 'actor'])
     .where('payment_id', '=', paymentId)
+    .orderBy('created_at')
+    .orderBy('id')
     .execute()
   return rows.map((r) => ({
+    id: r.id,
     key: r.idempotency_key,
     amount: Number(r.amount),
     failed: r.status === 'failed',
+    elsewhere: r.actor.startsWith('webhook:'),
   }))
 }
 
