@@ -1106,6 +1106,53 @@ describeEachDatabase('orders: admin and store', (kind) => {
       expect(last.json().order).toMatchObject({ status: 'refunded', totals: { refunded: 9500 } })
     })
 
+    it('refunds units worth more than remains of the order by what remains, recording the units', async () => {
+      const db = node.runtime.database.db
+      const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
+      expect(order.totals.total).toBe(3500)
+      const tee = order.lines.find((l) => l.unit_amount === 2500)!
+      const mug = order.lines.find((l) => l.unit_amount === 1000)!
+      const both = {
+        lines: [
+          { line_id: tee.id, quantity: 1 },
+          { line_id: mug.id, quantity: 1 },
+        ],
+      }
+      // With the whole order held by a refund in flight, nothing remains to give back: refused.
+      await db
+        .insertInto('order_refunds')
+        .values({ id: `oref_inflight_${order.id}`, order_id: order.id, refund_key: 'inflight', amount: 3500 })
+        .execute()
+      expectProblem(await refund(order.id, both), 409, 'refund_exceeds_captured')
+      await db.deleteFrom('order_refunds').where('order_id', '=', order.id).execute()
+
+      // A refund by amount is charged to no line: the lines' last units are worth 3500, 3400 remain.
+      expect((await refund(order.id, { amount: 100 })).statusCode).toBe(201)
+      const res = await refund(order.id, both)
+      expect(res.statusCode, res.body).toBe(201)
+      // What remains, shared pro rata (2500 : 1000), half up, adding up exactly.
+      expect(res.json().refund).toMatchObject({
+        amount: 3400,
+        shipping_amount: 0,
+        lines: [
+          { line_id: tee.id, quantity: 1, amount: 2429 },
+          { line_id: mug.id, quantity: 1, amount: 971 },
+        ],
+      })
+      const after = res.json().order as OrderView
+      expect(after).toMatchObject({ status: 'refunded', totals: { refunded: 3500, total: 3500 } })
+      const byId = new Map(after.lines.map((l) => [l.id, [l.refunded_quantity, l.refunded_amount]]))
+      expect([byId.get(tee.id), byId.get(mug.id)]).toEqual([
+        [1, 2429],
+        [1, 971],
+      ])
+      expect(await findPayment(db, order.payment_id!)).toMatchObject({
+        status: 'refunded',
+        refunded_amount: 3500,
+        captured_amount: 3500,
+      })
+    })
+
     it('counts refunds reserved by other requests, and frees those abandoned before any money moved', async () => {
       const order = await placeTestOrder(node, catalog, { quantities: [1, 1], capture: true })
       const line = order.lines.find((l) => l.unit_amount === 2500)!

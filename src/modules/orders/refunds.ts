@@ -88,7 +88,8 @@ export function shippingRefundable(order: OrderView): number {
 
 /**
  * The refund a request asks for, checked against the order as it is. Throws validation_failed for
- * unknown lines or more units than remain, refund_exceeds_captured for more money than remains, and
+ * unknown lines or more units than remain, refund_exceeds_captured for more money than remains (by
+ * amount; units worth more than remains give back what remains, or are refused when nothing does), and
  * invalid_order_transition for an order that cannot be refunded (not paid yet, refunded, canceled
  * with nothing left on its payment). `paymentHeld` is what the payment still holds (captured, not
  * refunded nor being refunded): only a canceled order needs it.
@@ -155,6 +156,10 @@ export function planRefund(
   if (!order.payment_id || !refundable) {
     throw problem('invalid_order_transition', `An order that is ${order.status} cannot be refunded`)
   }
+  // Units whose value is more than remains of the order (refunds by amount are charged to no line,
+  // so a line's last units can be worth more than is left) give back what remains: the goods are
+  // recorded as returned, and the money stays within what was captured.
+  if (plan.amount > left && left > 0 && plan.lines.length > 0) plan = clampLines(plan, left)
   if (plan.amount > left) {
     throw problem('refund_exceeds_captured', `${left} ${order.currency} remains refundable on this order`, {
       errors: [
@@ -163,6 +168,27 @@ export function planRefund(
     })
   }
   return plan
+}
+
+/**
+ * A refund by lines cut down to `budget` (less than its amount, more than 0), shared among its lines
+ * pro rata to what each would have given back, half up on running totals so the lines add up to the
+ * budget exactly and none takes more than it would have. Its shipping is 0 already: shipping is
+ * refundable only beyond what the lines still hold.
+ */
+function clampLines(plan: RefundPlan, budget: number): RefundPlan {
+  const whole = BigInt(plan.lines.reduce((sum, l) => sum + l.amount, 0))
+  let before = 0n
+  let given = 0
+  const lines = plan.lines.map((line) => {
+    before += BigInt(line.amount)
+    // In BigInt: amount × budget can pass 2^53.
+    const upTo = Number((2n * before * BigInt(budget) + whole) / (2n * whole))
+    const amount = upTo - given
+    given = upTo
+    return { ...line, amount }
+  })
+  return { ...plan, amount: budget, lines, shipping_amount: 0 }
 }
 
 function refundTarget(refunded: number, total: number): OrderStatus {
