@@ -394,6 +394,64 @@ describeEachDatabase('catalog: product admin', (kind) => {
     )
   })
 
+  it('names the field a taken SKU was sent in and the SKU, in words of its own', async () => {
+    await admin('POST', '/admin/products', tee('sku-owner', 'SKU-OWNER'))
+    const other = (await admin('POST', '/admin/products', tee('sku-other', 'SKU-OTHER'))).json()
+    const taken = 'SKU-OWNER-M-WHT'
+    const refused = (res: Awaited<ReturnType<typeof admin>>, path: string) => {
+      expect(res.statusCode, res.body).toBe(409)
+      expect(res.json()).toMatchObject({
+        code: 'sku_taken',
+        detail: `Another variant already uses SKU ${taken}`,
+        errors: [{ path, message: `SKU ${taken} is already in use` }],
+      })
+      // Not PostgreSQL's own words: they name a column, not the request's field.
+      expect(res.body).not.toMatch(/Key \(|already exists/)
+    }
+    const product = tee('sku-new', 'SKU-NEW')
+    product.variants[1]!.sku = taken
+    refused(await admin('POST', '/admin/products', product), 'body.variants.1.sku')
+    refused(
+      await admin('POST', `/admin/products/${other.id}/variants`, {
+        sku: taken,
+        options: { Size: 'S', Colour: 'White' },
+      }),
+      'body.sku',
+    )
+    refused(await admin('PATCH', `/admin/variants/${other.variants[0].id}`, { sku: taken }), 'body.sku')
+  })
+
+  it('names the variant an option set would strand, on the option set the update sends', async () => {
+    const created = (await admin('POST', '/admin/products', tee('stranded', 'STRANDED'))).json()
+    const refused = async (options: unknown) => {
+      const res = await admin('PATCH', `/admin/products/${created.id}`, { options })
+      expect(res.statusCode, res.body).toBe(400)
+      expect(res.json().code).toBe('validation_failed')
+      return res.json().errors
+    }
+    const colours = { name: 'Colour', values: ['Black', 'White'] }
+    expect(await refused([{ name: 'Size', values: ['S'] }, colours])).toEqual([
+      { path: 'body.options.0', message: 'variant STRANDED-M-WHT: Size must be one of S' },
+    ])
+    expect(await refused([{ name: 'Size', values: ['S', 'M'] }])).toEqual([
+      { path: 'body.options', message: 'variant STRANDED-S-BLK: Colour is not an option of the product' },
+      { path: 'body.options', message: 'variant STRANDED-M-WHT: Colour is not an option of the product' },
+    ])
+    expect(
+      await refused([{ name: 'Size', values: ['S', 'M'] }, colours, { name: 'Fit', values: ['Slim'] }]),
+    ).toEqual([
+      { path: 'body.options.2', message: 'variant STRANDED-S-BLK: needs Fit' },
+      { path: 'body.options.2', message: 'variant STRANDED-M-WHT: needs Fit' },
+    ])
+    expect(
+      await refused([
+        { name: 'Size', values: ['S', 'M'] },
+        { name: 'Size', values: ['S'] },
+      ]),
+    ).toEqual([{ path: 'body.options', message: 'option names must be unique' }])
+    expect((await admin('GET', `/admin/products/${created.id}`)).json().options).toEqual(created.options)
+  })
+
   it('updates, adds and removes variants, and refuses an option set its variants no longer fit', async () => {
     const created = (await admin('POST', '/admin/products', tee('variant-ops', 'VOPS'))).json()
     const added = await admin('POST', `/admin/products/${created.id}/variants`, {

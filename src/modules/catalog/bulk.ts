@@ -13,6 +13,7 @@ import {
   defaultVariantTitle,
   parkedOptions,
   refreshReadModels,
+  strandedVariantErrors,
   unparkVariantOptions,
   validateProductInput,
   variantOptionFaults,
@@ -669,23 +670,15 @@ function keptVariantErrors(
   // without options could see a new variant repeat a kept one's (none), as below.
   if (doc.options === undefined && (kept[0]?.product_options.length ?? 0) > 0) return []
   const named = doc.variants ?? []
-  const options: ProductOption[] = doc.options ?? []
-  const errors: DocumentError[] = []
   // Named variants first, so that a kept one repeating a named one's options is the one reported;
   // the named ones' own faults are validateProductInput's to report.
-  for (const fault of variantOptionFaults(options, [...named, ...kept])) {
-    if (fault.kind === 'repeated_option_name' || fault.variant < named.length) continue
-    const option = fault.kind === 'same_options' ? undefined : fault.option
-    const k = options.findIndex((o) => o.name === option)
-    // A message about a value reads after its option's name ("Size must be one of S").
-    const subject = fault.kind === 'not_allowed' || fault.kind === 'unknown_option' ? `${fault.option} ` : ''
-    errors.push({
-      index,
-      path: `${pathOf(index)}.options${k >= 0 ? `.${k}` : ''}`,
-      message: `kept variant ${fault.sku} (not in the import): ${subject}${variantOptionMessage(fault)}`,
-    })
-  }
-  return errors
+  return strandedVariantErrors(
+    doc.options ?? [],
+    [...named, ...kept],
+    `${pathOf(index)}.options`,
+    (sku) => `kept variant ${sku} (not in the import): `,
+    named.length,
+  ).map((e) => ({ ...e, index }))
 }
 
 /**

@@ -143,6 +143,34 @@ export function checkVariantOptions(
   })
 }
 
+/**
+ * The faults of stored variants that a request does not name against an option set they must still
+ * fit. The request has no field for such a variant, so each fault is reported on the option set (on
+ * the option at fault when there is one), and `name` says which variant the message is about. Only
+ * variants from `from` on are reported: those before it are the request's own, whose faults have
+ * paths of their own. A repeated option name is the set's own fault, which validateProductInput reports.
+ */
+export function strandedVariantErrors(
+  options: readonly ProductOption[],
+  variants: ReadonlyArray<{ sku?: string; options?: Record<string, string> }>,
+  optionsPath: string,
+  name: (sku: string | undefined) => string,
+  from = 0,
+): FieldError[] {
+  const errors: FieldError[] = []
+  for (const fault of variantOptionFaults(options, variants)) {
+    if (fault.kind === 'repeated_option_name' || fault.variant < from) continue
+    const k = fault.kind === 'same_options' ? -1 : options.findIndex((o) => o.name === fault.option)
+    // A message about a value reads after its option's name ("Size must be one of S").
+    const subject = fault.kind === 'not_allowed' || fault.kind === 'unknown_option' ? `${fault.option} ` : ''
+    errors.push({
+      path: k >= 0 ? `${optionsPath}.${k}` : optionsPath,
+      message: `${name(fault.sku)}${subject}${variantOptionMessage(fault)}`,
+    })
+  }
+  return errors
+}
+
 function checkPrices(
   prices: ReadonlyArray<{ currency: string; compare_at_amount?: number | null; amount: number }>,
   path: string,
@@ -196,21 +224,45 @@ function invalid(errors: FieldError[]) {
   )
 }
 
-/** Maps the database's constraint errors to the client's mistake they stand for. */
-export function translateWriteError(error: unknown, prefix = 'body'): unknown {
-  const e = error as { code?: string; constraint?: string; detail?: string } | null
+/**
+ * The variant a write was storing when it failed: where its fields are in the request (`body` on
+ * the variant routes, `body.variants.2` in a product) and its SKU, so that a constraint it breaks
+ * is reported on the field the request sent.
+ */
+export interface VariantSite {
+  path: string
+  sku: string
+}
+
+/**
+ * Maps the database's constraint errors to the client's mistake they stand for, in our words: the
+ * database's own text (`Key (sku)=(…) already exists.`) names columns, not the request's fields.
+ * Without `variant` (a set-based write of many documents), a variant's fault is reported on the
+ * document's variants.
+ */
+export function translateWriteError(error: unknown, prefix = 'body', variant?: VariantSite): unknown {
+  const e = error as { code?: string; constraint?: string } | null
   if (e?.code === '23505') {
     if (e.constraint === 'products_handle_key')
       return problem('handle_taken', 'Another product has this handle', {
         errors: [{ path: `${prefix}.handle`, message: 'is already in use' }],
       })
     if (e.constraint === 'product_variants_sku_key')
-      return problem('sku_taken', `A variant already uses this SKU${e.detail ? `: ${e.detail}` : ''}`, {
-        errors: [{ path: `${prefix}.variants`, message: 'SKU already in use' }],
-      })
+      return variant
+        ? problem('sku_taken', `Another variant already uses SKU ${variant.sku}`, {
+            errors: [{ path: `${variant.path}.sku`, message: `SKU ${variant.sku} is already in use` }],
+          })
+        : problem('sku_taken', 'Another variant already uses a SKU of this product', {
+            errors: [{ path: `${prefix}.variants`, message: 'a SKU is already in use' }],
+          })
     if (e.constraint === 'product_variants_options')
       return problem('validation_failed', 'Another variant of the product has the same options', {
-        errors: [{ path: `${prefix}.options`, message: 'another variant has the same options' }],
+        errors: [
+          {
+            path: `${variant ? variant.path : prefix}.options`,
+            message: 'another variant has the same options',
+          },
+        ],
       })
   }
   if (e?.code === '23503') {
@@ -471,20 +523,23 @@ async function setCategories(trx: Tx, productId: string, categoryIds: readonly s
     .execute()
 }
 
-/** After a write: the stored variants must still match the (possibly new) option set. */
-async function assertStoredVariantsMatch(trx: Tx, productId: string, prefix: string): Promise<void> {
-  const product = await trx
-    .selectFrom('products')
-    .select('options')
-    .where('id', '=', productId)
-    .executeTakeFirstOrThrow()
+/**
+ * A new option set must still fit the product's stored variants. An update names no variant, so
+ * a variant that no longer fits is reported on `body.options` (strandedVariantErrors), by its SKU.
+ */
+async function assertStoredVariantsMatch(
+  trx: Tx,
+  productId: string,
+  options: readonly ProductOption[],
+): Promise<void> {
   const variants = await trx
     .selectFrom('product_variants')
     .select(['sku', 'options'])
     .where('product_id', '=', productId)
     .orderBy('position')
+    .orderBy('id')
     .execute()
-  const errors = checkVariantOptions(product.options, variants, (i) => `${prefix}.variants.${i}`)
+  const errors = strandedVariantErrors(options, variants, 'body.options', (sku) => `variant ${sku}: `)
   if (errors.length > 0) throw invalid(errors)
 }
 
@@ -536,11 +591,15 @@ export async function insertProduct(trx: Tx, input: ProductInput, prefix = 'body
       })
       .execute()
     await setCategories(trx, id, input.category_ids ?? [])
-    let position = 0
-    for (const variant of input.variants ?? [])
-      await insertVariant(trx, id, input.options ?? [], variant, position++)
   } catch (error) {
     throw translateWriteError(error, prefix)
+  }
+  for (const [position, variant] of (input.variants ?? []).entries()) {
+    try {
+      await insertVariant(trx, id, input.options ?? [], variant, position)
+    } catch (error) {
+      throw translateWriteError(error, prefix, { path: `${prefix}.variants.${position}`, sku: variant.sku })
+    }
   }
   return id
 }
@@ -577,6 +636,9 @@ export async function updateProduct(
   if (!(await lockProduct(trx, id))) return undefined
   const [before] = await loadProducts(trx, [id])
   if (!before) return undefined
+  // The option set's own rules (names unique); whether the stored variants fit it is checked below.
+  const errors = input.options ? validateProductInput({ options: input.options }) : []
+  if (errors.length > 0) throw invalid(errors)
   try {
     const row = await trx
       .updateTable('products')
@@ -590,7 +652,7 @@ export async function updateProduct(
     throw translateWriteError(error)
   }
   if (input.options) {
-    await assertStoredVariantsMatch(trx, id, 'body')
+    await assertStoredVariantsMatch(trx, id, input.options)
     await retitleVariants(trx, id, before.options, input.options)
   }
   await refreshSearch(trx, [id])
@@ -643,7 +705,7 @@ export async function addVariant(
   try {
     await insertVariant(trx, productId, product.options, input, next)
   } catch (error) {
-    throw translateWriteError(error)
+    throw translateWriteError(error, 'body', { path: 'body', sku: input.sku })
   }
   return afterVariantChange(trx, outbox, productId)
 }
@@ -680,7 +742,7 @@ export async function updateVariant(
         .execute()
     if (input.prices) await writeVariantPrices(trx, variantId, input.prices)
   } catch (error) {
-    throw translateWriteError(error)
+    throw translateWriteError(error, 'body', { path: 'body', sku: input.sku ?? stored.sku })
   }
   return afterVariantChange(trx, outbox, variant.product_id)
 }
