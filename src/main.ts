@@ -41,13 +41,9 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
 })
 
 await app.listen({ host: config.host, port: config.port })
-// Route schemas compile on first use; compile them all while the runtime connects and migrates,
-// before the node reports ready, so that no early request pays for one.
-const warming = app.warmSchemas()
 await startRuntime(runtime, {
   work: config.runWorkers,
   async beforeReady() {
-    await warming
     if (!config.seedDemo) return
     const seeded = await seedDemoCatalog(runtime)
     if (seeded) logger.info({ products: seeded }, 'seeded the demo store')
@@ -63,6 +59,10 @@ await startRuntime(runtime, {
     while (app.isUnderPressure()) await sleep(PRESSURE_SAMPLE_MS)
   },
 })
+// Route schemas compile on their first request. The rest compile now, one per event-loop turn
+// between requests, rather than before ready: a node added in a spike takes traffic seconds sooner,
+// and a request meanwhile waits for one schema's compilation at most.
+void app.warmSchemas()
 const readyMs = Math.round(performance.now() - startedAt)
 const url = config.publicUrl
 logger.info(
