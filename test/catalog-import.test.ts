@@ -1451,6 +1451,54 @@ describeEachDatabase('catalog import and export', (kind) => {
     expect(result.json().errors.map((e: any) => [e.row, e.path])).toEqual([[2, '/media/1/url']])
   })
 
+  it('reports a tax category that does not exist in the dry run, and one deleted before the job writes', async () => {
+    const category = (method: 'PUT' | 'DELETE') =>
+      node.app.inject({
+        method,
+        url: '/admin/tax/categories/import_art',
+        headers: adminAuth,
+        ...(method === 'PUT' ? { payload: { name: 'Art', default_kind: 'reduced' } } : {}),
+      })
+    expect((await category('PUT')).statusCode).toBe(200)
+    const header = 'handle,title,tax_category,sku,price_EUR'
+    const file = csv(header, [
+      ['tax-standard', 'Standard', 'standard', 'TAX-STANDARD', 1000],
+      ['tax-typo', 'Typo', 'standrd', 'TAX-TYPO', 1000],
+      ['tax-art', 'Art', 'import_art', 'TAX-ART', 1000],
+    ])
+    const dry = await post(file, { mode: 'per_row', dry_run: true })
+    expect(dry.statusCode, dry.body).toBe(200)
+    expect(dry.json()).toMatchObject({ valid_rows: 2, failed_count: 1 })
+    expect(dry.json().errors).toEqual([{ row: 2, path: 'tax_category', message: 'no tax category standrd' }])
+    const refused = await post(file)
+    expect(refused.statusCode).toBe(422)
+    expect(refused.json().errors).toEqual([
+      { row: 2, path: 'tax_category', message: 'no tax category standrd' },
+    ])
+    const json = await post(JSON.stringify([{ ...doc('tax-json'), tax_category: 'reducd' }]), {
+      format: 'json',
+      mode: 'per_row',
+      dry_run: true,
+    })
+    expect(json.json().errors).toEqual([{ row: 1, path: '/tax_category', message: 'no tax category reducd' }])
+
+    // Valid when checked; the category is deleted (no product uses it yet) before the job writes.
+    const { db } = node.runtime.database
+    const validated = await validateImport(
+      db,
+      'json',
+      'per_row',
+      JSON.stringify([doc('tax-beside'), { ...doc('tax-gone'), tax_category: 'import_art' }]),
+    )
+    expect(validated.errors).toEqual([])
+    expect((await category('DELETE')).statusCode).toBe(204)
+    const staged = await withTransaction(db, (trx) => stageImport(trx, node.runtime.jobs, validated, null))
+    const result = await finished(staged.id)
+    expect(result).toMatchObject({ status: 'succeeded', created_count: 1, failed_count: 1 })
+    expect(result.errors).toEqual([{ row: 2, path: '/tax_category', message: 'no tax category import_art' }])
+    expect(await product('tax-gone')).toBeUndefined()
+  })
+
   it("refuses a JSON file's wrapper keys other than products, as a document's unknown fields are", async () => {
     const products = [doc('wrapped')]
     const mode = await post(JSON.stringify({ products, mode: 'per_row' }), { format: 'json', dry_run: true })

@@ -8,8 +8,9 @@ import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import * as backfillSales from '../src/modules/catalog/migrations/0005-sales-backfill.ts'
 import * as listReferencePrices from '../src/modules/catalog/migrations/0006-list-reference-prices.ts'
-import { deleteVariant } from '../src/modules/catalog/products.ts'
+import { createProduct, deleteVariant } from '../src/modules/catalog/products.ts'
 import { countSale, uncountSale } from '../src/modules/catalog/sales.ts'
+import { deleteCategory } from '../src/modules/tax/admin.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { describeEachDatabase } from './support/database.ts'
@@ -55,7 +56,7 @@ describeEachDatabase('catalog: product admin', (kind) => {
   let node: TestNode
   let eu: string
 
-  const admin = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: unknown) =>
+  const admin = (method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE', url: string, payload?: unknown) =>
     node.app.inject({
       method,
       url,
@@ -355,6 +356,49 @@ describeEachDatabase('catalog: product admin', (kind) => {
     expect(res.json().errors[0].path).toBe('body.category_ids')
   })
 
+  it('refuses a tax category that does not exist, on create and update, and takes one the store added', async () => {
+    const before = await counts()
+    const typo = await admin('POST', '/admin/products', {
+      ...tee('tax-typo', 'TAX-TYPO'),
+      tax_category: 'standrd',
+    })
+    expect(typo.statusCode, typo.body).toBe(400)
+    expect(typo.json()).toMatchObject({
+      code: 'validation_failed',
+      detail: 'No tax category standrd',
+      errors: [{ path: 'body.tax_category' }],
+    })
+    expect(await counts()).toEqual(before)
+
+    const added = await admin('PUT', '/admin/tax/categories/tax_typo_art', {
+      name: 'Art',
+      default_kind: 'reduced',
+    })
+    expect(added.statusCode, added.body).toBe(200)
+    const created = await admin('POST', '/admin/products', {
+      ...tee('tax-typo', 'TAX-TYPO'),
+      tax_category: 'tax_typo_art',
+    })
+    expect(created.statusCode, created.body).toBe(201)
+    const id = created.json().id
+    const patched = await admin('PATCH', `/admin/products/${id}`, {
+      title: 'Renamed',
+      tax_category: 'reducd',
+    })
+    expect(patched.statusCode, patched.body).toBe(400)
+    expect(patched.json()).toMatchObject({
+      code: 'validation_failed',
+      errors: [{ path: 'body.tax_category' }],
+    })
+    expect((await admin('GET', `/admin/products/${id}`)).json()).toMatchObject({
+      title: 'Organic Tee',
+      tax_category: 'tax_typo_art',
+    })
+    const moved = await admin('PATCH', `/admin/products/${id}`, { tax_category: 'reduced' })
+    expect(moved.statusCode, moved.body).toBe(200)
+    expect(moved.json().tax_category).toBe('reduced')
+  })
+
   it('takes only http and https media URLs, since storefronts put them in src and href', async () => {
     const before = await counts()
     const hostile = await admin('POST', '/admin/products', {
@@ -606,6 +650,63 @@ describeEachDatabase('catalog: product admin', (kind) => {
       expect(answer.statusCode, answer.body).toBe(200)
       expect(answer.json().variants.map((v: { id: string }) => v.id)).not.toContain(variantId)
       expect(await stored(variantId)).toEqual({ variant: [], prices: [] })
+    })
+  })
+
+  // PostgreSQL only: PGlite runs one transaction at a time, so these races cannot happen there.
+  describe.runIf(kind === 'postgres')('a product write racing the delete of its tax category', () => {
+    const storedTaxCategory = (handle: string) =>
+      node.runtime.database.db
+        .selectFrom('products')
+        .select('tax_category')
+        .where('handle', '=', handle)
+        .execute()
+    const addCategory = async (code: string) => {
+      const res = await admin('PUT', `/admin/tax/categories/${code}`, {
+        name: code,
+        default_kind: 'standard',
+      })
+      expect(res.statusCode, res.body).toBe(200)
+    }
+
+    it('makes the delete wait for a product write naming the category, then refuses it', async () => {
+      await addCategory('race_tax_a')
+      const write = await holdOpen(node.runtime.database.db, (trx) =>
+        createProduct(trx, node.runtime.outbox, {
+          ...tee('race-tax-a', 'RACE-TAX-A'),
+          tax_category: 'race_tax_a',
+        } as Parameters<typeof createProduct>[2]),
+      )
+      const deleted = admin('DELETE', '/admin/tax/categories/race_tax_a')
+      await waitForLockWaits(node.runtime.database.db, 1)
+      await write.release()
+      const answer = await deleted
+      expect(answer.statusCode, answer.body).toBe(409)
+      expect(answer.json()).toMatchObject({
+        code: 'tax_category_in_use',
+        detail: '1 product uses tax category race_tax_a; move them to another category first',
+      })
+      expect(await storedTaxCategory('race-tax-a')).toEqual([{ tax_category: 'race_tax_a' }])
+    })
+
+    it('refuses a product write that waited for the delete of its category', async () => {
+      await addCategory('race_tax_b')
+      const held = await holdOpen(node.runtime.database.db, async (trx) =>
+        expect(await deleteCategory(trx, 'race_tax_b')).toBe(true),
+      )
+      const created = admin('POST', '/admin/products', {
+        ...tee('race-tax-b', 'RACE-TAX-B'),
+        tax_category: 'race_tax_b',
+      })
+      await waitForLockWaits(node.runtime.database.db, 1)
+      await held.release()
+      const answer = await created
+      expect(answer.statusCode, answer.body).toBe(400)
+      expect(answer.json()).toMatchObject({
+        code: 'validation_failed',
+        errors: [{ path: 'body.tax_category' }],
+      })
+      expect(await storedTaxCategory('race-tax-b')).toEqual([])
     })
   })
 

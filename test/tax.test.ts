@@ -523,6 +523,44 @@ describeEachDatabase('tax admin API', (kind) => {
     })
   })
 
+  describe('a category products use', () => {
+    // A cart holding such a product could not be taxed, so the shopper could not buy it.
+    it('is not deleted while products use it, and is once they no longer do', async () => {
+      const put = await call('PUT', '/admin/tax/categories/prints', {
+        name: 'Prints',
+        default_kind: 'reduced',
+      })
+      expect(put.statusCode, put.body).toBe(200)
+      const product = (handle: string) =>
+        call('POST', '/admin/products', {
+          handle,
+          title: 'Print',
+          tax_category: 'prints',
+          variants: [{ sku: handle.toUpperCase(), prices: [{ currency: 'EUR', amount: 1500 }] }],
+        })
+      const ids: string[] = []
+      for (const handle of ['print-a', 'print-b']) {
+        const res = await product(handle)
+        expect(res.statusCode, res.body).toBe(201)
+        ids.push(res.json().id)
+      }
+      const refused = await call('DELETE', '/admin/tax/categories/prints')
+      expectProblem(refused, 409, 'tax_category_in_use')
+      expect(refused.json().detail).toBe(
+        '2 products use tax category prints; move them to another category first',
+      )
+      expect(
+        (await call('PATCH', `/admin/products/${ids[0]}`, { tax_category: 'standard' })).statusCode,
+      ).toBe(200)
+      expect((await call('DELETE', '/admin/tax/categories/prints')).json().detail).toMatch(/^1 product uses /)
+      expect((await call('DELETE', `/admin/products/${ids[1]}`)).statusCode).toBe(204)
+      expect((await call('DELETE', '/admin/tax/categories/prints')).statusCode).toBe(204)
+      expect((await call('GET', '/admin/tax/categories')).json().data).not.toContainEqual(
+        expect.objectContaining({ code: 'prints' }),
+      )
+    })
+  })
+
   describe('registrations and the nexus report', () => {
     it('reports US sales per state against economic-nexus thresholds', async () => {
       expect((await call('PUT', '/admin/tax/registrations/US-CA', { number: 'SR-123' })).statusCode).toBe(200)

@@ -9,6 +9,7 @@ import type { Static } from 'typebox'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import type { FieldError } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
+import { lockTaxCategories } from '../tax/service.ts'
 import {
   defaultVariantTitle,
   parkedOptions,
@@ -115,10 +116,31 @@ async function partialDocumentErrors(
 }
 
 /**
+ * The documents' tax categories that do not exist, as errors: in the caller's transaction the
+ * ones that do stay key-share locked until it ends (lockTaxCategories), so none is deleted under a
+ * write that names it.
+ */
+async function unknownTaxCategories(
+  db: Queryable,
+  docs: readonly ProductDocument[],
+  pathOf: (index: number) => string,
+): Promise<DocumentError[]> {
+  const known = await lockTaxCategories(
+    db,
+    docs.flatMap((d) => (d.tax_category === undefined ? [] : [d.tax_category])),
+  )
+  return docs.flatMap((doc, index) =>
+    doc.tax_category === undefined || known.has(doc.tax_category)
+      ? []
+      : [{ index, path: `${pathOf(index)}.tax_category`, message: `no tax category ${doc.tax_category}` }],
+  )
+}
+
+/**
  * Everything that would make a batch fail, found before writing: document rules, handles or SKUs
- * repeated within the batch, SKUs owned by a product outside it, unknown categories or collections,
- * and stored variants an upsert would keep that no longer fit, so that a dry run reports what the
- * write would refuse.
+ * repeated within the batch, SKUs owned by a product outside it, unknown categories, collections
+ * or tax categories, and stored variants an upsert would keep that no longer fit, so that a dry run
+ * reports what the write would refuse.
  */
 export async function checkDocuments(
   db: Queryable,
@@ -186,7 +208,7 @@ export async function checkDocuments(
   errors.push(...(await partialDocumentErrors(db, docs, storedSkus, pathOf, sameOptions)))
   const categoryIds = new Set(docs.flatMap((d) => d.category_ids ?? []))
   const collectionIds = new Set(docs.flatMap((d) => (d.collection_id ? [d.collection_id] : [])))
-  const [categories, collections, kept] = await Promise.all([
+  const [categories, collections, kept, taxCategories] = await Promise.all([
     categoryIds.size
       ? db
           .selectFrom('categories')
@@ -202,7 +224,9 @@ export async function checkDocuments(
           .execute()
       : [],
     keptVariantsOf(db, docs),
+    unknownTaxCategories(db, docs, pathOf),
   ])
+  errors.push(...taxCategories)
   const knownCategories = new Set(categories.map((c) => c.id))
   const knownCollections = new Set(collections.map((c) => c.id))
   docs.forEach((doc, index) => {
@@ -231,9 +255,10 @@ export async function checkDocuments(
  * PriceScope per document, none: all replace) say. Removing a base price that a price list uses is
  * allowed, as `PATCH /admin/variants/:id` allows it: the list price stays stored and counts for
  * nothing until the base price is back (shopperPrice). Emits no events: the caller emits one
- * for the whole import. A kept variant that does not fit a new option set throws
- * BulkDocumentError after the writes, so the caller must roll back (its transaction or a
- * savepoint) for the batch to be all or nothing.
+ * for the whole import. A tax category deleted since the documents were checked throws
+ * BulkDocumentError before any write; a kept variant that does not fit a new option set throws it
+ * after the writes, so the caller must roll back (its transaction or a savepoint) for the batch to
+ * be all or nothing.
  */
 export async function bulkUpsertProducts(
   trx: Tx,
@@ -241,6 +266,8 @@ export async function bulkUpsertProducts(
   priceScopes: readonly PriceScope[] = [],
 ): Promise<BulkResult> {
   if (docs.length === 0) return { created: 0, updated: 0, productIds: [] }
+  const unknown = await unknownTaxCategories(trx, docs, (i) => `[${i}]`)
+  if (unknown.length > 0) throw new BulkDocumentError(unknown)
   // Each field is left out (keep), or the value to store: null has been turned into the empty
   // value, but for the collection, which is stored as null and so says it is given apart.
   const rows = docs.map((d) => ({

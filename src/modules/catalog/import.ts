@@ -584,9 +584,10 @@ async function inSavepoint<T>(
 /**
  * Writes one batch in the caller's transaction. Its documents passed every rule when the file was
  * validated, and documents never change once staged, so only what the database holds can have
- * changed since: a SKU taken meanwhile, a category deleted. The constraints catch those, so the
- * batch is written at once, and only if that fails is it written again one document at a time,
- * each in a savepoint, to find the documents at fault.
+ * changed since: a SKU taken meanwhile, a category deleted. The constraints (and, for a tax
+ * category, bulkUpsertProducts' own check) catch those, so the batch is written at once, and only
+ * if that fails is it written again one document at a time, each in a savepoint, to find the
+ * documents at fault.
  */
 async function writeBatch(trx: Tx, format: ImportFormat, rows: readonly StagedRow[]): Promise<BatchOutcome> {
   const outcome: BatchOutcome = { created: 0, updated: 0, failed: 0, errors: [] }

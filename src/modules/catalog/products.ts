@@ -10,6 +10,7 @@ import type { Outbox } from '../../platform/events/outbox.ts'
 import { type FieldError, problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
 import { isCurrency } from '../../platform/money.ts'
+import { lockTaxCategories } from '../tax/service.ts'
 import { refreshPriceReadModel } from './pricing.ts'
 import type { CreateProduct, UpdateProduct, UpdateVariant, VariantInput } from './schemas.ts'
 import type { ProductOption } from './tables.ts'
@@ -543,6 +544,27 @@ async function assertStoredVariantsMatch(
   if (errors.length > 0) throw invalid(errors)
 }
 
+/**
+ * Checks that a tax category a write names exists, key-share locking it until the transaction
+ * ends (lockTaxCategories), so that deleting the category waits for the write and sees it.
+ */
+async function assertTaxCategory(trx: Tx, code: string | undefined, path: string): Promise<void> {
+  if (code === undefined || (await lockTaxCategories(trx, [code])).has(code)) return
+  throw problem('validation_failed', `No tax category ${code}`, {
+    errors: [{ path, message: `no tax category ${code} (GET /admin/tax/categories lists them)` }],
+  })
+}
+
+/** How many products name the tax category: deleting it is refused while any do. */
+export async function countProductsInTaxCategory(db: Queryable, code: string): Promise<number> {
+  const row = await db
+    .selectFrom('products')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('tax_category', '=', code)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
 /** Rebuilds the generated titles of a product's variants for its new option order (one read, one update). */
 async function retitleVariants(
   trx: Tx,
@@ -570,6 +592,8 @@ async function retitleVariants(
 export async function insertProduct(trx: Tx, input: ProductInput, prefix = 'body'): Promise<string> {
   const errors = validateProductInput(input, prefix)
   if (errors.length > 0) throw invalid(errors)
+  // The default (standard) is built in, and built-in categories are never deleted.
+  await assertTaxCategory(trx, input.tax_category, `${prefix}.tax_category`)
   const id = newId('prod')
   try {
     await trx
@@ -639,6 +663,7 @@ export async function updateProduct(
   // The option set's own rules (names unique); whether the stored variants fit it is checked below.
   const errors = input.options ? validateProductInput({ options: input.options }) : []
   if (errors.length > 0) throw invalid(errors)
+  await assertTaxCategory(trx, input.tax_category, 'body.tax_category')
   try {
     const row = await trx
       .updateTable('products')

@@ -8,6 +8,7 @@ import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
 import { newId } from '../../platform/ids.ts'
+import { countProductsInTaxCategory } from '../catalog/products.ts'
 import type { RateKind } from './data/types.ts'
 import { percentToPpm, ppmToPercent } from './rounding.ts'
 import { jurisdictionOf, RATE_COLUMNS } from './service.ts'
@@ -346,15 +347,29 @@ export async function putCategory(trx: Tx, code: string, input: { name: string; 
     .executeTakeFirstOrThrow()
 }
 
-/** Deletes a category the store added (with its rules); built-in ones stay. */
+/**
+ * Deletes a category the store added (with its rules); built-in ones stay, and so does one that
+ * products name: a cart holding such a product could not be taxed. The row is locked for update
+ * before the products are counted: a product write naming the category key-share locks it
+ * (lockTaxCategories), so one under way is waited for and counted, and one that comes after finds
+ * the category gone.
+ */
 export async function deleteCategory(trx: Tx, code: string): Promise<boolean> {
   const row = await trx
     .selectFrom('tax_categories')
     .select('built_in')
     .where('code', '=', code)
+    .forUpdate()
     .executeTakeFirst()
   if (!row) return false
   if (row.built_in) throw problem('tax_category_built_in', `${code} is a built-in tax category`)
+  const products = await countProductsInTaxCategory(trx, code)
+  if (products > 0)
+    throw problem(
+      'tax_category_in_use',
+      `${products} ${products === 1 ? 'product uses' : 'products use'} tax category ${code}; ` +
+        'move them to another category first',
+    )
   await trx.deleteFrom('tax_categories').where('code', '=', code).execute()
   return true
 }
