@@ -40,11 +40,14 @@ describePostgres('postgres: checkout under concurrency and failure', () => {
     RATE_LIMIT_PER_MINUTE: '1000000',
     DATABASE_POOL_MAX: '10',
     CHECKOUT_LEASE_SECONDS: '1',
-    IDEMPOTENCY_STALE_SECONDS: '1',
+    // Short, so that a retry after a killed process takes its claim over soon; not so short that a
+    // checkout slowed by a loaded machine passes for a dead one, which let a second request retake
+    // the key of the fifty below, meet `checkout_in_progress` and release it to the rest.
+    IDEMPOTENCY_STALE_SECONDS: '3',
   }
 
   beforeAll(async () => {
-    database = await createTestDatabase('postgres')
+    database = await createTestDatabase('postgres', { migrated: true })
     nodes = [await startTestNode('postgres', { database, env })]
     nodes.push(await startTestNode('postgres', { database, env }))
     store = await createTestStore(nodes[0]!.app, { stock: 100_000 })
