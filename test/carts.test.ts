@@ -5,8 +5,10 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createShippingOption, updateShippingOption } from '../src/modules/carts/shipping.ts'
 import { deleteVariant } from '../src/modules/catalog/products.ts'
 import { deleteRegion } from '../src/modules/catalog/regions.ts'
+import { deleteCategory } from '../src/modules/tax/admin.ts'
 import { type Tx, withTransaction } from '../src/platform/db/transaction.ts'
 import { adminAuth, startTestNode, type TestNode } from './support/app.ts'
 import { berlin, createTestStore, type TestStore } from './support/commerce.ts'
@@ -124,6 +126,42 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
       expect(
         await db().selectFrom('payments').select('id').where('cart_id', '=', unchanged).execute(),
       ).toEqual([])
+    })
+
+    it('refuses a tax category that does not exist, on create and update, changing nothing', async () => {
+      const option = await euOption('Taxed', 450)
+      const created = await call(
+        'POST',
+        '/admin/shipping-options',
+        { region_id: store.euRegion, name: 'Typo', price_type: 'flat', amount: 450, tax_category: 'shiping' },
+        adminAuth,
+      )
+      expect(created.statusCode, created.body).toBe(422)
+      expect(created.json()).toMatchObject({
+        code: 'unknown_tax_category',
+        errors: [{ path: 'body.tax_category', message: 'no such tax category' }],
+      })
+      expect(
+        await db().selectFrom('shipping_options').select('id').where('name', '=', 'Typo').execute(),
+      ).toEqual([])
+      const updated = await call(
+        'PATCH',
+        `/admin/shipping-options/${option}`,
+        { name: 'Renamed', tax_category: 'shiping' },
+        adminAuth,
+      )
+      expect(updated.statusCode, updated.body).toBe(422)
+      expect(updated.json()).toMatchObject({
+        code: 'unknown_tax_category',
+        errors: [{ path: 'body.tax_category', message: 'no such tax category' }],
+      })
+      expect(
+        await db()
+          .selectFrom('shipping_options')
+          .select(['name', 'tax_category'])
+          .where('id', '=', option)
+          .execute(),
+      ).toEqual([{ name: 'Taxed', tax_category: 'standard' }])
     })
 
     it('lists and prices options on the catalog as it is now, as the cart and checkout price them', async () => {
@@ -268,6 +306,86 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
         adminAuth,
       )
       expect(kept.json().data.map((o: { id: string }) => o.id)).toContain(option)
+    })
+
+    const newTaxCategory = async (code: string) => {
+      const res = await call(
+        'PUT',
+        `/admin/tax/categories/${code}`,
+        { name: code, default_kind: 'standard' },
+        adminAuth,
+      )
+      expect(res.statusCode, res.body).toBe(200)
+    }
+    const optionsNaming = (code: string) =>
+      db()
+        .selectFrom('shipping_options')
+        .select('id')
+        .where('tax_category', '=', code)
+        .orderBy('id')
+        .execute()
+
+    it("makes a tax category's delete wait for shipping option writes naming it, then refuses it", async () => {
+      await newTaxCategory('race_ship_a')
+      const moving = await euOption('Moving to race_ship_a', 500)
+      let created = ''
+      const writes = await holdOpen(async (trx) => {
+        created = (
+          await createShippingOption(trx, {
+            region_id: store.euRegion,
+            name: 'Created in race_ship_a',
+            price_type: 'flat',
+            amount: 500,
+            tax_category: 'race_ship_a',
+          })
+        ).id
+        expect(await updateShippingOption(trx, moving, { tax_category: 'race_ship_a' })).toBeDefined()
+      })
+      const deleted = call('DELETE', '/admin/tax/categories/race_ship_a', undefined, adminAuth)
+      await waitForLockWaits(db(), 1)
+      await writes.release()
+      const answer = await deleted
+      expect(answer.statusCode, answer.body).toBe(409)
+      expect(answer.json()).toMatchObject({
+        code: 'tax_category_in_use',
+        detail: '2 shipping options use tax category race_ship_a; move them to another category first',
+      })
+      expect(await optionsNaming('race_ship_a')).toEqual(
+        [{ id: created }, { id: moving }].sort((a, b) => (a.id < b.id ? -1 : 1)),
+      )
+    })
+
+    it('refuses a shipping option in, or moved to, a tax category deleted meanwhile with unknown_tax_category', async () => {
+      await newTaxCategory('race_ship_b')
+      const option = await euOption('Staying standard', 500)
+      const deleted = await holdOpen(async (trx) =>
+        expect(await deleteCategory(trx, 'race_ship_b')).toBe(true),
+      )
+      const pending = Promise.all([
+        call(
+          'POST',
+          '/admin/shipping-options',
+          {
+            region_id: store.euRegion,
+            name: 'Late',
+            price_type: 'flat',
+            amount: 500,
+            tax_category: 'race_ship_b',
+          },
+          adminAuth,
+        ),
+        call('PATCH', `/admin/shipping-options/${option}`, { tax_category: 'race_ship_b' }, adminAuth),
+      ])
+      await waitForLockWaits(db(), 2)
+      await deleted.release()
+      for (const answer of await pending) {
+        expect(answer.statusCode, answer.body).toBe(422)
+        expect(answer.json()).toMatchObject({
+          code: 'unknown_tax_category',
+          errors: [{ path: 'body.tax_category', message: 'no such tax category' }],
+        })
+      }
+      expect(await optionsNaming('race_ship_b')).toEqual([])
     })
 
     it('answers a purchase limit for a variant deleted meanwhile with 404', async () => {

@@ -561,6 +561,68 @@ describeEachDatabase('tax admin API', (kind) => {
     })
   })
 
+  describe('a category shipping options use', () => {
+    // A cart shipped with such an option could not be taxed, so the shopper could not check out.
+    it('is not deleted while products or shipping options use it, active or not', async () => {
+      const put = await call('PUT', '/admin/tax/categories/parcels', {
+        name: 'Parcels',
+        default_kind: 'standard',
+      })
+      expect(put.statusCode, put.body).toBe(200)
+      const region = await call('POST', '/admin/regions', {
+        name: 'Malta',
+        currency: 'EUR',
+        prices_include_tax: true,
+        countries: ['MT'],
+      })
+      expect(region.statusCode, region.body).toBe(201)
+      const option = async (name: string, active: boolean) => {
+        const res = await call('POST', '/admin/shipping-options', {
+          region_id: region.json().id,
+          name,
+          price_type: 'flat',
+          amount: 500,
+          tax_category: 'parcels',
+          active,
+        })
+        expect(res.statusCode, res.body).toBe(201)
+        return res.json().id as string
+      }
+      const options = [await option('Courier', true), await option('Retired courier', false)]
+      const product = await call('POST', '/admin/products', {
+        handle: 'parcel-print',
+        title: 'Print',
+        tax_category: 'parcels',
+        variants: [{ sku: 'PARCEL-PRINT', prices: [{ currency: 'EUR', amount: 1500 }] }],
+      })
+      expect(product.statusCode, product.body).toBe(201)
+      const deleted = () => call('DELETE', '/admin/tax/categories/parcels')
+
+      const refused = await deleted()
+      expectProblem(refused, 409, 'tax_category_in_use')
+      expect(refused.json().detail).toBe(
+        '1 product and 2 shipping options use tax category parcels; move them to another category first',
+      )
+      expect((await call('DELETE', `/admin/products/${product.json().id}`)).statusCode).toBe(204)
+      expect((await deleted()).json().detail).toBe(
+        '2 shipping options use tax category parcels; move them to another category first',
+      )
+      const moved = await call('PATCH', `/admin/shipping-options/${options[0]}`, { tax_category: 'shipping' })
+      expect(moved.statusCode, moved.body).toBe(200)
+      expect((await deleted()).json().detail).toMatch(/^1 shipping option uses tax category parcels;/)
+      expect((await call('DELETE', `/admin/shipping-options/${options[1]}`)).statusCode).toBe(204)
+      expect((await deleted()).statusCode).toBe(204)
+
+      // Gone, it is refused where an option names it, as any unknown category is.
+      expectProblem(
+        await call('PATCH', `/admin/shipping-options/${options[0]}`, { tax_category: 'parcels' }),
+        422,
+        'unknown_tax_category',
+        'body.tax_category',
+      )
+    })
+  })
+
   describe('registrations and the nexus report', () => {
     it('reports US sales per state against economic-nexus thresholds', async () => {
       expect((await call('PUT', '/admin/tax/registrations/US-CA', { number: 'SR-123' })).statusCode).toBe(200)

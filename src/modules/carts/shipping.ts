@@ -7,6 +7,7 @@ import { type Selectable, sql } from 'kysely'
 import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { newId } from '../../platform/ids.ts'
+import { lockTaxCategories } from '../tax/service.ts'
 import type { ShippingOptionsTable, WeightTier } from './tables.ts'
 
 export interface ShippingOptionView {
@@ -156,10 +157,12 @@ function checkPricing(input: Partial<ShippingOptionInput>, type: ShippingOptionI
 }
 
 /**
- * Checks that the region and tax category named exist. The region stays key-share locked until
- * the caller's transaction ends: its delete (which takes its options with it) then waits for the
- * write, or, committed first, leaves the check to answer unknown_region as it does serially,
- * instead of the foreign key refusing the write.
+ * Checks that the region and tax category named exist. Both stay key-share locked until the
+ * caller's transaction ends. The region's delete (which takes its options with it) then waits for
+ * the write, or, committed first, leaves the check to answer unknown_region as it does serially,
+ * instead of the foreign key refusing the write. The tax category's delete, which refuses a
+ * category options name, waits for the write and counts the option (lockTaxCategories), or,
+ * committed first, leaves the check to answer unknown_tax_category.
  */
 async function checkReferences(trx: Tx, input: Partial<ShippingOptionInput>): Promise<void> {
   if (input.region_id !== undefined) {
@@ -174,17 +177,20 @@ async function checkReferences(trx: Tx, input: Partial<ShippingOptionInput>): Pr
         errors: [{ path: 'body.region_id', message: 'no such region' }],
       })
   }
-  if (input.tax_category !== undefined) {
-    const category = await trx
-      .selectFrom('tax_categories')
-      .select('code')
-      .where('code', '=', input.tax_category)
-      .executeTakeFirst()
-    if (!category)
-      throw problem('unknown_tax_category', `No tax category ${input.tax_category}`, {
-        errors: [{ path: 'body.tax_category', message: 'no such tax category' }],
-      })
-  }
+  if (input.tax_category !== undefined && !(await lockTaxCategories(trx, [input.tax_category])).size)
+    throw problem('unknown_tax_category', `No tax category ${input.tax_category}`, {
+      errors: [{ path: 'body.tax_category', message: 'no such tax category' }],
+    })
+}
+
+/** How many shipping options name the tax category, active or not: deleting it is refused while any do. */
+export async function countShippingOptionsInTaxCategory(db: Queryable, code: string): Promise<number> {
+  const row = await db
+    .selectFrom('shipping_options')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('tax_category', '=', code)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
 }
 
 export async function createShippingOption(trx: Tx, input: ShippingOptionInput): Promise<ShippingOptionView> {
@@ -226,7 +232,8 @@ export async function updateShippingOption(
   const merged = { ...shippingOptionView(current as ShippingOptionRow), ...patch }
   checkPricing(merged, merged.price_type)
   // An unchanged region is not checked (nor locked): its delete, holding it and waiting for this
-  // option (a cascade), would wait on this write while it waited on the delete.
+  // option (a cascade), would wait on this write while it waited on the delete. A tax category is
+  // checked even unchanged: its delete locks no option, so it never waits on this one.
   const { region_id, ...rest } = patch
   await checkReferences(trx, region_id === current.region_id ? rest : patch)
   const row = await trx

@@ -8,6 +8,7 @@ import type { Queryable, Tx } from '../../platform/db/transaction.ts'
 import { problem } from '../../platform/http/errors.ts'
 import { decodeCursor, toPage } from '../../platform/http/pagination.ts'
 import { newId } from '../../platform/ids.ts'
+import { countShippingOptionsInTaxCategory } from '../carts/shipping.ts'
 import { countProductsInTaxCategory } from '../catalog/products.ts'
 import type { RateKind } from './data/types.ts'
 import { percentToPpm, ppmToPercent } from './rounding.ts'
@@ -349,10 +350,10 @@ export async function putCategory(trx: Tx, code: string, input: { name: string; 
 
 /**
  * Deletes a category the store added (with its rules); built-in ones stay, and so does one that
- * products name: a cart holding such a product could not be taxed. The row is locked for update
- * before the products are counted: a product write naming the category key-share locks it
- * (lockTaxCategories), so one under way is waited for and counted, and one that comes after finds
- * the category gone.
+ * products or shipping options name: a cart holding such a product, or shipped with such an
+ * option, could not be taxed. The row is locked for update before its users are counted: a
+ * product or shipping option write naming the category key-share locks it (lockTaxCategories),
+ * so one under way is waited for and counted, and one that comes after finds the category gone.
  */
 export async function deleteCategory(trx: Tx, code: string): Promise<boolean> {
   const row = await trx
@@ -364,12 +365,18 @@ export async function deleteCategory(trx: Tx, code: string): Promise<boolean> {
   if (!row) return false
   if (row.built_in) throw problem('tax_category_built_in', `${code} is a built-in tax category`)
   const products = await countProductsInTaxCategory(trx, code)
-  if (products > 0)
+  const options = await countShippingOptionsInTaxCategory(trx, code)
+  if (products + options > 0) {
+    const users = [
+      ...(products > 0 ? [`${products} ${products === 1 ? 'product' : 'products'}`] : []),
+      ...(options > 0 ? [`${options} ${options === 1 ? 'shipping option' : 'shipping options'}`] : []),
+    ]
     throw problem(
       'tax_category_in_use',
-      `${products} ${products === 1 ? 'product uses' : 'products use'} tax category ${code}; ` +
+      `${users.join(' and ')} ${products + options === 1 ? 'uses' : 'use'} tax category ${code}; ` +
         'move them to another category first',
     )
+  }
   await trx.deleteFrom('tax_categories').where('code', '=', code).execute()
   return true
 }

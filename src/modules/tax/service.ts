@@ -58,10 +58,10 @@ export async function loadTaxData(db: Queryable): Promise<TaxData> {
 
 /**
  * The codes among `codes` that name a tax category. Each is key-share locked until the caller's
- * transaction ends: a write that stores a category code (a product's) checks it with this in its
- * own transaction, so deleteCategory, which locks the row for update before it counts the
- * category's users, either waits for that write and counts it, or, committed first, leaves the
- * code unknown to it. Outside a transaction the locks go with the statement: a check, as a dry run's.
+ * transaction ends: a write that stores a category code (a product's, a shipping option's) checks
+ * it with this in its own transaction, so deleteCategory, which locks the row for update before it
+ * counts the category's users, either waits for that write and counts it, or, committed first,
+ * leaves the code unknown to it. Outside a transaction the locks go with the statement: a check, as a dry run's.
  */
 export async function lockTaxCategories(db: Queryable, codes: Iterable<string>): Promise<Set<string>> {
   const wanted = [...new Set(codes)].sort()

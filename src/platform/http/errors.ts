@@ -35,7 +35,7 @@ export const problems = {
   idempotency_in_progress: { status: 409, title: 'A request with this Idempotency-Key is still running' },
   tax_rate_overlap: { status: 409, title: 'Another rate of this kind applies over part of that period' },
   tax_category_built_in: { status: 409, title: 'Built-in tax categories cannot be deleted' },
-  tax_category_in_use: { status: 409, title: 'Products use this tax category' },
+  tax_category_in_use: { status: 409, title: 'Products or shipping options use this tax category' },
   cart_not_active: { status: 409, title: 'The cart is no longer open for changes' },
   checkout_in_progress: { status: 409, title: 'A checkout of this cart is already under way' },
   cart_changed: { status: 409, title: 'The cart changed since it was last shown; review it before paying' },
