@@ -3,10 +3,11 @@
  * sign-up, sign-in (an unconfirmed account is refused like a wrong password, so signing up with a
  * known email and then signing in tells nothing), resending the verification email and password
  * reset; weak passwords and mass assignment; forged, expired, tampered and cross-audience access
- * tokens; refresh-token replay; sessions that must end on sign-out, password change and reset;
- * other customers' addresses (IDOR); and password guessing (per IP and account lockout, per-IP rate
- * limit). Emails are read from the dev outbox the mail job writes, so every token used here
- * travelled the way a customer's would (on the node without workers, from the email's job).
+ * tokens; refresh-token replay; sessions that must end on sign-out, password change and reset,
+ * and one-time tokens on a reset or password change; other customers' addresses (IDOR); and
+ * password guessing (per IP and account lockout, per-IP rate limit). Emails are read from the dev
+ * outbox the mail job writes, so every token used here travelled the way a customer's would (on the
+ * node without workers, from the email's job).
  */
 import { hkdfSync, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -590,6 +591,26 @@ describeEachDatabase('customer identity', (kind) => {
       expect((await signIn(current.email, PASSWORD)).statusCode).toBe(401)
       expect((await signIn(current.email, OTHER_PASSWORD)).statusCode).toBe(200)
     })
+
+    it('voids reset tokens mailed before the change', async () => {
+      const session = await customer('change-voids')
+      expect((await post('/store/auth/password-reset', { email: session.email })).statusCode).toBe(202)
+      const [mail] = await waitForMail(node, session.email, 'reset_password')
+      const changed = await post(
+        '/store/me/password',
+        { current_password: PASSWORD, new_password: OTHER_PASSWORD },
+        { token: session.access_token },
+      )
+      expect(changed.statusCode).toBe(200)
+
+      const reset = await post('/store/auth/password-reset/confirm', {
+        token: mail!.data.token,
+        password: 'Third-Strong-Pass-55',
+      })
+      expect(reset.statusCode).toBe(401)
+      expect(reset.json().code).toBe('invalid_token')
+      expect((await signIn(session.email, OTHER_PASSWORD, uniqueIp())).statusCode).toBe(200)
+    })
   })
 
   describe('password reset', () => {
@@ -645,6 +666,25 @@ describeEachDatabase('customer identity', (kind) => {
       expect(again.statusCode).toBe(401)
       expect(again.json().code).toBe('invalid_token')
       expect((await signIn(session.email, OTHER_PASSWORD)).statusCode).toBe(200)
+    })
+
+    it("voids the account's other reset tokens and its verification tokens once a reset sets a password", async () => {
+      const email = uniqueEmail('reset-voids')
+      expect((await signUp(email)).statusCode).toBe(202)
+      const [verify] = await waitForMail(node, email, 'verify_email')
+      expect((await requestReset(email)).statusCode).toBe(202)
+      expect((await requestReset(email.toUpperCase())).statusCode).toBe(202)
+      const [first, second] = await waitForMail(node, email, 'reset_password', 2)
+
+      expect((await confirm(first!.data.token!, OTHER_PASSWORD)).statusCode).toBe(204)
+      const other = await confirm(second!.data.token!, 'Third-Strong-Pass-55')
+      expect(other.statusCode).toBe(401)
+      expect(other.json().code).toBe('invalid_token')
+      // Nor does the verification token.
+      const verified = await post('/store/auth/verify-email', { token: verify!.data.token })
+      expect(verified.statusCode).toBe(401)
+      expect(verified.json().code).toBe('invalid_token')
+      expect((await signIn(email, OTHER_PASSWORD, uniqueIp())).statusCode).toBe(200)
     })
 
     it('refuses a verification token as a reset token, and lets racing confirms use a token once', async () => {

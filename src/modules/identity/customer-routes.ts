@@ -168,7 +168,9 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       schema: {
         tags,
         summary: 'Email a password reset token',
-        description: 'Answers 202 whether or not the email has an account.',
+        description:
+          'Answers 202 whether or not the email has an account. A reset (or a password change) voids ' +
+          'every other reset token of the account.',
         body: EmailBody,
         response: { 202: Accepted, ...errorResponses },
       },

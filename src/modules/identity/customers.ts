@@ -16,7 +16,7 @@ import type { Jobs } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { sendEmail } from '../notifications/mail.ts'
 import { signerOf, throttleOf } from './context.ts'
-import { consumeOneTimeToken, issueOneTimeToken } from './one-time-tokens.ts'
+import { consumeOneTimeToken, issueOneTimeToken, retireOneTimeTokens } from './one-time-tokens.ts'
 import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
 import type { AddressBody, SignUpBody, UpdateAddressBody } from './schemas.ts'
 import { createSession, revokeAllSessions, rotateSession } from './sessions.ts'
@@ -295,7 +295,10 @@ export async function requestPasswordReset(runtime: Runtime, email: string, ip: 
   })
 }
 
-/** Sets a new password from a reset token, signs out every session and lifts any lockout. */
+/**
+ * Sets a new password from a reset token, signs out every session, voids the account's other
+ * one-time tokens and lifts any lockout.
+ */
 export async function resetPassword(runtime: Runtime, token: string, password: string): Promise<void> {
   requireStrongPassword(password, 'body.password')
   const passwordHash = await hashPassword(password)
@@ -313,12 +316,17 @@ export async function resetPassword(runtime: Runtime, token: string, password: s
       .returning('email')
       .executeTakeFirstOrThrow()
     await revokeAllSessions(trx, 'customer', customerId)
+    // The other reset emails would still set a password, and a verification token is moot now.
+    await retireOneTimeTokens(trx, 'customer', customerId, ['reset_password', 'verify_email'])
     return row.email
   })
   await throttleOf(runtime, 'customer').reset(email)
 }
 
-/** Changes the password after checking the current one; other sessions end, this one is renewed. */
+/**
+ * Changes the password after checking the current one; other sessions end, this one is renewed,
+ * and reset tokens mailed before are void.
+ */
 export async function changePassword(
   runtime: Runtime,
   customerId: string,
@@ -349,6 +357,8 @@ export async function changePassword(
       .where('id', '=', customerId)
       .execute()
     await revokeAllSessions(trx, 'customer', customerId)
+    // A reset email sent before the change would undo it.
+    await retireOneTimeTokens(trx, 'customer', customerId, ['reset_password'])
     return createSession(trx, 'customer', customerId, sessionMeta(request))
   })
   return tokensFor(runtime, customerId, session.sessionId, session.refreshToken)

@@ -44,3 +44,24 @@ export async function consumeOneTimeToken(trx: Tx, purpose: Purpose, token: stri
     .executeTakeFirst()
   return row?.subject_id ?? null
 }
+
+/**
+ * Uses up every unused token of these purposes that a subject holds: a token mailed before the
+ * password was reset or changed must not outlive that (a forwarded or shared inbox would otherwise
+ * keep a way in after the owner locked it out).
+ */
+export async function retireOneTimeTokens(
+  trx: Tx,
+  subjectType: SubjectType,
+  subjectId: string,
+  purposes: readonly Purpose[],
+): Promise<void> {
+  await trx
+    .updateTable('one_time_tokens')
+    .set({ used_at: sql<Date>`now()` as never })
+    .where('subject_type', '=', subjectType)
+    .where('subject_id', '=', subjectId)
+    .where('purpose', 'in', purposes)
+    .where('used_at', 'is', null)
+    .execute()
+}
