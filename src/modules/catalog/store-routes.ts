@@ -57,6 +57,12 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
   for (const schema of [ShopperPrice, StoreProductSummary, StoreVariant, StoreProduct, Region, Collection])
     app.addSchema(schema)
 
+  /**
+   * Optional: anyone may read the catalog; a customer's access token adds their groups' prices (a
+   * token that does not resolve is refused, never read as a guest's).
+   */
+  const shopperSecurity: Array<Record<string, string[]>> = [{}, { bearer: [] }]
+
   /** Group prices make a signed-in customer's view personal; anonymous views are shareable. */
   async function shopper(request: FastifyRequest) {
     const principal = request.principal
@@ -88,6 +94,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
       config: { edgeCache: true },
       schema: {
         tags: ['store'],
+        security: shopperSecurity,
         summary: 'List published products',
         description:
           'Filters combine with AND; `tag` and `attribute` repeat (`?tag=a&tag=b`). With `region_id` each ' +
@@ -139,6 +146,7 @@ export const catalogStoreRoutes: FastifyPluginAsync<{ runtime: Runtime }> = asyn
       config: { edgeCache: true },
       schema: {
         tags: ['store'],
+        security: shopperSecurity,
         summary: 'A published product by id or handle, with variants, options and prices',
         params: ProductRefParams,
         querystring: StoreProductQuery,

@@ -6,7 +6,9 @@
  *
  * Credentials arrive as `Authorization: Bearer …` and are turned into a Principal by resolvers
  * (the identity module's: staff and customer access tokens, API keys), tried in order. The
- * bootstrap ADMIN_TOKEN, when configured, resolves to a principal with every permission.
+ * bootstrap ADMIN_TOKEN, when configured, resolves to a principal with every permission. A caller
+ * is anonymous (a guest, on the store) only without an Authorization header: one whose header
+ * resolves to nothing is refused with 401, never served as if it had sent none (refusesDeadCredential).
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -109,6 +111,21 @@ export function bootstrapTokenResolver(adminToken: string): PrincipalResolver {
       : null
 }
 
+/**
+ * Whether a store route refuses (401) an Authorization header that names no principal, rather than
+ * serving the caller as a guest. Store routes answer for whoever the credential names, so a dead one
+ * (expired, revoked, forged) taken for a guest would hide the shopper's own cart (404), and make
+ * their new cart and order guest ones, cut off from the account: the client must refresh it or
+ * drop it. Exempt are the `/store/auth/*` routes, which trade a password, a refresh token or an
+ * emailed token for credentials and read no principal: a client that still sends its expired access
+ * token there must be able to refresh or sign in (sign-out is customer-only, so refused anyway).
+ * Admin routes refuse it through their own checks; routes outside the API (health, metrics, the
+ * API reference, webhooks) serve everyone alike.
+ */
+function refusesDeadCredential(url: string | undefined): boolean {
+  return url?.startsWith('/store/') === true && !url.startsWith('/store/auth/')
+}
+
 /** Resolves `request.principal` and enforces each route's declared requirements. */
 export function registerAuth(app: FastifyInstance, options: { resolvers: PrincipalResolver[] }): void {
   app.decorateRequest('principal', null)
@@ -122,7 +139,8 @@ export function registerAuth(app: FastifyInstance, options: { resolvers: Princip
 
   const guard = async (request: FastifyRequest) => {
     const header = request.headers.authorization
-    if (header?.startsWith('Bearer ')) {
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    if (header !== undefined && header.slice(0, 7).toLowerCase() === 'bearer ') {
       const token = header.slice(7).trim()
       for (const resolve of options.resolvers) {
         request.principal = await resolve(token, request)
@@ -130,6 +148,14 @@ export function registerAuth(app: FastifyInstance, options: { resolvers: Princip
       }
     }
     const config = request.routeOptions.config
+    if (header !== undefined && !request.principal && refusesDeadCredential(request.routeOptions.url)) {
+      throw problem(
+        'unauthenticated',
+        'The credential sent is expired, revoked or not valid: refresh the access token or sign in ' +
+          'again. Only a request without an Authorization header is served as a guest',
+        { headers: { 'www-authenticate': 'Bearer' } },
+      )
+    }
     if (config.auth === 'customer' && request.principal?.kind !== 'customer') {
       throw problem('unauthenticated', 'Sign in as a customer and send the access token', {
         headers: { 'www-authenticate': 'Bearer' },
