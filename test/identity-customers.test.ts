@@ -2,12 +2,13 @@
  * Customer identity end to end, and the attacks it must resist: account enumeration through
  * sign-up, sign-in (an unconfirmed account is refused like a wrong password, so signing up with a
  * known email and then signing in tells nothing), resending the verification email and password
- * reset; weak passwords and mass assignment; forged, expired, tampered and cross-audience access
- * tokens; refresh-token replay; sessions that must end on sign-out, password change and reset,
- * and one-time tokens on a reset or password change; other customers' addresses (IDOR); and
- * password guessing (per IP and account lockout, per-IP rate limit). Emails are read from the dev
- * outbox the mail job writes, so every token used here travelled the way a customer's would (on the
- * node without workers, from the email's job).
+ * reset; confirming an account someone else signed up under one's address (pre-account hijack);
+ * weak passwords and mass assignment; forged, expired, tampered and cross-audience access tokens;
+ * refresh-token replay; sessions and one-time tokens that must end on sign-out, password change and
+ * reset; other customers' addresses (IDOR); and password guessing (per IP and account lockout,
+ * per-IP rate limit, also through email confirmation). Emails are read from the dev outbox the mail
+ * job writes, so every token used here travelled the way a customer's would (on the node without
+ * workers, from the email's job).
  */
 import { hkdfSync, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -47,6 +48,7 @@ function nodeEnv(kind: DatabaseKind, env: Record<string, string> = {}) {
 interface Mail {
   to: string
   template: string
+  text: string
   data: Record<string, string>
 }
 
@@ -143,11 +145,15 @@ describeEachDatabase('customer identity', (kind) => {
 
   const resend = (email: string, ip?: string) => post('/store/auth/resend-verification', { email }, { ip })
 
-  /** Confirms the email with the token of the newest verification email it received. */
-  async function confirm(email: string, count = 1): Promise<void> {
+  /** Confirms the email with the token of the newest verification email it received and the password. */
+  async function confirm(email: string, password = PASSWORD, count = 1): Promise<void> {
     const mail = (await waitForMail(node, email, 'verify_email', count)).at(-1)!
-    const res = await post('/store/auth/verify-email', { token: mail.data.token })
-    expect(res.statusCode, res.body).toBe(204)
+    const res = await post(
+      '/store/auth/verify-email',
+      { token: mail.data.token, password },
+      { ip: uniqueIp() },
+    )
+    expect(res.statusCode, res.body).toBe(200)
   }
 
   /** Status, content type and body: everything a client could tell two answers apart by. */
@@ -158,7 +164,7 @@ describeEachDatabase('customer identity', (kind) => {
   async function customer(label: string, password = PASSWORD): Promise<Tokens & { email: string }> {
     const email = uniqueEmail(label)
     expect((await signUp(email, password)).statusCode).toBe(202)
-    await confirm(email)
+    await confirm(email, password)
     const res = await signIn(email, password)
     expect(res.statusCode).toBe(200)
     return { ...(res.json() as Tokens), email }
@@ -228,7 +234,7 @@ describeEachDatabase('customer identity', (kind) => {
   })
 
   describe('email verification', () => {
-    it('verifies with the emailed token once, which lets the account sign in; a used or random token is refused', async () => {
+    it('verifies with the emailed token and the password once, signing in; a used or random token is refused', async () => {
       const email = uniqueEmail('verify')
       expect((await signUp(email)).statusCode).toBe(202)
       const [mail] = await waitForMail(node, email, 'verify_email')
@@ -236,8 +242,16 @@ describeEachDatabase('customer identity', (kind) => {
       expect(before.statusCode).toBe(401)
       expect(before.json().code).toBe('invalid_credentials')
 
-      const ok = await post('/store/auth/verify-email', { token: mail!.data.token })
-      expect(ok.statusCode).toBe(204)
+      const ok = await post('/store/auth/verify-email', { token: mail!.data.token, password: PASSWORD })
+      expect(ok.statusCode, ok.body).toBe(200)
+      // Signed in, as sign-in would: the same answer, and the session works.
+      const verified = ok.json() as Tokens
+      expect(Object.keys(verified).sort()).toEqual(
+        ['access_token', 'customer', 'expires_in', 'refresh_token', 'token_type'].sort(),
+      )
+      expect(verified.customer).toMatchObject({ email, email_verified: true })
+      expect((await me(verified.access_token)).statusCode).toBe(200)
+      expect((await refresh(verified.refresh_token)).statusCode).toBe(200)
       const signedIn = await signIn(email, PASSWORD, uniqueIp())
       expect(signedIn.statusCode).toBe(200)
       const session = signedIn.json() as Tokens
@@ -246,14 +260,91 @@ describeEachDatabase('customer identity', (kind) => {
       expect(profile.statusCode).toBe(200)
       expect(profile.json()).toMatchObject({ email, email_verified: true })
 
-      const reused = await post('/store/auth/verify-email', { token: mail!.data.token })
+      const reused = await post('/store/auth/verify-email', { token: mail!.data.token, password: PASSWORD })
       expect(reused.statusCode).toBe(401)
       expect(reused.json().code).toBe('invalid_token')
       const random = await post('/store/auth/verify-email', {
         token: `ev_${randomBytes(32).toString('base64url')}`,
+        password: PASSWORD,
       })
       expect(random.statusCode).toBe(401)
       expect(random.json().code).toBe('invalid_token')
+    })
+
+    const verify = (token: string, password: string, ip = uniqueIp()) =>
+      post('/store/auth/verify-email', { token, password }, { ip })
+    const randomToken = () => `ev_${randomBytes(32).toString('base64url')}`
+
+    it('refuses a wrong password exactly like an invalid token, and leaves the token to its owner', async () => {
+      const email = uniqueEmail('verify-wrong')
+      expect((await signUp(email)).statusCode).toBe(202)
+      const [mail] = await waitForMail(node, email, 'verify_email')
+
+      const wrong = await verify(mail!.data.token!, WRONG)
+      const invalid = await verify(randomToken(), WRONG)
+      expect(wrong.statusCode).toBe(401)
+      expect(wrong.json().code).toBe('invalid_token')
+      expect(answer(wrong)).toBe(answer(invalid))
+      expect((await signIn(email, PASSWORD, uniqueIp())).statusCode).toBe(401)
+
+      const ok = await verify(mail!.data.token!, PASSWORD)
+      expect(ok.statusCode, ok.body).toBe(200)
+      expect(ok.json().customer).toMatchObject({ email, email_verified: true })
+    })
+
+    it('does not let the owner of an address confirm an account someone else signed up under it', async () => {
+      const address = uniqueEmail('pre-account')
+      const ATTACKER = 'Attacker-Chosen-Pass-31'
+      expect((await signUp(address, ATTACKER)).statusCode).toBe(202)
+      // The owner's own sign-up finds the address taken and tells them so by email.
+      expect((await signUp(address, PASSWORD)).statusCode).toBe(202)
+      await waitForMail(node, address, 'account_exists')
+      expect((await resend(address, uniqueIp())).statusCode).toBe(202)
+      const mails = await waitForMail(node, address, 'verify_email', 2)
+      for (const mail of mails) {
+        expect(mail.text).toContain(
+          'If you did not sign up, ignore this email; to use this address, reset your password.',
+        )
+        // The owner confirms with the code from the attacker's sign-up or a resent one: refused.
+        const res = await verify(mail.data.token!, PASSWORD)
+        expect(res.statusCode).toBe(401)
+        expect(res.json().code).toBe('invalid_token')
+      }
+      // So the account stays unconfirmed, and the attacker's password signs nothing in.
+      expect((await signIn(address, ATTACKER, uniqueIp())).statusCode).toBe(401)
+
+      // The owner takes the address over with a reset: their password, the email confirmed.
+      expect((await post('/store/auth/password-reset', { email: address })).statusCode).toBe(202)
+      const [reset] = await waitForMail(node, address, 'reset_password')
+      const set = await post('/store/auth/password-reset/confirm', {
+        token: reset!.data.token,
+        password: PASSWORD,
+      })
+      expect(set.statusCode).toBe(204)
+      const owner = await signIn(address, PASSWORD, uniqueIp())
+      expect(owner.statusCode).toBe(200)
+      expect(owner.json().customer.email_verified).toBe(true)
+      expect((await signIn(address, ATTACKER, uniqueIp())).statusCode).toBe(401)
+    })
+
+    it('counts wrong passwords as failed sign-ins on the account, and only once the token is valid', async () => {
+      const email = uniqueEmail('verify-guess')
+      expect((await signUp(email)).statusCode).toBe(202)
+      const [mail] = await waitForMail(node, email, 'verify_email')
+      const ip = uniqueIp()
+      // Without a valid token no password is checked, so nothing is counted.
+      for (let i = 0; i < 7; i++) expect((await verify(randomToken(), WRONG, ip)).statusCode).toBe(401)
+
+      const codes: number[] = []
+      for (let i = 0; i < 7; i++) codes.push((await verify(mail!.data.token!, WRONG, ip)).statusCode)
+      expect(codes).toEqual([401, 401, 401, 401, 401, 429, 429])
+      const locked = await verify(mail!.data.token!, PASSWORD, ip)
+      expect(locked.statusCode).toBe(429)
+      expect(locked.json().code).toBe('too_many_attempts')
+      // One count with sign-in's: the locked IP cannot sign in either.
+      expect((await signIn(email, PASSWORD, ip)).statusCode).toBe(429)
+      // Another IP (the owner's) is not locked out, and the token was not used up.
+      expect((await verify(mail!.data.token!, PASSWORD)).statusCode).toBe(200)
     })
   })
 
@@ -276,7 +367,7 @@ describeEachDatabase('customer identity', (kind) => {
       for (const res of answers) expect(answer(res)).toBe(answer(answers[0]!))
 
       // The unconfirmed account gets a second verification email; its new token confirms it.
-      await confirm(unconfirmed, 2)
+      await confirm(unconfirmed, PASSWORD, 2)
       const [first, second] = await verifyEmails(unconfirmed)
       expect(second!.data.token).not.toBe(first!.data.token)
       expect((await signIn(unconfirmed, PASSWORD, uniqueIp())).statusCode).toBe(200)
@@ -680,8 +771,11 @@ describeEachDatabase('customer identity', (kind) => {
       const other = await confirm(second!.data.token!, 'Third-Strong-Pass-55')
       expect(other.statusCode).toBe(401)
       expect(other.json().code).toBe('invalid_token')
-      // Nor does the verification token.
-      const verified = await post('/store/auth/verify-email', { token: verify!.data.token })
+      // Nor does the verification token work, even with the password the reset set.
+      const verified = await post('/store/auth/verify-email', {
+        token: verify!.data.token,
+        password: OTHER_PASSWORD,
+      })
       expect(verified.statusCode).toBe(401)
       expect(verified.json().code).toBe('invalid_token')
       expect((await signIn(email, OTHER_PASSWORD, uniqueIp())).statusCode).toBe(200)
@@ -982,7 +1076,7 @@ describeEachDatabase('customer identity: per-IP auth rate limit', (kind) => {
       remoteAddress: uniqueIp(),
     })
     expect(signUp.statusCode).toBe(202)
-    await confirmEmail(node, email, uniqueIp())
+    await confirmEmail(node, email, PASSWORD, uniqueIp())
     const signIn = (ip: string) =>
       node.app.inject({
         method: 'POST',

@@ -139,7 +139,7 @@ describe('RBAC matrix: built-in roles × admin routes (PGlite)', () => {
     const unconfirmed = await signIn()
     expect(unconfirmed.statusCode).toBe(401)
     expect(unconfirmed.json().code).toBe('invalid_credentials')
-    await confirmEmail(node, email)
+    await confirmEmail(node, email, password)
     const signedIn = await signIn()
     expect(signedIn.statusCode).toBe(200)
     const headers = bearer(signedIn.json().access_token)

@@ -1,9 +1,9 @@
 /**
  * Customer accounts for tests, made the way a shopper makes one: sign up, then confirm the email
- * with the token the verification email carries (an unconfirmed account cannot sign in). The token
- * is read from that email's job in the queue and opened with the node's APP_SECRET, as the mail
- * worker opens it: a job stays in the queue's table once sent, so this works alike on nodes that
- * run workers and on nodes that do not (whose emails never reach the dev outbox).
+ * with the token the verification email carries and the password (an unconfirmed account cannot
+ * sign in). The token is read from that email's job in the queue and opened with the node's
+ * APP_SECRET, as the mail worker opens it: a job stays in the queue's table once sent, so this works
+ * alike on nodes that run workers and on nodes that do not (whose emails never reach the dev outbox).
  */
 import { type MailMessage, SEND_EMAIL_JOB } from '../../src/modules/notifications/mail.ts'
 import { SecretBox } from '../../src/platform/secret-box.ts'
@@ -34,17 +34,26 @@ export async function queuedEmails(node: TestNode, to: string, template: string)
   }
 }
 
-/** Confirms an account's email with the token of the newest verification email sent to it. */
-export async function confirmEmail(node: TestNode, email: string, remoteAddress?: string): Promise<void> {
+/**
+ * Confirms an account's email with the token of the newest verification email sent to it and the
+ * account's password; answers what verify-email answered (the customer, signed in).
+ */
+export async function confirmEmail(
+  node: TestNode,
+  email: string,
+  password: string,
+  remoteAddress?: string,
+): Promise<{ access_token: string; refresh_token: string; customer: { id: string } }> {
   const mail = (await queuedEmails(node, email, 'verify_email')).at(-1)
   if (!mail) throw new Error(`no verification email was queued for ${email}`)
   const res = await node.app.inject({
     method: 'POST',
     url: '/store/auth/verify-email',
-    payload: { token: mail.data.token },
+    payload: { token: mail.data.token, password },
     ...(remoteAddress ? { remoteAddress } : {}),
   })
-  if (res.statusCode !== 204) throw new Error(`verify-email: ${res.statusCode} ${res.body}`)
+  if (res.statusCode !== 200) throw new Error(`verify-email: ${res.statusCode} ${res.body}`)
+  return res.json()
 }
 
 /** Signs up a new account and confirms its email, so that it can sign in. */
@@ -61,5 +70,5 @@ export async function signUpConfirmed(
     ...(remoteAddress ? { remoteAddress } : {}),
   })
   if (res.statusCode !== 202) throw new Error(`sign-up: ${res.statusCode} ${res.body}`)
-  await confirmEmail(node, email, remoteAddress)
+  await confirmEmail(node, email, password, remoteAddress)
 }

@@ -35,10 +35,10 @@ import {
   ResetPasswordBody,
   SignInBody,
   SignUpBody,
-  TokenBody,
   Tokens,
   UpdateAddressBody,
   UpdateMeBody,
+  VerifyEmailBody,
 } from './schemas.ts'
 import { revokeSessionFamilyOf } from './sessions.ts'
 
@@ -128,16 +128,18 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       config: authLimit,
       schema: {
         tags,
-        summary: 'Confirm the email with the emailed token',
-        body: TokenBody,
-        response: { 204: Type.Null(), ...errorResponses },
+        summary: 'Confirm the email with the emailed token and the password, and sign in',
+        description:
+          'Takes the token from the confirmation email and the password the account was signed up with, ' +
+          'and answers as sign-in does (tokens and the customer). A wrong password answers exactly like an ' +
+          'invalid token (401 invalid_token) and leaves the token usable; it counts as a failed sign-in ' +
+          'attempt on the account (429 too_many_attempts past the limit). Whoever owns the address but did ' +
+          'not sign up takes it over with a password reset instead.',
+        body: VerifyEmailBody,
+        response: { 200: CustomerTokens, ...errorResponses },
       },
     },
-    async (request, reply) => {
-      await confirmEmail(runtime, request.body.token)
-      reply.code(204)
-      return null
-    },
+    async (request) => confirmEmail(runtime, request.body.token, request.body.password, request),
   )
 
   app.post(

@@ -4,7 +4,9 @@
  * the same whether or not the email has an account, and sign-in spends the same time on unknown
  * emails, so none of them leaks who shops here. An account signs in only once its email is
  * confirmed: otherwise signing up with a known email and a password of one's choosing, then signing
- * in with it, would tell a taken email (refused) from a new one (signed in).
+ * in with it, would tell a taken email (refused) from a new one (signed in). Confirming takes the
+ * account's password as well as the emailed token: the mailbox's owner must not be able to confirm
+ * an account someone else signed up under their address (they take the address over with a reset).
  */
 import type { FastifyRequest } from 'fastify'
 import { sql } from 'kysely'
@@ -16,7 +18,12 @@ import type { Jobs } from '../../platform/jobs/jobs.ts'
 import type { Runtime } from '../../platform/runtime.ts'
 import { sendEmail } from '../notifications/mail.ts'
 import { signerOf, throttleOf } from './context.ts'
-import { consumeOneTimeToken, issueOneTimeToken, retireOneTimeTokens } from './one-time-tokens.ts'
+import {
+  consumeOneTimeToken,
+  issueOneTimeToken,
+  peekOneTimeToken,
+  retireOneTimeTokens,
+} from './one-time-tokens.ts'
 import { hashPassword, needsRehash, passwordProblem, verifyDecoy, verifyPassword } from './passwords.ts'
 import type { AddressBody, SignUpBody, UpdateAddressBody } from './schemas.ts'
 import { createSession, revokeAllSessions, rotateSession } from './sessions.ts'
@@ -40,15 +47,17 @@ export interface CustomerView {
   created_at: string
 }
 
-/** The public view of a customer row: never the password hash. */
-export function customerView(row: {
+interface CustomerRow {
   id: string
   email: string
   first_name: string
   last_name: string
   email_verified_at: Date | null
   created_at: Date
-}): CustomerView {
+}
+
+/** The public view of a customer row: never the password hash. */
+export function customerView(row: CustomerRow): CustomerView {
   return {
     id: row.id,
     email: row.email,
@@ -96,7 +105,9 @@ async function sendVerificationEmail(trx: Tx, jobs: Jobs, customerId: string, em
     to: email,
     template: 'verify_email',
     subject: 'Confirm your email',
-    text: `Confirm your email with this code: ${token}`,
+    text:
+      `Confirm your email with this code, together with the password you signed up with: ${token}\n` +
+      'If you did not sign up, ignore this email; to use this address, reset your password.',
     data: { token },
   })
 }
@@ -175,6 +186,20 @@ export async function signIn(runtime: Runtime, email: string, password: string, 
   if (!row || !ok || row.email_verified_at === null)
     throw problem('invalid_credentials', SIGN_IN_REFUSED_DETAIL)
   await throttle.succeeded(email, request.ip)
+  return startSession(runtime, row, password, request)
+}
+
+/**
+ * What follows a correct password for a confirmed account, for sign-in and for confirming the
+ * email (which proves the password too): a session, the sign-in hooks, and the answer.
+ */
+async function startSession(
+  runtime: Runtime,
+  row: CustomerRow & { password_hash: string },
+  password: string,
+  request: FastifyRequest,
+) {
+  const { db } = runtime.database
   if (needsRehash(row.password_hash)) {
     const rehashed = await hashPassword(password)
     await db.updateTable('customers').set({ password_hash: rehashed }).where('id', '=', row.id).execute()
@@ -259,17 +284,49 @@ export async function resendVerification(runtime: Runtime, email: string, ip: st
   })
 }
 
-/** Marks the email verified for a valid, unused token. */
-export async function confirmEmail(runtime: Runtime, token: string): Promise<void> {
-  await withTransaction(runtime.database.db, async (trx) => {
-    const customerId = await consumeOneTimeToken(trx, 'verify_email', token)
-    if (!customerId) throw problem('invalid_token')
-    await trx
+/**
+ * Confirms the email with a valid, unused token and the account's password, and signs the customer
+ * in as sign-in would. The token alone proves only the mailbox: whoever signed up under someone
+ * else's address chose the password, and confirming must not hand them the account. A wrong
+ * password answers exactly as an invalid token (`invalid_token`) and leaves the token unused for its
+ * owner; it is checked only once the token is known valid, and counted like a sign-in attempt on the
+ * account, so the endpoint is no easier a way to guess passwords than sign-in.
+ */
+export async function confirmEmail(
+  runtime: Runtime,
+  token: string,
+  password: string,
+  request: FastifyRequest,
+) {
+  const { db } = runtime.database
+  const customerId = await peekOneTimeToken(db, 'verify_email', token)
+  const row = customerId
+    ? await db
+        .selectFrom('customers')
+        .select([...customerColumns, 'password_hash'])
+        .where('id', '=', customerId)
+        .executeTakeFirst()
+    : undefined
+  if (!row) {
+    // The same work as a wrong password, so that the time does not tell a live token either.
+    await verifyDecoy(password)
+    throw problem('invalid_token')
+  }
+  const throttle = throttleOf(runtime, 'customer')
+  await countAttempt(throttle, row.email, request.ip)
+  if (!(await verifyPassword(row.password_hash, password))) throw problem('invalid_token')
+  const verifiedAt = await withTransaction(db, async (trx) => {
+    if (!(await consumeOneTimeToken(trx, 'verify_email', token))) throw problem('invalid_token')
+    const updated = await trx
       .updateTable('customers')
       .set({ email_verified_at: sql<Date>`coalesce(email_verified_at, now())` as never })
-      .where('id', '=', customerId)
-      .execute()
+      .where('id', '=', row.id)
+      .returning('email_verified_at')
+      .executeTakeFirstOrThrow()
+    return updated.email_verified_at
   })
+  await throttle.succeeded(row.email, request.ip)
+  return startSession(runtime, { ...row, email_verified_at: verifiedAt }, password, request)
 }
 
 /** Emails a reset token when the account exists; answers the same when it does not. */
@@ -357,7 +414,8 @@ export async function changePassword(
       .where('id', '=', customerId)
       .execute()
     await revokeAllSessions(trx, 'customer', customerId)
-    // A reset email sent before the change would undo it.
+    // A reset email sent before the change would undo it. Verification tokens stay: confirming
+    // takes the password, so they are no way in.
     await retireOneTimeTokens(trx, 'customer', customerId, ['reset_password'])
     return createSession(trx, 'customer', customerId, sessionMeta(request))
   })

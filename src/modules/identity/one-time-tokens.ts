@@ -1,5 +1,6 @@
 /** Single-use tokens for email verification and password reset, stored hashed with an expiry. */
-import { sql } from 'kysely'
+import { type Kysely, sql } from 'kysely'
+import type { DB } from '../../platform/db/schema.ts'
 import type { Tx } from '../../platform/db/transaction.ts'
 import type { SubjectType } from './tables.ts'
 import { randomToken, tokenHash } from './tokens.ts'
@@ -26,6 +27,26 @@ export async function issueOneTimeToken(
     })
     .execute()
   return token
+}
+
+/**
+ * The subject of a valid, unexpired, unused token, or null, without using it up: for a check that
+ * must pass (a password) before the token is spent, so that failing it leaves the token to its owner.
+ */
+export async function peekOneTimeToken(
+  db: Tx | Kysely<DB>,
+  purpose: Purpose,
+  token: string,
+): Promise<string | null> {
+  const row = await db
+    .selectFrom('one_time_tokens')
+    .select('subject_id')
+    .where('token_hash', '=', tokenHash(token))
+    .where('purpose', '=', purpose)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', sql<Date>`now()`)
+    .executeTakeFirst()
+  return row?.subject_id ?? null
 }
 
 /**

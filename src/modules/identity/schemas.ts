@@ -14,8 +14,9 @@ export const RefreshBody = Type.Object(
   { refresh_token: Type.String({ minLength: 1, maxLength: 200 }) },
   { additionalProperties: false },
 )
-export const TokenBody = Type.Object(
-  { token: Type.String({ minLength: 1, maxLength: 200 }) },
+/** Confirming an email takes the account's password too, so that only who chose it can confirm. */
+export const VerifyEmailBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 200 }), password: Password },
   { additionalProperties: false },
 )
 export const EmailBody = Type.Object({ email: Email }, { additionalProperties: false })
