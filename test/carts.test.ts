@@ -1,7 +1,7 @@
 /**
  * Carts through the HTTP API, on each database: a shipping option the cart can no longer use is
  * dropped with a notice and never charged, and a sign-in's claim merges the customer's previous
- * cart once, naming the lines it could not carry.
+ * cart once, naming the lines and units it could not carry.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -523,6 +523,69 @@ describe.each(DATABASE_KINDS)('%s: carts', (kind) => {
       expect(quantities(claimed.json())).toEqual([[store.shirt, 2]])
       expect(claimed.json().notices).toEqual([
         `US only (US-${tag}) from your earlier cart is not sold here and was not added`,
+      ])
+      const old = await db()
+        .selectFrom('carts')
+        .select('status')
+        .where('id', '=', previous.json().id)
+        .executeTakeFirstOrThrow()
+      expect(old.status).toBe('merged')
+    })
+
+    it('names the units of the previous cart a line limit kept out, rather than dropping them unseen', async () => {
+      const customer = await createTestCustomer(node)
+      const own = await createTestStore(node.app, { reuse: store })
+      for (const variantId of [own.shirt, own.jacket]) {
+        const limited = await call(
+          'PUT',
+          `/admin/purchase-limits/${variantId}`,
+          { max_per_line: 3, max_per_customer: null },
+          adminAuth,
+        )
+        expect(limited.statusCode, limited.body).toBe(200)
+      }
+      const product = await call('GET', `/admin/products/${own.product}`, undefined, adminAuth)
+      const skuOf = (id: string) =>
+        product.json().variants.find((v: { id: string; sku: string }) => v.id === id).sku as string
+      const previous = await call(
+        'POST',
+        '/store/carts',
+        {
+          region_id: store.euRegion,
+          lines: [
+            { variant_id: own.shirt, quantity: 3 },
+            { variant_id: own.jacket, quantity: 2 },
+            { variant_id: store.shirt, quantity: 4 },
+          ],
+        },
+        customer.headers,
+      )
+      expect(previous.statusCode, previous.body).toBe(201)
+      const guest = await call('POST', '/store/carts', {
+        region_id: store.euRegion,
+        lines: [
+          { variant_id: own.shirt, quantity: 2 },
+          { variant_id: own.jacket, quantity: 3 },
+        ],
+      })
+      expect(guest.statusCode, guest.body).toBe(201)
+
+      const claimed = await call(
+        'POST',
+        `/store/carts/${guest.json().id}/customer`,
+        undefined,
+        customer.headers,
+      )
+      expect(claimed.statusCode, claimed.body).toBe(200)
+      expect(quantities(claimed.json())).toEqual([
+        [own.shirt, 3],
+        [own.jacket, 3],
+        [store.shirt, 4],
+      ])
+      // A line carried whole gets no notice; one cut short, or left out at its limit, says how many.
+      expect(claimed.json().notices).toEqual([
+        `Organic tee (${skuOf(own.shirt)}): 2 of the 3 from your earlier cart could not be added (at most 3 per line)`,
+        `Organic tee (${skuOf(own.jacket)}): 2 of the 2 from your earlier cart could not be added (at most 3 per line)`,
       ])
       const old = await db()
         .selectFrom('carts')

@@ -691,8 +691,15 @@ export async function claimCart(deps: CartDeps, cartId: string, customerId: stri
           }
           const have = lines.find((l) => l.variant_id === line.variant_id)?.quantity ?? 0
           const max = Math.min(MAX_LINE_QUANTITY, facts.max_per_line ?? MAX_LINE_QUANTITY)
-          const add = Math.min(line.quantity, max - have)
+          const add = Math.max(0, Math.min(line.quantity, max - have))
           if (add > 0) lines = withAddedQuantity(lines, loaded, line.variant_id, add)
+          // The previous cart is merged all the same: units over the line limit would vanish unseen.
+          if (add < line.quantity) {
+            notices.push(
+              `${line.product_title} (${line.sku}): ${line.quantity - add} of the ${line.quantity} from your ` +
+                `earlier cart could not be added (at most ${max} per line)`,
+            )
+          }
         }
         return { lines, notices, set: { customer_id: customerId } }
       },
