@@ -44,7 +44,7 @@ import { EdgeCache } from './platform/http/edge-cache.ts'
 import { problem, problemBody } from './platform/http/errors.ts'
 import { documentIdempotencyKey, registerIdempotency } from './platform/http/idempotency.ts'
 import { jsonBodyError } from './platform/http/json-body.ts'
-import { LazyCompiler } from './platform/http/lazy-compile.ts'
+import { type CompileFailure, LazyCompiler } from './platform/http/lazy-compile.ts'
 import { MAX_PARAM_LENGTH, registerProblemHandler, sendProblem } from './platform/http/problem-handler.ts'
 import { requestIdFrom } from './platform/http/request-id.ts'
 import { ProblemSchema } from './platform/http/schemas.ts'
@@ -71,7 +71,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     routeTable: RouteEntry[]
     /** Compiles the route schemas no request has needed yet (see lazy-compile.ts). */
-    warmSchemas(): Promise<void>
+    warmSchemas(options?: { sliceMs?: number; pauseMs?: number }): Promise<CompileFailure[]>
   }
 }
 
@@ -130,8 +130,18 @@ function validators(lazy: LazyCompiler) {
   const common = { allErrors: true, removeAdditional: false, useDefaults: true, strict: false } as const
   const body = storableDateTimes(addFormats(new Ajv({ ...common, coerceTypes: false })))
   const text = storableDateTimes(addFormats(new Ajv({ ...common, coerceTypes: 'array' })))
-  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
-    lazy.validator(() => (httpPart === 'body' ? body : text).compile(schema))
+  return ({
+    schema,
+    method,
+    url,
+    httpPart,
+  }: {
+    schema: object
+    method: string
+    url: string
+    httpPart?: string
+  }) =>
+    lazy.validator(() => (httpPart === 'body' ? body : text).compile(schema), `${method} ${url} ${httpPart}`)
 }
 
 /**
@@ -244,7 +254,7 @@ export async function buildApp(runtime: Runtime): Promise<App> {
   registerProblemHandler(app)
   const routeTable: RouteEntry[] = []
   app.decorate('routeTable', routeTable)
-  app.decorate('warmSchemas', () => lazy.warm())
+  app.decorate('warmSchemas', (options?: { sliceMs?: number; pauseMs?: number }) => lazy.warm(options))
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     for (const method of methods) routeTable.push({ method, url: route.url, config: route.config ?? {} })

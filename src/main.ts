@@ -59,10 +59,12 @@ await startRuntime(runtime, {
     while (app.isUnderPressure()) await sleep(PRESSURE_SAMPLE_MS)
   },
 })
-// Route schemas compile on their first request. The rest compile now, one per event-loop turn
-// between requests, rather than before ready: a node added in a spike takes traffic seconds sooner,
-// and a request meanwhile waits for one schema's compilation at most.
-void app.warmSchemas()
+// Route schemas compile on the first request that needs them. The rest compile now, in short slices
+// between requests, rather than before ready: a node added in a spike takes traffic seconds sooner.
+void app.warmSchemas().then((failures) => {
+  for (const { schema, error } of failures)
+    logger.error({ err: error, schema }, 'a route schema does not compile')
+})
 const readyMs = Math.round(performance.now() - startedAt)
 const url = config.publicUrl
 logger.info(

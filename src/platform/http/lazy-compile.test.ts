@@ -11,7 +11,7 @@ it('compiles a validator on its first call and hands Fastify its errors', () => 
   const validate = lazy.validator(() => {
     compiled++
     return ajv.compile(schema)
-  })
+  }, 'POST /n body')
   expect(compiled).toBe(0)
   expect(lazy.size).toBe(1)
   expect(validate({ n: 'x' })).toBe(false)
@@ -33,13 +33,14 @@ it('compiles a serializer on its first call, once', () => {
   expect(lazy.size).toBe(0)
 })
 
-it('warms every deferred compilation, and leaves a broken one for its first call to report', async () => {
+it('warms every deferred compilation, and names and leaves a broken one for its first call', async () => {
   const lazy = new LazyCompiler()
   const ajv = new Ajv()
-  const good = lazy.validator(() => ajv.compile(schema))
-  const broken = lazy.validator(() => ajv.compile({ type: 'no-such-type' }))
+  const good = lazy.validator(() => ajv.compile(schema), 'POST /good body')
+  const broken = lazy.validator(() => ajv.compile({ type: 'no-such-type' }), 'POST /broken body')
   expect(lazy.size).toBe(2)
-  await lazy.warm()
+  const failures = await lazy.warm({ pauseMs: 0 })
+  expect(failures).toEqual([{ schema: 'POST /broken body', error: expect.any(Error) }])
   expect(lazy.size).toBe(0)
   expect(good({ n: 1 })).toBe(true)
   expect(() => broken({})).toThrow(/type/)
