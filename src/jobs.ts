@@ -5,6 +5,7 @@
  */
 import { defineImportJob } from './modules/catalog/import.ts'
 import { followSales } from './modules/catalog/sales.ts'
+import { defineCustomerJobs } from './modules/identity/customers.ts'
 import { ensureBuiltInRoles } from './modules/identity/staff.ts'
 import { defineInventoryJobs } from './modules/inventory/jobs.ts'
 import { defineMailJob, FileMailTransport } from './modules/notifications/mail.ts'
@@ -36,6 +37,7 @@ export function registerJobs(runtime: Runtime): void {
     },
   )
   defineMailJob(runtime.jobs, new FileMailTransport(runtime.config.dataDir, runtime.logger))
+  defineCustomerJobs(runtime)
   defineImportJob(runtime)
   followSales(runtime)
   defineInventoryJobs(runtime)

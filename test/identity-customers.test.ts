@@ -2,12 +2,13 @@
  * Customer identity end to end, and the attacks it must resist: account enumeration through
  * sign-up, sign-in (an unconfirmed account is refused like a wrong password, so signing up with a
  * known email and then signing in tells nothing), resending the verification email and password
- * reset; confirming an account someone else signed up under one's address (pre-account hijack);
- * weak passwords and mass assignment; forged, expired, tampered and cross-audience access tokens;
+ * reset (whose requests do the same work for every address, leaving the lookup to a job);
+ * confirming an account someone else signed up under one's address (pre-account hijack); weak
+ * passwords and mass assignment; forged, expired, tampered and cross-audience access tokens;
  * refresh-token replay; sessions and one-time tokens that must end on sign-out, password change and
  * reset; other customers' addresses (IDOR); and password guessing (per IP and account lockout,
  * per-IP rate limit, also through email confirmation). Emails are read from the dev outbox the mail
- * job writes, so every token used here travelled the way a customer's would (on the node without
+ * job writes, so every token used here travelled the way a customer's would (on the nodes without
  * workers, from the email's job).
  */
 import { hkdfSync, randomBytes } from 'node:crypto'
@@ -15,13 +16,21 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { SignJWT } from 'jose'
+import { sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { onCustomerSignIn } from '../src/modules/identity/customers.ts'
 import { passwordProblem } from '../src/modules/identity/passwords.ts'
 import { TokenSigner } from '../src/modules/identity/tokens.ts'
+import { SEND_EMAIL_JOB } from '../src/modules/notifications/mail.ts'
 import type { DatabaseKind } from '../src/platform/db/database.ts'
 import { startTestNode, type TestNode } from './support/app.ts'
-import { confirmEmail, queuedEmails } from './support/customers.ts'
+import {
+  accountEmailJobs,
+  confirmEmail,
+  queuedEmails,
+  settleAccountEmails,
+  signUpConfirmed,
+} from './support/customers.ts'
 import { describeEachDatabase } from './support/database.ts'
 
 const PASSWORD = 'Plum-Ladder-Orbit-42'
@@ -1056,6 +1065,67 @@ describeEachDatabase('customer identity', (kind) => {
       } finally {
         await second.close()
       }
+    },
+  )
+})
+
+describeEachDatabase('customer identity: emails asked for by address alone', (kind) => {
+  // No workers: what a request wrote is all there is until the test runs the queued jobs.
+  let node: TestNode
+  beforeAll(async () => {
+    node = await startTestNode(kind, { env: nodeEnv(kind) })
+  })
+  afterAll(() => node?.close())
+
+  const post = (url: string, payload: object) =>
+    node.app.inject({ method: 'POST', url, payload, remoteAddress: uniqueIp() })
+  const answer = (res: { statusCode: number; headers: Record<string, unknown>; payload: string }) =>
+    `${res.statusCode} ${res.headers['content-type']} ${res.payload}`
+
+  /** What a request could write besides its job, whoever the address belongs to: tokens and emails. */
+  async function written(): Promise<{ tokens: number; emails: number }> {
+    const { rows } = await sql<{ tokens: number; emails: number }>`
+      select (select count(*)::int from one_time_tokens) as tokens,
+             (select count(*)::int from pgboss.job where name = ${SEND_EMAIL_JOB}) as emails
+    `.execute(node.runtime.database.db)
+    return rows[0]!
+  }
+
+  it.each([
+    ['/store/auth/password-reset', 'reset_password', { confirmed: 1, unconfirmed: 1 }],
+    // Both accounts got one verification email at sign-up.
+    ['/store/auth/resend-verification', 'verify_email', { confirmed: 1, unconfirmed: 2 }],
+  ] as const)(
+    '%s queues one sealed job for any address and writes nothing else; its run mails only the accounts it is for',
+    async (url, purpose, expected) => {
+      const confirmed = uniqueEmail('by-address-confirmed')
+      await signUpConfirmed(node, confirmed, PASSWORD, uniqueIp())
+      const unconfirmed = uniqueEmail('by-address-unconfirmed')
+      expect((await post('/store/auth/sign-up', { email: unconfirmed, password: PASSWORD })).statusCode).toBe(
+        202,
+      )
+      const unknown = uniqueEmail('by-address-unknown')
+      await settleAccountEmails(node)
+      const before = await written()
+
+      const answers = []
+      for (const email of [unknown, confirmed, unconfirmed]) answers.push(await post(url, { email }))
+      for (const res of answers) {
+        expect(res.statusCode).toBe(202)
+        expect(answer(res)).toBe(answer(answers[0]!))
+      }
+      // The same work for each address: one job carrying it as typed, sealed, and no token or email.
+      for (const email of [unknown, confirmed, unconfirmed]) {
+        const jobs = await accountEmailJobs(node, email)
+        expect(jobs.map((job) => job.payload)).toEqual([{ purpose, email }])
+        expect(Object.keys(jobs[0]!.stored).sort()).toEqual(['purpose', 'sealed'])
+      }
+      expect(await written()).toEqual(before)
+
+      // Run, the jobs mail the accounts alone (queuedEmails runs them first).
+      expect(await queuedEmails(node, unknown, purpose)).toEqual([])
+      expect(await queuedEmails(node, confirmed, purpose)).toHaveLength(expected.confirmed)
+      expect(await queuedEmails(node, unconfirmed, purpose)).toHaveLength(expected.unconfirmed)
     },
   )
 })

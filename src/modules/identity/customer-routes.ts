@@ -151,7 +151,8 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         summary: 'Email a new verification token to an account that has not confirmed its email',
         description:
           'Answers 202 with the same body whether the email has no account, a confirmed one or an ' +
-          'unconfirmed one; only the last is mailed. Throttled per address and per IP.',
+          'unconfirmed one; only the last is mailed, by a background job, so the answer takes the same ' +
+          'time either way. Throttled per address and per IP.',
         body: EmailBody,
         response: { 202: Accepted, ...errorResponses },
       },
@@ -171,8 +172,9 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
         tags,
         summary: 'Email a password reset token',
         description:
-          'Answers 202 whether or not the email has an account. A reset (or a password change) voids ' +
-          'every other reset token of the account.',
+          'Answers 202 whether or not the email has an account; the email is sent by a background job, ' +
+          'so the answer takes the same time either way. A reset (or a password change) voids every ' +
+          'other reset token of the account.',
         body: EmailBody,
         response: { 202: Accepted, ...errorResponses },
       },
