@@ -4,10 +4,11 @@
  * the event is delivered; a refund that fails there gives the order its money and status back.
  */
 import { randomUUID } from 'node:crypto'
-import { sql } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { countSale } from '../src/modules/catalog/sales.ts'
 import { commerceDeps } from '../src/modules/orders/deps.ts'
+import * as processorRefundsBooked from '../src/modules/orders/migrations/0005-processor-refunds-booked.ts'
 import { PaymentProviderUnavailable } from '../src/modules/payments/provider.ts'
 import { applyWebhook, paymentDeps } from '../src/modules/payments/service.ts'
 import { problem } from '../src/platform/http/errors.ts'
@@ -395,6 +396,66 @@ describe.each(DATABASE_KINDS)('%s: orders follow payment events', (kind) => {
         refunded_total: total,
       },
     ])
+  })
+
+  it('books no refund followed before the upgrade again, and leaves those not yet booked for the new code', async () => {
+    const db = node.runtime.database.db
+    const backfill = () => processorRefundsBooked.up(db as unknown as Kysely<unknown>)
+    // Followed by the version before, which counted it on the order but wrote no order refund row.
+    const followed = await placedOrder(2)
+    expect((await capture(followed.order.id)).statusCode).toBeLessThan(300)
+    await webhookOf(followed.payment)('charge.refunded', 'refunded', 1000)
+    await refundsFollowed(followed.order.payment_id)
+    const [before] = await refundEvents(followed.order.id)
+    await db.deleteFrom('order_refunds').where('order_id', '=', followed.order.id).execute()
+    // Refunded at the processor while its order was pending: counted, left for the capture to book.
+    const pending = await placedOrder(2)
+    const captureGate = holdNext('payment.captured', pending.order.id)
+    await webhookOf(pending.payment)('payment_intent.succeeded', 'captured', Number(pending.payment.amount))
+    // Refunded at the processor, its event not yet had by the orders listener.
+    const unseen = await placedOrder(2)
+    expect((await capture(unseen.order.id)).statusCode).toBeLessThan(300)
+    const refundGate = holdNext('refund.created', unseen.order.id)
+    let unseenRefund: string
+    try {
+      await captureGate.entered.promise
+      await webhookOf(pending.payment)('charge.refunded', 'refunded', 1000)
+      await eventually(async () =>
+        (await orderOf(pending.order.id)).refunded_total === 1000 ? true : undefined,
+      )
+      unseenRefund = await dashboardRefund(unseen.payment, 700)
+      await refundGate.entered.promise
+      await backfill()
+      // A second run adds nothing.
+      await backfill()
+    } finally {
+      captureGate.release.resolve()
+      refundGate.release.resolve()
+    }
+    // A staff refund after it books it no second time.
+    const byStaff = await refund(followed.order.id, { amount: 500 })
+    expect(byStaff.statusCode, byStaff.body).toBe(201)
+    expect(
+      (await refundEvents(followed.order.id)).map((e) => [e.refund_id, e.amount, e.refunded_total]),
+    ).toEqual([
+      [before!.refund_id, 1000, 1000],
+      [byStaff.json().refund.id, 500, 1500],
+    ])
+    // The others are booked, with their events, as they would have been without the upgrade.
+    await eventually(async () =>
+      (await orderOf(pending.order.id)).status === 'partially_refunded' ? true : undefined,
+    )
+    expect((await refundEvents(pending.order.id)).map((e) => [e.from, e.amount, e.refunded_total])).toEqual([
+      ['paid', 1000, 1000],
+    ])
+    await refundsFollowed(unseen.order.payment_id)
+    expect((await refundEvents(unseen.order.id)).map((e) => [e.refund_id, e.amount])).toEqual([
+      [unseenRefund, 700],
+    ])
+    expect(await orderOf(unseen.order.id)).toMatchObject({
+      status: 'partially_refunded',
+      refunded_total: 700,
+    })
   })
 
   it('gives the stock of an unshipped order back when the processor refunds it in full', async () => {

@@ -22,6 +22,7 @@ import * as orders0001 from '../../../modules/orders/migrations/0001-orders.ts'
 import * as orders0002 from '../../../modules/orders/migrations/0002-shipping-optional.ts'
 import * as orders0003 from '../../../modules/orders/migrations/0003-order-refunds.ts'
 import * as orders0004 from '../../../modules/orders/migrations/0004-transition-time.ts'
+import * as orders0005 from '../../../modules/orders/migrations/0005-processor-refunds-booked.ts'
 import * as payments0001 from '../../../modules/payments/migrations/0001-payments.ts'
 import * as tax0001 from '../../../modules/tax/migrations/0001-tax.ts'
 import * as tax0002 from '../../../modules/tax/migrations/0002-service-calls.ts'
@@ -59,4 +60,5 @@ export const migrations: Record<string, Migration> = {
   '0025-catalog-list-prices-need-base': catalog0007,
   '0026-catalog-name-sort-folded': catalog0008,
   '0027-platform-event-sequence': platform0005,
+  '0028-orders-processor-refunds-booked': orders0005,
 }
