@@ -7,9 +7,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parse } from 'csv-parse/sync'
-import { sql } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { importTuning, runImport, stageImport, validateImport } from '../src/modules/catalog/import.ts'
+import * as webMediaOnly from '../src/modules/catalog/migrations/0009-web-media-only.ts'
 import { refreshReadModels, variantOptionFaults } from '../src/modules/catalog/products.ts'
 import { withTransaction } from '../src/platform/db/transaction.ts'
 import { newId } from '../src/platform/ids.ts'
@@ -1517,6 +1518,63 @@ describeEachDatabase('catalog import and export', (kind) => {
     ])
     const fine = await post(JSON.stringify({ products }), { format: 'json', dry_run: true })
     expect(fine.json()).toMatchObject({ valid_rows: 1, error_count: 0 })
+  })
+
+  it('drops media URLs other than http and https stored before they were refused, and says which', async () => {
+    const { db } = node.runtime.database
+    const handle = 'media-legacy'
+    const product = {
+      ...doc(handle),
+      tags: ['legacy-media'],
+      media: [{ url: 'https://cdn.test/a.jpg', alt: 'a' }],
+    }
+    expect(await imported(JSON.stringify([product]), { format: 'json' })).toMatchObject({
+      status: 'succeeded',
+    })
+    // What an import could store before such URLs were refused.
+    const legacy = [
+      { url: 'javascript:alert(1)', alt: 'script' },
+      { url: 'HTTPS://cdn.test/a.jpg', alt: 'a' },
+      { url: 'data:text/html;base64,PHNjcmlwdD4=', alt: 'data' },
+      { url: 'http://cdn.test/b.jpg', alt: 'b' },
+    ]
+    const { id } = await db
+      .updateTable('products')
+      .set({ media: JSON.stringify(legacy) })
+      .where('handle', '=', handle)
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    await webMediaOnly.up(db as unknown as Kysely<unknown>)
+    // A second run removes and reports nothing more.
+    await webMediaOnly.up(db as unknown as Kysely<unknown>)
+
+    // The storefront has only the web URLs, in their order, the first as the thumbnail (nothing of
+    // this product was read since its import: a node that migrates starts with an empty cache).
+    const web = [legacy[1], legacy[3]]
+    expect((await node.app.inject({ url: `/store/products/${handle}` })).json().media).toEqual(web)
+    const listed = (await node.app.inject({ url: '/store/products?tag=legacy-media' })).json().data
+    expect(listed.map((p: any) => p.thumbnail)).toEqual([web[0]])
+    // Its export imports back.
+    const file = rowsOf(await exportFile('csv'), [handle])
+    expect(await imported(file)).toMatchObject({ status: 'succeeded', updated_count: 1, errors: [] })
+    // Staff can read what was removed, and from where.
+    const audit = await db
+      .selectFrom('audit_log')
+      .select(['actor_type', 'resource_type', 'details'])
+      .where('resource_id', '=', id)
+      .execute()
+    expect(audit).toEqual([
+      {
+        actor_type: 'system',
+        resource_type: 'products',
+        details: {
+          removed: [
+            { position: 0, ...legacy[0] },
+            { position: 2, ...legacy[2] },
+          ],
+        },
+      },
+    ])
   })
 
   it('exports a stored attribute that is not text instead of cutting the CSV short', async () => {

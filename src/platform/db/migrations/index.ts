@@ -13,6 +13,7 @@ import * as catalog0005 from '../../../modules/catalog/migrations/0005-sales-bac
 import * as catalog0006 from '../../../modules/catalog/migrations/0006-list-reference-prices.ts'
 import * as catalog0007 from '../../../modules/catalog/migrations/0007-list-prices-need-base.ts'
 import * as catalog0008 from '../../../modules/catalog/migrations/0008-name-sort-folded.ts'
+import * as catalog0009 from '../../../modules/catalog/migrations/0009-web-media-only.ts'
 import * as identity0001 from '../../../modules/identity/migrations/0001-identity.ts'
 import * as identity0002 from '../../../modules/identity/migrations/0002-audit-truncate.ts'
 import * as identity0003 from '../../../modules/identity/migrations/0003-customer-groups.ts'
@@ -61,4 +62,5 @@ export const migrations: Record<string, Migration> = {
   '0026-catalog-name-sort-folded': catalog0008,
   '0027-platform-event-sequence': platform0005,
   '0028-orders-processor-refunds-booked': orders0005,
+  '0029-catalog-web-media-only': catalog0009,
 }
