@@ -463,8 +463,10 @@ function withReserved(
 /**
  * Step 3, in the caller's transaction: adds the refund to the order's lines and refunded_total and
  * moves the order to partially_refunded or refunded (emitting the event). Refunds made at the
- * processor that the order counts but has not booked yet are booked first, each with its own event,
- * so that the events come in the order the money moved.
+ * processor that the order has not booked yet are booked first, each with its own event, so that
+ * each event's refunded_total counts the refunds booked before it and its own. That is the order of
+ * booking, not always the order the money moved: a dashboard refund made after this refund's money
+ * moved, whose event was not followed yet, still comes first.
  */
 export async function bookRefund(
   trx: Tx,
