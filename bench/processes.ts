@@ -96,6 +96,22 @@ export function logTail(child: Child, lines = 20): string {
   }
 }
 
+/** Waits until the child's log holds `line` (a message it logs once), or fails after `timeoutMs`. */
+export async function waitForLogLine(child: Child, line: string, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if (child.hasExited)
+      throw new BenchError(`${child.name} exited before logging "${line}":\n${logTail(child)}`)
+    try {
+      if (readFileSync(child.logFile, 'utf8').includes(line)) return
+    } catch {
+      // No output yet.
+    }
+    await sleep(100)
+  }
+  throw new BenchError(`${child.name} did not log "${line}" within ${timeoutMs} ms:\n${logTail(child)}`)
+}
+
 /**
  * Polls `path` until it answers 200 and returns the milliseconds from spawn to that answer.
  * Polls every 10 ms so the measured start-up time is not rounded up by the polling itself.
