@@ -13,9 +13,8 @@ import {
   getCustomer,
   listAddresses,
   refreshCustomer,
+  requestAccountEmail,
   requestEmailVerification,
-  requestPasswordReset,
-  resendVerification,
   resetPassword,
   signIn,
   signUp,
@@ -158,7 +157,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       },
     },
     async (request, reply) => {
-      await resendVerification(runtime, request.body.email, request.ip)
+      await requestAccountEmail(runtime, 'verify_email', request.body.email, request.ip)
       reply.code(202)
       return { status: 'sent_if_unverified' }
     },
@@ -180,7 +179,7 @@ export const customerRoutes: FastifyPluginAsync<{ runtime: Runtime }> = async (p
       },
     },
     async (request, reply) => {
-      await requestPasswordReset(runtime, request.body.email, request.ip)
+      await requestAccountEmail(runtime, 'reset_password', request.body.email, request.ip)
       reply.code(202)
       return { status: 'sent_if_registered' }
     },

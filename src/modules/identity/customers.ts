@@ -313,16 +313,28 @@ export async function sendAccountEmail(runtime: Runtime, job: AccountEmailJob): 
   })
 }
 
+/** The throttle key of each account email: reset and resend are counted apart. */
+const ACCOUNT_EMAIL_THROTTLE: Record<AccountEmailJob['purpose'], string> = {
+  reset_password: 'password-reset',
+  verify_email: 'verify-resend',
+}
+
 /**
- * Queues a new verification email for the address (sent if it has an account that has not
- * confirmed it); the caller answers the same whatever the address.
+ * Queues an account email for the address: a reset token (sent if it has an account) or a new
+ * verification token (sent if it has one that has not confirmed it); the caller answers the same
+ * whatever the address.
  */
-export async function resendVerification(runtime: Runtime, email: string, ip: string): Promise<void> {
-  // Each resend mails the address, so it is throttled per address as well as per IP, as sign-up is;
-  // keyed on the address as typed, so unknown addresses count the same.
-  await countAttempt(throttleOf(runtime, 'customer'), `verify-resend:${email}`, ip)
+export async function requestAccountEmail(
+  runtime: Runtime,
+  purpose: AccountEmailJob['purpose'],
+  email: string,
+  ip: string,
+): Promise<void> {
+  // Each request mails the address, so it is throttled per address as well as per IP, keeping a
+  // victim's inbox from being flooded; keyed on the address as typed, so unknown ones count alike.
+  await countAttempt(throttleOf(runtime, 'customer'), `${ACCOUNT_EMAIL_THROTTLE[purpose]}:${email}`, ip)
   await runtime.jobs.enqueue(runtime.database.db, ACCOUNT_EMAIL_JOB, {
-    purpose: 'verify_email',
+    purpose,
     email,
   } satisfies AccountEmailJob)
 }
@@ -370,17 +382,6 @@ export async function confirmEmail(
   })
   await throttle.succeeded(row.email, request.ip)
   return startSession(runtime, { ...row, email_verified_at: verifiedAt }, password, request)
-}
-
-/** Queues a reset email for the address (sent if it has an account); answers the same when not. */
-export async function requestPasswordReset(runtime: Runtime, email: string, ip: string): Promise<void> {
-  // Keeps a victim's inbox from being flooded with reset emails; keyed on the address as typed, so
-  // the answer is the same for unknown addresses.
-  await countAttempt(throttleOf(runtime, 'customer'), `password-reset:${email}`, ip)
-  await runtime.jobs.enqueue(runtime.database.db, ACCOUNT_EMAIL_JOB, {
-    purpose: 'reset_password',
-    email,
-  } satisfies AccountEmailJob)
 }
 
 /**
